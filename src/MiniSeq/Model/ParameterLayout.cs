@@ -1,0 +1,104 @@
+// Where every parameter lives in the parameter arena (and, with the same offsets, in the gradient and optimizer
+// arenas): HF name, shape, slot, and whether weight decay applies. Computed from the config; allocates nothing.
+using MiniSeq.IO;
+using MiniSeq.Tensors;
+
+namespace MiniSeq.Model;
+
+/// <summary>One parameter tensor: Hugging Face name, shape, and its slot in the parameter arena.</summary>
+public sealed record ParameterInfo(string Name, int[] Shape, ArenaSlot Slot, bool IsMatrix)
+{
+    /// <summary>Element count.</summary>
+    public long ElementCount => Slot.Length;
+
+    /// <summary>Shape as "[a, b]".</summary>
+    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
+}
+
+/// <summary>Slots of one decoder layer's weights.</summary>
+public sealed record LayerSlots(
+    ArenaSlot AttentionNorm, // (C)
+    ArenaSlot Query,         // (H·D, C)
+    ArenaSlot Key,           // (KvH·D, C)
+    ArenaSlot Value,         // (KvH·D, C)
+    ArenaSlot Output,        // (C, H·D)
+    ArenaSlot MlpNorm,       // (C)
+    ArenaSlot Gate,          // (F, C)
+    ArenaSlot Up,            // (F, C)
+    ArenaSlot Down);         // (C, F)
+
+/// <summary>The parameter plan of a Llama model.</summary>
+public sealed class ParameterLayout
+{
+    private readonly Dictionary<string, ParameterInfo> _byName = new(StringComparer.Ordinal);
+    private readonly List<ParameterInfo> _tensors = [];
+
+    /// <summary>Builds the layout for <paramref name="config"/>.</summary>
+    public ParameterLayout(LlamaConfig config, MemoryCategory category = MemoryCategory.Parameters)
+    {
+        Config = config;
+        Plan = new ArenaPlan(category.ToString(), category);
+        int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize;
+        Embedding = AddTensor(HfTensorNames.Embedding, [v, c]);
+        var layers = new LayerSlots[config.NumHiddenLayers];
+        for (int l = 0; l < layers.Length; l++)
+        {
+            layers[l] = new LayerSlots(
+                AddTensor(HfTensorNames.AttentionNorm(l), [c]),
+                AddTensor(HfTensorNames.QueryProjection(l), [config.QueryDim, c]),
+                AddTensor(HfTensorNames.KeyProjection(l), [config.KeyValueDim, c]),
+                AddTensor(HfTensorNames.ValueProjection(l), [config.KeyValueDim, c]),
+                AddTensor(HfTensorNames.OutputProjection(l), [c, config.QueryDim]),
+                AddTensor(HfTensorNames.MlpNorm(l), [c]),
+                AddTensor(HfTensorNames.GateProjection(l), [f, c]),
+                AddTensor(HfTensorNames.UpProjection(l), [f, c]),
+                AddTensor(HfTensorNames.DownProjection(l), [c, f]));
+        }
+
+        Layers = layers;
+        FinalNorm = AddTensor(HfTensorNames.FinalNorm, [c]);
+        LmHead = config.TieWordEmbeddings ? Embedding : AddTensor(HfTensorNames.LmHead, [v, c]);
+    }
+
+    /// <summary>The config this layout was built from.</summary>
+    public LlamaConfig Config { get; }
+
+    /// <summary>The arena plan (total size and slots).</summary>
+    public ArenaPlan Plan { get; }
+
+    /// <summary>Token embedding (V, C).</summary>
+    public ArenaSlot Embedding { get; }
+
+    /// <summary>Per-layer slots.</summary>
+    public IReadOnlyList<LayerSlots> Layers { get; }
+
+    /// <summary>Final norm (C).</summary>
+    public ArenaSlot FinalNorm { get; }
+
+    /// <summary>LM head (V, C); the embedding slot when tied.</summary>
+    public ArenaSlot LmHead { get; }
+
+    /// <summary>All tensors in storage order (the tied LM head is not listed twice).</summary>
+    public IReadOnlyList<ParameterInfo> Tensors => _tensors;
+
+    /// <summary>Number of trainable scalars.</summary>
+    public long ParameterCount => _tensors.Sum(t => t.ElementCount);
+
+    /// <summary>Looks up a tensor by HF name.</summary>
+    public bool TryGet(string name, out ParameterInfo info) => _byName.TryGetValue(name, out info!);
+
+    private ArenaSlot AddTensor(string name, int[] shape)
+    {
+        long count = 1;
+        foreach (int d in shape)
+        {
+            count *= d;
+        }
+
+        ArenaSlot slot = Plan.Add(name, count);
+        var info = new ParameterInfo(name, shape, slot, shape.Length == 2);
+        _tensors.Add(info);
+        _byName.Add(name, info);
+        return slot;
+    }
+}
