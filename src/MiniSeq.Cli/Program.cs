@@ -1,2 +1,18 @@
-// Placeholder entry point; the command surface is built in Commands/.
-return 0;
+// miniseq: the command-line front end. A thin layer over the MiniSeq library: parse options, call the library,
+// print. Errors become one line on stderr and a non-zero exit code (the stack trace only with --verbose).
+using System.CommandLine;
+using MiniSeq.Cli.Commands;
+using Spectre.Console;
+
+if (Console.IsOutputRedirected)
+{
+    AnsiConsole.Profile.Width = 180; // tables stay readable in logs and pipes
+}
+
+var root = new RootCommand("MiniSeq: train Llama-style models on long sequences with little memory (pure C#, CPU).");
+root.Options.Add(CommonOptions.Verbose);
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(InitCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(PlanCommand.Create());
+return Cli.Run(root, args);

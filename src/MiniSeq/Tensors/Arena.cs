@@ -26,8 +26,11 @@ public sealed class ArenaPlan
     /// <summary>The slots in declaration order.</summary>
     public IReadOnlyList<ArenaSlot> Slots => _slots;
 
-    /// <summary>Total floats including alignment padding.</summary>
+    /// <summary>Total floats including alignment padding (the high-water mark over all union alternatives).</summary>
     public long TotalFloats { get; private set; }
+
+    /// <summary>Where the next slot goes.</summary>
+    public long Cursor { get; private set; }
 
     /// <summary>Total bytes including alignment padding.</summary>
     public long TotalBytes => TotalFloats * sizeof(float);
@@ -36,10 +39,22 @@ public sealed class ArenaPlan
     public ArenaSlot Add(string name, long length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        var slot = new ArenaSlot(name, TotalFloats, length);
+        var slot = new ArenaSlot(name, Cursor, length);
         _slots.Add(slot);
-        TotalFloats += (length + 15) & ~15L;
+        Cursor += (length + 15) & ~15L;
+        TotalFloats = Math.Max(TotalFloats, Cursor);
         return slot;
+    }
+
+    /// <summary>
+    /// Moves the cursor back to <paramref name="mark"/> (a previous <see cref="Cursor"/>) so that the next slots
+    /// overlap earlier ones: slots of phases that are never alive at the same time share memory. The total keeps the
+    /// high-water mark.
+    /// </summary>
+    public void Rewind(long mark)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(mark, Cursor);
+        Cursor = mark;
     }
 }
 

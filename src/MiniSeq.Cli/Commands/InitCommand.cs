@@ -1,0 +1,43 @@
+// `miniseq init`: write a randomly initialised Hugging Face model directory.
+using System.CommandLine;
+using MiniSeq.Model;
+using Spectre.Console;
+
+namespace MiniSeq.Cli.Commands;
+
+internal static class InitCommand
+{
+    private static readonly Option<string> Config = new("--config") { Description = "tiny | small | demo | path to a config.json", DefaultValueFactory = _ => "small" };
+    private static readonly Option<ulong> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 1UL };
+    private static readonly Option<string> Out = new("--out") { Description = "Output directory", Required = true };
+
+    public static Command Create()
+    {
+        var command = new Command("init", "Write a randomly initialised Hugging Face Llama model directory");
+        command.Options.Add(Config);
+        command.Options.Add(Seed);
+        command.Options.Add(Out);
+        command.SetAction(p =>
+        {
+            LlamaConfig config = ResolveConfig(p.GetValue(Config)!);
+            using var model = new LlamaModel(config);
+            model.InitializeRandom(p.GetValue(Seed));
+            string dir = p.GetValue(Out)!;
+            model.Save(dir);
+            AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"wrote {dir}: {model.Layout.ParameterCount:N0} parameters (d={config.HiddenSize}, L={config.NumHiddenLayers}, V={config.VocabSize})")));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Named configs or a config.json path.</summary>
+    public static LlamaConfig ResolveConfig(string name) => name.ToLowerInvariant() switch
+    {
+        "tiny" => LlamaConfig.Tiny,
+        "small" => LlamaConfig.Small,
+        "demo" => TrainCommand.DemoConfig,
+        _ when File.Exists(name) => LlamaConfig.Load(name),
+        _ when Directory.Exists(name) => LlamaConfig.Load(Path.Combine(name, "config.json")),
+        _ => throw new FileNotFoundException($"--config {name}: not tiny, small or demo, and no such config file."),
+    };
+}

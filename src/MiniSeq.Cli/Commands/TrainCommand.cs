@@ -1,0 +1,292 @@
+// `miniseq train`: with no arguments, the built-in demo (a small Llama learning associative recall over long
+// sequences); with --model and --tokens, training on a token file, saving an HF directory with --save.
+using System.CommandLine;
+using System.Globalization;
+using MiniSeq.IO;
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+using MiniSeq.Threading;
+using MiniSeq.Training;
+using Spectre.Console;
+
+namespace MiniSeq.Cli.Commands;
+
+internal static class TrainCommand
+{
+    private static readonly Option<string?> ModelDir = new("--model") { Description = "Hugging Face model directory to train (config.json + model.safetensors)" };
+    private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]}" };
+    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo runs about 3 minutes)" };
+    private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "adamw | sgd", DefaultValueFactory = _ => "adamw" };
+    private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 2e-3)" };
+    private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay on matrices and embeddings", DefaultValueFactory = _ => 0f };
+    private static readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1" };
+    private static readonly Option<float> Beta2 = new("--beta2") { DefaultValueFactory = _ => 0.999f, Description = "AdamW β2" };
+    private static readonly Option<float> Eps = new("--eps") { DefaultValueFactory = _ => 1e-8f, Description = "AdamW ε" };
+    private static readonly Option<float> Momentum = new("--momentum") { DefaultValueFactory = _ => 0f, Description = "SGD momentum" };
+    private static readonly Option<float> GradClip = new("--grad-clip") { DefaultValueFactory = _ => 0f, Description = "Global gradient-norm clipping (0 = off)" };
+    private static readonly Option<int> Warmup = new("--warmup") { DefaultValueFactory = _ => 0, Description = "Linear warm-up steps" };
+    private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine" };
+    private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32) here, atomically" };
+    private static readonly Option<ulong> Seed = new("--seed") { DefaultValueFactory = _ => 1UL, Description = "Seed of the demo's initialisation and data" };
+    private static readonly Option<int?> Threads = new("--threads") { Description = "Kernel threads (default: all cores)" };
+    private static readonly Option<string> MstMlp = new("--mst-mlp") { DefaultValueFactory = _ => "off", Description = "Mini-sequence MLP: off | auto | M chunks" };
+    private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
+    private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
+    private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
+    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 1024, Description = "Demo only: tokens per sequence" };
+    private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 4, Description = "Demo only: sequences per step" };
+    private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
+    private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file" };
+
+    public static Command Create()
+    {
+        var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
+        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Budget, Metrics })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction(Run);
+        return command;
+    }
+
+    private static int Run(ParseResult p)
+    {
+        if (p.GetValue(Threads) is int threads)
+        {
+            KernelThreads.SetThreadCount(threads);
+        }
+
+        string? modelDir = p.GetValue(ModelDir), tokensPath = p.GetValue(Tokens);
+        if ((modelDir is null) != (tokensPath is null))
+        {
+            throw new ArgumentException("--model and --tokens go together (train a model on a token file); give both, or neither for the built-in demo.");
+        }
+
+        bool demo = modelDir is null;
+        TokenBatch batch;
+        LlamaConfig config;
+        AssociativeRecall? task = null;
+        DeterministicRandom? rng = null;
+        if (demo)
+        {
+            config = DemoConfig;
+            task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen), pairs: 32, queries: 32);
+            rng = new DeterministicRandom(p.GetValue(Seed));
+            batch = NextDemoBatch(task, rng, p.GetValue(Batch));
+        }
+        else
+        {
+            batch = TokenBatch.Load(tokensPath!);
+            config = ModelDirectory.ReadConfig(modelDir!);
+            batch.Validate(config.VocabSize, tokensPath!);
+        }
+
+        // Validate every option and check the memory budget before anything large is allocated.
+        int steps = p.GetValue(Steps) ?? (demo ? 400 : 1);
+        if (steps < 1)
+        {
+            throw new ArgumentException($"--steps must be at least 1 (got {steps}).");
+        }
+
+        int? micro = p.GetValue(MicroBatch);
+        if (micro is int m && (m < 1 || batch.BatchSize % m != 0))
+        {
+            throw new ArgumentException($"--micro-batch {m} must be between 1 and the batch's {batch.BatchSize} rows and divide them.");
+        }
+
+        string? savePath = p.GetValue(Save);
+        if (savePath is not null && File.Exists(savePath))
+        {
+            throw new ArgumentException($"--save {savePath}: a file with that name exists; give a directory path.");
+        }
+
+        long microRows = (long)(micro ?? batch.BatchSize) * batch.SeqLen;
+        TrainingPolicy policy = PolicyOptions.Parse(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, microRows);
+        var optimizerOptions = new OptimizerOptions
+        {
+            Kind = p.GetValue(OptimizerName)!.ToLowerInvariant() switch
+            {
+                "adamw" => OptimizerKind.AdamW,
+                "sgd" => OptimizerKind.Sgd,
+                string other => throw new ArgumentException($"--optimizer must be adamw or sgd (got '{other}')."),
+            },
+            LearningRate = p.GetValue(Lr) ?? (demo ? 2e-3f : 1e-3f),
+            WeightDecay = p.GetValue(WeightDecay),
+            Beta1 = p.GetValue(Beta1),
+            Beta2 = p.GetValue(Beta2),
+            Epsilon = p.GetValue(Eps),
+            Momentum = p.GetValue(Momentum),
+            GradClip = demo && p.GetResult(GradClip) is null ? 1f : p.GetValue(GradClip),
+            WarmupSteps = demo && p.GetResult(Warmup) is null ? 20 : p.GetValue(Warmup),
+            Schedule = p.GetValue(Schedule)!.ToLowerInvariant() switch
+            {
+                "constant" => ScheduleKind.Constant,
+                "cosine" => ScheduleKind.Cosine,
+                string other => throw new ArgumentException($"--schedule must be constant or cosine (got '{other}')."),
+            },
+        };
+        if (p.GetValue(Budget) is string budgetText)
+        {
+            bool explicitPolicy = p.GetResult(MstMlp) is not null || p.GetResult(MstLm) is not null || p.GetResult(Checkpoint) is not null;
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions);
+        }
+
+        LlamaModel model;
+        if (demo)
+        {
+            model = new LlamaModel(config);
+            model.InitializeRandom(p.GetValue(Seed));
+        }
+        else
+        {
+            model = LlamaModel.Load(modelDir!, warn: w => Console.Error.WriteLine($"warning: {w}"));
+        }
+
+        using (model)
+        {
+            var options = new TrainerOptions
+            {
+                Optimizer = optimizerOptions,
+                Policy = policy,
+                MicroBatchRows = micro,
+                TotalSteps = steps,
+            };
+
+            using var trainer = new Trainer(model, options, batch.BatchSize, batch.SeqLen);
+            PrintHeader(model, batch, trainer, demo);
+            var history = new List<StepResult>();
+            using StreamWriter? metrics = p.GetValue(Metrics) is string mp ? new StreamWriter(mp, append: true) : null;
+            Progress.Run(steps, step =>
+            {
+                if (demo && step > 1)
+                {
+                    batch = NextDemoBatch(task!, rng!, batch.BatchSize);
+                }
+
+                StepResult r = trainer.Step(batch);
+                history.Add(r);
+                metrics?.WriteLine(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
+                metrics?.Flush();
+                return FormattableString.Invariant($"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  peak {ByteSize.Format(model.Ledger.PeakTotal)}");
+            });
+
+            if (savePath is not null)
+            {
+                model.Save(savePath);
+            }
+
+            double? accuracy = demo ? RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + 1_000_003)) : null;
+            PrintSummary(model, history, savePath, accuracy);
+        }
+
+        return 0;
+    }
+
+    private static TrainingPolicy ApplyBudget(LlamaConfig config, long budget, TrainingPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer)
+    {
+        long overhead = MemoryPlanner.MeasureRuntimeOverhead();
+        if (explicitPolicy)
+        {
+            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead);
+            if (mine.ProcessPeak > budget)
+            {
+                throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: {policy.Describe()} needs a predicted {ByteSize.Format(mine.ProcessPeak)} (activations {ByteSize.Format(mine.Activations)}, scratch {ByteSize.Format(mine.Scratch)}); nothing was allocated. Drop --mst-*/--checkpoint to let the planner choose, or see `miniseq plan`.");
+            }
+
+            return policy;
+        }
+
+        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead);
+        MemoryPrediction? choice = MemoryPlanner.Choose(all, budget)
+            ?? throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: no policy fits; the smallest ({all.MinBy(x => x.ProcessPeak)!.PolicyName}) needs a predicted {ByteSize.Format(all.Min(x => x.ProcessPeak))}. Nothing was allocated. Shorten --seq-len, use --micro-batch, or raise the budget.");
+        AnsiConsole.MarkupLine(Markup.Escape($"budget {ByteSize.Format(budget)}: chose {choice.PolicyName} ({choice.Policy.Describe()}), predicted peak {ByteSize.Format(choice.ProcessPeak)}"));
+        return choice.Policy;
+    }
+
+    /// <summary>The demo model: small enough to learn recall over 1K tokens in about 3 minutes on 2 cores.</summary>
+    internal static LlamaConfig DemoConfig => new()
+    {
+        HiddenSize = 128,
+        IntermediateSize = 384,
+        NumHiddenLayers = 2,
+        NumAttentionHeads = 4,
+        NumKeyValueHeads = 2,
+        VocabSize = 256,
+        MaxPositionEmbeddings = 8192,
+    };
+
+    private static TokenBatch NextDemoBatch(AssociativeRecall task, DeterministicRandom rng, int rows)
+    {
+        var ids = new int[rows * task.SeqLen];
+        var labels = new int[rows * task.SeqLen];
+        task.Generate(rng, rows, ids, labels);
+        return new TokenBatch(rows, task.SeqLen, ids, labels);
+    }
+
+    private static double RecallAccuracy(LlamaModel model, AssociativeRecall task, DeterministicRandom rng)
+    {
+        TokenBatch test = NextDemoBatch(task, rng, 1);
+        var rows = Enumerable.Range(0, test.SeqLen).Where(t => test.Labels[t] != -100).ToArray();
+        var logits = new float[rows.Length * model.Config.VocabSize];
+        using var pass = new LlamaPass(model, new StepPlan(model.Config, 1, test.SeqLen, TrainingPolicy.MiniSequence(model.Config, test.SeqLen, false), training: false));
+        pass.ForwardLogits(test.InputIds, rows, logits);
+        int correct = 0;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            ReadOnlySpan<float> row = logits.AsSpan(i * model.Config.VocabSize, model.Config.VocabSize);
+            int best = 0;
+            for (int j = 1; j < row.Length; j++)
+            {
+                if (row[j] > row[best])
+                {
+                    best = j;
+                }
+            }
+
+            correct += best == test.Labels[rows[i]] ? 1 : 0;
+        }
+
+        return (double)correct / rows.Length;
+    }
+
+    private static void PrintHeader(LlamaModel model, TokenBatch batch, Trainer trainer, bool demo)
+    {
+        LlamaConfig c = model.Config;
+        AnsiConsole.MarkupLine(Markup.Escape(demo
+            ? $"MiniSeq demo: associative recall — {trainer.Plan.Policy.Describe()}"
+            : $"MiniSeq train — {trainer.Plan.Policy.Describe()}"));
+        AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
+            $"model: d={c.HiddenSize} L={c.NumHiddenLayers} heads={c.NumAttentionHeads}/{c.NumKeyValueHeads} I={c.IntermediateSize} V={c.VocabSize} ({model.Layout.ParameterCount:N0} parameters); batch {batch.BatchSize}×{batch.SeqLen} tokens, micro-batch {trainer.MicroBatchRows}; {KernelThreads.ThreadCount} threads")));
+    }
+
+    private static void PrintSummary(LlamaModel model, List<StepResult> history, string? savePath, double? accuracy)
+    {
+        MemoryReport mem = model.Ledger.Snapshot();
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("summary").AddColumn(new TableColumn("value").RightAligned());
+        double seconds = history.Sum(h => h.Elapsed.TotalSeconds);
+        long tokens = history.Sum(h => h.Tokens);
+        table.AddRow("steps", history.Count.ToString(CultureInfo.InvariantCulture));
+        table.AddRow("loss first → last", FormattableString.Invariant($"{history[0].Loss:F4} → {history[^1].Loss:F4}"));
+        table.AddRow("tokens/s", FormattableString.Invariant($"{tokens / Math.Max(seconds, 1e-9):F0}"));
+        table.AddRow("time", FormattableString.Invariant($"{seconds:F1} s"));
+        if (accuracy is double a)
+        {
+            table.AddRow("recall accuracy (held-out)", FormattableString.Invariant($"{a:P1}"));
+        }
+
+        foreach (MemoryCategory cat in MemoryLedger.Categories)
+        {
+            table.AddRow($"peak {cat.ToString().ToLowerInvariant()}", ByteSize.Format(mem.PeakOf(cat)));
+        }
+
+        table.AddRow("peak tracked total", ByteSize.Format(mem.PeakTotalBytes));
+        table.AddRow("process peak RSS", ByteSize.Format(mem.ProcessPeakRssBytes));
+        if (savePath is not null)
+        {
+            table.AddRow("saved to", Markup.Escape(savePath));
+        }
+
+        AnsiConsole.Write(table);
+    }
+}

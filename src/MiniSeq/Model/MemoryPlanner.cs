@@ -1,0 +1,106 @@
+// Predicts the peak memory of a training run by category before anything is allocated, from the same plans the
+// trainer allocates (ParameterLayout, StepPlan, optimizer state), and picks the fastest policy that fits a budget.
+// The process peak RSS is predicted as tracked bytes + the runtime's own footprint (measured in this process at
+// planning time) + the kernels' per-thread tile buffers.
+using MiniSeq.Tensors;
+using MiniSeq.Training;
+
+namespace MiniSeq.Model;
+
+/// <summary>A predicted peak, by category.</summary>
+public sealed record MemoryPrediction(string PolicyName, TrainingPolicy Policy, long Parameters, long Gradients, long OptimizerState, long Activations, long Scratch, long RuntimeOverhead)
+{
+    /// <summary>Predicted peak of all tracked categories (they are all alive during backward).</summary>
+    public long TrackedTotal => Parameters + Gradients + OptimizerState + Activations + Scratch;
+
+    /// <summary>Predicted process peak resident set.</summary>
+    public long ProcessPeak => TrackedTotal + RuntimeOverhead;
+
+    /// <summary>Peak bytes of one category.</summary>
+    public long Of(MemoryCategory category) => category switch
+    {
+        MemoryCategory.Parameters => Parameters,
+        MemoryCategory.Gradients => Gradients,
+        MemoryCategory.OptimizerState => OptimizerState,
+        MemoryCategory.Activations => Activations,
+        _ => Scratch,
+    };
+}
+
+/// <summary>Memory predictions for training runs.</summary>
+public static class MemoryPlanner
+{
+    /// <summary>Per-thread kernel tile buffers (GEMM packing, attention tiles), not in the ledger.</summary>
+    public const long KernelScratchPerThread = 4L << 20;
+
+    /// <summary>The named policies the planner compares, fastest first (order measured by `miniseq bench memory`).</summary>
+    public static IReadOnlyList<(string Name, Func<LlamaConfig, long, TrainingPolicy> Make)> StandardPolicies { get; } =
+    [
+        ("vanilla", (_, _) => TrainingPolicy.Vanilla),
+        ("mst", (c, rows) => TrainingPolicy.MiniSequence(c, rows, checkpoint: false)),
+        ("checkpoint", (_, _) => new TrainingPolicy { Checkpoint = true }),
+        ("mst+checkpoint", (c, rows) => TrainingPolicy.MiniSequence(c, rows, checkpoint: true)),
+    ];
+
+    /// <summary>The runtime's own resident footprint to add to tracked bytes: the current RSS minus tracked bytes now.</summary>
+    public static long MeasureRuntimeOverhead(MemoryLedger? ledger = null, int? threads = null)
+    {
+        long rss = ProcessMemory.CurrentRssBytes();
+        long tracked = (ledger ?? MemoryLedger.Shared).CurrentTotal;
+        return Math.Max(0, rss - tracked) + (KernelScratchPerThread * (threads ?? Threading.KernelThreads.ThreadCount));
+    }
+
+    /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>.</summary>
+    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, TrainingPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null)
+    {
+        long parameters = new ParameterLayout(config).Plan.TotalBytes;
+        var plan = new StepPlan(config, microBatchRows, seqLen, policy);
+        long rope = (long)seqLen * config.HeadDim * sizeof(float);
+        return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, parameters, Optimizer.StateBytes(config, optimizer),
+            plan.Activations.TotalBytes, plan.Scratch.TotalBytes + rope, runtimeOverhead);
+    }
+
+    /// <summary>Predictions for every standard policy.</summary>
+    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead)
+        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name)).ToList();
+
+    /// <summary>The fastest standard policy whose predicted process peak fits <paramref name="budgetBytes"/>, or null.</summary>
+    public static MemoryPrediction? Choose(IReadOnlyList<MemoryPrediction> predictions, long budgetBytes)
+        => predictions.FirstOrDefault(p => p.ProcessPeak <= budgetBytes);
+
+    /// <summary>The largest sequence length (multiple of <paramref name="step"/>) whose predicted peak fits, for one policy.</summary>
+    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256)
+    {
+        var make = StandardPolicies.First(p => p.Name == policyName).Make;
+        int lo = 0, hi = step;
+        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead).ProcessPeak <= budgetBytes;
+        while (hi < (1 << 24) && Fits(hi))
+        {
+            lo = hi;
+            hi *= 2;
+        }
+
+        while (hi - lo > step)
+        {
+            int mid = (lo + hi) / 2 / step * step;
+            if (mid <= lo)
+            {
+                break;
+            }
+
+            if (Fits(mid))
+            {
+                lo = mid;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
+    }
+}
+
+/// <summary>Thrown before allocation when a run's predicted peak exceeds the memory budget.</summary>
+public sealed class MemoryBudgetException(string message) : Exception(message);

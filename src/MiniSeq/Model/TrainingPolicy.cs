@@ -1,0 +1,55 @@
+// How a training step trades memory for recompute: mini-sequence (MsT) chunking of the MLP and of the LM head +
+// cross-entropy, and per-layer activation checkpointing. Chunked always computes exactly what unchunked computes.
+using MiniSeq.Kernels;
+
+namespace MiniSeq.Model;
+
+/// <summary>Memory policy of a training step.</summary>
+public sealed record TrainingPolicy
+{
+    /// <summary>
+    /// Mini-sequence MLP: null = off (the MLP keeps its N×F gate/up activations for backward); M ≥ 1 = split the
+    /// B·T token rows into M chunks, keep only the block input and recompute each chunk in backward.
+    /// </summary>
+    public int? MlpChunks { get; init; }
+
+    /// <summary>
+    /// Mini-sequence LM head + cross-entropy: null = off (one N×V logits block); M ≥ 1 = M chunks of token rows,
+    /// logits exist for one chunk at a time.
+    /// </summary>
+    public int? LmHeadChunks { get; init; }
+
+    /// <summary>Per-layer activation checkpointing: keep only each layer's input, recompute the layer in backward.</summary>
+    public bool Checkpoint { get; init; }
+
+    /// <summary>Loss options (label smoothing, z-loss, final-logit soft-cap).</summary>
+    public CrossEntropyOptions Loss { get; init; }
+
+    /// <summary>Nothing chunked, nothing recomputed.</summary>
+    public static TrainingPolicy Vanilla => new();
+
+    /// <summary>
+    /// The paper's later rule (and DeepSpeed TiledMLP's): MLP chunks of C tokens (M = ⌈N/C⌉), LM-head M = ⌈V/C⌉ so each
+    /// logits chunk is about as large as the N×C hidden states.
+    /// </summary>
+    public static int AutoMlpChunks(LlamaConfig config, long rows) => (int)Math.Max(1, (rows + config.HiddenSize - 1) / config.HiddenSize);
+
+    /// <summary>LM-head chunk count of the auto rule: ⌈V/C⌉ (never more chunks than rows).</summary>
+    public static int AutoLmHeadChunks(LlamaConfig config, long rows)
+        => (int)Math.Max(1, Math.Min(rows, (config.VocabSize + config.HiddenSize - 1) / config.HiddenSize));
+
+    /// <summary>MsT on both blocks with the auto rule, plus checkpointing if asked.</summary>
+    public static TrainingPolicy MiniSequence(LlamaConfig config, long rows, bool checkpoint)
+        => new() { MlpChunks = AutoMlpChunks(config, rows), LmHeadChunks = AutoLmHeadChunks(config, rows), Checkpoint = checkpoint };
+
+    /// <summary>Short name, e.g. "mst(mlp 16, lm 32)+checkpoint".</summary>
+    public string Describe()
+    {
+        string mst = (MlpChunks, LmHeadChunks) switch
+        {
+            (null, null) => "vanilla",
+            _ => $"mst(mlp {MlpChunks?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "off"}, lm {LmHeadChunks?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "off"})",
+        };
+        return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") : mst;
+    }
+}

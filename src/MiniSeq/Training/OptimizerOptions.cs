@@ -1,0 +1,76 @@
+// Optimizer and schedule settings (PyTorch names and defaults).
+namespace MiniSeq.Training;
+
+/// <summary>Which update rule to use.</summary>
+public enum OptimizerKind
+{
+    /// <summary>torch.optim.AdamW.</summary>
+    AdamW,
+
+    /// <summary>torch.optim.SGD.</summary>
+    Sgd,
+}
+
+/// <summary>Learning-rate schedule shape after warm-up.</summary>
+public enum ScheduleKind
+{
+    /// <summary>Constant after warm-up.</summary>
+    Constant,
+
+    /// <summary>Cosine decay from the peak to <see cref="OptimizerOptions.MinLearningRate"/> at the last step.</summary>
+    Cosine,
+}
+
+/// <summary>Optimizer hyper-parameters. Weight decay applies to matrices and embeddings, not to norm weights.</summary>
+public sealed record OptimizerOptions
+{
+    /// <summary>Update rule.</summary>
+    public OptimizerKind Kind { get; init; } = OptimizerKind.AdamW;
+
+    /// <summary>Peak learning rate.</summary>
+    public float LearningRate { get; init; } = 1e-3f;
+
+    /// <summary>Final learning rate of the cosine schedule.</summary>
+    public float MinLearningRate { get; init; }
+
+    /// <summary>Decoupled (AdamW) or coupled (SGD) weight decay.</summary>
+    public float WeightDecay { get; init; }
+
+    /// <summary>Adam β1.</summary>
+    public float Beta1 { get; init; } = 0.9f;
+
+    /// <summary>Adam β2.</summary>
+    public float Beta2 { get; init; } = 0.999f;
+
+    /// <summary>Adam ε.</summary>
+    public float Epsilon { get; init; } = 1e-8f;
+
+    /// <summary>SGD momentum (0 = none).</summary>
+    public float Momentum { get; init; }
+
+    /// <summary>Global-norm gradient clipping threshold (0 = off), torch.nn.utils.clip_grad_norm_ semantics.</summary>
+    public float GradClip { get; init; }
+
+    /// <summary>Linear warm-up steps: lr·s/warmup at step s ≤ warmup.</summary>
+    public int WarmupSteps { get; init; }
+
+    /// <summary>Schedule after warm-up.</summary>
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Constant;
+
+    /// <summary>Learning rate at optimizer step <paramref name="step"/> (1-based) of <paramref name="totalSteps"/>.</summary>
+    public float LearningRateAt(int step, int totalSteps)
+    {
+        if (WarmupSteps > 0 && step <= WarmupSteps)
+        {
+            return LearningRate * step / WarmupSteps;
+        }
+
+        if (Schedule == ScheduleKind.Constant || totalSteps <= WarmupSteps)
+        {
+            return LearningRate;
+        }
+
+        double progress = Math.Clamp((double)(step - WarmupSteps) / Math.Max(1, totalSteps - WarmupSteps), 0, 1);
+        return (float)(MinLearningRate + ((LearningRate - MinLearningRate) * 0.5 * (1 + Math.Cos(Math.PI * progress))));
+    }
+}

@@ -1,0 +1,193 @@
+// One optimizer step = zero gradients, forward/backward over each micro-batch (gradients accumulate in place,
+// every micro-batch scaled by 1/N_valid of the whole batch, so the result equals one big batch), global-norm
+// clipping, and the update. Also evaluation (forward only) with the same memory policy.
+using System.Diagnostics;
+using MiniSeq.IO;
+using MiniSeq.Kernels;
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+
+namespace MiniSeq.Training;
+
+/// <summary>Trainer settings.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Optimizer and schedule.</summary>
+    public OptimizerOptions Optimizer { get; init; } = new();
+
+    /// <summary>Memory policy (MsT chunking, checkpointing, loss options).</summary>
+    public TrainingPolicy Policy { get; init; } = TrainingPolicy.Vanilla;
+
+    /// <summary>Rows per micro-batch (null = the whole batch in one pass).</summary>
+    public int? MicroBatchRows { get; init; }
+
+    /// <summary>Total optimizer steps planned (for the schedule).</summary>
+    public int TotalSteps { get; init; } = 1;
+}
+
+/// <summary>What one optimizer step did.</summary>
+public sealed record StepResult(int Step, double Loss, double GradNorm, float LearningRate, long Tokens, long ScoredTokens, TimeSpan Elapsed)
+{
+    /// <summary>Tokens processed per second.</summary>
+    public double TokensPerSecond => Tokens / Math.Max(1e-9, Elapsed.TotalSeconds);
+}
+
+/// <summary>Thrown when the loss or the gradient norm stops being finite.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>Trains a <see cref="LlamaModel"/> on token batches of a fixed shape.</summary>
+public sealed unsafe class Trainer : IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly Arena _gradients;
+    private readonly Optimizer _optimizer;
+    private readonly LlamaPass _pass;
+
+    /// <summary>Allocates gradients, optimizer state and the activation/scratch arenas for batches of batchRows × seqLen.</summary>
+    public Trainer(LlamaModel model, TrainerOptions options, int batchRows, int seqLen)
+    {
+        _model = model;
+        Options = options;
+        BatchRows = batchRows;
+        SeqLen = seqLen;
+        MicroBatchRows = Math.Clamp(options.MicroBatchRows ?? batchRows, 1, batchRows);
+        Plan = new StepPlan(model.Config, MicroBatchRows, seqLen, options.Policy);
+        _gradients = new Arena(new ParameterLayout(model.Config, MemoryCategory.Gradients).Plan, model.Ledger);
+        _optimizer = new Optimizer(model, options.Optimizer);
+        _pass = new LlamaPass(model, Plan);
+    }
+
+    /// <summary>Settings.</summary>
+    public TrainerOptions Options { get; }
+
+    /// <summary>Rows per batch.</summary>
+    public int BatchRows { get; }
+
+    /// <summary>Tokens per row.</summary>
+    public int SeqLen { get; }
+
+    /// <summary>Rows per micro-batch.</summary>
+    public int MicroBatchRows { get; }
+
+    /// <summary>The memory plan of one micro-batch pass.</summary>
+    public StepPlan Plan { get; }
+
+    /// <summary>Gradients (same layout as the parameters).</summary>
+    public TensorView Gradients => _gradients.All;
+
+    /// <summary>Optimizer steps taken.</summary>
+    public int StepCount => _optimizer.StepCount;
+
+    /// <summary>The gradient of one parameter by Hugging Face name.</summary>
+    public TensorView Gradient(string name)
+        => _model.Layout.TryGet(name, out ParameterInfo info) ? _gradients[info.Slot] : throw new KeyNotFoundException(name);
+
+    /// <summary>
+    /// Zeroes the gradients and accumulates those of the mean loss over every scored label of the batch, micro-batch
+    /// by micro-batch. Returns the mean loss and the number of scored labels.
+    /// </summary>
+    public (double Loss, long Scored) ComputeGradients(TokenBatch batch)
+    {
+        CheckShape(batch);
+        long scored = batch.CountValidLabels();
+        if (scored == 0)
+        {
+            throw new InvalidDataException("The batch has no label to score (every label is -100): nothing to train on.");
+        }
+
+        _gradients.All.Clear();
+        float scale = (float)(1.0 / scored);
+        double lossSum = 0;
+        for (int row = 0; row < batch.BatchSize; row += MicroBatchRows)
+        {
+            // A short last micro-batch would need a differently sized plan; require divisibility instead.
+            TokenBatch micro = batch.Slice(row, MicroBatchRows);
+            lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All);
+        }
+
+        return (lossSum / scored, scored);
+    }
+
+    /// <summary>One optimizer step on <paramref name="batch"/>.</summary>
+    public StepResult Step(TokenBatch batch)
+    {
+        long start = Stopwatch.GetTimestamp();
+        (double loss, long scored) = ComputeGradients(batch);
+        double norm = Math.Sqrt(VectorOps.SumOfSquares(_gradients.All.Pointer, _gradients.All.Length));
+        int step = _optimizer.StepCount + 1;
+        if (!double.IsFinite(loss) || !double.IsFinite(norm))
+        {
+            throw new TrainingDivergedException($"Step {step}: loss {loss}, gradient norm {norm} — training diverged; lower the learning rate or enable --grad-clip. The model was not updated by this step.");
+        }
+
+        float clip = Options.Optimizer.GradClip;
+        if (clip > 0 && norm > clip)
+        {
+            // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total_norm + 1e-6), applied when < 1.
+            VectorOps.Scale(_gradients.All.Pointer, _gradients.All.Length, (float)(clip / (norm + 1e-6)));
+        }
+
+        float lr = Options.Optimizer.LearningRateAt(step, Options.TotalSteps);
+        _optimizer.Step(_gradients.All, lr);
+        return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen, scored, Stopwatch.GetElapsedTime(start));
+    }
+
+    private void CheckShape(TokenBatch batch)
+    {
+        if (batch.SeqLen != SeqLen || batch.BatchSize != BatchRows)
+        {
+            throw new ArgumentException($"The trainer was built for batches of {BatchRows}×{SeqLen} tokens; got {batch.BatchSize}×{batch.SeqLen}.", nameof(batch));
+        }
+
+        if (batch.BatchSize % MicroBatchRows != 0)
+        {
+            throw new ArgumentException($"--micro-batch {MicroBatchRows} must divide the batch's {batch.BatchSize} rows.", nameof(batch));
+        }
+    }
+
+    /// <summary>Frees gradients, optimizer state and activations.</summary>
+    public void Dispose()
+    {
+        _pass.Dispose();
+        _optimizer.Dispose();
+        _gradients.Dispose();
+    }
+}
+
+/// <summary>Result of an evaluation.</summary>
+public sealed record EvalResult(double Loss, long Tokens, long ScoredTokens)
+{
+    /// <summary>exp(loss).</summary>
+    public double Perplexity => Math.Exp(Loss);
+}
+
+/// <summary>Forward-only evaluation with the same chunked LM head (no gradients, no optimizer state).</summary>
+public static class Evaluator
+{
+    /// <summary>Mean cross-entropy over the batch's scored labels.</summary>
+    public static EvalResult Evaluate(LlamaModel model, TokenBatch batch, TrainingPolicy? policy = null, int? microBatchRows = null)
+    {
+        long scored = batch.CountValidLabels();
+        if (scored == 0)
+        {
+            throw new InvalidDataException("The batch has no label to score (every label is -100).");
+        }
+
+        int micro = Math.Clamp(microBatchRows ?? 1, 1, batch.BatchSize);
+        while (batch.BatchSize % micro != 0)
+        {
+            micro--;
+        }
+
+        policy ??= TrainingPolicy.MiniSequence(model.Config, (long)micro * batch.SeqLen, checkpoint: false);
+        using var pass = new LlamaPass(model, new StepPlan(model.Config, micro, batch.SeqLen, policy, training: false));
+        double sum = 0;
+        for (int row = 0; row < batch.BatchSize; row += micro)
+        {
+            TokenBatch part = batch.Slice(row, micro);
+            sum += pass.ForwardLoss(part.InputIds, part.Labels);
+        }
+
+        return new EvalResult(sum / scored, (long)batch.BatchSize * batch.SeqLen, scored);
+    }
+}

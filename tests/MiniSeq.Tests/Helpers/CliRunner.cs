@@ -1,0 +1,63 @@
+// Runs the built `miniseq` executable as a child process, the way a user does.
+using System.Diagnostics;
+
+namespace MiniSeq.Tests.Helpers;
+
+internal sealed record CliResult(int ExitCode, string Stdout, string Stderr);
+
+internal static class CliRunner
+{
+    private static string CliDll
+    {
+        get
+        {
+            // artifacts/bin/MiniSeq.Tests/<config>/ → artifacts/bin/MiniSeq.Cli/<config>/miniseq.dll
+            string configDir = Path.GetFileName(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory));
+            string path = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "MiniSeq.Cli", configDir, "miniseq.dll"));
+            return File.Exists(path) ? path : throw new FileNotFoundException($"Build the CLI first: {path} not found.");
+        }
+    }
+
+    public static CliResult Run(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(CliDll);
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment["MINISEQ_THREADS"] = "1";
+        using var process = Process.Start(psi)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException("miniseq " + string.Join(' ', args));
+        }
+
+        return new CliResult(process.ExitCode, stdout.Result, stderr.Result);
+    }
+}
+
+/// <summary>A temporary directory deleted on dispose.</summary>
+internal sealed class TempDir : IDisposable
+{
+    public TempDir() => Directory.CreateDirectory(Path);
+
+    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "miniseq-test-" + Guid.NewGuid().ToString("N"));
+
+    public string this[string name] => System.IO.Path.Combine(Path, name);
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
