@@ -1,15 +1,390 @@
-// STUB: replaced by the packed, multi-threaded AVX-512 GEMM.
+// Single-precision GEMM, GotoBLAS/BLIS structure: op(B) is packed once per call into NR-wide micro-panels (in
+// parallel), then the output is cut into fixed MC×NC tiles; each tile packs its own MR-row micro-panels of op(A) per
+// KC slice into a per-thread buffer and runs a register-blocked micro-kernel (MatMul.Kernels.cs) over them.
+// Packing absorbs every transpose, so there is one micro-kernel per ISA. Threads split output tiles only (never k)
+// and every C element is reduced in the same fixed k order whatever the tiling or thread count, so results are
+// bit-identical for any KernelThreads.ThreadCount.
+// Deliberately not: a general BLAS (no column-major entry, no complex/double), no k-splitting for short-wide shapes,
+// no runtime-emitted machine code.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using MiniSeq.Threading;
+
 namespace MiniSeq.Kernels;
 
-/// <summary>Single-precision matrix multiply (row-major BLAS semantics).</summary>
-public static unsafe class MatMul
+/// <summary>The micro-kernel family a GEMM runs with.</summary>
+internal enum GemmVariant
 {
+    /// <summary>Portable scalar code (4×4 tile).</summary>
+    Scalar,
+
+    /// <summary>AVX2/FMA <see cref="Vector256{T}"/> micro-kernel (6×16 tile).</summary>
+    V256,
+
+    /// <summary>AVX-512 <see cref="Vector512{T}"/> micro-kernel (8×32 tile).</summary>
+    V512,
+}
+
+/// <summary>Single-precision matrix multiply (row-major BLAS semantics).</summary>
+[SkipLocalsInit]
+public static unsafe partial class MatMul
+{
+    // Depth of one packed slice of k: a KC×NR B micro-panel (32 KiB for NR = 32) stays in L1 while the MC×KC A block
+    // (≈256 KiB) stays in L2. Every output tile uses the same KC slices, which fixes the k reduction order.
+    internal const int KC = 256;
+
+    // Target rows per output tile (A block in L2) and maximum columns per output tile.
+    private const int McTarget = 256;
+    private const int NcMax = 2048;
+
+    // Below this many multiply-adds a GEMM runs on the calling thread only (a pool dispatch costs microseconds).
+    private const long ParallelThreshold = 1L << 20;
+
+    private static readonly GemmVariant s_bestVariant = DetectBestVariant();
+    private static readonly GemmVariant s_defaultVariant = ReadForcedVariant() ?? s_bestVariant;
+
+    // Per-thread packing buffers, allocated on first use and grown (never shrunk); 64-byte aligned native memory.
+    [ThreadStatic] private static float* t_packA;
+    [ThreadStatic] private static nint t_packACapacity;
+    [ThreadStatic] private static float* t_packB;
+    [ThreadStatic] private static nint t_packBCapacity;
+
+    /// <summary>The variant the public Gemm uses: the widest supported, unless MINISEQ_FORCE_ISA overrides it.</summary>
+    internal static GemmVariant DefaultVariant => s_defaultVariant;
+
+    /// <summary>The widest variant this machine supports.</summary>
+    internal static GemmVariant BestVariant => s_bestVariant;
+
+    /// <summary>Whether <paramref name="variant"/> can run on this machine.</summary>
+    internal static bool IsSupported(GemmVariant variant) => variant <= s_bestVariant;
+
     /// <summary>
     /// C (m×n, row stride ldc) = beta·C + alpha·op(A)·op(B). op(A) is m×k: A stored m×k (lda ≥ k), or if
     /// <paramref name="transA"/> A stored k×m (lda ≥ m). op(B) is k×n: B stored k×n (ldb ≥ n), or if
-    /// <paramref name="transB"/> B stored n×k (ldb ≥ k). beta must be 0 (C is overwritten and never read) or 1.
+    /// <paramref name="transB"/> B stored n×k (ldb ≥ k). beta is normally 0 (C is overwritten and never read, so it may
+    /// hold garbage) or 1 (accumulate); other values scale C first.
     /// Multi-threaded over output tiles when large; runs on the calling thread inside a KernelThreads job.
     /// </summary>
+    /// <remarks>
+    /// Effectively computes, per element, alpha·Σ_p op(A)[i,p]·op(B)[p,j] in fp32 with fused multiply-adds, k summed
+    /// in slices of 256 in increasing order. Results do not depend on the thread count.
+    /// </remarks>
     public static void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-        => throw new NotImplementedException();
+        => Gemm(s_defaultVariant, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary><see cref="Gemm(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/> with a forced micro-kernel variant (for tests and benchmarks).</summary>
+    /// <remarks>An unsupported variant falls back to the widest supported one.</remarks>
+    internal static void Gemm(GemmVariant variant, bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        ArgumentOutOfRangeException.ThrowIfLessThan(lda, transA ? m : k);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldb, transB ? k : n);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldc, n);
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+
+        if (k == 0 || alpha == 0f)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+
+        if (beta != 0f && beta != 1f)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            beta = 1f;
+        }
+
+        if (variant > s_bestVariant)
+        {
+            variant = s_bestVariant;
+        }
+
+        var job = new GemmJob
+        {
+            TransA = transA,
+            TransB = transB,
+            M = m,
+            N = n,
+            K = k,
+            Alpha = alpha,
+            A = a,
+            Lda = lda,
+            B = b,
+            Ldb = ldb,
+            C = c,
+            Ldc = ldc,
+            Overwrite = beta == 0f,
+        };
+        switch (variant)
+        {
+            case GemmVariant.V512:
+                job.Mr = MrV512;
+                job.Nr = NrV512;
+                job.Kernel = &KernelV512;
+                break;
+            case GemmVariant.V256:
+                job.Mr = MrV256;
+                job.Nr = NrV256;
+                job.Kernel = &KernelV256;
+                break;
+            default:
+                job.Mr = MrScalar;
+                job.Nr = NrScalar;
+                job.Kernel = &KernelScalar;
+                break;
+        }
+
+        // Output tiling: a function of the shape only (not of the thread count).
+        int mBlocks = (m + McTarget - 1) / McTarget;
+        job.Mc = RoundUp((m + mBlocks - 1) / mBlocks, job.Mr);
+        job.MBlocks = (m + job.Mc - 1) / job.Mc;
+        int nBlocks = (n + NcMax - 1) / NcMax;
+        while (job.MBlocks * nBlocks < 8 && n / (nBlocks + 1) >= 4 * job.Nr)
+        {
+            nBlocks++;
+        }
+
+        job.Nc = RoundUp((n + nBlocks - 1) / nBlocks, job.Nr);
+        job.NBlocks = (n + job.Nc - 1) / job.Nc;
+
+        // Pack all of op(B) into the caller's buffer; the tile tasks only read it while this call blocks.
+        job.BPanels = (n + job.Nr - 1) / job.Nr;
+        job.PackedB = EnsureBuffer(ref t_packB, ref t_packBCapacity, (nint)job.BPanels * job.Nr * k);
+        job.BPanelsPerTask = Math.Max(1, 65536 / (job.Nr * k));
+        int packTasks = (job.BPanels + job.BPanelsPerTask - 1) / job.BPanelsPerTask;
+        int tileTasks = job.MBlocks * job.NBlocks;
+
+        if ((long)m * n * k < ParallelThreshold || KernelThreads.ThreadCount == 1)
+        {
+            for (int t = 0; t < packTasks; t++)
+            {
+                PackBTask(&job, t);
+            }
+
+            for (int t = 0; t < tileTasks; t++)
+            {
+                TileTask(&job, t);
+            }
+        }
+        else
+        {
+            KernelThreads.For(packTasks, &PackBTask, &job);
+            KernelThreads.For(tileTasks, &TileTask, &job);
+        }
+    }
+
+    private struct GemmJob
+    {
+        public bool TransA;
+        public bool TransB;
+        public bool Overwrite;
+        public int M;
+        public int N;
+        public int K;
+        public float Alpha;
+        public float* A;
+        public int Lda;
+        public float* B;
+        public int Ldb;
+        public float* C;
+        public int Ldc;
+        public int Mr;
+        public int Nr;
+        public delegate*<int, float*, float*, float*, nint, float, bool, void> Kernel;
+        public int Mc;
+        public int Nc;
+        public int MBlocks;
+        public int NBlocks;
+        public float* PackedB;
+        public int BPanels;
+        public int BPanelsPerTask;
+    }
+
+    // Packs B panels [t·BPanelsPerTask, …): panel jp holds op(B)[0..K, jp·NR .. jp·NR+NR] as K rows of NR floats.
+    private static void PackBTask(void* context, int task)
+    {
+        ref GemmJob job = ref Unsafe.AsRef<GemmJob>(context);
+        int nr = job.Nr;
+        int first = task * job.BPanelsPerTask;
+        int last = Math.Min(job.BPanels, first + job.BPanelsPerTask);
+        for (int jp = first; jp < last; jp++)
+        {
+            int j0 = jp * nr;
+            int w = Math.Min(nr, job.N - j0);
+            float* dst = job.PackedB + (nint)jp * nr * job.K;
+            if (job.TransB)
+            {
+                PackTransposed(job.B + (nint)j0 * job.Ldb, job.Ldb, job.K, w, nr, dst);
+            }
+            else
+            {
+                PackContiguous(job.B + j0, job.Ldb, job.K, w, nr, dst);
+            }
+        }
+    }
+
+    // Computes one MC×NC output tile over all of k, slice by slice.
+    private static void TileTask(void* context, int task)
+    {
+        ref GemmJob job = ref Unsafe.AsRef<GemmJob>(context);
+        int mr = job.Mr;
+        int nr = job.Nr;
+        int k = job.K;
+        int i0 = task / job.NBlocks * job.Mc;
+        int j0 = task % job.NBlocks * job.Nc;
+        int mc = Math.Min(job.Mc, job.M - i0);
+        int nc = Math.Min(job.Nc, job.N - j0);
+        int aPanels = (mc + mr - 1) / mr;
+        int bPanels = (nc + nr - 1) / nr;
+        float* packA = EnsureBuffer(ref t_packA, ref t_packACapacity, (nint)aPanels * mr * Math.Min(KC, k));
+        var kernel = job.Kernel;
+        float alpha = job.Alpha;
+        nint ldc = job.Ldc;
+        float* edge = stackalloc float[MaxTile];
+
+        for (int pc = 0; pc < k; pc += KC)
+        {
+            int kc = Math.Min(KC, k - pc);
+            for (int ip = 0; ip < aPanels; ip++)
+            {
+                int r0 = i0 + ip * mr;
+                int h = Math.Min(mr, job.M - r0);
+                float* dst = packA + (nint)ip * mr * kc;
+                if (job.TransA)
+                {
+                    PackContiguous(job.A + (nint)pc * job.Lda + r0, job.Lda, kc, h, mr, dst);
+                }
+                else
+                {
+                    PackTransposed(job.A + (nint)r0 * job.Lda + pc, job.Lda, kc, h, mr, dst);
+                }
+            }
+
+            bool overwrite = job.Overwrite && pc == 0;
+            for (int jp = 0; jp < bPanels; jp++)
+            {
+                int cj = j0 + jp * nr;
+                int w = Math.Min(nr, job.N - cj);
+                float* bPanel = job.PackedB + ((nint)cj * k) + ((nint)pc * nr);
+                for (int ip = 0; ip < aPanels; ip++)
+                {
+                    int ci = i0 + ip * mr;
+                    int h = Math.Min(mr, job.M - ci);
+                    float* aPanel = packA + (nint)ip * mr * kc;
+                    float* cTile = job.C + (ci * ldc) + cj;
+                    if (h == mr && w == nr)
+                    {
+                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, overwrite);
+                    }
+                    else
+                    {
+                        // Edge tile: the kernel writes the raw sums to a scratch tile, then the valid part is merged
+                        // with the same alpha/FMA arithmetic the full-tile store uses.
+                        kernel(kc, aPanel, bPanel, edge, nr, 1f, true);
+                        MergeEdge(edge, nr, h, w, alpha, overwrite, cTile, ldc);
+                    }
+                }
+            }
+        }
+    }
+
+    private static void MergeEdge(float* tile, int nr, int h, int w, float alpha, bool overwrite, float* c, nint ldc)
+    {
+        for (int i = 0; i < h; i++)
+        {
+            float* src = tile + (i * nr);
+            float* dst = c + (i * ldc);
+            if (overwrite)
+            {
+                for (int j = 0; j < w; j++)
+                {
+                    dst[j] = src[j] * alpha;
+                }
+            }
+            else
+            {
+                for (int j = 0; j < w; j++)
+                {
+                    dst[j] = MathF.FusedMultiplyAdd(src[j], alpha, dst[j]);
+                }
+            }
+        }
+    }
+
+    private static void ScaleC(int m, int n, float beta, float* c, int ldc)
+    {
+        if (beta == 1f)
+        {
+            return;
+        }
+
+        for (int i = 0; i < m; i++)
+        {
+            Span<float> row = new(c + ((nint)i * ldc), n);
+            if (beta == 0f)
+            {
+                row.Clear();
+            }
+            else
+            {
+                for (int j = 0; j < row.Length; j++)
+                {
+                    row[j] *= beta;
+                }
+            }
+        }
+    }
+
+    private static float* EnsureBuffer(ref float* buffer, ref nint capacity, nint floats)
+    {
+        if (floats > capacity)
+        {
+            // Grow geometrically so a thread sees at most a handful of reallocations over its life.
+            nint size = Math.Max(floats, capacity * 2);
+            if (buffer != null)
+            {
+                NativeMemory.AlignedFree(buffer);
+            }
+
+            buffer = (float*)NativeMemory.AlignedAlloc((nuint)size * sizeof(float), 64);
+            capacity = size;
+        }
+
+        return buffer;
+    }
+
+    private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
+
+    private static GemmVariant DetectBestVariant()
+    {
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Fma.IsSupported)
+        {
+            return GemmVariant.V512;
+        }
+
+        if (Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported)
+        {
+            return GemmVariant.V256;
+        }
+
+        return GemmVariant.Scalar;
+    }
+
+    private static GemmVariant? ReadForcedVariant()
+    {
+        string? forced = Environment.GetEnvironmentVariable("MINISEQ_FORCE_ISA");
+        if (Enum.TryParse(forced, ignoreCase: true, out GemmVariant variant) && Enum.IsDefined(variant))
+        {
+            return variant > DetectBestVariant() ? DetectBestVariant() : variant;
+        }
+
+        return null;
+    }
 }

@@ -1,0 +1,177 @@
+// GEMM micro-kernels: C tile (MR×NR) = A micro-panel (kc×MR, packed k-major) · B micro-panel (kc×NR, packed k-major),
+// accumulators held in registers for the whole kc loop, then stored as C = alpha·acc (overwrite) or
+// C = fma(acc, alpha, C). One kernel per ISA; the driver (MatMul.cs) handles edges and blocking.
+// Deliberately not: edge handling (edge tiles go through a scratch tile), prefetch hints, k-loop unrolling beyond what
+// measurably helps.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace MiniSeq.Kernels;
+
+public static unsafe partial class MatMul
+{
+    internal const int MrV512 = 8;
+    internal const int NrV512 = 32;
+    internal const int MrV256 = 6;
+    internal const int NrV256 = 16;
+    internal const int MrScalar = 4;
+    internal const int NrScalar = 4;
+    private const int MaxTile = MrV512 * NrV512;
+
+    // 8 rows × 32 columns: 16 zmm accumulators, 2 B loads and 8 broadcasts per k step (16 FMAs).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV512(int kc, float* a, float* b, float* c, nint ldc, float alpha, bool overwrite)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            Vector512<float> b0 = Vector512.Load(b);
+            Vector512<float> b1 = Vector512.Load(b + 16);
+            Vector512<float> av = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
+            c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(av, b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(av, b0, c20);
+            c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(av, b0, c30);
+            c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(av, b0, c40);
+            c41 = Vector512.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(av, b0, c50);
+            c51 = Vector512.FusedMultiplyAdd(av, b1, c51);
+            av = Vector512.Create(a[6]);
+            c60 = Vector512.FusedMultiplyAdd(av, b0, c60);
+            c61 = Vector512.FusedMultiplyAdd(av, b1, c61);
+            av = Vector512.Create(a[7]);
+            c70 = Vector512.FusedMultiplyAdd(av, b0, c70);
+            c71 = Vector512.FusedMultiplyAdd(av, b1, c71);
+            a += MrV512;
+            b += NrV512;
+        }
+
+        Vector512<float> va = Vector512.Create(alpha);
+        StoreRowV512(c, c00, c01, va, overwrite);
+        StoreRowV512(c + ldc, c10, c11, va, overwrite);
+        StoreRowV512(c + (2 * ldc), c20, c21, va, overwrite);
+        StoreRowV512(c + (3 * ldc), c30, c31, va, overwrite);
+        StoreRowV512(c + (4 * ldc), c40, c41, va, overwrite);
+        StoreRowV512(c + (5 * ldc), c50, c51, va, overwrite);
+        StoreRowV512(c + (6 * ldc), c60, c61, va, overwrite);
+        StoreRowV512(c + (7 * ldc), c70, c71, va, overwrite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRowV512(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> alpha, bool overwrite)
+    {
+        if (overwrite)
+        {
+            Vector512.Store(x0 * alpha, c);
+            Vector512.Store(x1 * alpha, c + 16);
+        }
+        else
+        {
+            Vector512.Store(Vector512.FusedMultiplyAdd(x0, alpha, Vector512.Load(c)), c);
+            Vector512.Store(Vector512.FusedMultiplyAdd(x1, alpha, Vector512.Load(c + 16)), c + 16);
+        }
+    }
+
+    // 6 rows × 16 columns: 12 ymm accumulators, 2 B loads and 6 broadcasts per k step (12 FMAs).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, bool overwrite)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector256<float> c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            Vector256<float> b0 = Vector256.Load(b);
+            Vector256<float> b1 = Vector256.Load(b + 8);
+            Vector256<float> av = Vector256.Create(a[0]);
+            c00 = Vector256.FusedMultiplyAdd(av, b0, c00);
+            c01 = Vector256.FusedMultiplyAdd(av, b1, c01);
+            av = Vector256.Create(a[1]);
+            c10 = Vector256.FusedMultiplyAdd(av, b0, c10);
+            c11 = Vector256.FusedMultiplyAdd(av, b1, c11);
+            av = Vector256.Create(a[2]);
+            c20 = Vector256.FusedMultiplyAdd(av, b0, c20);
+            c21 = Vector256.FusedMultiplyAdd(av, b1, c21);
+            av = Vector256.Create(a[3]);
+            c30 = Vector256.FusedMultiplyAdd(av, b0, c30);
+            c31 = Vector256.FusedMultiplyAdd(av, b1, c31);
+            av = Vector256.Create(a[4]);
+            c40 = Vector256.FusedMultiplyAdd(av, b0, c40);
+            c41 = Vector256.FusedMultiplyAdd(av, b1, c41);
+            av = Vector256.Create(a[5]);
+            c50 = Vector256.FusedMultiplyAdd(av, b0, c50);
+            c51 = Vector256.FusedMultiplyAdd(av, b1, c51);
+            a += MrV256;
+            b += NrV256;
+        }
+
+        Vector256<float> va = Vector256.Create(alpha);
+        StoreRowV256(c, c00, c01, va, overwrite);
+        StoreRowV256(c + ldc, c10, c11, va, overwrite);
+        StoreRowV256(c + (2 * ldc), c20, c21, va, overwrite);
+        StoreRowV256(c + (3 * ldc), c30, c31, va, overwrite);
+        StoreRowV256(c + (4 * ldc), c40, c41, va, overwrite);
+        StoreRowV256(c + (5 * ldc), c50, c51, va, overwrite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRowV256(float* c, Vector256<float> x0, Vector256<float> x1, Vector256<float> alpha, bool overwrite)
+    {
+        if (overwrite)
+        {
+            Vector256.Store(x0 * alpha, c);
+            Vector256.Store(x1 * alpha, c + 8);
+        }
+        else
+        {
+            Vector256.Store(Vector256.FusedMultiplyAdd(x0, alpha, Vector256.Load(c)), c);
+            Vector256.Store(Vector256.FusedMultiplyAdd(x1, alpha, Vector256.Load(c + 8)), c + 8);
+        }
+    }
+
+    // 4 rows × 4 columns of scalars; the portable fallback (and the check that the blocking logic is ISA-independent).
+    private static void KernelScalar(int kc, float* a, float* b, float* c, nint ldc, float alpha, bool overwrite)
+    {
+        float* acc = stackalloc float[MrScalar * NrScalar];
+        for (int i = 0; i < MrScalar * NrScalar; i++)
+        {
+            acc[i] = 0f;
+        }
+
+        for (int p = 0; p < kc; p++)
+        {
+            for (int i = 0; i < MrScalar; i++)
+            {
+                float ai = a[i];
+                for (int j = 0; j < NrScalar; j++)
+                {
+                    acc[(i * NrScalar) + j] = MathF.FusedMultiplyAdd(ai, b[j], acc[(i * NrScalar) + j]);
+                }
+            }
+
+            a += MrScalar;
+            b += NrScalar;
+        }
+
+        for (int i = 0; i < MrScalar; i++)
+        {
+            for (int j = 0; j < NrScalar; j++)
+            {
+                float x = acc[(i * NrScalar) + j];
+                c[(i * ldc) + j] = overwrite ? x * alpha : MathF.FusedMultiplyAdd(x, alpha, c[(i * ldc) + j]);
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+// GEMM packing: copies a slice of op(A) or op(B) into a k-major micro-panel (kc rows of W floats, zero-padded past
+// the w valid lanes) so the micro-kernel reads both operands contiguously. The two source layouts are "contiguous"
+// (the W lanes are adjacent in memory: A transposed, B plain) and "transposed" (each lane is a row running along k:
+// A plain, B transposed), the latter done with 8×8 AVX transposes.
+// Deliberately not: scaling by alpha (applied when C is stored) or any other arithmetic.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MiniSeq.Kernels;
+
+public static unsafe partial class MatMul
+{
+    /// <summary>dst[p·W + j] = src[p·ld + j] for p &lt; kc, j &lt; w; zero for w ≤ j &lt; W.</summary>
+    private static void PackContiguous(float* src, nint ld, int kc, int w, int width, float* dst)
+    {
+        if (w == width && width % 16 == 0 && Vector512.IsHardwareAccelerated)
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                float* s = src + (p * ld);
+                for (int j = 0; j < width; j += 16)
+                {
+                    Vector512.Store(Vector512.Load(s + j), dst + j);
+                }
+
+                dst += width;
+            }
+
+            return;
+        }
+
+        if (w == width && width == 8 && Vector256.IsHardwareAccelerated)
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                Vector256.Store(Vector256.Load(src + (p * ld)), dst);
+                dst += 8;
+            }
+
+            return;
+        }
+
+        for (int p = 0; p < kc; p++)
+        {
+            float* s = src + (p * ld);
+            int j = 0;
+            for (; j < w; j++)
+            {
+                dst[j] = s[j];
+            }
+
+            for (; j < width; j++)
+            {
+                dst[j] = 0f;
+            }
+
+            dst += width;
+        }
+    }
+
+    /// <summary>dst[p·W + r] = src[r·ld + p] for p &lt; kc, r &lt; w; zero for w ≤ r &lt; W.</summary>
+    private static void PackTransposed(float* src, nint ld, int kc, int w, int width, float* dst)
+    {
+        int r0 = 0;
+        if (Avx.IsSupported)
+        {
+            // Full groups of 8 lanes: 8×8 register transposes along k, scalar for the k tail.
+            int kc8 = kc & ~7;
+            for (; r0 + 8 <= w; r0 += 8)
+            {
+                float* s = src + (r0 * ld);
+                for (int p = 0; p < kc8; p += 8)
+                {
+                    Transpose8x8(s + p, ld, dst + (p * width) + r0, width);
+                }
+
+                for (int p = kc8; p < kc; p++)
+                {
+                    for (int r = 0; r < 8; r++)
+                    {
+                        dst[(p * width) + r0 + r] = s[(r * ld) + p];
+                    }
+                }
+            }
+        }
+
+        // Remaining lanes one row at a time (each row is contiguous along k), then zero padding.
+        for (int r = r0; r < w; r++)
+        {
+            float* s = src + (r * ld);
+            for (int p = 0; p < kc; p++)
+            {
+                dst[(p * width) + r] = s[p];
+            }
+        }
+
+        if (w < width)
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                new Span<float>(dst + (p * width) + w, width - w).Clear();
+            }
+        }
+    }
+
+    // Reads rows s[r·ld .. r·ld+8) for r < 8 and writes column q of that block to d[q·dstStride .. +8).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* s, nint ld, float* d, nint dstStride)
+    {
+        Vector256<float> r0 = Avx.LoadVector256(s);
+        Vector256<float> r1 = Avx.LoadVector256(s + ld);
+        Vector256<float> r2 = Avx.LoadVector256(s + (2 * ld));
+        Vector256<float> r3 = Avx.LoadVector256(s + (3 * ld));
+        Vector256<float> r4 = Avx.LoadVector256(s + (4 * ld));
+        Vector256<float> r5 = Avx.LoadVector256(s + (5 * ld));
+        Vector256<float> r6 = Avx.LoadVector256(s + (6 * ld));
+        Vector256<float> r7 = Avx.LoadVector256(s + (7 * ld));
+
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1);
+        Vector256<float> t1 = Avx.UnpackHigh(r0, r1);
+        Vector256<float> t2 = Avx.UnpackLow(r2, r3);
+        Vector256<float> t3 = Avx.UnpackHigh(r2, r3);
+        Vector256<float> t4 = Avx.UnpackLow(r4, r5);
+        Vector256<float> t5 = Avx.UnpackHigh(r4, r5);
+        Vector256<float> t6 = Avx.UnpackLow(r6, r7);
+        Vector256<float> t7 = Avx.UnpackHigh(r6, r7);
+
+        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44);
+        Vector256<float> u1 = Avx.Shuffle(t0, t2, 0xEE);
+        Vector256<float> u2 = Avx.Shuffle(t1, t3, 0x44);
+        Vector256<float> u3 = Avx.Shuffle(t1, t3, 0xEE);
+        Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44);
+        Vector256<float> u5 = Avx.Shuffle(t4, t6, 0xEE);
+        Vector256<float> u6 = Avx.Shuffle(t5, t7, 0x44);
+        Vector256<float> u7 = Avx.Shuffle(t5, t7, 0xEE);
+
+        Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(d + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + (2 * dstStride), Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(d + (3 * dstStride), Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + (4 * dstStride), Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(d + (5 * dstStride), Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + (6 * dstStride), Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(d + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
+    }
+}

@@ -1,0 +1,283 @@
+// MatMul.Gemm against the double-accumulating reference for every variant, transpose combination, beta and a spread
+// of awkward shapes (0, 1, odd, non-multiples of every tile, k across several 256-slices, padded strides), plus
+// thread-count determinism and argument checks.
+// Deliberately not: performance checks (bench/ and docs/benchmarks/gemm.md), huge shapes (CI has 2 cores).
+using System.Runtime.InteropServices;
+using MiniSeq.Kernels;
+using MiniSeq.Kernels.Reference;
+using MiniSeq.Threading;
+
+namespace MiniSeq.Tests.Kernels;
+
+public unsafe class MatMulTests
+{
+    private static readonly (int M, int N, int K)[] s_shapes =
+    [
+        (0, 5, 3), (5, 0, 3), (4, 5, 0), (1, 1, 1), (1, 37, 1), (7, 1, 300), (2, 3, 4),
+        (8, 32, 256), (6, 16, 17), (9, 33, 257), (17, 65, 513), (33, 31, 70), (13, 100, 5),
+        (300, 70, 20), (64, 130, 40), (130, 200, 48),
+    ];
+
+    public static TheoryData<string, bool, bool, float> Combinations()
+    {
+        var data = new TheoryData<string, bool, bool, float>();
+        foreach (string variant in new[] { "V512", "V256", "Scalar" })
+        {
+            foreach (bool transA in new[] { false, true })
+            {
+                foreach (bool transB in new[] { false, true })
+                {
+                    data.Add(variant, transA, transB, 0f);
+                    data.Add(variant, transA, transB, 1f);
+                }
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Combinations))]
+    public void Gemm_ShapesAndStrides_MatchesReference(string variantName, bool transA, bool transB, float beta)
+    {
+        GemmVariant variant = Enum.Parse<GemmVariant>(variantName);
+        if (!MatMul.IsSupported(variant))
+        {
+            return;
+        }
+
+        var random = new Random(1234);
+        foreach ((int m, int n, int k) in s_shapes)
+        {
+            foreach (int pad in new[] { 0, 3 })
+            {
+                CheckAgainstReference(variant, transA, transB, m, n, k, pad, alpha: -0.75f, beta, random);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("V512")]
+    [InlineData("V256")]
+    [InlineData("Scalar")]
+    public void Gemm_AlphaOneLargeShape_MatchesReference(string variantName)
+    {
+        GemmVariant variant = Enum.Parse<GemmVariant>(variantName);
+        if (!MatMul.IsSupported(variant))
+        {
+            return;
+        }
+
+        // Large enough to take the multi-threaded path and several M and N blocks (m > 256, > 8 tiles).
+        var random = new Random(7);
+        CheckAgainstReference(variant, transA: false, transB: true, 520, 100, 300, pad: 1, alpha: 1f, beta: 1f, random);
+        CheckAgainstReference(variant, transA: true, transB: false, 77, 600, 40, pad: 0, alpha: 1f, beta: 0f, random);
+    }
+
+    [Fact]
+    public void Gemm_PublicEntry_MatchesReference()
+    {
+        var random = new Random(3);
+        float[] a = RandomArray(random, 37 * 29);
+        float[] b = RandomArray(random, 29 * 41);
+        float[] expected = new float[37 * 41];
+        float[] actual = new float[37 * 41];
+        fixed (float* pa = a, pb = b, pe = expected, pc = actual)
+        {
+            ReferenceMatMul.Gemm(false, false, 37, 41, 29, 1f, pa, 29, pb, 41, 0f, pe, 41);
+            MatMul.Gemm(false, false, 37, 41, 29, 1f, pa, 29, pb, 41, 0f, pc, 41);
+        }
+
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.Equal(expected[i], actual[i], 1e-4f);
+        }
+    }
+
+    [Theory]
+    [InlineData(0.5f)]
+    [InlineData(-2f)]
+    public void Gemm_GeneralBeta_ScalesC(float beta)
+    {
+        var random = new Random(11);
+        CheckAgainstReference(MatMul.DefaultVariant, transA: false, transB: false, 19, 45, 33, pad: 2, alpha: 1.5f, beta, random);
+    }
+
+    [Fact]
+    public void Gemm_AlphaZero_OnlyScalesCAndIgnoresNaNInputs()
+    {
+        float[] a = [float.NaN, float.NaN, float.NaN, float.NaN];
+        float[] b = [float.NaN, float.NaN, float.NaN, float.NaN];
+        float[] c = [1f, 2f, 3f, 4f];
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            MatMul.Gemm(false, false, 2, 2, 2, 0f, pa, 2, pb, 2, 1f, pc, 2);
+            Assert.Equal([1f, 2f, 3f, 4f], c);
+            MatMul.Gemm(false, false, 2, 2, 2, 0f, pa, 2, pb, 2, 0f, pc, 2);
+            Assert.Equal([0f, 0f, 0f, 0f], c);
+        }
+    }
+
+    [Fact]
+    public void Gemm_KZeroBetaZero_ZeroesGarbageC()
+    {
+        float[] c = [float.NaN, float.NaN, float.NaN, 42f];
+        fixed (float* pc = c)
+        {
+            MatMul.Gemm(false, false, 1, 3, 0, 1f, null, 0, null, 3, 0f, pc, 4);
+        }
+
+        Assert.Equal([0f, 0f, 0f, 42f], c);
+    }
+
+    [Theory]
+    [InlineData(false, true, 600, 300, 520)]
+    [InlineData(true, false, 300, 520, 700)]
+    [InlineData(false, false, 77, 1000, 300)]
+    public void Gemm_ThreadCountOneVersusTwo_BitIdentical(bool transA, bool transB, int m, int n, int k)
+    {
+        var random = new Random(5);
+        float[] a = RandomArray(random, m * k);
+        float[] b = RandomArray(random, k * n);
+        float[] c0 = RandomArray(random, m * n);
+        float[] single = (float[])c0.Clone();
+        float[] dual = (float[])c0.Clone();
+        int lda = transA ? m : k;
+        int ldb = transB ? k : n;
+        int saved = KernelThreads.ThreadCount;
+        try
+        {
+            fixed (float* pa = a, pb = b, ps = single, pd = dual)
+            {
+                KernelThreads.SetThreadCount(1);
+                MatMul.Gemm(transA, transB, m, n, k, 0.5f, pa, lda, pb, ldb, 1f, ps, n);
+                KernelThreads.SetThreadCount(2);
+                MatMul.Gemm(transA, transB, m, n, k, 0.5f, pa, lda, pb, ldb, 1f, pd, n);
+            }
+        }
+        finally
+        {
+            KernelThreads.SetThreadCount(saved);
+        }
+
+        Assert.True(single.AsSpan().SequenceEqual(dual), "results differ between 1 and 2 threads");
+    }
+
+    [Fact]
+    public void Gemm_ConcurrentCallers_MatchSequentialResult()
+    {
+        // Per-thread packing buffers: several threads running GEMMs at once must not disturb each other.
+        const int M = 150, N = 90, K = 270;
+        var random = new Random(9);
+        float[] a = RandomArray(random, M * K);
+        float[] b = RandomArray(random, N * K);
+        float[] expected = new float[M * N];
+        fixed (float* pa = a, pb = b, pe = expected)
+        {
+            MatMul.Gemm(false, true, M, N, K, 1f, pa, K, pb, K, 0f, pe, N);
+        }
+
+        var results = new float[4][];
+        Parallel.For(0, results.Length, t =>
+        {
+            var c = new float[M * N];
+            fixed (float* pa = a, pb = b, pc = c)
+            {
+                for (int round = 0; round < 5; round++)
+                {
+                    MatMul.Gemm(false, true, M, N, K, 1f, pa, K, pb, K, 0f, pc, N);
+                }
+            }
+
+            results[t] = c;
+        });
+        foreach (float[] c in results)
+        {
+            Assert.True(expected.AsSpan().SequenceEqual(c));
+        }
+    }
+
+    [Fact]
+    public void Gemm_InvalidArguments_Throw()
+    {
+        float* x = (float*)NativeMemory.AllocZeroed(16 * sizeof(float));
+        try
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.Gemm(false, false, -1, 1, 1, 1f, x, 1, x, 1, 0f, x, 1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.Gemm(false, false, 1, 1, 2, 1f, x, 1, x, 1, 0f, x, 1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.Gemm(true, false, 3, 1, 1, 1f, x, 2, x, 1, 0f, x, 1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.Gemm(false, true, 1, 1, 3, 1f, x, 3, x, 2, 0f, x, 1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.Gemm(false, false, 1, 4, 1, 1f, x, 1, x, 4, 0f, x, 3));
+        }
+        finally
+        {
+            NativeMemory.Free(x);
+        }
+    }
+
+    private static void CheckAgainstReference(GemmVariant variant, bool transA, bool transB, int m, int n, int k, int pad, float alpha, float beta, Random random)
+    {
+        int lda = (transA ? m : k) + pad;
+        int ldb = (transB ? k : n) + pad;
+        int ldc = n + pad;
+        float[] a = RandomArray(random, Math.Max(1, (transA ? k : m) * lda));
+        float[] b = RandomArray(random, Math.Max(1, (transB ? n : k) * ldb));
+        float[] c0 = RandomArray(random, Math.Max(1, m * ldc));
+        if (beta == 0f)
+        {
+            // beta = 0 must never read C: garbage (NaN) there must not leak into the result.
+            for (int i = 0; i < m; i++)
+            {
+                c0.AsSpan(i * ldc, n).Fill(float.NaN);
+            }
+        }
+
+        float[] expected = (float[])c0.Clone();
+        float[] actual = (float[])c0.Clone();
+        float[] bound = new float[Math.Max(1, m * ldc)];
+        fixed (float* pa = a, pb = b, pe = expected, pc = actual, pbound = bound)
+        {
+            ReferenceMatMul.Gemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pe, ldc);
+            MatMul.Gemm(variant, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+
+            // Error bound: float rounding of Σ|a·b| over k terms, plus the C term.
+            float[] absA = Array.ConvertAll(a, MathF.Abs);
+            float[] absB = Array.ConvertAll(b, MathF.Abs);
+            fixed (float* paa = absA, pab = absB)
+            {
+                ReferenceMatMul.Gemm(transA, transB, m, n, k, MathF.Abs(alpha), paa, lda, pab, ldb, 0f, pbound, ldc);
+            }
+        }
+
+        string where = $"{variant} transA={transA} transB={transB} m={m} n={n} k={k} pad={pad} beta={beta}";
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < ldc; j++)
+            {
+                int idx = (i * ldc) + j;
+                if (j >= n)
+                {
+                    // Padding columns of C are never touched.
+                    Assert.True(BitConverter.SingleToInt32Bits(c0[idx]) == BitConverter.SingleToInt32Bits(actual[idx]), $"{where}: wrote padding C[{i},{j}]");
+                    continue;
+                }
+
+                float cTerm = beta == 0f ? 0f : MathF.Abs(beta * c0[idx]);
+                float tolerance = (2e-6f * (k + 2) * (bound[idx] + cTerm)) + 1e-6f;
+                float error = MathF.Abs(actual[idx] - expected[idx]);
+                Assert.True(error <= tolerance, $"{where}: C[{i},{j}] = {actual[idx]}, expected {expected[idx]} (error {error}, tolerance {tolerance})");
+            }
+        }
+    }
+
+    private static float[] RandomArray(Random random, int length)
+    {
+        var data = new float[length];
+        for (int i = 0; i < data.Length; i++)
+        {
+            data[i] = (float)((random.NextDouble() * 2) - 1);
+        }
+
+        return data;
+    }
+}
