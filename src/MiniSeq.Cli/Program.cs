@@ -15,4 +15,5 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(InitCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(PlanCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return Cli.Run(root, args);

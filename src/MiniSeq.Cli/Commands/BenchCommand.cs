@@ -1,0 +1,317 @@
+// `miniseq bench`: GEMM GFLOP/s vs OpenBLAS, attention GFLOP/s, end-to-end training steps, and the memory benchmark
+// (one child process per run so that each process peak RSS is its own).
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using MiniSeq.Benchmarks;
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+using MiniSeq.Threading;
+using MiniSeq.Training;
+using Spectre.Console;
+
+namespace MiniSeq.Cli.Commands;
+
+internal static class BenchCommand
+{
+    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = false };
+
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Benchmarks: gemm, attention, step, memory");
+        bench.Subcommands.Add(Gemm());
+        bench.Subcommands.Add(AttentionBench.Create());
+        bench.Subcommands.Add(Step());
+        bench.Subcommands.Add(Memory());
+        bench.Subcommands.Add(RunStep());
+        return bench;
+    }
+
+    internal static string MachineLine()
+    {
+        double ghz = (GemmBenchmark.ReadCpuMHz() ?? 2600) / 1000;
+        return FormattableString.Invariant($"{GemmBenchmark.ReadCpuName()}, {Environment.ProcessorCount} cores @ {ghz:F2} GHz, fp32 peak {GemmBenchmark.Fp32PeakGFlops(KernelThreads.ThreadCount, ghz):F0} GFLOP/s on {KernelThreads.ThreadCount} threads (64 FLOP/cycle/core), .NET {Environment.Version}");
+    }
+
+    private static Command Gemm()
+    {
+        var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 10, Description = "Timed runs per shape" };
+        var openblas = new Option<bool>("--openblas") { DefaultValueFactory = _ => true, Description = "Compare with OpenBLAS cblas_sgemm (libopenblas.so.0) when available" };
+        var command = new Command("gemm", "GEMM GFLOP/s and % of peak for the shapes of a training step, vs OpenBLAS");
+        command.Options.Add(runs);
+        command.Options.Add(openblas);
+        command.SetAction(p =>
+        {
+            double peak = GemmBenchmark.Fp32PeakGFlops(KernelThreads.ThreadCount);
+            Console.WriteLine($"machine: {MachineLine()}");
+            Console.WriteLine($"OpenBLAS: {OpenBlas.Status}");
+            var results = GemmBenchmark.Run(GemmBenchmark.TrainingShapes, new GemmBenchmarkOptions { Runs = p.GetValue(runs), CompareOpenBlas = p.GetValue(openblas), PeakGFlops = peak });
+            var sb = new StringBuilder("| shape | op | MiniSeq GFLOP/s | % of peak | OpenBLAS GFLOP/s | MiniSeq / OpenBLAS |\n|---|---|---:|---:|---:|---:|\n");
+            foreach (GemmBenchmarkResult r in results)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"| {r.Shape.Name} | {r.Shape.Description} | {r.MiniSeq.GFlops:F1} | {r.MiniSeq.PercentOfPeak:F1} % | ");
+                sb.Append(r.OpenBlas is GemmTiming o ? FormattableString.Invariant($"{o.GFlops:F1} | {r.MiniSeq.GFlops / o.GFlops:F2}× |") : "n/a | n/a |").Append('\n');
+            }
+
+            Console.Write(sb.ToString());
+            return 0;
+        });
+        return command;
+    }
+
+    private static readonly Option<string> SeqLens = new("--seq-len") { DefaultValueFactory = _ => "4096,8192,16384", Description = "Comma-separated sequence lengths" };
+    private static readonly Option<string> Modes = new("--modes") { DefaultValueFactory = _ => "vanilla,mst,checkpoint,mst+checkpoint", Description = "Comma-separated: vanilla, mst, checkpoint, mst+checkpoint, auto" };
+    private static readonly Option<int> Steps = new("--steps") { DefaultValueFactory = _ => 3, Description = "Steps per run (the first is a warm-up)" };
+    private static readonly Option<string> ConfigName = new("--config") { DefaultValueFactory = _ => "small", Description = "tiny | small | demo | config.json" };
+    private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 1, Description = "Rows per batch" };
+    private static readonly Option<string?> Budget = new("--budget") { DefaultValueFactory = _ => "1GiB", Description = "Memory budget for 'fits' and the largest-N search" };
+    private static readonly Option<string?> Out = new("--out") { Description = "Write results (markdown, and for memory an SVG chart) with this path prefix" };
+
+    private static int[] ParseList(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        .Select(s => s.EndsWith('k') || s.EndsWith('K') ? int.Parse(s[..^1], CultureInfo.InvariantCulture) * 1024 : int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    internal static TrainingPolicy ModePolicy(string mode, LlamaConfig config, int batch, int seqLen, long budget)
+    {
+        long rows = (long)batch * seqLen;
+        if (mode == "auto")
+        {
+            var all = MemoryPlanner.PredictAll(config, batch, seqLen, new OptimizerOptions(), MemoryPlanner.MeasureRuntimeOverhead());
+            return (MemoryPlanner.Choose(all, budget) ?? all[^1]).Policy;
+        }
+
+        return MemoryPlanner.StandardPolicies.FirstOrDefault(p => p.Name == mode).Make?.Invoke(config, rows)
+            ?? throw new ArgumentException($"Unknown mode '{mode}': use vanilla, mst, checkpoint, mst+checkpoint or auto.");
+    }
+
+    /// <summary>Hidden: one benchmark run in this process, printed as one JSON line (used by `bench memory`).</summary>
+    private static Command RunStep()
+    {
+        var seq = new Option<int>("--seq-len") { Required = true };
+        var mode = new Option<string>("--mode") { Required = true };
+        var command = new Command("run-step", "(internal) one training benchmark run, JSON output") { Hidden = true };
+        foreach (Option o in new Option[] { seq, mode, Steps, ConfigName, Batch, Budget })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction(p =>
+        {
+            LlamaConfig config = InitCommand.ResolveConfig(p.GetValue(ConfigName)!);
+            int n = p.GetValue(seq), batch = p.GetValue(Batch);
+            string m = p.GetValue(mode)!;
+            TrainingPolicy policy = ModePolicy(m, config, batch, n, ByteSize.Parse(p.GetValue(Budget) ?? "1GiB"));
+            StepBenchmarkResult r = StepBenchmark.Run(config, n, batch, m, policy, p.GetValue(Steps), line => Console.Error.WriteLine(line));
+            Console.WriteLine(JsonSerializer.Serialize(r, s_json));
+            return 0;
+        });
+        return command;
+    }
+
+    private static StepBenchmarkResult? RunChild(string config, int seqLen, int batch, string mode, int steps, string budget)
+    {
+        string dll = Environment.GetCommandLineArgs()[0];
+        bool viaHost = Path.GetFileNameWithoutExtension(Environment.ProcessPath ?? "") == "dotnet";
+        var psi = new ProcessStartInfo(viaHost ? Environment.ProcessPath! : dll) { RedirectStandardOutput = true, UseShellExecute = false };
+        if (viaHost)
+        {
+            psi.ArgumentList.Add(dll);
+        }
+
+        foreach (string a in new[] { "bench", "run-step", "--seq-len", seqLen.ToString(CultureInfo.InvariantCulture), "--mode", mode, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--config", config, "--batch", batch.ToString(CultureInfo.InvariantCulture), "--budget", budget })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using Process child = Process.Start(psi)!;
+        string output = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        string? line = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.StartsWith('{'));
+        return child.ExitCode == 0 && line is not null ? JsonSerializer.Deserialize<StepBenchmarkResult>(line) : null;
+    }
+
+    private static Command Step()
+    {
+        var command = new Command("step", "End-to-end training tokens/s and peak memory per N and mode (one process per run)");
+        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction(p =>
+        {
+            var rows = new List<StepBenchmarkResult>();
+            Console.WriteLine($"machine: {MachineLine()}");
+            foreach (int n in ParseList(p.GetValue(SeqLens)!))
+            {
+                foreach (string mode in p.GetValue(Modes)!.Split(','))
+                {
+                    StepBenchmarkResult? r = RunChild(p.GetValue(ConfigName)!, n, p.GetValue(Batch), mode.Trim(), p.GetValue(Steps), p.GetValue(Budget)!);
+                    if (r is not null)
+                    {
+                        rows.Add(r);
+                        Console.WriteLine(FormattableString.Invariant($"{r.Mode,-16} N={r.SeqLen,6}: {r.TokensPerSecond,8:F0} tok/s, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)}"));
+                    }
+                }
+            }
+
+            string md = MemoryTable(rows, null);
+            Console.Write(md);
+            if (p.GetValue(Out) is string prefix)
+            {
+                File.WriteAllText(prefix + ".md", md);
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Memory()
+    {
+        var search = new Option<bool>("--search") { DefaultValueFactory = _ => true, Description = "Find the largest N within --budget per mode by real runs (bisection)" };
+        var maxPredicted = new Option<string>("--skip-above") { DefaultValueFactory = _ => "12GiB", Description = "Skip runs whose predicted peak exceeds this" };
+        var command = new Command("memory", "Peak memory per category, RSS, prediction and tokens/s per N and mode; largest N within a budget; markdown + SVG");
+        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, search, maxPredicted })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction(p =>
+        {
+            string configName = p.GetValue(ConfigName)!;
+            LlamaConfig config = InitCommand.ResolveConfig(configName);
+            int batch = p.GetValue(Batch), steps = p.GetValue(Steps);
+            string budgetText = p.GetValue(Budget)!;
+            long budget = ByteSize.Parse(budgetText), skip = ByteSize.Parse(p.GetValue(maxPredicted)!);
+            string[] modes = p.GetValue(Modes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var rows = new List<StepBenchmarkResult>();
+            Console.WriteLine($"machine: {MachineLine()}");
+            long overhead = MemoryPlanner.MeasureRuntimeOverhead();
+            foreach (int n in ParseList(p.GetValue(SeqLens)!))
+            {
+                foreach (string mode in modes)
+                {
+                    var predicted = MemoryPlanner.Predict(config, batch, n, ModePolicy(mode, config, batch, n, budget), new OptimizerOptions(), overhead, mode);
+                    if (predicted.ProcessPeak > skip)
+                    {
+                        Console.WriteLine($"{mode,-16} N={n,6}: skipped (predicted {ByteSize.Format(predicted.ProcessPeak)} > --skip-above)");
+                        continue;
+                    }
+
+                    StepBenchmarkResult? r = RunChild(configName, n, batch, mode, steps, budgetText);
+                    if (r is null)
+                    {
+                        Console.WriteLine($"{mode,-16} N={n,6}: failed");
+                        continue;
+                    }
+
+                    rows.Add(r);
+                    Console.WriteLine(FormattableString.Invariant($"{mode,-16} N={n,6}: {r.TokensPerSecond,8:F0} tok/s, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)} (predicted {ByteSize.Format(r.PredictedProcessPeakBytes)})"));
+                }
+            }
+
+            var largest = new Dictionary<string, int>();
+            if (p.GetValue(search))
+            {
+                foreach (string mode in modes)
+                {
+                    largest[mode] = SearchLargest(configName, config, batch, mode, budget, budgetText, rows);
+                    Console.WriteLine($"{mode,-16}: largest N within {ByteSize.Format(budget)} = {largest[mode]}");
+                }
+            }
+
+            string md = $"machine: {MachineLine()}\n\nconfig {configName}: d={config.HiddenSize}, L={config.NumHiddenLayers}, heads {config.NumAttentionHeads}/{config.NumKeyValueHeads}, I={config.IntermediateSize}, V={config.VocabSize}; batch {batch}; fp32 AdamW; budget {ByteSize.Format(budget)}\n\n"
+                + MemoryTable(rows.OrderBy(r => r.Mode).ThenBy(r => r.SeqLen).ToList(), budget);
+            if (largest.Count > 0)
+            {
+                md += "\n| mode | largest N with process peak RSS ≤ " + ByteSize.Format(budget) + " (real runs) |\n|---|---:|\n"
+                    + string.Concat(largest.Select(kv => $"| {kv.Key} | {kv.Value} |\n"));
+            }
+
+            Console.Write(md);
+            if (p.GetValue(Out) is string prefix)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(prefix))!);
+                File.WriteAllText(prefix + ".md", md);
+                File.WriteAllText(prefix + ".svg", Svg.PeakMemoryChart(rows, budget));
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static int SearchLargest(string configName, LlamaConfig config, int batch, string mode, long budget, string budgetText, List<StepBenchmarkResult> rows)
+    {
+        const int Granularity = 1024;
+        bool Fits(StepBenchmarkResult r) => r.ProcessPeakRssBytes <= budget;
+        int lo = rows.Where(r => r.Mode == mode && Fits(r)).Select(r => r.SeqLen).DefaultIfEmpty(0).Max();
+        int hi = rows.Where(r => r.Mode == mode && !Fits(r) && r.SeqLen > lo).Select(r => r.SeqLen).DefaultIfEmpty(0).Min();
+        if (hi == 0)
+        {
+            // Start from the planner's estimate and step up until a real run exceeds the budget.
+            hi = Math.Max(lo + Granularity, MemoryPlanner.LargestFittingSeqLen(config, batch, mode == "auto" ? "mst+checkpoint" : mode, new OptimizerOptions(), MemoryPlanner.MeasureRuntimeOverhead(), budget, Granularity) + Granularity);
+            while (true)
+            {
+                StepBenchmarkResult? r = RunChild(configName, hi, batch, mode, 1, budgetText);
+                if (r is null || !Fits(r))
+                {
+                    break;
+                }
+
+                rows.Add(r);
+                lo = hi;
+                hi += hi / 8 / Granularity * Granularity + Granularity;
+            }
+        }
+
+        while (hi - lo > Granularity)
+        {
+            int mid = (lo + hi) / 2 / Granularity * Granularity;
+            if (mid <= lo)
+            {
+                break;
+            }
+
+            StepBenchmarkResult? r = RunChild(configName, mid, batch, mode, 1, budgetText);
+            Console.WriteLine(r is null ? $"  probe {mode} N={mid}: failed" : $"  probe {mode} N={mid}: peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)}");
+            if (r is not null && Fits(r))
+            {
+                lo = mid;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
+    }
+
+    internal static string MemoryTable(IReadOnlyList<StepBenchmarkResult> rows, long? budget)
+    {
+        var sb = new StringBuilder("| mode | N | tokens/s | params | grads | optimizer | activations | scratch | tracked peak | process peak RSS | predicted RSS | error |" + (budget is null ? "" : " fits |") + "\n");
+        sb.Append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + (budget is null ? "" : "---|") + "\n");
+        foreach (StepBenchmarkResult r in rows)
+        {
+            double err = (double)(r.PredictedProcessPeakBytes - r.ProcessPeakRssBytes) / r.ProcessPeakRssBytes;
+            sb.Append(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.SeqLen} | {r.TokensPerSecond:F0} | ");
+            foreach (long b in r.PeakBytes)
+            {
+                sb.Append(ByteSize.Format(b)).Append(" | ");
+            }
+
+            sb.Append(CultureInfo.InvariantCulture, $"{ByteSize.Format(r.TrackedPeakBytes)} | {ByteSize.Format(r.ProcessPeakRssBytes)} | {ByteSize.Format(r.PredictedProcessPeakBytes)} | {err:+0.0%;-0.0%} |");
+            if (budget is long b2)
+            {
+                sb.Append(r.ProcessPeakRssBytes <= b2 ? " yes |" : " no |");
+            }
+
+            sb.Append('\n');
+        }
+
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,76 @@
+// End-to-end training-step benchmark: real optimizer steps on random tokens for one (config, N, batch, policy),
+// reporting tokens/s, measured peak bytes per category, the process peak RSS and the planner's prediction.
+// Run one configuration per process when peak RSS matters (`miniseq bench memory` does).
+using System.Diagnostics;
+using MiniSeq.IO;
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+using MiniSeq.Training;
+
+namespace MiniSeq.Benchmarks;
+
+/// <summary>Result of <see cref="StepBenchmark.Run"/>.</summary>
+public sealed record StepBenchmarkResult(
+    string Mode,
+    int SeqLen,
+    int BatchSize,
+    int Steps,
+    double MedianStepSeconds,
+    double TokensPerSecond,
+    double FirstLoss,
+    double LastLoss,
+    long[] PeakBytes,
+    long TrackedPeakBytes,
+    long ProcessPeakRssBytes,
+    long PredictedTrackedBytes,
+    long PredictedProcessPeakBytes);
+
+/// <summary>Times real training steps.</summary>
+public static class StepBenchmark
+{
+    /// <summary>
+    /// Builds a model for <paramref name="config"/> (random init), a trainer with <paramref name="policy"/>, and runs
+    /// <paramref name="steps"/> AdamW steps on random tokens (the first is a warm-up excluded from the median).
+    /// </summary>
+    public static StepBenchmarkResult Run(LlamaConfig config, int seqLen, int batchSize, string mode, TrainingPolicy policy, int steps, Action<string>? log = null)
+    {
+        var optimizer = new OptimizerOptions { LearningRate = 1e-4f };
+        var ledger = new MemoryLedger();
+        long overhead = MemoryPlanner.MeasureRuntimeOverhead(ledger);
+        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode);
+        var rng = new DeterministicRandom(12345);
+        var ids = new int[batchSize * seqLen];
+        var labels = new int[batchSize * seqLen];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            ids[i] = rng.NextInt(config.VocabSize);
+        }
+
+        for (int i = 0; i < ids.Length; i++)
+        {
+            labels[i] = (i + 1) % seqLen == 0 ? -100 : ids[i + 1];
+        }
+
+        var batch = new TokenBatch(batchSize, seqLen, ids, labels);
+        using var model = new LlamaModel(config, ledger);
+        model.InitializeRandom(1);
+        using var trainer = new Trainer(model, new TrainerOptions { Optimizer = optimizer, Policy = policy, TotalSteps = steps }, batchSize, seqLen);
+        var times = new List<double>();
+        var losses = new List<double>();
+        for (int s = 0; s < steps; s++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            StepResult r = trainer.Step(batch);
+            double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            times.Add(seconds);
+            losses.Add(r.Loss);
+            log?.Invoke(FormattableString.Invariant($"{mode} N={seqLen} step {s + 1}/{steps}: {seconds:F2} s, loss {r.Loss:F4}"));
+        }
+
+        MemoryReport mem = ledger.Snapshot();
+        List<double> timed = times.Count > 1 ? times.Skip(1).Order().ToList() : times;
+        double median = timed[timed.Count / 2];
+        return new StepBenchmarkResult(mode, seqLen, batchSize, steps, median, batchSize * seqLen / median, losses[0], losses[^1],
+            mem.PeakBytes, mem.PeakTotalBytes, mem.ProcessPeakRssBytes, prediction.TrackedTotal, prediction.ProcessPeak);
+    }
+}
