@@ -1,0 +1,326 @@
+// A Hugging Face model directory: config.json plus model.safetensors, or plus model.safetensors.index.json and the
+// shards it names. Reads weights into the parameter arena by HF name with exact shape checks, and saves atomically.
+// Deliberately not: tokenizer files, PyTorch .bin checkpoints, or dtype choice on save (always F32).
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MiniSeq.Diagnostics;
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+
+namespace MiniSeq.IO;
+
+/// <summary>Reads and writes Hugging Face model directories (<c>config.json</c> + safetensors weights).</summary>
+public static class ModelDirectory
+{
+    /// <summary>The config file name.</summary>
+    public const string ConfigFileName = "config.json";
+
+    /// <summary>The single-file weights name.</summary>
+    public const string WeightsFileName = "model.safetensors";
+
+    /// <summary>The shard index name (<c>weight_map</c>: tensor name → shard file).</summary>
+    public const string IndexFileName = "model.safetensors.index.json";
+
+    private const int MissingNamesShown = 5;
+
+    /// <summary>Reads and validates <c>config.json</c> of <paramref name="directory"/>.</summary>
+    /// <exception cref="DirectoryNotFoundException">The directory does not exist.</exception>
+    /// <exception cref="FileNotFoundException">There is no config.json.</exception>
+    /// <exception cref="InvalidDataException">config.json is malformed or not a valid Llama config.</exception>
+    public static LlamaConfig ReadConfig(string directory)
+    {
+        RequireDirectory(directory);
+        return LlamaConfig.Load(Path.Combine(directory, ConfigFileName));
+    }
+
+    /// <summary>Reads every tensor of <paramref name="layout"/> from the directory's safetensors into <paramref name="parameters"/>.</summary>
+    /// <param name="directory">A directory with <c>model.safetensors</c> or <c>model.safetensors.index.json</c> and its shards.</param>
+    /// <param name="layout">Which tensors to read, their shapes and their slots.</param>
+    /// <param name="parameters">The parameter arena (at least <c>layout.Plan.TotalFloats</c> floats).</param>
+    /// <param name="warn">Receives one message per tensor in the files that the layout does not use (e.g.
+    /// <c>model.layers.0.self_attn.rotary_emb.inv_freq</c>); such tensors are skipped. With tied embeddings a
+    /// <c>lm_head.weight</c> is skipped silently.</param>
+    /// <remarks>All headers are validated (presence and exact shape of every tensor) before any data is read. F32,
+    /// BF16, F16 and F64 data are converted to float32.</remarks>
+    /// <exception cref="FileNotFoundException">Neither weights file exists, or a shard named by the index is missing.</exception>
+    /// <exception cref="InvalidDataException">A file is malformed, a tensor is missing, or a shape differs from what
+    /// config.json implies.</exception>
+    public static void ReadWeights(string directory, ParameterLayout layout, TensorView parameters, Action<string>? warn = null)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        RequireArena(layout, parameters);
+        RequireDirectory(directory);
+
+        Dictionary<string, string> fileOf = ResolveWeightFiles(directory, out string listing);
+        var readers = new Dictionary<string, SafeTensorsReader>(StringComparer.Ordinal);
+        try
+        {
+            SafeTensorsReader ReaderFor(string file)
+            {
+                if (!readers.TryGetValue(file, out SafeTensorsReader? reader))
+                {
+                    string path = Path.Combine(directory, file);
+                    if (!File.Exists(path))
+                    {
+                        throw new FileNotFoundException(
+                            $"{path}: shard named by {Path.Combine(directory, IndexFileName)} is missing. Copy or download every shard listed in the index.", path);
+                    }
+
+                    reader = SafeTensorsReader.Open(path);
+                    readers.Add(file, reader);
+                }
+
+                return reader;
+            }
+
+            // Pass 1: every layout tensor present with the exact shape; nothing is read yet.
+            var missing = new List<string>();
+            var plan = new List<(ParameterInfo Parameter, SafeTensorsReader Reader, SafeTensorInfo Tensor)>(layout.Tensors.Count);
+            foreach (ParameterInfo parameter in layout.Tensors)
+            {
+                if (!fileOf.TryGetValue(parameter.Name, out string? file))
+                {
+                    missing.Add(parameter.Name);
+                    continue;
+                }
+
+                SafeTensorsReader reader = ReaderFor(file);
+                if (!reader.TryGetTensor(parameter.Name, out SafeTensorInfo tensor))
+                {
+                    Throw.InvalidData(reader.Path,
+                        $"tensor '{parameter.Name}' is missing although {IndexFileName} maps it to this shard",
+                        "The index and the shards do not belong together; copy or download the checkpoint again.");
+                }
+
+                if (!tensor.HasShape(parameter.Shape))
+                {
+                    Throw.InvalidData(reader.Path,
+                        $"tensor '{parameter.Name}' has shape {tensor.ShapeText} but config.json implies {parameter.ShapeText}",
+                        $"Use the config.json that belongs to these weights (expected shape {parameter.ShapeText} from config.json: {Describe(layout.Config)}).");
+                }
+
+                if (!SafeTensors.IsConvertibleToFloat(tensor.DType))
+                {
+                    Throw.InvalidData(reader.Path,
+                        $"tensor '{parameter.Name}' has dtype {SafeTensors.DTypeName(tensor.DType)}, which cannot be read as float32",
+                        "Export the weights as F32, BF16 or F16 (quantised checkpoints are not supported).");
+                }
+
+                plan.Add((parameter, reader, tensor));
+            }
+
+            if (missing.Count > 0)
+            {
+                string shown = string.Join(", ", missing.Take(MissingNamesShown));
+                string more = missing.Count > MissingNamesShown ? $" and {missing.Count - MissingNamesShown} more" : "";
+                string hint = missing.Contains(HfTensorNames.LmHead) && missing.Count == 1
+                    ? "The checkpoint has no separate LM head: set \"tie_word_embeddings\": true in config.json if the model shares its embedding matrix."
+                    : "Check that the checkpoint is a Llama model matching config.json (num_hidden_layers, tie_word_embeddings).";
+                Throw.InvalidData(listing, $"{missing.Count} of {layout.Tensors.Count} tensors are missing: {shown}{more}", hint);
+            }
+
+            foreach (string name in fileOf.Keys.Order(StringComparer.Ordinal))
+            {
+                if (layout.TryGet(name, out _) || (name == HfTensorNames.LmHead && layout.Config.TieWordEmbeddings))
+                {
+                    continue;
+                }
+
+                warn?.Invoke($"{Path.Combine(directory, fileOf[name])}: ignoring tensor '{name}', which a Llama model does not use.");
+            }
+
+            // Pass 2: read.
+            foreach ((ParameterInfo parameter, SafeTensorsReader reader, SafeTensorInfo tensor) in plan)
+            {
+                reader.ReadFloat32(tensor, parameters.Slice(parameter.Slot.Offset, parameter.Slot.Length));
+            }
+        }
+        finally
+        {
+            foreach (SafeTensorsReader reader in readers.Values)
+            {
+                reader.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Writes <c>config.json</c> and <c>model.safetensors</c> (F32, Hugging Face names) atomically.</summary>
+    /// <param name="directory">Created, or replaced as a whole (files already in it are not kept).</param>
+    /// <param name="config">Written as config.json; must describe the same tensors as <paramref name="layout"/>.</param>
+    /// <param name="layout">Which tensors to write (the tied LM head is written once, as the embedding).</param>
+    /// <param name="parameters">The parameter arena.</param>
+    /// <remarks>The files are written into a temporary sibling directory, flushed to disk, and renamed into place
+    /// (<see cref="AtomicDirectory"/>): a crash at any point leaves either the previous directory or the new one.</remarks>
+    public static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters)
+        => Save(directory, config, layout, parameters, long.MaxValue, afterFileWritten: null);
+
+    /// <summary>Like <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView)"/> but splits the weights into
+    /// shards of at most <paramref name="maxShardBytes"/> data bytes (a larger tensor gets a shard of its own):
+    /// <c>model-00001-of-0000N.safetensors</c> and <c>model.safetensors.index.json</c>. When everything fits in one
+    /// shard, writes <c>model.safetensors</c> and no index, as Transformers does.</summary>
+    public static void SaveSharded(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, long maxShardBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
+        Save(directory, config, layout, parameters, maxShardBytes, afterFileWritten: null);
+    }
+
+    /// <summary>The save with a test hook called with each file's path after it is written (it may throw to
+    /// simulate a crash mid-save).</summary>
+    internal static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters,
+        long maxShardBytes, Action<string>? afterFileWritten)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(layout);
+        RequireArena(layout, parameters);
+        RequireSameTensors(config, layout);
+
+        // Greedy shards in storage order.
+        var shards = new List<List<ParameterInfo>>();
+        long shardBytes = 0;
+        foreach (ParameterInfo parameter in layout.Tensors)
+        {
+            long bytes = parameter.ElementCount * sizeof(float);
+            if (shards.Count == 0 || (shardBytes + bytes > maxShardBytes && shards[^1].Count > 0))
+            {
+                shards.Add([]);
+                shardBytes = 0;
+            }
+
+            shards[^1].Add(parameter);
+            shardBytes += bytes;
+        }
+
+        AtomicDirectory.Write(directory, temp =>
+        {
+            string configPath = Path.Combine(temp, ConfigFileName);
+            File.WriteAllText(configPath, config.ToJson() + "\n");
+            afterFileWritten?.Invoke(configPath);
+
+            var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            for (int s = 0; s < shards.Count; s++)
+            {
+                string file = shards.Count == 1 ? WeightsFileName : $"model-{s + 1:D5}-of-{shards.Count:D5}.safetensors";
+                var writer = new SafeTensorsWriter();
+                writer.Metadata["format"] = "pt";
+                foreach (ParameterInfo parameter in shards[s])
+                {
+                    writer.Add(parameter.Name, parameter.Shape, parameters.Slice(parameter.Slot.Offset, parameter.Slot.Length));
+                    weightMap[parameter.Name] = file;
+                }
+
+                string path = Path.Combine(temp, file);
+                writer.Write(path);
+                afterFileWritten?.Invoke(path);
+            }
+
+            if (shards.Count > 1)
+            {
+                var index = new JsonObject
+                {
+                    ["metadata"] = new JsonObject { ["total_size"] = layout.ParameterCount * sizeof(float) },
+                    ["weight_map"] = new JsonObject(weightMap.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value)))),
+                };
+                string indexPath = Path.Combine(temp, IndexFileName);
+                File.WriteAllText(indexPath, index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                afterFileWritten?.Invoke(indexPath);
+            }
+        });
+    }
+
+    /// <summary>Tensor name → file (relative to the directory); <paramref name="listing"/> is the file that lists them.</summary>
+    private static Dictionary<string, string> ResolveWeightFiles(string directory, out string listing)
+    {
+        string single = Path.Combine(directory, WeightsFileName);
+        string indexPath = Path.Combine(directory, IndexFileName);
+        var fileOf = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (File.Exists(single))
+        {
+            listing = single;
+            using SafeTensorsReader reader = SafeTensorsReader.Open(single);
+            foreach (SafeTensorInfo tensor in reader.Tensors)
+            {
+                fileOf[tensor.Name] = WeightsFileName;
+            }
+
+            return fileOf;
+        }
+
+        if (!File.Exists(indexPath))
+        {
+            string hint = File.Exists(Path.Combine(directory, "pytorch_model.bin")) || File.Exists(Path.Combine(directory, "pytorch_model.bin.index.json"))
+                ? "The directory holds a PyTorch .bin checkpoint: convert it with model.save_pretrained(dir, safe_serialization=True)."
+                : "Pass a Hugging Face model directory, or create one with ModelDirectory.Save.";
+            throw new FileNotFoundException($"{directory}: neither {WeightsFileName} nor {IndexFileName} exists. {hint}", single);
+        }
+
+        listing = indexPath;
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{indexPath}: not valid JSON ({e.Message}). Re-create the index with save_pretrained.", e);
+        }
+
+        using (document)
+        {
+            JsonElement map = default;
+            if (document.RootElement.ValueKind != JsonValueKind.Object
+                || !document.RootElement.TryGetProperty("weight_map", out map)
+                || map.ValueKind != JsonValueKind.Object)
+            {
+                Throw.InvalidData(indexPath, "has no \"weight_map\" object (tensor name → shard file)", "Re-create the index with save_pretrained.");
+            }
+
+            foreach (JsonProperty entry in map.EnumerateObject())
+            {
+                string? file = entry.Value.ValueKind == JsonValueKind.String ? entry.Value.GetString() : null;
+                if (string.IsNullOrEmpty(file) || file != Path.GetFileName(file) || file is "." or "..")
+                {
+                    Throw.InvalidData(indexPath, $"weight_map entry for tensor '{entry.Name}' is {entry.Value.GetRawText()}, not a shard file name in this directory",
+                        "Re-create the index with save_pretrained.");
+                }
+
+                fileOf[entry.Name] = file;
+            }
+        }
+
+        return fileOf;
+    }
+
+    private static void RequireDirectory(string directory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        if (!Directory.Exists(directory))
+        {
+            throw new DirectoryNotFoundException($"{directory}: model directory not found. Pass a directory with config.json and model.safetensors.");
+        }
+    }
+
+    private static void RequireArena(ParameterLayout layout, TensorView parameters)
+    {
+        if (parameters.Length < layout.Plan.TotalFloats)
+        {
+            throw new ArgumentException(
+                $"The parameter view holds {parameters.Length} floats but the layout needs {layout.Plan.TotalFloats}; allocate it with new Arena(layout.Plan).",
+                nameof(parameters));
+        }
+    }
+
+    private static void RequireSameTensors(LlamaConfig config, ParameterLayout layout)
+    {
+        var expected = new ParameterLayout(config);
+        bool same = expected.Tensors.Count == layout.Tensors.Count
+            && expected.Tensors.Zip(layout.Tensors).All(p => p.First.Name == p.Second.Name && p.First.Shape.AsSpan().SequenceEqual(p.Second.Shape));
+        if (!same)
+        {
+            throw new ArgumentException("The config to save describes different tensors than the parameter layout; build the layout from this config.", nameof(config));
+        }
+    }
+
+    private static string Describe(LlamaConfig c)
+        => $"hidden_size {c.HiddenSize}, intermediate_size {c.IntermediateSize}, num_attention_heads {c.NumAttentionHeads}, "
+            + $"num_key_value_heads {c.NumKeyValueHeads}, head_dim {c.HeadDim}, vocab_size {c.VocabSize}";
+}

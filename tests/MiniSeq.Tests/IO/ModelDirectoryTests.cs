@@ -1,0 +1,346 @@
+// Hugging Face model directories: round trips (single file, sharded, tied, BF16), missing/extra/misshaped tensors,
+// and atomic saving under simulated failures.
+using MiniSeq.IO;
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+
+namespace MiniSeq.Tests.IO;
+
+public class ModelDirectoryTests
+{
+    private static readonly LlamaConfig s_untied = LlamaConfig.Tiny;
+    private static readonly LlamaConfig s_tied = LlamaConfig.Tiny with { TieWordEmbeddings = true };
+
+    private static void Fill(ParameterLayout layout, Arena arena, int seed)
+    {
+        var random = new Random(seed);
+        foreach (ParameterInfo p in layout.Tensors)
+        {
+            Span<float> span = arena[p.Slot].Span;
+            for (int i = 0; i < span.Length; i++)
+            {
+                span[i] = (float)(random.NextDouble() * 2 - 1);
+            }
+        }
+    }
+
+    private static void AssertSameParameters(ParameterLayout layout, Arena expected, Arena actual)
+    {
+        foreach (ParameterInfo p in layout.Tensors)
+        {
+            Assert.True(expected[p.Slot].Span.SequenceEqual(actual[p.Slot].Span), p.Name);
+        }
+    }
+
+    /// <summary>Writes the layout's tensors with a writer, letting the caller add, drop or reshape some.</summary>
+    private static void WriteWeights(string path, ParameterLayout layout, Arena arena, Func<ParameterInfo, int[]?> shapeOf,
+        SafeTensorsDType dtype = SafeTensorsDType.F32, Action<SafeTensorsWriter>? extra = null)
+    {
+        var writer = new SafeTensorsWriter();
+        foreach (ParameterInfo p in layout.Tensors)
+        {
+            if (shapeOf(p) is int[] shape)
+            {
+                writer.Add(p.Name, shape, arena[p.Slot], dtype);
+            }
+        }
+
+        extra?.Invoke(writer);
+        writer.Write(path);
+    }
+
+    private static string[] Siblings(TempDirectory dir) =>
+        Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Save_ThenRead_RoundTripsConfigAndWeights(bool tied)
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        LlamaConfig config = tied ? s_tied : s_untied;
+        var layout = new ParameterLayout(config);
+        using var saved = new Arena(layout.Plan);
+        using var loaded = new Arena(layout.Plan);
+        Fill(layout, saved, seed: 20240601);
+
+        ModelDirectory.Save(model, config, layout, saved.All);
+
+        Assert.Equal(["config.json", "model.safetensors"], Directory.GetFiles(model).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(config, ModelDirectory.ReadConfig(model));
+        var warnings = new List<string>();
+        ModelDirectory.ReadWeights(model, layout, loaded.All, warnings.Add);
+        Assert.Empty(warnings);
+        AssertSameParameters(layout, saved, loaded);
+
+        using SafeTensorsReader reader = SafeTensorsReader.Open(Path.Combine(model, "model.safetensors"));
+        Assert.Equal("pt", reader.Metadata["format"]);
+        Assert.Equal(!tied, reader.Contains(HfTensorNames.LmHead));
+        Assert.Equal(layout.Tensors.Count, reader.Tensors.Count);
+        Assert.All(reader.Tensors, t => Assert.Equal(SafeTensorsDType.F32, t.DType));
+        Assert.Equal([256L, 64L], reader.GetTensor(HfTensorNames.Embedding).Shape);
+    }
+
+    [Fact]
+    public void SaveSharded_SmallShards_WritesIndexAndRoundTrips()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_untied);
+        using var saved = new Arena(layout.Plan);
+        using var loaded = new Arena(layout.Plan);
+        Fill(layout, saved, seed: 7);
+
+        ModelDirectory.SaveSharded(model, s_untied, layout, saved.All, maxShardBytes: 100_000);
+
+        string[] shards = Directory.GetFiles(model, "model-*.safetensors").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
+        Assert.True(shards.Length > 2);
+        Assert.Equal($"model-00001-of-{shards.Length:D5}.safetensors", shards[0]);
+        Assert.True(File.Exists(Path.Combine(model, ModelDirectory.IndexFileName)));
+        Assert.False(File.Exists(Path.Combine(model, ModelDirectory.WeightsFileName)));
+        ModelDirectory.ReadWeights(model, layout, loaded.All);
+        AssertSameParameters(layout, saved, loaded);
+    }
+
+    [Fact]
+    public void SaveSharded_EverythingFits_WritesSingleFile()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        ModelDirectory.SaveSharded(model, s_tied, layout, arena.All, maxShardBytes: 1L << 40);
+        Assert.Equal(["config.json", "model.safetensors"], Directory.GetFiles(model).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void ReadWeights_Bf16File_ConvertsToFloat()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var source = new Arena(layout.Plan);
+        using var loaded = new Arena(layout.Plan);
+        Fill(layout, source, seed: 3);
+        WriteWeights(dir.File("model.safetensors"), layout, source, p => p.Shape, SafeTensorsDType.BF16);
+
+        ModelDirectory.ReadWeights(dir.Path, layout, loaded.All);
+
+        foreach (ParameterInfo p in layout.Tensors)
+        {
+            ReadOnlySpan<float> expected = source[p.Slot].Span, actual = loaded[p.Slot].Span;
+            for (int i = 0; i < expected.Length; i++)
+            {
+                Assert.Equal(SafeTensors.BFloat16ToFloat(SafeTensors.FloatToBFloat16(expected[i])), actual[i]);
+            }
+        }
+    }
+
+    [Fact]
+    public void ReadWeights_TiedWithExtraTensors_IgnoresLmHeadAndWarnsOthers()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var source = new Arena(layout.Plan);
+        using var loaded = new Arena(layout.Plan);
+        Fill(layout, source, seed: 11);
+        float[] other = new float[256 * 64];
+        float[] invFreq = new float[8];
+        WriteWeights(dir.File("model.safetensors"), layout, source, p => p.Shape, extra: w =>
+        {
+            w.Add(HfTensorNames.LmHead, [256, 64], (ReadOnlyMemory<float>)other);
+            w.Add("model.layers.0.self_attn.rotary_emb.inv_freq", [8], (ReadOnlyMemory<float>)invFreq);
+        });
+
+        var warnings = new List<string>();
+        ModelDirectory.ReadWeights(dir.Path, layout, loaded.All, warnings.Add);
+
+        string warning = Assert.Single(warnings);
+        Assert.Contains("rotary_emb.inv_freq", warning, StringComparison.Ordinal);
+        AssertSameParameters(layout, source, loaded);
+    }
+
+    [Fact]
+    public void ReadWeights_MissingTensors_ThrowsListingFirstNames()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_untied);
+        using var arena = new Arena(layout.Plan);
+        WriteWeights(dir.File("model.safetensors"), layout, arena, p => p.Name.StartsWith("model.layers.1.", StringComparison.Ordinal) ? null : p.Shape);
+
+        var e = Assert.Throws<InvalidDataException>(() => ModelDirectory.ReadWeights(dir.Path, layout, arena.All));
+
+        Assert.Contains(dir.File("model.safetensors"), e.Message, StringComparison.Ordinal);
+        Assert.Contains("9 of 21 tensors are missing", e.Message, StringComparison.Ordinal);
+        Assert.Contains("model.layers.1.input_layernorm.weight", e.Message, StringComparison.Ordinal);
+        Assert.Contains("and 4 more", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ReadWeights_UntiedLayoutWithoutLmHead_SuggestsTying()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_untied);
+        using var arena = new Arena(layout.Plan);
+        WriteWeights(dir.File("model.safetensors"), layout, arena, p => p.Name == HfTensorNames.LmHead ? null : p.Shape);
+
+        var e = Assert.Throws<InvalidDataException>(() => ModelDirectory.ReadWeights(dir.Path, layout, arena.All));
+
+        Assert.Contains(HfTensorNames.LmHead, e.Message, StringComparison.Ordinal);
+        Assert.Contains("tie_word_embeddings", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ReadWeights_WrongShape_ThrowsNamingTensorAndShapes()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        string q = HfTensorNames.QueryProjection(1);
+        WriteWeights(dir.File("model.safetensors"), layout, arena, p => p.Name == q ? [32, 128] : p.Shape);
+
+        var e = Assert.Throws<InvalidDataException>(() => ModelDirectory.ReadWeights(dir.Path, layout, arena.All));
+
+        Assert.Contains(dir.File("model.safetensors"), e.Message, StringComparison.Ordinal);
+        Assert.Contains($"'{q}'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("[32, 128]", e.Message, StringComparison.Ordinal);
+        Assert.Contains("expected shape [64, 64] from config.json", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ReadWeights_IndexNamesMissingShard_ThrowsFileNotFound()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        File.WriteAllText(dir.File(ModelDirectory.IndexFileName),
+            $"{{\"metadata\":{{}},\"weight_map\":{{\"{HfTensorNames.Embedding}\":\"model-00001-of-00002.safetensors\"}}}}");
+
+        var e = Assert.Throws<FileNotFoundException>(() => ModelDirectory.ReadWeights(dir.Path, layout, arena.All));
+        Assert.Contains("model-00001-of-00002.safetensors", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("{\"weight_map\": [1, 2]}", "weight_map")]
+    [InlineData("{\"weight_map\": {\"model.norm.weight\": \"../evil.safetensors\"}}", "model.norm.weight")]
+    [InlineData("{\"weight_map\": {", "not valid JSON")]
+    public void ReadWeights_MalformedIndex_ThrowsInvalidData(string index, string keyword)
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        File.WriteAllText(dir.File(ModelDirectory.IndexFileName), index);
+
+        var e = Assert.Throws<InvalidDataException>(() => ModelDirectory.ReadWeights(dir.Path, layout, arena.All));
+        Assert.Contains(ModelDirectory.IndexFileName, e.Message, StringComparison.Ordinal);
+        Assert.Contains(keyword, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ReadWeights_NoWeightsFile_ThrowsFileNotFound()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        var e = Assert.Throws<FileNotFoundException>(() => ModelDirectory.ReadWeights(dir.Path, layout, arena.All));
+        Assert.Contains("model.safetensors", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Save_ExistingDirectory_ReplacedCompletely()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_tied);
+        using var first = new Arena(layout.Plan);
+        using var second = new Arena(layout.Plan);
+        using var loaded = new Arena(layout.Plan);
+        Fill(layout, first, seed: 1);
+        Fill(layout, second, seed: 2);
+        ModelDirectory.Save(model, s_tied, layout, first.All);
+        File.WriteAllText(Path.Combine(model, "stale.txt"), "old");
+
+        ModelDirectory.Save(model, s_tied, layout, second.All);
+
+        Assert.False(File.Exists(Path.Combine(model, "stale.txt")));
+        ModelDirectory.ReadWeights(model, layout, loaded.All);
+        AssertSameParameters(layout, second, loaded);
+        Assert.Equal(["model"], Siblings(dir)); // no temporary or old siblings left
+    }
+
+    [Theory]
+    [InlineData("config.json")]
+    [InlineData("model.safetensors")]
+    public void Save_FailureMidSave_LeavesExistingDirectoryUntouched(string failAfter)
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_tied);
+        using var first = new Arena(layout.Plan);
+        using var second = new Arena(layout.Plan);
+        Fill(layout, first, seed: 1);
+        Fill(layout, second, seed: 2);
+        ModelDirectory.Save(model, s_tied, layout, first.All);
+        byte[] weightsBefore = File.ReadAllBytes(Path.Combine(model, "model.safetensors"));
+        string configBefore = File.ReadAllText(Path.Combine(model, "config.json"));
+
+        Assert.Throws<IOException>(() => ModelDirectory.Save(model, s_tied with { RopeTheta = 500000 }, layout, second.All, long.MaxValue,
+            path =>
+            {
+                if (Path.GetFileName(path) == failAfter)
+                {
+                    throw new IOException("simulated crash");
+                }
+            }));
+
+        Assert.Equal(weightsBefore, File.ReadAllBytes(Path.Combine(model, "model.safetensors")));
+        Assert.Equal(configBefore, File.ReadAllText(Path.Combine(model, "config.json")));
+        Assert.Equal(["model"], Siblings(dir));
+    }
+
+    [Fact]
+    public void Save_FailureMidSave_LeavesNoTargetDirectory()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+
+        Assert.Throws<IOException>(() => ModelDirectory.Save(model, s_tied, layout, arena.All, 100_000,
+            path =>
+            {
+                if (Path.GetFileName(path).StartsWith("model-00002-of-", StringComparison.Ordinal))
+                {
+                    throw new IOException("simulated crash");
+                }
+            }));
+
+        Assert.Empty(Siblings(dir));
+    }
+
+    [Fact]
+    public void Save_TargetIsAFile_ThrowsAndKeepsFile()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        File.WriteAllText(model, "not a directory");
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+
+        var e = Assert.Throws<IOException>(() => ModelDirectory.Save(model, s_tied, layout, arena.All));
+
+        Assert.Contains("exists as a file", e.Message, StringComparison.Ordinal);
+        Assert.Equal("not a directory", File.ReadAllText(model));
+        Assert.Equal(["model"], Siblings(dir));
+    }
+
+    [Fact]
+    public void Save_ConfigDoesNotMatchLayout_ThrowsArgument()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        Assert.Throws<ArgumentException>(() => ModelDirectory.Save(dir.File("model"), s_untied, layout, arena.All));
+        Assert.Empty(Siblings(dir));
+    }
+}
