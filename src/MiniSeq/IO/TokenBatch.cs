@@ -123,6 +123,11 @@ public sealed class TokenBatch
                     reader.Skip();
                 }
             }
+
+            // Anything after the closing brace makes the reader throw (a JSON file holds one value).
+            while (reader.Read())
+            {
+            }
         }
         catch (JsonException e)
         {

@@ -75,6 +75,10 @@ public class TokenBatchTests
         => AssertLoadFails("{\"input_ids\": [[1, 2, 3], [4, 5", "not valid JSON", "input_ids");
 
     [Fact]
+    public void Load_TrailingContent_ThrowsNamingFile()
+        => AssertLoadFails("{\"input_ids\": [[1, 2]]} {\"input_ids\": [[3]]}", "not valid JSON");
+
+    [Fact]
     public void Load_NonIntegerToken_ThrowsNamingRowAndColumn()
         => AssertLoadFails("{\"input_ids\": [[1, 2], [3, 4.5]]}", "row 1, column 1 is 4.5");
 
