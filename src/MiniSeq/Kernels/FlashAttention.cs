@@ -1,18 +1,257 @@
-// STUB: replaced by the tiled flash attention (forward and backward).
+// Causal grouped-query flash attention: public entry points, validation, ISA selection, parallel dispatch and
+// per-thread scratch. The arithmetic lives in the partial files FlashAttention.Scalar.cs (row-wise fallback),
+// FlashAttention.V512.cs (tiled SIMD kernels) and FlashAttention.V256.cs (generated from the V512 file).
+// Deliberately not here: RoPE (q and k arrive rotated), dropout, non-causal or padded/varlen masks, and any
+// T×T buffer — memory stays O(T·D): output, lse and per-thread scratch sized by the tile, never by T.
+// Derivation and measurements: docs/kernels/attention.md.
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using MiniSeq.Threading;
+
 namespace MiniSeq.Kernels;
 
-/// <summary>Causal grouped-query attention with O(N·D) memory: no T×T matrix is ever allocated.</summary>
-public static unsafe class FlashAttention
+/// <summary>Which implementation <see cref="FlashAttention"/> runs (tests force each one).</summary>
+internal enum FlashAttentionIsa
 {
+    /// <summary>The widest accelerated one, or the one named by MINISEQ_FORCE_ISA (Scalar, V128, V256, V512).</summary>
+    Auto,
+
+    /// <summary>Row-by-row scalar online softmax.</summary>
+    Scalar,
+
+    /// <summary>Tiled kernels on Vector256 (8 query rows per vector).</summary>
+    V256,
+
+    /// <summary>Tiled kernels on Vector512 (16 query rows per vector).</summary>
+    V512,
+}
+
+/// <summary>Causal grouped-query attention with O(N·D) memory: no T×T matrix is ever allocated.</summary>
+public static unsafe partial class FlashAttention
+{
+    private const float Log2E = 1.44269504088896341f;
+    private const float Ln2 = 0.693147180559945309f;
+
+    // Query rows per task in the scalar path (the SIMD paths use 4 vectors of rows).
+    private const int ScalarRowBlock = 64;
+
+    private static readonly FlashAttentionIsa s_autoIsa = DetectIsa();
+
+    // One growable 64-byte-aligned buffer per thread: a task uses it from start to end and never yields, so the
+    // pool threads and any caller thread can run attention concurrently without sharing scratch.
+    [ThreadStatic] private static float* t_scratch;
+    [ThreadStatic] private static long t_scratchFloats;
+
     /// <summary>
     /// output = softmax(q·kᵀ/√D + causal mask)·v per (batch, head); query head h reads kv head h / (H / KvH).
     /// q (B·T, H·D), k and v (B·T, KvH·D), row = b·T + t. Overwrites output (B·T, H·D) and lse (B, H, T), the
     /// natural-log log-sum-exp of each scaled score row, which backward needs.
     /// </summary>
     public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse)
-        => throw new NotImplementedException();
+        => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, FlashAttentionIsa.Auto);
 
     /// <summary>Recomputes scores per tile from q, k and lse; accumulates into dq (B·T, H·D), dk and dv (B·T, KvH·D).</summary>
     public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv)
-        => throw new NotImplementedException();
+        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, FlashAttentionIsa.Auto);
+
+    /// <summary><see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> on a chosen implementation.</summary>
+    internal static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, FlashAttentionIsa isa)
+    {
+        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
+        ThrowIfNull(q, nameof(q));
+        ThrowIfNull(k, nameof(k));
+        ThrowIfNull(v, nameof(v));
+        ThrowIfNull(output, nameof(output));
+        ThrowIfNull(lse, nameof(lse));
+        var args = new Args(q, k, v, null, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa));
+        int blockRows = args.Isa switch
+        {
+            FlashAttentionIsa.V512 => 4 * Vector512<float>.Count,
+            FlashAttentionIsa.V256 => 4 * Vector256<float>.Count,
+            _ => ScalarRowBlock,
+        };
+        args.RowBlock = blockRows;
+        args.QueryBlocks = (seqLen + blockRows - 1) / blockRows;
+        KernelThreads.For(batchSize * headCount * args.QueryBlocks, &ForwardTask, &args);
+    }
+
+    /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> on a chosen implementation.</summary>
+    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, FlashAttentionIsa isa)
+    {
+        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
+        ThrowIfNull(dOutput, nameof(dOutput));
+        ThrowIfNull(q, nameof(q));
+        ThrowIfNull(k, nameof(k));
+        ThrowIfNull(v, nameof(v));
+        ThrowIfNull(output, nameof(output));
+        ThrowIfNull(lse, nameof(lse));
+        ThrowIfNull(dq, nameof(dq));
+        ThrowIfNull(dk, nameof(dk));
+        ThrowIfNull(dv, nameof(dv));
+        var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa));
+
+        // One task per (batch, kv head): it owns the dk/dv rows of that kv head and the dq rows of the query heads of
+        // its group, so no two tasks ever write the same float and the result is independent of the thread count.
+        KernelThreads.For(batchSize * kvHeadCount, &BackwardTask, &args);
+    }
+
+    private static void ForwardTask(void* context, int index)
+    {
+        ref Args a = ref *(Args*)context;
+
+        // Heaviest query blocks (most keys under the causal mask) first, so the pool's dynamic claiming balances.
+        int heads = a.BatchSize * a.HeadCount;
+        int qb = a.QueryBlocks - 1 - (index / heads);
+        int bh = index % heads;
+        int b = bh / a.HeadCount;
+        int h = bh % a.HeadCount;
+        switch (a.Isa)
+        {
+            case FlashAttentionIsa.V512:
+                ForwardBlockV512(ref a, b, h, qb);
+                break;
+            case FlashAttentionIsa.V256:
+                ForwardBlockV256(ref a, b, h, qb);
+                break;
+            default:
+                ForwardBlockScalar(ref a, b, h, qb);
+                break;
+        }
+    }
+
+    private static void BackwardTask(void* context, int index)
+    {
+        ref Args a = ref *(Args*)context;
+        int b = index / a.KvHeadCount;
+        int kvh = index % a.KvHeadCount;
+        switch (a.Isa)
+        {
+            case FlashAttentionIsa.V512:
+                BackwardGroupV512(ref a, b, kvh);
+                break;
+            case FlashAttentionIsa.V256:
+                BackwardGroupV256(ref a, b, kvh);
+                break;
+            default:
+                BackwardGroupScalar(ref a, b, kvh);
+                break;
+        }
+    }
+
+    private static FlashAttentionIsa Resolve(FlashAttentionIsa isa) => isa == FlashAttentionIsa.Auto ? s_autoIsa : isa;
+
+    private static FlashAttentionIsa DetectIsa()
+    {
+        string? forced = Environment.GetEnvironmentVariable("MINISEQ_FORCE_ISA");
+        if (!string.IsNullOrEmpty(forced))
+        {
+            if (forced.Equals("V512", StringComparison.OrdinalIgnoreCase) && Vector512.IsHardwareAccelerated)
+            {
+                return FlashAttentionIsa.V512;
+            }
+
+            if (forced.Equals("V256", StringComparison.OrdinalIgnoreCase) && Vector256.IsHardwareAccelerated)
+            {
+                return FlashAttentionIsa.V256;
+            }
+
+            // V128 has no tiled kernel of its own; it and Scalar take the scalar path.
+            return FlashAttentionIsa.Scalar;
+        }
+
+        return Vector512.IsHardwareAccelerated ? FlashAttentionIsa.V512
+            : Vector256.IsHardwareAccelerated ? FlashAttentionIsa.V256
+            : FlashAttentionIsa.Scalar;
+    }
+
+    private static void Validate(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(seqLen, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(headCount, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(kvHeadCount, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 1);
+        if (headCount % kvHeadCount != 0)
+        {
+            throw new ArgumentException($"headCount ({headCount}) must be a multiple of kvHeadCount ({kvHeadCount}).", nameof(kvHeadCount));
+        }
+    }
+
+    private static void ThrowIfNull(float* pointer, string name)
+    {
+        if (pointer == null)
+        {
+            throw new ArgumentNullException(name);
+        }
+    }
+
+    /// <summary>This thread's scratch, at least <paramref name="floats"/> long and 64-byte aligned (contents undefined).</summary>
+    private static float* Scratch(long floats)
+    {
+        if (t_scratchFloats < floats)
+        {
+            NativeMemory.AlignedFree(t_scratch);
+            t_scratch = null;
+            t_scratchFloats = 0;
+            t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+            t_scratchFloats = floats;
+        }
+
+        return t_scratch;
+    }
+
+    /// <summary>dst[r, i] = src[r·stride + i] for r &lt; rows, i &lt; d; zero elsewhere in (blockRows, dp).</summary>
+    private static void LoadRows(float* src, long stride, int rows, int d, int dp, int blockRows, float* dst)
+    {
+        new Span<float>(dst, blockRows * dp).Clear();
+        for (int r = 0; r < rows; r++)
+        {
+            new Span<float>(src + (r * stride), d).CopyTo(new Span<float>(dst + (r * dp), d));
+        }
+    }
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+
+    /// <summary>Everything a task needs, passed by pointer to the pool (no closures, no allocation).</summary>
+    private struct Args
+    {
+        public float* Q;        // (B, T, H, D)
+        public float* K;        // (B, T, KvH, D)
+        public float* V;        // (B, T, KvH, D)
+        public float* DOutput;  // (B, T, H, D)
+        public float* Output;   // (B, T, H, D)
+        public float* Lse;      // (B, H, T)
+        public float* DQ;       // (B, T, H, D)
+        public float* DK;       // (B, T, KvH, D)
+        public float* DV;       // (B, T, KvH, D)
+        public int BatchSize;
+        public int SeqLen;
+        public int HeadCount;
+        public int KvHeadCount;
+        public int HeadDim;
+        public int RowBlock;
+        public int QueryBlocks;
+        public float Scale;     // 1/√D
+        public FlashAttentionIsa Isa;
+
+        public Args(float* q, float* k, float* v, float* dOutput, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, FlashAttentionIsa isa)
+        {
+            Q = q;
+            K = k;
+            V = v;
+            DOutput = dOutput;
+            Output = output;
+            Lse = lse;
+            DQ = dq;
+            DK = dk;
+            DV = dv;
+            BatchSize = batchSize;
+            SeqLen = seqLen;
+            HeadCount = headCount;
+            KvHeadCount = kvHeadCount;
+            HeadDim = headDim;
+            Scale = 1f / MathF.Sqrt(headDim);
+            Isa = isa;
+        }
+    }
 }

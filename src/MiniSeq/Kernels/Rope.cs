@@ -1,14 +1,65 @@
-// STUB: replaced by the SIMD kernels.
+// Rotary position embedding (Hugging Face rotate_half convention): a float32 cos/sin table built like HF's
+// LlamaRotaryEmbedding, and in-place forward/backward rotations over (rows, heads·D), parallel over row blocks.
+// Deliberately not: RoPE scaling variants (linear, NTK, YaRN, llama3) or the interleaved (GPT-J) layout.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using MiniSeq.Kernels.Simd;
 using MiniSeq.Tensors;
+using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
 
 /// <summary>cos/sin table of rotary embeddings for positions [0, MaxPositions): (MaxPositions, D/2) each.</summary>
 public sealed unsafe class RopeTable : IDisposable
 {
+    private readonly NativeBuffer _buffer; // cos (MaxPositions, D/2) followed by sin (MaxPositions, D/2)
+
     /// <summary>Builds the table: inv_freq[j] = 1/θ^(2j/D) in float32 (as HF), angle = float(pos)·inv_freq[j].</summary>
+    /// <remarks>
+    /// As <c>1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))</c>: the exponent 2j/D is a float32 quotient, the
+    /// power is rounded to float32 (computed in double), and its float32 reciprocal is inv_freq. The angle is the float32
+    /// product float(pos)·inv_freq[j]; cos and sin of that float32 angle are computed in double and rounded to float.
+    /// The table is native memory accounted to <see cref="MemoryCategory.Scratch"/> in <paramref name="ledger"/>.
+    /// </remarks>
     public RopeTable(int headDim, double theta, int maxPositions, MemoryLedger? ledger = null)
-        => throw new NotImplementedException();
+    {
+        if (headDim <= 0 || headDim % 2 != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(headDim), $"RoPE needs a positive even head dimension, got {headDim}.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxPositions);
+        if (!(theta > 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(theta), $"rope_theta must be positive, got {theta}.");
+        }
+
+        HeadDim = headDim;
+        MaxPositions = maxPositions;
+        int half = headDim / 2;
+        _buffer = new NativeBuffer(2L * maxPositions * half, MemoryCategory.Scratch, ledger, "rope-table");
+        float* cos = _buffer.Pointer;
+        float* sin = cos + ((long)maxPositions * half);
+        float baseF = (float)theta; // torch.pow(scalar, float tensor) computes in float32
+        Span<float> invFreq = half <= 1024 ? stackalloc float[half] : new float[half];
+        for (int j = 0; j < half; j++)
+        {
+            float exponent = (float)(2 * j) / headDim;
+            float power = (float)Math.Pow(baseF, exponent);
+            invFreq[j] = 1f / power;
+        }
+
+        for (int p = 0; p < maxPositions; p++)
+        {
+            float position = p;
+            for (int j = 0; j < half; j++)
+            {
+                float angle = position * invFreq[j];
+                cos[((long)p * half) + j] = (float)Math.Cos(angle);
+                sin[((long)p * half) + j] = (float)Math.Sin(angle);
+            }
+        }
+    }
 
     /// <summary>Head dimension D.</summary>
     public int HeadDim { get; }
@@ -16,10 +67,14 @@ public sealed unsafe class RopeTable : IDisposable
     /// <summary>Positions covered.</summary>
     public int MaxPositions { get; }
 
+    /// <summary>cos table (MaxPositions, D/2).</summary>
+    internal float* Cos => _buffer.Pointer;
+
+    /// <summary>sin table (MaxPositions, D/2).</summary>
+    internal float* Sin => _buffer.Pointer + ((long)MaxPositions * (HeadDim / 2));
+
     /// <summary>Frees the table.</summary>
-    public void Dispose()
-    {
-    }
+    public void Dispose() => _buffer.Dispose();
 }
 
 /// <summary>Rotary position embedding, Hugging Face <c>rotate_half</c> convention.</summary>
@@ -29,10 +84,128 @@ public static unsafe class Rope
     /// In place on x (rows, heads·D); row r is at position positionOffset + r % seqLen. With x1 = x[:D/2], x2 = x[D/2:]:
     /// x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin.
     /// </summary>
+    /// <remarks>Effectively HF's <c>q * cos + rotate_half(q) * sin</c> in float32 (separate multiplies, then the add).</remarks>
     public static void Forward(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset)
-        => throw new NotImplementedException();
+        => Apply(x, rows, seqLen, heads, table, positionOffset, backward: false);
 
     /// <summary>In place on dx: applies the transposed rotation (dx1' = dx1·cos + dx2·sin, dx2' = dx2·cos − dx1·sin).</summary>
+    /// <remarks>The rotation is orthogonal, so its transpose is the rotation by −angle. Derivation: docs/kernels/elementwise.md.</remarks>
     public static void Backward(float* dx, int rows, int seqLen, int heads, RopeTable table, int positionOffset)
-        => throw new NotImplementedException();
+        => Apply(dx, rows, seqLen, heads, table, positionOffset, backward: true);
+
+    private static void Apply(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, bool backward)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(heads);
+        ArgumentOutOfRangeException.ThrowIfNegative(positionOffset);
+        if (rows == 0 || heads == 0)
+        {
+            return;
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(seqLen);
+        int lastPosition = positionOffset + Math.Min(rows, seqLen) - 1;
+        if (lastPosition >= table.MaxPositions)
+        {
+            throw new ArgumentOutOfRangeException(nameof(positionOffset), $"RoPE position {lastPosition} is outside the table of {table.MaxPositions} positions. Build the RopeTable with maxPositions ≥ positionOffset + seqLen.");
+        }
+
+        int rowWidth = heads * table.HeadDim;
+        var body = new RopeBody
+        {
+            X = x,
+            Cos = table.Cos,
+            Sin = table.Sin,
+            Rows = rows,
+            SeqLen = seqLen,
+            Heads = heads,
+            HeadDim = table.HeadDim,
+            PositionOffset = positionOffset,
+            SinSign = backward ? -1f : 1f,
+            RowsPerTask = RmsNorm.RowsPerTask(rowWidth),
+            Width = KernelSelector.Width,
+        };
+        RmsNorm.RunRows(ref body, rows, body.RowsPerTask);
+    }
+
+    private struct RopeBody : IParallelBody
+    {
+        public float* X;
+        public float* Cos;
+        public float* Sin;
+        public int Rows;
+        public int SeqLen;
+        public int Heads;
+        public int HeadDim;
+        public int PositionOffset;
+        public float SinSign; // +1 forward, −1 backward (rotation by −angle)
+        public int RowsPerTask;
+        public IsaWidth Width;
+
+        public readonly void Execute(int index)
+        {
+            int start = index * RowsPerTask;
+            int end = Math.Min(Rows, start + RowsPerTask);
+            switch (Width)
+            {
+                case IsaWidth.V512:
+                    Run<Width512, Vector512<float>>(start, end);
+                    break;
+                case IsaWidth.V256:
+                    Run<Width256, Vector256<float>>(start, end);
+                    break;
+                case IsaWidth.V128:
+                    Run<Width128, Vector128<float>>(start, end);
+                    break;
+                default:
+                    Run<ScalarWidth, float>(start, end);
+                    break;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private readonly void Run<TW, TV>(int start, int end)
+            where TW : IVectorWidth<TV>
+            where TV : struct
+        {
+            // forward:  x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin
+            // backward: the same with sin → −sin (the transposed rotation), exact since negation is exact
+            int half = HeadDim / 2;
+            int c = TW.Count;
+            TV sign = TW.Create(SinSign);
+            for (int r = start; r < end; r++)
+            {
+                int position = PositionOffset + (r % SeqLen);
+                float* cosRow = Cos + ((long)position * half); // (D/2)
+                float* sinRow = Sin + ((long)position * half); // (D/2)
+                float* row = X + ((long)r * Heads * HeadDim);  // (heads, D)
+                for (int h = 0; h < Heads; h++)
+                {
+                    float* x1 = row + (h * HeadDim);
+                    float* x2 = x1 + half;
+                    int j = 0;
+                    for (; j <= half - c; j += c)
+                    {
+                        TV cv = TW.Load(cosRow + j);
+                        TV sv = TW.Multiply(TW.Load(sinRow + j), sign);
+                        TV a = TW.Load(x1 + j);
+                        TV b = TW.Load(x2 + j);
+                        TW.Store(TW.Subtract(TW.Multiply(a, cv), TW.Multiply(b, sv)), x1 + j);
+                        TW.Store(TW.Add(TW.Multiply(b, cv), TW.Multiply(a, sv)), x2 + j);
+                    }
+
+                    for (; j < half; j++)
+                    {
+                        float cv = cosRow[j];
+                        float sv = sinRow[j] * SinSign;
+                        float a = x1[j];
+                        float b = x2[j];
+                        x1[j] = (a * cv) - (b * sv);
+                        x2[j] = (b * cv) + (a * sv);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,633 @@
+// Tiled SIMD flash attention on Vector512<float>. FlashAttention.V256.cs is generated from this file; after an edit
+// regenerate it with the command in its first line.
+// Query rows live in vector lanes: a block of 4 vectors of query rows is held transposed, (D, Bq), so every
+// softmax statistic (max, sum, lse, rowsum(dO∘O)) is a vertical vector op and no horizontal reduction is ever
+// needed; keys, values and head-dim elements are scalar broadcasts straight from k, v (no packing of K or V).
+// Deliberately not here: dispatch, validation, threading (FlashAttention.cs) and any T-sized buffer.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Vec = System.Runtime.Intrinsics.Vector512<float>;
+
+namespace MiniSeq.Kernels;
+
+public static unsafe partial class FlashAttention
+{
+    // Keys per tile; a multiple of 12 (the key blocking of the kernels below).
+    private const int ForwardKeyTileV512 = 48;
+    private const int BackwardKeyTileV512 = 48;
+
+    /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of head h in batch b.</summary>
+    private static void ForwardBlockV512(ref Args a, int b, int h, int qb)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        const int bk = ForwardKeyTileV512;
+        int d = a.HeadDim;
+        int seqLen = a.SeqLen;
+        int t0 = qb * bq;
+        int rows = Math.Min(bq, seqLen - t0);
+        int kvh = h / (a.HeadCount / a.KvHeadCount);
+        long qStride = (long)a.HeadCount * d;
+        long kvStride = (long)a.KvHeadCount * d;
+        long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
+        float* kHead = a.K + kvOffset; // (T, D) with row stride kvStride
+        float* vHead = a.V + kvOffset; // (T, D) with row stride kvStride
+        long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)h * d);
+
+        float* scratch = Scratch((2L * d * bq) + ((long)bk * bq));
+        float* qT = scratch;       // (D, Bq): q block transposed, times log2(e)/√D, zero rows past T
+        float* oT = qT + (d * bq); // (D, Bq): unnormalised output, transposed
+        float* sT = oT + (d * bq); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
+
+        LoadTransposedV512(a.Q + rowOffset, qStride, rows, d, a.Scale * Log2E, qT);
+        new Span<float>(oT, d * bq).Clear();
+        Vec m0 = Vector512.Create(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0; // running max per row
+        Vec l0 = Vec.Zero, l1 = l0, l2 = l0, l3 = l0;                                  // running Σ exp2(s − max)
+
+        int kEnd = t0 + rows; // the last row attends to keys [0, kEnd)
+        for (int j0 = 0; j0 < kEnd; j0 += bk)
+        {
+            int n = Math.Min(bk, kEnd - j0);
+            int nR = RoundUp(n, 6);
+            ScoresV512(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT);
+            if (j0 + nR - 1 > t0)
+            {
+                MaskCausalV512(sT, j0, nR, t0);
+            }
+
+            // Online softmax: new max, rescale factor alpha = exp2(oldMax − newMax), p = exp2(s − newMax).
+            Vec x0 = m0, x1 = m1, x2 = m2, x3 = m3;
+            float* s = sT;
+            for (int j = 0; j < nR; j++, s += bq)
+            {
+                x0 = Vector512.MaxNative(x0, Vector512.Load(s));
+                x1 = Vector512.MaxNative(x1, Vector512.Load(s + w));
+                x2 = Vector512.MaxNative(x2, Vector512.Load(s + (2 * w)));
+                x3 = Vector512.MaxNative(x3, Vector512.Load(s + (3 * w)));
+            }
+
+            Vec alpha0 = Exp2V512(m0 - x0), alpha1 = Exp2V512(m1 - x1), alpha2 = Exp2V512(m2 - x2), alpha3 = Exp2V512(m3 - x3);
+            m0 = x0;
+            m1 = x1;
+            m2 = x2;
+            m3 = x3;
+            Vec sum0 = Vec.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0;
+            s = sT;
+            for (int j = 0; j < nR; j++, s += bq)
+            {
+                Vec p0 = Exp2V512(Vector512.Load(s) - m0);
+                Vec p1 = Exp2V512(Vector512.Load(s + w) - m1);
+                Vec p2 = Exp2V512(Vector512.Load(s + (2 * w)) - m2);
+                Vec p3 = Exp2V512(Vector512.Load(s + (3 * w)) - m3);
+                p0.Store(s);
+                p1.Store(s + w);
+                p2.Store(s + (2 * w));
+                p3.Store(s + (3 * w));
+                sum0 += p0;
+                sum1 += p1;
+                sum2 += p2;
+                sum3 += p3;
+            }
+
+            l0 = Vector512.FusedMultiplyAdd(l0, alpha0, sum0);
+            l1 = Vector512.FusedMultiplyAdd(l1, alpha1, sum1);
+            l2 = Vector512.FusedMultiplyAdd(l2, alpha2, sum2);
+            l3 = Vector512.FusedMultiplyAdd(l3, alpha3, sum3);
+            float* o = oT;
+            for (int i = 0; i < d; i++, o += bq)
+            {
+                (Vector512.Load(o) * alpha0).Store(o);
+                (Vector512.Load(o + w) * alpha1).Store(o + w);
+                (Vector512.Load(o + (2 * w)) * alpha2).Store(o + (2 * w));
+                (Vector512.Load(o + (3 * w)) * alpha3).Store(o + (3 * w));
+            }
+
+            // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
+            AccumulateV512(vHead, kvStride, j0, n, d, sT, oT);
+        }
+
+        // out = oᵀ / l transposed back; lse = (max + log2 l)·ln 2 (natural log of the unscaled-exp sum).
+        float* stats = sT; // the tile buffer is free now: (2, Bq) = max, sum
+        m0.Store(stats);
+        m1.Store(stats + w);
+        m2.Store(stats + (2 * w));
+        m3.Store(stats + (3 * w));
+        l0.Store(stats + bq);
+        l1.Store(stats + bq + w);
+        l2.Store(stats + bq + (2 * w));
+        l3.Store(stats + bq + (3 * w));
+        float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+        for (int r = 0; r < rows; r++)
+        {
+            float sum = stats[bq + r];
+            float inv = 1f / sum;
+            float* outRow = a.Output + rowOffset + (r * qStride);
+            for (int i = 0; i < d; i++)
+            {
+                outRow[i] = oT[(i * bq) + r] * inv;
+            }
+
+            lseRow[r] = (stats[r] + MathF.Log2(sum)) * Ln2;
+        }
+    }
+
+    /// <summary>Backward for every query head of kv head kvh in batch b (the task owns those dq, dk, dv rows).</summary>
+    private static void BackwardGroupV512(ref Args a, int b, int kvh)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        const int bk = BackwardKeyTileV512;
+        int d = a.HeadDim;
+        int dp = RoundUp(d, 2 * w);
+        int seqLen = a.SeqLen;
+        int group = a.HeadCount / a.KvHeadCount;
+        long qStride = (long)a.HeadCount * d;
+        long kvStride = (long)a.KvHeadCount * d;
+        long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
+        float* kHead = a.K + kvOffset;   // (T, D) with row stride kvStride, as are the next three
+        float* vHead = a.V + kvOffset;
+        float* dkHead = a.DK + kvOffset;
+        float* dvHead = a.DV + kvOffset;
+
+        float* scratch = Scratch((3L * d * bq) + (2L * bq * dp) + (2L * bk * bq) + (2L * bk * dp) + (2L * bq));
+        float* qT = scratch;             // (D, Bq): q·log2(e)/√D transposed
+        float* dOT = qT + (d * bq);      // (D, Bq): dO transposed
+        float* dqT = dOT + (d * bq);     // (D, Bq): dq of the block, transposed
+        float* qRows = dqT + (d * bq);   // (Bq, Dp): q, zero padded
+        float* dORows = qRows + (bq * dp); // (Bq, Dp): dO, zero padded
+        float* pT = dORows + (bq * dp);  // (Bk, Bq): p
+        float* dsT = pT + (bk * bq);     // (Bk, Bq): dp, then scale·ds
+        float* dkTile = dsT + (bk * bq); // (Bk, Dp)
+        float* dvTile = dkTile + (bk * dp); // (Bk, Dp)
+        float* lse2 = dvTile + (bk * dp); // (Bq): lse·log2(e), +∞ past T so p = 0 there
+        float* rowDot = lse2 + bq;       // (Bq): D_t = rowsum(dO∘O)
+
+        int queryBlocks = (seqLen + bq - 1) / bq;
+        for (int h = kvh * group; h < (kvh + 1) * group; h++)
+        {
+            for (int qb = 0; qb < queryBlocks; qb++)
+            {
+                int t0 = qb * bq;
+                int rows = Math.Min(bq, seqLen - t0);
+                long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)h * d);
+                LoadTransposedV512(a.Q + rowOffset, qStride, rows, d, a.Scale * Log2E, qT);
+                LoadTransposedV512(a.DOutput + rowOffset, qStride, rows, d, 1f, dOT);
+                LoadRows(a.Q + rowOffset, qStride, rows, d, dp, bq, qRows);
+                LoadRows(a.DOutput + rowOffset, qStride, rows, d, dp, bq, dORows);
+                float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+                for (int r = 0; r < bq; r++)
+                {
+                    if (r < rows)
+                    {
+                        float* dORow = a.DOutput + rowOffset + (r * qStride);
+                        float* oRow = a.Output + rowOffset + (r * qStride);
+                        float dot = 0;
+                        for (int i = 0; i < d; i++)
+                        {
+                            dot += dORow[i] * oRow[i];
+                        }
+
+                        lse2[r] = lseRow[r] * Log2E;
+                        rowDot[r] = dot;
+                    }
+                    else
+                    {
+                        lse2[r] = float.PositiveInfinity;
+                        rowDot[r] = 0;
+                    }
+                }
+
+                new Span<float>(dqT, d * bq).Clear();
+                int kEnd = t0 + rows;
+                for (int j0 = 0; j0 < kEnd; j0 += bk)
+                {
+                    int n = Math.Min(bk, kEnd - j0);
+                    int nR = RoundUp(n, 12);
+
+                    // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
+                    ScoresV512(kHead, kvStride, j0, kEnd - 1, nR, d, qT, pT);
+                    if (j0 + nR - 1 > t0)
+                    {
+                        MaskCausalV512(pT, j0, nR, t0);
+                    }
+
+                    // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
+                    ScoresV512(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT);
+                    SoftmaxGradV512(pT, dsT, nR, lse2, rowDot, a.Scale);
+                    new Span<float>(dkTile, nR * dp).Clear();
+                    new Span<float>(dvTile, nR * dp).Clear();
+                    AccumulateRowsV512(pT, nR, dORows, dp, dvTile);
+
+                    // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
+                    AccumulateRowsV512(dsT, nR, qRows, dp, dkTile);
+                    AddRowsV512(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
+                    AddRowsV512(dkTile, dp, n, d, dkHead + (j0 * kvStride), kvStride);
+                    AccumulateV512(kHead, kvStride, j0, n, d, dsT, dqT);
+                }
+
+                for (int r = 0; r < rows; r++)
+                {
+                    float* dqRow = a.DQ + rowOffset + (r * qStride);
+                    for (int i = 0; i < d; i++)
+                    {
+                        dqRow[i] += dqT[(i * bq) + r];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>pᵀ = exp2(sᵀ − lse2) in place; dsᵀ = scale·p∘(dpᵀ − D) in place of dpᵀ. Both (nR, Bq).</summary>
+    private static void SoftmaxGradV512(float* pT, float* dsT, int nR, float* lse2, float* rowDot, float scale)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        Vec l0 = Vector512.Load(lse2), l1 = Vector512.Load(lse2 + w), l2 = Vector512.Load(lse2 + (2 * w)), l3 = Vector512.Load(lse2 + (3 * w));
+        Vec r0 = Vector512.Load(rowDot), r1 = Vector512.Load(rowDot + w), r2 = Vector512.Load(rowDot + (2 * w)), r3 = Vector512.Load(rowDot + (3 * w));
+        Vec c = Vector512.Create(scale);
+        for (int j = 0; j < nR; j++, pT += bq, dsT += bq)
+        {
+            Vec p0 = Exp2V512(Vector512.Load(pT) - l0);
+            Vec p1 = Exp2V512(Vector512.Load(pT + w) - l1);
+            Vec p2 = Exp2V512(Vector512.Load(pT + (2 * w)) - l2);
+            Vec p3 = Exp2V512(Vector512.Load(pT + (3 * w)) - l3);
+            p0.Store(pT);
+            p1.Store(pT + w);
+            p2.Store(pT + (2 * w));
+            p3.Store(pT + (3 * w));
+            (p0 * c * (Vector512.Load(dsT) - r0)).Store(dsT);
+            (p1 * c * (Vector512.Load(dsT + w) - r1)).Store(dsT + w);
+            (p2 * c * (Vector512.Load(dsT + (2 * w)) - r2)).Store(dsT + (2 * w));
+            (p3 * c * (Vector512.Load(dsT + (3 * w)) - r3)).Store(dsT + (3 * w));
+        }
+    }
+
+    /// <summary>
+    /// outᵀ[j, r] = Σ_i a[j0 + j, i]·bᵀ[i, r] for j &lt; nR (a multiple of 6): (nR, Bq) = (nR, D)·(D, Bq).
+    /// Rows of a past jLast read row jLast (finite values; the causal mask discards them).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresV512(float* aHead, long stride, int j0, int jLast, int nR, int d, float* bT, float* outT)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        for (int jg = 0; jg < nR; jg += 6)
+        {
+            float* a0 = aHead + (Math.Min(j0 + jg, jLast) * stride);
+            float* a1 = aHead + (Math.Min(j0 + jg + 1, jLast) * stride);
+            float* a2 = aHead + (Math.Min(j0 + jg + 2, jLast) * stride);
+            float* a3 = aHead + (Math.Min(j0 + jg + 3, jLast) * stride);
+            float* a4 = aHead + (Math.Min(j0 + jg + 4, jLast) * stride);
+            float* a5 = aHead + (Math.Min(j0 + jg + 5, jLast) * stride);
+            Vec c00 = Vec.Zero, c01 = c00, c02 = c00, c03 = c00;
+            Vec c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+            Vec c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+            Vec c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+            Vec c40 = c00, c41 = c00, c42 = c00, c43 = c00;
+            Vec c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+            float* bp = bT;
+            for (int i = 0; i < d; i++, bp += bq)
+            {
+                Vec b0 = Vector512.Load(bp);
+                Vec b1 = Vector512.Load(bp + w);
+                Vec b2 = Vector512.Load(bp + (2 * w));
+                Vec b3 = Vector512.Load(bp + (3 * w));
+                Vec x = Vector512.Create(a0[i]);
+                c00 = Vector512.FusedMultiplyAdd(x, b0, c00);
+                c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+                c02 = Vector512.FusedMultiplyAdd(x, b2, c02);
+                c03 = Vector512.FusedMultiplyAdd(x, b3, c03);
+                x = Vector512.Create(a1[i]);
+                c10 = Vector512.FusedMultiplyAdd(x, b0, c10);
+                c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+                c12 = Vector512.FusedMultiplyAdd(x, b2, c12);
+                c13 = Vector512.FusedMultiplyAdd(x, b3, c13);
+                x = Vector512.Create(a2[i]);
+                c20 = Vector512.FusedMultiplyAdd(x, b0, c20);
+                c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+                c22 = Vector512.FusedMultiplyAdd(x, b2, c22);
+                c23 = Vector512.FusedMultiplyAdd(x, b3, c23);
+                x = Vector512.Create(a3[i]);
+                c30 = Vector512.FusedMultiplyAdd(x, b0, c30);
+                c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+                c32 = Vector512.FusedMultiplyAdd(x, b2, c32);
+                c33 = Vector512.FusedMultiplyAdd(x, b3, c33);
+                x = Vector512.Create(a4[i]);
+                c40 = Vector512.FusedMultiplyAdd(x, b0, c40);
+                c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+                c42 = Vector512.FusedMultiplyAdd(x, b2, c42);
+                c43 = Vector512.FusedMultiplyAdd(x, b3, c43);
+                x = Vector512.Create(a5[i]);
+                c50 = Vector512.FusedMultiplyAdd(x, b0, c50);
+                c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+                c52 = Vector512.FusedMultiplyAdd(x, b2, c52);
+                c53 = Vector512.FusedMultiplyAdd(x, b3, c53);
+            }
+
+            float* o = outT + (jg * bq);
+            c00.Store(o);
+            c01.Store(o + w);
+            c02.Store(o + (2 * w));
+            c03.Store(o + (3 * w));
+            o += bq;
+            c10.Store(o);
+            c11.Store(o + w);
+            c12.Store(o + (2 * w));
+            c13.Store(o + (3 * w));
+            o += bq;
+            c20.Store(o);
+            c21.Store(o + w);
+            c22.Store(o + (2 * w));
+            c23.Store(o + (3 * w));
+            o += bq;
+            c30.Store(o);
+            c31.Store(o + w);
+            c32.Store(o + (2 * w));
+            c33.Store(o + (3 * w));
+            o += bq;
+            c40.Store(o);
+            c41.Store(o + w);
+            c42.Store(o + (2 * w));
+            c43.Store(o + (3 * w));
+            o += bq;
+            c50.Store(o);
+            c51.Store(o + w);
+            c52.Store(o + (2 * w));
+            c53.Store(o + (3 * w));
+        }
+    }
+
+    /// <summary>cᵀ[i, r] += Σ_{j&lt;n} a[j0 + j, i]·pᵀ[j, r]: (D, Bq) += (n, D)ᵀ·(n, Bq).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateV512(float* aHead, long stride, int j0, int n, int d, float* pT, float* cT)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        float* aTile = aHead + (j0 * stride);
+        int i = 0;
+        for (; i + 4 <= d; i += 4)
+        {
+            float* cp = cT + (i * bq);
+            Vec c00 = Vector512.Load(cp), c01 = Vector512.Load(cp + w), c02 = Vector512.Load(cp + (2 * w)), c03 = Vector512.Load(cp + (3 * w));
+            cp += bq;
+            Vec c10 = Vector512.Load(cp), c11 = Vector512.Load(cp + w), c12 = Vector512.Load(cp + (2 * w)), c13 = Vector512.Load(cp + (3 * w));
+            cp += bq;
+            Vec c20 = Vector512.Load(cp), c21 = Vector512.Load(cp + w), c22 = Vector512.Load(cp + (2 * w)), c23 = Vector512.Load(cp + (3 * w));
+            cp += bq;
+            Vec c30 = Vector512.Load(cp), c31 = Vector512.Load(cp + w), c32 = Vector512.Load(cp + (2 * w)), c33 = Vector512.Load(cp + (3 * w));
+            float* ap = aTile + i;
+            float* pp = pT;
+            for (int j = 0; j < n; j++, ap += stride, pp += bq)
+            {
+                Vec p0 = Vector512.Load(pp);
+                Vec p1 = Vector512.Load(pp + w);
+                Vec p2 = Vector512.Load(pp + (2 * w));
+                Vec p3 = Vector512.Load(pp + (3 * w));
+                Vec x = Vector512.Create(ap[0]);
+                c00 = Vector512.FusedMultiplyAdd(x, p0, c00);
+                c01 = Vector512.FusedMultiplyAdd(x, p1, c01);
+                c02 = Vector512.FusedMultiplyAdd(x, p2, c02);
+                c03 = Vector512.FusedMultiplyAdd(x, p3, c03);
+                x = Vector512.Create(ap[1]);
+                c10 = Vector512.FusedMultiplyAdd(x, p0, c10);
+                c11 = Vector512.FusedMultiplyAdd(x, p1, c11);
+                c12 = Vector512.FusedMultiplyAdd(x, p2, c12);
+                c13 = Vector512.FusedMultiplyAdd(x, p3, c13);
+                x = Vector512.Create(ap[2]);
+                c20 = Vector512.FusedMultiplyAdd(x, p0, c20);
+                c21 = Vector512.FusedMultiplyAdd(x, p1, c21);
+                c22 = Vector512.FusedMultiplyAdd(x, p2, c22);
+                c23 = Vector512.FusedMultiplyAdd(x, p3, c23);
+                x = Vector512.Create(ap[3]);
+                c30 = Vector512.FusedMultiplyAdd(x, p0, c30);
+                c31 = Vector512.FusedMultiplyAdd(x, p1, c31);
+                c32 = Vector512.FusedMultiplyAdd(x, p2, c32);
+                c33 = Vector512.FusedMultiplyAdd(x, p3, c33);
+            }
+
+            cp = cT + (i * bq);
+            c00.Store(cp);
+            c01.Store(cp + w);
+            c02.Store(cp + (2 * w));
+            c03.Store(cp + (3 * w));
+            cp += bq;
+            c10.Store(cp);
+            c11.Store(cp + w);
+            c12.Store(cp + (2 * w));
+            c13.Store(cp + (3 * w));
+            cp += bq;
+            c20.Store(cp);
+            c21.Store(cp + w);
+            c22.Store(cp + (2 * w));
+            c23.Store(cp + (3 * w));
+            cp += bq;
+            c30.Store(cp);
+            c31.Store(cp + w);
+            c32.Store(cp + (2 * w));
+            c33.Store(cp + (3 * w));
+        }
+
+        for (; i < d; i++)
+        {
+            float* cp = cT + (i * bq);
+            Vec c0 = Vector512.Load(cp), c1 = Vector512.Load(cp + w), c2 = Vector512.Load(cp + (2 * w)), c3 = Vector512.Load(cp + (3 * w));
+            float* ap = aTile + i;
+            float* pp = pT;
+            for (int j = 0; j < n; j++, ap += stride, pp += bq)
+            {
+                Vec x = Vector512.Create(ap[0]);
+                c0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(pp), c0);
+                c1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(pp + w), c1);
+                c2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(pp + (2 * w)), c2);
+                c3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(pp + (3 * w)), c3);
+            }
+
+            c0.Store(cp);
+            c1.Store(cp + w);
+            c2.Store(cp + (2 * w));
+            c3.Store(cp + (3 * w));
+        }
+    }
+
+    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 12): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateRowsV512(float* pT, int nR, float* x, int dp, float* c)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        for (int jg = 0; jg < nR; jg += 12)
+        {
+            for (int i = 0; i < dp; i += 2 * w)
+            {
+                float* cp = c + (jg * dp) + i;
+                Vec c00 = Vector512.Load(cp), c01 = Vector512.Load(cp + w);
+                Vec c10 = Vector512.Load(cp + dp), c11 = Vector512.Load(cp + dp + w);
+                Vec c20 = Vector512.Load(cp + (2 * dp)), c21 = Vector512.Load(cp + (2 * dp) + w);
+                Vec c30 = Vector512.Load(cp + (3 * dp)), c31 = Vector512.Load(cp + (3 * dp) + w);
+                Vec c40 = Vector512.Load(cp + (4 * dp)), c41 = Vector512.Load(cp + (4 * dp) + w);
+                Vec c50 = Vector512.Load(cp + (5 * dp)), c51 = Vector512.Load(cp + (5 * dp) + w);
+                Vec c60 = Vector512.Load(cp + (6 * dp)), c61 = Vector512.Load(cp + (6 * dp) + w);
+                Vec c70 = Vector512.Load(cp + (7 * dp)), c71 = Vector512.Load(cp + (7 * dp) + w);
+                Vec c80 = Vector512.Load(cp + (8 * dp)), c81 = Vector512.Load(cp + (8 * dp) + w);
+                Vec c90 = Vector512.Load(cp + (9 * dp)), c91 = Vector512.Load(cp + (9 * dp) + w);
+                Vec ca0 = Vector512.Load(cp + (10 * dp)), ca1 = Vector512.Load(cp + (10 * dp) + w);
+                Vec cb0 = Vector512.Load(cp + (11 * dp)), cb1 = Vector512.Load(cp + (11 * dp) + w);
+                float* pp = pT + (jg * bq);
+                float* xp = x + i;
+                for (int r = 0; r < bq; r++, pp++, xp += dp)
+                {
+                    Vec x0 = Vector512.Load(xp);
+                    Vec x1 = Vector512.Load(xp + w);
+                    Vec y = Vector512.Create(pp[0]);
+                    c00 = Vector512.FusedMultiplyAdd(y, x0, c00);
+                    c01 = Vector512.FusedMultiplyAdd(y, x1, c01);
+                    y = Vector512.Create(pp[bq]);
+                    c10 = Vector512.FusedMultiplyAdd(y, x0, c10);
+                    c11 = Vector512.FusedMultiplyAdd(y, x1, c11);
+                    y = Vector512.Create(pp[2 * bq]);
+                    c20 = Vector512.FusedMultiplyAdd(y, x0, c20);
+                    c21 = Vector512.FusedMultiplyAdd(y, x1, c21);
+                    y = Vector512.Create(pp[3 * bq]);
+                    c30 = Vector512.FusedMultiplyAdd(y, x0, c30);
+                    c31 = Vector512.FusedMultiplyAdd(y, x1, c31);
+                    y = Vector512.Create(pp[4 * bq]);
+                    c40 = Vector512.FusedMultiplyAdd(y, x0, c40);
+                    c41 = Vector512.FusedMultiplyAdd(y, x1, c41);
+                    y = Vector512.Create(pp[5 * bq]);
+                    c50 = Vector512.FusedMultiplyAdd(y, x0, c50);
+                    c51 = Vector512.FusedMultiplyAdd(y, x1, c51);
+                    y = Vector512.Create(pp[6 * bq]);
+                    c60 = Vector512.FusedMultiplyAdd(y, x0, c60);
+                    c61 = Vector512.FusedMultiplyAdd(y, x1, c61);
+                    y = Vector512.Create(pp[7 * bq]);
+                    c70 = Vector512.FusedMultiplyAdd(y, x0, c70);
+                    c71 = Vector512.FusedMultiplyAdd(y, x1, c71);
+                    y = Vector512.Create(pp[8 * bq]);
+                    c80 = Vector512.FusedMultiplyAdd(y, x0, c80);
+                    c81 = Vector512.FusedMultiplyAdd(y, x1, c81);
+                    y = Vector512.Create(pp[9 * bq]);
+                    c90 = Vector512.FusedMultiplyAdd(y, x0, c90);
+                    c91 = Vector512.FusedMultiplyAdd(y, x1, c91);
+                    y = Vector512.Create(pp[10 * bq]);
+                    ca0 = Vector512.FusedMultiplyAdd(y, x0, ca0);
+                    ca1 = Vector512.FusedMultiplyAdd(y, x1, ca1);
+                    y = Vector512.Create(pp[11 * bq]);
+                    cb0 = Vector512.FusedMultiplyAdd(y, x0, cb0);
+                    cb1 = Vector512.FusedMultiplyAdd(y, x1, cb1);
+                }
+
+                c00.Store(cp);
+                c01.Store(cp + w);
+                c10.Store(cp + dp);
+                c11.Store(cp + dp + w);
+                c20.Store(cp + (2 * dp));
+                c21.Store(cp + (2 * dp) + w);
+                c30.Store(cp + (3 * dp));
+                c31.Store(cp + (3 * dp) + w);
+                c40.Store(cp + (4 * dp));
+                c41.Store(cp + (4 * dp) + w);
+                c50.Store(cp + (5 * dp));
+                c51.Store(cp + (5 * dp) + w);
+                c60.Store(cp + (6 * dp));
+                c61.Store(cp + (6 * dp) + w);
+                c70.Store(cp + (7 * dp));
+                c71.Store(cp + (7 * dp) + w);
+                c80.Store(cp + (8 * dp));
+                c81.Store(cp + (8 * dp) + w);
+                c90.Store(cp + (9 * dp));
+                c91.Store(cp + (9 * dp) + w);
+                ca0.Store(cp + (10 * dp));
+                ca1.Store(cp + (10 * dp) + w);
+                cb0.Store(cp + (11 * dp));
+                cb1.Store(cp + (11 * dp) + w);
+            }
+        }
+    }
+
+    /// <summary>sᵀ[j, r] = −∞ where key j0 + j is after query t0 + r (the causal mask).</summary>
+    private static void MaskCausalV512(float* sT, int j0, int nR, int t0)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        Vec lane0 = Vector512.ConvertToSingle(Vector512<int>.Indices);
+        Vec lane1 = lane0 + Vector512.Create((float)w);
+        Vec lane2 = lane1 + Vector512.Create((float)w);
+        Vec lane3 = lane2 + Vector512.Create((float)w);
+        Vec minusInf = Vector512.Create(float.NegativeInfinity);
+        for (int j = Math.Max(0, t0 - j0 + 1); j < nR; j++)
+        {
+            // Key j0 + j is visible to row t0 + r iff r ≥ j0 + j − t0.
+            Vec first = Vector512.Create((float)(j0 + j - t0));
+            float* s = sT + (j * bq);
+            Vector512.ConditionalSelect(Vector512.LessThan(lane0, first), minusInf, Vector512.Load(s)).Store(s);
+            Vector512.ConditionalSelect(Vector512.LessThan(lane1, first), minusInf, Vector512.Load(s + w)).Store(s + w);
+            Vector512.ConditionalSelect(Vector512.LessThan(lane2, first), minusInf, Vector512.Load(s + (2 * w))).Store(s + (2 * w));
+            Vector512.ConditionalSelect(Vector512.LessThan(lane3, first), minusInf, Vector512.Load(s + (3 * w))).Store(s + (3 * w));
+        }
+    }
+
+    /// <summary>dstᵀ[i, r] = src[r, i]·factor for r &lt; rows, 0 for rows ≤ r &lt; Bq: (D, Bq) from (rows, D) with row stride.</summary>
+    private static void LoadTransposedV512(float* src, long stride, int rows, int d, float factor, float* dstT)
+    {
+        int bq = 4 * Vec.Count;
+        for (int r = 0; r < bq; r++)
+        {
+            if (r < rows)
+            {
+                float* row = src + (r * stride);
+                for (int i = 0; i < d; i++)
+                {
+                    dstT[(i * bq) + r] = row[i] * factor;
+                }
+            }
+            else
+            {
+                for (int i = 0; i < d; i++)
+                {
+                    dstT[(i * bq) + r] = 0;
+                }
+            }
+        }
+    }
+
+    /// <summary>dst[j·stride + i] += tile[j·dp + i] for j &lt; n, i &lt; d.</summary>
+    private static void AddRowsV512(float* tile, int dp, int n, int d, float* dst, long stride)
+    {
+        int w = Vec.Count;
+        for (int j = 0; j < n; j++, tile += dp, dst += stride)
+        {
+            int i = 0;
+            for (; i + w <= d; i += w)
+            {
+                (Vector512.Load(dst + i) + Vector512.Load(tile + i)).Store(dst + i);
+            }
+
+            for (; i < d; i++)
+            {
+                dst[i] += tile[i];
+            }
+        }
+    }
+
+    /// <summary>
+    /// 2^x for x ≤ 0 (−∞ allowed), exact 0 below −126.5. x = n + f with n = round(x), f ∈ [−½, ½]; 2^f by the
+    /// Cephes exp2f polynomial (relative error ≈ 2e-7 against MathF.Exp2); 2^n built in the exponent field by the
+    /// 1.5·2²³ + 127 rounding trick, which also yields the bit pattern 0 for n = −127.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vec Exp2V512(Vec x)
+    {
+        Vec magic = Vector512.Create(12582912f + 127f);
+        x = Vector512.MaxNative(x, Vector512.Create(-127f));
+        Vec t = x + magic;
+        Vec f = x - (t - magic);
+        Vec scale = Vector512.ShiftLeft(t.AsInt32(), 23).AsSingle();
+        Vec p = Vector512.FusedMultiplyAdd(Vector512.Create(1.535336188319500e-4f), f, Vector512.Create(1.339887440266574e-3f));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(9.618437357674640e-3f));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(5.550332471162809e-2f));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(2.402264791363012e-1f));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(6.931472028550421e-1f));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(1f));
+        return p * scale;
+    }
+}

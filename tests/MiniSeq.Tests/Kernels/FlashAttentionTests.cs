@@ -1,0 +1,316 @@
+// Tests of FlashAttention against the scalar double-precision reference, of the reference backward against finite
+// differences, of the += contract, and of bit-identical results across thread counts, on every ISA path.
+// Deliberately tiny shapes (the whole class runs in a few seconds); speed is measured by AttentionBenchmark.
+using MiniSeq.Kernels;
+using MiniSeq.Kernels.Reference;
+using MiniSeq.Threading;
+
+namespace MiniSeq.Tests.Kernels;
+
+public unsafe class FlashAttentionTests
+{
+    private const double Tolerance = 1e-5;
+
+    public static TheoryData<int, int, int, int, int> Shapes => new()
+    {
+        // B, T, H, KvH, D
+        { 1, 1, 1, 1, 2 },
+        { 1, 5, 2, 1, 6 },
+        { 2, 37, 4, 2, 8 },
+        { 1, 70, 4, 1, 16 },
+        { 2, 67, 2, 2, 32 },
+        { 1, 130, 8, 2, 32 },
+        { 1, 100, 4, 4, 6 },
+        { 1, 65, 4, 1, 64 },
+        { 1, 33, 2, 1, 128 },
+    };
+
+    public static TheoryData<int, int, int, int, int, string> ShapesAndIsas()
+    {
+        var data = new TheoryData<int, int, int, int, int, string>();
+        foreach (string isa in new[] { "Scalar", "V256", "V512" })
+        {
+            foreach (object[] row in Shapes)
+            {
+                data.Add((int)row[0], (int)row[1], (int)row[2], (int)row[3], (int)row[4], isa);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(ShapesAndIsas))]
+    public void Forward_RandomInput_MatchesReference(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, string isaName)
+    {
+        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        var p = Problem.Create(batchSize, seqLen, headCount, kvHeadCount, headDim, seed: 1);
+        float[] expectedOut = new float[p.Q.Length];
+        float[] expectedLse = new float[p.Lse.Length];
+        fixed (float* q = p.Q, k = p.K, v = p.V, o = p.Output, lse = p.Lse, eo = expectedOut, elseP = expectedLse)
+        {
+            FlashAttention.Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, o, lse, isa);
+            ReferenceAttention.Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, eo, elseP);
+        }
+
+        AssertClose(expectedOut, p.Output, Tolerance, "output");
+        AssertClose(expectedLse, p.Lse, Tolerance, "lse");
+    }
+
+    [Theory]
+    [MemberData(nameof(ShapesAndIsas))]
+    public void Backward_RandomInput_MatchesReference(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, string isaName)
+    {
+        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        var p = Problem.Create(batchSize, seqLen, headCount, kvHeadCount, headDim, seed: 2);
+        float[] edq = new float[p.Q.Length];
+        float[] edk = new float[p.K.Length];
+        float[] edv = new float[p.V.Length];
+        p.RunForwardBackward(isa);
+        fixed (float* q = p.Q, k = p.K, v = p.V, o = p.Output, lse = p.Lse, dO = p.DOutput, dq = edq, dk = edk, dv = edv)
+        {
+            ReferenceAttention.Backward(dO, q, k, v, o, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv);
+        }
+
+        AssertClose(edq, p.DQ, Tolerance, "dq");
+        AssertClose(edk, p.DK, Tolerance, "dk");
+        AssertClose(edv, p.DV, Tolerance, "dv");
+    }
+
+    [Fact]
+    public void ReferenceBackward_TinyShape_MatchesFiniteDifference()
+    {
+        const int B = 2, T = 4, H = 4, KvH = 2, D = 2;
+        var rng = new Random(3);
+        double[] q = RandomDoubles(rng, B * T * H * D);
+        double[] k = RandomDoubles(rng, B * T * KvH * D);
+        double[] v = RandomDoubles(rng, B * T * KvH * D);
+        double[] weights = RandomDoubles(rng, q.Length); // loss = Σ weights ∘ output, so dOutput = weights
+        double[] dq = new double[q.Length];
+        double[] dk = new double[k.Length];
+        double[] dv = new double[v.Length];
+        ReferenceAttention.BackwardDouble(weights, q, k, v, B, T, H, KvH, D, dq, dk, dv);
+
+        double Loss()
+        {
+            double[] output = new double[q.Length];
+            ReferenceAttention.ForwardDouble(q, k, v, B, T, H, KvH, D, output, new double[B * H * T]);
+            double sum = 0;
+            for (int i = 0; i < output.Length; i++)
+            {
+                sum += weights[i] * output[i];
+            }
+
+            return sum;
+        }
+
+        foreach ((double[] x, double[] dx, string name) in new[] { (q, dq, "q"), (k, dk, "k"), (v, dv, "v") })
+        {
+            for (int i = 0; i < x.Length; i++)
+            {
+                const double Step = 1e-5;
+                double saved = x[i];
+                x[i] = saved + Step;
+                double plus = Loss();
+                x[i] = saved - Step;
+                double minus = Loss();
+                x[i] = saved;
+                double numeric = (plus - minus) / (2 * Step);
+                Assert.True(Math.Abs(numeric - dx[i]) <= 1e-8 + (1e-6 * Math.Abs(numeric)), $"d{name}[{i}]: analytic {dx[i]}, numeric {numeric}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("Scalar")]
+    [InlineData("V256")]
+    [InlineData("V512")]
+    public void Backward_NonZeroGradients_Accumulates(string isaName)
+    {
+        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        const int B = 2, T = 50, H = 4, KvH = 2, D = 16;
+        var fresh = Problem.Create(B, T, H, KvH, D, seed: 4);
+        fresh.RunForwardBackward(isa);
+        var accumulated = Problem.Create(B, T, H, KvH, D, seed: 4);
+        var rng = new Random(5);
+        float[] dq0 = RandomFloats(rng, accumulated.DQ.Length);
+        float[] dk0 = RandomFloats(rng, accumulated.DK.Length);
+        float[] dv0 = RandomFloats(rng, accumulated.DV.Length);
+        dq0.CopyTo(accumulated.DQ, 0);
+        dk0.CopyTo(accumulated.DK, 0);
+        dv0.CopyTo(accumulated.DV, 0);
+        accumulated.RunForwardBackward(isa, zeroGradients: false);
+
+        AssertClose(Add(dq0, fresh.DQ), accumulated.DQ, 1e-6, "dq");
+        AssertClose(Add(dk0, fresh.DK), accumulated.DK, 1e-6, "dk");
+        AssertClose(Add(dv0, fresh.DV), accumulated.DV, 1e-6, "dv");
+    }
+
+    [Theory]
+    [InlineData("Scalar")]
+    [InlineData("V256")]
+    [InlineData("V512")]
+    public void ForwardBackward_OneVersusTwoThreads_BitIdentical(string isaName)
+    {
+        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        const int B = 2, T = 150, H = 4, KvH = 2, D = 32;
+        int saved = KernelThreads.ThreadCount;
+        try
+        {
+            KernelThreads.SetThreadCount(1);
+            var one = Problem.Create(B, T, H, KvH, D, seed: 6);
+            one.RunForwardBackward(isa);
+            KernelThreads.SetThreadCount(2);
+            var two = Problem.Create(B, T, H, KvH, D, seed: 6);
+            two.RunForwardBackward(isa);
+            Assert.Equal(one.Output, two.Output);
+            Assert.Equal(one.Lse, two.Lse);
+            Assert.Equal(one.DQ, two.DQ);
+            Assert.Equal(one.DK, two.DK);
+            Assert.Equal(one.DV, two.DV);
+        }
+        finally
+        {
+            KernelThreads.SetThreadCount(saved);
+        }
+    }
+
+    [Fact]
+    public void PublicApi_DefaultIsa_MatchesReference()
+    {
+        const int B = 1, T = 90, H = 8, KvH = 2, D = 32;
+        var p = Problem.Create(B, T, H, KvH, D, seed: 7);
+        float[] expectedOut = new float[p.Q.Length];
+        float[] expectedLse = new float[p.Lse.Length];
+        float[] edq = new float[p.Q.Length];
+        float[] edk = new float[p.K.Length];
+        float[] edv = new float[p.V.Length];
+        fixed (float* q = p.Q, k = p.K, v = p.V, o = p.Output, lse = p.Lse, dO = p.DOutput, dq = p.DQ, dk = p.DK, dv = p.DV)
+        fixed (float* eo = expectedOut, elseP = expectedLse, edqp = edq, edkp = edk, edvp = edv)
+        {
+            FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse);
+            FlashAttention.Backward(dO, q, k, v, o, lse, B, T, H, KvH, D, dq, dk, dv);
+            ReferenceAttention.Forward(q, k, v, B, T, H, KvH, D, eo, elseP);
+            ReferenceAttention.Backward(dO, q, k, v, eo, elseP, B, T, H, KvH, D, edqp, edkp, edvp);
+        }
+
+        AssertClose(expectedOut, p.Output, Tolerance, "output");
+        AssertClose(expectedLse, p.Lse, Tolerance, "lse");
+        AssertClose(edq, p.DQ, Tolerance, "dq");
+        AssertClose(edk, p.DK, Tolerance, "dk");
+        AssertClose(edv, p.DV, Tolerance, "dv");
+    }
+
+    [Fact]
+    public void Forward_HeadCountNotMultipleOfKvHeads_Throws()
+    {
+        float[] x = new float[64];
+        fixed (float* p = x)
+        {
+            float* q = p;
+            Assert.Throws<ArgumentException>(() => FlashAttention.Forward(q, q, q, 1, 2, 3, 2, 2, q, q));
+        }
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, double tolerance, string name)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double diff = 0, norm = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(float.IsFinite(actual[i]), $"{name}[{i}] = {actual[i]}");
+            diff += ((double)expected[i] - actual[i]) * ((double)expected[i] - actual[i]);
+            norm += (double)expected[i] * expected[i];
+        }
+
+        double relative = Math.Sqrt(diff) / Math.Max(Math.Sqrt(norm), 1e-30);
+        Assert.True(relative <= tolerance, $"{name}: relative error {relative:E3} > {tolerance:E1}");
+    }
+
+    private static float[] Add(float[] a, float[] b)
+    {
+        float[] sum = new float[a.Length];
+        for (int i = 0; i < a.Length; i++)
+        {
+            sum[i] = a[i] + b[i];
+        }
+
+        return sum;
+    }
+
+    private static float[] RandomFloats(Random rng, int count)
+    {
+        float[] x = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            x[i] = (float)((rng.NextDouble() * 2) - 1);
+        }
+
+        return x;
+    }
+
+    private static double[] RandomDoubles(Random rng, int count)
+    {
+        double[] x = new double[count];
+        for (int i = 0; i < count; i++)
+        {
+            x[i] = (rng.NextDouble() * 2) - 1;
+        }
+
+        return x;
+    }
+
+    /// <summary>Random q, k, v, dOutput (scaled like real activations: scores of a few units) plus result buffers.</summary>
+    private sealed class Problem
+    {
+        public required int B, T, H, KvH, D;
+        public required float[] Q, K, V, DOutput, Output, Lse, DQ, DK, DV;
+
+        public static Problem Create(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, int seed)
+        {
+            var rng = new Random(seed);
+            int qCount = batchSize * seqLen * headCount * headDim;
+            int kvCount = batchSize * seqLen * kvHeadCount * headDim;
+            float[] q = RandomFloats(rng, qCount);
+            float[] k = RandomFloats(rng, kvCount);
+            for (int i = 0; i < qCount; i++)
+            {
+                q[i] *= 2; // sharper softmax rows than uniform
+            }
+
+            return new Problem
+            {
+                B = batchSize,
+                T = seqLen,
+                H = headCount,
+                KvH = kvHeadCount,
+                D = headDim,
+                Q = q,
+                K = k,
+                V = RandomFloats(rng, kvCount),
+                DOutput = RandomFloats(rng, qCount),
+                Output = new float[qCount],
+                Lse = new float[batchSize * headCount * seqLen],
+                DQ = new float[qCount],
+                DK = new float[kvCount],
+                DV = new float[kvCount],
+            };
+        }
+
+        public void RunForwardBackward(FlashAttentionIsa isa, bool zeroGradients = true)
+        {
+            if (zeroGradients)
+            {
+                Array.Clear(DQ);
+                Array.Clear(DK);
+                Array.Clear(DV);
+            }
+
+            fixed (float* q = Q, k = K, v = V, o = Output, lse = Lse, dO = DOutput, dq = DQ, dk = DK, dv = DV)
+            {
+                FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse, isa);
+                FlashAttention.Backward(dO, q, k, v, o, lse, B, T, H, KvH, D, dq, dk, dv, isa);
+            }
+        }
+    }
+}
