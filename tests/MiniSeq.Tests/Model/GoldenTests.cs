@@ -115,9 +115,25 @@ public class GoldenTests
             Compare.Close(r.Loss, losses[s], Tolerance, $"{caseName} loss at step {s + 1}");
         }
 
+        // Three AdamW steps at lr 1e-2 amplify fp32 rounding noise of gradients whose sign flips between steps: PyTorch's
+        // own fp32 run differs from its fp64 run by meta.json's fp32_vs_fp64_step3_param_abs_err. Parameters after three
+        // steps must agree with PyTorch fp32 within twice that noise floor (max-abs) and 1e-4 by norm; the losses before
+        // each step agree to 1e-5 above, and the update rule itself is checked against a double reference in
+        // OptimizerKernelsTests.
+        double noise = meta.RootElement.GetProperty("fp32_vs_fp64_step3_param_abs_err").GetDouble();
+        double maxAbs = Math.Max(1e-6, 2 * noise);
         foreach (ParameterInfo p in model.Layout.Tensors)
         {
-            Compare.Close(model.Parameter(p.Name).Span, expected.ReadFloat32("step3." + p.Name), Tolerance, $"{caseName} {p.Name} after 3 steps");
+            float[] reference = expected.ReadFloat32("step3." + p.Name);
+            Span<float> actual = model.Parameter(p.Name).Span;
+            double worst = 0;
+            for (int i = 0; i < reference.Length; i++)
+            {
+                worst = Math.Max(worst, Math.Abs((double)actual[i] - reference[i]));
+            }
+
+            Assert.True(worst <= maxAbs, $"{caseName} {p.Name} after 3 steps: max |diff| {worst:E3} > {maxAbs:E3} (2 × PyTorch fp32-vs-fp64 noise)");
+            Compare.Close(actual, reference, 1e-4, $"{caseName} {p.Name} after 3 steps");
         }
     }
 }
