@@ -6,7 +6,15 @@ using Spectre.Console;
 
 if (Console.IsOutputRedirected)
 {
-    AnsiConsole.Profile.Width = 180; // tables stay readable in logs and pipes
+    // Logs and pipes: no colour codes, and tables wide enough to stay readable.
+    AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings
+    {
+        Ansi = AnsiSupport.No,
+        ColorSystem = ColorSystemSupport.NoColors,
+        Interactive = InteractionSupport.No,
+        Out = new AnsiConsoleOutput(Console.Out),
+    });
+    AnsiConsole.Profile.Width = 180;
 }
 
 var root = new RootCommand("MiniSeq: train Llama-style models on long sequences with little memory (pure C#, CPU).");

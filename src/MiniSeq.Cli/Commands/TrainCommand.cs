@@ -71,7 +71,7 @@ internal static class TrainCommand
         if (demo)
         {
             config = DemoConfig;
-            task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen), pairs: 32, queries: 32);
+            task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen));
             rng = new DeterministicRandom(p.GetValue(Seed));
             batch = NextDemoBatch(task, rng, p.GetValue(Batch));
         }

@@ -8,6 +8,7 @@
 // Head: loss = Σ_valid CE(rmsnorm(h_L)·Wlmᵀ, y) / N_valid, computed per LM-head chunk with the chunk's logit
 // gradient formed in forward (so no logits survive the chunk). The RMSNorms are recomputed from their saved inputs
 // (cheap, row-wise) instead of being saved.
+using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
 
@@ -69,7 +70,11 @@ public sealed unsafe class LlamaPass : IDisposable
             }
 
             // Embedding: dE[tokens[r]] += dh_0[r].
-            Embedding.Backward(dRes, tok, Rows, _c.HiddenSize, G(gradients, _model.Layout.Embedding));
+            using (StepProfiler.Measure(ProfiledOp.Other))
+            {
+                Embedding.Backward(dRes, tok, Rows, _c.HiddenSize, G(gradients, _model.Layout.Embedding));
+            }
+
             return lossSum;
         }
     }
@@ -102,8 +107,8 @@ public sealed unsafe class LlamaPass : IDisposable
             float* xn = S(Plan.HeadNorm), rstd = S(Plan.HeadRstd);
             for (int i = 0; i < rows.Length; i++)
             {
-                RmsNorm.Forward(h + ((long)rows[i] * c), P(_model.Layout.FinalNorm), 1, c, (float)_c.RmsNormEps, xn, rstd);
-                MatMul.Gemm(false, true, 1, v, c, 1f, xn, c, P(_model.Layout.LmHead), c, 0f, dst + ((long)i * v), v);
+                NormForward(h + ((long)rows[i] * c), P(_model.Layout.FinalNorm), 1, c, (float)_c.RmsNormEps, xn, rstd);
+                Gemm(ProfiledOp.LmHeadGemms, false, true, 1, v, c, xn, c, P(_model.Layout.LmHead), c, 0f, dst + ((long)i * v), v);
             }
         }
     }
@@ -124,7 +129,11 @@ public sealed unsafe class LlamaPass : IDisposable
     {
         int c = _c.HiddenSize;
         float* h0 = A(Plan.LayerInputs[0]);
-        Embedding.Forward(tokens, Rows, P(_model.Layout.Embedding), c, h0);
+        using (StepProfiler.Measure(ProfiledOp.Other))
+        {
+            Embedding.Forward(tokens, Rows, P(_model.Layout.Embedding), c, h0);
+        }
+
         for (int l = 0; l < _c.NumHiddenLayers; l++)
         {
             float* hIn = training ? A(Plan.LayerInputs[l]) : A(Plan.LayerInputs[l % 2]);
@@ -150,18 +159,30 @@ public sealed unsafe class LlamaPass : IDisposable
         {
             int rows = Math.Min(Plan.ProjectionRows, Rows - r0);
             // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ ; k = xn1·Wkᵀ ; v = xn1·Wvᵀ
-            RmsNorm.Forward(hIn + ((long)r0 * c), P(w.AttentionNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
-            MatMul.Gemm(false, true, rows, hd, c, 1f, xn, c, P(w.Query), c, 0f, q + ((long)r0 * hd), hd);
-            MatMul.Gemm(false, true, rows, kvd, c, 1f, xn, c, P(w.Key), c, 0f, k + ((long)r0 * kvd), kvd);
-            MatMul.Gemm(false, true, rows, kvd, c, 1f, xn, c, P(w.Value), c, 0f, v + ((long)r0 * kvd), kvd);
+            NormForward(hIn + ((long)r0 * c), P(w.AttentionNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
+            Gemm(ProfiledOp.AttentionProjections, false, true, rows, hd, c, xn, c, P(w.Query), c, 0f, q + ((long)r0 * hd), hd);
+            Gemm(ProfiledOp.AttentionProjections, false, true, rows, kvd, c, xn, c, P(w.Key), c, 0f, k + ((long)r0 * kvd), kvd);
+            Gemm(ProfiledOp.AttentionProjections, false, true, rows, kvd, c, xn, c, P(w.Value), c, 0f, v + ((long)r0 * kvd), kvd);
         }
 
-        Rope.Forward(q, Rows, Plan.SeqLen, _c.NumAttentionHeads, _rope, 0);
-        Rope.Forward(k, Rows, Plan.SeqLen, _c.NumKeyValueHeads, _rope, 0);
-        FlashAttention.Forward(q, k, v, Plan.BatchSize, Plan.SeqLen, _c.NumAttentionHeads, _c.NumKeyValueHeads, _c.HeadDim, attn, A(ws.Lse));
+        using (StepProfiler.Measure(ProfiledOp.Rope))
+        {
+            Rope.Forward(q, Rows, Plan.SeqLen, _c.NumAttentionHeads, _rope, 0);
+        }
+
+        using (StepProfiler.Measure(ProfiledOp.Rope))
+        {
+            Rope.Forward(k, Rows, Plan.SeqLen, _c.NumKeyValueHeads, _rope, 0);
+        }
+
+        using (StepProfiler.Measure(ProfiledOp.AttentionForward))
+        {
+            FlashAttention.Forward(q, k, v, Plan.BatchSize, Plan.SeqLen, _c.NumAttentionHeads, _c.NumKeyValueHeads, _c.HeadDim, attn, A(ws.Lse));
+        }
+
         // h_mid = h + a·Woᵀ
         new TensorView(hIn, (long)Rows * c).CopyTo(new TensorView(hMid, (long)Rows * c));
-        MatMul.Gemm(false, true, Rows, c, hd, 1f, attn, hd, P(w.Output), hd, 1f, hMid, c);
+        Gemm(ProfiledOp.AttentionProjections, false, true, Rows, c, hd, attn, hd, P(w.Output), hd, 1f, hMid, c);
     }
 
     /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)), chunk by chunk; saves gate/up only when the MLP is not chunked.</summary>
@@ -176,11 +197,15 @@ public sealed unsafe class LlamaPass : IDisposable
             int rows = Math.Min(chunk, Rows - r0);
             float* g = ws.Gate is ArenaSlot gs ? A(gs) + ((long)r0 * f) : S(Plan.MlpGate);
             float* u = ws.Up is ArenaSlot us ? A(us) + ((long)r0 * f) : S(Plan.MlpUp);
-            RmsNorm.Forward(hMid + ((long)r0 * c), P(w.MlpNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
-            MatMul.Gemm(false, true, rows, f, c, 1f, xn, c, P(w.Gate), c, 0f, g, f);
-            MatMul.Gemm(false, true, rows, f, c, 1f, xn, c, P(w.Up), c, 0f, u, f);
-            SwiGlu.Forward(g, u, (long)rows * f, p);
-            MatMul.Gemm(false, true, rows, c, f, 1f, p, f, P(w.Down), f, 1f, hOut + ((long)r0 * c), c);
+            NormForward(hMid + ((long)r0 * c), P(w.MlpNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
+            Gemm(ProfiledOp.MlpGemms, false, true, rows, f, c, xn, c, P(w.Gate), c, 0f, g, f);
+            Gemm(ProfiledOp.MlpGemms, false, true, rows, f, c, xn, c, P(w.Up), c, 0f, u, f);
+            using (StepProfiler.Measure(ProfiledOp.SwiGlu))
+            {
+                SwiGlu.Forward(g, u, (long)rows * f, p);
+            }
+
+            Gemm(ProfiledOp.MlpGemms, false, true, rows, c, f, p, f, P(w.Down), f, 1f, hOut + ((long)r0 * c), c);
         }
     }
 
@@ -208,15 +233,19 @@ public sealed unsafe class LlamaPass : IDisposable
             }
 
             float* hChunk = h + ((long)r0 * c);
-            RmsNorm.Forward(hChunk, wNorm, rows, c, (float)_c.RmsNormEps, xn, rstd);
-            MatMul.Gemm(false, true, rows, v, c, 1f, xn, c, wHead, c, 0f, logits, v);
-            lossSum += CrossEntropy.ForwardBackward(logits, labels + r0, rows, v, Plan.Policy.Loss, backward ? gradScale : 0f, rowLoss);
+            NormForward(hChunk, wNorm, rows, c, (float)_c.RmsNormEps, xn, rstd);
+            Gemm(ProfiledOp.LmHeadGemms, false, true, rows, v, c, xn, c, wHead, c, 0f, logits, v);
+            using (StepProfiler.Measure(ProfiledOp.CrossEntropy))
+            {
+                lossSum += CrossEntropy.ForwardBackward(logits, labels + r0, rows, v, Plan.Policy.Loss, backward ? gradScale : 0f, rowLoss);
+            }
+
             if (backward)
             {
                 float* dxn = S(Plan.HeadDNorm);
-                MatMul.Gemm(true, false, v, c, rows, 1f, logits, v, xn, c, 1f, G(gradients, _model.Layout.LmHead), c);
-                MatMul.Gemm(false, false, rows, c, v, 1f, logits, v, wHead, c, 0f, dxn, c);
-                RmsNorm.Backward(dxn, hChunk, wNorm, rstd, rows, c, dRes + ((long)r0 * c), G(gradients, _model.Layout.FinalNorm));
+                Gemm(ProfiledOp.LmHeadGemms, true, false, v, c, rows, logits, v, xn, c, 1f, G(gradients, _model.Layout.LmHead), c);
+                Gemm(ProfiledOp.LmHeadGemms, false, false, rows, c, v, logits, v, wHead, c, 0f, dxn, c);
+                NormBackward(dxn, hChunk, wNorm, rstd, rows, c, dRes + ((long)r0 * c), G(gradients, _model.Layout.FinalNorm));
             }
         }
 
@@ -266,26 +295,34 @@ public sealed unsafe class LlamaPass : IDisposable
             float* u = ws.Up is ArenaSlot us ? A(us) + ((long)r0 * f) : S(Plan.MlpUp);
             float* dOut = dRes + ((long)r0 * c);
             float* mChunk = hMid + ((long)r0 * c);
-            RmsNorm.Forward(mChunk, P(w.MlpNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
+            NormForward(mChunk, P(w.MlpNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
             if (recompute)
             {
-                MatMul.Gemm(false, true, rows, f, c, 1f, xn, c, P(w.Gate), c, 0f, g, f);
-                MatMul.Gemm(false, true, rows, f, c, 1f, xn, c, P(w.Up), c, 0f, u, f);
+                Gemm(ProfiledOp.MlpGemms, false, true, rows, f, c, xn, c, P(w.Gate), c, 0f, g, f);
+                Gemm(ProfiledOp.MlpGemms, false, true, rows, f, c, xn, c, P(w.Up), c, 0f, u, f);
             }
 
             // forward: out = p·Wdᵀ with p = silu(g)·u  →  dWd += doutᵀ·p ; dp = dout·Wd
-            SwiGlu.Forward(g, u, (long)rows * f, p);
-            MatMul.Gemm(true, false, c, f, rows, 1f, dOut, c, p, f, 1f, G(gradients, w.Down), f);
-            MatMul.Gemm(false, false, rows, f, c, 1f, dOut, c, P(w.Down), f, 0f, p, f);
+            using (StepProfiler.Measure(ProfiledOp.SwiGlu))
+            {
+                SwiGlu.Forward(g, u, (long)rows * f, p);
+            }
+
+            Gemm(ProfiledOp.MlpGemms, true, false, c, f, rows, dOut, c, p, f, 1f, G(gradients, w.Down), f);
+            Gemm(ProfiledOp.MlpGemms, false, false, rows, f, c, dOut, c, P(w.Down), f, 0f, p, f);
             // g, u ← dg, du (in place)
-            SwiGlu.Backward(p, g, u, (long)rows * f, g, u);
+            using (StepProfiler.Measure(ProfiledOp.SwiGlu))
+            {
+                SwiGlu.Backward(p, g, u, (long)rows * f, g, u);
+            }
+
             // forward: g = xn·Wgᵀ, u = xn·Wuᵀ  →  dWg += dgᵀ·xn ; dWu += duᵀ·xn ; dxn = dg·Wg + du·Wu
-            MatMul.Gemm(true, false, f, c, rows, 1f, g, f, xn, c, 1f, G(gradients, w.Gate), c);
-            MatMul.Gemm(true, false, f, c, rows, 1f, u, f, xn, c, 1f, G(gradients, w.Up), c);
-            MatMul.Gemm(false, false, rows, c, f, 1f, g, f, P(w.Gate), c, 0f, dxn, c);
-            MatMul.Gemm(false, false, rows, c, f, 1f, u, f, P(w.Up), c, 1f, dxn, c);
+            Gemm(ProfiledOp.MlpGemms, true, false, f, c, rows, g, f, xn, c, 1f, G(gradients, w.Gate), c);
+            Gemm(ProfiledOp.MlpGemms, true, false, f, c, rows, u, f, xn, c, 1f, G(gradients, w.Up), c);
+            Gemm(ProfiledOp.MlpGemms, false, false, rows, c, f, g, f, P(w.Gate), c, 0f, dxn, c);
+            Gemm(ProfiledOp.MlpGemms, false, false, rows, c, f, u, f, P(w.Up), c, 1f, dxn, c);
             // forward: xn = rmsnorm(m)  →  dm += rmsnorm_backward(dxn) (dm already holds the residual path's dout)
-            RmsNorm.Backward(dxn, mChunk, P(w.MlpNorm), rstd, rows, c, dOut, G(gradients, w.MlpNorm));
+            NormBackward(dxn, mChunk, P(w.MlpNorm), rstd, rows, c, dOut, G(gradients, w.MlpNorm));
         }
     }
 
@@ -297,18 +334,30 @@ public sealed unsafe class LlamaPass : IDisposable
         float* dAttn = S(Plan.DAttnOut), dq = S(Plan.DQuery), dk = S(Plan.DKey), dv = S(Plan.DValue);
 
         // forward: m = h + a·Woᵀ  →  dWo += dmᵀ·a ; da = dm·Wo
-        MatMul.Gemm(true, false, c, hd, Rows, 1f, dRes, c, attn, hd, 1f, G(gradients, w.Output), hd);
-        MatMul.Gemm(false, false, Rows, hd, c, 1f, dRes, c, P(w.Output), hd, 0f, dAttn, hd);
+        Gemm(ProfiledOp.AttentionProjections, true, false, c, hd, Rows, dRes, c, attn, hd, 1f, G(gradients, w.Output), hd);
+        Gemm(ProfiledOp.AttentionProjections, false, false, Rows, hd, c, dRes, c, P(w.Output), hd, 0f, dAttn, hd);
 
         // forward: a = flash_attention(q, k, v)
         _scratch[Plan.DQuery].Clear();
         _scratch[Plan.DKey].Clear();
         _scratch[Plan.DValue].Clear();
-        FlashAttention.Backward(dAttn, q, k, v, attn, A(ws.Lse), Plan.BatchSize, Plan.SeqLen, _c.NumAttentionHeads, _c.NumKeyValueHeads, _c.HeadDim, dq, dk, dv);
+        using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
+        {
+            FlashAttention.Backward(dAttn, q, k, v, attn, A(ws.Lse), Plan.BatchSize, Plan.SeqLen, _c.NumAttentionHeads, _c.NumKeyValueHeads, _c.HeadDim, dq, dk, dv);
+        }
+
 
         // forward: q = rope(q'), k = rope(k')
-        Rope.Backward(dq, Rows, Plan.SeqLen, _c.NumAttentionHeads, _rope, 0);
-        Rope.Backward(dk, Rows, Plan.SeqLen, _c.NumKeyValueHeads, _rope, 0);
+        using (StepProfiler.Measure(ProfiledOp.Rope))
+        {
+            Rope.Backward(dq, Rows, Plan.SeqLen, _c.NumAttentionHeads, _rope, 0);
+        }
+
+        using (StepProfiler.Measure(ProfiledOp.Rope))
+        {
+            Rope.Backward(dk, Rows, Plan.SeqLen, _c.NumKeyValueHeads, _rope, 0);
+        }
+
 
         // forward: q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ with xn = rmsnorm(h), per projection chunk
         float* xn = S(Plan.BackProjNorm), rstd = S(Plan.BackProjRstd), dxn = S(Plan.BackProjDNorm);
@@ -317,16 +366,34 @@ public sealed unsafe class LlamaPass : IDisposable
             int rows = Math.Min(Plan.ProjectionRows, Rows - r0);
             float* hChunk = hIn + ((long)r0 * c);
             float* dqc = dq + ((long)r0 * hd), dkc = dk + ((long)r0 * kvd), dvc = dv + ((long)r0 * kvd);
-            RmsNorm.Forward(hChunk, P(w.AttentionNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
-            MatMul.Gemm(true, false, hd, c, rows, 1f, dqc, hd, xn, c, 1f, G(gradients, w.Query), c);
-            MatMul.Gemm(true, false, kvd, c, rows, 1f, dkc, kvd, xn, c, 1f, G(gradients, w.Key), c);
-            MatMul.Gemm(true, false, kvd, c, rows, 1f, dvc, kvd, xn, c, 1f, G(gradients, w.Value), c);
-            MatMul.Gemm(false, false, rows, c, hd, 1f, dqc, hd, P(w.Query), c, 0f, dxn, c);
-            MatMul.Gemm(false, false, rows, c, kvd, 1f, dkc, kvd, P(w.Key), c, 1f, dxn, c);
-            MatMul.Gemm(false, false, rows, c, kvd, 1f, dvc, kvd, P(w.Value), c, 1f, dxn, c);
+            NormForward(hChunk, P(w.AttentionNorm), rows, c, (float)_c.RmsNormEps, xn, rstd);
+            Gemm(ProfiledOp.AttentionProjections, true, false, hd, c, rows, dqc, hd, xn, c, 1f, G(gradients, w.Query), c);
+            Gemm(ProfiledOp.AttentionProjections, true, false, kvd, c, rows, dkc, kvd, xn, c, 1f, G(gradients, w.Key), c);
+            Gemm(ProfiledOp.AttentionProjections, true, false, kvd, c, rows, dvc, kvd, xn, c, 1f, G(gradients, w.Value), c);
+            Gemm(ProfiledOp.AttentionProjections, false, false, rows, c, hd, dqc, hd, P(w.Query), c, 0f, dxn, c);
+            Gemm(ProfiledOp.AttentionProjections, false, false, rows, c, kvd, dkc, kvd, P(w.Key), c, 1f, dxn, c);
+            Gemm(ProfiledOp.AttentionProjections, false, false, rows, c, kvd, dvc, kvd, P(w.Value), c, 1f, dxn, c);
             // forward: xn = rmsnorm(h)  →  dh += rmsnorm_backward(dxn) (dh already holds dm through the residual)
-            RmsNorm.Backward(dxn, hChunk, P(w.AttentionNorm), rstd, rows, c, dRes + ((long)r0 * c), G(gradients, w.AttentionNorm));
+            NormBackward(dxn, hChunk, P(w.AttentionNorm), rstd, rows, c, dRes + ((long)r0 * c), G(gradients, w.AttentionNorm));
         }
+    }
+
+    private static void Gemm(ProfiledOp op, bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        using var scope = StepProfiler.Measure(op);
+        MatMul.Gemm(transA, transB, m, n, k, 1f, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    private static void NormForward(float* x, float* weight, int rows, int dim, float eps, float* output, float* rstd)
+    {
+        using var scope = StepProfiler.Measure(ProfiledOp.Norms);
+        RmsNorm.Forward(x, weight, rows, dim, eps, output, rstd);
+    }
+
+    private static void NormBackward(float* dOutput, float* x, float* weight, float* rstd, int rows, int dim, float* dx, float* dWeight)
+    {
+        using var scope = StepProfiler.Measure(ProfiledOp.Norms);
+        RmsNorm.Backward(dOutput, x, weight, rstd, rows, dim, dx, dWeight);
     }
 
     /// <summary>Frees the arenas.</summary>

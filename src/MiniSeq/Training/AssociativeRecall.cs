@@ -1,25 +1,33 @@
-// The built-in synthetic long-context task of `miniseq train`: associative recall. Key–value pairs are scattered
-// through a long stream of filler tokens; at the end the keys are queried again and the model must produce the
-// value that followed each key, possibly thousands of tokens earlier. Only the answers are scored.
+// The built-in synthetic long-context task of `miniseq train`: in-context associative recall. Each sequence draws
+// its own random dictionary of key → value pairs and writes the pairs, again and again in random order, into a long
+// stream of filler tokens. A key's value can be predicted only by finding an earlier occurrence of the same key,
+// anywhere before in the sequence; those positions (every repeated key) are the scored labels. The loss starts at
+// ln(V) and falls towards zero as the model learns to look back (an induction-style circuit).
 namespace MiniSeq.Training;
 
 /// <summary>Token layout and generator of the associative-recall task.</summary>
 public sealed class AssociativeRecall
 {
-    /// <summary>Marks the start of the query section.</summary>
-    public const int QueryToken = 1;
-
     /// <summary>Creates the task for a vocabulary of <paramref name="vocabSize"/> (≥ 64) tokens.</summary>
-    public AssociativeRecall(int vocabSize, int seqLen, int pairs, int queries)
+    /// <param name="vocabSize">Vocabulary size of the model.</param>
+    /// <param name="seqLen">Tokens per sequence.</param>
+    /// <param name="pairs">Dictionary entries per sequence.</param>
+    /// <param name="meanGap">Average number of filler tokens between two pairs.</param>
+    public AssociativeRecall(int vocabSize, int seqLen, int pairs = 16, int meanGap = 6)
     {
         if (vocabSize < 64)
         {
             throw new ArgumentOutOfRangeException(nameof(vocabSize), "The recall task needs a vocabulary of at least 64 tokens.");
         }
 
-        // Vocabulary: 0..3 special, then keys, values, filler in equal thirds of the rest.
-        int third = (vocabSize - 4) / 3;
-        KeyStart = 4;
+        if (seqLen < 16)
+        {
+            throw new ArgumentOutOfRangeException(nameof(seqLen), "The recall task needs sequences of at least 16 tokens.");
+        }
+
+        // Vocabulary: 0 = BOS, then keys, values and filler in equal thirds of the rest.
+        int third = (vocabSize - 1) / 3;
+        KeyStart = 1;
         ValueStart = KeyStart + third;
         FillerStart = ValueStart + third;
         KeyCount = third;
@@ -27,11 +35,7 @@ public sealed class AssociativeRecall
         FillerCount = vocabSize - FillerStart;
         SeqLen = seqLen;
         Pairs = Math.Min(pairs, KeyCount);
-        Queries = Math.Min(queries, Pairs);
-        if (seqLen < (2 * Pairs) + (2 * Queries) + 2)
-        {
-            throw new ArgumentOutOfRangeException(nameof(seqLen), $"Sequence length {seqLen} is too short for {Pairs} pairs and {Queries} queries.");
-        }
+        MeanGap = meanGap;
     }
 
 #pragma warning disable CS1591
@@ -43,65 +47,66 @@ public sealed class AssociativeRecall
     public int FillerCount { get; }
     public int SeqLen { get; }
     public int Pairs { get; }
-    public int Queries { get; }
+    public int MeanGap { get; }
 #pragma warning restore CS1591
 
     /// <summary>
     /// Fills <paramref name="inputIds"/> and <paramref name="labels"/> (rows × SeqLen each) with fresh sequences.
-    /// Labels are −100 except at the positions whose next token is a queried value.
+    /// Labels are −100 except at a key that already occurred in the row, where the label is its value.
     /// </summary>
     public void Generate(Model.DeterministicRandom rng, int rows, int[] inputIds, int[] labels)
     {
         Array.Fill(labels, Kernels.CrossEntropy.IgnoreIndex);
         var keys = new int[KeyCount];
-        var slots = new bool[SeqLen];
+        var values = new int[Pairs];
+        var seen = new bool[Pairs];
         for (int r = 0; r < rows; r++)
         {
             Span<int> seq = inputIds.AsSpan(r * SeqLen, SeqLen);
             Span<int> lab = labels.AsSpan(r * SeqLen, SeqLen);
-            for (int t = 0; t < SeqLen; t++)
-            {
-                seq[t] = FillerStart + rng.NextInt(FillerCount);
-            }
-
-            seq[0] = 0; // BOS
             for (int i = 0; i < keys.Length; i++)
             {
                 keys[i] = i;
             }
 
-            for (int i = keys.Length - 1; i > 0; i--)
+            for (int i = 0; i < Pairs; i++)
             {
-                int j = rng.NextInt(i + 1);
+                int j = i + rng.NextInt(keys.Length - i);
                 (keys[i], keys[j]) = (keys[j], keys[i]);
+                values[i] = rng.NextInt(ValueCount);
+                seen[i] = false;
             }
 
-            var values = new int[Pairs];
-            int queryStart = SeqLen - (2 * Queries) - 1;
-            Array.Clear(slots);
-            for (int p = 0; p < Pairs; p++)
+            seq[0] = 0; // BOS
+            int t = 1;
+            while (t < SeqLen)
             {
-                values[p] = rng.NextInt(ValueCount);
-                int pos;
-                do
+                int gap = rng.NextInt((2 * MeanGap) + 1);
+                for (int g = 0; g < gap && t < SeqLen; g++)
                 {
-                    pos = 1 + rng.NextInt(queryStart - 2);
+                    seq[t++] = FillerStart + rng.NextInt(FillerCount);
                 }
-                while (slots[pos] || slots[pos + 1] || (pos > 0 && slots[pos - 1]));
 
-                slots[pos] = slots[pos + 1] = true;
-                seq[pos] = KeyStart + keys[p];
-                seq[pos + 1] = ValueStart + values[p];
-            }
+                if (t + 1 >= SeqLen)
+                {
+                    if (t < SeqLen)
+                    {
+                        seq[t++] = FillerStart + rng.NextInt(FillerCount);
+                    }
 
-            seq[queryStart] = QueryToken;
-            for (int q = 0; q < Queries; q++)
-            {
+                    break;
+                }
+
                 int p = rng.NextInt(Pairs);
-                int t = queryStart + 1 + (2 * q);
                 seq[t] = KeyStart + keys[p];
                 seq[t + 1] = ValueStart + values[p];
-                lab[t] = seq[t + 1];
+                if (seen[p])
+                {
+                    lab[t] = seq[t + 1];
+                }
+
+                seen[p] = true;
+                t += 2;
             }
         }
     }

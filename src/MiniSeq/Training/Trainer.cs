@@ -2,6 +2,7 @@
 // every micro-batch scaled by 1/N_valid of the whole batch, so the result equals one big batch), global-norm
 // clipping, and the update. Also evaluation (forward only) with the same memory policy.
 using System.Diagnostics;
+using MiniSeq.Diagnostics;
 using MiniSeq.IO;
 using MiniSeq.Kernels;
 using MiniSeq.Model;
@@ -113,6 +114,7 @@ public sealed unsafe class Trainer : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         (double loss, long scored) = ComputeGradients(batch);
+        using var optimizerScope = StepProfiler.Measure(ProfiledOp.Optimizer);
         double norm = Math.Sqrt(VectorOps.SumOfSquares(_gradients.All.Pointer, _gradients.All.Length));
         int step = _optimizer.StepCount + 1;
         if (!double.IsFinite(loss) || !double.IsFinite(norm))
