@@ -26,6 +26,20 @@ public static unsafe partial class MatMul
         for (int p0 = 0; p0 < kc; p0 += RowBlock)
         {
             int rows = Math.Min(RowBlock, kc - p0);
+            if (Sse.IsSupported && p0 + RowBlock < kc)
+            {
+                // The next block's rows are short strided runs the hardware prefetcher does not catch well.
+                int next = Math.Min(RowBlock, kc - p0 - RowBlock);
+                for (int p = 0; p < next; p++)
+                {
+                    byte* row = (byte*)(src + ((p0 + RowBlock + p) * ld));
+                    for (int offset = 0; offset < cols * sizeof(float); offset += 64)
+                    {
+                        Sse.Prefetch0(row + offset);
+                    }
+                }
+            }
+
             for (int q = 0; q < fullPanels; q++)
             {
                 float* s = src + (p0 * ld) + (q * width);

@@ -49,6 +49,14 @@ public static unsafe partial class MatMul
     // row of every panel to one cache set.
     private const int PanelPad = 16;
 
+    // Outputs at least this large (bytes) and written in a single k pass use non-temporal stores (≈ half the L3).
+    private const long StreamThresholdBytes = 16L << 20;
+
+    // Micro-kernel store modes: C = fma(acc, alpha, C); C = acc·alpha; C = acc·alpha with non-temporal stores.
+    internal const int StoreAccumulate = 0;
+    internal const int StoreOverwrite = 1;
+    internal const int StoreStream = 2;
+
     private static readonly GemmVariant s_bestVariant = DetectBestVariant();
     private static readonly GemmVariant s_defaultVariant = ReadForcedVariant() ?? s_bestVariant;
 
@@ -129,6 +137,7 @@ public static unsafe partial class MatMul
             Ldc = ldc,
             Overwrite = beta == 0f,
         };
+
         switch (variant)
         {
             case GemmVariant.V512:
@@ -147,6 +156,11 @@ public static unsafe partial class MatMul
                 job.Kernel = &KernelScalar;
                 break;
         }
+
+        // A huge C written in one pass (k ≤ KC) would only evict the operands from cache: stream it past the cache
+        // with non-temporal stores (full tiles land on whole aligned cache lines).
+        job.Stream = job.Overwrite && k <= KC && (long)m * n * sizeof(float) >= StreamThresholdBytes
+            && variant == GemmVariant.V512 && ((nint)c & 63) == 0 && ldc % 16 == 0;
 
         // Output tiling: a function of the shape only (not of the thread count). Prefer splitting m (each extra n split
         // re-packs the A block) into at least MinTiles tiles of ≥ 8 micro-panel rows, then split n if still too few.
@@ -195,6 +209,7 @@ public static unsafe partial class MatMul
         public bool TransA;
         public bool TransB;
         public bool Overwrite;
+        public bool Stream;
         public int M;
         public int N;
         public int K;
@@ -207,7 +222,7 @@ public static unsafe partial class MatMul
         public int Ldc;
         public int Mr;
         public int Nr;
-        public delegate*<int, float*, float*, float*, nint, float, bool, void> Kernel;
+        public delegate*<int, float*, float*, float*, nint, float, int, void> Kernel;
         public int Mc;
         public int Nc;
         public int MBlocks;
@@ -279,6 +294,7 @@ public static unsafe partial class MatMul
             }
 
             bool overwrite = job.Overwrite && pc == 0;
+            int store = !overwrite ? StoreAccumulate : job.Stream ? StoreStream : StoreOverwrite;
             for (int jp = 0; jp < bPanels; jp++)
             {
                 int cj = j0 + jp * nr;
@@ -292,17 +308,23 @@ public static unsafe partial class MatMul
                     float* cTile = job.C + (ci * ldc) + cj;
                     if (h == mr && w == nr)
                     {
-                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, overwrite);
+                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store);
                     }
                     else
                     {
                         // Edge tile: the kernel writes the raw sums to a scratch tile, then the valid part is merged
                         // with the same alpha/FMA arithmetic the full-tile store uses.
-                        kernel(kc, aPanel, bPanel, edge, nr, 1f, true);
+                        kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite);
                         MergeEdge(edge, nr, h, w, alpha, overwrite, cTile, ldc);
                     }
                 }
             }
+        }
+
+        if (job.Stream)
+        {
+            // Non-temporal stores are weakly ordered: make them visible before the task reports completion.
+            Sse.StoreFence();
         }
     }
 
