@@ -23,6 +23,16 @@ public static unsafe partial class MatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelV512(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store)
     {
+        if (store == StoreAccumulate)
+        {
+            // The C tile is read only after the k loop: start fetching its 16 lines now.
+            for (int i = 0; i < MrV512; i++)
+            {
+                Sse.Prefetch0(c + (i * ldc));
+                Sse.Prefetch0(c + (i * ldc) + 16);
+            }
+        }
+
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
         Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;

@@ -119,6 +119,16 @@ public static unsafe partial class MatMul
                 float* s = src + (r0 * ld);
                 for (int p = 0; p < kc8; p += 8)
                 {
+                    if ((p & 15) == 0 && Sse.IsSupported)
+                    {
+                        // Eight rows a page or more apart defeat the hardware prefetcher: fetch 4 lines ahead.
+                        float* ahead = s + p + 64;
+                        for (int r = 0; r < 8; r++)
+                        {
+                            Sse.Prefetch0(ahead + (r * ld));
+                        }
+                    }
+
                     Transpose8x8(s + p, ld, dst + (p * width) + r0, width);
                 }
 
