@@ -16,118 +16,137 @@ public static unsafe partial class FlashAttention
     private const int ForwardKeyTileV256 = 48;
     private const int BackwardKeyTileV256 = 48;
 
-    /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of head h in batch b.</summary>
-    private static void ForwardBlockV256(ref Args a, int b, int h, int qb)
+    /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of every query head of kv head kvh in batch b.</summary>
+    private static void ForwardGroupV256(ref Args a, int b, int kvh, int qb)
     {
         int w = Vec.Count;
         int bq = 4 * w;
         const int bk = ForwardKeyTileV256;
         int d = a.HeadDim;
         int seqLen = a.SeqLen;
+        int group = a.HeadCount / a.KvHeadCount;
         int t0 = qb * bq;
         int rows = Math.Min(bq, seqLen - t0);
-        int kvh = h / (a.HeadCount / a.KvHeadCount);
         long qStride = (long)a.HeadCount * d;
         long kvStride = (long)a.KvHeadCount * d;
         long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
         float* kHead = a.K + kvOffset; // (T, D) with row stride kvStride
         float* vHead = a.V + kvOffset; // (T, D) with row stride kvStride
-        long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)h * d);
+        long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
 
-        float* scratch = Scratch((2L * d * bq) + ((long)bk * bq));
-        float* qT = scratch;       // (D, Bq): q block transposed, times log2(e)/√D, zero rows past T
-        float* oT = qT + (d * bq); // (D, Bq): unnormalised output, transposed
-        float* sT = oT + (d * bq); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
-
-        LoadTransposedV256(a.Q + rowOffset, qStride, rows, d, a.Scale * Log2E, qT);
-        new Span<float>(oT, d * bq).Clear();
-        Vec m0 = Vector256.Create(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0; // running max per row
-        Vec l0 = Vec.Zero, l1 = l0, l2 = l0, l3 = l0;                                  // running Σ exp2(s − max)
+        long perHead = (2L * d * bq) + (2L * bq);
+        float* scratch = Scratch((group * perHead) + ((long)bk * bq));
+        float* sT = scratch + (group * perHead); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
+        for (int g = 0; g < group; g++)
+        {
+            float* qT = scratch + (g * perHead); // (D, Bq): q block transposed, times log2(e)/√D, zero rows past T
+            float* oT = qT + (d * bq);           // (D, Bq): unnormalised output, transposed
+            float* stats = oT + (d * bq);        // (2, Bq): running max (log2 domain), running Σ exp2(s − max)
+            LoadTransposedV256(a.Q + rowOffset + (g * d), qStride, rows, d, a.Scale * Log2E, qT);
+            new Span<float>(oT, d * bq).Clear();
+            new Span<float>(stats, bq).Fill(float.NegativeInfinity);
+            new Span<float>(stats + bq, bq).Clear();
+        }
 
         int kEnd = t0 + rows; // the last row attends to keys [0, kEnd)
         for (int j0 = 0; j0 < kEnd; j0 += bk)
         {
             int n = Math.Min(bk, kEnd - j0);
             int nR = RoundUp(n, 6);
-            ScoresV256(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT);
-            if (j0 + nR - 1 > t0)
+            for (int g = 0; g < group; g++)
             {
-                MaskCausalV256(sT, j0, nR, t0);
-            }
+                float* qT = scratch + (g * perHead);
+                float* oT = qT + (d * bq);
+                ScoresV256(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT);
+                if (j0 + nR - 1 > t0)
+                {
+                    MaskCausalV256(sT, j0, nR, t0);
+                }
 
-            // Online softmax: new max, rescale factor alpha = exp2(oldMax − newMax), p = exp2(s − newMax).
-            Vec x0 = m0, x1 = m1, x2 = m2, x3 = m3;
-            float* s = sT;
-            for (int j = 0; j < nR; j++, s += bq)
-            {
-                x0 = Vector256.MaxNative(x0, Vector256.Load(s));
-                x1 = Vector256.MaxNative(x1, Vector256.Load(s + w));
-                x2 = Vector256.MaxNative(x2, Vector256.Load(s + (2 * w)));
-                x3 = Vector256.MaxNative(x3, Vector256.Load(s + (3 * w)));
-            }
+                OnlineSoftmaxV256(sT, nR, oT + (d * bq), oT, d);
 
-            Vec alpha0 = Exp2V256(m0 - x0), alpha1 = Exp2V256(m1 - x1), alpha2 = Exp2V256(m2 - x2), alpha3 = Exp2V256(m3 - x3);
-            m0 = x0;
-            m1 = x1;
-            m2 = x2;
-            m3 = x3;
-            Vec sum0 = Vec.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0;
-            s = sT;
-            for (int j = 0; j < nR; j++, s += bq)
-            {
-                Vec p0 = Exp2V256(Vector256.Load(s) - m0);
-                Vec p1 = Exp2V256(Vector256.Load(s + w) - m1);
-                Vec p2 = Exp2V256(Vector256.Load(s + (2 * w)) - m2);
-                Vec p3 = Exp2V256(Vector256.Load(s + (3 * w)) - m3);
-                p0.Store(s);
-                p1.Store(s + w);
-                p2.Store(s + (2 * w));
-                p3.Store(s + (3 * w));
-                sum0 += p0;
-                sum1 += p1;
-                sum2 += p2;
-                sum3 += p3;
+                // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
+                AccumulateV256(vHead, kvStride, j0, n, d, sT, oT);
             }
-
-            l0 = Vector256.FusedMultiplyAdd(l0, alpha0, sum0);
-            l1 = Vector256.FusedMultiplyAdd(l1, alpha1, sum1);
-            l2 = Vector256.FusedMultiplyAdd(l2, alpha2, sum2);
-            l3 = Vector256.FusedMultiplyAdd(l3, alpha3, sum3);
-            float* o = oT;
-            for (int i = 0; i < d; i++, o += bq)
-            {
-                (Vector256.Load(o) * alpha0).Store(o);
-                (Vector256.Load(o + w) * alpha1).Store(o + w);
-                (Vector256.Load(o + (2 * w)) * alpha2).Store(o + (2 * w));
-                (Vector256.Load(o + (3 * w)) * alpha3).Store(o + (3 * w));
-            }
-
-            // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
-            AccumulateV256(vHead, kvStride, j0, n, d, sT, oT);
         }
 
         // out = oᵀ / l transposed back; lse = (max + log2 l)·ln 2 (natural log of the unscaled-exp sum).
-        float* stats = sT; // the tile buffer is free now: (2, Bq) = max, sum
-        m0.Store(stats);
-        m1.Store(stats + w);
-        m2.Store(stats + (2 * w));
-        m3.Store(stats + (3 * w));
-        l0.Store(stats + bq);
-        l1.Store(stats + bq + w);
-        l2.Store(stats + bq + (2 * w));
-        l3.Store(stats + bq + (3 * w));
-        float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
-        for (int r = 0; r < rows; r++)
+        for (int g = 0; g < group; g++)
         {
-            float sum = stats[bq + r];
-            float inv = 1f / sum;
-            float* outRow = a.Output + rowOffset + (r * qStride);
-            for (int i = 0; i < d; i++)
+            float* oT = scratch + (g * perHead) + (d * bq);
+            float* stats = oT + (d * bq);
+            int h = (kvh * group) + g;
+            float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+            for (int r = 0; r < rows; r++)
             {
-                outRow[i] = oT[(i * bq) + r] * inv;
-            }
+                float sum = stats[bq + r];
+                float inv = 1f / sum;
+                float* outRow = a.Output + rowOffset + (g * d) + (r * qStride);
+                for (int i = 0; i < d; i++)
+                {
+                    outRow[i] = oT[(i * bq) + r] * inv;
+                }
 
-            lseRow[r] = (stats[r] + MathF.Log2(sum)) * Ln2;
+                lseRow[r] = (stats[r] + MathF.Log2(sum)) * Ln2;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Online softmax step for one tile: max' = max(max, rowmax sᵀ); alpha = exp2(max − max'); pᵀ = exp2(sᵀ − max') in
+    /// place; sum' = sum·alpha + Σ pᵀ; oᵀ *= alpha. stats is (2, Bq) = (max, sum); oᵀ is (D, Bq); sᵀ is (nR, Bq).
+    /// </summary>
+    private static void OnlineSoftmaxV256(float* sT, int nR, float* stats, float* oT, int d)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        Vec m0 = Vector256.Load(stats), m1 = Vector256.Load(stats + w), m2 = Vector256.Load(stats + (2 * w)), m3 = Vector256.Load(stats + (3 * w));
+        Vec x0 = m0, x1 = m1, x2 = m2, x3 = m3;
+        float* s = sT;
+        for (int j = 0; j < nR; j++, s += bq)
+        {
+            x0 = Vector256.MaxNative(x0, Vector256.Load(s));
+            x1 = Vector256.MaxNative(x1, Vector256.Load(s + w));
+            x2 = Vector256.MaxNative(x2, Vector256.Load(s + (2 * w)));
+            x3 = Vector256.MaxNative(x3, Vector256.Load(s + (3 * w)));
+        }
+
+        // A row's max is finite after its first tile (key 0 is always visible; rows past T score 0), so
+        // exp2(−∞ − finite) = 0 on the first tile and no ∞ − ∞ ever occurs.
+        Vec alpha0 = Exp2V256(m0 - x0), alpha1 = Exp2V256(m1 - x1), alpha2 = Exp2V256(m2 - x2), alpha3 = Exp2V256(m3 - x3);
+        Vec sum0 = Vec.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0;
+        s = sT;
+        for (int j = 0; j < nR; j++, s += bq)
+        {
+            Vec p0 = Exp2V256(Vector256.Load(s) - x0);
+            Vec p1 = Exp2V256(Vector256.Load(s + w) - x1);
+            Vec p2 = Exp2V256(Vector256.Load(s + (2 * w)) - x2);
+            Vec p3 = Exp2V256(Vector256.Load(s + (3 * w)) - x3);
+            p0.Store(s);
+            p1.Store(s + w);
+            p2.Store(s + (2 * w));
+            p3.Store(s + (3 * w));
+            sum0 += p0;
+            sum1 += p1;
+            sum2 += p2;
+            sum3 += p3;
+        }
+
+        x0.Store(stats);
+        x1.Store(stats + w);
+        x2.Store(stats + (2 * w));
+        x3.Store(stats + (3 * w));
+        float* l = stats + bq;
+        Vector256.FusedMultiplyAdd(Vector256.Load(l), alpha0, sum0).Store(l);
+        Vector256.FusedMultiplyAdd(Vector256.Load(l + w), alpha1, sum1).Store(l + w);
+        Vector256.FusedMultiplyAdd(Vector256.Load(l + (2 * w)), alpha2, sum2).Store(l + (2 * w));
+        Vector256.FusedMultiplyAdd(Vector256.Load(l + (3 * w)), alpha3, sum3).Store(l + (3 * w));
+        for (int i = 0; i < d; i++, oT += bq)
+        {
+            (Vector256.Load(oT) * alpha0).Store(oT);
+            (Vector256.Load(oT + w) * alpha1).Store(oT + w);
+            (Vector256.Load(oT + (2 * w)) * alpha2).Store(oT + (2 * w));
+            (Vector256.Load(oT + (3 * w)) * alpha3).Store(oT + (3 * w));
         }
     }
 
