@@ -168,38 +168,42 @@ public static unsafe partial class FlashAttention
         float* dkHead = a.DK + kvOffset;
         float* dvHead = a.DV + kvOffset;
 
-        float* scratch = Scratch((3L * d * bq) + (2L * bq * dp) + (2L * bk * bq) + (2L * bk * dp) + (2L * bq));
-        float* qT = scratch;             // (D, Bq): q·log2(e)/√D transposed
-        float* dOT = qT + (d * bq);      // (D, Bq): dO transposed
-        float* dqT = dOT + (d * bq);     // (D, Bq): dq of the block, transposed
-        float* qRows = dqT + (d * bq);   // (Bq, Dp): q, zero padded
-        float* dORows = qRows + (bq * dp); // (Bq, Dp): dO, zero padded
-        float* pT = dORows + (bq * dp);  // (Bk, Bq): p
-        float* dsT = pT + (bk * bq);     // (Bk, Bq): dp, then scale·ds
-        float* dkTile = dsT + (bk * bq); // (Bk, Dp)
-        float* dvTile = dkTile + (bk * dp); // (Bk, Dp)
-        float* lse2 = dvTile + (bk * dp); // (Bq): lse·log2(e), +∞ past T so p = 0 there
-        float* rowDot = lse2 + bq;       // (Bq): D_t = rowsum(dO∘O)
+        // Per query head of the group: its blocks of q, dO, dq and row statistics; shared: the tile buffers.
+        long perHead = (3L * d * bq) + (2L * bq * dp) + (2L * bq);
+        float* scratch = Scratch((group * perHead) + (2L * bk * bq) + (2L * bk * dp));
+        float* pT = scratch + (group * perHead); // (Bk, Bq): p
+        float* dsT = pT + (bk * bq);             // (Bk, Bq): dp, then ds/√D
+        float* dkTile = dsT + (bk * bq);         // (Bk, Dp): this tile's dk, summed over the group's heads
+        float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the group's heads
 
         int queryBlocks = (seqLen + bq - 1) / bq;
-        for (int h = kvh * group; h < (kvh + 1) * group; h++)
+        for (int qb = 0; qb < queryBlocks; qb++)
         {
-            for (int qb = 0; qb < queryBlocks; qb++)
+            int t0 = qb * bq;
+            int rows = Math.Min(bq, seqLen - t0);
+            long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
+            for (int g = 0; g < group; g++)
             {
-                int t0 = qb * bq;
-                int rows = Math.Min(bq, seqLen - t0);
-                long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)h * d);
-                LoadTransposedV256(a.Q + rowOffset, qStride, rows, d, a.Scale * Log2E, qT);
-                LoadTransposedV256(a.DOutput + rowOffset, qStride, rows, d, 1f, dOT);
-                LoadRows(a.Q + rowOffset, qStride, rows, d, dp, bq, qRows);
-                LoadRows(a.DOutput + rowOffset, qStride, rows, d, dp, bq, dORows);
-                float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+                float* qT = scratch + (g * perHead); // (D, Bq): q·log2(e)/√D transposed
+                float* dOT = qT + (d * bq);          // (D, Bq): dO transposed
+                float* dqT = dOT + (d * bq);         // (D, Bq): dq of the block, transposed
+                float* qRows = dqT + (d * bq);       // (Bq, Dp): q, zero padded
+                float* dORows = qRows + (bq * dp);   // (Bq, Dp): dO, zero padded
+                float* lse2 = dORows + (bq * dp);    // (Bq): lse·log2(e), +∞ past T so p = 0 there
+                float* rowDot = lse2 + bq;           // (Bq): D_t = rowsum(dO∘O)
+                long headOffset = rowOffset + (g * d);
+                LoadTransposedV256(a.Q + headOffset, qStride, rows, d, a.Scale * Log2E, qT);
+                LoadTransposedV256(a.DOutput + headOffset, qStride, rows, d, 1f, dOT);
+                LoadRows(a.Q + headOffset, qStride, rows, d, dp, bq, qRows);
+                LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
+                new Span<float>(dqT, d * bq).Clear();
+                float* lseRow = a.Lse + ((((long)b * a.HeadCount) + (kvh * group) + g) * seqLen) + t0;
                 for (int r = 0; r < bq; r++)
                 {
                     if (r < rows)
                     {
-                        float* dORow = a.DOutput + rowOffset + (r * qStride);
-                        float* oRow = a.Output + rowOffset + (r * qStride);
+                        float* dORow = a.DOutput + headOffset + (r * qStride);
+                        float* oRow = a.Output + headOffset + (r * qStride);
                         float dot = 0;
                         for (int i = 0; i < d; i++)
                         {
@@ -215,13 +219,24 @@ public static unsafe partial class FlashAttention
                         rowDot[r] = 0;
                     }
                 }
+            }
 
-                new Span<float>(dqT, d * bq).Clear();
-                int kEnd = t0 + rows;
-                for (int j0 = 0; j0 < kEnd; j0 += bk)
+            int kEnd = t0 + rows;
+            for (int j0 = 0; j0 < kEnd; j0 += bk)
+            {
+                int n = Math.Min(bk, kEnd - j0);
+                int nR = RoundUp(n, 12);
+                new Span<float>(dkTile, nR * dp).Clear();
+                new Span<float>(dvTile, nR * dp).Clear();
+                for (int g = 0; g < group; g++)
                 {
-                    int n = Math.Min(bk, kEnd - j0);
-                    int nR = RoundUp(n, 12);
+                    float* qT = scratch + (g * perHead);
+                    float* dOT = qT + (d * bq);
+                    float* dqT = dOT + (d * bq);
+                    float* qRows = dqT + (d * bq);
+                    float* dORows = qRows + (bq * dp);
+                    float* lse2 = dORows + (bq * dp);
+                    float* rowDot = lse2 + bq;
 
                     // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
                     ScoresV256(kHead, kvStride, j0, kEnd - 1, nR, d, qT, pT);
@@ -233,20 +248,23 @@ public static unsafe partial class FlashAttention
                     // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
                     ScoresV256(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT);
                     SoftmaxGradV256(pT, dsT, nR, lse2, rowDot, a.Scale);
-                    new Span<float>(dkTile, nR * dp).Clear();
-                    new Span<float>(dvTile, nR * dp).Clear();
                     AccumulateRowsV256(pT, nR, dORows, dp, dvTile);
 
                     // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
                     AccumulateRowsV256(dsT, nR, qRows, dp, dkTile);
-                    AddRowsV256(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
-                    AddRowsV256(dkTile, dp, n, d, dkHead + (j0 * kvStride), kvStride);
                     AccumulateV256(kHead, kvStride, j0, n, d, dsT, dqT);
                 }
 
+                AddRowsV256(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
+                AddRowsV256(dkTile, dp, n, d, dkHead + (j0 * kvStride), kvStride);
+            }
+
+            for (int g = 0; g < group; g++)
+            {
+                float* dqT = scratch + (g * perHead) + (2 * d * bq);
                 for (int r = 0; r < rows; r++)
                 {
-                    float* dqRow = a.DQ + rowOffset + (r * qStride);
+                    float* dqRow = a.DQ + rowOffset + (g * d) + (r * qStride);
                     for (int i = 0; i < d; i++)
                     {
                         dqRow[i] += dqT[(i * bq) + r];
