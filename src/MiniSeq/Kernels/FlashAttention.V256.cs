@@ -17,6 +17,7 @@ public static unsafe partial class FlashAttention
     private const int BackwardKeyTileV256 = 48;
 
     /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of every query head of kv head kvh in batch b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardGroupV256(ref Args a, int b, int kvh, int qb)
     {
         int w = Vec.Count;
@@ -53,6 +54,14 @@ public static unsafe partial class FlashAttention
         {
             int n = Math.Min(bk, kEnd - j0);
             int nR = RoundUp(n, 6);
+            int nextKeys = Math.Min(bk, kEnd - j0 - bk);
+            if (nextKeys > 0)
+            {
+                // k/v rows come from L2/L3 (T·KvH·D floats each); fetch the next tile while this one computes.
+                PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+            }
+
             for (int g = 0; g < group; g++)
             {
                 float* qT = scratch + (g * perHead);
@@ -96,6 +105,7 @@ public static unsafe partial class FlashAttention
     /// Online softmax step for one tile: max' = max(max, rowmax sᵀ); alpha = exp2(max − max'); pᵀ = exp2(sᵀ − max') in
     /// place; sum' = sum·alpha + Σ pᵀ; oᵀ *= alpha. stats is (2, Bq) = (max, sum); oᵀ is (D, Bq); sᵀ is (nR, Bq).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void OnlineSoftmaxV256(float* sT, int nR, float* stats, float* oT, int d)
     {
         int w = Vec.Count;
@@ -151,6 +161,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>Backward for every query head of kv head kvh in batch b (the task owns those dq, dk, dv rows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BackwardGroupV256(ref Args a, int b, int kvh)
     {
         int w = Vec.Count;
@@ -228,6 +239,18 @@ public static unsafe partial class FlashAttention
                 int nR = RoundUp(n, 12);
                 new Span<float>(dkTile, nR * dp).Clear();
                 new Span<float>(dvTile, nR * dp).Clear();
+
+                // dk/dv rows are read-modified-written once per query block, long after they left L1/L2: ask for
+                // them now, they are added to at the end of this tile.
+                PrefetchRows(dkHead + (j0 * kvStride), kvStride, n, d);
+                PrefetchRows(dvHead + (j0 * kvStride), kvStride, n, d);
+                int nextKeys = Math.Min(bk, kEnd - j0 - bk);
+                if (nextKeys > 0)
+                {
+                    PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                    PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                }
+
                 for (int g = 0; g < group; g++)
                 {
                     float* qT = scratch + (g * perHead);
@@ -275,6 +298,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>pᵀ = exp2(sᵀ − lse2) in place; dsᵀ = scale·p∘(dpᵀ − D) in place of dpᵀ. Both (nR, Bq).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SoftmaxGradV256(float* pT, float* dsT, int nR, float* lse2, float* rowDot, float scale)
     {
         int w = Vec.Count;
@@ -582,6 +606,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>sᵀ[j, r] = −∞ where key j0 + j is after query t0 + r (the causal mask).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MaskCausalV256(float* sT, int j0, int nR, int t0)
     {
         int w = Vec.Count;
@@ -604,6 +629,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>dstᵀ[i, r] = src[r, i]·factor for r &lt; rows, 0 for rows ≤ r &lt; Bq: (D, Bq) from (rows, D) with row stride.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LoadTransposedV256(float* src, long stride, int rows, int d, float factor, float* dstT)
     {
         int bq = 4 * Vec.Count;
@@ -628,6 +654,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>dst[j·stride + i] += tile[j·dp + i] for j &lt; n, i &lt; d.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AddRowsV256(float* tile, int dp, int n, int d, float* dst, long stride)
     {
         int w = Vec.Count;

@@ -6,6 +6,7 @@
 // Derivation and measurements: docs/kernels/attention.md.
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
@@ -213,6 +214,26 @@ public static unsafe partial class FlashAttention
         for (int r = 0; r < rows; r++)
         {
             new Span<float>(src + (r * stride), d).CopyTo(new Span<float>(dst + (r * dp), d));
+        }
+    }
+
+    /// <summary>Software prefetch (into all cache levels) of rows [0, rows) of width d; a no-op off x86.</summary>
+    private static void PrefetchRows(float* first, long stride, int rows, int d)
+    {
+        if (!Sse.IsSupported)
+        {
+            return;
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = first + (r * stride);
+            for (int i = 0; i < d; i += 16)
+            {
+                Sse.Prefetch0(row + i);
+            }
+
+            Sse.Prefetch0(row + d - 1);
         }
     }
 
