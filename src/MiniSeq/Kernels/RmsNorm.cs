@@ -20,7 +20,7 @@ public static unsafe class RmsNorm
     /// is accumulated in float vector lanes (a fixed order per SIMD width), rstd = 1/√(sum/dim + eps). output may alias x.
     /// </remarks>
     public static void Forward(float* x, float* weight, int rows, int dim, float eps, float* output, float* rstd)
-        => AddForward(x, null, weight, rows, dim, eps, null, output, rstd);
+        => ForwardCore(x, null, weight, rows, dim, eps, null, output, rstd);
 
     /// <summary>
     /// Fused residual add + RMSNorm: sum[r, i] = residual[r, i] + x[r, i], then output = RMSNorm(sum) exactly as
@@ -28,6 +28,17 @@ public static unsafe class RmsNorm
     /// sum may alias residual or x (the usual call updates the residual stream in place); output may alias x but not sum.
     /// </summary>
     public static void AddForward(float* residual, float* x, float* weight, int rows, int dim, float eps, float* sum, float* output, float* rstd)
+    {
+        if ((x == null || sum == null) && (long)rows * dim > 0)
+        {
+            throw new ArgumentNullException(x == null ? nameof(x) : nameof(sum), "AddForward needs x and sum; use Forward for a plain RMSNorm.");
+        }
+
+        ForwardCore(residual, x, weight, rows, dim, eps, sum, output, rstd);
+    }
+
+    // x == null: plain RMSNorm of residual; otherwise sum = residual + x, then RMSNorm of sum.
+    private static void ForwardCore(float* residual, float* x, float* weight, int rows, int dim, float eps, float* sum, float* output, float* rstd)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(dim);

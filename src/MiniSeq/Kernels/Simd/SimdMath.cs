@@ -15,8 +15,9 @@ namespace MiniSeq.Kernels.Simd;
 /// +∞ in the last multiply. The input is clamped to [−103.97, 89] first (so +∞ → +∞ and −∞ → +0); the vector
 /// overloads clamp with MinNative/MaxNative with the input as the second operand, which x86 returns when it is NaN,
 /// so NaN propagates.
-/// Measured error against double-precision <see cref="Math.Exp(double)"/> over 2^22 uniform inputs in [−88, 88]:
-/// at most 1.9 ulp (see ExpTests), against MathF.Exp at most 2 ulp.
+/// Measured over every 97th float in [−103, 88.7] (normal results): at most 1.22 ulp against double-precision
+/// <see cref="Math.Exp(double)"/> and at most 1 ulp against <see cref="MathF.Exp(float)"/> (itself 0.5 ulp); the tests
+/// assert ≤ 2 ulp at every width.
 /// </remarks>
 internal static class SimdMath
 {
@@ -122,7 +123,8 @@ internal static class SimdMath
     /// <summary>Logistic sigmoid 1/(1 + e^−x) for any width.</summary>
     /// <remarks>
     /// Safe for large |x|: e^−x overflows to +∞ for x &lt; −88.7 and the quotient is then +0; for x &gt; 103.9 e^−x is +0 and
-    /// the result 1. Error: at most ≈3 ulp (exp's 1.9 ulp plus one rounding each for the add and the divide).
+    /// the result 1. Measured over every 97th float in [−87, 30]: at most 3.2 ulp against double precision (the same
+    /// formula with MathF.Exp: 2.5 ulp; difference between the two at most 4 ulp).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Sigmoid<TW, TV>(TV x)
@@ -132,9 +134,10 @@ internal static class SimdMath
 
     /// <summary>tanh(x) for any width.</summary>
     /// <remarks>
-    /// |x| &lt; 0.25: odd Taylor polynomial to x⁹ (truncation below 1e-8 relative); otherwise with e = e^(−2|x|),
-    /// tanh|x| = (1 − e)/(1 + e) with the sign copied back (no cancellation worse than ≈1.3 bits for |x| ≥ 0.25).
-    /// Saturates to ±1 for large |x|. Measured error against double-precision Math.Tanh: at most 3 ulp (see tests).
+    /// |x| &lt; 0.5: the odd Taylor polynomial of tanh through x¹⁷ (alternating series, truncation below 5e-10 there);
+    /// otherwise, with e = e^(−2|x|), tanh|x| = (1 − e)/(1 + e) with the sign copied back (e ≤ 0.37, so the subtraction
+    /// loses under one bit). Saturates to ±1 for large |x|. Measured over every 97th float in [−10, 10]: at most 2.3 ulp
+    /// against double-precision Math.Tanh (MathF.Tanh itself: 2.1).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Tanh<TW, TV>(TV x)
@@ -145,12 +148,17 @@ internal static class SimdMath
         TV e = TW.Exp(TW.Multiply(a, TW.Create(-2f)));
         TV large = TW.CopySign(TW.Divide(TW.Subtract(TW.Create(1f), e), TW.Add(TW.Create(1f), e)), x);
 
-        // tanh x = x − x³/3 + 2x⁵/15 − 17x⁷/315 + 62x⁹/2835 − …
+        // tanh x = x − x³/3 + 2x⁵/15 − 17x⁷/315 + 62x⁹/2835 − 1382x¹¹/155925 + 21844x¹³/6081075
+        //          − 929569x¹⁵/638512875 + 6404582x¹⁷/10854718875 − …
         TV x2 = TW.Multiply(x, x);
-        TV p = TW.FusedMultiplyAdd(TW.Create(62f / 2835f), x2, TW.Create(-17f / 315f));
-        p = TW.FusedMultiplyAdd(p, x2, TW.Create(2f / 15f));
-        p = TW.FusedMultiplyAdd(p, x2, TW.Create(-1f / 3f));
+        TV p = TW.FusedMultiplyAdd(TW.Create((float)(6404582.0 / 10854718875.0)), x2, TW.Create((float)(-929569.0 / 638512875.0)));
+        p = TW.FusedMultiplyAdd(p, x2, TW.Create((float)(21844.0 / 6081075.0)));
+        p = TW.FusedMultiplyAdd(p, x2, TW.Create((float)(-1382.0 / 155925.0)));
+        p = TW.FusedMultiplyAdd(p, x2, TW.Create((float)(62.0 / 2835.0)));
+        p = TW.FusedMultiplyAdd(p, x2, TW.Create((float)(-17.0 / 315.0)));
+        p = TW.FusedMultiplyAdd(p, x2, TW.Create((float)(2.0 / 15.0)));
+        p = TW.FusedMultiplyAdd(p, x2, TW.Create((float)(-1.0 / 3.0)));
         TV small = TW.FusedMultiplyAdd(TW.Multiply(p, x2), x, x);
-        return TW.SelectLessThan(a, TW.Create(0.25f), small, large);
+        return TW.SelectLessThan(a, TW.Create(0.5f), small, large);
     }
 }
