@@ -11,6 +11,9 @@ Prints ONE JSON line: tokens_per_s (median over the steps after 1 warm-up step),
 peak RSS (resource.getrusage ru_maxrss, in bytes), the RSS right after ``import torch``, the BLAS
 library actually mapped into the process, and the configuration.
 
+Timings are only meaningful on an otherwise idle machine: the JSON line records the load average
+before/after and the process CPU time per step (process_cpu_s should be ~threads x step_s).
+
 Requirements: Debian ``python3-torch`` (PyTorch 1.13, CPU); run it with ``/usr/bin/python3`` (the
 ``python3`` first on PATH may be another interpreter without torch).
 
@@ -403,14 +406,17 @@ def main():
     labels = torch.full_like(ids, -100)
     labels[:, :-1] = ids[:, 1:]
 
-    times, losses = [], []
+    load_before = os.getloadavg()
+    times, cpu_times, losses = [], [], []
     for _ in range(a.steps):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = model(ids, labels)
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         losses.append(loss.item())
         del loss
     measured = times[1:] if len(times) > 1 else times
@@ -420,6 +426,11 @@ def main():
         "tokens_per_s": a.batch * a.seq_len / med,
         "median_step_s": med,
         "step_s": times,
+        "process_cpu_s": cpu_times,
+        # Contention check: the machine must be otherwise idle for tokens_per_s to mean anything
+        # (load average well below --threads + 1, and process_cpu_s ~= threads * step_s).
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(os.getloadavg()),
         "losses": losses,
         "peak_rss_bytes": maxrss,
         "peak_rss_mib": maxrss / 2**20,
