@@ -16,122 +16,152 @@ public static unsafe partial class FlashAttention
     private const int ForwardKeyTileV512 = 48;
     private const int BackwardKeyTileV512 = 48;
 
-    /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of head h in batch b.</summary>
-    private static void ForwardBlockV512(ref Args a, int b, int h, int qb)
+    /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of every query head of kv head kvh in batch b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForwardGroupV512(ref Args a, int b, int kvh, int qb)
     {
         int w = Vec.Count;
         int bq = 4 * w;
         const int bk = ForwardKeyTileV512;
         int d = a.HeadDim;
         int seqLen = a.SeqLen;
+        int group = a.HeadCount / a.KvHeadCount;
         int t0 = qb * bq;
         int rows = Math.Min(bq, seqLen - t0);
-        int kvh = h / (a.HeadCount / a.KvHeadCount);
         long qStride = (long)a.HeadCount * d;
         long kvStride = (long)a.KvHeadCount * d;
         long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
         float* kHead = a.K + kvOffset; // (T, D) with row stride kvStride
         float* vHead = a.V + kvOffset; // (T, D) with row stride kvStride
-        long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)h * d);
+        long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
 
-        float* scratch = Scratch((2L * d * bq) + ((long)bk * bq));
-        float* qT = scratch;       // (D, Bq): q block transposed, times log2(e)/√D, zero rows past T
-        float* oT = qT + (d * bq); // (D, Bq): unnormalised output, transposed
-        float* sT = oT + (d * bq); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
-
-        LoadTransposedV512(a.Q + rowOffset, qStride, rows, d, a.Scale * Log2E, qT);
-        new Span<float>(oT, d * bq).Clear();
-        Vec m0 = Vector512.Create(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0; // running max per row
-        Vec l0 = Vec.Zero, l1 = l0, l2 = l0, l3 = l0;                                  // running Σ exp2(s − max)
+        long perHead = (2L * d * bq) + (2L * bq);
+        float* scratch = Scratch((group * perHead) + ((long)bk * bq));
+        float* sT = scratch + (group * perHead); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
+        for (int g = 0; g < group; g++)
+        {
+            float* qT = scratch + (g * perHead); // (D, Bq): q block transposed, times log2(e)/√D, zero rows past T
+            float* oT = qT + (d * bq);           // (D, Bq): unnormalised output, transposed
+            float* stats = oT + (d * bq);        // (2, Bq): running max (log2 domain), running Σ exp2(s − max)
+            LoadTransposedV512(a.Q + rowOffset + (g * d), qStride, rows, d, a.Scale * Log2E, qT);
+            new Span<float>(oT, d * bq).Clear();
+            new Span<float>(stats, bq).Fill(float.NegativeInfinity);
+            new Span<float>(stats + bq, bq).Clear();
+        }
 
         int kEnd = t0 + rows; // the last row attends to keys [0, kEnd)
         for (int j0 = 0; j0 < kEnd; j0 += bk)
         {
             int n = Math.Min(bk, kEnd - j0);
             int nR = RoundUp(n, 6);
-            ScoresV512(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT);
-            if (j0 + nR - 1 > t0)
+            int nextKeys = Math.Min(bk, kEnd - j0 - bk);
+            if (nextKeys > 0)
             {
-                MaskCausalV512(sT, j0, nR, t0);
+                // k/v rows come from L2/L3 (T·KvH·D floats each); fetch the next tile while this one computes.
+                PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
             }
 
-            // Online softmax: new max, rescale factor alpha = exp2(oldMax − newMax), p = exp2(s − newMax).
-            Vec x0 = m0, x1 = m1, x2 = m2, x3 = m3;
-            float* s = sT;
-            for (int j = 0; j < nR; j++, s += bq)
+            for (int g = 0; g < group; g++)
             {
-                x0 = Vector512.MaxNative(x0, Vector512.Load(s));
-                x1 = Vector512.MaxNative(x1, Vector512.Load(s + w));
-                x2 = Vector512.MaxNative(x2, Vector512.Load(s + (2 * w)));
-                x3 = Vector512.MaxNative(x3, Vector512.Load(s + (3 * w)));
-            }
+                float* qT = scratch + (g * perHead);
+                float* oT = qT + (d * bq);
+                ScoresV512(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT);
+                if (j0 + nR - 1 > t0)
+                {
+                    MaskCausalV512(sT, j0, nR, t0);
+                }
 
-            Vec alpha0 = Exp2V512(m0 - x0), alpha1 = Exp2V512(m1 - x1), alpha2 = Exp2V512(m2 - x2), alpha3 = Exp2V512(m3 - x3);
-            m0 = x0;
-            m1 = x1;
-            m2 = x2;
-            m3 = x3;
-            Vec sum0 = Vec.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0;
-            s = sT;
-            for (int j = 0; j < nR; j++, s += bq)
-            {
-                Vec p0 = Exp2V512(Vector512.Load(s) - m0);
-                Vec p1 = Exp2V512(Vector512.Load(s + w) - m1);
-                Vec p2 = Exp2V512(Vector512.Load(s + (2 * w)) - m2);
-                Vec p3 = Exp2V512(Vector512.Load(s + (3 * w)) - m3);
-                p0.Store(s);
-                p1.Store(s + w);
-                p2.Store(s + (2 * w));
-                p3.Store(s + (3 * w));
-                sum0 += p0;
-                sum1 += p1;
-                sum2 += p2;
-                sum3 += p3;
-            }
+                OnlineSoftmaxV512(sT, nR, oT + (d * bq), oT, d);
 
-            l0 = Vector512.FusedMultiplyAdd(l0, alpha0, sum0);
-            l1 = Vector512.FusedMultiplyAdd(l1, alpha1, sum1);
-            l2 = Vector512.FusedMultiplyAdd(l2, alpha2, sum2);
-            l3 = Vector512.FusedMultiplyAdd(l3, alpha3, sum3);
-            float* o = oT;
-            for (int i = 0; i < d; i++, o += bq)
-            {
-                (Vector512.Load(o) * alpha0).Store(o);
-                (Vector512.Load(o + w) * alpha1).Store(o + w);
-                (Vector512.Load(o + (2 * w)) * alpha2).Store(o + (2 * w));
-                (Vector512.Load(o + (3 * w)) * alpha3).Store(o + (3 * w));
+                // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
+                AccumulateV512(vHead, kvStride, j0, n, d, sT, oT);
             }
-
-            // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
-            AccumulateV512(vHead, kvStride, j0, n, d, sT, oT);
         }
 
         // out = oᵀ / l transposed back; lse = (max + log2 l)·ln 2 (natural log of the unscaled-exp sum).
-        float* stats = sT; // the tile buffer is free now: (2, Bq) = max, sum
-        m0.Store(stats);
-        m1.Store(stats + w);
-        m2.Store(stats + (2 * w));
-        m3.Store(stats + (3 * w));
-        l0.Store(stats + bq);
-        l1.Store(stats + bq + w);
-        l2.Store(stats + bq + (2 * w));
-        l3.Store(stats + bq + (3 * w));
-        float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
-        for (int r = 0; r < rows; r++)
+        for (int g = 0; g < group; g++)
         {
-            float sum = stats[bq + r];
-            float inv = 1f / sum;
-            float* outRow = a.Output + rowOffset + (r * qStride);
-            for (int i = 0; i < d; i++)
+            float* oT = scratch + (g * perHead) + (d * bq);
+            float* stats = oT + (d * bq);
+            int h = (kvh * group) + g;
+            float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+            for (int r = 0; r < rows; r++)
             {
-                outRow[i] = oT[(i * bq) + r] * inv;
-            }
+                float sum = stats[bq + r];
+                float inv = 1f / sum;
+                float* outRow = a.Output + rowOffset + (g * d) + (r * qStride);
+                for (int i = 0; i < d; i++)
+                {
+                    outRow[i] = oT[(i * bq) + r] * inv;
+                }
 
-            lseRow[r] = (stats[r] + MathF.Log2(sum)) * Ln2;
+                lseRow[r] = (stats[r] + MathF.Log2(sum)) * Ln2;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Online softmax step for one tile: max' = max(max, rowmax sᵀ); alpha = exp2(max − max'); pᵀ = exp2(sᵀ − max') in
+    /// place; sum' = sum·alpha + Σ pᵀ; oᵀ *= alpha. stats is (2, Bq) = (max, sum); oᵀ is (D, Bq); sᵀ is (nR, Bq).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void OnlineSoftmaxV512(float* sT, int nR, float* stats, float* oT, int d)
+    {
+        int w = Vec.Count;
+        int bq = 4 * w;
+        Vec m0 = Vector512.Load(stats), m1 = Vector512.Load(stats + w), m2 = Vector512.Load(stats + (2 * w)), m3 = Vector512.Load(stats + (3 * w));
+        Vec x0 = m0, x1 = m1, x2 = m2, x3 = m3;
+        float* s = sT;
+        for (int j = 0; j < nR; j++, s += bq)
+        {
+            x0 = Vector512.MaxNative(x0, Vector512.Load(s));
+            x1 = Vector512.MaxNative(x1, Vector512.Load(s + w));
+            x2 = Vector512.MaxNative(x2, Vector512.Load(s + (2 * w)));
+            x3 = Vector512.MaxNative(x3, Vector512.Load(s + (3 * w)));
+        }
+
+        // A row's max is finite after its first tile (key 0 is always visible; rows past T score 0), so
+        // exp2(−∞ − finite) = 0 on the first tile and no ∞ − ∞ ever occurs.
+        Vec alpha0 = Exp2V512(m0 - x0), alpha1 = Exp2V512(m1 - x1), alpha2 = Exp2V512(m2 - x2), alpha3 = Exp2V512(m3 - x3);
+        Vec sum0 = Vec.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0;
+        s = sT;
+        for (int j = 0; j < nR; j++, s += bq)
+        {
+            Vec p0 = Exp2V512(Vector512.Load(s) - x0);
+            Vec p1 = Exp2V512(Vector512.Load(s + w) - x1);
+            Vec p2 = Exp2V512(Vector512.Load(s + (2 * w)) - x2);
+            Vec p3 = Exp2V512(Vector512.Load(s + (3 * w)) - x3);
+            p0.Store(s);
+            p1.Store(s + w);
+            p2.Store(s + (2 * w));
+            p3.Store(s + (3 * w));
+            sum0 += p0;
+            sum1 += p1;
+            sum2 += p2;
+            sum3 += p3;
+        }
+
+        x0.Store(stats);
+        x1.Store(stats + w);
+        x2.Store(stats + (2 * w));
+        x3.Store(stats + (3 * w));
+        float* l = stats + bq;
+        Vector512.FusedMultiplyAdd(Vector512.Load(l), alpha0, sum0).Store(l);
+        Vector512.FusedMultiplyAdd(Vector512.Load(l + w), alpha1, sum1).Store(l + w);
+        Vector512.FusedMultiplyAdd(Vector512.Load(l + (2 * w)), alpha2, sum2).Store(l + (2 * w));
+        Vector512.FusedMultiplyAdd(Vector512.Load(l + (3 * w)), alpha3, sum3).Store(l + (3 * w));
+        for (int i = 0; i < d; i++, oT += bq)
+        {
+            (Vector512.Load(oT) * alpha0).Store(oT);
+            (Vector512.Load(oT + w) * alpha1).Store(oT + w);
+            (Vector512.Load(oT + (2 * w)) * alpha2).Store(oT + (2 * w));
+            (Vector512.Load(oT + (3 * w)) * alpha3).Store(oT + (3 * w));
         }
     }
 
     /// <summary>Backward for every query head of kv head kvh in batch b (the task owns those dq, dk, dv rows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BackwardGroupV512(ref Args a, int b, int kvh)
     {
         int w = Vec.Count;
@@ -149,38 +179,42 @@ public static unsafe partial class FlashAttention
         float* dkHead = a.DK + kvOffset;
         float* dvHead = a.DV + kvOffset;
 
-        float* scratch = Scratch((3L * d * bq) + (2L * bq * dp) + (2L * bk * bq) + (2L * bk * dp) + (2L * bq));
-        float* qT = scratch;             // (D, Bq): q·log2(e)/√D transposed
-        float* dOT = qT + (d * bq);      // (D, Bq): dO transposed
-        float* dqT = dOT + (d * bq);     // (D, Bq): dq of the block, transposed
-        float* qRows = dqT + (d * bq);   // (Bq, Dp): q, zero padded
-        float* dORows = qRows + (bq * dp); // (Bq, Dp): dO, zero padded
-        float* pT = dORows + (bq * dp);  // (Bk, Bq): p
-        float* dsT = pT + (bk * bq);     // (Bk, Bq): dp, then scale·ds
-        float* dkTile = dsT + (bk * bq); // (Bk, Dp)
-        float* dvTile = dkTile + (bk * dp); // (Bk, Dp)
-        float* lse2 = dvTile + (bk * dp); // (Bq): lse·log2(e), +∞ past T so p = 0 there
-        float* rowDot = lse2 + bq;       // (Bq): D_t = rowsum(dO∘O)
+        // Per query head of the group: its blocks of q, dO, dq and row statistics; shared: the tile buffers.
+        long perHead = (3L * d * bq) + (2L * bq * dp) + (2L * bq);
+        float* scratch = Scratch((group * perHead) + (2L * bk * bq) + (2L * bk * dp));
+        float* pT = scratch + (group * perHead); // (Bk, Bq): p
+        float* dsT = pT + (bk * bq);             // (Bk, Bq): dp, then ds/√D
+        float* dkTile = dsT + (bk * bq);         // (Bk, Dp): this tile's dk, summed over the group's heads
+        float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the group's heads
 
         int queryBlocks = (seqLen + bq - 1) / bq;
-        for (int h = kvh * group; h < (kvh + 1) * group; h++)
+        for (int qb = 0; qb < queryBlocks; qb++)
         {
-            for (int qb = 0; qb < queryBlocks; qb++)
+            int t0 = qb * bq;
+            int rows = Math.Min(bq, seqLen - t0);
+            long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
+            for (int g = 0; g < group; g++)
             {
-                int t0 = qb * bq;
-                int rows = Math.Min(bq, seqLen - t0);
-                long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)h * d);
-                LoadTransposedV512(a.Q + rowOffset, qStride, rows, d, a.Scale * Log2E, qT);
-                LoadTransposedV512(a.DOutput + rowOffset, qStride, rows, d, 1f, dOT);
-                LoadRows(a.Q + rowOffset, qStride, rows, d, dp, bq, qRows);
-                LoadRows(a.DOutput + rowOffset, qStride, rows, d, dp, bq, dORows);
-                float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+                float* qT = scratch + (g * perHead); // (D, Bq): q·log2(e)/√D transposed
+                float* dOT = qT + (d * bq);          // (D, Bq): dO transposed
+                float* dqT = dOT + (d * bq);         // (D, Bq): dq of the block, transposed
+                float* qRows = dqT + (d * bq);       // (Bq, Dp): q, zero padded
+                float* dORows = qRows + (bq * dp);   // (Bq, Dp): dO, zero padded
+                float* lse2 = dORows + (bq * dp);    // (Bq): lse·log2(e), +∞ past T so p = 0 there
+                float* rowDot = lse2 + bq;           // (Bq): D_t = rowsum(dO∘O)
+                long headOffset = rowOffset + (g * d);
+                LoadTransposedV512(a.Q + headOffset, qStride, rows, d, a.Scale * Log2E, qT);
+                LoadTransposedV512(a.DOutput + headOffset, qStride, rows, d, 1f, dOT);
+                LoadRows(a.Q + headOffset, qStride, rows, d, dp, bq, qRows);
+                LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
+                new Span<float>(dqT, d * bq).Clear();
+                float* lseRow = a.Lse + ((((long)b * a.HeadCount) + (kvh * group) + g) * seqLen) + t0;
                 for (int r = 0; r < bq; r++)
                 {
                     if (r < rows)
                     {
-                        float* dORow = a.DOutput + rowOffset + (r * qStride);
-                        float* oRow = a.Output + rowOffset + (r * qStride);
+                        float* dORow = a.DOutput + headOffset + (r * qStride);
+                        float* oRow = a.Output + headOffset + (r * qStride);
                         float dot = 0;
                         for (int i = 0; i < d; i++)
                         {
@@ -196,13 +230,36 @@ public static unsafe partial class FlashAttention
                         rowDot[r] = 0;
                     }
                 }
+            }
 
-                new Span<float>(dqT, d * bq).Clear();
-                int kEnd = t0 + rows;
-                for (int j0 = 0; j0 < kEnd; j0 += bk)
+            int kEnd = t0 + rows;
+            for (int j0 = 0; j0 < kEnd; j0 += bk)
+            {
+                int n = Math.Min(bk, kEnd - j0);
+                int nR = RoundUp(n, 12);
+                new Span<float>(dkTile, nR * dp).Clear();
+                new Span<float>(dvTile, nR * dp).Clear();
+
+                // dk/dv rows are read-modified-written once per query block, long after they left L1/L2: ask for
+                // them now, they are added to at the end of this tile.
+                PrefetchRows(dkHead + (j0 * kvStride), kvStride, n, d);
+                PrefetchRows(dvHead + (j0 * kvStride), kvStride, n, d);
+                int nextKeys = Math.Min(bk, kEnd - j0 - bk);
+                if (nextKeys > 0)
                 {
-                    int n = Math.Min(bk, kEnd - j0);
-                    int nR = RoundUp(n, 12);
+                    PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                    PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                }
+
+                for (int g = 0; g < group; g++)
+                {
+                    float* qT = scratch + (g * perHead);
+                    float* dOT = qT + (d * bq);
+                    float* dqT = dOT + (d * bq);
+                    float* qRows = dqT + (d * bq);
+                    float* dORows = qRows + (bq * dp);
+                    float* lse2 = dORows + (bq * dp);
+                    float* rowDot = lse2 + bq;
 
                     // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
                     ScoresV512(kHead, kvStride, j0, kEnd - 1, nR, d, qT, pT);
@@ -214,20 +271,23 @@ public static unsafe partial class FlashAttention
                     // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
                     ScoresV512(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT);
                     SoftmaxGradV512(pT, dsT, nR, lse2, rowDot, a.Scale);
-                    new Span<float>(dkTile, nR * dp).Clear();
-                    new Span<float>(dvTile, nR * dp).Clear();
                     AccumulateRowsV512(pT, nR, dORows, dp, dvTile);
 
                     // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
                     AccumulateRowsV512(dsT, nR, qRows, dp, dkTile);
-                    AddRowsV512(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
-                    AddRowsV512(dkTile, dp, n, d, dkHead + (j0 * kvStride), kvStride);
                     AccumulateV512(kHead, kvStride, j0, n, d, dsT, dqT);
                 }
 
+                AddRowsV512(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
+                AddRowsV512(dkTile, dp, n, d, dkHead + (j0 * kvStride), kvStride);
+            }
+
+            for (int g = 0; g < group; g++)
+            {
+                float* dqT = scratch + (g * perHead) + (2 * d * bq);
                 for (int r = 0; r < rows; r++)
                 {
-                    float* dqRow = a.DQ + rowOffset + (r * qStride);
+                    float* dqRow = a.DQ + rowOffset + (g * d) + (r * qStride);
                     for (int i = 0; i < d; i++)
                     {
                         dqRow[i] += dqT[(i * bq) + r];
@@ -238,6 +298,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>pᵀ = exp2(sᵀ − lse2) in place; dsᵀ = scale·p∘(dpᵀ − D) in place of dpᵀ. Both (nR, Bq).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SoftmaxGradV512(float* pT, float* dsT, int nR, float* lse2, float* rowDot, float scale)
     {
         int w = Vec.Count;
@@ -545,6 +606,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>sᵀ[j, r] = −∞ where key j0 + j is after query t0 + r (the causal mask).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MaskCausalV512(float* sT, int j0, int nR, int t0)
     {
         int w = Vec.Count;
@@ -567,6 +629,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>dstᵀ[i, r] = src[r, i]·factor for r &lt; rows, 0 for rows ≤ r &lt; Bq: (D, Bq) from (rows, D) with row stride.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LoadTransposedV512(float* src, long stride, int rows, int d, float factor, float* dstT)
     {
         int bq = 4 * Vec.Count;
@@ -591,6 +654,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>dst[j·stride + i] += tile[j·dp + i] for j &lt; n, i &lt; d.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AddRowsV512(float* tile, int dp, int n, int d, float* dst, long stride)
     {
         int w = Vec.Count;

@@ -6,6 +6,7 @@
 // Derivation and measurements: docs/kernels/attention.md.
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
@@ -72,7 +73,7 @@ public static unsafe partial class FlashAttention
         };
         args.RowBlock = blockRows;
         args.QueryBlocks = (seqLen + blockRows - 1) / blockRows;
-        KernelThreads.For(batchSize * headCount * args.QueryBlocks, &ForwardTask, &args);
+        KernelThreads.For(batchSize * kvHeadCount * args.QueryBlocks, &ForwardTask, &args);
     }
 
     /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> on a chosen implementation.</summary>
@@ -99,22 +100,28 @@ public static unsafe partial class FlashAttention
     {
         ref Args a = ref *(Args*)context;
 
-        // Heaviest query blocks (most keys under the causal mask) first, so the pool's dynamic claiming balances.
-        int heads = a.BatchSize * a.HeadCount;
-        int qb = a.QueryBlocks - 1 - (index / heads);
-        int bh = index % heads;
-        int b = bh / a.HeadCount;
-        int h = bh % a.HeadCount;
+        // A task is one query block of all the query heads of one kv head: the k/v tile it streams is then reused
+        // from L1 by every head of the group. Heaviest query blocks (most keys under the causal mask) come first,
+        // so the pool's dynamic claiming balances the triangle.
+        int groups = a.BatchSize * a.KvHeadCount;
+        int qb = a.QueryBlocks - 1 - (index / groups);
+        int b = index % groups / a.KvHeadCount;
+        int kvh = index % a.KvHeadCount;
         switch (a.Isa)
         {
             case FlashAttentionIsa.V512:
-                ForwardBlockV512(ref a, b, h, qb);
+                ForwardGroupV512(ref a, b, kvh, qb);
                 break;
             case FlashAttentionIsa.V256:
-                ForwardBlockV256(ref a, b, h, qb);
+                ForwardGroupV256(ref a, b, kvh, qb);
                 break;
             default:
-                ForwardBlockScalar(ref a, b, h, qb);
+                int group = a.HeadCount / a.KvHeadCount;
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                {
+                    ForwardBlockScalar(ref a, b, h, qb);
+                }
+
                 break;
         }
     }
@@ -207,6 +214,26 @@ public static unsafe partial class FlashAttention
         for (int r = 0; r < rows; r++)
         {
             new Span<float>(src + (r * stride), d).CopyTo(new Span<float>(dst + (r * dp), d));
+        }
+    }
+
+    /// <summary>Software prefetch (into all cache levels) of rows [0, rows) of width d; a no-op off x86.</summary>
+    private static void PrefetchRows(float* first, long stride, int rows, int d)
+    {
+        if (!Sse.IsSupported)
+        {
+            return;
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = first + (r * stride);
+            for (int i = 0; i < d; i += 16)
+            {
+                Sse.Prefetch0(row + i);
+            }
+
+            Sse.Prefetch0(row + d - 1);
         }
     }
 

@@ -77,17 +77,19 @@ public static class KernelSelector
         : Vector128.IsHardwareAccelerated ? IsaWidth.V128
         : IsaWidth.Scalar;
 
-    private static IsaWidth SelectFromEnvironment()
+    private static IsaWidth SelectFromEnvironment() => ParseForced(Environment.GetEnvironmentVariable(ForceIsaVariable), s_widest);
+
+    /// <summary>The width MINISEQ_FORCE_ISA = <paramref name="forced"/> selects (null or blank: <paramref name="widest"/>).</summary>
+    internal static IsaWidth ParseForced(string? forced, IsaWidth widest)
     {
-        string? forced = Environment.GetEnvironmentVariable(ForceIsaVariable);
         if (string.IsNullOrWhiteSpace(forced))
         {
-            return s_widest;
+            return widest;
         }
 
-        if (!Enum.TryParse(forced.Trim(), ignoreCase: true, out IsaWidth width) || !Enum.IsDefined(width))
+        if (!Enum.TryParse(forced.Trim(), ignoreCase: true, out IsaWidth width) || !Enum.IsDefined(width) || char.IsDigit(forced.Trim()[0]))
         {
-            throw new InvalidOperationException($"{ForceIsaVariable}='{forced}' is not one of Scalar, V128, V256, V512. Unset it to use the widest accelerated width ({s_widest}).");
+            throw new InvalidOperationException($"{ForceIsaVariable}='{forced}' is not one of Scalar, V128, V256, V512. Unset it to use the widest accelerated width ({widest}).");
         }
 
         return width;

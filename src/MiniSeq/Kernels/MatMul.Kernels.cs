@@ -5,6 +5,7 @@
 // measurably helps.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MiniSeq.Kernels;
 
@@ -20,8 +21,18 @@ public static unsafe partial class MatMul
 
     // 8 rows × 32 columns: 16 zmm accumulators, 2 B loads and 8 broadcasts per k step (16 FMAs).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void KernelV512(int kc, float* a, float* b, float* c, nint ldc, float alpha, bool overwrite)
+    private static void KernelV512(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store)
     {
+        if (store == StoreAccumulate)
+        {
+            // The C tile is read only after the k loop: start fetching its 16 lines now.
+            for (int i = 0; i < MrV512; i++)
+            {
+                Sse.Prefetch0(c + (i * ldc));
+                Sse.Prefetch0(c + (i * ldc) + 16);
+            }
+        }
+
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
         Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
@@ -59,20 +70,25 @@ public static unsafe partial class MatMul
         }
 
         Vector512<float> va = Vector512.Create(alpha);
-        StoreRowV512(c, c00, c01, va, overwrite);
-        StoreRowV512(c + ldc, c10, c11, va, overwrite);
-        StoreRowV512(c + (2 * ldc), c20, c21, va, overwrite);
-        StoreRowV512(c + (3 * ldc), c30, c31, va, overwrite);
-        StoreRowV512(c + (4 * ldc), c40, c41, va, overwrite);
-        StoreRowV512(c + (5 * ldc), c50, c51, va, overwrite);
-        StoreRowV512(c + (6 * ldc), c60, c61, va, overwrite);
-        StoreRowV512(c + (7 * ldc), c70, c71, va, overwrite);
+        StoreRowV512(c, c00, c01, va, store);
+        StoreRowV512(c + ldc, c10, c11, va, store);
+        StoreRowV512(c + (2 * ldc), c20, c21, va, store);
+        StoreRowV512(c + (3 * ldc), c30, c31, va, store);
+        StoreRowV512(c + (4 * ldc), c40, c41, va, store);
+        StoreRowV512(c + (5 * ldc), c50, c51, va, store);
+        StoreRowV512(c + (6 * ldc), c60, c61, va, store);
+        StoreRowV512(c + (7 * ldc), c70, c71, va, store);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRowV512(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> alpha, bool overwrite)
+    private static void StoreRowV512(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> alpha, int store)
     {
-        if (overwrite)
+        if (store == StoreStream)
+        {
+            Avx512F.StoreAlignedNonTemporal(c, x0 * alpha);
+            Avx512F.StoreAlignedNonTemporal(c + 16, x1 * alpha);
+        }
+        else if (store == StoreOverwrite)
         {
             Vector512.Store(x0 * alpha, c);
             Vector512.Store(x1 * alpha, c + 16);
@@ -86,7 +102,7 @@ public static unsafe partial class MatMul
 
     // 6 rows × 16 columns: 12 ymm accumulators, 2 B loads and 6 broadcasts per k step (12 FMAs).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, bool overwrite)
+    private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -118,18 +134,18 @@ public static unsafe partial class MatMul
         }
 
         Vector256<float> va = Vector256.Create(alpha);
-        StoreRowV256(c, c00, c01, va, overwrite);
-        StoreRowV256(c + ldc, c10, c11, va, overwrite);
-        StoreRowV256(c + (2 * ldc), c20, c21, va, overwrite);
-        StoreRowV256(c + (3 * ldc), c30, c31, va, overwrite);
-        StoreRowV256(c + (4 * ldc), c40, c41, va, overwrite);
-        StoreRowV256(c + (5 * ldc), c50, c51, va, overwrite);
+        StoreRowV256(c, c00, c01, va, store);
+        StoreRowV256(c + ldc, c10, c11, va, store);
+        StoreRowV256(c + (2 * ldc), c20, c21, va, store);
+        StoreRowV256(c + (3 * ldc), c30, c31, va, store);
+        StoreRowV256(c + (4 * ldc), c40, c41, va, store);
+        StoreRowV256(c + (5 * ldc), c50, c51, va, store);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRowV256(float* c, Vector256<float> x0, Vector256<float> x1, Vector256<float> alpha, bool overwrite)
+    private static void StoreRowV256(float* c, Vector256<float> x0, Vector256<float> x1, Vector256<float> alpha, int store)
     {
-        if (overwrite)
+        if (store != StoreAccumulate)
         {
             Vector256.Store(x0 * alpha, c);
             Vector256.Store(x1 * alpha, c + 8);
@@ -142,7 +158,7 @@ public static unsafe partial class MatMul
     }
 
     // 4 rows × 4 columns of scalars; the portable fallback (and the check that the blocking logic is ISA-independent).
-    private static void KernelScalar(int kc, float* a, float* b, float* c, nint ldc, float alpha, bool overwrite)
+    private static void KernelScalar(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store)
     {
         float* acc = stackalloc float[MrScalar * NrScalar];
         for (int i = 0; i < MrScalar * NrScalar; i++)
@@ -170,7 +186,7 @@ public static unsafe partial class MatMul
             for (int j = 0; j < NrScalar; j++)
             {
                 float x = acc[(i * NrScalar) + j];
-                c[(i * ldc) + j] = overwrite ? x * alpha : MathF.FusedMultiplyAdd(x, alpha, c[(i * ldc) + j]);
+                c[(i * ldc) + j] = store != StoreAccumulate ? x * alpha : MathF.FusedMultiplyAdd(x, alpha, c[(i * ldc) + j]);
             }
         }
     }

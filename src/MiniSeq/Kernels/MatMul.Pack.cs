@@ -11,55 +11,102 @@ namespace MiniSeq.Kernels;
 
 public static unsafe partial class MatMul
 {
-    /// <summary>dst[p·W + j] = src[p·ld + j] for p &lt; kc, j &lt; w; zero for w ≤ j &lt; W.</summary>
-    private static void PackContiguous(float* src, nint ld, int kc, int w, int width, float* dst)
+    /// <summary>
+    /// Packs <paramref name="cols"/> adjacent lanes into ⌈cols/W⌉ panels: panel q gets dst[q·panelStride + p·W + j] =
+    /// src[p·ld + q·W + j] for p &lt; kc, zero past the last valid lane. Walks 16 source rows at a time across all
+    /// panels: the rows stay in L1 and each panel receives one contiguous run (a row-by-row walk would store to every
+    /// panel at a power-of-two stride, thrashing one L1 set; a panel-by-panel walk would re-read each row many times).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackContiguous(float* src, nint ld, int kc, int cols, int width, float* dst, nint panelStride)
     {
-        if (w == width && width % 16 == 0 && Vector512.IsHardwareAccelerated)
+        const int RowBlock = 16;
+        int fullPanels = cols / width;
+        int tail = cols - (fullPanels * width);
+        for (int p0 = 0; p0 < kc; p0 += RowBlock)
         {
-            for (int p = 0; p < kc; p++)
+            int rows = Math.Min(RowBlock, kc - p0);
+            if (Sse.IsSupported && p0 + RowBlock < kc)
             {
-                float* s = src + (p * ld);
-                for (int j = 0; j < width; j += 16)
+                // The next block's rows are short strided runs the hardware prefetcher does not catch well.
+                int next = Math.Min(RowBlock, kc - p0 - RowBlock);
+                for (int p = 0; p < next; p++)
                 {
-                    Vector512.Store(Vector512.Load(s + j), dst + j);
+                    byte* row = (byte*)(src + ((p0 + RowBlock + p) * ld));
+                    for (int offset = 0; offset < cols * sizeof(float); offset += 64)
+                    {
+                        Sse.Prefetch0(row + offset);
+                    }
                 }
-
-                dst += width;
             }
 
-            return;
+            for (int q = 0; q < fullPanels; q++)
+            {
+                float* s = src + (p0 * ld) + (q * width);
+                float* d = dst + (q * panelStride) + (p0 * width);
+                CopyRows(s, ld, rows, width, d);
+            }
+
+            if (tail > 0)
+            {
+                float* s = src + (p0 * ld) + (fullPanels * width);
+                float* d = dst + (fullPanels * panelStride) + (p0 * width);
+                for (int p = 0; p < rows; p++)
+                {
+                    int j = 0;
+                    for (; j < tail; j++)
+                    {
+                        d[j] = s[j];
+                    }
+
+                    for (; j < width; j++)
+                    {
+                        d[j] = 0f;
+                    }
+
+                    s += ld;
+                    d += width;
+                }
+            }
         }
+    }
 
-        if (w == width && width == 8 && Vector256.IsHardwareAccelerated)
+    // d[p·W .. p·W+W) = s[p·ld .. p·ld+W) for p < rows.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRows(float* s, nint ld, int rows, int width, float* d)
+    {
+        if (width == 32 && Vector512.IsHardwareAccelerated)
         {
-            for (int p = 0; p < kc; p++)
+            for (int p = 0; p < rows; p++)
             {
-                Vector256.Store(Vector256.Load(src + (p * ld)), dst);
-                dst += 8;
+                Vector512.Store(Vector512.Load(s), d);
+                Vector512.Store(Vector512.Load(s + 16), d + 16);
+                s += ld;
+                d += 32;
             }
-
-            return;
         }
-
-        for (int p = 0; p < kc; p++)
+        else if (width == 8 && Vector256.IsHardwareAccelerated)
         {
-            float* s = src + (p * ld);
-            int j = 0;
-            for (; j < w; j++)
+            for (int p = 0; p < rows; p++)
             {
-                dst[j] = s[j];
+                Vector256.Store(Vector256.Load(s), d);
+                s += ld;
+                d += 8;
             }
-
-            for (; j < width; j++)
+        }
+        else
+        {
+            for (int p = 0; p < rows; p++)
             {
-                dst[j] = 0f;
+                new ReadOnlySpan<float>(s, width).CopyTo(new Span<float>(d, width));
+                s += ld;
+                d += width;
             }
-
-            dst += width;
         }
     }
 
     /// <summary>dst[p·W + r] = src[r·ld + p] for p &lt; kc, r &lt; w; zero for w ≤ r &lt; W.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackTransposed(float* src, nint ld, int kc, int w, int width, float* dst)
     {
         int r0 = 0;
@@ -72,6 +119,16 @@ public static unsafe partial class MatMul
                 float* s = src + (r0 * ld);
                 for (int p = 0; p < kc8; p += 8)
                 {
+                    if ((p & 15) == 0 && Sse.IsSupported)
+                    {
+                        // Eight rows a page or more apart defeat the hardware prefetcher: fetch 4 lines ahead.
+                        float* ahead = s + p + 64;
+                        for (int r = 0; r < 8; r++)
+                        {
+                            Sse.Prefetch0(ahead + (r * ld));
+                        }
+                    }
+
                     Transpose8x8(s + p, ld, dst + (p * width) + r0, width);
                 }
 

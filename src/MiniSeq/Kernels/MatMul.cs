@@ -39,8 +39,23 @@ public static unsafe partial class MatMul
     private const int McTarget = 256;
     private const int NcMax = 2048;
 
+    // Tiles wanted per GEMM so both cores get balanced work (dynamic claiming evens out the rest).
+    private const int MinTiles = 8;
+
     // Below this many multiply-adds a GEMM runs on the calling thread only (a pool dispatch costs microseconds).
     private const long ParallelThreshold = 1L << 20;
+
+    // Extra floats between packed panels (64 bytes) so panels are not a power-of-two apart, which would map the same
+    // row of every panel to one cache set.
+    private const int PanelPad = 16;
+
+    // Outputs at least this large (bytes) and written in a single k pass use non-temporal stores (≈ half the L3).
+    private const long StreamThresholdBytes = 16L << 20;
+
+    // Micro-kernel store modes: C = fma(acc, alpha, C); C = acc·alpha; C = acc·alpha with non-temporal stores.
+    internal const int StoreAccumulate = 0;
+    internal const int StoreOverwrite = 1;
+    internal const int StoreStream = 2;
 
     private static readonly GemmVariant s_bestVariant = DetectBestVariant();
     private static readonly GemmVariant s_defaultVariant = ReadForcedVariant() ?? s_bestVariant;
@@ -122,6 +137,7 @@ public static unsafe partial class MatMul
             Ldc = ldc,
             Overwrite = beta == 0f,
         };
+
         switch (variant)
         {
             case GemmVariant.V512:
@@ -141,12 +157,19 @@ public static unsafe partial class MatMul
                 break;
         }
 
-        // Output tiling: a function of the shape only (not of the thread count).
+        // A huge C written in one pass (k ≤ KC) would only evict the operands from cache: stream it past the cache
+        // with non-temporal stores (full tiles land on whole aligned cache lines).
+        job.Stream = job.Overwrite && k <= KC && (long)m * n * sizeof(float) >= StreamThresholdBytes
+            && variant == GemmVariant.V512 && ((nint)c & 63) == 0 && ldc % 16 == 0;
+
+        // Output tiling: a function of the shape only (not of the thread count). Prefer splitting m (each extra n split
+        // re-packs the A block) into at least MinTiles tiles of ≥ 8 micro-panel rows, then split n if still too few.
         int mBlocks = (m + McTarget - 1) / McTarget;
+        mBlocks = Math.Max(mBlocks, Math.Min(MinTiles, m / (8 * job.Mr)));
         job.Mc = RoundUp((m + mBlocks - 1) / mBlocks, job.Mr);
         job.MBlocks = (m + job.Mc - 1) / job.Mc;
         int nBlocks = (n + NcMax - 1) / NcMax;
-        while (job.MBlocks * nBlocks < 8 && n / (nBlocks + 1) >= 4 * job.Nr)
+        while (job.MBlocks * nBlocks < MinTiles && n / (nBlocks + 1) >= 4 * job.Nr)
         {
             nBlocks++;
         }
@@ -156,7 +179,8 @@ public static unsafe partial class MatMul
 
         // Pack all of op(B) into the caller's buffer; the tile tasks only read it while this call blocks.
         job.BPanels = (n + job.Nr - 1) / job.Nr;
-        job.PackedB = EnsureBuffer(ref t_packB, ref t_packBCapacity, (nint)job.BPanels * job.Nr * k);
+        job.BPanelStride = ((nint)job.Nr * k) + PanelPad;
+        job.PackedB = EnsureBuffer(ref t_packB, ref t_packBCapacity, job.BPanels * job.BPanelStride);
         job.BPanelsPerTask = Math.Max(1, 65536 / (job.Nr * k));
         int packTasks = (job.BPanels + job.BPanelsPerTask - 1) / job.BPanelsPerTask;
         int tileTasks = job.MBlocks * job.NBlocks;
@@ -185,6 +209,7 @@ public static unsafe partial class MatMul
         public bool TransA;
         public bool TransB;
         public bool Overwrite;
+        public bool Stream;
         public int M;
         public int N;
         public int K;
@@ -197,7 +222,7 @@ public static unsafe partial class MatMul
         public int Ldc;
         public int Mr;
         public int Nr;
-        public delegate*<int, float*, float*, float*, nint, float, bool, void> Kernel;
+        public delegate*<int, float*, float*, float*, nint, float, int, void> Kernel;
         public int Mc;
         public int Nc;
         public int MBlocks;
@@ -205,32 +230,34 @@ public static unsafe partial class MatMul
         public float* PackedB;
         public int BPanels;
         public int BPanelsPerTask;
+        public nint BPanelStride;
     }
 
     // Packs B panels [t·BPanelsPerTask, …): panel jp holds op(B)[0..K, jp·NR .. jp·NR+NR] as K rows of NR floats.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackBTask(void* context, int task)
     {
         ref GemmJob job = ref Unsafe.AsRef<GemmJob>(context);
         int nr = job.Nr;
         int first = task * job.BPanelsPerTask;
         int last = Math.Min(job.BPanels, first + job.BPanelsPerTask);
-        for (int jp = first; jp < last; jp++)
+        if (job.TransB)
         {
-            int j0 = jp * nr;
-            int w = Math.Min(nr, job.N - j0);
-            float* dst = job.PackedB + (nint)jp * nr * job.K;
-            if (job.TransB)
+            for (int jp = first; jp < last; jp++)
             {
-                PackTransposed(job.B + (nint)j0 * job.Ldb, job.Ldb, job.K, w, nr, dst);
+                int j0 = jp * nr;
+                PackTransposed(job.B + ((nint)j0 * job.Ldb), job.Ldb, job.K, Math.Min(nr, job.N - j0), nr, job.PackedB + (jp * job.BPanelStride));
             }
-            else
-            {
-                PackContiguous(job.B + j0, job.Ldb, job.K, w, nr, dst);
-            }
+        }
+        else
+        {
+            int j0 = first * nr;
+            PackContiguous(job.B + j0, job.Ldb, job.K, Math.Min(job.N, last * nr) - j0, nr, job.PackedB + (first * job.BPanelStride), job.BPanelStride);
         }
     }
 
     // Computes one MC×NC output tile over all of k, slice by slice.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TileTask(void* context, int task)
     {
         ref GemmJob job = ref Unsafe.AsRef<GemmJob>(context);
@@ -243,7 +270,8 @@ public static unsafe partial class MatMul
         int nc = Math.Min(job.Nc, job.N - j0);
         int aPanels = (mc + mr - 1) / mr;
         int bPanels = (nc + nr - 1) / nr;
-        float* packA = EnsureBuffer(ref t_packA, ref t_packACapacity, (nint)aPanels * mr * Math.Min(KC, k));
+        nint aStride = ((nint)mr * Math.Min(KC, k)) + PanelPad;
+        float* packA = EnsureBuffer(ref t_packA, ref t_packACapacity, aPanels * aStride);
         var kernel = job.Kernel;
         float alpha = job.Alpha;
         nint ldc = job.Ldc;
@@ -252,49 +280,55 @@ public static unsafe partial class MatMul
         for (int pc = 0; pc < k; pc += KC)
         {
             int kc = Math.Min(KC, k - pc);
-            for (int ip = 0; ip < aPanels; ip++)
+            if (job.TransA)
             {
-                int r0 = i0 + ip * mr;
-                int h = Math.Min(mr, job.M - r0);
-                float* dst = packA + (nint)ip * mr * kc;
-                if (job.TransA)
+                PackContiguous(job.A + ((nint)pc * job.Lda) + i0, job.Lda, kc, mc, mr, packA, aStride);
+            }
+            else
+            {
+                for (int ip = 0; ip < aPanels; ip++)
                 {
-                    PackContiguous(job.A + (nint)pc * job.Lda + r0, job.Lda, kc, h, mr, dst);
-                }
-                else
-                {
-                    PackTransposed(job.A + (nint)r0 * job.Lda + pc, job.Lda, kc, h, mr, dst);
+                    int r0 = i0 + (ip * mr);
+                    PackTransposed(job.A + ((nint)r0 * job.Lda) + pc, job.Lda, kc, Math.Min(mr, job.M - r0), mr, packA + (ip * aStride));
                 }
             }
 
             bool overwrite = job.Overwrite && pc == 0;
+            int store = !overwrite ? StoreAccumulate : job.Stream ? StoreStream : StoreOverwrite;
             for (int jp = 0; jp < bPanels; jp++)
             {
                 int cj = j0 + jp * nr;
                 int w = Math.Min(nr, job.N - cj);
-                float* bPanel = job.PackedB + ((nint)cj * k) + ((nint)pc * nr);
+                float* bPanel = job.PackedB + (cj / nr * job.BPanelStride) + ((nint)pc * nr);
                 for (int ip = 0; ip < aPanels; ip++)
                 {
                     int ci = i0 + ip * mr;
                     int h = Math.Min(mr, job.M - ci);
-                    float* aPanel = packA + (nint)ip * mr * kc;
+                    float* aPanel = packA + (ip * aStride);
                     float* cTile = job.C + (ci * ldc) + cj;
                     if (h == mr && w == nr)
                     {
-                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, overwrite);
+                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store);
                     }
                     else
                     {
                         // Edge tile: the kernel writes the raw sums to a scratch tile, then the valid part is merged
                         // with the same alpha/FMA arithmetic the full-tile store uses.
-                        kernel(kc, aPanel, bPanel, edge, nr, 1f, true);
+                        kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite);
                         MergeEdge(edge, nr, h, w, alpha, overwrite, cTile, ldc);
                     }
                 }
             }
         }
+
+        if (job.Stream)
+        {
+            // Non-temporal stores are weakly ordered: make them visible before the task reports completion.
+            Sse.StoreFence();
+        }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MergeEdge(float* tile, int nr, int h, int w, float alpha, bool overwrite, float* c, nint ldc)
     {
         for (int i = 0; i < h; i++)

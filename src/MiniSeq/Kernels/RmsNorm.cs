@@ -1,8 +1,10 @@
 // RMSNorm as in Hugging Face LlamaRMSNorm (fp32): forward, backward, and a fused residual-add + RMSNorm forward.
-// Rows are independent: forward and dx run in parallel over fixed row blocks; dWeight (a reduction over rows) runs in
-// parallel over column blocks, each adding rows in order, so every result is independent of the thread count.
+// Rows are independent: forward runs in parallel over row blocks; backward runs over a fixed number of row blocks (a
+// function of the shape only), each writing its dx rows and a dWeight partial that is added in block order, so every
+// result is independent of the thread count.
 // Deliberately not: LayerNorm (no mean subtraction, no bias in Llama).
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using MiniSeq.Kernels.Simd;
 using MiniSeq.Threading;
@@ -12,15 +14,13 @@ namespace MiniSeq.Kernels;
 /// <summary>RMSNorm as in Hugging Face Llama.</summary>
 public static unsafe class RmsNorm
 {
-    private const int ColumnBlock = 256; // dWeight columns per task (a multiple of every vector width)
-
     /// <summary>output[r, i] = x[r, i]·rstd[r]·weight[i], rstd[r] = 1/√(mean_i x[r, i]² + eps). Overwrites output (rows, dim) and rstd (rows).</summary>
     /// <remarks>
     /// Effectively computes HF's <c>weight * (x * torch.rsqrt(x.pow(2).mean(-1) + eps))</c> in float: the sum of squares
     /// is accumulated in float vector lanes (a fixed order per SIMD width), rstd = 1/√(sum/dim + eps). output may alias x.
     /// </remarks>
     public static void Forward(float* x, float* weight, int rows, int dim, float eps, float* output, float* rstd)
-        => AddForward(x, null, weight, rows, dim, eps, null, output, rstd);
+        => ForwardCore(x, null, weight, rows, dim, eps, null, output, rstd);
 
     /// <summary>
     /// Fused residual add + RMSNorm: sum[r, i] = residual[r, i] + x[r, i], then output = RMSNorm(sum) exactly as
@@ -28,6 +28,17 @@ public static unsafe class RmsNorm
     /// sum may alias residual or x (the usual call updates the residual stream in place); output may alias x but not sum.
     /// </summary>
     public static void AddForward(float* residual, float* x, float* weight, int rows, int dim, float eps, float* sum, float* output, float* rstd)
+    {
+        if ((x == null || sum == null) && (long)rows * dim > 0)
+        {
+            throw new ArgumentNullException(x == null ? nameof(x) : nameof(sum), "AddForward needs x and sum; use Forward for a plain RMSNorm.");
+        }
+
+        ForwardCore(residual, x, weight, rows, dim, eps, sum, output, rstd);
+    }
+
+    // x == null: plain RMSNorm of residual; otherwise sum = residual + x, then RMSNorm of sum.
+    private static void ForwardCore(float* residual, float* x, float* weight, int rows, int dim, float eps, float* sum, float* output, float* rstd)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(dim);
@@ -61,8 +72,11 @@ public static unsafe class RmsNorm
 
     /// <summary>Accumulates into dx (rows, dim) and dWeight (dim).</summary>
     /// <remarks>
-    /// With x̂ = x·rstd: dWeight[i] += Σ_r dOutput[r, i]·x̂[r, i] (rows added in order) and
+    /// With x̂ = x·rstd: dWeight[i] += Σ_r dOutput[r, i]·x̂[r, i] and
     /// dx[r, i] += rstd·(weight[i]·dOutput[r, i] − x̂[r, i]·mean_j(dOutput[r, j]·weight[j]·x̂[r, j])).
+    /// One pass over the rows: the rows are cut into a fixed number of blocks that depends only on (rows, dim); each
+    /// block accumulates its own dWeight partial (rows in order) while it writes dx, and the partials are then added
+    /// into dWeight in block order. Results are therefore independent of the thread count.
     /// Derivation: docs/kernels/elementwise.md. dx must not alias the inputs.
     /// </remarks>
     public static void Backward(float* dOutput, float* x, float* weight, float* rstd, int rows, int dim, float* dx, float* dWeight)
@@ -74,35 +88,43 @@ public static unsafe class RmsNorm
             return;
         }
 
-        IsaWidth width = KernelSelector.Width;
-        var dxBody = new BackwardDxBody
+        int blocks = BackwardBlocks(rows, dim);
+        int rowsPerBlock = (rows + blocks - 1) / blocks;
+        blocks = (rows + rowsPerBlock - 1) / rowsPerBlock;
+        long partialLength = (long)blocks * dim;
+        var partial = (float*)NativeMemory.AlignedAlloc((nuint)(partialLength * sizeof(float)), 64); // (blocks, dim)
+        try
         {
-            DOutput = dOutput,
-            X = x,
-            Weight = weight,
-            Rstd = rstd,
-            Rows = rows,
-            Dim = dim,
-            Dx = dx,
-            RowsPerTask = RowsPerTask(dim),
-            Width = width,
-        };
-        RunRows(ref dxBody, rows, dxBody.RowsPerTask);
+            var body = new BackwardBody
+            {
+                DOutput = dOutput,
+                X = x,
+                Weight = weight,
+                Rstd = rstd,
+                Rows = rows,
+                Dim = dim,
+                Dx = dx,
+                Partial = partial,
+                RowsPerTask = rowsPerBlock,
+                Width = KernelSelector.Width,
+            };
+            RunRows(ref body, rows, rowsPerBlock);
 
-        var dwBody = new BackwardDWeightBody { DOutput = dOutput, X = x, Rstd = rstd, Rows = rows, Dim = dim, DWeight = dWeight, Width = width };
-        int blocks = (dim + ColumnBlock - 1) / ColumnBlock;
-        if (blocks == 1 || (long)rows * dim < 2 * SimdLoops.ParallelGrain)
-        {
+            // dWeight[i] += Σ_b partial[b, i], blocks in order (dim is small: one thread).
             for (int b = 0; b < blocks; b++)
             {
-                dwBody.Execute(b);
+                VectorOps.Add(dWeight, partial + ((long)b * dim), dim, dWeight);
             }
         }
-        else
+        finally
         {
-            KernelThreads.For(blocks, ref dwBody);
+            NativeMemory.AlignedFree(partial);
         }
     }
+
+    /// <summary>Row blocks of the backward pass: about one per 64K elements, at most 32; a function of the shape only.</summary>
+    internal static int BackwardBlocks(int rows, int dim)
+        => (int)Math.Clamp(((long)rows * dim) / (2 * SimdLoops.ParallelGrain), 1, Math.Min(32, rows));
 
     internal static int RowsPerTask(int dim) => Math.Max(1, (int)(SimdLoops.ParallelGrain / Math.Max(dim, 1)));
 
@@ -205,7 +227,7 @@ public static unsafe class RmsNorm
         }
     }
 
-    private struct BackwardDxBody : IParallelBody
+    private struct BackwardBody : IParallelBody
     {
         public float* DOutput;
         public float* X;
@@ -214,39 +236,43 @@ public static unsafe class RmsNorm
         public int Rows;
         public int Dim;
         public float* Dx;
+        public float* Partial;
         public int RowsPerTask;
         public IsaWidth Width;
 
         public readonly void Execute(int index)
         {
-            int start = index * RowsPerTask;
-            int end = Math.Min(Rows, start + RowsPerTask);
             switch (Width)
             {
                 case IsaWidth.V512:
-                    Run<Width512, Vector512<float>>(start, end);
+                    Run<Width512, Vector512<float>>(index);
                     break;
                 case IsaWidth.V256:
-                    Run<Width256, Vector256<float>>(start, end);
+                    Run<Width256, Vector256<float>>(index);
                     break;
                 case IsaWidth.V128:
-                    Run<Width128, Vector128<float>>(start, end);
+                    Run<Width128, Vector128<float>>(index);
                     break;
                 default:
-                    Run<ScalarWidth, float>(start, end);
+                    Run<ScalarWidth, float>(index);
                     break;
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Run<TW, TV>(int start, int end)
+        private readonly void Run<TW, TV>(int block)
             where TW : IVectorWidth<TV>
             where TV : struct
         {
             // forward: out[i] = w[i] * (x[i] * rstd), rstd = (mean_j x[j]² + eps)^(−1/2)
             // dx[i] += rstd·w[i]·dout[i] − x[i]·rstd³·(Σ_j dout[j]·w[j]·x[j]) / dim
+            // dw[i] += Σ_r dout[r, i]·(x[r, i]·rstd[r])   (into this block's partial row, rows in order)
             int dim = Dim;
             int c = TW.Count;
+            int start = block * RowsPerTask;
+            int end = Math.Min(Rows, start + RowsPerTask);
+            float* acc = Partial + ((long)block * dim); // (dim)
+            new Span<float>(acc, dim).Clear();
             for (int r = start; r < end; r++)
             {
                 long rowOffset = (long)r * dim;
@@ -255,92 +281,26 @@ public static unsafe class RmsNorm
                 float* dxRow = Dx + rowOffset;
                 float rs = Rstd[r];
                 float dot = SimdLoops.SumOfTripleProducts<TW, TV>(dOutRow, Weight, xRow, dim);
-                float a = rs;
                 float b = -(rs * rs * rs * dot / dim);
-                TV aV = TW.Create(a);
+                TV aV = TW.Create(rs);
                 TV bV = TW.Create(b);
                 int i = 0;
                 for (; i <= dim - c; i += c)
                 {
-                    TV t = TW.Multiply(TW.Multiply(TW.Load(Weight + i), TW.Load(dOutRow + i)), aV);
-                    t = TW.FusedMultiplyAdd(TW.Load(xRow + i), bV, t);
+                    TV d = TW.Load(dOutRow + i);
+                    TV xv = TW.Load(xRow + i);
+                    TV t = TW.Multiply(TW.Multiply(TW.Load(Weight + i), d), aV);
+                    t = TW.FusedMultiplyAdd(xv, bV, t);
                     TW.Store(TW.Add(TW.Load(dxRow + i), t), dxRow + i);
+                    TW.Store(TW.FusedMultiplyAdd(d, TW.Multiply(xv, aV), TW.Load(acc + i)), acc + i);
                 }
 
                 for (; i < dim; i++)
                 {
-                    float t = MathF.FusedMultiplyAdd(xRow[i], b, Weight[i] * dOutRow[i] * a);
+                    float t = MathF.FusedMultiplyAdd(xRow[i], b, Weight[i] * dOutRow[i] * rs);
                     dxRow[i] += t;
-                }
-            }
-        }
-    }
-
-    private struct BackwardDWeightBody : IParallelBody
-    {
-        public float* DOutput;
-        public float* X;
-        public float* Rstd;
-        public int Rows;
-        public int Dim;
-        public float* DWeight;
-        public IsaWidth Width;
-
-        public readonly void Execute(int index)
-        {
-            switch (Width)
-            {
-                case IsaWidth.V512:
-                    Columns<Width512, Vector512<float>>(index);
-                    break;
-                case IsaWidth.V256:
-                    Columns<Width256, Vector256<float>>(index);
-                    break;
-                case IsaWidth.V128:
-                    Columns<Width128, Vector128<float>>(index);
-                    break;
-                default:
-                    Columns<ScalarWidth, float>(index);
-                    break;
-            }
-        }
-
-        [SkipLocalsInit]
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Columns<TW, TV>(int block)
-            where TW : IVectorWidth<TV>
-            where TV : struct
-        {
-            // forward: out[r, i] = w[i] * (x[r, i] * rstd[r])  →  dw[i] += Σ_r dout[r, i]·(x[r, i]·rstd[r]), rows in order
-            int c0 = block * ColumnBlock;
-            int n = Math.Min(ColumnBlock, Dim - c0);
-            int c = TW.Count;
-            int full = n - (n % c);
-            float* acc = stackalloc float[ColumnBlock];
-            new Span<float>(acc, n).Clear();
-            for (int r = 0; r < Rows; r++)
-            {
-                long rowOffset = ((long)r * Dim) + c0;
-                float* dOutRow = DOutput + rowOffset;
-                float* xRow = X + rowOffset;
-                float rs = Rstd[r];
-                TV rsV = TW.Create(rs);
-                int i = 0;
-                for (; i < full; i += c)
-                {
-                    TW.Store(TW.FusedMultiplyAdd(TW.Load(dOutRow + i), TW.Multiply(TW.Load(xRow + i), rsV), TW.Load(acc + i)), acc + i);
-                }
-
-                for (; i < n; i++)
-                {
                     acc[i] = MathF.FusedMultiplyAdd(dOutRow[i], xRow[i] * rs, acc[i]);
                 }
-            }
-
-            float* dw = DWeight + c0;
-            for (int i = 0; i < n; i++)
-            {
-                dw[i] += acc[i];
             }
         }
     }

@@ -164,6 +164,40 @@ public unsafe class MatMulTests
     }
 
     [Fact]
+    public void Gemm_HugeSinglePassOutput_StreamedStoresMatchReference()
+    {
+        // ≥ 16 MiB of C with k ≤ 256 and an aligned C takes the non-temporal store path.
+        const int M = 2053, N = 2048, K = 3;
+        var random = new Random(21);
+        float[] a = RandomArray(random, M * K);
+        float[] b = RandomArray(random, N * K);
+        float* c = (float*)NativeMemory.AlignedAlloc((nuint)M * N * sizeof(float), 64);
+        float* expected = (float*)NativeMemory.AlignedAlloc((nuint)M * N * sizeof(float), 64);
+        try
+        {
+            new Span<float>(c, M * N).Fill(float.NaN);
+            fixed (float* pa = a, pb = b)
+            {
+                MatMul.Gemm(false, true, M, N, K, 2f, pa, K, pb, K, 0f, c, N);
+                ReferenceMatMul.Gemm(false, true, M, N, K, 2f, pa, K, pb, K, 0f, expected, N);
+            }
+
+            for (long i = 0; i < (long)M * N; i++)
+            {
+                if (!(MathF.Abs(c[i] - expected[i]) <= 1e-5f))
+                {
+                    Assert.Fail($"C[{i}] = {c[i]}, expected {expected[i]}");
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(c);
+            NativeMemory.AlignedFree(expected);
+        }
+    }
+
+    [Fact]
     public void Gemm_ConcurrentCallers_MatchSequentialResult()
     {
         // Per-thread packing buffers: several threads running GEMMs at once must not disturb each other.
@@ -258,14 +292,21 @@ public unsafe class MatMulTests
                 if (j >= n)
                 {
                     // Padding columns of C are never touched.
-                    Assert.True(BitConverter.SingleToInt32Bits(c0[idx]) == BitConverter.SingleToInt32Bits(actual[idx]), $"{where}: wrote padding C[{i},{j}]");
+                    if (BitConverter.SingleToInt32Bits(c0[idx]) != BitConverter.SingleToInt32Bits(actual[idx]))
+                    {
+                        Assert.Fail($"{where}: wrote padding C[{i},{j}]");
+                    }
+
                     continue;
                 }
 
                 float cTerm = beta == 0f ? 0f : MathF.Abs(beta * c0[idx]);
                 float tolerance = (2e-6f * (k + 2) * (bound[idx] + cTerm)) + 1e-6f;
                 float error = MathF.Abs(actual[idx] - expected[idx]);
-                Assert.True(error <= tolerance, $"{where}: C[{i},{j}] = {actual[idx]}, expected {expected[idx]} (error {error}, tolerance {tolerance})");
+                if (!(error <= tolerance))
+                {
+                    Assert.Fail($"{where}: C[{i},{j}] = {actual[idx]}, expected {expected[idx]} (error {error}, tolerance {tolerance})");
+                }
             }
         }
     }

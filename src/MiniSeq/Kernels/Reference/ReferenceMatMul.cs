@@ -1,5 +1,7 @@
 // Scalar reference GEMM: the obvious triple loop with double accumulation, the oracle for MatMul tests.
 // Deliberately not: fast, blocked, vectorised or parallel.
+using System.Runtime.CompilerServices;
+
 namespace MiniSeq.Kernels.Reference;
 
 /// <summary>Obviously-correct single-precision GEMM (row-major BLAS semantics, same contract as MatMul.Gemm).</summary>
@@ -8,6 +10,7 @@ public static unsafe class ReferenceMatMul
     /// <summary>
     /// C (m×n) = beta·C + alpha·op(A)·op(B) with the products summed in double; beta = 0 never reads C.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         for (int i = 0; i < m; i++)

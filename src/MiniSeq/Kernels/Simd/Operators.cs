@@ -14,7 +14,7 @@ internal interface IUnaryOperator
 }
 
 /// <summary>silu(x) = x·sigmoid(x), computed as x / (1 + e^−x) like PyTorch's CPU kernel.</summary>
-/// <remarks>Large |x| is safe: x → −∞ gives −0 (e^−x = +∞), x → +∞ gives x. Error at most ≈3 ulp (see <see cref="SimdMath.Sigmoid"/>).</remarks>
+/// <remarks>Large |x| is safe: x → −∞ gives −0 (e^−x = +∞), x → +∞ gives x. Error: that of the sigmoid, ≲ 3.2 ulp (see <see cref="SimdMath.Sigmoid"/>).</remarks>
 internal readonly struct SiluOperator : IUnaryOperator
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
