@@ -34,6 +34,8 @@ internal static class TrainCommand
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
     private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 1024, Description = "Demo only: tokens per sequence" };
+    private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 16, Description = "Demo only: key–value pairs per sequence" };
+    private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 6, Description = "Demo only: mean filler tokens between pairs" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 4, Description = "Demo only: sequences per step" };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file" };
@@ -41,7 +43,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Budget, Metrics })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, Metrics })
         {
             command.Options.Add(o);
         }
@@ -71,7 +73,7 @@ internal static class TrainCommand
         if (demo)
         {
             config = DemoConfig;
-            task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen));
+            task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen), p.GetValue(Pairs), p.GetValue(Gap));
             rng = new DeterministicRandom(p.GetValue(Seed));
             batch = NextDemoBatch(task, rng, p.GetValue(Batch));
         }
