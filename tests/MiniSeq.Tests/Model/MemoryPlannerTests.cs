@@ -1,0 +1,60 @@
+// The planner predicts, per category, exactly the bytes a training step allocates (it sizes from the same plans),
+// and picks the fastest policy that fits.
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+using MiniSeq.Training;
+
+namespace MiniSeq.Tests.Model;
+
+public class MemoryPlannerTests
+{
+    public static TheoryData<string> Policies => new() { "vanilla", "mst", "checkpoint", "mst+checkpoint" };
+
+    [Theory]
+    [MemberData(nameof(Policies))]
+    public void Predict_EqualsMeasuredPeakPerCategory(string name)
+    {
+        LlamaConfig config = LlamaConfig.Tiny;
+        const int Rows = 2, SeqLen = 96;
+        TrainingPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * SeqLen);
+        var optimizer = new OptimizerOptions();
+        MemoryPrediction predicted = MemoryPlanner.Predict(config, Rows, SeqLen, policy, optimizer, runtimeOverhead: 0);
+
+        var ledger = new MemoryLedger();
+        using var model = new LlamaModel(config, ledger);
+        model.InitializeRandom(1);
+        using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, Optimizer = optimizer }, Rows, SeqLen);
+        trainer.Step(MiniSequenceEquivalenceTests.RandomBatch(config, Rows, SeqLen, 9));
+        foreach (MemoryCategory c in MemoryLedger.Categories)
+        {
+            Assert.Equal(predicted.Of(c), ledger.Peak(c));
+        }
+
+        Assert.Equal(predicted.TrackedTotal, ledger.PeakTotal);
+    }
+
+    [Fact]
+    public void Predict_ActivationsLinearInSeqLen_ForEveryPolicy()
+    {
+        LlamaConfig config = LlamaConfig.Small;
+        foreach ((string name, Func<LlamaConfig, long, TrainingPolicy> make) in MemoryPlanner.StandardPolicies)
+        {
+            long At(int n) => MemoryPlanner.Predict(config, 1, n, make(config, n), new OptimizerOptions(), 0).TrackedTotal;
+            long a = At(8192), b = At(16384), c = At(32768);
+            // Equal increments for equal steps in N (up to chunk-size rounding): no N² term.
+            double second = (double)(c - b) / (b - a);
+            Assert.InRange(second, 1.9, 2.1);
+        }
+    }
+
+    [Fact]
+    public void Choose_PicksFastestPolicyThatFits_OrNull()
+    {
+        LlamaConfig config = LlamaConfig.Small;
+        var all = MemoryPlanner.PredictAll(config, 1, 65536, new OptimizerOptions(), runtimeOverhead: 50L << 20);
+        Assert.Equal("mst+checkpoint", MemoryPlanner.Choose(all, 1L << 30)!.PolicyName);
+        Assert.Equal("vanilla", MemoryPlanner.Choose(all, 64L << 30)!.PolicyName);
+        Assert.Null(MemoryPlanner.Choose(all, 100L << 20));
+        Assert.True(MemoryPlanner.LargestFittingSeqLen(config, 1, "mst+checkpoint", new OptimizerOptions(), 50L << 20, 1L << 30) >= 60_000);
+    }
+}
