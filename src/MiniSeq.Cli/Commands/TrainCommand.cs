@@ -38,12 +38,17 @@ internal static class TrainCommand
     private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 6, Description = "Demo only: mean filler tokens between pairs" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 4, Description = "Demo only: sequences per step" };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
+    private static readonly Option<float> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0f, Description = "Cross-entropy label smoothing ε (PyTorch semantics)" };
+    private static readonly Option<float> ZLoss = new("--z-loss") { DefaultValueFactory = _ => 0f, Description = "z-loss weight w (adds w·lse² per scored token)" };
+    private static readonly Option<float> SoftCap = new("--logit-softcap") { DefaultValueFactory = _ => 0f, Description = "Final-logit soft-capping cap·tanh(z/cap) (0 = off; Gemma-2 uses 30)" };
+    private static readonly Option<string> LmHeadGrad = new("--lm-head-grad") { DefaultValueFactory = _ => "forward", Description = "LM-head gradient: forward (formed with the loss, Liger-style) | recompute (CCE-style)" };
+    private static readonly Option<int> SaveEvery = new("--save-every") { DefaultValueFactory = _ => 0, Description = "Also save to --save every N steps (atomically), so a crash loses at most N steps" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file" };
 
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, Metrics })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Metrics })
         {
             command.Options.Add(o);
         }
@@ -104,7 +109,27 @@ internal static class TrainCommand
         }
 
         long microRows = (long)(micro ?? batch.BatchSize) * batch.SeqLen;
-        TrainingPolicy policy = PolicyOptions.Parse(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, microRows);
+        TrainingPolicy policy = PolicyOptions.Parse(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, microRows) with
+        {
+            Loss = new Kernels.CrossEntropyOptions(p.GetValue(LabelSmoothing), p.GetValue(ZLoss), p.GetValue(SoftCap)),
+            LmHeadRecompute = p.GetValue(LmHeadGrad)!.ToLowerInvariant() switch
+            {
+                "forward" => false,
+                "recompute" => true,
+                string other => throw new ArgumentException($"--lm-head-grad must be forward or recompute (got '{other}')."),
+            },
+        };
+        if (policy.Loss.LabelSmoothing is < 0 or > 1 || policy.Loss.ZLossWeight < 0 || policy.Loss.SoftCap < 0)
+        {
+            throw new ArgumentException("--label-smoothing must be in [0, 1]; --z-loss and --logit-softcap must be ≥ 0.");
+        }
+
+        int saveEvery = p.GetValue(SaveEvery);
+        if (saveEvery < 0 || (saveEvery > 0 && savePath is null))
+        {
+            throw new ArgumentException("--save-every N needs N ≥ 1 and --save DIR.");
+        }
+
         var optimizerOptions = new OptimizerOptions
         {
             Kind = p.GetValue(OptimizerName)!.ToLowerInvariant() switch
@@ -131,7 +156,11 @@ internal static class TrainCommand
         if (p.GetValue(Budget) is string budgetText)
         {
             bool explicitPolicy = p.GetResult(MstMlp) is not null || p.GetResult(MstLm) is not null || p.GetResult(Checkpoint) is not null;
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions);
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions) with
+            {
+                Loss = policy.Loss,
+                LmHeadRecompute = policy.LmHeadRecompute,
+            };
         }
 
         LlamaModel model;
@@ -170,6 +199,11 @@ internal static class TrainCommand
                 history.Add(r);
                 metrics?.WriteLine(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
                 metrics?.Flush();
+                if (saveEvery > 0 && step % saveEvery == 0 && step < steps)
+                {
+                    model.Save(savePath!);
+                }
+
                 return FormattableString.Invariant($"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  peak {ByteSize.Format(model.Ledger.PeakTotal)}");
             });
 

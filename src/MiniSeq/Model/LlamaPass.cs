@@ -63,7 +63,14 @@ public sealed unsafe class LlamaPass : IDisposable
             RunLayersForward(tok, training: true);
             float* dRes = S(Plan.DResidual);
             _scratch[Plan.DResidual].Clear();
-            double lossSum = HeadForwardBackward(A(Plan.LayerInputs[_c.NumHiddenLayers]), lab, gradScale, dRes, gradients);
+            float* hFinal = A(Plan.LayerInputs[_c.NumHiddenLayers]);
+            double lossSum = HeadForwardBackward(hFinal, lab, gradScale, dRes, gradients);
+            if (Plan.Policy.LmHeadRecompute)
+            {
+                // CCE-style variant: the pass above was loss-only; recompute every chunk's logits for the gradient.
+                HeadForwardBackward(hFinal, lab, gradScale, dRes, gradients, recomputePass: true);
+            }
+
             for (int l = _c.NumHiddenLayers - 1; l >= 0; l--)
             {
                 LayerBackward(l, dRes, gradients);
@@ -217,10 +224,10 @@ public sealed unsafe class LlamaPass : IDisposable
     /// once: dW_lm += dzᵀ·xn (exactly once per chunk), dh_L += rmsnorm_backward(dz·W_lm). Chunks whose labels are all
     /// -100 contribute nothing and are skipped.
     /// </summary>
-    private double HeadForwardBackward(float* h, int* labels, float gradScale, float* dRes, TensorView gradients)
+    private double HeadForwardBackward(float* h, int* labels, float gradScale, float* dRes, TensorView gradients, bool recomputePass = false)
     {
         int c = _c.HiddenSize, v = _c.VocabSize, chunk = Plan.LmHeadChunkRows;
-        bool backward = dRes != null;
+        bool backward = dRes != null && (recomputePass || !Plan.Policy.LmHeadRecompute);
         float* xn = S(Plan.HeadNorm), rstd = S(Plan.HeadRstd), logits = S(Plan.HeadLogits), rowLoss = S(Plan.HeadRowLoss);
         float* wHead = P(_model.Layout.LmHead), wNorm = P(_model.Layout.FinalNorm);
         double lossSum = 0;

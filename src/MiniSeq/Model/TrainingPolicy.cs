@@ -19,6 +19,14 @@ public sealed record TrainingPolicy
     /// </summary>
     public int? LmHeadChunks { get; init; }
 
+    /// <summary>
+    /// LM head: false (default) = gradient in forward (Liger): each chunk's logit gradient is formed as soon as its
+    /// loss is known, so logits are computed once. true = recompute (CCE-style): a loss-only pass over all chunks, then
+    /// a second pass that recomputes each chunk's logits for the gradient. Same memory, +2·N·C·V FLOPs; kept for the
+    /// measurement in docs/benchmarks.
+    /// </summary>
+    public bool LmHeadRecompute { get; init; }
+
     /// <summary>Per-layer activation checkpointing: keep only each layer's input, recompute the layer in backward.</summary>
     public bool Checkpoint { get; init; }
 

@@ -41,9 +41,9 @@ public class MiniSequenceEquivalenceTests
         return (loss, trainer.Gradients.Span.ToArray());
     }
 
-    private static void AssertSame(LlamaConfig config, TokenBatch batch, TrainingPolicy policy, int? microBatch = null)
+    private static void AssertSame(LlamaConfig config, TokenBatch batch, TrainingPolicy policy, int? microBatch = null, TrainingPolicy? reference = null)
     {
-        (double refLoss, float[] refGrad) = Run(config, batch, TrainingPolicy.Vanilla);
+        (double refLoss, float[] refGrad) = Run(config, batch, reference ?? TrainingPolicy.Vanilla);
         (double loss, float[] grad) = Run(config, batch, policy, microBatch);
         Compare.Close(loss, refLoss, Tolerance, $"loss under {policy.Describe()}");
         using var model = new LlamaModel(config);
@@ -108,6 +108,30 @@ public class MiniSequenceEquivalenceTests
         TokenBatch batch = RandomBatch(config, 2, 150, 6);
         AssertSame(config, batch, TrainingPolicy.MiniSequence(config, 300, checkpoint: true));
         AssertSame(config, batch, TrainingPolicy.MiniSequence(config, 300, checkpoint: false));
+    }
+
+    [Theory]
+    [InlineData(0.1f, 0f, 0f)]
+    [InlineData(0f, 1e-3f, 0f)]
+    [InlineData(0f, 0f, 5f)]
+    [InlineData(0.05f, 1e-4f, 30f)]
+    public void LossOptions_ChunkedEqualsUnchunked(float labelSmoothing, float zLoss, float softCap)
+    {
+        LlamaConfig config = Config(false);
+        TokenBatch batch = RandomBatch(config, 2, 21, 8, (_, t) => t % 7 == 3);
+        var loss = new MiniSeq.Kernels.CrossEntropyOptions(labelSmoothing, zLoss, softCap);
+        var reference = TrainingPolicy.Vanilla with { Loss = loss };
+        AssertSame(config, batch, new TrainingPolicy { MlpChunks = 5, LmHeadChunks = 4, Checkpoint = true, Loss = loss }, reference: reference);
+        AssertSame(config, batch, new TrainingPolicy { LmHeadChunks = 3, LmHeadRecompute = true, Loss = loss }, reference: reference);
+    }
+
+    [Theory]
+    [MemberData(nameof(TiedAndCheckpoint))]
+    public void LmHeadRecompute_EqualsGradientInForward(bool tied, bool checkpoint)
+    {
+        LlamaConfig config = Config(tied);
+        TokenBatch batch = RandomBatch(config, 2, 23, 10, (r, t) => r == 0 && t < 9);
+        AssertSame(config, batch, new TrainingPolicy { MlpChunks = 2, LmHeadChunks = 5, LmHeadRecompute = true, Checkpoint = checkpoint });
     }
 
     [Fact]

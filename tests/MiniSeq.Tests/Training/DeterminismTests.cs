@@ -1,0 +1,64 @@
+// Runs are deterministic for a seed and independent of the number of kernel threads: bit-identical parameters
+// after several optimizer steps with 1 and with 2 threads.
+using MiniSeq.Model;
+using MiniSeq.Tests.Model;
+using MiniSeq.Threading;
+using MiniSeq.Training;
+
+namespace MiniSeq.Tests.Training;
+
+public class DeterminismTests
+{
+    private static float[] Train(int threads, TrainingPolicy policy)
+    {
+        int previous = KernelThreads.ThreadCount;
+        KernelThreads.SetThreadCount(threads);
+        try
+        {
+            LlamaConfig config = LlamaConfig.Tiny;
+            using var model = new LlamaModel(config);
+            model.InitializeRandom(5);
+            var options = new TrainerOptions
+            {
+                Policy = policy,
+                Optimizer = new OptimizerOptions { LearningRate = 1e-2f, WeightDecay = 0.1f, GradClip = 0.5f, WarmupSteps = 1, Schedule = ScheduleKind.Cosine },
+                TotalSteps = 4,
+                MicroBatchRows = 1,
+            };
+            using var trainer = new Trainer(model, options, 2, 70);
+            for (int s = 0; s < 4; s++)
+            {
+                trainer.Step(MiniSequenceEquivalenceTests.RandomBatch(config, 2, 70, (ulong)s + 100));
+            }
+
+            return model.Parameters.All.Span.ToArray();
+        }
+        finally
+        {
+            KernelThreads.SetThreadCount(previous);
+        }
+    }
+
+    [Fact]
+    public void Training_OneVersusTwoThreads_BitIdentical()
+    {
+        foreach (TrainingPolicy policy in new[] { TrainingPolicy.Vanilla, new TrainingPolicy { MlpChunks = 3, LmHeadChunks = 4, Checkpoint = true } })
+        {
+            float[] one = Train(1, policy);
+            float[] two = Train(2, policy);
+            Assert.True(one.AsSpan().SequenceEqual(two), $"parameters differ between 1 and 2 threads under {policy.Describe()}");
+            Assert.True(Train(2, policy).AsSpan().SequenceEqual(two), "two runs with the same seed differ");
+        }
+    }
+
+    [Fact]
+    public void Schedule_WarmupThenCosine()
+    {
+        var o = new OptimizerOptions { LearningRate = 1f, MinLearningRate = 0.1f, WarmupSteps = 4, Schedule = ScheduleKind.Cosine };
+        Assert.Equal(0.25f, o.LearningRateAt(1, 10));
+        Assert.Equal(1f, o.LearningRateAt(4, 10));
+        Assert.Equal(0.1f, o.LearningRateAt(10, 10), 6);
+        Assert.Equal(0.55f, o.LearningRateAt(7, 10), 5);
+        Assert.Equal(1f, (o with { Schedule = ScheduleKind.Constant }).LearningRateAt(9, 10));
+    }
+}
