@@ -30,9 +30,16 @@ mapped, and ``openblas_corename``). To select OpenBLAS system-wide (root):
     update-alternatives --set libblas.so.3-x86_64-linux-gnu \
         /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3      # or .../openblas-openmp/...
 
-or per process, without root:
+or per process, without root (this is what the script does by default, see --blas):
 
     LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 tests/reference/bench_torch.py ...
+
+Use the OpenMP build of OpenBLAS (package libopenblas0-openmp): torch's own parallel loops use
+libgomp, and with the pthread build OpenBLAS runs its own worker threads while torch's OpenMP workers
+are still spin-waiting, i.e. ~2x oversubscription with --threads 2. By default (--blas openmp) the
+script re-executes itself with LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp (and
+without OPENBLAS_CORETYPE); --blas pthread picks the pthread build, --blas system leaves the loader
+alone (whatever update-alternatives selected).
 
 OPENBLAS_CORETYPE must be unset (some environments preset ``Haswell``, which forces AVX2 kernels on
 an AVX-512 CPU); this script removes it from its own environment before torch (and thus OpenBLAS)
@@ -67,6 +74,21 @@ for _i, _a in enumerate(sys.argv):
         _args_threads = sys.argv[_i + 1]
     elif _a.startswith("--threads="):
         _args_threads = _a.split("=", 1)[1]
+_blas = "openmp"
+for _i, _a in enumerate(sys.argv):
+    if _a == "--blas" and _i + 1 < len(sys.argv):
+        _blas = sys.argv[_i + 1]
+    elif _a.startswith("--blas="):
+        _blas = _a.split("=", 1)[1]
+_BLAS_DIRS = {"openmp": "/usr/lib/x86_64-linux-gnu/openblas-openmp",
+              "pthread": "/usr/lib/x86_64-linux-gnu/openblas-pthread"}
+if _blas in _BLAS_DIRS and os.path.isdir(_BLAS_DIRS[_blas]):
+    _ld = os.environ.get("LD_LIBRARY_PATH", "")
+    if not _ld.startswith(_BLAS_DIRS[_blas]) or "OPENBLAS_CORETYPE" in os.environ:
+        # The dynamic loader reads LD_LIBRARY_PATH only at process start: re-exec ourselves.
+        os.environ["LD_LIBRARY_PATH"] = _BLAS_DIRS[_blas] + (":" + _ld if _ld else "")
+        os.environ.pop("OPENBLAS_CORETYPE", None)
+        os.execv(sys.executable, [sys.executable] + sys.argv)
 os.environ.pop("OPENBLAS_CORETYPE", None)
 if _args_threads is not None:
     os.environ["OMP_NUM_THREADS"] = _args_threads
@@ -386,6 +408,8 @@ def main():
     ap.add_argument("--rope-theta", type=float, default=10000.0)
     ap.add_argument("--eps", type=float, default=1e-5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--blas", choices=["openmp", "pthread", "system"], default="openmp",
+                    help="OpenBLAS variant to load (via LD_LIBRARY_PATH + re-exec); 'system' = the alternatives choice")
     ap.add_argument("--self-test", action="store_true", help="check modes/attentions agree (float64, tiny)")
     a = ap.parse_args()
 
@@ -440,7 +464,7 @@ def main():
         "num_params": sum(p.numel() for p in params),
         "config": {k: getattr(a, k) for k in ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab",
                                              "seq_len", "batch", "steps", "mode", "threads", "attention",
-                                             "attn_block", "rope_theta", "eps", "seed")},
+                                             "attn_block", "rope_theta", "eps", "seed", "blas")},
         "optimizer": "AdamW lr=1e-3 betas=(0.9,0.95) eps=1e-8 wd=0.1 (2-D) / 0 (1-D), fp32",
         "torch_version": torch.__version__,
         "torch_num_threads": torch.get_num_threads(),
