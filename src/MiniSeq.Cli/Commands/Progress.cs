@@ -5,8 +5,8 @@ namespace MiniSeq.Cli.Commands;
 
 internal static class Progress
 {
-    /// <summary>Runs <paramref name="step"/>(1..steps); each call returns a status line.</summary>
-    public static void Run(int steps, Func<int, string> step)
+    /// <summary>Runs <paramref name="step"/>(1..steps); each call returns a status line, or null to stop early.</summary>
+    public static void Run(int steps, Func<int, string?> step)
     {
         if (AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected)
         {
@@ -17,7 +17,14 @@ internal static class Progress
                     ProgressTask task = ctx.AddTask("starting", maxValue: steps);
                     for (int s = 1; s <= steps; s++)
                     {
-                        task.Description = Markup.Escape(step(s));
+                        string? line = step(s);
+                        if (line is null)
+                        {
+                            task.Value = task.MaxValue;
+                            break;
+                        }
+
+                        task.Description = Markup.Escape(line);
                         task.Increment(1);
                     }
                 });
@@ -27,7 +34,12 @@ internal static class Progress
         int every = Math.Max(1, steps / 20);
         for (int s = 1; s <= steps; s++)
         {
-            string line = step(s);
+            string? line = step(s);
+            if (line is null)
+            {
+                return;
+            }
+
             if (s == 1 || s % every == 0 || s == steps)
             {
                 Console.WriteLine(line);

@@ -15,12 +15,12 @@ internal static class TrainCommand
 {
     private static readonly Option<string?> ModelDir = new("--model") { Description = "Hugging Face model directory to train (config.json + model.safetensors)" };
     private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]}" };
-    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo runs about 3 minutes)" };
+    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: up to 1000 steps within --time-limit 180 s)" };
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "adamw | sgd", DefaultValueFactory = _ => "adamw" };
-    private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 2e-3)" };
+    private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 4e-3)" };
     private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay on matrices and embeddings", DefaultValueFactory = _ => 0f };
     private static readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1" };
-    private static readonly Option<float> Beta2 = new("--beta2") { DefaultValueFactory = _ => 0.999f, Description = "AdamW β2" };
+    private static readonly Option<float?> Beta2 = new("--beta2") { Description = "AdamW β2 (default 0.999; demo 0.95)" };
     private static readonly Option<float> Eps = new("--eps") { DefaultValueFactory = _ => 1e-8f, Description = "AdamW ε" };
     private static readonly Option<float> Momentum = new("--momentum") { DefaultValueFactory = _ => 0f, Description = "SGD momentum" };
     private static readonly Option<float> GradClip = new("--grad-clip") { DefaultValueFactory = _ => 0f, Description = "Global gradient-norm clipping (0 = off)" };
@@ -33,22 +33,23 @@ internal static class TrainCommand
     private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
-    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 1024, Description = "Demo only: tokens per sequence" };
-    private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 16, Description = "Demo only: key–value pairs per sequence" };
-    private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 6, Description = "Demo only: mean filler tokens between pairs" };
-    private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 4, Description = "Demo only: sequences per step" };
+    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 512, Description = "Demo only: tokens per sequence" };
+    private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 8, Description = "Demo only: key–value pairs per sequence" };
+    private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 2, Description = "Demo only: mean filler tokens between pairs" };
+    private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 8, Description = "Demo only: sequences per step" };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
     private static readonly Option<float> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0f, Description = "Cross-entropy label smoothing ε (PyTorch semantics)" };
     private static readonly Option<float> ZLoss = new("--z-loss") { DefaultValueFactory = _ => 0f, Description = "z-loss weight w (adds w·lse² per scored token)" };
     private static readonly Option<float> SoftCap = new("--logit-softcap") { DefaultValueFactory = _ => 0f, Description = "Final-logit soft-capping cap·tanh(z/cap) (0 = off; Gemma-2 uses 30)" };
     private static readonly Option<string> LmHeadGrad = new("--lm-head-grad") { DefaultValueFactory = _ => "forward", Description = "LM-head gradient: forward (formed with the loss, Liger-style) | recompute (CCE-style)" };
     private static readonly Option<int> SaveEvery = new("--save-every") { DefaultValueFactory = _ => 0, Description = "Also save to --save every N steps (atomically), so a crash loses at most N steps" };
+    private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none)" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file" };
 
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Metrics })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, TimeLimit, Metrics })
         {
             command.Options.Add(o);
         }
@@ -90,7 +91,8 @@ internal static class TrainCommand
         }
 
         // Validate every option and check the memory budget before anything large is allocated.
-        int steps = p.GetValue(Steps) ?? (demo ? 400 : 1);
+        int steps = p.GetValue(Steps) ?? (demo ? 1000 : 1);
+        double? timeLimit = p.GetValue(TimeLimit) ?? (demo && p.GetValue(Steps) is null ? 180 : null);
         if (steps < 1)
         {
             throw new ArgumentException($"--steps must be at least 1 (got {steps}).");
@@ -138,10 +140,10 @@ internal static class TrainCommand
                 "sgd" => OptimizerKind.Sgd,
                 string other => throw new ArgumentException($"--optimizer must be adamw or sgd (got '{other}')."),
             },
-            LearningRate = p.GetValue(Lr) ?? (demo ? 2e-3f : 1e-3f),
+            LearningRate = p.GetValue(Lr) ?? (demo ? 4e-3f : 1e-3f),
             WeightDecay = p.GetValue(WeightDecay),
             Beta1 = p.GetValue(Beta1),
-            Beta2 = p.GetValue(Beta2),
+            Beta2 = p.GetValue(Beta2) ?? (demo ? 0.95f : 0.999f),
             Epsilon = p.GetValue(Eps),
             Momentum = p.GetValue(Momentum),
             GradClip = demo && p.GetResult(GradClip) is null ? 1f : p.GetValue(GradClip),
@@ -188,8 +190,14 @@ internal static class TrainCommand
             PrintHeader(model, batch, trainer, demo);
             var history = new List<StepResult>();
             using StreamWriter? metrics = p.GetValue(Metrics) is string mp ? new StreamWriter(mp, append: true) : null;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             Progress.Run(steps, step =>
             {
+                if (timeLimit is double limit && clock.Elapsed.TotalSeconds >= limit)
+                {
+                    return null;
+                }
+
                 if (demo && step > 1)
                 {
                     batch = NextDemoBatch(task!, rng!, batch.BatchSize);
