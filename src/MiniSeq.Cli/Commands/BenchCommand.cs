@@ -156,7 +156,7 @@ internal static class BenchCommand
                 }
             }
 
-            string md = MemoryTable(rows, null);
+            string md = $"machine: {MachineLine()}\n\n" + MemoryTable(rows, null) + "\n" + ProfileTable(rows);
             Console.Write(md);
             if (p.GetValue(Out) is string prefix)
             {
@@ -288,6 +288,27 @@ internal static class BenchCommand
         }
 
         return lo;
+    }
+
+    internal static string ProfileTable(IReadOnlyList<StepBenchmarkResult> rows)
+    {
+        if (rows.Count == 0)
+        {
+            return "";
+        }
+
+        string[] ops = rows[0].ProfileSecondsPerStep.Keys.ToArray();
+        var sb = new StringBuilder("Time per step by op family (seconds, median step; `other` = copies, clears, embedding):\n\n| mode | N | step s | " + string.Join(" | ", ops) + " | unaccounted |\n");
+        sb.Append("|---|---:|---:|" + string.Concat(ops.Select(_ => "---:|")) + "---:|\n");
+        foreach (StepBenchmarkResult r in rows)
+        {
+            double accounted = r.ProfileSecondsPerStep.Values.Sum();
+            sb.Append(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.SeqLen} | {r.MedianStepSeconds:F3} | ");
+            sb.Append(string.Join(" | ", ops.Select(o => r.ProfileSecondsPerStep[o].ToString("F3", CultureInfo.InvariantCulture))));
+            sb.Append(CultureInfo.InvariantCulture, $" | {Math.Max(0, r.MedianStepSeconds - accounted):F3} |\n");
+        }
+
+        return sb.ToString();
     }
 
     internal static string MemoryTable(IReadOnlyList<StepBenchmarkResult> rows, long? budget)

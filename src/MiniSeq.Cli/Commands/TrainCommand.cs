@@ -268,17 +268,20 @@ internal static class TrainCommand
         return new TokenBatch(rows, task.SeqLen, ids, labels);
     }
 
+    /// <summary>Fraction of scored positions of 8 held-out sequences whose arg-max prediction is the right value.</summary>
     private static double RecallAccuracy(LlamaModel model, AssociativeRecall task, DeterministicRandom rng)
     {
-        TokenBatch test = NextDemoBatch(task, rng, 1);
-        var rows = Enumerable.Range(0, test.SeqLen).Where(t => test.Labels[t] != -100).ToArray();
-        var logits = new float[rows.Length * model.Config.VocabSize];
-        using var pass = new LlamaPass(model, new StepPlan(model.Config, 1, test.SeqLen, TrainingPolicy.MiniSequence(model.Config, test.SeqLen, false), training: false));
+        const int Rows = 8;
+        TokenBatch test = NextDemoBatch(task, rng, Rows);
+        int[] rows = Enumerable.Range(0, test.TokenCount).Where(t => test.Labels[t] != -100).ToArray();
+        int v = model.Config.VocabSize;
+        var logits = new float[rows.Length * v];
+        using var pass = new LlamaPass(model, new StepPlan(model.Config, Rows, test.SeqLen, TrainingPolicy.Vanilla, training: false));
         pass.ForwardLogits(test.InputIds, rows, logits);
         int correct = 0;
         for (int i = 0; i < rows.Length; i++)
         {
-            ReadOnlySpan<float> row = logits.AsSpan(i * model.Config.VocabSize, model.Config.VocabSize);
+            ReadOnlySpan<float> row = logits.AsSpan(i * v, v);
             int best = 0;
             for (int j = 1; j < row.Length; j++)
             {
@@ -291,7 +294,7 @@ internal static class TrainCommand
             correct += best == test.Labels[rows[i]] ? 1 : 0;
         }
 
-        return (double)correct / rows.Length;
+        return (double)correct / Math.Max(1, rows.Length);
     }
 
     private static void PrintHeader(LlamaModel model, TokenBatch batch, Trainer trainer, bool demo)

@@ -2,6 +2,7 @@
 // reporting tokens/s, measured peak bytes per category, the process peak RSS and the planner's prediction.
 // Run one configuration per process when peak RSS matters (`miniseq bench memory` does).
 using System.Diagnostics;
+using MiniSeq.Diagnostics;
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
@@ -23,7 +24,8 @@ public sealed record StepBenchmarkResult(
     long TrackedPeakBytes,
     long ProcessPeakRssBytes,
     long PredictedTrackedBytes,
-    long PredictedProcessPeakBytes);
+    long PredictedProcessPeakBytes,
+    Dictionary<string, double> ProfileSecondsPerStep);
 
 /// <summary>Times real training steps.</summary>
 public static class StepBenchmark
@@ -57,8 +59,14 @@ public static class StepBenchmark
         using var trainer = new Trainer(model, new TrainerOptions { Optimizer = optimizer, Policy = policy, TotalSteps = steps }, batchSize, seqLen);
         var times = new List<double>();
         var losses = new List<double>();
+        StepProfiler.Enabled = true;
         for (int s = 0; s < steps; s++)
         {
+            if (s == 1)
+            {
+                StepProfiler.Reset(); // profile the timed steps only
+            }
+
             long t0 = Stopwatch.GetTimestamp();
             StepResult r = trainer.Step(batch);
             double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
@@ -67,10 +75,13 @@ public static class StepBenchmark
             log?.Invoke(FormattableString.Invariant($"{mode} N={seqLen} step {s + 1}/{steps}: {seconds:F2} s, loss {r.Loss:F4}"));
         }
 
+        int profiled = Math.Max(1, steps - 1);
+        var profile = StepProfiler.Seconds().ToDictionary(kv => kv.Key.ToString(), kv => kv.Value / profiled);
+        StepProfiler.Enabled = false;
         MemoryReport mem = ledger.Snapshot();
         List<double> timed = times.Count > 1 ? times.Skip(1).Order().ToList() : times;
         double median = timed[timed.Count / 2];
         return new StepBenchmarkResult(mode, seqLen, batchSize, steps, median, batchSize * seqLen / median, losses[0], losses[^1],
-            mem.PeakBytes, mem.PeakTotalBytes, mem.ProcessPeakRssBytes, prediction.TrackedTotal, prediction.ProcessPeak);
+            mem.PeakBytes, mem.PeakTotalBytes, mem.ProcessPeakRssBytes, prediction.TrackedTotal, prediction.ProcessPeak, profile);
     }
 }
