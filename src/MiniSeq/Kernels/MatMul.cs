@@ -300,8 +300,25 @@ public static unsafe partial class MatMul
                 int cj = j0 + jp * nr;
                 int w = Math.Min(nr, job.N - cj);
                 float* bPanel = job.PackedB + (cj / nr * job.BPanelStride) + ((nint)pc * nr);
+
+                // The next B micro-panel (usually in L3 only) is pulled into L2 a slice per kernel call, so its first
+                // use does not stall; after the last panel of this k slice comes the first panel of the next one.
+                float* bNext = jp + 1 < bPanels ? bPanel + job.BPanelStride
+                    : pc + KC < k ? job.PackedB + (j0 / nr * job.BPanelStride) + ((nint)(pc + KC) * nr) : null;
+                int nextLines = bNext == null ? 0 : Math.Min(KC, k - pc - (jp + 1 < bPanels ? 0 : KC)) * nr / 16;
+                int linesPerCall = (nextLines + aPanels - 1) / aPanels;
                 for (int ip = 0; ip < aPanels; ip++)
                 {
+                    if (Sse.IsSupported)
+                    {
+                        int firstLine = ip * linesPerCall;
+                        int lastLine = Math.Min(nextLines, firstLine + linesPerCall);
+                        for (int line = firstLine; line < lastLine; line++)
+                        {
+                            Sse.Prefetch1(bNext + (line * 16));
+                        }
+                    }
+
                     int ci = i0 + ip * mr;
                     int h = Math.Min(mr, job.M - ci);
                     float* aPanel = packA + (ip * aStride);
