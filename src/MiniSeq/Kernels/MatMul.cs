@@ -183,6 +183,9 @@ public static unsafe partial class MatMul
         job.PackedB = EnsureBuffer(ref t_packB, ref t_packBCapacity, job.BPanels * job.BPanelStride);
         job.BPanelsPerTask = Math.Max(1, 65536 / (job.Nr * k));
         int packTasks = (job.BPanels + job.BPanelsPerTask - 1) / job.BPanelsPerTask;
+
+        // A packed B beyond half the L2 is mostly in L3: tiles then prefetch each next B micro-panel (see TileTask).
+        job.PrefetchB = Sse.IsSupported && job.BPanels * job.BPanelStride * sizeof(float) > (512 << 10);
         int tileTasks = job.MBlocks * job.NBlocks;
 
         if ((long)m * n * k < ParallelThreshold || KernelThreads.ThreadCount == 1)
@@ -210,6 +213,7 @@ public static unsafe partial class MatMul
         public bool TransB;
         public bool Overwrite;
         public bool Stream;
+        public bool PrefetchB;
         public int M;
         public int N;
         public int K;
@@ -309,7 +313,7 @@ public static unsafe partial class MatMul
                 int linesPerCall = (nextLines + aPanels - 1) / aPanels;
                 for (int ip = 0; ip < aPanels; ip++)
                 {
-                    if (Sse.IsSupported)
+                    if (job.PrefetchB)
                     {
                         int firstLine = ip * linesPerCall;
                         int lastLine = Math.Min(nextLines, firstLine + linesPerCall);
