@@ -226,7 +226,7 @@ public static unsafe partial class MatMul
         public int Ldc;
         public int Mr;
         public int Nr;
-        public delegate*<int, float*, float*, float*, nint, float, int, void> Kernel;
+        public delegate*<int, float*, float*, float*, nint, float, int, float*, void> Kernel;
         public int Mc;
         public int Nc;
         public int MBlocks;
@@ -305,37 +305,30 @@ public static unsafe partial class MatMul
                 int w = Math.Min(nr, job.N - cj);
                 float* bPanel = job.PackedB + (cj / nr * job.BPanelStride) + ((nint)pc * nr);
 
-                // The next B micro-panel (usually in L3 only) is pulled into L2 a slice per kernel call, so its first
-                // use does not stall; after the last panel of this k slice comes the first panel of the next one.
-                float* bNext = jp + 1 < bPanels ? bPanel + job.BPanelStride
+                // The next B micro-panel (usually in L3 only) is pulled into L2 by the kernel calls on this one, a line
+                // every 4 k steps, so its first use does not stall; after the last panel of this k slice comes the
+                // first panel of the next slice.
+                float* bNext = !job.PrefetchB ? null
+                    : jp + 1 < bPanels ? bPanel + job.BPanelStride
                     : pc + KC < k ? job.PackedB + (j0 / nr * job.BPanelStride) + ((nint)(pc + KC) * nr) : null;
                 int nextLines = bNext == null ? 0 : Math.Min(KC, k - pc - (jp + 1 < bPanels ? 0 : KC)) * nr / 16;
-                int linesPerCall = (nextLines + aPanels - 1) / aPanels;
                 for (int ip = 0; ip < aPanels; ip++)
                 {
-                    if (job.PrefetchB)
-                    {
-                        int firstLine = ip * linesPerCall;
-                        int lastLine = Math.Min(nextLines, firstLine + linesPerCall);
-                        for (int line = firstLine; line < lastLine; line++)
-                        {
-                            Sse.Prefetch1(bNext + (line * 16));
-                        }
-                    }
-
                     int ci = i0 + ip * mr;
                     int h = Math.Min(mr, job.M - ci);
                     float* aPanel = packA + (ip * aStride);
+                    int line = ip * (kc / 4);
+                    float* prefetch = line < nextLines ? bNext + (line * 16) : aPanel;
                     float* cTile = job.C + (ci * ldc) + cj;
                     if (h == mr && w == nr)
                     {
-                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store);
+                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store, prefetch);
                     }
                     else
                     {
                         // Edge tile: the kernel writes the raw sums to a scratch tile, then the valid part is merged
                         // with the same alpha/FMA arithmetic the full-tile store uses.
-                        kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite);
+                        kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite, prefetch);
                         MergeEdge(edge, nr, h, w, alpha, overwrite, cTile, ldc);
                     }
                 }
