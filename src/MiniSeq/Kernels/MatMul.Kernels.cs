@@ -21,7 +21,7 @@ public static unsafe partial class MatMul
 
     // 8 rows × 32 columns: 16 zmm accumulators, 2 B loads and 8 broadcasts per k step (16 FMAs).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void KernelV512(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store)
+    private static void KernelV512(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
     {
         if (store == StoreAccumulate)
         {
@@ -39,6 +39,13 @@ public static unsafe partial class MatMul
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
         for (int p = 0; p < kc; p++)
         {
+            if ((p & 3) == 0)
+            {
+                // One line of the caller's next B micro-panel per 4 steps (see MatMul.TileTask).
+                Sse.Prefetch1(prefetch);
+                prefetch += 16;
+            }
+
             Vector512<float> b0 = Vector512.Load(b);
             Vector512<float> b1 = Vector512.Load(b + 16);
             Vector512<float> av = Vector512.Create(a[0]);
@@ -102,7 +109,7 @@ public static unsafe partial class MatMul
 
     // 6 rows × 16 columns: 12 ymm accumulators, 2 B loads and 6 broadcasts per k step (12 FMAs).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store)
+    private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -158,7 +165,7 @@ public static unsafe partial class MatMul
     }
 
     // 4 rows × 4 columns of scalars; the portable fallback (and the check that the blocking logic is ISA-independent).
-    private static void KernelScalar(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store)
+    private static void KernelScalar(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
     {
         float* acc = stackalloc float[MrScalar * NrScalar];
         for (int i = 0; i < MrScalar * NrScalar; i++)

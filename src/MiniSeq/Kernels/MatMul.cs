@@ -183,6 +183,9 @@ public static unsafe partial class MatMul
         job.PackedB = EnsureBuffer(ref t_packB, ref t_packBCapacity, job.BPanels * job.BPanelStride);
         job.BPanelsPerTask = Math.Max(1, 65536 / (job.Nr * k));
         int packTasks = (job.BPanels + job.BPanelsPerTask - 1) / job.BPanelsPerTask;
+
+        // A packed B beyond half the L2 is mostly in L3: tiles then prefetch each next B micro-panel (see TileTask).
+        job.PrefetchB = Sse.IsSupported && job.BPanels * job.BPanelStride * sizeof(float) > (512 << 10);
         int tileTasks = job.MBlocks * job.NBlocks;
 
         if ((long)m * n * k < ParallelThreshold || KernelThreads.ThreadCount == 1)
@@ -210,6 +213,7 @@ public static unsafe partial class MatMul
         public bool TransB;
         public bool Overwrite;
         public bool Stream;
+        public bool PrefetchB;
         public int M;
         public int N;
         public int K;
@@ -222,7 +226,7 @@ public static unsafe partial class MatMul
         public int Ldc;
         public int Mr;
         public int Nr;
-        public delegate*<int, float*, float*, float*, nint, float, int, void> Kernel;
+        public delegate*<int, float*, float*, float*, nint, float, int, float*, void> Kernel;
         public int Mc;
         public int Nc;
         public int MBlocks;
@@ -300,21 +304,31 @@ public static unsafe partial class MatMul
                 int cj = j0 + jp * nr;
                 int w = Math.Min(nr, job.N - cj);
                 float* bPanel = job.PackedB + (cj / nr * job.BPanelStride) + ((nint)pc * nr);
+
+                // The next B micro-panel (usually in L3 only) is pulled into L2 by the kernel calls on this one, a line
+                // every 4 k steps, so its first use does not stall; after the last panel of this k slice comes the
+                // first panel of the next slice.
+                float* bNext = !job.PrefetchB ? null
+                    : jp + 1 < bPanels ? bPanel + job.BPanelStride
+                    : pc + KC < k ? job.PackedB + (j0 / nr * job.BPanelStride) + ((nint)(pc + KC) * nr) : null;
+                int nextLines = bNext == null ? 0 : Math.Min(KC, k - pc - (jp + 1 < bPanels ? 0 : KC)) * nr / 16;
                 for (int ip = 0; ip < aPanels; ip++)
                 {
                     int ci = i0 + ip * mr;
                     int h = Math.Min(mr, job.M - ci);
                     float* aPanel = packA + (ip * aStride);
+                    int line = ip * (kc / 4);
+                    float* prefetch = line < nextLines ? bNext + (line * 16) : aPanel;
                     float* cTile = job.C + (ci * ldc) + cj;
                     if (h == mr && w == nr)
                     {
-                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store);
+                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store, prefetch);
                     }
                     else
                     {
                         // Edge tile: the kernel writes the raw sums to a scratch tile, then the valid part is merged
                         // with the same alpha/FMA arithmetic the full-tile store uses.
-                        kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite);
+                        kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite, prefetch);
                         MergeEdge(edge, nr, h, w, alpha, overwrite, cTile, ldc);
                     }
                 }
