@@ -124,4 +124,25 @@ public class CliTests
 
         Assert.Contains("Fastest policy", r.Stdout, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Demo_ShortRun_PrintsSummary()
+    {
+        CliResult r = CliRunner.Run("train", "--steps", "3", "--seq-len", "64", "--batch", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("loss first", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("process peak RSS", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("recall accuracy", r.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BenchRunStep_PrintsJsonWithPredictionAndProfile()
+    {
+        CliResult r = CliRunner.Run("bench", "run-step", "--config", "tiny", "--seq-len", "64", "--mode", "mst+checkpoint", "--steps", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using JsonDocument json = JsonDocument.Parse(r.Stdout.Trim().Split('\n')[^1]);
+        Assert.True(json.RootElement.GetProperty("TokensPerSecond").GetDouble() > 0);
+        Assert.True(json.RootElement.GetProperty("PredictedTrackedBytes").GetInt64() == json.RootElement.GetProperty("TrackedPeakBytes").GetInt64());
+        Assert.True(json.RootElement.GetProperty("ProfileSecondsPerStep").GetProperty("AttentionForward").GetDouble() > 0);
+    }
 }
