@@ -3,9 +3,7 @@
 // final-logit soft-capping. Rows are independent and run in parallel; the returned sum adds the row losses in row
 // order, so it is deterministic. Deliberately not: materialising probabilities (the gradient overwrites the logits).
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using MiniSeq.Kernels.Simd;
-using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
 
@@ -58,7 +56,7 @@ public static unsafe class CrossEntropy
             return 0;
         }
 
-        var body = new RowBody
+        var body = new WidthBody<RowBody>(new RowBody
         {
             Logits = logits,
             Labels = labels,
@@ -70,9 +68,8 @@ public static unsafe class CrossEntropy
             GradScale = gradScale,
             RowLoss = rowLoss,
             RowsPerTask = RmsNorm.RowsPerTask(vocab),
-            Width = KernelSelector.Width,
-        };
-        RmsNorm.RunRows(ref body, rows, body.RowsPerTask);
+        }, KernelSelector.Width);
+        RmsNorm.RunRows(ref body, rows, body.Body.RowsPerTask);
 
         double total = 0;
         for (int r = 0; r < rows; r++)
@@ -83,7 +80,7 @@ public static unsafe class CrossEntropy
         return total;
     }
 
-    private struct RowBody : IParallelBody
+    private struct RowBody : IWidthBody
     {
         public float* Logits;
         public int* Labels;
@@ -95,9 +92,10 @@ public static unsafe class CrossEntropy
         public float GradScale;
         public float* RowLoss;
         public int RowsPerTask;
-        public IsaWidth Width;
 
-        public readonly void Execute(int index)
+        public readonly void Execute<TW, TV>(int index)
+            where TW : IVectorWidth<TV>
+            where TV : struct
         {
             int start = index * RowsPerTask;
             int end = Math.Min(Rows, start + RowsPerTask);
@@ -116,13 +114,7 @@ public static unsafe class CrossEntropy
                     continue;
                 }
 
-                RowLoss[r] = Width switch
-                {
-                    IsaWidth.V512 => Row<Width512, Vector512<float>>(row, y),
-                    IsaWidth.V256 => Row<Width256, Vector256<float>>(row, y),
-                    IsaWidth.V128 => Row<Width128, Vector128<float>>(row, y),
-                    _ => Row<ScalarWidth, float>(row, y),
-                };
+                RowLoss[r] = Row<TW, TV>(row, y);
             }
         }
 

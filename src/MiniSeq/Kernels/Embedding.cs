@@ -2,7 +2,6 @@
 // blocks of dim, each adding rows in order, so repeated tokens accumulate in a fixed order: race-free and
 // independent of the thread count. Deliberately not: validation of token ids (the caller does it once per batch).
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using MiniSeq.Kernels.Simd;
 using MiniSeq.Threading;
 
@@ -37,7 +36,7 @@ public static unsafe class Embedding
             return;
         }
 
-        var body = new BackwardBody { DOutput = dOutput, Tokens = tokens, Count = count, Dim = dim, DTable = dTable, Width = KernelSelector.Width };
+        var body = new WidthBody<BackwardBody>(new BackwardBody { DOutput = dOutput, Tokens = tokens, Count = count, Dim = dim, DTable = dTable }, KernelSelector.Width);
         int blocks = (dim + ColumnBlock - 1) / ColumnBlock;
         if (blocks == 1 || (long)count * dim < 2 * SimdLoops.ParallelGrain)
         {
@@ -73,41 +72,21 @@ public static unsafe class Embedding
         }
     }
 
-    private struct BackwardBody : IParallelBody
+    private struct BackwardBody : IWidthBody
     {
         public float* DOutput;
         public int* Tokens;
         public int Count;
         public int Dim;
         public float* DTable;
-        public IsaWidth Width;
-
-        public readonly void Execute(int index)
-        {
-            switch (Width)
-            {
-                case IsaWidth.V512:
-                    Run<Width512, Vector512<float>>(index);
-                    break;
-                case IsaWidth.V256:
-                    Run<Width256, Vector256<float>>(index);
-                    break;
-                case IsaWidth.V128:
-                    Run<Width128, Vector128<float>>(index);
-                    break;
-                default:
-                    Run<ScalarWidth, float>(index);
-                    break;
-            }
-        }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Run<TW, TV>(int block)
+        public readonly void Execute<TW, TV>(int index)
             where TW : IVectorWidth<TV>
             where TV : struct
         {
             // forward: out[r, :] = table[tokens[r], :]  →  dTable[tokens[r], :] += dOut[r, :], r in order
-            int c0 = block * ColumnBlock;
+            int c0 = index * ColumnBlock; // this task's column block
             int n = Math.Min(ColumnBlock, Dim - c0);
             int c = TW.Count;
             for (int r = 0; r < Count; r++)

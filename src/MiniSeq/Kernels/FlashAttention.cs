@@ -1,12 +1,13 @@
 // Causal grouped-query flash attention: public entry points, validation, ISA selection, parallel dispatch and
-// per-thread scratch. The arithmetic lives in the partial files FlashAttention.Scalar.cs (row-wise fallback),
-// FlashAttention.V512.cs (tiled SIMD kernels) and FlashAttention.V256.cs (generated from the V512 file).
+// per-thread scratch. The arithmetic lives in the partial files FlashAttention.Scalar.cs (row-wise fallback) and
+// FlashAttention.Tiled.cs (tiled SIMD kernels, generic over the vector width: run here on Vector512 and Vector256).
 // Deliberately not here: RoPE (q and k arrive rotated), dropout, non-causal or padded/varlen masks, and any
 // T×T buffer — memory stays O(T·D): output, lse and per-thread scratch sized by the tile, never by T.
 // Derivation and measurements: docs/kernels/attention.md.
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using MiniSeq.Kernels.Simd;
 using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
@@ -67,8 +68,8 @@ public static unsafe partial class FlashAttention
         var args = new Args(q, k, v, null, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa));
         int blockRows = args.Isa switch
         {
-            FlashAttentionIsa.V512 => 4 * Vector512<float>.Count,
-            FlashAttentionIsa.V256 => 4 * Vector256<float>.Count,
+            FlashAttentionIsa.V512 => 4 * Width512.Count,
+            FlashAttentionIsa.V256 => 4 * Width256.Count,
             _ => ScalarRowBlock,
         };
         args.RowBlock = blockRows;
@@ -110,10 +111,10 @@ public static unsafe partial class FlashAttention
         switch (a.Isa)
         {
             case FlashAttentionIsa.V512:
-                ForwardGroupV512(ref a, b, kvh, qb);
+                ForwardGroup<Width512, Vector512<float>>(ref a, b, kvh, qb);
                 break;
             case FlashAttentionIsa.V256:
-                ForwardGroupV256(ref a, b, kvh, qb);
+                ForwardGroup<Width256, Vector256<float>>(ref a, b, kvh, qb);
                 break;
             default:
                 int group = a.HeadCount / a.KvHeadCount;
@@ -134,10 +135,10 @@ public static unsafe partial class FlashAttention
         switch (a.Isa)
         {
             case FlashAttentionIsa.V512:
-                BackwardGroupV512(ref a, b, kvh);
+                BackwardGroup<Width512, Vector512<float>>(ref a, b, kvh);
                 break;
             case FlashAttentionIsa.V256:
-                BackwardGroupV256(ref a, b, kvh);
+                BackwardGroup<Width256, Vector256<float>>(ref a, b, kvh);
                 break;
             default:
                 BackwardGroupScalar(ref a, b, kvh);

@@ -181,7 +181,7 @@ public static unsafe partial class MatMul
         job.BPanels = (n + job.Nr - 1) / job.Nr;
         job.BPanelStride = ((nint)job.Nr * k) + PanelPad;
         job.PackedB = EnsureBuffer(ref t_packB, ref t_packBCapacity, job.BPanels * job.BPanelStride);
-        job.BPanelsPerTask = Math.Max(1, 65536 / (job.Nr * k));
+        job.BPanelsPerTask = (int)Math.Max(1, 65536 / ((long)job.Nr * k));
         int packTasks = (job.BPanels + job.BPanelsPerTask - 1) / job.BPanelsPerTask;
 
         // A packed B beyond half the L2 is mostly in L3: tiles then prefetch each next B micro-panel (see TileTask).

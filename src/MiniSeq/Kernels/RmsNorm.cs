@@ -5,7 +5,6 @@
 // Deliberately not: LayerNorm (no mean subtraction, no bias in Llama).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using MiniSeq.Kernels.Simd;
 using MiniSeq.Threading;
 
@@ -53,7 +52,7 @@ public static unsafe class RmsNorm
             return;
         }
 
-        var body = new ForwardBody
+        var body = new WidthBody<ForwardBody>(new ForwardBody
         {
             Residual = residual,
             X = x,
@@ -65,9 +64,8 @@ public static unsafe class RmsNorm
             Dim = dim,
             Eps = eps,
             RowsPerTask = RowsPerTask(dim),
-            Width = KernelSelector.Width,
-        };
-        RunRows(ref body, rows, body.RowsPerTask);
+        }, KernelSelector.Width);
+        RunRows(ref body, rows, body.Body.RowsPerTask);
     }
 
     /// <summary>Accumulates into dx (rows, dim) and dWeight (dim).</summary>
@@ -95,7 +93,7 @@ public static unsafe class RmsNorm
         var partial = (float*)NativeMemory.AlignedAlloc((nuint)(partialLength * sizeof(float)), 64); // (blocks, dim)
         try
         {
-            var body = new BackwardBody
+            var body = new WidthBody<BackwardBody>(new BackwardBody
             {
                 DOutput = dOutput,
                 X = x,
@@ -106,8 +104,7 @@ public static unsafe class RmsNorm
                 Dx = dx,
                 Partial = partial,
                 RowsPerTask = rowsPerBlock,
-                Width = KernelSelector.Width,
-            };
+            }, KernelSelector.Width);
             RunRows(ref body, rows, rowsPerBlock);
 
             // dWeight[i] += Σ_b partial[b, i], blocks in order (dim is small: one thread).
@@ -142,7 +139,7 @@ public static unsafe class RmsNorm
         }
     }
 
-    private struct ForwardBody : IParallelBody
+    private struct ForwardBody : IWidthBody
     {
         public float* Residual;
         public float* X;
@@ -154,34 +151,14 @@ public static unsafe class RmsNorm
         public int Dim;
         public float Eps;
         public int RowsPerTask;
-        public IsaWidth Width;
-
-        public readonly void Execute(int index)
-        {
-            int start = index * RowsPerTask;
-            int end = Math.Min(Rows, start + RowsPerTask);
-            switch (Width)
-            {
-                case IsaWidth.V512:
-                    Run<Width512, Vector512<float>>(start, end);
-                    break;
-                case IsaWidth.V256:
-                    Run<Width256, Vector256<float>>(start, end);
-                    break;
-                case IsaWidth.V128:
-                    Run<Width128, Vector128<float>>(start, end);
-                    break;
-                default:
-                    Run<ScalarWidth, float>(start, end);
-                    break;
-            }
-        }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Run<TW, TV>(int start, int end)
+        public readonly void Execute<TW, TV>(int index)
             where TW : IVectorWidth<TV>
             where TV : struct
         {
+            int start = index * RowsPerTask;
+            int end = Math.Min(Rows, start + RowsPerTask);
             int dim = Dim;
             int c = TW.Count;
             for (int r = start; r < end; r++)
@@ -227,7 +204,7 @@ public static unsafe class RmsNorm
         }
     }
 
-    private struct BackwardBody : IParallelBody
+    private struct BackwardBody : IWidthBody
     {
         public float* DOutput;
         public float* X;
@@ -238,29 +215,9 @@ public static unsafe class RmsNorm
         public float* Dx;
         public float* Partial;
         public int RowsPerTask;
-        public IsaWidth Width;
-
-        public readonly void Execute(int index)
-        {
-            switch (Width)
-            {
-                case IsaWidth.V512:
-                    Run<Width512, Vector512<float>>(index);
-                    break;
-                case IsaWidth.V256:
-                    Run<Width256, Vector256<float>>(index);
-                    break;
-                case IsaWidth.V128:
-                    Run<Width128, Vector128<float>>(index);
-                    break;
-                default:
-                    Run<ScalarWidth, float>(index);
-                    break;
-            }
-        }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Run<TW, TV>(int block)
+        public readonly void Execute<TW, TV>(int index)
             where TW : IVectorWidth<TV>
             where TV : struct
         {
@@ -269,9 +226,9 @@ public static unsafe class RmsNorm
             // dw[i] += Σ_r dout[r, i]·(x[r, i]·rstd[r])   (into this block's partial row, rows in order)
             int dim = Dim;
             int c = TW.Count;
-            int start = block * RowsPerTask;
+            int start = index * RowsPerTask;
             int end = Math.Min(Rows, start + RowsPerTask);
-            float* acc = Partial + ((long)block * dim); // (dim)
+            float* acc = Partial + ((long)index * dim); // (dim) this block's dWeight partial
             new Span<float>(acc, dim).Clear();
             for (int r = start; r < end; r++)
             {

@@ -2,10 +2,8 @@
 // LlamaRotaryEmbedding, and in-place forward/backward rotations over (rows, heads·D), parallel over row blocks.
 // Deliberately not: RoPE scaling variants (linear, NTK, YaRN, llama3) or the interleaved (GPT-J) layout.
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using MiniSeq.Kernels.Simd;
 using MiniSeq.Tensors;
-using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
 
@@ -112,7 +110,7 @@ public static unsafe class Rope
         }
 
         int rowWidth = heads * table.HeadDim;
-        var body = new RopeBody
+        var body = new WidthBody<RopeBody>(new RopeBody
         {
             X = x,
             Cos = table.Cos,
@@ -124,12 +122,11 @@ public static unsafe class Rope
             PositionOffset = positionOffset,
             SinSign = backward ? -1f : 1f,
             RowsPerTask = RmsNorm.RowsPerTask(rowWidth),
-            Width = KernelSelector.Width,
-        };
-        RmsNorm.RunRows(ref body, rows, body.RowsPerTask);
+        }, KernelSelector.Width);
+        RmsNorm.RunRows(ref body, rows, body.Body.RowsPerTask);
     }
 
-    private struct RopeBody : IParallelBody
+    private struct RopeBody : IWidthBody
     {
         public float* X;
         public float* Cos;
@@ -141,34 +138,14 @@ public static unsafe class Rope
         public int PositionOffset;
         public float SinSign; // +1 forward, −1 backward (rotation by −angle)
         public int RowsPerTask;
-        public IsaWidth Width;
-
-        public readonly void Execute(int index)
-        {
-            int start = index * RowsPerTask;
-            int end = Math.Min(Rows, start + RowsPerTask);
-            switch (Width)
-            {
-                case IsaWidth.V512:
-                    Run<Width512, Vector512<float>>(start, end);
-                    break;
-                case IsaWidth.V256:
-                    Run<Width256, Vector256<float>>(start, end);
-                    break;
-                case IsaWidth.V128:
-                    Run<Width128, Vector128<float>>(start, end);
-                    break;
-                default:
-                    Run<ScalarWidth, float>(start, end);
-                    break;
-            }
-        }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Run<TW, TV>(int start, int end)
+        public readonly void Execute<TW, TV>(int index)
             where TW : IVectorWidth<TV>
             where TV : struct
         {
+            int start = index * RowsPerTask;
+            int end = Math.Min(Rows, start + RowsPerTask);
             // forward:  x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin
             // backward: the same with sin → −sin (the transposed rotation), exact since negation is exact
             int half = HeadDim / 2;

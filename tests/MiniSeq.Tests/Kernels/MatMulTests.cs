@@ -231,6 +231,43 @@ public unsafe class MatMulTests
         }
     }
 
+    private struct NestedGemmBody : IParallelBody
+    {
+        public float* A;
+        public float* B;
+        public float* C;
+        public int M;
+        public int N;
+        public int K;
+
+        public readonly void Execute(int index)
+            => MatMul.Gemm(false, true, M, N, K, 1f, A, K, B, K, 0f, C + ((long)index * M * N), N);
+    }
+
+    [Fact]
+    public void Gemm_InsideKernelThreadsJob_MatchesTopLevelCall()
+    {
+        // Called from inside another parallel kernel the GEMM runs inline on each pool thread, with that thread's
+        // packing buffers; results must equal a top-level call bit for bit.
+        const int M = 200, N = 96, K = 300, Jobs = 6;
+        var random = new Random(17);
+        float[] a = RandomArray(random, M * K);
+        float[] b = RandomArray(random, N * K);
+        float[] expected = new float[M * N];
+        float[] nested = new float[Jobs * M * N];
+        fixed (float* pa = a, pb = b, pe = expected, pn = nested)
+        {
+            MatMul.Gemm(false, true, M, N, K, 1f, pa, K, pb, K, 0f, pe, N);
+            var body = new NestedGemmBody { A = pa, B = pb, C = pn, M = M, N = N, K = K };
+            KernelThreads.For(Jobs, ref body);
+        }
+
+        for (int job = 0; job < Jobs; job++)
+        {
+            Assert.True(expected.AsSpan().SequenceEqual(nested.AsSpan(job * M * N, M * N)), $"job {job} differs");
+        }
+    }
+
     [Fact]
     public void Gemm_InvalidArguments_Throw()
     {

@@ -58,6 +58,7 @@ internal static unsafe class ReferenceAttention
         int group = headCount / kvHeadCount;
         double scale = 1.0 / Math.Sqrt(headDim);
         var scores = new double[seqLen, seqLen]; // (T, T): the point of a reference
+        var p = new double[seqLen];
         for (int b = 0; b < batchSize; b++)
         {
             for (int h = 0; h < headCount; h++)
@@ -66,25 +67,14 @@ internal static unsafe class ReferenceAttention
                 Scores(q, k, b, h, kvh, seqLen, headCount, kvHeadCount, headDim, scale, scores);
                 for (int t = 0; t < seqLen; t++)
                 {
-                    double max = double.NegativeInfinity;
-                    for (int j = 0; j <= t; j++)
-                    {
-                        max = Math.Max(max, scores[t, j]);
-                    }
-
-                    double sum = 0;
-                    for (int j = 0; j <= t; j++)
-                    {
-                        sum += Math.Exp(scores[t, j] - max);
-                    }
-
+                    double sum = ExpRow(scores, t, p, out double max);
                     long outRow = QIndex(b, t, h, 0, seqLen, headCount, headDim);
                     for (int d = 0; d < headDim; d++)
                     {
                         double acc = 0;
                         for (int j = 0; j <= t; j++)
                         {
-                            acc += Math.Exp(scores[t, j] - max) / sum * v[KvIndex(b, j, kvh, d, seqLen, kvHeadCount, headDim)];
+                            acc += p[j] / sum * v[KvIndex(b, j, kvh, d, seqLen, kvHeadCount, headDim)];
                         }
 
                         output[outRow + d] = acc;
@@ -117,18 +107,7 @@ internal static unsafe class ReferenceAttention
                 for (int t = 0; t < seqLen; t++)
                 {
                     // forward: p_tj = exp(s_tj − max) / Σ_i exp(s_ti − max)
-                    double max = double.NegativeInfinity;
-                    for (int j = 0; j <= t; j++)
-                    {
-                        max = Math.Max(max, scores[t, j]);
-                    }
-
-                    double sum = 0;
-                    for (int j = 0; j <= t; j++)
-                    {
-                        p[j] = Math.Exp(scores[t, j] - max);
-                        sum += p[j];
-                    }
+                    double sum = ExpRow(scores, t, p, out _);
 
                     long qRow = QIndex(b, t, h, 0, seqLen, headCount, headDim);
                     double pDotDp = 0;
@@ -162,6 +141,25 @@ internal static unsafe class ReferenceAttention
                 }
             }
         }
+    }
+
+    /// <summary>p[j] = exp(scores[t, j] − max) for j ≤ t, max = max_{j ≤ t} scores[t, j]; returns Σ_j p[j].</summary>
+    private static double ExpRow(double[,] scores, int t, double[] p, out double max)
+    {
+        max = double.NegativeInfinity;
+        for (int j = 0; j <= t; j++)
+        {
+            max = Math.Max(max, scores[t, j]);
+        }
+
+        double sum = 0;
+        for (int j = 0; j <= t; j++)
+        {
+            p[j] = Math.Exp(scores[t, j] - max);
+            sum += p[j];
+        }
+
+        return sum;
     }
 
     private static void Scores(double[] q, double[] k, int b, int h, int kvh, int seqLen, int headCount, int kvHeadCount, int headDim, double scale, double[,] scores)

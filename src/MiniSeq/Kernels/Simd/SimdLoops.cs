@@ -2,7 +2,9 @@
 // scalars as fields, one generic Invoke per vector of lanes) run by SimdLoops.Elementwise: widest vector first, then
 // the remainder one element at a time through the same generic code at ScalarWidth. Every operation the operators use
 // is either IEEE-exact or (exp) the same algorithm at every width, so a lane's result does not depend on where the
-// vector boundaries or the thread chunks fall: results are identical for any thread count.
+// vector boundaries or the thread chunks fall: results are identical for any thread count. Row and block kernels
+// are IWidthBody structs, written once over the width and run through WidthBody, the one switch from IsaWidth to
+// a width type for pool bodies.
 // Deliberately not: reductions across elements (row kernels do those themselves with a fixed order).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -17,6 +19,51 @@ internal interface IElementwiseOperator
     void Invoke<TW, TV>(long offset)
         where TW : IVectorWidth<TV>
         where TV : struct;
+}
+
+/// <summary>A parallel body written once for every width; <see cref="WidthBody{TBody}"/> runs it at a chosen one.</summary>
+internal interface IWidthBody
+{
+    /// <summary>Runs iteration <paramref name="index"/> at width TW; must write only outputs owned by that index.</summary>
+    void Execute<TW, TV>(int index)
+        where TW : IVectorWidth<TV>
+        where TV : struct;
+}
+
+/// <summary>
+/// Runs an <see cref="IWidthBody"/> at <see cref="Width"/> as an <see cref="IParallelBody"/>. Both are structs, so the
+/// JIT compiles each width of the body separately and calls it directly: no virtual call, no copy of the body.
+/// </summary>
+internal struct WidthBody<TBody> : IParallelBody
+    where TBody : struct, IWidthBody
+{
+    public TBody Body;
+    public IsaWidth Width;
+
+    public WidthBody(TBody body, IsaWidth width)
+    {
+        Body = body;
+        Width = width;
+    }
+
+    public void Execute(int index)
+    {
+        switch (Width)
+        {
+            case IsaWidth.V512:
+                Body.Execute<Width512, Vector512<float>>(index);
+                break;
+            case IsaWidth.V256:
+                Body.Execute<Width256, Vector256<float>>(index);
+                break;
+            case IsaWidth.V128:
+                Body.Execute<Width128, Vector128<float>>(index);
+                break;
+            default:
+                Body.Execute<ScalarWidth, float>(index);
+                break;
+        }
+    }
 }
 
 /// <summary>Loops that run operators at the selected width, in parallel over fixed chunks when large.</summary>

@@ -1,7 +1,7 @@
 // One SIMD width as a type: IVectorWidth<TV> exposes the handful of float operations the kernels need over a vector
 // type TV (float, Vector128/256/512<float>). Kernels are written once as generic methods over (TW, TV) and the JIT
 // specialises each instantiation (TW and TV are structs), so the four widths share one source without virtual calls.
-// Deliberately not: a general vector library; only what the element-wise, row-wise and optimizer kernels use.
+// Deliberately not: a general vector library; only what the element-wise, row-wise, optimizer and attention kernels use.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -33,6 +33,12 @@ internal unsafe interface IVectorWidth<TV>
 
     static abstract TV Max(TV a, TV b);
 
+    /// <summary>
+    /// The platform's max (one vmaxps on x86): equals <see cref="Max"/> except that which operand comes back for NaN
+    /// or for −0 against +0 is unspecified; attention uses it where neither occurs.
+    /// </summary>
+    static abstract TV MaxNative(TV a, TV b);
+
     static abstract TV Abs(TV a);
 
     static abstract TV Sqrt(TV a);
@@ -42,6 +48,12 @@ internal unsafe interface IVectorWidth<TV>
 
     /// <summary>Lane-wise a &lt; b ? ifTrue : ifFalse.</summary>
     static abstract TV SelectLessThan(TV a, TV b, TV ifTrue, TV ifFalse);
+
+    /// <summary>The lane indices 0, 1, …, Count − 1 as floats.</summary>
+    static abstract TV Indices { get; }
+
+    /// <summary>Each lane's bits as an int32 shifted left by <paramref name="count"/>, as a float again (builds 2^n from n + bias).</summary>
+    static abstract TV ShiftLeftBits(TV value, int count);
 
     /// <summary>e^x per lane; see <see cref="SimdMath"/> for the algorithm and its error.</summary>
     static abstract TV Exp(TV x);
@@ -76,6 +88,8 @@ internal unsafe readonly struct ScalarWidth : IVectorWidth<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Max(float a, float b) => MathF.Max(a, b);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxNative(float a, float b) => float.MaxNative(a, b);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Abs(float a) => MathF.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sqrt(float a) => MathF.Sqrt(a);
@@ -83,6 +97,11 @@ internal unsafe readonly struct ScalarWidth : IVectorWidth<float>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float CopySign(float magnitude, float sign) => MathF.CopySign(magnitude, sign);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float SelectLessThan(float a, float b, float ifTrue, float ifFalse) => a < b ? ifTrue : ifFalse;
+
+    public static float Indices => 0f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ShiftLeftBits(float value, int count) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(value) << count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Exp(float x) => SimdMath.Exp(x);
 
@@ -114,6 +133,8 @@ internal unsafe readonly struct Width128 : IVectorWidth<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MaxNative(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> a) => Vector128.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sqrt(Vector128<float> a) => Vector128.Sqrt(a);
@@ -123,6 +144,11 @@ internal unsafe readonly struct Width128 : IVectorWidth<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> SelectLessThan(Vector128<float> a, Vector128<float> b, Vector128<float> ifTrue, Vector128<float> ifFalse)
         => Vector128.ConditionalSelect(Vector128.LessThan(a, b), ifTrue, ifFalse);
+
+    public static Vector128<float> Indices => Vector128.ConvertToSingle(Vector128<int>.Indices);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> ShiftLeftBits(Vector128<float> value, int count) => Vector128.ShiftLeft(value.AsInt32(), count).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Exp(Vector128<float> x) => SimdMath.Exp(x);
 
@@ -160,6 +186,8 @@ internal unsafe readonly struct Width256 : IVectorWidth<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MaxNative(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> a) => Vector256.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sqrt(Vector256<float> a) => Vector256.Sqrt(a);
@@ -169,6 +197,11 @@ internal unsafe readonly struct Width256 : IVectorWidth<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> SelectLessThan(Vector256<float> a, Vector256<float> b, Vector256<float> ifTrue, Vector256<float> ifFalse)
         => Vector256.ConditionalSelect(Vector256.LessThan(a, b), ifTrue, ifFalse);
+
+    public static Vector256<float> Indices => Vector256.ConvertToSingle(Vector256<int>.Indices);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ShiftLeftBits(Vector256<float> value, int count) => Vector256.ShiftLeft(value.AsInt32(), count).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Exp(Vector256<float> x) => SimdMath.Exp(x);
 
@@ -201,6 +234,8 @@ internal unsafe readonly struct Width512 : IVectorWidth<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MaxNative(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> a) => Vector512.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sqrt(Vector512<float> a) => Vector512.Sqrt(a);
@@ -210,6 +245,11 @@ internal unsafe readonly struct Width512 : IVectorWidth<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> SelectLessThan(Vector512<float> a, Vector512<float> b, Vector512<float> ifTrue, Vector512<float> ifFalse)
         => Vector512.ConditionalSelect(Vector512.LessThan(a, b), ifTrue, ifFalse);
+
+    public static Vector512<float> Indices => Vector512.ConvertToSingle(Vector512<int>.Indices);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ShiftLeftBits(Vector512<float> value, int count) => Vector512.ShiftLeft(value.AsInt32(), count).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Exp(Vector512<float> x) => SimdMath.Exp(x);
 

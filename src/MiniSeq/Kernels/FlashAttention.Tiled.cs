@@ -1,0 +1,720 @@
+// Tiled SIMD flash attention, written once over a vector width: generic methods over TW : IVectorWidth<TV>
+// (Simd/VectorWidth.cs), instantiated by FlashAttention.cs for Width512 (16 query rows per vector) and Width256 (8).
+// TW and TV are structs, so the JIT compiles each width separately, with every TW call inlined to the intrinsic it
+// wraps: no virtual calls, accumulators in registers, the same code as a kernel written on Vector512 directly.
+// Query rows live in vector lanes: a block of 4 vectors of query rows is held transposed, (D, Bq), so every
+// softmax statistic (max, sum, lse, rowsum(dO∘O)) is a vertical vector op and no horizontal reduction is ever
+// needed; keys, values and head-dim elements are scalar broadcasts straight from k, v (no packing of K or V).
+// Deliberately not here: dispatch, validation, threading (FlashAttention.cs), the scalar fallback
+// (FlashAttention.Scalar.cs) and any T-sized buffer.
+using System.Runtime.CompilerServices;
+using MiniSeq.Kernels.Simd;
+
+namespace MiniSeq.Kernels;
+
+public static unsafe partial class FlashAttention
+{
+    // Keys per tile, for both widths; a multiple of 12 (the key blocking of the kernels below).
+    private const int ForwardKeyTile = 48;
+    private const int BackwardKeyTile = 48;
+
+    /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of every query head of kv head kvh in batch b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForwardGroup<TW, TV>(ref Args a, int b, int kvh, int qb)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        const int bk = ForwardKeyTile;
+        int d = a.HeadDim;
+        int seqLen = a.SeqLen;
+        int group = a.HeadCount / a.KvHeadCount;
+        int t0 = qb * bq;
+        int rows = Math.Min(bq, seqLen - t0);
+        long qStride = (long)a.HeadCount * d;
+        long kvStride = (long)a.KvHeadCount * d;
+        long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
+        float* kHead = a.K + kvOffset; // (T, D) with row stride kvStride
+        float* vHead = a.V + kvOffset; // (T, D) with row stride kvStride
+        long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
+
+        long perHead = (2L * d * bq) + (2L * bq);
+        float* scratch = Scratch((group * perHead) + ((long)bk * bq));
+        float* sT = scratch + (group * perHead); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
+        for (int g = 0; g < group; g++)
+        {
+            float* qT = scratch + (g * perHead); // (D, Bq): q block transposed, times log2(e)/√D, zero rows past T
+            float* oT = qT + (d * bq);           // (D, Bq): unnormalised output, transposed
+            float* stats = oT + (d * bq);        // (2, Bq): running max (log2 domain), running Σ exp2(s − max)
+            LoadTransposed<TW, TV>(a.Q + rowOffset + (g * d), qStride, rows, d, a.Scale * Log2E, qT);
+            new Span<float>(oT, d * bq).Clear();
+            new Span<float>(stats, bq).Fill(float.NegativeInfinity);
+            new Span<float>(stats + bq, bq).Clear();
+        }
+
+        int kEnd = t0 + rows; // the last row attends to keys [0, kEnd)
+        for (int j0 = 0; j0 < kEnd; j0 += bk)
+        {
+            int n = Math.Min(bk, kEnd - j0);
+            int nR = RoundUp(n, 6);
+            int nextKeys = Math.Min(bk, kEnd - j0 - bk);
+            if (nextKeys > 0)
+            {
+                // k/v rows come from L2/L3 (T·KvH·D floats each); fetch the next tile while this one computes.
+                PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+            }
+
+            for (int g = 0; g < group; g++)
+            {
+                float* qT = scratch + (g * perHead);
+                float* oT = qT + (d * bq);
+                Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT);
+                if (j0 + nR - 1 > t0)
+                {
+                    MaskCausal<TW, TV>(sT, j0, nR, t0);
+                }
+
+                OnlineSoftmax<TW, TV>(sT, nR, oT + (d * bq), oT, d);
+
+                // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
+                Accumulate<TW, TV>(vHead, kvStride, j0, n, d, sT, oT);
+            }
+        }
+
+        // out = oᵀ / l transposed back; lse = (max + log2 l)·ln 2 (natural log of the unscaled-exp sum).
+        for (int g = 0; g < group; g++)
+        {
+            float* oT = scratch + (g * perHead) + (d * bq);
+            float* stats = oT + (d * bq);
+            int h = (kvh * group) + g;
+            float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+            for (int r = 0; r < rows; r++)
+            {
+                float sum = stats[bq + r];
+                float inv = 1f / sum;
+                float* outRow = a.Output + rowOffset + (g * d) + (r * qStride);
+                for (int i = 0; i < d; i++)
+                {
+                    outRow[i] = oT[(i * bq) + r] * inv;
+                }
+
+                lseRow[r] = (stats[r] + MathF.Log2(sum)) * Ln2;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Online softmax step for one tile: max' = max(max, rowmax sᵀ); alpha = exp2(max − max'); pᵀ = exp2(sᵀ − max') in
+    /// place; sum' = sum·alpha + Σ pᵀ; oᵀ *= alpha. stats is (2, Bq) = (max, sum); oᵀ is (D, Bq); sᵀ is (nR, Bq).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void OnlineSoftmax<TW, TV>(float* sT, int nR, float* stats, float* oT, int d)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        TV m0 = TW.Load(stats), m1 = TW.Load(stats + w), m2 = TW.Load(stats + (2 * w)), m3 = TW.Load(stats + (3 * w));
+        TV x0 = m0, x1 = m1, x2 = m2, x3 = m3;
+        float* s = sT;
+        for (int j = 0; j < nR; j++, s += bq)
+        {
+            x0 = TW.MaxNative(x0, TW.Load(s));
+            x1 = TW.MaxNative(x1, TW.Load(s + w));
+            x2 = TW.MaxNative(x2, TW.Load(s + (2 * w)));
+            x3 = TW.MaxNative(x3, TW.Load(s + (3 * w)));
+        }
+
+        // A row's max is finite after its first tile (key 0 is always visible; rows past T score 0), so
+        // exp2(−∞ − finite) = 0 on the first tile and no ∞ − ∞ ever occurs.
+        TV alpha0 = Exp2<TW, TV>(TW.Subtract(m0, x0)), alpha1 = Exp2<TW, TV>(TW.Subtract(m1, x1)), alpha2 = Exp2<TW, TV>(TW.Subtract(m2, x2)), alpha3 = Exp2<TW, TV>(TW.Subtract(m3, x3));
+        TV sum0 = TW.Create(0f), sum1 = sum0, sum2 = sum0, sum3 = sum0;
+        s = sT;
+        for (int j = 0; j < nR; j++, s += bq)
+        {
+            TV p0 = Exp2<TW, TV>(TW.Subtract(TW.Load(s), x0));
+            TV p1 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + w), x1));
+            TV p2 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + (2 * w)), x2));
+            TV p3 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + (3 * w)), x3));
+            TW.Store(p0, s);
+            TW.Store(p1, s + w);
+            TW.Store(p2, s + (2 * w));
+            TW.Store(p3, s + (3 * w));
+            sum0 = TW.Add(sum0, p0);
+            sum1 = TW.Add(sum1, p1);
+            sum2 = TW.Add(sum2, p2);
+            sum3 = TW.Add(sum3, p3);
+        }
+
+        TW.Store(x0, stats);
+        TW.Store(x1, stats + w);
+        TW.Store(x2, stats + (2 * w));
+        TW.Store(x3, stats + (3 * w));
+        float* l = stats + bq;
+        TW.Store(TW.FusedMultiplyAdd(TW.Load(l), alpha0, sum0), l);
+        TW.Store(TW.FusedMultiplyAdd(TW.Load(l + w), alpha1, sum1), l + w);
+        TW.Store(TW.FusedMultiplyAdd(TW.Load(l + (2 * w)), alpha2, sum2), l + (2 * w));
+        TW.Store(TW.FusedMultiplyAdd(TW.Load(l + (3 * w)), alpha3, sum3), l + (3 * w));
+        for (int i = 0; i < d; i++, oT += bq)
+        {
+            TW.Store(TW.Multiply(TW.Load(oT), alpha0), oT);
+            TW.Store(TW.Multiply(TW.Load(oT + w), alpha1), oT + w);
+            TW.Store(TW.Multiply(TW.Load(oT + (2 * w)), alpha2), oT + (2 * w));
+            TW.Store(TW.Multiply(TW.Load(oT + (3 * w)), alpha3), oT + (3 * w));
+        }
+    }
+
+    /// <summary>Backward for every query head of kv head kvh in batch b (the task owns those dq, dk, dv rows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BackwardGroup<TW, TV>(ref Args a, int b, int kvh)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        const int bk = BackwardKeyTile;
+        int d = a.HeadDim;
+        int dp = RoundUp(d, 2 * w);
+        int seqLen = a.SeqLen;
+        int group = a.HeadCount / a.KvHeadCount;
+        long qStride = (long)a.HeadCount * d;
+        long kvStride = (long)a.KvHeadCount * d;
+        long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
+        float* kHead = a.K + kvOffset;   // (T, D) with row stride kvStride, as are the next three
+        float* vHead = a.V + kvOffset;
+        float* dkHead = a.DK + kvOffset;
+        float* dvHead = a.DV + kvOffset;
+
+        // Per query head of the group: its blocks of q, dO, dq and row statistics; shared: the tile buffers.
+        long perHead = (3L * d * bq) + (2L * bq * dp) + (2L * bq);
+        float* scratch = Scratch((group * perHead) + (2L * bk * bq) + (2L * bk * dp));
+        float* pT = scratch + (group * perHead); // (Bk, Bq): p
+        float* dsT = pT + (bk * bq);             // (Bk, Bq): dp, then ds/√D
+        float* dkTile = dsT + (bk * bq);         // (Bk, Dp): this tile's dk, summed over the group's heads
+        float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the group's heads
+
+        int queryBlocks = (seqLen + bq - 1) / bq;
+        for (int qb = 0; qb < queryBlocks; qb++)
+        {
+            int t0 = qb * bq;
+            int rows = Math.Min(bq, seqLen - t0);
+            long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
+            for (int g = 0; g < group; g++)
+            {
+                float* qT = scratch + (g * perHead); // (D, Bq): q·log2(e)/√D transposed
+                float* dOT = qT + (d * bq);          // (D, Bq): dO transposed
+                float* dqT = dOT + (d * bq);         // (D, Bq): dq of the block, transposed
+                float* qRows = dqT + (d * bq);       // (Bq, Dp): q, zero padded
+                float* dORows = qRows + (bq * dp);   // (Bq, Dp): dO, zero padded
+                float* lse2 = dORows + (bq * dp);    // (Bq): lse·log2(e), +∞ past T so p = 0 there
+                float* rowDot = lse2 + bq;           // (Bq): D_t = rowsum(dO∘O)
+                long headOffset = rowOffset + (g * d);
+                LoadTransposed<TW, TV>(a.Q + headOffset, qStride, rows, d, a.Scale * Log2E, qT);
+                LoadTransposed<TW, TV>(a.DOutput + headOffset, qStride, rows, d, 1f, dOT);
+                LoadRows(a.Q + headOffset, qStride, rows, d, dp, bq, qRows);
+                LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
+                new Span<float>(dqT, d * bq).Clear();
+                float* lseRow = a.Lse + ((((long)b * a.HeadCount) + (kvh * group) + g) * seqLen) + t0;
+                for (int r = 0; r < bq; r++)
+                {
+                    if (r < rows)
+                    {
+                        float* dORow = a.DOutput + headOffset + (r * qStride);
+                        float* oRow = a.Output + headOffset + (r * qStride);
+                        float dot = 0;
+                        for (int i = 0; i < d; i++)
+                        {
+                            dot += dORow[i] * oRow[i];
+                        }
+
+                        lse2[r] = lseRow[r] * Log2E;
+                        rowDot[r] = dot;
+                    }
+                    else
+                    {
+                        lse2[r] = float.PositiveInfinity;
+                        rowDot[r] = 0;
+                    }
+                }
+            }
+
+            int kEnd = t0 + rows;
+            for (int j0 = 0; j0 < kEnd; j0 += bk)
+            {
+                int n = Math.Min(bk, kEnd - j0);
+                int nR = RoundUp(n, 12);
+                new Span<float>(dkTile, nR * dp).Clear();
+                new Span<float>(dvTile, nR * dp).Clear();
+
+                // dk/dv rows are read-modified-written once per query block, long after they left L1/L2: ask for
+                // them now, they are added to at the end of this tile.
+                PrefetchRows(dkHead + (j0 * kvStride), kvStride, n, d);
+                PrefetchRows(dvHead + (j0 * kvStride), kvStride, n, d);
+                int nextKeys = Math.Min(bk, kEnd - j0 - bk);
+                if (nextKeys > 0)
+                {
+                    PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                    PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                }
+
+                for (int g = 0; g < group; g++)
+                {
+                    float* qT = scratch + (g * perHead);
+                    float* dOT = qT + (d * bq);
+                    float* dqT = dOT + (d * bq);
+                    float* qRows = dqT + (d * bq);
+                    float* dORows = qRows + (bq * dp);
+                    float* lse2 = dORows + (bq * dp);
+                    float* rowDot = lse2 + bq;
+
+                    // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
+                    Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, pT);
+                    if (j0 + nR - 1 > t0)
+                    {
+                        MaskCausal<TW, TV>(pT, j0, nR, t0);
+                    }
+
+                    // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
+                    Scores<TW, TV>(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT);
+                    SoftmaxGrad<TW, TV>(pT, dsT, nR, lse2, rowDot, a.Scale);
+                    AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile);
+
+                    // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
+                    AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile);
+                    Accumulate<TW, TV>(kHead, kvStride, j0, n, d, dsT, dqT);
+                }
+
+                AddRows<TW, TV>(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
+                AddRows<TW, TV>(dkTile, dp, n, d, dkHead + (j0 * kvStride), kvStride);
+            }
+
+            for (int g = 0; g < group; g++)
+            {
+                float* dqT = scratch + (g * perHead) + (2 * d * bq);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* dqRow = a.DQ + rowOffset + (g * d) + (r * qStride);
+                    for (int i = 0; i < d; i++)
+                    {
+                        dqRow[i] += dqT[(i * bq) + r];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>pᵀ = exp2(sᵀ − lse2) in place; dsᵀ = scale·p∘(dpᵀ − D) in place of dpᵀ. Both (nR, Bq).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SoftmaxGrad<TW, TV>(float* pT, float* dsT, int nR, float* lse2, float* rowDot, float scale)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        TV l0 = TW.Load(lse2), l1 = TW.Load(lse2 + w), l2 = TW.Load(lse2 + (2 * w)), l3 = TW.Load(lse2 + (3 * w));
+        TV r0 = TW.Load(rowDot), r1 = TW.Load(rowDot + w), r2 = TW.Load(rowDot + (2 * w)), r3 = TW.Load(rowDot + (3 * w));
+        TV c = TW.Create(scale);
+        for (int j = 0; j < nR; j++, pT += bq, dsT += bq)
+        {
+            TV p0 = Exp2<TW, TV>(TW.Subtract(TW.Load(pT), l0));
+            TV p1 = Exp2<TW, TV>(TW.Subtract(TW.Load(pT + w), l1));
+            TV p2 = Exp2<TW, TV>(TW.Subtract(TW.Load(pT + (2 * w)), l2));
+            TV p3 = Exp2<TW, TV>(TW.Subtract(TW.Load(pT + (3 * w)), l3));
+            TW.Store(p0, pT);
+            TW.Store(p1, pT + w);
+            TW.Store(p2, pT + (2 * w));
+            TW.Store(p3, pT + (3 * w));
+            TW.Store(TW.Multiply(TW.Multiply(p0, c), TW.Subtract(TW.Load(dsT), r0)), dsT);
+            TW.Store(TW.Multiply(TW.Multiply(p1, c), TW.Subtract(TW.Load(dsT + w), r1)), dsT + w);
+            TW.Store(TW.Multiply(TW.Multiply(p2, c), TW.Subtract(TW.Load(dsT + (2 * w)), r2)), dsT + (2 * w));
+            TW.Store(TW.Multiply(TW.Multiply(p3, c), TW.Subtract(TW.Load(dsT + (3 * w)), r3)), dsT + (3 * w));
+        }
+    }
+
+    /// <summary>
+    /// outᵀ[j, r] = Σ_i a[j0 + j, i]·bᵀ[i, r] for j &lt; nR (a multiple of 6): (nR, Bq) = (nR, D)·(D, Bq).
+    /// Rows of a past jLast read row jLast (finite values; the causal mask discards them).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Scores<TW, TV>(float* aHead, long stride, int j0, int jLast, int nR, int d, float* bT, float* outT)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        for (int jg = 0; jg < nR; jg += 6)
+        {
+            float* a0 = aHead + (Math.Min(j0 + jg, jLast) * stride);
+            float* a1 = aHead + (Math.Min(j0 + jg + 1, jLast) * stride);
+            float* a2 = aHead + (Math.Min(j0 + jg + 2, jLast) * stride);
+            float* a3 = aHead + (Math.Min(j0 + jg + 3, jLast) * stride);
+            float* a4 = aHead + (Math.Min(j0 + jg + 4, jLast) * stride);
+            float* a5 = aHead + (Math.Min(j0 + jg + 5, jLast) * stride);
+            TV c00 = TW.Create(0f), c01 = c00, c02 = c00, c03 = c00;
+            TV c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+            TV c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+            TV c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+            TV c40 = c00, c41 = c00, c42 = c00, c43 = c00;
+            TV c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+            float* bp = bT;
+            for (int i = 0; i < d; i++, bp += bq)
+            {
+                TV b0 = TW.Load(bp);
+                TV b1 = TW.Load(bp + w);
+                TV b2 = TW.Load(bp + (2 * w));
+                TV b3 = TW.Load(bp + (3 * w));
+                TV x = TW.Create(a0[i]);
+                c00 = TW.FusedMultiplyAdd(x, b0, c00);
+                c01 = TW.FusedMultiplyAdd(x, b1, c01);
+                c02 = TW.FusedMultiplyAdd(x, b2, c02);
+                c03 = TW.FusedMultiplyAdd(x, b3, c03);
+                x = TW.Create(a1[i]);
+                c10 = TW.FusedMultiplyAdd(x, b0, c10);
+                c11 = TW.FusedMultiplyAdd(x, b1, c11);
+                c12 = TW.FusedMultiplyAdd(x, b2, c12);
+                c13 = TW.FusedMultiplyAdd(x, b3, c13);
+                x = TW.Create(a2[i]);
+                c20 = TW.FusedMultiplyAdd(x, b0, c20);
+                c21 = TW.FusedMultiplyAdd(x, b1, c21);
+                c22 = TW.FusedMultiplyAdd(x, b2, c22);
+                c23 = TW.FusedMultiplyAdd(x, b3, c23);
+                x = TW.Create(a3[i]);
+                c30 = TW.FusedMultiplyAdd(x, b0, c30);
+                c31 = TW.FusedMultiplyAdd(x, b1, c31);
+                c32 = TW.FusedMultiplyAdd(x, b2, c32);
+                c33 = TW.FusedMultiplyAdd(x, b3, c33);
+                x = TW.Create(a4[i]);
+                c40 = TW.FusedMultiplyAdd(x, b0, c40);
+                c41 = TW.FusedMultiplyAdd(x, b1, c41);
+                c42 = TW.FusedMultiplyAdd(x, b2, c42);
+                c43 = TW.FusedMultiplyAdd(x, b3, c43);
+                x = TW.Create(a5[i]);
+                c50 = TW.FusedMultiplyAdd(x, b0, c50);
+                c51 = TW.FusedMultiplyAdd(x, b1, c51);
+                c52 = TW.FusedMultiplyAdd(x, b2, c52);
+                c53 = TW.FusedMultiplyAdd(x, b3, c53);
+            }
+
+            float* o = outT + (jg * bq);
+            TW.Store(c00, o);
+            TW.Store(c01, o + w);
+            TW.Store(c02, o + (2 * w));
+            TW.Store(c03, o + (3 * w));
+            o += bq;
+            TW.Store(c10, o);
+            TW.Store(c11, o + w);
+            TW.Store(c12, o + (2 * w));
+            TW.Store(c13, o + (3 * w));
+            o += bq;
+            TW.Store(c20, o);
+            TW.Store(c21, o + w);
+            TW.Store(c22, o + (2 * w));
+            TW.Store(c23, o + (3 * w));
+            o += bq;
+            TW.Store(c30, o);
+            TW.Store(c31, o + w);
+            TW.Store(c32, o + (2 * w));
+            TW.Store(c33, o + (3 * w));
+            o += bq;
+            TW.Store(c40, o);
+            TW.Store(c41, o + w);
+            TW.Store(c42, o + (2 * w));
+            TW.Store(c43, o + (3 * w));
+            o += bq;
+            TW.Store(c50, o);
+            TW.Store(c51, o + w);
+            TW.Store(c52, o + (2 * w));
+            TW.Store(c53, o + (3 * w));
+        }
+    }
+
+    /// <summary>cᵀ[i, r] += Σ_{j&lt;n} a[j0 + j, i]·pᵀ[j, r]: (D, Bq) += (n, D)ᵀ·(n, Bq).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Accumulate<TW, TV>(float* aHead, long stride, int j0, int n, int d, float* pT, float* cT)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        float* aTile = aHead + (j0 * stride);
+        int i = 0;
+        for (; i + 4 <= d; i += 4)
+        {
+            float* cp = cT + (i * bq);
+            TV c00 = TW.Load(cp), c01 = TW.Load(cp + w), c02 = TW.Load(cp + (2 * w)), c03 = TW.Load(cp + (3 * w));
+            cp += bq;
+            TV c10 = TW.Load(cp), c11 = TW.Load(cp + w), c12 = TW.Load(cp + (2 * w)), c13 = TW.Load(cp + (3 * w));
+            cp += bq;
+            TV c20 = TW.Load(cp), c21 = TW.Load(cp + w), c22 = TW.Load(cp + (2 * w)), c23 = TW.Load(cp + (3 * w));
+            cp += bq;
+            TV c30 = TW.Load(cp), c31 = TW.Load(cp + w), c32 = TW.Load(cp + (2 * w)), c33 = TW.Load(cp + (3 * w));
+            float* ap = aTile + i;
+            float* pp = pT;
+            for (int j = 0; j < n; j++, ap += stride, pp += bq)
+            {
+                TV p0 = TW.Load(pp);
+                TV p1 = TW.Load(pp + w);
+                TV p2 = TW.Load(pp + (2 * w));
+                TV p3 = TW.Load(pp + (3 * w));
+                TV x = TW.Create(ap[0]);
+                c00 = TW.FusedMultiplyAdd(x, p0, c00);
+                c01 = TW.FusedMultiplyAdd(x, p1, c01);
+                c02 = TW.FusedMultiplyAdd(x, p2, c02);
+                c03 = TW.FusedMultiplyAdd(x, p3, c03);
+                x = TW.Create(ap[1]);
+                c10 = TW.FusedMultiplyAdd(x, p0, c10);
+                c11 = TW.FusedMultiplyAdd(x, p1, c11);
+                c12 = TW.FusedMultiplyAdd(x, p2, c12);
+                c13 = TW.FusedMultiplyAdd(x, p3, c13);
+                x = TW.Create(ap[2]);
+                c20 = TW.FusedMultiplyAdd(x, p0, c20);
+                c21 = TW.FusedMultiplyAdd(x, p1, c21);
+                c22 = TW.FusedMultiplyAdd(x, p2, c22);
+                c23 = TW.FusedMultiplyAdd(x, p3, c23);
+                x = TW.Create(ap[3]);
+                c30 = TW.FusedMultiplyAdd(x, p0, c30);
+                c31 = TW.FusedMultiplyAdd(x, p1, c31);
+                c32 = TW.FusedMultiplyAdd(x, p2, c32);
+                c33 = TW.FusedMultiplyAdd(x, p3, c33);
+            }
+
+            cp = cT + (i * bq);
+            TW.Store(c00, cp);
+            TW.Store(c01, cp + w);
+            TW.Store(c02, cp + (2 * w));
+            TW.Store(c03, cp + (3 * w));
+            cp += bq;
+            TW.Store(c10, cp);
+            TW.Store(c11, cp + w);
+            TW.Store(c12, cp + (2 * w));
+            TW.Store(c13, cp + (3 * w));
+            cp += bq;
+            TW.Store(c20, cp);
+            TW.Store(c21, cp + w);
+            TW.Store(c22, cp + (2 * w));
+            TW.Store(c23, cp + (3 * w));
+            cp += bq;
+            TW.Store(c30, cp);
+            TW.Store(c31, cp + w);
+            TW.Store(c32, cp + (2 * w));
+            TW.Store(c33, cp + (3 * w));
+        }
+
+        for (; i < d; i++)
+        {
+            float* cp = cT + (i * bq);
+            TV c0 = TW.Load(cp), c1 = TW.Load(cp + w), c2 = TW.Load(cp + (2 * w)), c3 = TW.Load(cp + (3 * w));
+            float* ap = aTile + i;
+            float* pp = pT;
+            for (int j = 0; j < n; j++, ap += stride, pp += bq)
+            {
+                TV x = TW.Create(ap[0]);
+                c0 = TW.FusedMultiplyAdd(x, TW.Load(pp), c0);
+                c1 = TW.FusedMultiplyAdd(x, TW.Load(pp + w), c1);
+                c2 = TW.FusedMultiplyAdd(x, TW.Load(pp + (2 * w)), c2);
+                c3 = TW.FusedMultiplyAdd(x, TW.Load(pp + (3 * w)), c3);
+            }
+
+            TW.Store(c0, cp);
+            TW.Store(c1, cp + w);
+            TW.Store(c2, cp + (2 * w));
+            TW.Store(c3, cp + (3 * w));
+        }
+    }
+
+    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 12): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateRows<TW, TV>(float* pT, int nR, float* x, int dp, float* c)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        for (int jg = 0; jg < nR; jg += 12)
+        {
+            for (int i = 0; i < dp; i += 2 * w)
+            {
+                float* cp = c + (jg * dp) + i;
+                TV c00 = TW.Load(cp), c01 = TW.Load(cp + w);
+                TV c10 = TW.Load(cp + dp), c11 = TW.Load(cp + dp + w);
+                TV c20 = TW.Load(cp + (2 * dp)), c21 = TW.Load(cp + (2 * dp) + w);
+                TV c30 = TW.Load(cp + (3 * dp)), c31 = TW.Load(cp + (3 * dp) + w);
+                TV c40 = TW.Load(cp + (4 * dp)), c41 = TW.Load(cp + (4 * dp) + w);
+                TV c50 = TW.Load(cp + (5 * dp)), c51 = TW.Load(cp + (5 * dp) + w);
+                TV c60 = TW.Load(cp + (6 * dp)), c61 = TW.Load(cp + (6 * dp) + w);
+                TV c70 = TW.Load(cp + (7 * dp)), c71 = TW.Load(cp + (7 * dp) + w);
+                TV c80 = TW.Load(cp + (8 * dp)), c81 = TW.Load(cp + (8 * dp) + w);
+                TV c90 = TW.Load(cp + (9 * dp)), c91 = TW.Load(cp + (9 * dp) + w);
+                TV ca0 = TW.Load(cp + (10 * dp)), ca1 = TW.Load(cp + (10 * dp) + w);
+                TV cb0 = TW.Load(cp + (11 * dp)), cb1 = TW.Load(cp + (11 * dp) + w);
+                float* pp = pT + (jg * bq);
+                float* xp = x + i;
+                for (int r = 0; r < bq; r++, pp++, xp += dp)
+                {
+                    TV x0 = TW.Load(xp);
+                    TV x1 = TW.Load(xp + w);
+                    TV y = TW.Create(pp[0]);
+                    c00 = TW.FusedMultiplyAdd(y, x0, c00);
+                    c01 = TW.FusedMultiplyAdd(y, x1, c01);
+                    y = TW.Create(pp[bq]);
+                    c10 = TW.FusedMultiplyAdd(y, x0, c10);
+                    c11 = TW.FusedMultiplyAdd(y, x1, c11);
+                    y = TW.Create(pp[2 * bq]);
+                    c20 = TW.FusedMultiplyAdd(y, x0, c20);
+                    c21 = TW.FusedMultiplyAdd(y, x1, c21);
+                    y = TW.Create(pp[3 * bq]);
+                    c30 = TW.FusedMultiplyAdd(y, x0, c30);
+                    c31 = TW.FusedMultiplyAdd(y, x1, c31);
+                    y = TW.Create(pp[4 * bq]);
+                    c40 = TW.FusedMultiplyAdd(y, x0, c40);
+                    c41 = TW.FusedMultiplyAdd(y, x1, c41);
+                    y = TW.Create(pp[5 * bq]);
+                    c50 = TW.FusedMultiplyAdd(y, x0, c50);
+                    c51 = TW.FusedMultiplyAdd(y, x1, c51);
+                    y = TW.Create(pp[6 * bq]);
+                    c60 = TW.FusedMultiplyAdd(y, x0, c60);
+                    c61 = TW.FusedMultiplyAdd(y, x1, c61);
+                    y = TW.Create(pp[7 * bq]);
+                    c70 = TW.FusedMultiplyAdd(y, x0, c70);
+                    c71 = TW.FusedMultiplyAdd(y, x1, c71);
+                    y = TW.Create(pp[8 * bq]);
+                    c80 = TW.FusedMultiplyAdd(y, x0, c80);
+                    c81 = TW.FusedMultiplyAdd(y, x1, c81);
+                    y = TW.Create(pp[9 * bq]);
+                    c90 = TW.FusedMultiplyAdd(y, x0, c90);
+                    c91 = TW.FusedMultiplyAdd(y, x1, c91);
+                    y = TW.Create(pp[10 * bq]);
+                    ca0 = TW.FusedMultiplyAdd(y, x0, ca0);
+                    ca1 = TW.FusedMultiplyAdd(y, x1, ca1);
+                    y = TW.Create(pp[11 * bq]);
+                    cb0 = TW.FusedMultiplyAdd(y, x0, cb0);
+                    cb1 = TW.FusedMultiplyAdd(y, x1, cb1);
+                }
+
+                TW.Store(c00, cp);
+                TW.Store(c01, cp + w);
+                TW.Store(c10, cp + dp);
+                TW.Store(c11, cp + dp + w);
+                TW.Store(c20, cp + (2 * dp));
+                TW.Store(c21, cp + (2 * dp) + w);
+                TW.Store(c30, cp + (3 * dp));
+                TW.Store(c31, cp + (3 * dp) + w);
+                TW.Store(c40, cp + (4 * dp));
+                TW.Store(c41, cp + (4 * dp) + w);
+                TW.Store(c50, cp + (5 * dp));
+                TW.Store(c51, cp + (5 * dp) + w);
+                TW.Store(c60, cp + (6 * dp));
+                TW.Store(c61, cp + (6 * dp) + w);
+                TW.Store(c70, cp + (7 * dp));
+                TW.Store(c71, cp + (7 * dp) + w);
+                TW.Store(c80, cp + (8 * dp));
+                TW.Store(c81, cp + (8 * dp) + w);
+                TW.Store(c90, cp + (9 * dp));
+                TW.Store(c91, cp + (9 * dp) + w);
+                TW.Store(ca0, cp + (10 * dp));
+                TW.Store(ca1, cp + (10 * dp) + w);
+                TW.Store(cb0, cp + (11 * dp));
+                TW.Store(cb1, cp + (11 * dp) + w);
+            }
+        }
+    }
+
+    /// <summary>sᵀ[j, r] = −∞ where key j0 + j is after query t0 + r (the causal mask).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MaskCausal<TW, TV>(float* sT, int j0, int nR, int t0)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        TV lane0 = TW.Indices;
+        TV lane1 = TW.Add(lane0, TW.Create((float)w));
+        TV lane2 = TW.Add(lane1, TW.Create((float)w));
+        TV lane3 = TW.Add(lane2, TW.Create((float)w));
+        TV minusInf = TW.Create(float.NegativeInfinity);
+        for (int j = Math.Max(0, t0 - j0 + 1); j < nR; j++)
+        {
+            // Key j0 + j is visible to row t0 + r iff r ≥ j0 + j − t0.
+            TV first = TW.Create((float)(j0 + j - t0));
+            float* s = sT + (j * bq);
+            TW.Store(TW.SelectLessThan(lane0, first, minusInf, TW.Load(s)), s);
+            TW.Store(TW.SelectLessThan(lane1, first, minusInf, TW.Load(s + w)), s + w);
+            TW.Store(TW.SelectLessThan(lane2, first, minusInf, TW.Load(s + (2 * w))), s + (2 * w));
+            TW.Store(TW.SelectLessThan(lane3, first, minusInf, TW.Load(s + (3 * w))), s + (3 * w));
+        }
+    }
+
+    /// <summary>dstᵀ[i, r] = src[r, i]·factor for r &lt; rows, 0 for rows ≤ r &lt; Bq: (D, Bq) from (rows, D) with row stride.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void LoadTransposed<TW, TV>(float* src, long stride, int rows, int d, float factor, float* dstT)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int bq = 4 * TW.Count;
+        for (int r = 0; r < bq; r++)
+        {
+            if (r < rows)
+            {
+                float* row = src + (r * stride);
+                for (int i = 0; i < d; i++)
+                {
+                    dstT[(i * bq) + r] = row[i] * factor;
+                }
+            }
+            else
+            {
+                for (int i = 0; i < d; i++)
+                {
+                    dstT[(i * bq) + r] = 0;
+                }
+            }
+        }
+    }
+
+    /// <summary>dst[j·stride + i] += tile[j·dp + i] for j &lt; n, i &lt; d.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AddRows<TW, TV>(float* tile, int dp, int n, int d, float* dst, long stride)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        for (int j = 0; j < n; j++, tile += dp, dst += stride)
+        {
+            int i = 0;
+            for (; i + w <= d; i += w)
+            {
+                TW.Store(TW.Add(TW.Load(dst + i), TW.Load(tile + i)), dst + i);
+            }
+
+            for (; i < d; i++)
+            {
+                dst[i] += tile[i];
+            }
+        }
+    }
+
+    /// <summary>
+    /// 2^x for x ≤ 0 (−∞ allowed), exact 0 below −126.5. x = n + f with n = round(x), f ∈ [−½, ½]; 2^f by the
+    /// Cephes exp2f polynomial (relative error ≈ 2e-7 against MathF.Exp2); 2^n built in the exponent field by the
+    /// 1.5·2²³ + 127 rounding trick, which also yields the bit pattern 0 for n = −127.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV Exp2<TW, TV>(TV x)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        TV magic = TW.Create(12582912f + 127f);
+        x = TW.MaxNative(x, TW.Create(-127f));
+        TV t = TW.Add(x, magic);
+        TV f = TW.Subtract(x, TW.Subtract(t, magic));
+        TV p = TW.FusedMultiplyAdd(TW.Create(1.535336188319500e-4f), f, TW.Create(1.339887440266574e-3f));
+        p = TW.FusedMultiplyAdd(p, f, TW.Create(9.618437357674640e-3f));
+        p = TW.FusedMultiplyAdd(p, f, TW.Create(5.550332471162809e-2f));
+        p = TW.FusedMultiplyAdd(p, f, TW.Create(2.402264791363012e-1f));
+        p = TW.FusedMultiplyAdd(p, f, TW.Create(6.931472028550421e-1f));
+        p = TW.FusedMultiplyAdd(p, f, TW.Create(1f));
+        return TW.Multiply(p, TW.ShiftLeftBits(t, 23)); // · 2^n
+    }
+}
