@@ -35,6 +35,9 @@ public static unsafe partial class MatMul
     // (≈256 KiB) stays in L2. Every output tile uses the same KC slices, which fixes the k reduction order.
     internal const int KC = 256;
 
+    // Rows of k packed at once: bounds the packed op(B) to n × KSuper floats (a multiple of KC, so slices line up).
+    public const int KSuper = 2048;
+
     // Target rows per output tile (A block in L2) and maximum columns per output tile.
     private const int McTarget = 256;
     private const int NcMax = 2048;
@@ -119,6 +122,22 @@ public static unsafe partial class MatMul
         if (variant > s_bestVariant)
         {
             variant = s_bestVariant;
+        }
+
+        // A long k (e.g. a weight gradient summed over every token) is processed in super-slices of KSuper rows so the
+        // packed op(B) stays bounded (n × KSuper floats) instead of growing with k. Each super-slice adds its KC slices
+        // to C in the same increasing order as one pass would, so the result is bit-identical.
+        if (k > KSuper)
+        {
+            for (int k0 = 0; k0 < k; k0 += KSuper)
+            {
+                int ks = Math.Min(KSuper, k - k0);
+                float* aSlice = transA ? a + ((nint)k0 * lda) : a + k0;
+                float* bSlice = transB ? b + k0 : b + ((nint)k0 * ldb);
+                Gemm(variant, transA, transB, m, n, ks, alpha, aSlice, lda, bSlice, ldb, k0 == 0 ? beta : 1f, c, ldc);
+            }
+
+            return;
         }
 
         var job = new GemmJob
@@ -394,8 +413,9 @@ public static unsafe partial class MatMul
     {
         if (floats > capacity)
         {
-            // Grow geometrically so a thread sees at most a handful of reallocations over its life.
-            nint size = Math.Max(floats, capacity * 2);
+            // Grow to exactly what is asked: the largest request is bounded (KSuper) and repeats every step, so the
+            // buffer settles after the first step and its size is predictable (MemoryPlanner counts it).
+            nint size = floats;
             if (buffer != null)
             {
                 NativeMemory.AlignedFree(buffer);

@@ -30,8 +30,26 @@ public sealed record MemoryPrediction(string PolicyName, TrainingPolicy Policy, 
 /// <summary>Memory predictions for training runs.</summary>
 public static class MemoryPlanner
 {
-    /// <summary>Per-thread kernel tile buffers (GEMM packing, attention tiles), not in the ledger.</summary>
-    public const long KernelScratchPerThread = 4L << 20;
+    /// <summary>Per-thread kernel tile buffers not in the ledger: GEMM A panels, attention tiles, norm partials.</summary>
+    public const long KernelScratchPerThread = 1L << 20;
+
+    /// <summary>
+    /// The GEMM's packed op(B) buffer (on the calling thread, not in the ledger) for the largest GEMM of a pass:
+    /// ⌈n/32⌉·32 × min(k, KSuper) floats over every (n, k) the pass multiplies with.
+    /// </summary>
+    public static long GemmPackBytes(LlamaConfig config, StepPlan plan)
+    {
+        int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize, hd = config.QueryDim, kvd = config.KeyValueDim;
+        long rows = plan.Rows;
+        (long N, long K)[] shapes =
+        [
+            (hd, c), (kvd, c), (c, hd), (f, c), (c, f), (v, c),                 // forward x·Wᵀ
+            (c, plan.ProjectionRows), (hd, rows), (c, plan.MlpChunkRows), (f, plan.MlpChunkRows), (c, plan.LmHeadChunkRows), // dW
+            (c, f), (f, c), (hd, c), (c, hd), (c, kvd), (c, v),                 // dX = dY·W
+        ];
+        long worst = shapes.Max(s => ((s.N + 31) / 32 * 32 * Math.Min(s.K, Kernels.MatMul.KSuper)) + (((s.N + 31) / 32) * 16));
+        return worst * sizeof(float);
+    }
 
     /// <summary>The named policies the planner compares, fastest first (order measured by `miniseq bench memory`).</summary>
     public static IReadOnlyList<(string Name, Func<LlamaConfig, long, TrainingPolicy> Make)> StandardPolicies { get; } =
@@ -42,12 +60,15 @@ public static class MemoryPlanner
         ("mst+checkpoint", (c, rows) => TrainingPolicy.MiniSequence(c, rows, checkpoint: true)),
     ];
 
+    /// <summary>What the runtime adds once training runs (JIT-compiled kernels, worker stacks, GC heap growth), measured.</summary>
+    public const long RuntimeGrowth = 6L << 20;
+
     /// <summary>The runtime's own resident footprint to add to tracked bytes: the current RSS minus tracked bytes now.</summary>
     public static long MeasureRuntimeOverhead(MemoryLedger? ledger = null, int? threads = null)
     {
         long rss = ProcessMemory.CurrentRssBytes();
         long tracked = (ledger ?? MemoryLedger.Shared).CurrentTotal;
-        return Math.Max(0, rss - tracked) + (KernelScratchPerThread * (threads ?? Threading.KernelThreads.ThreadCount));
+        return Math.Max(0, rss - tracked) + RuntimeGrowth + (KernelScratchPerThread * (threads ?? Threading.KernelThreads.ThreadCount));
     }
 
     /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>.</summary>
@@ -57,7 +78,7 @@ public static class MemoryPlanner
         var plan = new StepPlan(config, microBatchRows, seqLen, policy);
         long rope = (long)seqLen * config.HeadDim * sizeof(float);
         return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, parameters, Optimizer.StateBytes(config, optimizer),
-            plan.Activations.TotalBytes, plan.Scratch.TotalBytes + rope, runtimeOverhead);
+            plan.Activations.TotalBytes, plan.Scratch.TotalBytes + rope, runtimeOverhead + GemmPackBytes(config, plan));
     }
 
     /// <summary>Predictions for every standard policy.</summary>

@@ -74,6 +74,18 @@ public unsafe class MatMulTests
         CheckAgainstReference(variant, transA: true, transB: false, 77, 600, 40, pad: 0, alpha: 1f, beta: 0f, random);
     }
 
+    [Theory]
+    [InlineData(true, false, 0f)]
+    [InlineData(true, false, 1f)]
+    [InlineData(false, false, 0f)]
+    [InlineData(false, true, 1f)]
+    public void Gemm_LongK_SuperSlicesMatchReference(bool transA, bool transB, float beta)
+    {
+        // k beyond MatMul.KSuper (a weight gradient summed over many tokens) is packed in bounded super-slices.
+        var random = new Random(11);
+        CheckAgainstReference(MatMul.BestVariant, transA, transB, 40, 72, (2 * MatMul.KSuper) + 300, pad: 3, alpha: 0.5f, beta: beta, random);
+    }
+
     [Fact]
     public void Gemm_PublicEntry_MatchesReference()
     {
