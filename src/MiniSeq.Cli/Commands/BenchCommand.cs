@@ -215,9 +215,11 @@ internal static class BenchCommand
             var largest = new Dictionary<string, int>();
             if (p.GetValue(search))
             {
-                foreach (string mode in modes)
+                // auto runs the fastest standard policy that fits, so its largest N is the largest over the others.
+                foreach (string mode in modes.Where(m => m != "auto").Concat(modes.Where(m => m == "auto")))
                 {
-                    largest[mode] = SearchLargest(configName, config, batch, mode, budget, budgetText, rows);
+                    largest[mode] = mode == "auto" && largest.Count > 0 ? largest.Values.Max()
+                        : SearchLargest(configName, config, batch, mode, budget, budgetText, rows);
                     Console.WriteLine($"{mode,-16}: largest N within {ByteSize.Format(budget)} = {largest[mode]}");
                 }
             }
