@@ -15,7 +15,9 @@ unset OPENBLAS_CORETYPE
 
 run() { # run FILE TITLE COMMAND...
     local file=$1 title=$2; shift 2
-    { echo "# $title"; echo; echo "Command: \`$*\` ($(date -u +%Y-%m-%d))"; echo; "$@"; } > "$file.tmp" 2>/dev/null
+    local shown="$*"
+    shown=${shown//dotnet $bin\/miniseq.dll/miniseq}
+    { echo "# $title"; echo; echo "Command: \`$shown\` (run by bench/run_all.sh, $(date -u +%Y-%m-%d); \`miniseq\` = \`dotnet artifacts/bin/MiniSeq.Cli/release/miniseq.dll\`)"; echo; "$@"; } > "$file.tmp" 2>/dev/null
     mv "$file.tmp" "$file"
     echo "wrote $file"
 }

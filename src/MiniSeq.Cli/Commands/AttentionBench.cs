@@ -2,7 +2,6 @@
 using System.CommandLine;
 using System.Globalization;
 using MiniSeq.Benchmarks;
-using MiniSeq.Threading;
 
 namespace MiniSeq.Cli.Commands;
 
@@ -23,9 +22,10 @@ internal static class AttentionBench
 
         command.SetAction(p =>
         {
-            double peak = GemmBenchmark.Fp32PeakGFlops(KernelThreads.ThreadCount);
             Console.WriteLine($"machine: {BenchCommand.MachineLine()}");
-            Console.WriteLine($"| T | H/KvH | D | forward s | forward GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s | % of peak ({peak:F0}) |");
+            double peak = BenchCommand.MeasuredPeak;
+            Console.WriteLine();
+            Console.WriteLine($"| T | H/KvH | D | forward s | forward GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s | % of measured peak ({peak:F0}) |");
             Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|");
             foreach (string s in p.GetValue(seq)!.Split(','))
             {

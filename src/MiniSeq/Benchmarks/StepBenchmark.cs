@@ -85,3 +85,62 @@ public static class StepBenchmark
             mem.PeakBytes, mem.PeakTotalBytes, mem.ProcessPeakRssBytes, prediction.TrackedTotal, prediction.ProcessPeak, profile);
     }
 }
+
+/// <summary>Median step time of one policy in an interleaved comparison.</summary>
+public sealed record PolicyTiming(string Mode, int SeqLen, double MedianStepSeconds, double TokensPerSecond, double RelativeToFirst);
+
+/// <summary>
+/// Times several policies on the same model in one process, alternating one step of each per round, so that clock
+/// drift and noisy neighbours affect every policy alike (separate processes run minutes apart do not compare well).
+/// </summary>
+public static class PolicyComparison
+{
+    /// <summary>Runs <paramref name="warmup"/> untimed then <paramref name="rounds"/> timed rounds; the first mode is the baseline.</summary>
+    public static IReadOnlyList<PolicyTiming> Run(LlamaConfig config, int seqLen, IReadOnlyList<(string Mode, TrainingPolicy Policy)> modes, int rounds, int warmup = 2, Action<string>? log = null)
+    {
+        var rng = new DeterministicRandom(777);
+        var ids = new int[seqLen];
+        var labels = new int[seqLen];
+        for (int i = 0; i < seqLen; i++)
+        {
+            ids[i] = rng.NextInt(config.VocabSize);
+            labels[i] = rng.NextInt(config.VocabSize);
+        }
+
+        var batch = new TokenBatch(1, seqLen, ids, labels);
+        using var model = new LlamaModel(config);
+        model.InitializeRandom(1);
+        var trainers = modes.Select(m => new Trainer(model, new TrainerOptions { Policy = m.Policy, Optimizer = new OptimizerOptions { LearningRate = 1e-5f } }, 1, seqLen)).ToList();
+        try
+        {
+            var times = modes.Select(_ => new List<double>()).ToList();
+            for (int round = 0; round < warmup + rounds; round++)
+            {
+                for (int i = 0; i < trainers.Count; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    trainers[i].Step(batch);
+                    double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                    if (round >= warmup)
+                    {
+                        times[i].Add(seconds);
+                    }
+                }
+
+                log?.Invoke(FormattableString.Invariant($"N={seqLen} round {round + 1}/{warmup + rounds}"));
+            }
+
+            double Median(List<double> x) => x.Order().ElementAt(x.Count / 2);
+            double baseline = Median(times[0]);
+            return modes.Select((m, i) => new PolicyTiming(m.Mode, seqLen, Median(times[i]), seqLen / Median(times[i]), baseline / Median(times[i]))).ToList();
+        }
+        finally
+        {
+            foreach (Trainer t in trainers)
+            {
+                t.Dispose();
+            }
+        }
+    }
+}
+

@@ -36,15 +36,27 @@ public sealed record TrainingPolicy
     /// <summary>Nothing chunked, nothing recomputed.</summary>
     public static TrainingPolicy Vanilla => new();
 
-    /// <summary>
-    /// The paper's later rule (and DeepSpeed TiledMLP's): MLP chunks of C tokens (M = ⌈N/C⌉), LM-head M = ⌈V/C⌉ so each
-    /// logits chunk is about as large as the N×C hidden states.
-    /// </summary>
-    public static int AutoMlpChunks(LlamaConfig config, long rows) => (int)Math.Max(1, (rows + config.HiddenSize - 1) / config.HiddenSize);
+    /// <summary>Fewest token rows per auto chunk: smaller chunks make the chunk GEMMs measurably slower (docs/benchmarks/overhead.md).</summary>
+    public const int MinAutoChunkRows = 2048;
 
-    /// <summary>LM-head chunk count of the auto rule: ⌈V/C⌉ (never more chunks than rows).</summary>
+    /// <summary>
+    /// Auto MLP chunks: the paper's later rule (and DeepSpeed TiledMLP's) is chunks of C tokens; measured here, chunks
+    /// below ≈2048 rows cost GEMM efficiency (k = chunk rows is too short), so a chunk is max(C, 2048) rows. At long N
+    /// such a chunk still fits inside the attention-backward scratch phase it shares memory with, so it costs no peak.
+    /// </summary>
+    public static int AutoMlpChunks(LlamaConfig config, long rows)
+        => (int)Math.Max(1, (rows + Math.Max(config.HiddenSize, MinAutoChunkRows) - 1) / Math.Max(config.HiddenSize, MinAutoChunkRows));
+
+    /// <summary>
+    /// Auto LM-head chunks: the paper's M = ⌈V/C⌉ (each logits chunk about as large as the N×C hidden states), but never
+    /// chunks below 2048 rows (measured: smaller chunks slow the LM-head GEMMs, and at short N memory is no issue).
+    /// </summary>
     public static int AutoLmHeadChunks(LlamaConfig config, long rows)
-        => (int)Math.Max(1, Math.Min(rows, (config.VocabSize + config.HiddenSize - 1) / config.HiddenSize));
+    {
+        long paper = (config.VocabSize + config.HiddenSize - 1) / config.HiddenSize;
+        long byRows = (rows + MinAutoChunkRows - 1) / MinAutoChunkRows;
+        return (int)Math.Max(1, Math.Min(paper, byRows));
+    }
 
     /// <summary>MsT on both blocks with the auto rule, plus checkpointing if asked.</summary>
     public static TrainingPolicy MiniSequence(LlamaConfig config, long rows, bool checkpoint)

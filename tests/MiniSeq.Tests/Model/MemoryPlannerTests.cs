@@ -40,7 +40,7 @@ public class MemoryPlannerTests
         foreach ((string name, Func<LlamaConfig, long, TrainingPolicy> make) in MemoryPlanner.StandardPolicies)
         {
             long At(int n) => MemoryPlanner.Predict(config, 1, n, make(config, n), new OptimizerOptions(), 0).TrackedTotal;
-            long a = At(8192), b = At(16384), c = At(32768);
+            long a = At(32768), b = At(65536), c = At(131072);
             // Equal increments for equal steps in N (up to chunk-size rounding): no N² term.
             double second = (double)(c - b) / (b - a);
             Assert.InRange(second, 1.9, 2.1);
