@@ -48,10 +48,8 @@ public class GoldenTests
     [MemberData(nameof(CasesAndPolicies))]
     public void LossAndGradients_MatchPyTorch(string caseName, string policyName)
     {
-        string dir = Path.Combine(GoldenRoot, caseName);
-        using var expected = SafeTensorsReader.Open(Path.Combine(dir, "expected.safetensors"));
-        using LlamaModel model = LlamaModel.Load(dir);
-        TokenBatch batch = TokenBatch.Load(Path.Combine(dir, "tokens.json"));
+        using GoldenCase golden = GoldenCase.Load(caseName);
+        (SafeTensorsReader expected, LlamaModel model, TokenBatch batch, _) = golden;
         var options = new TrainerOptions { Policy = PolicyFor(policyName, model.Config, (long)batch.BatchSize * batch.SeqLen) };
         using var trainer = new Trainer(model, options, batch.BatchSize, batch.SeqLen);
         (double loss, _) = trainer.ComputeGradients(batch);
@@ -66,11 +64,8 @@ public class GoldenTests
     [MemberData(nameof(Cases))]
     public void Logits_MatchPyTorch(string caseName)
     {
-        string dir = Path.Combine(GoldenRoot, caseName);
-        using var expected = SafeTensorsReader.Open(Path.Combine(dir, "expected.safetensors"));
-        using LlamaModel model = LlamaModel.Load(dir);
-        TokenBatch batch = TokenBatch.Load(Path.Combine(dir, "tokens.json"));
-        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json")));
+        using GoldenCase golden = GoldenCase.Load(caseName);
+        (SafeTensorsReader expected, LlamaModel model, TokenBatch batch, JsonDocument meta) = golden;
         int[] rows = meta.RootElement.GetProperty("logit_positions").EnumerateArray()
             .Select(bt => (bt[0].GetInt32() * batch.SeqLen) + bt[1].GetInt32()).ToArray();
         var logits = new float[rows.Length * model.Config.VocabSize];
@@ -83,11 +78,8 @@ public class GoldenTests
     [MemberData(nameof(Cases))]
     public void ThreeOptimizerSteps_MatchPyTorch(string caseName)
     {
-        string dir = Path.Combine(GoldenRoot, caseName);
-        using var expected = SafeTensorsReader.Open(Path.Combine(dir, "expected.safetensors"));
-        using LlamaModel model = LlamaModel.Load(dir);
-        TokenBatch batch = TokenBatch.Load(Path.Combine(dir, "tokens.json"));
-        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json")));
+        using GoldenCase golden = GoldenCase.Load(caseName);
+        (SafeTensorsReader expected, LlamaModel model, TokenBatch batch, JsonDocument meta) = golden;
         JsonElement opt = meta.RootElement.GetProperty("optimizer");
         string name = opt.GetProperty("name").GetString()!;
         OptimizerOptions optimizer = name.Equals("AdamW", StringComparison.OrdinalIgnoreCase)
@@ -134,6 +126,27 @@ public class GoldenTests
 
             Assert.True(worst <= maxAbs, $"{caseName} {p.Name} after 3 steps: max |diff| {worst:E3} > {maxAbs:E3} (2 × PyTorch fp32-vs-fp64 noise)");
             Compare.Close(actual, reference, 1e-4, $"{caseName} {p.Name} after 3 steps");
+        }
+    }
+
+    /// <summary>One golden case directory: expected values, the model, the tokens and meta.json.</summary>
+    private sealed record GoldenCase(SafeTensorsReader Expected, LlamaModel Model, TokenBatch Batch, JsonDocument Meta) : IDisposable
+    {
+        public static GoldenCase Load(string caseName)
+        {
+            string dir = Path.Combine(GoldenRoot, caseName);
+            return new GoldenCase(
+                SafeTensorsReader.Open(Path.Combine(dir, "expected.safetensors")),
+                LlamaModel.Load(dir),
+                TokenBatch.Load(Path.Combine(dir, "tokens.json")),
+                JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json"))));
+        }
+
+        public void Dispose()
+        {
+            Expected.Dispose();
+            Model.Dispose();
+            Meta.Dispose();
         }
     }
 }
