@@ -378,7 +378,7 @@ internal static class BenchCommand
                 sb.Append(ByteSize.Format(b)).Append(" | ");
             }
 
-            sb.Append(CultureInfo.InvariantCulture, $"{ByteSize.Format(r.TrackedPeakBytes)} | {ByteSize.Format(r.ProcessPeakRssBytes)} | {ByteSize.Format(r.PredictedProcessPeakBytes)} | {err:+0.0%;-0.0%} |");
+            sb.Append(CultureInfo.InvariantCulture, $"{ByteSize.Format(r.TrackedPeakBytes)} | {ByteSize.Format(r.ProcessPeakRssBytes)} | {ByteSize.Format(r.PredictedProcessPeakBytes)} | {err:+0.0%;-0.0%;0.0%} |");
             if (budget is long b2)
             {
                 sb.Append(r.ProcessPeakRssBytes <= b2 ? " yes |" : " no |");
