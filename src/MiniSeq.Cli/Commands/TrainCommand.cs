@@ -15,7 +15,7 @@ internal static class TrainCommand
 {
     private static readonly Option<string?> ModelDir = new("--model") { Description = "Hugging Face model directory to train (config.json + model.safetensors)" };
     private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]}" };
-    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: up to 1000 steps within --time-limit 180 s)" };
+    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: up to 3000 steps within --time-limit 180 s)" };
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "adamw | sgd", DefaultValueFactory = _ => "adamw" };
     private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 4e-3)" };
     private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay on matrices and embeddings", DefaultValueFactory = _ => 0f };
@@ -91,7 +91,7 @@ internal static class TrainCommand
         }
 
         // Validate every option and check the memory budget before anything large is allocated.
-        int steps = p.GetValue(Steps) ?? (demo ? 1000 : 1);
+        int steps = p.GetValue(Steps) ?? (demo ? 3000 : 1);
         double? timeLimit = p.GetValue(TimeLimit) ?? (demo && p.GetValue(Steps) is null ? 180 : null);
         if (steps < 1)
         {
