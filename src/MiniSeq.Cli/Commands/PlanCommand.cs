@@ -53,7 +53,7 @@ internal static class PlanCommand
         table.AddColumn("policy");
         foreach (MemoryCategory c in MemoryLedger.Categories)
         {
-            table.AddColumn(new TableColumn(c.ToString().ToLowerInvariant()).RightAligned());
+            table.AddColumn(new TableColumn(MemoryLedger.DisplayName(c)).RightAligned());
         }
 
         table.AddColumn(new TableColumn("runtime").RightAligned());

@@ -324,7 +324,7 @@ internal static class TrainCommand
 
         foreach (MemoryCategory cat in MemoryLedger.Categories)
         {
-            table.AddRow($"peak {cat.ToString().ToLowerInvariant()}", ByteSize.Format(mem.PeakOf(cat)));
+            table.AddRow($"peak {MemoryLedger.DisplayName(cat)}", ByteSize.Format(mem.PeakOf(cat)));
         }
 
         table.AddRow("peak tracked total", ByteSize.Format(mem.PeakTotalBytes));

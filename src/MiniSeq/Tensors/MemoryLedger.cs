@@ -35,6 +35,13 @@ public sealed class MemoryLedger
     private long _totalPeak;
     private readonly object _gate = new();
 
+    /// <summary>Lower-case display name of a category ("optimizer state").</summary>
+    public static string DisplayName(MemoryCategory category) => category switch
+    {
+        MemoryCategory.OptimizerState => "optimizer state",
+        _ => category.ToString().ToLowerInvariant(),
+    };
+
     /// <summary>A ledger shared by code that does not bring its own.</summary>
     public static MemoryLedger Shared { get; } = new();
 
@@ -98,7 +105,7 @@ public sealed record MemoryReport(long[] CurrentBytes, long[] PeakBytes, long Pe
     /// <summary>One line: peak per category, tracked total and process peak RSS.</summary>
     public override string ToString()
     {
-        var parts = MemoryLedger.Categories.Select(c => $"{c.ToString().ToLowerInvariant()} {ByteSize.Format(PeakOf(c))}");
+        var parts = MemoryLedger.Categories.Select(c => $"{MemoryLedger.DisplayName(c)} {ByteSize.Format(PeakOf(c))}");
         return string.Join(", ", parts) + $"; tracked peak {ByteSize.Format(PeakTotalBytes)}; process peak RSS {ByteSize.Format(ProcessPeakRssBytes)}";
     }
 }
