@@ -30,6 +30,19 @@ public sealed record StepBenchmarkResult(
 /// <summary>Times real training steps.</summary>
 public static class StepBenchmark
 {
+    /// <summary>Random tokens with next-token labels (-100 at each row's end), the batch every benchmark trains on.</summary>
+    public static TokenBatch RandomBatch(LlamaConfig config, int rows, int seqLen, ulong seed)
+    {
+        var rng = new DeterministicRandom(seed);
+        var ids = new int[rows * seqLen];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            ids[i] = rng.NextInt(config.VocabSize);
+        }
+
+        return TokenBatch.FromInputIds(rows, seqLen, ids);
+    }
+
     /// <summary>
     /// Builds a model for <paramref name="config"/> (random init), a trainer with <paramref name="policy"/>, and runs
     /// <paramref name="steps"/> AdamW steps on random tokens (the first is a warm-up excluded from the median).
@@ -40,20 +53,7 @@ public static class StepBenchmark
         var ledger = new MemoryLedger();
         long overhead = MemoryPlanner.MeasureRuntimeOverhead(ledger);
         MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode);
-        var rng = new DeterministicRandom(12345);
-        var ids = new int[batchSize * seqLen];
-        var labels = new int[batchSize * seqLen];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            ids[i] = rng.NextInt(config.VocabSize);
-        }
-
-        for (int i = 0; i < ids.Length; i++)
-        {
-            labels[i] = (i + 1) % seqLen == 0 ? -100 : ids[i + 1];
-        }
-
-        var batch = new TokenBatch(batchSize, seqLen, ids, labels);
+        TokenBatch batch = RandomBatch(config, batchSize, seqLen, 12345);
         using var model = new LlamaModel(config, ledger);
         model.InitializeRandom(1);
         using var trainer = new Trainer(model, new TrainerOptions { Optimizer = optimizer, Policy = policy, TotalSteps = steps }, batchSize, seqLen);
@@ -98,16 +98,7 @@ public static class PolicyComparison
     /// <summary>Runs <paramref name="warmup"/> untimed then <paramref name="rounds"/> timed rounds; the first mode is the baseline.</summary>
     public static IReadOnlyList<PolicyTiming> Run(LlamaConfig config, int seqLen, IReadOnlyList<(string Mode, TrainingPolicy Policy)> modes, int rounds, int warmup = 2, Action<string>? log = null)
     {
-        var rng = new DeterministicRandom(777);
-        var ids = new int[seqLen];
-        var labels = new int[seqLen];
-        for (int i = 0; i < seqLen; i++)
-        {
-            ids[i] = rng.NextInt(config.VocabSize);
-            labels[i] = rng.NextInt(config.VocabSize);
-        }
-
-        var batch = new TokenBatch(1, seqLen, ids, labels);
+        TokenBatch batch = StepBenchmark.RandomBatch(config, 1, seqLen, 777);
         using var model = new LlamaModel(config);
         model.InitializeRandom(1);
         var trainers = modes.Select(m => new Trainer(model, new TrainerOptions { Policy = m.Policy, Optimizer = new OptimizerOptions { LearningRate = 1e-5f } }, 1, seqLen)).ToList();

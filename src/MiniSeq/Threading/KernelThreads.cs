@@ -3,7 +3,6 @@
 // are claimed with a compare-and-swap on a (generation, next) word so a late worker can never run a stale job.
 // Deliberately not: a general task scheduler. Bodies must write disjoint outputs so results never depend on which
 // thread ran which index (that is what keeps every reduction deterministic and independent of thread count).
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 
@@ -204,7 +203,6 @@ public static unsafe class KernelThreads
 
             seen = generation;
             RunClaimedIndices(generation);
-            Debug.Assert(seen != 0);
         }
     }
 }
