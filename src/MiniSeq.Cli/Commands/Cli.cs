@@ -19,8 +19,9 @@ internal static class Cli
         bool verbose = args.Contains("--verbose");
         if (parse.Errors.Count > 0)
         {
-            string command = parse.CommandResult.Command.Name;
-            Console.Error.WriteLine($"miniseq: {parse.Errors[0].Message} (see `miniseq {(command == root.Name ? "" : command + " ")}--help`)");
+            Command command = parse.CommandResult.Command;
+            string path = command == root ? "" : string.Join(" ", CommandPath(parse.CommandResult)) + " ";
+            Console.Error.WriteLine($"miniseq: {ParseErrorLine(parse, command)} (see `miniseq {path}--help`)");
             return 2;
         }
 
@@ -42,6 +43,43 @@ internal static class Cli
         }
     }
 
+    // "Required command was not provided" and "Unrecognized command or argument" say little to a user who typed a
+    // wrong command name: name the command and list the valid ones instead.
+    private static string ParseErrorLine(ParseResult parse, Command command)
+    {
+        string[] subcommands = command.Subcommands.Select(c => c.Name).ToArray();
+        if (subcommands.Length > 0)
+        {
+            string valid = string.Join(", ", subcommands);
+            string? unknown = parse.UnmatchedTokens.FirstOrDefault(t => !t.StartsWith('-'));
+            if (unknown is not null)
+            {
+                return $"unknown command '{unknown}' (commands: {valid})";
+            }
+
+            if (parse.UnmatchedTokens.Count == 0 && !parse.Errors.Any(e => e.Message.Contains("--", StringComparison.Ordinal)))
+            {
+                return $"no command given (commands: {valid})";
+            }
+        }
+
+        return parse.Errors[0].Message;
+    }
+
+    private static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? result)
+    {
+        var names = new Stack<string>();
+        for (System.CommandLine.Parsing.SymbolResult? r = result; r is System.CommandLine.Parsing.CommandResult c && c.Parent is not null; r = r.Parent)
+        {
+            names.Push(c.Command.Name);
+        }
+
+        return names;
+    }
+
+    /// <summary>Whether <paramref name="option"/> was given on the command line (not just filled by its default).</summary>
+    public static bool IsGiven(this ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
+
     private static string Describe(Exception e)
     {
         Exception inner = e;
@@ -53,9 +91,11 @@ internal static class Cli
         string message = inner.Message.ReplaceLineEndings(" ");
         return inner switch
         {
-            FileNotFoundException or DirectoryNotFoundException or InvalidDataException or MiniSeq.Model.MemoryBudgetException or ArgumentException or FormatException or TrainingDivergedException or IOException => message,
+            FileNotFoundException or DirectoryNotFoundException or InvalidDataException or MiniSeq.Model.MemoryBudgetException or ArgumentException or FormatException or TrainingDivergedException or IOException or InvalidOperationException => message,
             OutOfMemoryException => "out of memory: " + message,
-            _ => $"{inner.GetType().Name}: {message}",
+
+            // Never a .NET type name without --verbose (which prints the whole exception below this line).
+            _ => $"unexpected error: {message} (--verbose shows the details)",
         };
     }
 }

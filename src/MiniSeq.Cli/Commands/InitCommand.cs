@@ -1,5 +1,6 @@
 // `miniseq init`: write a randomly initialised Hugging Face model directory.
 using System.CommandLine;
+using MiniSeq.IO;
 using MiniSeq.Model;
 using Spectre.Console;
 
@@ -9,7 +10,8 @@ internal static class InitCommand
 {
     private static readonly Option<string> Config = new("--config") { Description = "tiny | small | demo | path to a config.json", DefaultValueFactory = _ => "small" };
     private static readonly Option<ulong> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 1UL };
-    private static readonly Option<string> Out = new("--out") { Description = "Output directory", Required = true };
+    private static readonly Option<string> Out = new("--out") { Description = "Output directory (new or empty)", Required = true };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Write into a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
 
     public static Command Create()
     {
@@ -17,13 +19,16 @@ internal static class InitCommand
         command.Options.Add(Config);
         command.Options.Add(Seed);
         command.Options.Add(Out);
+        command.Options.Add(Overwrite);
         command.SetAction(p =>
         {
+            string dir = p.GetValue(Out)!;
+            bool overwrite = p.GetValue(Overwrite);
+            ModelDirectory.CheckSaveTarget(dir, overwrite);
             LlamaConfig config = ResolveConfig(p.GetValue(Config)!);
             using var model = new LlamaModel(config);
             model.InitializeRandom(p.GetValue(Seed));
-            string dir = p.GetValue(Out)!;
-            model.Save(dir);
+            model.Save(dir, overwrite);
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"wrote {dir}: {model.Layout.ParameterCount:N0} parameters (d={config.HiddenSize}, L={config.NumHiddenLayers}, V={config.VocabSize})")));
             return 0;
         });

@@ -44,12 +44,13 @@ internal static class TrainCommand
     private static readonly Option<string> LmHeadGrad = new("--lm-head-grad") { DefaultValueFactory = _ => "forward", Description = "LM-head gradient: forward (formed with the loss, Liger-style) | recompute (CCE-style)" };
     private static readonly Option<int> SaveEvery = new("--save-every") { DefaultValueFactory = _ => 0, Description = "Also save to --save every N steps (atomically), so a crash loses at most N steps" };
     private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none)" };
-    private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file" };
+    private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file (a new file, or an existing metrics file)" };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
 
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, TimeLimit, Metrics })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, TimeLimit, Metrics, Overwrite })
         {
             command.Options.Add(o);
         }
@@ -98,6 +99,11 @@ internal static class TrainCommand
             throw new ArgumentException($"--steps must be at least 1 (got {steps}).");
         }
 
+        if (timeLimit is double t && !(double.IsFinite(t) && t > 0))
+        {
+            throw new ArgumentException(FormattableString.Invariant($"--time-limit must be a number of seconds > 0 (got {t})."));
+        }
+
         int? micro = p.GetValue(MicroBatch);
         if (micro is int m && (m < 1 || batch.BatchSize % m != 0))
         {
@@ -105,9 +111,30 @@ internal static class TrainCommand
         }
 
         string? savePath = p.GetValue(Save);
-        if (savePath is not null && File.Exists(savePath))
+        bool overwrite = p.GetValue(Overwrite);
+        if (savePath is not null)
         {
-            throw new ArgumentException($"--save {savePath}: a file with that name exists; give a directory path.");
+            if (modelDir is not null && AtomicDirectory.SameDirectory(savePath, modelDir))
+            {
+                throw new ArgumentException($"--save {savePath} is the input model directory (--model {modelDir}); it is never overwritten. Save to another directory.");
+            }
+
+            if (File.Exists(savePath))
+            {
+                throw new ArgumentException($"--save {savePath}: a file with that name exists; give a directory path.");
+            }
+
+            ModelDirectory.CheckSaveTarget(savePath, overwrite);
+        }
+        else if (overwrite)
+        {
+            throw new ArgumentException("--overwrite applies to --save DIR; give --save too.");
+        }
+
+        string? metricsPath = p.GetValue(Metrics);
+        if (metricsPath is not null)
+        {
+            MetricsLog.CheckAppendable(metricsPath);
         }
 
         long microRows = (long)(micro ?? batch.BatchSize) * batch.SeqLen;
@@ -146,8 +173,8 @@ internal static class TrainCommand
             Beta2 = p.GetValue(Beta2) ?? (demo ? 0.95f : 0.999f),
             Epsilon = p.GetValue(Eps),
             Momentum = p.GetValue(Momentum),
-            GradClip = demo && p.GetResult(GradClip) is null ? 1f : p.GetValue(GradClip),
-            WarmupSteps = demo && p.GetResult(Warmup) is null ? 20 : p.GetValue(Warmup),
+            GradClip = demo && !p.IsGiven(GradClip) ? 1f : p.GetValue(GradClip),
+            WarmupSteps = demo && !p.IsGiven(Warmup) ? 20 : p.GetValue(Warmup),
             Schedule = p.GetValue(Schedule)!.ToLowerInvariant() switch
             {
                 "constant" => ScheduleKind.Constant,
@@ -155,9 +182,11 @@ internal static class TrainCommand
                 string other => throw new ArgumentException($"--schedule must be constant or cosine (got '{other}')."),
             },
         };
+        optimizerOptions.Validate();
         if (p.GetValue(Budget) is string budgetText)
         {
-            bool explicitPolicy = p.GetResult(MstMlp) is not null || p.GetResult(MstLm) is not null || p.GetResult(Checkpoint) is not null;
+            // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
+            bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint);
             policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions) with
             {
                 Loss = policy.Loss,
@@ -189,7 +218,7 @@ internal static class TrainCommand
             using var trainer = new Trainer(model, options, batch.BatchSize, batch.SeqLen);
             PrintHeader(model, batch, trainer, demo);
             var history = new List<StepResult>();
-            using StreamWriter? metrics = p.GetValue(Metrics) is string mp ? new StreamWriter(mp, append: true) : null;
+            using MetricsLog? metrics = metricsPath is null ? null : MetricsLog.Open(metricsPath);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             Progress.Run(steps, step =>
             {
@@ -205,11 +234,11 @@ internal static class TrainCommand
 
                 StepResult r = trainer.Step(batch);
                 history.Add(r);
-                metrics?.WriteLine(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
-                metrics?.Flush();
+                metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
                 if (saveEvery > 0 && step % saveEvery == 0 && step < steps)
                 {
-                    model.Save(savePath!);
+                    // Checked above: the directory was empty or --overwrite was given; later saves replace our own files.
+                    model.Save(savePath!, overwrite: true);
                 }
 
                 return FormattableString.Invariant($"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  peak {ByteSize.Format(model.Ledger.PeakTotal)}");
@@ -217,7 +246,7 @@ internal static class TrainCommand
 
             if (savePath is not null)
             {
-                model.Save(savePath);
+                model.Save(savePath, overwrite: true);
             }
 
             double? accuracy = demo ? RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + 1_000_003)) : null;

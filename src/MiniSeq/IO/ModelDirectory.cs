@@ -10,7 +10,7 @@ using MiniSeq.Tensors;
 namespace MiniSeq.IO;
 
 /// <summary>Reads and writes Hugging Face model directories (<c>config.json</c> + safetensors weights).</summary>
-public static class ModelDirectory
+public static partial class ModelDirectory
 {
     /// <summary>The config file name.</summary>
     public const string ConfigFileName = "config.json";
@@ -37,9 +37,9 @@ public static class ModelDirectory
     /// <param name="directory">A directory with <c>model.safetensors</c> or <c>model.safetensors.index.json</c> and its shards.</param>
     /// <param name="layout">Which tensors to read, their shapes and their slots.</param>
     /// <param name="parameters">The parameter arena (at least <c>layout.Plan.TotalFloats</c> floats).</param>
-    /// <param name="warn">Receives one message per tensor in the files that the layout does not use (e.g.
-    /// <c>model.layers.0.self_attn.rotary_emb.inv_freq</c>); such tensors are skipped. With tied embeddings a
-    /// <c>lm_head.weight</c> is skipped silently.</param>
+    /// <param name="warn">Receives one message per RoPE buffer in the files (<c>….rotary_emb.inv_freq</c>), which is
+    /// skipped. With tied embeddings a <c>lm_head.weight</c> is skipped silently. Any other tensor the layout does not
+    /// use (a bias, a q/k norm) is an error: ignoring it would compute a different model.</param>
     /// <remarks>All headers are validated (presence and exact shape of every tensor) before any data is read. F32,
     /// BF16, F16 and F64 data are converted to float32.</remarks>
     /// <exception cref="FileNotFoundException">Neither weights file exists, or a shard named by the index is missing.</exception>
@@ -119,6 +119,7 @@ public static class ModelDirectory
                 Throw.InvalidData(listing, $"{missing.Count} of {layout.Tensors.Count} tensors are missing: {shown}{more}", hint);
             }
 
+            var foreign = new List<string>();
             foreach (string name in fileOf.Keys.Order(StringComparer.Ordinal))
             {
                 if (layout.TryGet(name, out _) || (name == HfTensorNames.LmHead && layout.Config.TieWordEmbeddings))
@@ -126,7 +127,23 @@ public static class ModelDirectory
                     continue;
                 }
 
-                warn?.Invoke($"{Path.Combine(directory, fileOf[name])}: ignoring tensor '{name}', which a Llama model does not use.");
+                if (name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal))
+                {
+                    // A buffer older checkpoints saved; RoPE is recomputed from rope_theta.
+                    warn?.Invoke($"{Path.Combine(directory, fileOf[name])}: ignoring tensor '{name}', which a Llama model does not use.");
+                    continue;
+                }
+
+                foreign.Add(name);
+            }
+
+            if (foreign.Count > 0)
+            {
+                // Biases, q/k norms, experts …: ignoring them would compute a different model without a word.
+                string shown = string.Join(", ", foreign.Take(MissingNamesShown));
+                string more = foreign.Count > MissingNamesShown ? $" and {foreign.Count - MissingNamesShown} more" : "";
+                Throw.InvalidData(listing, $"{foreign.Count} tensors are not part of a Llama model: {shown}{more}",
+                    "The checkpoint computes something MiniSeq does not implement (e.g. projection biases or q/k norms); it was not loaded.");
             }
 
             // Pass 2: read.
@@ -145,34 +162,54 @@ public static class ModelDirectory
     }
 
     /// <summary>Writes <c>config.json</c> and <c>model.safetensors</c> (F32, Hugging Face names) atomically.</summary>
-    /// <param name="directory">Created, or replaced as a whole (files already in it are not kept).</param>
+    /// <param name="directory">Created; or, with <paramref name="overwrite"/>, updated: MiniSeq's own files in it
+    /// (<see cref="IsOwnedFile"/>) are replaced or removed, every other file is kept. A non-empty directory without
+    /// <paramref name="overwrite"/> is refused (<see cref="OutputExistsException"/>).</param>
     /// <param name="config">Written as config.json; must describe the same tensors as <paramref name="layout"/>.</param>
     /// <param name="layout">Which tensors to write (the tied LM head is written once, as the embedding).</param>
     /// <param name="parameters">The parameter arena.</param>
+    /// <param name="overwrite">Whether a non-empty directory may be updated.</param>
     /// <remarks>The files are written into a temporary sibling directory, flushed to disk, and renamed into place
-    /// (<see cref="AtomicDirectory"/>): a crash at any point leaves either the previous directory or the new one.</remarks>
-    public static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters)
-        => Save(directory, config, layout, parameters, long.MaxValue, afterFileWritten: null);
+    /// (<see cref="AtomicDirectory"/>): a crash at any point leaves the previous files or the new ones, never a partial
+    /// file. Parameters with NaN/Inf (or diverged) values are never saved: <see cref="InvalidDataException"/>.</remarks>
+    public static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, bool overwrite = false)
+        => Save(directory, config, layout, parameters, long.MaxValue, afterFileWritten: null, overwrite);
 
-    /// <summary>Like <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView)"/> but splits the weights into
+    /// <summary>Whether <paramref name="fileName"/> is one MiniSeq writes into a model directory (and so may replace
+    /// or remove there with overwrite): config.json, model.safetensors, the shard index and its shards.</summary>
+    public static bool IsOwnedFile(string fileName)
+        => fileName is ConfigFileName or WeightsFileName or IndexFileName || ShardName().IsMatch(fileName);
+
+    /// <summary>Throws before any work if <paramref name="directory"/> cannot be saved to (see <see cref="AtomicDirectory.CheckWritable"/>).</summary>
+    public static void CheckSaveTarget(string directory, bool overwrite) => AtomicDirectory.CheckWritable(directory, overwrite, IsOwnedFile);
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^model-\d{5}-of-\d{5}\.safetensors$")]
+    private static partial System.Text.RegularExpressions.Regex ShardName();
+
+    /// <summary>Like <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView, bool)"/> but splits the weights into
     /// shards of at most <paramref name="maxShardBytes"/> data bytes (a larger tensor gets a shard of its own):
     /// <c>model-00001-of-0000N.safetensors</c> and <c>model.safetensors.index.json</c>. When everything fits in one
     /// shard, writes <c>model.safetensors</c> and no index, as Transformers does.</summary>
-    public static void SaveSharded(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, long maxShardBytes)
+    public static void SaveSharded(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, long maxShardBytes, bool overwrite = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
-        Save(directory, config, layout, parameters, maxShardBytes, afterFileWritten: null);
+        Save(directory, config, layout, parameters, maxShardBytes, afterFileWritten: null, overwrite);
     }
 
     /// <summary>The save with a test hook called with each file's path after it is written (it may throw to
     /// simulate a crash mid-save).</summary>
     internal static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters,
-        long maxShardBytes, Action<string>? afterFileWritten)
+        long maxShardBytes, Action<string>? afterFileWritten, bool overwrite = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(layout);
         RequireArena(layout, parameters);
         RequireSameTensors(config, layout);
+        CheckSaveTarget(directory, overwrite);
+        if (ParameterHealth.FindUnhealthy(layout, parameters) is UnhealthyTensor bad)
+        {
+            throw new InvalidDataException($"{directory}: not saved: tensor {bad} — a model with such weights is unusable (did training diverge?).");
+        }
 
         // Greedy shards in storage order.
         var shards = new List<List<ParameterInfo>>();
@@ -224,7 +261,7 @@ public static class ModelDirectory
                 File.WriteAllText(indexPath, index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
                 afterFileWritten?.Invoke(indexPath);
             }
-        });
+        }, IsOwnedFile, overwrite);
     }
 
     /// <summary>Tensor name → file (relative to the directory); <paramref name="listing"/> is the file that lists them.</summary>

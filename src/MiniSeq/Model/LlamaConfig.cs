@@ -1,5 +1,7 @@
-// The Hugging Face LlamaConfig fields MiniSeq honours, read from and written to config.json.
+// The Hugging Face LlamaConfig fields MiniSeq honours, read from and written to config.json. Fields that would make
+// a checkpoint mean another computation (other families, activations, RoPE scaling, biases, …) are refused on load.
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace MiniSeq.Model;
@@ -67,7 +69,11 @@ public sealed record LlamaConfig
         MaxPositionEmbeddings = 4096,
     };
 
-    /// <summary>Throws <see cref="ArgumentException"/> with a clear message if the config is not a valid Llama.</summary>
+    /// <summary>Largest element count of one tensor: kernels index a tensor with 32-bit row and column counts.</summary>
+    public const long MaxTensorElements = int.MaxValue;
+
+    /// <summary>Throws <see cref="InvalidDataException"/> with a clear message if the config is not a valid Llama
+    /// or its sizes do not fit (every product is computed in 64 bits before it is used).</summary>
     public void Validate(string source = "config")
     {
         void Require(bool ok, string message)
@@ -88,8 +94,42 @@ public sealed record LlamaConfig
             $"hidden_size ({HiddenSize}) must be a multiple of num_attention_heads ({NumAttentionHeads})");
         Require(HeadDim > 0 && HeadDim % 2 == 0, $"head_dim must be a positive even number (got {HeadDim})");
         Require(VocabSize > 0, $"vocab_size must be positive (got {VocabSize})");
-        Require(RmsNormEps > 0, $"rms_norm_eps must be positive (got {RmsNormEps})");
-        Require(RopeTheta > 0, $"rope_theta must be positive (got {RopeTheta})");
+        Require(double.IsFinite(RmsNormEps) && RmsNormEps > 0, $"rms_norm_eps must be positive (got {RmsNormEps})");
+        Require(double.IsFinite(RopeTheta) && RopeTheta > 0, $"rope_theta must be positive (got {RopeTheta})");
+
+        // Sizes: one line naming the product, never an overflow later.
+        RequireFits(source, "num_attention_heads × head_dim", NumAttentionHeads, HeadDim);
+        RequireFits(source, "num_attention_heads × head_dim × hidden_size", (long)NumAttentionHeads * HeadDim, HiddenSize);
+        RequireFits(source, "num_key_value_heads × head_dim × hidden_size", (long)NumKeyValueHeads * HeadDim, HiddenSize);
+        RequireFits(source, "intermediate_size × hidden_size", IntermediateSize, HiddenSize);
+        RequireFits(source, "vocab_size × hidden_size", VocabSize, HiddenSize);
+        double parameters = ParameterCountEstimate;
+        if (parameters * sizeof(float) * 4 > long.MaxValue / 2)
+        {
+            throw new InvalidDataException(FormattableString.Invariant(
+                $"{source}: the config describes ≈2^{Math.Log2(parameters):F1} parameters; their fp32 weights, gradients and optimizer state do not fit in 64-bit memory. Check hidden_size, intermediate_size, num_hidden_layers and vocab_size."));
+        }
+    }
+
+    /// <summary>Parameter count computed in floating point (never overflows; exact below 2^53).</summary>
+    [JsonIgnore]
+    public double ParameterCountEstimate
+    {
+        get
+        {
+            double c = HiddenSize, perLayer = (2.0 * QueryDim * c) + (2.0 * KeyValueDim * c) + (3.0 * IntermediateSize * c) + (2 * c);
+            return (NumHiddenLayers * perLayer) + (VocabSize * c * (TieWordEmbeddings ? 1 : 2)) + c;
+        }
+    }
+
+    private static void RequireFits(string source, string product, long a, long b)
+    {
+        double elements = (double)a * b;
+        if (elements > MaxTensorElements)
+        {
+            throw new InvalidDataException(FormattableString.Invariant(
+                $"{source}: {product} = {a} × {b} ≈ 2^{Math.Log2(elements):F1} elements in one tensor, more than the 2^31 − 1 a tensor can hold. Check the config's sizes."));
+        }
     }
 
     private static readonly JsonSerializerOptions s_json = new()
@@ -99,7 +139,8 @@ public sealed record LlamaConfig
         NumberHandling = JsonNumberHandling.AllowReadingFromString,
     };
 
-    /// <summary>Reads a Hugging Face <c>config.json</c> (unknown fields are ignored) and validates it.</summary>
+    /// <summary>Reads a Hugging Face <c>config.json</c>, refuses fields that would make the checkpoint compute
+    /// something other than a Llama (<see cref="RefuseUnsupported"/>), and validates it. Other unknown fields are ignored.</summary>
     public static LlamaConfig Load(string path)
     {
         if (!File.Exists(path))
@@ -110,11 +151,28 @@ public sealed record LlamaConfig
         LlamaConfig? config;
         try
         {
-            config = JsonSerializer.Deserialize<LlamaConfig>(File.ReadAllText(path), s_json);
+            JsonNode? root = JsonNode.Parse(File.ReadAllText(path));
+            if (root is not JsonObject fields)
+            {
+                throw new InvalidDataException($"{path}: not a JSON object; a config.json holds one object of Hugging Face config fields.");
+            }
+
+            RefuseUnsupported(fields, path);
+            config = fields.Deserialize<LlamaConfig>(s_json);
+            if (config is not null && !fields.ContainsKey("rope_theta")
+                && fields["rope_parameters"] is JsonObject rope && rope["rope_theta"] is JsonValue theta && theta.TryGetValue(out double t))
+            {
+                // Transformers 5 moved rope_theta into rope_parameters.
+                config = config with { RopeTheta = t };
+            }
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{path}: not valid JSON for a Llama config ({e.Message}).", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidDataException($"{path}: a field has the wrong JSON type ({e.Message}).", e);
         }
 
         if (config is null)
@@ -126,11 +184,91 @@ public sealed record LlamaConfig
         return config;
     }
 
+    /// <summary>
+    /// Throws <see cref="InvalidDataException"/> naming the first config field that asks for a computation MiniSeq does not
+    /// implement (another model family, activation, RoPE scaling, biases, sliding window, q/k norms, dropout), so that a
+    /// checkpoint never loads into a different computation without a word.
+    /// </summary>
+    public static void RefuseUnsupported(JsonObject fields, string source)
+    {
+        ArgumentNullException.ThrowIfNull(fields);
+        void Refuse(string field, JsonNode? value, string why)
+            => throw new InvalidDataException($"{source}: {field} = {value?.ToJsonString() ?? "null"} is not supported: {why}.");
+
+        static bool IsNull(JsonNode? node) => node is null || node.GetValueKind() == JsonValueKind.Null;
+        static bool IsTrue(JsonNode? node) => node is JsonValue v && v.GetValueKind() == JsonValueKind.True;
+
+        if (fields["model_type"] is JsonNode type && !IsNull(type) && type.ToString() != "llama")
+        {
+            Refuse("model_type", type, "MiniSeq computes the Llama architecture (model_type \"llama\")");
+        }
+
+        if (fields["architectures"] is JsonArray architectures && architectures.Any(a => a?.ToString() != "LlamaForCausalLM"))
+        {
+            Refuse("architectures", architectures, "MiniSeq computes LlamaForCausalLM");
+        }
+
+        foreach (string act in (string[])["hidden_act", "hidden_activation"])
+        {
+            if (fields[act] is JsonNode value && !IsNull(value) && value.ToString() != "silu")
+            {
+                Refuse(act, value, "the MLP is SwiGLU with silu");
+            }
+        }
+
+        if (fields["rope_scaling"] is JsonNode scaling && !IsNull(scaling))
+        {
+            Refuse("rope_scaling", scaling, "RoPE scaling (llama3, linear, dynamic, yarn) is not implemented yet; only plain RoPE with rope_theta");
+        }
+
+        if (fields["rope_parameters"] is JsonObject parameters && parameters["rope_type"] is JsonNode ropeType && ropeType.ToString() != "default")
+        {
+            Refuse("rope_parameters.rope_type", ropeType, "only plain RoPE (\"default\") is implemented");
+        }
+
+        foreach (string bias in (string[])["attention_bias", "mlp_bias", "qkv_bias", "bias"])
+        {
+            if (IsTrue(fields[bias]))
+            {
+                Refuse(bias, fields[bias], "projections have no biases in MiniSeq's Llama");
+            }
+        }
+
+        foreach (string norm in (string[])["qk_norm", "use_qk_norm"])
+        {
+            if (IsTrue(fields[norm]))
+            {
+                Refuse(norm, fields[norm], "q/k normalisation is not implemented");
+            }
+        }
+
+        if (fields["sliding_window"] is JsonNode window && !IsNull(window) && !(fields["use_sliding_window"] is JsonNode use && !IsTrue(use)))
+        {
+            Refuse("sliding_window", window, "attention is full causal (no sliding window yet)");
+        }
+
+        foreach (string dropout in (string[])["attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop"])
+        {
+            if (fields[dropout] is JsonValue p && p.TryGetValue(out double d) && d != 0)
+            {
+                Refuse(dropout, p, "dropout is not implemented (MiniSeq trains deterministically without it)");
+            }
+        }
+
+        foreach (string moe in (string[])["num_experts", "num_local_experts", "n_routed_experts"])
+        {
+            if (fields[moe] is JsonValue e && e.TryGetValue(out double n) && n > 0)
+            {
+                Refuse(moe, e, "mixture-of-experts layers are not implemented");
+            }
+        }
+    }
+
     /// <summary>The config as Hugging Face <c>config.json</c> text (with architectures and model_type).</summary>
     public string ToJson()
     {
-        var node = System.Text.Json.Nodes.JsonNode.Parse(JsonSerializer.Serialize(this, s_json))!.AsObject();
-        node["architectures"] = new System.Text.Json.Nodes.JsonArray("LlamaForCausalLM");
+        var node = JsonNode.Parse(JsonSerializer.Serialize(this, s_json))!.AsObject();
+        node["architectures"] = new JsonArray("LlamaForCausalLM");
         node["model_type"] = "llama";
         node["hidden_act"] = "silu";
         node["torch_dtype"] = "float32";

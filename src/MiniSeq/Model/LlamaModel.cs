@@ -71,7 +71,7 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>Writes config.json and model.safetensors (F32, HF names) atomically.</summary>
-    public void Save(string directory) => ModelDirectory.Save(directory, Config, Layout, Parameters.All);
+    public void Save(string directory, bool overwrite = false) => ModelDirectory.Save(directory, Config, Layout, Parameters.All, overwrite);
 
     /// <summary>Frees the parameters.</summary>
     public void Dispose() => Parameters.Dispose();

@@ -57,6 +57,32 @@ public sealed record OptimizerOptions
     /// <summary>Schedule after warm-up.</summary>
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Constant;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first setting outside its valid range (CLI option
+    /// names, since that is where users meet them); NaN and infinities are refused everywhere.</summary>
+    public void Validate()
+    {
+        static void Require(bool ok, string message)
+        {
+            if (!ok)
+            {
+                throw new ArgumentException(message);
+            }
+        }
+
+        static string F(float x) => x.ToString("G", System.Globalization.CultureInfo.InvariantCulture);
+        Require(float.IsFinite(LearningRate) && LearningRate >= 0, $"--lr must be a finite number ≥ 0 (got {F(LearningRate)}).");
+        Require(float.IsFinite(MinLearningRate) && MinLearningRate >= 0 && MinLearningRate <= LearningRate,
+            $"the minimum learning rate must be finite, ≥ 0 and ≤ --lr (got {F(MinLearningRate)}).");
+        Require(float.IsFinite(WeightDecay) && WeightDecay >= 0, $"--weight-decay must be a finite number ≥ 0 (got {F(WeightDecay)}).");
+        Require(Beta1 is >= 0 and < 1, $"--beta1 must be in [0, 1) (got {F(Beta1)}).");
+        Require(Beta2 is >= 0 and < 1, $"--beta2 must be in [0, 1) (got {F(Beta2)}).");
+        Require(float.IsFinite(Epsilon) && Epsilon > 0, $"--eps must be a finite number > 0 (got {F(Epsilon)}).");
+        Require(Momentum is >= 0 and < 1, $"--momentum must be in [0, 1) (got {F(Momentum)}).");
+        Require(float.IsFinite(GradClip) && GradClip >= 0, $"--grad-clip must be a finite number ≥ 0, 0 = off (got {F(GradClip)}).");
+        Require(WarmupSteps >= 0, $"--warmup must be ≥ 0 steps (got {WarmupSteps}).");
+        Require(Enum.IsDefined(Kind) && Enum.IsDefined(Schedule), "unknown optimizer or schedule.");
+    }
+
     /// <summary>Learning rate at optimizer step <paramref name="step"/> (1-based) of <paramref name="totalSteps"/>.</summary>
     public float LearningRateAt(int step, int totalSteps)
     {

@@ -47,6 +47,9 @@ public sealed unsafe class Trainer : IDisposable
     /// <summary>Allocates gradients, optimizer state and the activation/scratch arenas for batches of batchRows × seqLen.</summary>
     public Trainer(LlamaModel model, TrainerOptions options, int batchRows, int seqLen)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Optimizer.Validate();
         _model = model;
         Options = options;
         BatchRows = batchRows;
@@ -131,6 +134,13 @@ public sealed unsafe class Trainer : IDisposable
 
         float lr = Options.Optimizer.LearningRateAt(step, Options.TotalSteps);
         _optimizer.Step(_gradients.All, lr);
+
+        // Every step, the last included: an update that breaks the weights must never reach a saved model.
+        if (ParameterHealth.FindUnhealthy(_model.Layout, _model.Parameters.All) is UnhealthyTensor bad)
+        {
+            throw new TrainingDivergedException(FormattableString.Invariant(
+                $"Step {step}: the update (learning rate {lr:G3}) left tensor {bad} — training diverged and the weights are unusable, so they were not saved. Lower --lr or enable --grad-clip."));
+        }
         return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen, scored, Stopwatch.GetElapsedTime(start));
     }
 
@@ -167,6 +177,7 @@ public sealed record EvalResult(double Loss, long Tokens, long ScoredTokens)
 public static class Evaluator
 {
     /// <summary>Mean cross-entropy over the batch's scored labels.</summary>
+    /// <exception cref="InvalidDataException">The loss is NaN or infinite (the message names the tensor at fault).</exception>
     public static EvalResult Evaluate(LlamaModel model, TokenBatch batch, TrainingPolicy? policy = null, int? microBatchRows = null)
     {
         long scored = batch.CountValidLabels();
@@ -190,6 +201,15 @@ public static class Evaluator
             sum += pass.ForwardLoss(part.InputIds, part.Labels);
         }
 
-        return new EvalResult(sum / scored, (long)batch.BatchSize * batch.SeqLen, scored);
+        double loss = sum / scored;
+        if (!double.IsFinite(loss))
+        {
+            string cause = ParameterHealth.FindUnhealthy(model.Layout, model.Parameters.All) is UnhealthyTensor bad
+                ? $"tensor {bad}"
+                : "every parameter is finite, so the activations or logits overflow fp32";
+            throw new InvalidDataException(FormattableString.Invariant($"the loss is not finite ({loss}): {cause}. The model cannot be evaluated."));
+        }
+
+        return new EvalResult(loss, (long)batch.BatchSize * batch.SeqLen, scored);
     }
 }

@@ -247,7 +247,58 @@ public class ModelDirectoryTests
     }
 
     [Fact]
-    public void Save_ExistingDirectory_ReplacedCompletely()
+    public void Save_ExistingDirectory_WithoutOverwrite_RefusedAndUntouched()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_tied);
+        using var first = new Arena(layout.Plan);
+        using var second = new Arena(layout.Plan);
+        Fill(layout, first, seed: 1);
+        Fill(layout, second, seed: 2);
+        ModelDirectory.Save(model, s_tied, layout, first.All);
+        byte[] before = File.ReadAllBytes(Path.Combine(model, "model.safetensors"));
+
+        var e = Assert.Throws<OutputExistsException>(() => ModelDirectory.Save(model, s_tied, layout, second.All));
+
+        Assert.Contains("--overwrite", e.Message, StringComparison.Ordinal);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(model, "model.safetensors")));
+        Assert.Equal(["model"], Siblings(dir));
+    }
+
+    [Fact]
+    public void Save_Overwrite_ReplacesOwnFilesKeepsEverythingElse()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_tied);
+        using var first = new Arena(layout.Plan);
+        using var second = new Arena(layout.Plan);
+        using var loaded = new Arena(layout.Plan);
+        Fill(layout, first, seed: 1);
+        Fill(layout, second, seed: 2);
+        ModelDirectory.SaveSharded(model, s_tied, layout, first.All, maxShardBytes: 100_000);
+        Assert.True(File.Exists(Path.Combine(model, "model.safetensors.index.json")));
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), "{}");
+        File.WriteAllText(Path.Combine(model, "notes.txt"), "mine");
+        Directory.CreateDirectory(Path.Combine(model, "sub"));
+        File.WriteAllText(Path.Combine(model, "sub", "x.bin"), "x");
+
+        ModelDirectory.Save(model, s_tied, layout, second.All, overwrite: true);
+
+        // One file now: the old shards and index (MiniSeq's own) are gone, the user's files are untouched.
+        string[] names = Directory.GetFileSystemEntries(model).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
+        Assert.Equal(["config.json", "model.safetensors", "notes.txt", "sub", "tokenizer.json"], names);
+        Assert.Equal("{}", File.ReadAllText(Path.Combine(model, "tokenizer.json")));
+        Assert.Equal("mine", File.ReadAllText(Path.Combine(model, "notes.txt")));
+        Assert.Equal("x", File.ReadAllText(Path.Combine(model, "sub", "x.bin")));
+        ModelDirectory.ReadWeights(model, layout, loaded.All);
+        AssertSameParameters(layout, second, loaded);
+        Assert.Equal(["model"], Siblings(dir)); // no temporary or old siblings left
+    }
+
+    [Fact]
+    public void Save_OwnFilesOnly_Overwrite_ReplacedAsAWhole()
     {
         using var dir = new TempDirectory();
         string model = dir.File("model");
@@ -258,14 +309,77 @@ public class ModelDirectoryTests
         Fill(layout, first, seed: 1);
         Fill(layout, second, seed: 2);
         ModelDirectory.Save(model, s_tied, layout, first.All);
-        File.WriteAllText(Path.Combine(model, "stale.txt"), "old");
 
-        ModelDirectory.Save(model, s_tied, layout, second.All);
+        ModelDirectory.Save(model, s_tied, layout, second.All, overwrite: true);
 
-        Assert.False(File.Exists(Path.Combine(model, "stale.txt")));
         ModelDirectory.ReadWeights(model, layout, loaded.All);
         AssertSameParameters(layout, second, loaded);
-        Assert.Equal(["model"], Siblings(dir)); // no temporary or old siblings left
+        Assert.Equal(["model"], Siblings(dir));
+    }
+
+    [Fact]
+    public void Save_NonFiniteParameter_RefusedNamingTheTensor()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        Fill(layout, arena, seed: 3);
+        layout.TryGet("model.norm.weight", out ParameterInfo norm);
+        arena.All.Slice(norm.Slot.Offset, norm.Slot.Length).Span[1] = float.NaN;
+
+        var e = Assert.Throws<InvalidDataException>(() => ModelDirectory.Save(dir.File("model"), s_tied, layout, arena.All));
+
+        Assert.Contains("model.norm.weight", e.Message, StringComparison.Ordinal);
+        Assert.Empty(Siblings(dir));
+    }
+
+    [Fact]
+    public void Save_LeftoverTemporariesOfDeadWriters_Removed()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        int deadPid = DeadProcessId();
+        Directory.CreateDirectory(dir.File($".model.tmp-{deadPid}-0123456789ab"));
+        File.WriteAllText(Path.Combine(dir.File($".model.tmp-{deadPid}-0123456789ab"), "model.safetensors"), "half");
+        Directory.CreateDirectory(dir.File(".model.tmp-0123456789ab")); // the older name, without a process id
+        string live = dir.File($".model.tmp-{Environment.ProcessId}-feedfacefeed");
+        Directory.CreateDirectory(live); // a writer still running (this process): kept
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        Fill(layout, arena, seed: 4);
+
+        ModelDirectory.Save(model, s_tied, layout, arena.All);
+
+        Assert.Equal([".model.tmp-" + Environment.ProcessId + "-feedfacefeed", "model"], Siblings(dir));
+    }
+
+    [Fact]
+    public void Save_KilledSwapLeftOnlyOldVersion_RestoredThenRefusedWithoutOverwrite()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        Fill(layout, arena, seed: 5);
+        ModelDirectory.Save(model, s_tied, layout, arena.All);
+        string old = dir.File($".model.old-{DeadProcessId()}-0123456789ab");
+        Directory.Move(model, old); // as if killed between "rename aside" and "rename in"
+
+        Assert.Throws<OutputExistsException>(() => ModelDirectory.Save(model, s_tied, layout, arena.All));
+
+        Assert.Equal(["model"], Siblings(dir));
+        Assert.True(File.Exists(Path.Combine(model, "model.safetensors")));
+    }
+
+    private static int DeadProcessId()
+    {
+        for (int pid = 4_000_000; ; pid--)
+        {
+            if (!Directory.Exists($"/proc/{pid}"))
+            {
+                return pid;
+            }
+        }
     }
 
     [Theory]
@@ -291,7 +405,7 @@ public class ModelDirectoryTests
                 {
                     throw new IOException("simulated crash");
                 }
-            }));
+            }, overwrite: true));
 
         Assert.Equal(weightsBefore, File.ReadAllBytes(Path.Combine(model, "model.safetensors")));
         Assert.Equal(configBefore, File.ReadAllText(Path.Combine(model, "config.json")));
