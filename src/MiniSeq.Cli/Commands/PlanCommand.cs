@@ -37,7 +37,15 @@ internal static class PlanCommand
                 throw new ArgumentException("--seq-len and --batch must be ≥ 1 and --micro-batch must divide --batch.");
             }
 
-            var optimizer = new OptimizerOptions { Kind = p.GetValue(OptimizerName) == "sgd" ? OptimizerKind.Sgd : OptimizerKind.AdamW };
+            var optimizer = new OptimizerOptions
+            {
+                Kind = p.GetValue(OptimizerName)!.ToLowerInvariant() switch
+                {
+                    "adamw" => OptimizerKind.AdamW,
+                    "sgd" => OptimizerKind.Sgd,
+                    string other => throw new ArgumentException($"--optimizer must be adamw or sgd (got '{other}')."),
+                },
+            };
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
             IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead);
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;

@@ -18,9 +18,17 @@ internal static class CliRunner
         }
     }
 
-    public static CliResult Run(params string[] args)
+    public static CliResult Run(params string[] args) => RunIn(null, args);
+
+    /// <summary>Runs in <paramref name="workingDirectory"/> (null: the test's own), as a user typing in that folder.</summary>
+    public static CliResult RunIn(string? workingDirectory, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (workingDirectory is not null)
+        {
+            psi.WorkingDirectory = workingDirectory;
+        }
+
         psi.ArgumentList.Add(CliDll);
         foreach (string a in args)
         {
