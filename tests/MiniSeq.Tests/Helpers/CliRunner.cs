@@ -18,7 +18,10 @@ internal static class CliRunner
         }
     }
 
-    public static CliResult Run(params string[] args)
+    public static CliResult Run(params string[] args) => RunWith(new Dictionary<string, string>(), args);
+
+    /// <summary>Runs with extra environment variables set for the child process.</summary>
+    public static CliResult RunWith(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(CliDll);
@@ -28,6 +31,10 @@ internal static class CliRunner
         }
 
         psi.Environment["MINISEQ_THREADS"] = "1";
+        foreach ((string name, string value) in environment)
+        {
+            psi.Environment[name] = value;
+        }
         using var process = Process.Start(psi)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
