@@ -39,10 +39,13 @@ public unsafe class GemmBenchmarks
     }
 
     [Benchmark(Baseline = true)]
-    public void MiniSeqV512() => Run(GemmVariant.V512);
+    public void MiniSeqV512() => Run(IsaWidth.V512);
 
     [Benchmark]
-    public void MiniSeqV256() => Run(GemmVariant.V256);
+    public void MiniSeqV256() => Run(IsaWidth.V256);
+
+    [Benchmark]
+    public void MiniSeqV128() => Run(IsaWidth.V128);
 
     [Benchmark]
     public void OpenBlasSgemm()
@@ -56,7 +59,7 @@ public unsafe class GemmBenchmarks
         OpenBlas.Sgemm(s.TransA, s.TransB, s.M, s.N, s.K, 1f, _a, s.TransA ? s.M : s.K, _b, s.TransB ? s.K : s.N, 0f, _c, s.N);
     }
 
-    private void Run(GemmVariant variant)
+    private void Run(IsaWidth variant)
     {
         GemmShape s = _shape;
         MatMul.Gemm(variant, s.TransA, s.TransB, s.M, s.N, s.K, 1f, _a, s.TransA ? s.M : s.K, _b, s.TransB ? s.K : s.N, 0f, _c, s.N);

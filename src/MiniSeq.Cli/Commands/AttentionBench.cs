@@ -23,9 +23,9 @@ internal static class AttentionBench
         command.SetAction(p =>
         {
             Console.WriteLine($"machine: {BenchCommand.MachineLine()}");
-            double peak = BenchCommand.MeasuredPeak;
+            double peak = BenchCommand.Peak.GFlops;
             Console.WriteLine();
-            Console.WriteLine($"| T | H/KvH | D | forward s | forward GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s | % of measured peak ({peak:F0}) |");
+            Console.WriteLine($"| T | H/KvH | D | forward s | forward GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s | % of peak ({peak:F0}) |");
             Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|");
             foreach (string s in p.GetValue(seq)!.Split(','))
             {

@@ -6,6 +6,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using MiniSeq.Benchmarks;
+using MiniSeq.Kernels;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
 using MiniSeq.Threading;
@@ -30,17 +31,24 @@ internal static class BenchCommand
         return bench;
     }
 
-    private static double? s_measuredPeak;
+    private static PeakEstimate? s_peak;
 
-    /// <summary>fp32 peak of the kernel threads, measured with register-only FMA bursts (the vCPUs boost well above
-    /// the nominal clock /proc/cpuinfo reports, so the nominal figure understates the real peak).</summary>
-    internal static double MeasuredPeak => s_measuredPeak ??= GemmBenchmark.MeasureFmaPeakGFlops(KernelThreads.ThreadCount);
+    /// <summary>fp32 peak of the kernel threads at the width GEMM and attention run at: the larger of the nominal figure
+    /// and register-only FMA bursts (the vCPUs boost well above the clock /proc/cpuinfo reports).</summary>
+    internal static PeakEstimate Peak => s_peak ??= CpuPeak.Measure(KernelSelector.TiledWidth, KernelThreads.ThreadCount);
 
     internal static string MachineLine()
     {
-        double ghz = (GemmBenchmark.ReadCpuMHz() ?? 2600) / 1000;
-        double nominal = GemmBenchmark.Fp32PeakGFlops(KernelThreads.ThreadCount, ghz);
-        return FormattableString.Invariant($"{GemmBenchmark.ReadCpuName()}, {Environment.ProcessorCount} cores, {KernelThreads.ThreadCount} kernel threads; fp32 peak: nominal {nominal:F0} GFLOP/s (64 FLOP/cycle/core at the {ghz:F2} GHz of /proc/cpuinfo), measured {MeasuredPeak:F0} GFLOP/s (FMA bursts; ≈{MeasuredPeak / (64 * KernelThreads.ThreadCount):F1} GHz effective) — % of peak below uses the measured peak; .NET {Environment.Version}");
+        PeakEstimate peak = Peak;
+        string width = peak.Width.ToString();
+        string nominal = peak.NominalGFlops is double n
+            ? FormattableString.Invariant($"nominal {n:F0} GFLOP/s ({CpuPeak.FlopsPerCycle(peak.Width, peak.Fma)} FLOP/cycle/core: 2 × {CpuPeak.Lanes(peak.Width) * 32}-bit FMA, at the {peak.ClockGHz:F2} GHz of /proc/cpuinfo)")
+            : $"nominal n/a (no FMA at {width})";
+        string measured = peak.EffectiveGHz is double ghz
+            ? FormattableString.Invariant($"measured {peak.MeasuredGFlops:F0} GFLOP/s ({width} FMA bursts; ≈{ghz:F1} GHz effective)")
+            : FormattableString.Invariant($"measured {peak.MeasuredGFlops:F0} GFLOP/s ({width} multiply+add bursts)");
+        string path = CpuPeak.DescribePath(KernelSelector.Selected, KernelSelector.IsForced, peak.Width);
+        return FormattableString.Invariant($"{GemmBenchmark.ReadCpuName()}, {Environment.ProcessorCount} cores, {KernelThreads.ThreadCount} kernel threads; {path}; fp32 peak at {width}: {nominal}, {measured} — % of peak below uses the larger, {peak.GFlops:F0} GFLOP/s; .NET {Environment.Version}");
     }
 
     private static Command Gemm()
@@ -53,11 +61,11 @@ internal static class BenchCommand
         command.SetAction(p =>
         {
             Console.WriteLine($"machine: {MachineLine()}");
-            double peak = MeasuredPeak;
+            double peak = Peak.GFlops;
             Console.WriteLine($"OpenBLAS: {OpenBlas.Status}");
             Console.WriteLine();
             var results = GemmBenchmark.Run(GemmBenchmark.TrainingShapes, new GemmBenchmarkOptions { Runs = p.GetValue(runs), CompareOpenBlas = p.GetValue(openblas), PeakGFlops = peak });
-            var sb = new StringBuilder("| shape | op | MiniSeq GFLOP/s | % of measured peak | OpenBLAS GFLOP/s | MiniSeq / OpenBLAS |\n|---|---|---:|---:|---:|---:|\n");
+            var sb = new StringBuilder("| shape | op | MiniSeq GFLOP/s | % of peak | OpenBLAS GFLOP/s | MiniSeq / OpenBLAS |\n|---|---|---:|---:|---:|---:|\n");
             foreach (GemmBenchmarkResult r in results)
             {
                 sb.Append(CultureInfo.InvariantCulture, $"| {r.Shape.Name} | {r.Shape.Description} | {r.MiniSeq.GFlops:F1} | {r.MiniSeq.PercentOfPeak:F1} % | ");

@@ -1,13 +1,12 @@
 // GEMM timing harness (a library routine, used by the benchmark project and ad-hoc drivers): times MatMul.Gemm on
 // given shapes (warm-up, then the best and median of several runs), optionally against OpenBLAS cblas_sgemm loaded at
-// run time from libopenblas.so.0, and reports GFLOP/s and the percentage of an fp32 peak read from /proc/cpuinfo.
+// run time from libopenblas.so.0, and reports GFLOP/s and the percentage of an fp32 peak (CpuPeak, at the width the
+// GEMM runs at).
 // Deliberately not: console output, statistics beyond best/median, or a BLAS dependency (OpenBLAS is optional and
 // reported as "not available" when it cannot be loaded).
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using MiniSeq.Kernels;
 
 namespace MiniSeq.Benchmarks;
@@ -40,7 +39,7 @@ public sealed record GemmBenchmarkOptions
     /// <summary>Passes over all shapes; implementations alternate per pass and the best over passes is kept.</summary>
     public int Passes { get; init; } = 2;
 
-    /// <summary>fp32 peak in GFLOP/s used for the percentage; default: Fp32PeakGFlops at the thread count.</summary>
+    /// <summary>fp32 peak in GFLOP/s used for the percentage; default: <see cref="CpuPeak.Measure"/> at the GEMM's width and the thread count.</summary>
     public double? PeakGFlops { get; init; }
 
     /// <summary>Also time OpenBLAS cblas_sgemm when libopenblas.so.0 loads.</summary>
@@ -114,90 +113,12 @@ public static unsafe class GemmBenchmark
         return RuntimeInformation.OSDescription;
     }
 
-    /// <summary>fp32 peak in GFLOP/s: cores × 64 FLOP/cycle (2 × 512-bit FMA) × GHz.</summary>
-    public static double Fp32PeakGFlops(int cores, double ghz) => cores * 64.0 * ghz;
-
-    /// <summary>fp32 peak for <paramref name="cores"/> cores at the /proc/cpuinfo clock (2.6 GHz if unreadable).</summary>
-    public static double Fp32PeakGFlops(int cores) => Fp32PeakGFlops(cores, (ReadCpuMHz() ?? 2600) / 1000);
-
-    /// <summary>
-    /// Measured fp32 peak in GFLOP/s: <paramref name="threads"/> threads run register-only FMA bursts (12 independent
-    /// 512-bit accumulators, ≈1–2 ms each) started together; the best burst over <paramref name="bursts"/> tries.
-    /// This captures the real (boost) clock, which /proc/cpuinfo under a hypervisor does not report.
-    /// </summary>
-    public static double MeasureFmaPeakGFlops(int threads, int bursts = 200)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
-        const long Iterations = 1 << 19;
-        double flopsPerThread = Iterations * 12.0 * 2 * Vector512<float>.Count;
-        double best = double.MaxValue;
-        using var barrier = new Barrier(threads);
-        var workers = new Thread[threads];
-        float sink = 0;
-        for (int t = 0; t < threads; t++)
-        {
-            bool timer = t == 0;
-            workers[t] = new Thread(() =>
-            {
-                float local = 0;
-                for (int burst = 0; burst < bursts; burst++)
-                {
-                    barrier.SignalAndWait();
-                    long start = Stopwatch.GetTimestamp();
-                    local += FmaBurst(Iterations);
-                    barrier.SignalAndWait();
-                    if (timer)
-                    {
-                        best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
-                    }
-                }
-
-                sink += local;
-            });
-            workers[t].Start();
-        }
-
-        foreach (Thread worker in workers)
-        {
-            worker.Join();
-        }
-
-        GC.KeepAlive(sink);
-        return threads * flopsPerThread / best / 1e9;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float FmaBurst(long iterations)
-    {
-        Vector512<float> m = Vector512.Create(0.999999f);
-        Vector512<float> add = Vector512.Create(1e-3f);
-        Vector512<float> a0 = add, a1 = add, a2 = add, a3 = add, a4 = add, a5 = add;
-        Vector512<float> a6 = add, a7 = add, a8 = add, a9 = add, a10 = add, a11 = add;
-        for (long i = 0; i < iterations; i++)
-        {
-            a0 = Vector512.FusedMultiplyAdd(a0, m, add);
-            a1 = Vector512.FusedMultiplyAdd(a1, m, add);
-            a2 = Vector512.FusedMultiplyAdd(a2, m, add);
-            a3 = Vector512.FusedMultiplyAdd(a3, m, add);
-            a4 = Vector512.FusedMultiplyAdd(a4, m, add);
-            a5 = Vector512.FusedMultiplyAdd(a5, m, add);
-            a6 = Vector512.FusedMultiplyAdd(a6, m, add);
-            a7 = Vector512.FusedMultiplyAdd(a7, m, add);
-            a8 = Vector512.FusedMultiplyAdd(a8, m, add);
-            a9 = Vector512.FusedMultiplyAdd(a9, m, add);
-            a10 = Vector512.FusedMultiplyAdd(a10, m, add);
-            a11 = Vector512.FusedMultiplyAdd(a11, m, add);
-        }
-
-        return Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
-    }
-
     /// <summary>Times every shape with MatMul.Gemm and, when requested and loadable, OpenBLAS.</summary>
     public static IReadOnlyList<GemmBenchmarkResult> Run(IReadOnlyList<GemmShape> shapes, GemmBenchmarkOptions options)
     {
         ArgumentNullException.ThrowIfNull(shapes);
         ArgumentNullException.ThrowIfNull(options);
-        double peak = options.PeakGFlops ?? Fp32PeakGFlops(Threading.KernelThreads.ThreadCount);
+        double peak = options.PeakGFlops ?? CpuPeak.Measure(KernelSelector.TiledWidth, Threading.KernelThreads.ThreadCount).GFlops;
         bool openBlas = options.CompareOpenBlas && OpenBlas.IsAvailable;
         var results = new List<GemmBenchmarkResult>(shapes.Count);
         foreach (GemmShape shape in shapes)

@@ -1,5 +1,6 @@
 // Tiled SIMD flash attention, written once over a vector width: generic methods over TW : IVectorWidth<TV>
-// (Simd/VectorWidth.cs), instantiated by FlashAttention.cs for Width512 (16 query rows per vector) and Width256 (8).
+// (Simd/VectorWidth.cs), instantiated by FlashAttention.cs for Width512 (16 query rows per vector), Width256 (8) and
+// Width128 (4).
 // TW and TV are structs, so the JIT compiles each width separately, with every TW call inlined to the intrinsic it
 // wraps: no virtual calls, accumulators in registers, the same code as a kernel written on Vector512 directly.
 // Query rows live in vector lanes: a block of 4 vectors of query rows is held transposed, (D, Bq), so every
@@ -14,7 +15,7 @@ namespace MiniSeq.Kernels;
 
 public static unsafe partial class FlashAttention
 {
-    // Keys per tile, for both widths; a multiple of 12 (the key blocking of the kernels below).
+    // Keys per tile, for every width; a multiple of 12 (the key blocking of the kernels below).
     private const int ForwardKeyTile = 48;
     private const int BackwardKeyTile = 48;
 

@@ -1,6 +1,7 @@
 // Causal grouped-query flash attention: public entry points, validation, ISA selection, parallel dispatch and
 // per-thread scratch. The arithmetic lives in the partial files FlashAttention.Scalar.cs (row-wise fallback) and
-// FlashAttention.Tiled.cs (tiled SIMD kernels, generic over the vector width: run here on Vector512 and Vector256).
+// FlashAttention.Tiled.cs (tiled SIMD kernels, generic over the vector width: run here on Vector512, Vector256 and
+// Vector128). The width is KernelSelector.TiledWidth (MINISEQ_FORCE_ISA or the widest, capped at the widest with FMA).
 // Deliberately not here: RoPE (q and k arrive rotated), dropout, non-causal or padded/varlen masks, and any
 // T×T buffer — memory stays O(T·D): output, lse and per-thread scratch sized by the tile, never by T.
 // Derivation and measurements: docs/kernels/attention.md.
@@ -12,22 +13,6 @@ using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
 
-/// <summary>Which implementation <see cref="FlashAttention"/> runs (tests force each one).</summary>
-internal enum FlashAttentionIsa
-{
-    /// <summary>The widest accelerated one, or the one named by MINISEQ_FORCE_ISA (Scalar, V128, V256, V512).</summary>
-    Auto,
-
-    /// <summary>Row-by-row scalar online softmax.</summary>
-    Scalar,
-
-    /// <summary>Tiled kernels on Vector256 (8 query rows per vector).</summary>
-    V256,
-
-    /// <summary>Tiled kernels on Vector512 (16 query rows per vector).</summary>
-    V512,
-}
-
 /// <summary>Causal grouped-query attention with O(N·D) memory: no T×T matrix is ever allocated.</summary>
 public static unsafe partial class FlashAttention
 {
@@ -36,8 +21,6 @@ public static unsafe partial class FlashAttention
 
     // Query rows per task in the scalar path (the SIMD paths use 4 vectors of rows).
     private const int ScalarRowBlock = 64;
-
-    private static readonly FlashAttentionIsa s_autoIsa = DetectIsa();
 
     // One growable 64-byte-aligned buffer per thread: a task uses it from start to end and never yields, so the
     // pool threads and any caller thread can run attention concurrently without sharing scratch.
@@ -50,14 +33,17 @@ public static unsafe partial class FlashAttention
     /// natural-log log-sum-exp of each scaled score row, which backward needs.
     /// </summary>
     public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse)
-        => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, FlashAttentionIsa.Auto);
+        => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, null);
 
     /// <summary>Recomputes scores per tile from q, k and lse; accumulates into dq (B·T, H·D), dk and dv (B·T, KvH·D).</summary>
     public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv)
-        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, FlashAttentionIsa.Auto);
+        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, null);
 
-    /// <summary><see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> on a chosen implementation.</summary>
-    internal static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, FlashAttentionIsa isa)
+    /// <summary>The width the public entry points run at: <see cref="KernelSelector.TiledWidth"/>.</summary>
+    internal static IsaWidth DefaultIsa => KernelSelector.TiledWidth;
+
+    /// <summary><see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>; tests force each one).</summary>
+    internal static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, IsaWidth? isa)
     {
         Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
         ThrowIfNull(q, nameof(q));
@@ -68,8 +54,9 @@ public static unsafe partial class FlashAttention
         var args = new Args(q, k, v, null, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa));
         int blockRows = args.Isa switch
         {
-            FlashAttentionIsa.V512 => 4 * Width512.Count,
-            FlashAttentionIsa.V256 => 4 * Width256.Count,
+            IsaWidth.V512 => 4 * Width512.Count,
+            IsaWidth.V256 => 4 * Width256.Count,
+            IsaWidth.V128 => 4 * Width128.Count,
             _ => ScalarRowBlock,
         };
         args.RowBlock = blockRows;
@@ -77,8 +64,8 @@ public static unsafe partial class FlashAttention
         KernelThreads.For(batchSize * kvHeadCount * args.QueryBlocks, &ForwardTask, &args);
     }
 
-    /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> on a chosen implementation.</summary>
-    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, FlashAttentionIsa isa)
+    /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
+    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa)
     {
         Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
         ThrowIfNull(dOutput, nameof(dOutput));
@@ -110,11 +97,14 @@ public static unsafe partial class FlashAttention
         int kvh = index % a.KvHeadCount;
         switch (a.Isa)
         {
-            case FlashAttentionIsa.V512:
+            case IsaWidth.V512:
                 ForwardGroup<Width512, Vector512<float>>(ref a, b, kvh, qb);
                 break;
-            case FlashAttentionIsa.V256:
+            case IsaWidth.V256:
                 ForwardGroup<Width256, Vector256<float>>(ref a, b, kvh, qb);
+                break;
+            case IsaWidth.V128:
+                ForwardGroup<Width128, Vector128<float>>(ref a, b, kvh, qb);
                 break;
             default:
                 int group = a.HeadCount / a.KvHeadCount;
@@ -134,11 +124,14 @@ public static unsafe partial class FlashAttention
         int kvh = index % a.KvHeadCount;
         switch (a.Isa)
         {
-            case FlashAttentionIsa.V512:
+            case IsaWidth.V512:
                 BackwardGroup<Width512, Vector512<float>>(ref a, b, kvh);
                 break;
-            case FlashAttentionIsa.V256:
+            case IsaWidth.V256:
                 BackwardGroup<Width256, Vector256<float>>(ref a, b, kvh);
+                break;
+            case IsaWidth.V128:
+                BackwardGroup<Width128, Vector128<float>>(ref a, b, kvh);
                 break;
             default:
                 BackwardGroupScalar(ref a, b, kvh);
@@ -146,31 +139,8 @@ public static unsafe partial class FlashAttention
         }
     }
 
-    private static FlashAttentionIsa Resolve(FlashAttentionIsa isa) => isa == FlashAttentionIsa.Auto ? s_autoIsa : isa;
-
-    private static FlashAttentionIsa DetectIsa()
-    {
-        string? forced = Environment.GetEnvironmentVariable("MINISEQ_FORCE_ISA");
-        if (!string.IsNullOrEmpty(forced))
-        {
-            if (forced.Equals("V512", StringComparison.OrdinalIgnoreCase) && Vector512.IsHardwareAccelerated)
-            {
-                return FlashAttentionIsa.V512;
-            }
-
-            if (forced.Equals("V256", StringComparison.OrdinalIgnoreCase) && Vector256.IsHardwareAccelerated)
-            {
-                return FlashAttentionIsa.V256;
-            }
-
-            // V128 has no tiled kernel of its own; it and Scalar take the scalar path.
-            return FlashAttentionIsa.Scalar;
-        }
-
-        return Vector512.IsHardwareAccelerated ? FlashAttentionIsa.V512
-            : Vector256.IsHardwareAccelerated ? FlashAttentionIsa.V256
-            : FlashAttentionIsa.Scalar;
-    }
+    // An explicit width runs as given (tests run every width on any machine); null follows KernelSelector.
+    private static IsaWidth Resolve(IsaWidth? isa) => isa ?? DefaultIsa;
 
     private static void Validate(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim)
     {
@@ -260,9 +230,9 @@ public static unsafe partial class FlashAttention
         public int RowBlock;
         public int QueryBlocks;
         public float Scale;     // 1/√D
-        public FlashAttentionIsa Isa;
+        public IsaWidth Isa;
 
-        public Args(float* q, float* k, float* v, float* dOutput, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, FlashAttentionIsa isa)
+        public Args(float* q, float* k, float* v, float* dOutput, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth isa)
         {
             Q = q;
             K = k;

@@ -1,6 +1,6 @@
 // GEMM micro-kernels: C tile (MR×NR) = A micro-panel (kc×MR, packed k-major) · B micro-panel (kc×NR, packed k-major),
 // accumulators held in registers for the whole kc loop, then stored as C = alpha·acc (overwrite) or
-// C = fma(acc, alpha, C) (or non-temporal C = alpha·acc for huge outputs). One kernel per ISA; the driver (MatMul.cs)
+// C = fma(acc, alpha, C) (or non-temporal C = alpha·acc for huge outputs). One kernel per width; the driver (MatMul.cs)
 // handles edges and blocking. The V512 kernel also prefetches a caller-chosen line every 4 k steps (the next B panel).
 // Deliberately not: edge handling (edge tiles go through a scratch tile), k-loop unrolling (the JIT's loop is 16 FMAs,
 // 2 loads and 8 broadcasts per k step with no spills; checked with DOTNET_JitDisasm).
@@ -16,6 +16,8 @@ public static unsafe partial class MatMul
     internal const int NrV512 = 32;
     internal const int MrV256 = 6;
     internal const int NrV256 = 16;
+    internal const int MrV128 = 6;
+    internal const int NrV128 = 8;
     internal const int MrScalar = 4;
     internal const int NrScalar = 4;
     private const int MaxTile = MrV512 * NrV512;
@@ -162,6 +164,65 @@ public static unsafe partial class MatMul
         {
             Vector256.Store(Vector256.FusedMultiplyAdd(x0, alpha, Vector256.Load(c)), c);
             Vector256.Store(Vector256.FusedMultiplyAdd(x1, alpha, Vector256.Load(c + 8)), c + 8);
+        }
+    }
+
+    // 6 rows × 8 columns: the V256 tile's shape at half the width (12 xmm accumulators + 2 B loads + 1 broadcast fit
+    // the 16 xmm registers of SSE/AVX, and the 32 of AdvSimd). The path for MINISEQ_FORCE_ISA=V128 and for CPUs whose
+    // widest FMA is 128-bit (Arm64).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV128(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
+    {
+        Vector128<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector128<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector128<float> c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            Vector128<float> b0 = Vector128.Load(b);
+            Vector128<float> b1 = Vector128.Load(b + 4);
+            Vector128<float> av = Vector128.Create(a[0]);
+            c00 = Vector128.FusedMultiplyAdd(av, b0, c00);
+            c01 = Vector128.FusedMultiplyAdd(av, b1, c01);
+            av = Vector128.Create(a[1]);
+            c10 = Vector128.FusedMultiplyAdd(av, b0, c10);
+            c11 = Vector128.FusedMultiplyAdd(av, b1, c11);
+            av = Vector128.Create(a[2]);
+            c20 = Vector128.FusedMultiplyAdd(av, b0, c20);
+            c21 = Vector128.FusedMultiplyAdd(av, b1, c21);
+            av = Vector128.Create(a[3]);
+            c30 = Vector128.FusedMultiplyAdd(av, b0, c30);
+            c31 = Vector128.FusedMultiplyAdd(av, b1, c31);
+            av = Vector128.Create(a[4]);
+            c40 = Vector128.FusedMultiplyAdd(av, b0, c40);
+            c41 = Vector128.FusedMultiplyAdd(av, b1, c41);
+            av = Vector128.Create(a[5]);
+            c50 = Vector128.FusedMultiplyAdd(av, b0, c50);
+            c51 = Vector128.FusedMultiplyAdd(av, b1, c51);
+            a += MrV128;
+            b += NrV128;
+        }
+
+        Vector128<float> va = Vector128.Create(alpha);
+        StoreRowV128(c, c00, c01, va, store);
+        StoreRowV128(c + ldc, c10, c11, va, store);
+        StoreRowV128(c + (2 * ldc), c20, c21, va, store);
+        StoreRowV128(c + (3 * ldc), c30, c31, va, store);
+        StoreRowV128(c + (4 * ldc), c40, c41, va, store);
+        StoreRowV128(c + (5 * ldc), c50, c51, va, store);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRowV128(float* c, Vector128<float> x0, Vector128<float> x1, Vector128<float> alpha, int store)
+    {
+        if (store != StoreAccumulate)
+        {
+            Vector128.Store(x0 * alpha, c);
+            Vector128.Store(x1 * alpha, c + 4);
+        }
+        else
+        {
+            Vector128.Store(Vector128.FusedMultiplyAdd(x0, alpha, Vector128.Load(c)), c);
+            Vector128.Store(Vector128.FusedMultiplyAdd(x1, alpha, Vector128.Load(c + 4)), c + 4);
         }
     }
 

@@ -1,31 +1,18 @@
 // Single-precision GEMM, GotoBLAS/BLIS structure: op(B) is packed once per call into NR-wide micro-panels (in
 // parallel), then the output is cut into fixed MC×NC tiles; each tile packs its own MR-row micro-panels of op(A) per
 // KC slice into a per-thread buffer and runs a register-blocked micro-kernel (MatMul.Kernels.cs) over them.
-// Packing absorbs every transpose, so there is one micro-kernel per ISA. Threads split output tiles only (never k)
+// Packing absorbs every transpose, so there is one micro-kernel per width (IsaWidth: V512, V256, V128, Scalar, chosen
+// by KernelSelector.TiledWidth; a forced width is capped at the widest with hardware FMA). Threads split output tiles only (never k)
 // and every C element is reduced in the same fixed k order whatever the tiling or thread count, so results are
 // bit-identical for any KernelThreads.ThreadCount.
 // Deliberately not: a general BLAS (no column-major entry, no complex/double), no k-splitting for short-wide shapes,
 // no runtime-emitted machine code.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using MiniSeq.Threading;
 
 namespace MiniSeq.Kernels;
-
-/// <summary>The micro-kernel family a GEMM runs with.</summary>
-internal enum GemmVariant
-{
-    /// <summary>Portable scalar code (4×4 tile).</summary>
-    Scalar,
-
-    /// <summary>AVX2/FMA <see cref="Vector256{T}"/> micro-kernel (6×16 tile).</summary>
-    V256,
-
-    /// <summary>AVX-512 <see cref="Vector512{T}"/> micro-kernel (8×32 tile).</summary>
-    V512,
-}
 
 /// <summary>Single-precision matrix multiply (row-major BLAS semantics).</summary>
 [SkipLocalsInit]
@@ -60,23 +47,20 @@ public static unsafe partial class MatMul
     internal const int StoreOverwrite = 1;
     internal const int StoreStream = 2;
 
-    private static readonly GemmVariant s_bestVariant = DetectBestVariant();
-    private static readonly GemmVariant s_defaultVariant = ReadForcedVariant() ?? s_bestVariant;
-
     // Per-thread packing buffers, allocated on first use and grown (never shrunk); 64-byte aligned native memory.
     [ThreadStatic] private static float* t_packA;
     [ThreadStatic] private static nint t_packACapacity;
     [ThreadStatic] private static float* t_packB;
     [ThreadStatic] private static nint t_packBCapacity;
 
-    /// <summary>The variant the public Gemm uses: the widest supported, unless MINISEQ_FORCE_ISA overrides it.</summary>
-    internal static GemmVariant DefaultVariant => s_defaultVariant;
+    /// <summary>The width the public Gemm uses: <see cref="KernelSelector.TiledWidth"/> (MINISEQ_FORCE_ISA or the widest, capped at the widest with FMA).</summary>
+    internal static IsaWidth DefaultVariant => KernelSelector.TiledWidth;
 
-    /// <summary>The widest variant this machine supports.</summary>
-    internal static GemmVariant BestVariant => s_bestVariant;
+    /// <summary>The widest micro-kernel this machine runs with hardware FMA.</summary>
+    internal static IsaWidth BestVariant => KernelSelector.WidestFma;
 
     /// <summary>Whether <paramref name="variant"/> can run on this machine.</summary>
-    internal static bool IsSupported(GemmVariant variant) => variant <= s_bestVariant;
+    internal static bool IsSupported(IsaWidth variant) => variant <= KernelSelector.WidestFma;
 
     /// <summary>
     /// C (m×n, row stride ldc) = beta·C + alpha·op(A)·op(B). op(A) is m×k: A stored m×k (lda ≥ k), or if
@@ -90,11 +74,11 @@ public static unsafe partial class MatMul
     /// in slices of 256 in increasing order. Results do not depend on the thread count.
     /// </remarks>
     public static void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-        => Gemm(s_defaultVariant, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        => Gemm(KernelSelector.TiledWidth, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 
     /// <summary><see cref="Gemm(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/> with a forced micro-kernel variant (for tests and benchmarks).</summary>
     /// <remarks>An unsupported variant falls back to the widest supported one.</remarks>
-    internal static void Gemm(GemmVariant variant, bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    internal static void Gemm(IsaWidth variant, bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
@@ -119,10 +103,7 @@ public static unsafe partial class MatMul
             beta = 1f;
         }
 
-        if (variant > s_bestVariant)
-        {
-            variant = s_bestVariant;
-        }
+        variant = KernelSelector.CapToFma(variant);
 
         // A long k (e.g. a weight gradient summed over every token) is processed in super-slices of KSuper rows so the
         // packed op(B) stays bounded (n × KSuper floats) instead of growing with k. Each super-slice adds its KC slices
@@ -159,15 +140,20 @@ public static unsafe partial class MatMul
 
         switch (variant)
         {
-            case GemmVariant.V512:
+            case IsaWidth.V512:
                 job.Mr = MrV512;
                 job.Nr = NrV512;
                 job.Kernel = &KernelV512;
                 break;
-            case GemmVariant.V256:
+            case IsaWidth.V256:
                 job.Mr = MrV256;
                 job.Nr = NrV256;
                 job.Kernel = &KernelV256;
+                break;
+            case IsaWidth.V128:
+                job.Mr = MrV128;
+                job.Nr = NrV128;
+                job.Kernel = &KernelV128;
                 break;
             default:
                 job.Mr = MrScalar;
@@ -179,7 +165,7 @@ public static unsafe partial class MatMul
         // A huge C written in one pass (k ≤ KC) would only evict the operands from cache: stream it past the cache
         // with non-temporal stores (full tiles land on whole aligned cache lines).
         job.Stream = job.Overwrite && k <= KC && (long)m * n * sizeof(float) >= StreamThresholdBytes
-            && variant == GemmVariant.V512 && ((nint)c & 63) == 0 && ldc % 16 == 0;
+            && variant == IsaWidth.V512 && ((nint)c & 63) == 0 && ldc % 16 == 0;
 
         // Output tiling: a function of the shape only (not of the thread count). Prefer splitting m (each extra n split
         // re-packs the A block) into at least MinTiles tiles of ≥ 8 micro-panel rows, then split n if still too few.
@@ -429,30 +415,4 @@ public static unsafe partial class MatMul
     }
 
     private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
-
-    private static GemmVariant DetectBestVariant()
-    {
-        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Fma.IsSupported)
-        {
-            return GemmVariant.V512;
-        }
-
-        if (Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported)
-        {
-            return GemmVariant.V256;
-        }
-
-        return GemmVariant.Scalar;
-    }
-
-    private static GemmVariant? ReadForcedVariant()
-    {
-        string? forced = Environment.GetEnvironmentVariable("MINISEQ_FORCE_ISA");
-        if (Enum.TryParse(forced, ignoreCase: true, out GemmVariant variant) && Enum.IsDefined(variant))
-        {
-            return variant > DetectBestVariant() ? DetectBestVariant() : variant;
-        }
-
-        return null;
-    }
 }

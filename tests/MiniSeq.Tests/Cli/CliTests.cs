@@ -83,6 +83,19 @@ public class CliTests
     }
 
     [Fact]
+    public void Eval_InvalidForceIsa_OneLineErrorNamingTheVariable()
+    {
+        using var tmp = new TempDir();
+        Assert.Equal(0, CliRunner.Run("init", "--config", "tiny", "--seed", "3", "--out", tmp["model"]).ExitCode);
+        WriteTokens(tmp["tokens.json"], rows: 1, seqLen: 9, vocab: 256, seed: 2);
+        CliResult r = CliRunner.RunWith(new Dictionary<string, string> { ["MINISEQ_FORCE_ISA"] = "AVX2" }, "eval", "--model", tmp["model"], "--tokens", tmp["tokens.json"]);
+        Assert.NotEqual(0, r.ExitCode);
+        string[] lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.Contains("MINISEQ_FORCE_ISA='AVX2' is not one of Scalar, V128, V256, V512", lines[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Train_MalformedTokens_OrOutOfRangeIds_FailWithoutWritingOutput()
     {
         using var tmp = new TempDir();

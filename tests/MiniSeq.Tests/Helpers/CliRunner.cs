@@ -18,10 +18,15 @@ internal static class CliRunner
         }
     }
 
-    public static CliResult Run(params string[] args) => RunIn(null, args);
+    public static CliResult Run(params string[] args) => Start(null, new Dictionary<string, string>(), args);
 
     /// <summary>Runs in <paramref name="workingDirectory"/> (null: the test's own), as a user typing in that folder.</summary>
-    public static CliResult RunIn(string? workingDirectory, params string[] args)
+    public static CliResult RunIn(string? workingDirectory, params string[] args) => Start(workingDirectory, new Dictionary<string, string>(), args);
+
+    /// <summary>Runs with extra environment variables set for the child process.</summary>
+    public static CliResult RunWith(IReadOnlyDictionary<string, string> environment, params string[] args) => Start(null, environment, args);
+
+    private static CliResult Start(string? workingDirectory, IReadOnlyDictionary<string, string> environment, string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (workingDirectory is not null)
@@ -36,6 +41,10 @@ internal static class CliRunner
         }
 
         psi.Environment["MINISEQ_THREADS"] = "1";
+        foreach ((string name, string value) in environment)
+        {
+            psi.Environment[name] = value;
+        }
         using var process = Process.Start(psi)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();

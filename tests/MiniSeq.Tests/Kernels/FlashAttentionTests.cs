@@ -28,7 +28,7 @@ public unsafe class FlashAttentionTests
     public static TheoryData<int, int, int, int, int, string> ShapesAndIsas()
     {
         var data = new TheoryData<int, int, int, int, int, string>();
-        foreach (string isa in new[] { "Scalar", "V256", "V512" })
+        foreach (string isa in new[] { "Scalar", "V128", "V256", "V512" })
         {
             foreach (object[] row in Shapes)
             {
@@ -43,7 +43,7 @@ public unsafe class FlashAttentionTests
     [MemberData(nameof(ShapesAndIsas))]
     public void Forward_RandomInput_MatchesReference(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, string isaName)
     {
-        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
         var p = Problem.Create(batchSize, seqLen, headCount, kvHeadCount, headDim, seed: 1);
         float[] expectedOut = new float[p.Q.Length];
         float[] expectedLse = new float[p.Lse.Length];
@@ -61,7 +61,7 @@ public unsafe class FlashAttentionTests
     [MemberData(nameof(ShapesAndIsas))]
     public void Backward_RandomInput_MatchesReference(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, string isaName)
     {
-        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
         var p = Problem.Create(batchSize, seqLen, headCount, kvHeadCount, headDim, seed: 2);
         float[] edq = new float[p.Q.Length];
         float[] edk = new float[p.K.Length];
@@ -123,11 +123,12 @@ public unsafe class FlashAttentionTests
 
     [Theory]
     [InlineData("Scalar")]
+    [InlineData("V128")]
     [InlineData("V256")]
     [InlineData("V512")]
     public void Backward_NonZeroGradients_Accumulates(string isaName)
     {
-        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
         const int B = 2, T = 50, H = 4, KvH = 2, D = 16;
         var fresh = Problem.Create(B, T, H, KvH, D, seed: 4);
         fresh.RunForwardBackward(isa);
@@ -148,11 +149,12 @@ public unsafe class FlashAttentionTests
 
     [Theory]
     [InlineData("Scalar")]
+    [InlineData("V128")]
     [InlineData("V256")]
     [InlineData("V512")]
     public void ForwardBackward_OneVersusTwoThreads_BitIdentical(string isaName)
     {
-        FlashAttentionIsa isa = Enum.Parse<FlashAttentionIsa>(isaName);
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
         const int B = 2, T = 150, H = 4, KvH = 2, D = 32;
         int saved = KernelThreads.ThreadCount;
         try
@@ -297,7 +299,7 @@ public unsafe class FlashAttentionTests
             };
         }
 
-        public void RunForwardBackward(FlashAttentionIsa isa, bool zeroGradients = true)
+        public void RunForwardBackward(IsaWidth? isa, bool zeroGradients = true)
         {
             if (zeroGradients)
             {

@@ -21,7 +21,7 @@ public unsafe class MatMulTests
     public static TheoryData<string, bool, bool, float> Combinations()
     {
         var data = new TheoryData<string, bool, bool, float>();
-        foreach (string variant in new[] { "V512", "V256", "Scalar" })
+        foreach (string variant in new[] { "V512", "V256", "V128", "Scalar" })
         {
             foreach (bool transA in new[] { false, true })
             {
@@ -40,7 +40,7 @@ public unsafe class MatMulTests
     [MemberData(nameof(Combinations))]
     public void Gemm_ShapesAndStrides_MatchesReference(string variantName, bool transA, bool transB, float beta)
     {
-        GemmVariant variant = Enum.Parse<GemmVariant>(variantName);
+        IsaWidth variant = Enum.Parse<IsaWidth>(variantName);
         if (!MatMul.IsSupported(variant))
         {
             return;
@@ -59,10 +59,11 @@ public unsafe class MatMulTests
     [Theory]
     [InlineData("V512")]
     [InlineData("V256")]
+    [InlineData("V128")]
     [InlineData("Scalar")]
     public void Gemm_AlphaOneLargeShape_MatchesReference(string variantName)
     {
-        GemmVariant variant = Enum.Parse<GemmVariant>(variantName);
+        IsaWidth variant = Enum.Parse<IsaWidth>(variantName);
         if (!MatMul.IsSupported(variant))
         {
             return;
@@ -173,6 +174,50 @@ public unsafe class MatMulTests
         }
 
         Assert.True(single.AsSpan().SequenceEqual(dual), "results differ between 1 and 2 threads");
+    }
+
+    [Theory]
+    [InlineData("V512")]
+    [InlineData("V256")]
+    [InlineData("V128")]
+    [InlineData("Scalar")]
+    public void Gemm_VariantOneVersusTwoThreads_BitIdenticalAndEqualToScalar(string variantName)
+    {
+        // Every micro-kernel sums each C element in the same k order with the same FMAs, so every width gives the
+        // scalar kernel's result bit for bit, on 1 thread and on 2.
+        IsaWidth variant = Enum.Parse<IsaWidth>(variantName);
+        if (!MatMul.IsSupported(variant))
+        {
+            return;
+        }
+
+        const int M = 150, N = 90, K = 600;
+        var random = new Random(13);
+        float[] a = RandomArray(random, M * K);
+        float[] b = RandomArray(random, N * K);
+        float[] c0 = RandomArray(random, M * N);
+        float[] scalar = (float[])c0.Clone();
+        float[] single = (float[])c0.Clone();
+        float[] dual = (float[])c0.Clone();
+        int saved = KernelThreads.ThreadCount;
+        try
+        {
+            fixed (float* pa = a, pb = b, ps = scalar, p1 = single, p2 = dual)
+            {
+                KernelThreads.SetThreadCount(1);
+                MatMul.Gemm(IsaWidth.Scalar, false, true, M, N, K, 0.5f, pa, K, pb, K, 1f, ps, N);
+                MatMul.Gemm(variant, false, true, M, N, K, 0.5f, pa, K, pb, K, 1f, p1, N);
+                KernelThreads.SetThreadCount(2);
+                MatMul.Gemm(variant, false, true, M, N, K, 0.5f, pa, K, pb, K, 1f, p2, N);
+            }
+        }
+        finally
+        {
+            KernelThreads.SetThreadCount(saved);
+        }
+
+        Assert.True(single.AsSpan().SequenceEqual(dual), $"{variant}: results differ between 1 and 2 threads");
+        Assert.True(scalar.AsSpan().SequenceEqual(single), $"{variant}: results differ from the scalar kernel");
     }
 
     [Fact]
@@ -298,7 +343,7 @@ public unsafe class MatMulTests
         }
     }
 
-    private static void CheckAgainstReference(GemmVariant variant, bool transA, bool transB, int m, int n, int k, int pad, float alpha, float beta, Random random)
+    private static void CheckAgainstReference(IsaWidth variant, bool transA, bool transB, int m, int n, int k, int pad, float alpha, float beta, Random random)
     {
         int lda = (transA ? m : k) + pad;
         int ldb = (transB ? k : n) + pad;

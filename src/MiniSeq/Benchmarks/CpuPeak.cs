@@ -1,0 +1,211 @@
+// The fp32 peak the benchmarks divide by, at the SIMD width the GEMM and attention kernels actually run at: a nominal
+// figure (FLOP/cycle/core for that width × cores × the /proc/cpuinfo clock) and a measured one (register-only FMA
+// bursts with that width's vectors, which see the real, boosted clock). Benchmarks use the larger of the two, so a
+// kernel can never show more than 100 %.
+// Deliberately not: CPU model detection. The table assumes two FMA pipes at the full width (Zen 5 server AVX-512;
+// AVX2 on Zen 2–4 and Intel client cores); where a core has one 512-bit pipe or double-pumps 256-bit halves (Zen 4,
+// Intel client AVX-512) the nominal figure is an overstatement and stays the larger one, which only lowers the %.
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using MiniSeq.Kernels;
+using MiniSeq.Kernels.Simd;
+
+namespace MiniSeq.Benchmarks;
+
+/// <summary>The fp32 peak at one SIMD width, nominal and measured.</summary>
+/// <param name="Width">The width both figures are for.</param>
+/// <param name="Fma">Whether that width has hardware fused multiply-add.</param>
+/// <param name="Threads">Cores (threads) both figures cover.</param>
+/// <param name="ClockGHz">The clock the nominal figure uses (/proc/cpuinfo, 2.6 GHz if unreadable).</param>
+/// <param name="NominalGFlops">Threads × <see cref="CpuPeak.FlopsPerCycle"/> × clock; null without FMA (no table entry).</param>
+/// <param name="MeasuredGFlops">Best FMA burst (multiply + add bursts without FMA) at <paramref name="Width"/>.</param>
+public sealed record PeakEstimate(IsaWidth Width, bool Fma, int Threads, double ClockGHz, double? NominalGFlops, double MeasuredGFlops)
+{
+    /// <summary>The peak to divide by: the larger of nominal and measured, so no kernel exceeds 100 %.</summary>
+    public double GFlops => Math.Max(NominalGFlops ?? 0, MeasuredGFlops);
+
+    /// <summary>The clock the measured figure implies (measured / (FLOP/cycle × threads)); null without FMA.</summary>
+    public double? EffectiveGHz => CpuPeak.FlopsPerCycle(Width, Fma) is int f ? MeasuredGFlops / (f * Threads) : null;
+}
+
+/// <summary>Nominal and measured fp32 peak per SIMD width.</summary>
+public static class CpuPeak
+{
+    /// <summary>fp32 lanes per vector of <paramref name="width"/>.</summary>
+    public static int Lanes(IsaWidth width) => width switch
+    {
+        IsaWidth.V512 => 16,
+        IsaWidth.V256 => 8,
+        IsaWidth.V128 => 4,
+        _ => 1,
+    };
+
+    /// <summary>
+    /// fp32 FLOP per cycle per core with FMAs at <paramref name="width"/>: 2 FMA pipes × lanes × 2 (V512 64, V256 32,
+    /// V128 16, scalar 4); null without FMA, where the table has no entry.
+    /// </summary>
+    public static int? FlopsPerCycle(IsaWidth width, bool fma) => fma ? 2 * Lanes(width) * 2 : null;
+
+    /// <summary>Nominal peak in GFLOP/s: <paramref name="cores"/> × <see cref="FlopsPerCycle"/> × <paramref name="ghz"/>; null without FMA.</summary>
+    public static double? NominalGFlops(IsaWidth width, bool fma, int cores, double ghz) => FlopsPerCycle(width, fma) * cores * ghz;
+
+    /// <summary>Whether <paramref name="width"/> has hardware fused multiply-add on this machine.</summary>
+    public static bool HasFma(IsaWidth width) => width switch
+    {
+        IsaWidth.V512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported,
+        IsaWidth.V256 => Vector256.IsHardwareAccelerated && Fma.IsSupported,
+        IsaWidth.V128 => Vector128.IsHardwareAccelerated && (Fma.IsSupported || AdvSimd.IsSupported),
+        _ => Fma.IsSupported || AdvSimd.IsSupported,
+    };
+
+    /// <summary>The instruction set behind <paramref name="width"/> on this machine, e.g. "AVX2+FMA".</summary>
+    public static string Describe(IsaWidth width) => width switch
+    {
+        IsaWidth.V512 => Avx512F.IsSupported ? "AVX-512F" : "software-emulated",
+        IsaWidth.V256 => Fma.IsSupported ? "AVX2+FMA" : Vector256.IsHardwareAccelerated ? "AVX2, no FMA" : "software-emulated",
+        IsaWidth.V128 => Fma.IsSupported ? "128-bit FMA" : AdvSimd.IsSupported ? "AdvSimd FMA" : Vector128.IsHardwareAccelerated ? "SSE, no FMA" : "software-emulated",
+        _ => HasFma(IsaWidth.Scalar) ? "scalar FMA" : "scalar, no FMA",
+    };
+
+    /// <summary>
+    /// The bench machine-line fragment for the GEMM/attention width, e.g. "ISA path V256 (AVX2+FMA; forced by
+    /// MINISEQ_FORCE_ISA)"; says when a forced width was wider than the hardware and the kernels fell back.
+    /// </summary>
+    public static string DescribePath(IsaWidth requested, bool forced, IsaWidth used)
+    {
+        string why = !forced ? "widest with FMA"
+            : requested == used ? $"forced by {KernelSelector.ForceIsaVariable}"
+            : $"{KernelSelector.ForceIsaVariable}={requested} is wider than this machine's FMA: fell back to the widest supported";
+        return $"ISA path {used} ({Describe(used)}; {why})";
+    }
+
+    /// <summary>Nominal and measured peak of <paramref name="threads"/> cores at <paramref name="width"/>.</summary>
+    public static PeakEstimate Measure(IsaWidth width, int threads, int bursts = 200)
+    {
+        bool fma = HasFma(width);
+        double ghz = (GemmBenchmark.ReadCpuMHz() ?? 2600) / 1000;
+        return new PeakEstimate(width, fma, threads, ghz, NominalGFlops(width, fma, threads, ghz), MeasureGFlops(width, fma, threads, bursts));
+    }
+
+    /// <summary>
+    /// Measured fp32 peak in GFLOP/s: <paramref name="threads"/> threads run register-only bursts of 12 independent
+    /// accumulator chains of <paramref name="width"/> vectors (FMAs, or multiply then add without FMA; ≈1–2 ms each),
+    /// started together; the best burst over <paramref name="bursts"/> tries. This captures the real (boost) clock,
+    /// which /proc/cpuinfo under a hypervisor does not report.
+    /// </summary>
+    public static double MeasureGFlops(IsaWidth width, bool fma, int threads, int bursts = 200)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bursts, 1);
+        const long Iterations = 1 << 19;
+        double flopsPerThread = Iterations * BurstChains * 2.0 * Lanes(width);
+        double best = double.MaxValue;
+        using var barrier = new Barrier(threads);
+        var workers = new Thread[threads];
+        float sink = 0;
+        for (int t = 0; t < threads; t++)
+        {
+            bool timer = t == 0;
+            workers[t] = new Thread(() =>
+            {
+                float local = 0;
+                for (int burst = 0; burst < bursts; burst++)
+                {
+                    barrier.SignalAndWait();
+                    long start = Stopwatch.GetTimestamp();
+                    local += Burst(width, fma, Iterations);
+                    barrier.SignalAndWait();
+                    if (timer)
+                    {
+                        best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+                    }
+                }
+
+                sink += local;
+            });
+            workers[t].Start();
+        }
+
+        foreach (Thread worker in workers)
+        {
+            worker.Join();
+        }
+
+        GC.KeepAlive(sink);
+        return threads * flopsPerThread / best / 1e9;
+    }
+
+    // Independent chains per burst: enough to cover FMA latency (4–5 cycles) × 2 pipes, few enough for 16 registers.
+    private const int BurstChains = 12;
+
+    private static float Burst(IsaWidth width, bool fma, long iterations) => (width, fma) switch
+    {
+        (IsaWidth.V512, true) => Burst<Width512, Vector512<float>, Fused>(iterations),
+        (IsaWidth.V512, false) => Burst<Width512, Vector512<float>, Unfused>(iterations),
+        (IsaWidth.V256, true) => Burst<Width256, Vector256<float>, Fused>(iterations),
+        (IsaWidth.V256, false) => Burst<Width256, Vector256<float>, Unfused>(iterations),
+        (IsaWidth.V128, true) => Burst<Width128, Vector128<float>, Fused>(iterations),
+        (IsaWidth.V128, false) => Burst<Width128, Vector128<float>, Unfused>(iterations),
+        (_, true) => Burst<ScalarWidth, float, Fused>(iterations),
+        _ => Burst<ScalarWidth, float, Unfused>(iterations),
+    };
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float Burst<TW, TV, TOp>(long iterations)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+        where TOp : struct, IMultiplyAdd
+    {
+        TV m = TW.Create(0.999999f);
+        TV add = TW.Create(1e-3f);
+        TV a0 = add, a1 = add, a2 = add, a3 = add, a4 = add, a5 = add;
+        TV a6 = add, a7 = add, a8 = add, a9 = add, a10 = add, a11 = add;
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = TOp.Invoke<TW, TV>(a0, m, add);
+            a1 = TOp.Invoke<TW, TV>(a1, m, add);
+            a2 = TOp.Invoke<TW, TV>(a2, m, add);
+            a3 = TOp.Invoke<TW, TV>(a3, m, add);
+            a4 = TOp.Invoke<TW, TV>(a4, m, add);
+            a5 = TOp.Invoke<TW, TV>(a5, m, add);
+            a6 = TOp.Invoke<TW, TV>(a6, m, add);
+            a7 = TOp.Invoke<TW, TV>(a7, m, add);
+            a8 = TOp.Invoke<TW, TV>(a8, m, add);
+            a9 = TOp.Invoke<TW, TV>(a9, m, add);
+            a10 = TOp.Invoke<TW, TV>(a10, m, add);
+            a11 = TOp.Invoke<TW, TV>(a11, m, add);
+        }
+
+        TV sum = TW.Add(TW.Add(TW.Add(a0, a1), TW.Add(a2, a3)), TW.Add(TW.Add(a4, a5), TW.Add(a6, a7)));
+        return TW.Sum(TW.Add(sum, TW.Add(TW.Add(a8, a9), TW.Add(a10, a11))));
+    }
+
+    // a·b + c, fused or as a multiply then an add (2 FLOP per lane either way).
+    private interface IMultiplyAdd
+    {
+        static abstract TV Invoke<TW, TV>(TV a, TV b, TV c)
+            where TW : struct, IVectorWidth<TV>
+            where TV : struct;
+    }
+
+    private readonly struct Fused : IMultiplyAdd
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Invoke<TW, TV>(TV a, TV b, TV c)
+            where TW : struct, IVectorWidth<TV>
+            where TV : struct
+            => TW.FusedMultiplyAdd(a, b, c);
+    }
+
+    private readonly struct Unfused : IMultiplyAdd
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Invoke<TW, TV>(TV a, TV b, TV c)
+            where TW : struct, IVectorWidth<TV>
+            where TV : struct
+            => TW.Add(TW.Multiply(a, b), c);
+    }
+}

@@ -1,0 +1,70 @@
+// CpuPeak: the FLOP/cycle/core table per ISA width, the nominal formula, the "larger of nominal and measured" rule,
+// the ISA-path line, and one short measurement at the width GEMM runs at.
+// Deliberately not: checking the measured figure against a number (it depends on the machine and its load).
+using MiniSeq.Benchmarks;
+using MiniSeq.Kernels;
+
+namespace MiniSeq.Tests.Benchmarks;
+
+public class CpuPeakTests
+{
+    [Theory]
+    [InlineData(IsaWidth.V512, 64)]   // 2 × 512-bit FMA (Zen 5 server, AVX-512)
+    [InlineData(IsaWidth.V256, 32)]   // 2 × 256-bit FMA (AVX2+FMA: Zen 2/3/4-class, Intel client)
+    [InlineData(IsaWidth.V128, 16)]
+    [InlineData(IsaWidth.Scalar, 4)]
+    public void FlopsPerCycle_WithFma_TwoPipesTimesLanesTimesTwo(IsaWidth width, int expected)
+        => Assert.Equal(expected, CpuPeak.FlopsPerCycle(width, fma: true));
+
+    [Theory]
+    [InlineData(IsaWidth.V512)]
+    [InlineData(IsaWidth.V256)]
+    [InlineData(IsaWidth.V128)]
+    [InlineData(IsaWidth.Scalar)]
+    public void FlopsPerCycle_WithoutFma_HasNoEntry(IsaWidth width)
+    {
+        Assert.Null(CpuPeak.FlopsPerCycle(width, fma: false));
+        Assert.Null(CpuPeak.NominalGFlops(width, fma: false, cores: 2, ghz: 3));
+    }
+
+    [Fact]
+    public void NominalGFlops_Zen3TwoCores_Is32FlopPerCycle()
+    {
+        // The case this fixes: an AVX2 machine at 2.45 GHz was credited with 64 FLOP/cycle/core (313 GFLOP/s).
+        Assert.Equal(2 * 32 * 2.45, CpuPeak.NominalGFlops(IsaWidth.V256, fma: true, cores: 2, ghz: 2.45)!.Value, 9);
+        Assert.Equal(2 * 64 * 2.6, CpuPeak.NominalGFlops(IsaWidth.V512, fma: true, cores: 2, ghz: 2.6)!.Value, 9);
+    }
+
+    [Fact]
+    public void PeakEstimate_UsesTheLargerFigure()
+    {
+        var boosted = new PeakEstimate(IsaWidth.V256, true, 2, 2.45, 156.8, 200);
+        Assert.Equal(200, boosted.GFlops);
+        Assert.Equal(200 / (32.0 * 2), boosted.EffectiveGHz!.Value, 9);
+        var underclocked = new PeakEstimate(IsaWidth.V512, true, 2, 2.6, 332.8, 250);
+        Assert.Equal(332.8, underclocked.GFlops);
+        var noFma = new PeakEstimate(IsaWidth.V128, false, 1, 2, null, 10);
+        Assert.Equal(10, noFma.GFlops);
+        Assert.Null(noFma.EffectiveGHz);
+    }
+
+    [Fact]
+    public void DescribePath_ForcedAndFallBack_SaySo()
+    {
+        Assert.StartsWith("ISA path V128 (", CpuPeak.DescribePath(IsaWidth.V128, forced: true, IsaWidth.V128), StringComparison.Ordinal);
+        Assert.EndsWith("; forced by MINISEQ_FORCE_ISA)", CpuPeak.DescribePath(IsaWidth.V128, forced: true, IsaWidth.V128), StringComparison.Ordinal);
+        Assert.Contains("MINISEQ_FORCE_ISA=V512 is wider", CpuPeak.DescribePath(IsaWidth.V512, forced: true, IsaWidth.V256), StringComparison.Ordinal);
+        Assert.EndsWith("; widest with FMA)", CpuPeak.DescribePath(IsaWidth.V512, forced: false, IsaWidth.V512), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Measure_GemmWidth_PositiveAndAtThatWidth()
+    {
+        IsaWidth width = KernelSelector.TiledWidth;
+        PeakEstimate peak = CpuPeak.Measure(width, threads: 1, bursts: 3);
+        Assert.Equal(width, peak.Width);
+        Assert.True(peak.MeasuredGFlops > 0);
+        Assert.True(peak.GFlops >= peak.MeasuredGFlops);
+        Assert.Equal(CpuPeak.HasFma(width), peak.NominalGFlops is not null);
+    }
+}
