@@ -89,7 +89,7 @@ internal static class BenchCommand
     private static int[] ParseList(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
         .Select(s => s.EndsWith('k') || s.EndsWith('K') ? int.Parse(s[..^1], CultureInfo.InvariantCulture) * 1024 : int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 
-    internal static TrainingPolicy ModePolicy(string mode, LlamaConfig config, int batch, int seqLen, long budget)
+    internal static MemoryPolicy ModePolicy(string mode, LlamaConfig config, int batch, int seqLen, long budget)
     {
         long rows = (long)batch * seqLen;
         if (mode == "auto")
@@ -104,7 +104,7 @@ internal static class BenchCommand
             bool ckpt = mode.EndsWith("+checkpoint", StringComparison.Ordinal);
             string[] parts = mode.Replace("+checkpoint", "", StringComparison.Ordinal).Split(';');
             int? Count(string prefix) => parts.FirstOrDefault(x => x.StartsWith(prefix, StringComparison.Ordinal)) is string x ? int.Parse(x[prefix.Length..], CultureInfo.InvariantCulture) : null;
-            return new TrainingPolicy { MlpChunks = Count("mlp"), LmHeadChunks = Count("lm"), Checkpoint = ckpt };
+            return new MemoryPolicy { MlpChunks = Count("mlp"), LmHeadChunks = Count("lm"), Checkpoint = ckpt };
         }
 
         return MemoryPlanner.StandardPolicies.FirstOrDefault(p => p.Name == mode).Make?.Invoke(config, rows)
@@ -127,7 +127,7 @@ internal static class BenchCommand
             LlamaConfig config = InitCommand.ResolveConfig(p.GetValue(ConfigName)!);
             int n = p.GetValue(seq), batch = p.GetValue(Batch);
             string m = p.GetValue(mode)!;
-            TrainingPolicy policy = ModePolicy(m, config, batch, n, ByteSize.Parse(p.GetValue(Budget) ?? "1GiB"));
+            MemoryPolicy policy = ModePolicy(m, config, batch, n, ByteSize.Parse(p.GetValue(Budget) ?? "1GiB"));
             StepBenchmarkResult r = StepBenchmark.Run(config, n, batch, m, policy, p.GetValue(Steps), line => Console.Error.WriteLine(line));
             Console.WriteLine(JsonSerializer.Serialize(r, s_json));
             return 0;

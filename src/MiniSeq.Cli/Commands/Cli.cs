@@ -91,7 +91,7 @@ internal static class Cli
         string message = inner.Message.ReplaceLineEndings(" ");
         return inner switch
         {
-            FileNotFoundException or DirectoryNotFoundException or InvalidDataException or MiniSeq.Model.MemoryBudgetException or ArgumentException or FormatException or TrainingDivergedException or IOException or InvalidOperationException => message,
+            FileNotFoundException or DirectoryNotFoundException or InvalidDataException or MemoryBudgetException or ArgumentException or FormatException or TrainingDivergedException or IOException or InvalidOperationException => message,
             OutOfMemoryException => "out of memory: " + message,
 
             // Never a .NET type name without --verbose (which prints the whole exception below this line).

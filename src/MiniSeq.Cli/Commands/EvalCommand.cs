@@ -21,7 +21,7 @@ internal static class EvalCommand
         {
             string tokensPath = p.GetValue(Tokens)!;
             TokenBatch batch = TokenBatch.Load(tokensPath);
-            using LlamaModel model = LlamaModel.Load(p.GetValue(ModelDir)!, warn: w => Console.Error.WriteLine($"warning: {w}"));
+            using LlamaModel model = ModelDirectory.Load(p.GetValue(ModelDir)!, warn: w => Console.Error.WriteLine($"warning: {w}"));
             batch.Validate(model.Config.VocabSize, tokensPath);
             EvalResult r = Evaluator.Evaluate(model, batch);
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>

@@ -138,9 +138,10 @@ internal static class TrainCommand
         }
 
         long microRows = (long)(micro ?? batch.BatchSize) * batch.SeqLen;
-        TrainingPolicy policy = PolicyOptions.Parse(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, microRows) with
+        MemoryPolicy policy = MemoryPolicy.FromOptions(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, microRows);
+        var loss = new LossOptions
         {
-            Loss = new Kernels.CrossEntropyOptions(p.GetValue(LabelSmoothing), p.GetValue(ZLoss), p.GetValue(SoftCap)),
+            CrossEntropy = new Kernels.CrossEntropyOptions(p.GetValue(LabelSmoothing), p.GetValue(ZLoss), p.GetValue(SoftCap)),
             LmHeadRecompute = p.GetValue(LmHeadGrad)!.ToLowerInvariant() switch
             {
                 "forward" => false,
@@ -148,10 +149,7 @@ internal static class TrainCommand
                 string other => throw new ArgumentException($"--lm-head-grad must be forward or recompute (got '{other}')."),
             },
         };
-        if (policy.Loss.LabelSmoothing is < 0 or > 1 || policy.Loss.ZLossWeight < 0 || policy.Loss.SoftCap < 0)
-        {
-            throw new ArgumentException("--label-smoothing must be in [0, 1]; --z-loss and --logit-softcap must be ≥ 0.");
-        }
+        loss.Validate();
 
         int saveEvery = p.GetValue(SaveEvery);
         if (saveEvery < 0 || (saveEvery > 0 && savePath is null))
@@ -187,11 +185,7 @@ internal static class TrainCommand
         {
             // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
             bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint);
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions) with
-            {
-                Loss = policy.Loss,
-                LmHeadRecompute = policy.LmHeadRecompute,
-            };
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions);
         }
 
         LlamaModel model;
@@ -202,7 +196,7 @@ internal static class TrainCommand
         }
         else
         {
-            model = LlamaModel.Load(modelDir!, warn: w => Console.Error.WriteLine($"warning: {w}"));
+            model = ModelDirectory.Load(modelDir!, warn: w => Console.Error.WriteLine($"warning: {w}"));
         }
 
         using (model)
@@ -211,6 +205,7 @@ internal static class TrainCommand
             {
                 Optimizer = optimizerOptions,
                 Policy = policy,
+                Loss = loss,
                 MicroBatchRows = micro,
                 TotalSteps = steps,
             };
@@ -256,7 +251,7 @@ internal static class TrainCommand
         return 0;
     }
 
-    private static TrainingPolicy ApplyBudget(LlamaConfig config, long budget, TrainingPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer)
+    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer)
     {
         long overhead = MemoryPlanner.MeasureRuntimeOverhead();
         if (explicitPolicy)
@@ -305,7 +300,7 @@ internal static class TrainCommand
         int[] rows = Enumerable.Range(0, test.TokenCount).Where(t => test.Labels[t] != -100).ToArray();
         int v = model.Config.VocabSize;
         var logits = new float[rows.Length * v];
-        using var pass = new LlamaPass(model, new StepPlan(model.Config, Rows, test.SeqLen, TrainingPolicy.Vanilla, training: false));
+        using var pass = new LlamaPass(model, new PassPlan(model.Config, Rows, test.SeqLen, MemoryPolicy.Vanilla, training: false));
         pass.ForwardLogits(test.InputIds, rows, logits);
         int correct = 0;
         for (int i = 0; i < rows.Length; i++)

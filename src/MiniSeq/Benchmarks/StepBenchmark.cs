@@ -47,7 +47,7 @@ public static class StepBenchmark
     /// Builds a model for <paramref name="config"/> (random init), a trainer with <paramref name="policy"/>, and runs
     /// <paramref name="steps"/> AdamW steps on random tokens (the first is a warm-up excluded from the median).
     /// </summary>
-    public static StepBenchmarkResult Run(LlamaConfig config, int seqLen, int batchSize, string mode, TrainingPolicy policy, int steps, Action<string>? log = null)
+    public static StepBenchmarkResult Run(LlamaConfig config, int seqLen, int batchSize, string mode, MemoryPolicy policy, int steps, Action<string>? log = null)
     {
         var optimizer = new OptimizerOptions { LearningRate = 1e-4f };
         var ledger = new MemoryLedger();
@@ -96,7 +96,7 @@ public sealed record PolicyTiming(string Mode, int SeqLen, double MedianStepSeco
 public static class PolicyComparison
 {
     /// <summary>Runs <paramref name="warmup"/> untimed then <paramref name="rounds"/> timed rounds; the first mode is the baseline.</summary>
-    public static IReadOnlyList<PolicyTiming> Run(LlamaConfig config, int seqLen, IReadOnlyList<(string Mode, TrainingPolicy Policy)> modes, int rounds, int warmup = 2, Action<string>? log = null)
+    public static IReadOnlyList<PolicyTiming> Run(LlamaConfig config, int seqLen, IReadOnlyList<(string Mode, MemoryPolicy Policy)> modes, int rounds, int warmup = 2, Action<string>? log = null)
     {
         TokenBatch batch = StepBenchmark.RandomBatch(config, 1, seqLen, 777);
         using var model = new LlamaModel(config);

@@ -33,6 +33,31 @@ public static partial class ModelDirectory
         return LlamaConfig.Load(Path.Combine(directory, ConfigFileName));
     }
 
+    /// <summary>Loads a Hugging Face model directory (config.json + model.safetensors or a sharded index) into a new model.</summary>
+    public static LlamaModel Load(string directory, MemoryLedger? ledger = null, Action<string>? warn = null)
+    {
+        LlamaConfig config = ReadConfig(directory);
+        var model = new LlamaModel(config, ledger);
+        try
+        {
+            ReadWeights(directory, model.Layout, model.Parameters.All, warn);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Writes the model's config.json and model.safetensors (F32, HF names) atomically; see
+    /// <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView, bool)"/> for <paramref name="overwrite"/>.</summary>
+    public static void Save(this LlamaModel model, string directory, bool overwrite = false)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Save(directory, model.Config, model.Layout, model.Parameters.All, overwrite);
+    }
+
     /// <summary>Reads every tensor of <paramref name="layout"/> from the directory's safetensors into <paramref name="parameters"/>.</summary>
     /// <param name="directory">A directory with <c>model.safetensors</c> or <c>model.safetensors.index.json</c> and its shards.</param>
     /// <param name="layout">Which tensors to read, their shapes and their slots.</param>

@@ -33,11 +33,31 @@ public static unsafe partial class FlashAttention
     /// natural-log log-sum-exp of each scaled score row, which backward needs.
     /// </summary>
     public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse)
-        => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, null);
+        => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null);
 
     /// <summary>Recomputes scores per tile from q, k and lse; accumulates into dq (B·T, H·D), dk and dv (B·T, KvH·D).</summary>
     public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv)
-        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, null);
+        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null);
+
+    /// <summary>
+    /// <see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> for rows placed by
+    /// <paramref name="positions"/>. The causal mask depends only on positions within a row, so an offset changes
+    /// nothing here (RoPE applies it); rows of several documents are refused until document masking exists.
+    /// </summary>
+    public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, TokenPositions positions)
+    {
+        ArgumentNullException.ThrowIfNull(positions);
+        positions.RequireSupported(batchSize, seqLen);
+        Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null);
+    }
+
+    /// <summary>Backward for rows placed by <paramref name="positions"/> (see the Forward overload).</summary>
+    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, TokenPositions positions)
+    {
+        ArgumentNullException.ThrowIfNull(positions);
+        positions.RequireSupported(batchSize, seqLen);
+        Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null);
+    }
 
     /// <summary>The width the public entry points run at: <see cref="KernelSelector.TiledWidth"/>.</summary>
     internal static IsaWidth DefaultIsa => KernelSelector.TiledWidth;

@@ -1,6 +1,5 @@
 // Where every parameter lives in the parameter arena (and, with the same offsets, in the gradient and optimizer
 // arenas): HF name, shape, slot, and whether weight decay applies. Computed from the config; allocates nothing.
-using MiniSeq.IO;
 using MiniSeq.Tensors;
 
 namespace MiniSeq.Model;

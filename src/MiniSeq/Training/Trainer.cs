@@ -16,8 +16,11 @@ public sealed record TrainerOptions
     /// <summary>Optimizer and schedule.</summary>
     public OptimizerOptions Optimizer { get; init; } = new();
 
-    /// <summary>Memory policy (MsT chunking, checkpointing, loss options).</summary>
-    public TrainingPolicy Policy { get; init; } = TrainingPolicy.Vanilla;
+    /// <summary>Memory policy (MsT chunking, checkpointing).</summary>
+    public MemoryPolicy Policy { get; init; } = MemoryPolicy.Vanilla;
+
+    /// <summary>Loss options (label smoothing, z-loss, soft-cap, LM-head gradient variant).</summary>
+    public LossOptions Loss { get; init; } = LossOptions.Default;
 
     /// <summary>Rows per micro-batch (null = the whole batch in one pass).</summary>
     public int? MicroBatchRows { get; init; }
@@ -55,7 +58,8 @@ public sealed unsafe class Trainer : IDisposable
         BatchRows = batchRows;
         SeqLen = seqLen;
         MicroBatchRows = Math.Clamp(options.MicroBatchRows ?? batchRows, 1, batchRows);
-        Plan = new StepPlan(model.Config, MicroBatchRows, seqLen, options.Policy);
+        options.Loss.Validate();
+        Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss);
         _gradients = new Arena(new ParameterLayout(model.Config, MemoryCategory.Gradients).Plan, model.Ledger);
         _optimizer = new Optimizer(model, options.Optimizer);
         _pass = new LlamaPass(model, Plan);
@@ -74,7 +78,7 @@ public sealed unsafe class Trainer : IDisposable
     public int MicroBatchRows { get; }
 
     /// <summary>The memory plan of one micro-batch pass.</summary>
-    public StepPlan Plan { get; }
+    public PassPlan Plan { get; }
 
     /// <summary>Gradients (same layout as the parameters).</summary>
     public TensorView Gradients => _gradients.All;
@@ -178,7 +182,7 @@ public static class Evaluator
 {
     /// <summary>Mean cross-entropy over the batch's scored labels.</summary>
     /// <exception cref="InvalidDataException">The loss is NaN or infinite (the message names the tensor at fault).</exception>
-    public static EvalResult Evaluate(LlamaModel model, TokenBatch batch, TrainingPolicy? policy = null, int? microBatchRows = null)
+    public static EvalResult Evaluate(LlamaModel model, TokenBatch batch, MemoryPolicy? policy = null, int? microBatchRows = null)
     {
         long scored = batch.CountValidLabels();
         if (scored == 0)
@@ -192,8 +196,8 @@ public static class Evaluator
             micro--;
         }
 
-        policy ??= TrainingPolicy.MiniSequence(model.Config, (long)micro * batch.SeqLen, checkpoint: false);
-        using var pass = new LlamaPass(model, new StepPlan(model.Config, micro, batch.SeqLen, policy, training: false));
+        policy ??= MemoryPolicy.MiniSequence(model.Config, (long)micro * batch.SeqLen, checkpoint: false);
+        using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, batch.SeqLen, policy, training: false));
         double sum = 0;
         for (int row = 0; row < batch.BatchSize; row += micro)
         {

@@ -34,13 +34,13 @@ public class GoldenTests
         }
     }
 
-    private static TrainingPolicy PolicyFor(string name, LlamaConfig config, long rows) => name switch
+    private static MemoryPolicy PolicyFor(string name, LlamaConfig config, long rows) => name switch
     {
-        "vanilla" => TrainingPolicy.Vanilla,
-        "checkpoint" => new TrainingPolicy { Checkpoint = true },
-        "mst" => TrainingPolicy.MiniSequence(config, rows, checkpoint: false),
-        "mst+checkpoint" => TrainingPolicy.MiniSequence(config, rows, checkpoint: true),
-        "mst3+checkpoint" => new TrainingPolicy { MlpChunks = 3, LmHeadChunks = 3, Checkpoint = true },
+        "vanilla" => MemoryPolicy.Vanilla,
+        "checkpoint" => new MemoryPolicy { Checkpoint = true },
+        "mst" => MemoryPolicy.MiniSequence(config, rows, checkpoint: false),
+        "mst+checkpoint" => MemoryPolicy.MiniSequence(config, rows, checkpoint: true),
+        "mst3+checkpoint" => new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 3, Checkpoint = true },
         _ => throw new ArgumentException(name),
     };
 
@@ -69,7 +69,7 @@ public class GoldenTests
         int[] rows = meta.RootElement.GetProperty("logit_positions").EnumerateArray()
             .Select(bt => (bt[0].GetInt32() * batch.SeqLen) + bt[1].GetInt32()).ToArray();
         var logits = new float[rows.Length * model.Config.VocabSize];
-        using var pass = new LlamaPass(model, new StepPlan(model.Config, batch.BatchSize, batch.SeqLen, TrainingPolicy.Vanilla, training: false));
+        using var pass = new LlamaPass(model, new PassPlan(model.Config, batch.BatchSize, batch.SeqLen, MemoryPolicy.Vanilla, training: false));
         pass.ForwardLogits(batch.InputIds, rows, logits);
         Compare.Close(logits, expected.ReadFloat32("logits"), Tolerance, $"{caseName} logits");
     }
@@ -137,7 +137,7 @@ public class GoldenTests
             string dir = Path.Combine(GoldenRoot, caseName);
             return new GoldenCase(
                 SafeTensorsReader.Open(Path.Combine(dir, "expected.safetensors")),
-                LlamaModel.Load(dir),
+                ModelDirectory.Load(dir),
                 TokenBatch.Load(Path.Combine(dir, "tokens.json")),
                 JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json"))));
         }

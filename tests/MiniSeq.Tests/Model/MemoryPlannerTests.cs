@@ -16,7 +16,7 @@ public class MemoryPlannerTests
     {
         LlamaConfig config = LlamaConfig.Tiny;
         const int Rows = 2, SeqLen = 96;
-        TrainingPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * SeqLen);
+        MemoryPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * SeqLen);
         var optimizer = new OptimizerOptions();
         MemoryPrediction predicted = MemoryPlanner.Predict(config, Rows, SeqLen, policy, optimizer, runtimeOverhead: 0);
 
@@ -37,7 +37,7 @@ public class MemoryPlannerTests
     public void Predict_ActivationsLinearInSeqLen_ForEveryPolicy()
     {
         LlamaConfig config = LlamaConfig.Small;
-        foreach ((string name, Func<LlamaConfig, long, TrainingPolicy> make) in MemoryPlanner.StandardPolicies)
+        foreach ((string name, Func<LlamaConfig, long, MemoryPolicy> make) in MemoryPlanner.StandardPolicies)
         {
             long At(int n) => MemoryPlanner.Predict(config, 1, n, make(config, n), new OptimizerOptions(), 0).TrackedTotal;
             long a = At(32768), b = At(65536), c = At(131072);

@@ -32,20 +32,20 @@ public class MiniSequenceEquivalenceTests
         return new TokenBatch(rows, seqLen, ids, labels);
     }
 
-    private static (double Loss, float[] Gradients) Run(LlamaConfig config, TokenBatch batch, TrainingPolicy policy, int? microBatch = null)
+    private static (double Loss, float[] Gradients) Run(LlamaConfig config, TokenBatch batch, MemoryPolicy policy, int? microBatch = null, LossOptions? loss = null)
     {
         using var model = new LlamaModel(config);
         model.InitializeRandom(42);
-        using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, MicroBatchRows = microBatch }, batch.BatchSize, batch.SeqLen);
-        (double loss, _) = trainer.ComputeGradients(batch);
-        return (loss, trainer.Gradients.Span.ToArray());
+        using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, MicroBatchRows = microBatch, Loss = loss ?? LossOptions.Default }, batch.BatchSize, batch.SeqLen);
+        (double value, _) = trainer.ComputeGradients(batch);
+        return (value, trainer.Gradients.Span.ToArray());
     }
 
-    private static void AssertSame(LlamaConfig config, TokenBatch batch, TrainingPolicy policy, int? microBatch = null, TrainingPolicy? reference = null)
+    private static void AssertSame(LlamaConfig config, TokenBatch batch, MemoryPolicy policy, int? microBatch = null, LossOptions? loss = null, LossOptions? referenceLoss = null)
     {
-        (double refLoss, float[] refGrad) = Run(config, batch, reference ?? TrainingPolicy.Vanilla);
-        (double loss, float[] grad) = Run(config, batch, policy, microBatch);
-        Compare.Close(loss, refLoss, Tolerance, $"loss under {policy.Describe()}");
+        (double refLoss, float[] refGrad) = Run(config, batch, MemoryPolicy.Vanilla, loss: referenceLoss ?? loss);
+        (double lossValue, float[] grad) = Run(config, batch, policy, microBatch, loss);
+        Compare.Close(lossValue, refLoss, Tolerance, $"loss under {policy.Describe()}");
         using var model = new LlamaModel(config);
         foreach (ParameterInfo p in model.Layout.Tensors)
         {
@@ -61,7 +61,7 @@ public class MiniSequenceEquivalenceTests
     public void TailChunk_NNotMultipleOfM_EqualsUnchunked(bool tied, bool checkpoint)
     {
         LlamaConfig config = Config(tied);
-        AssertSame(config, RandomBatch(config, 1, 37, 1), new TrainingPolicy { MlpChunks = 4, LmHeadChunks = 5, Checkpoint = checkpoint });
+        AssertSame(config, RandomBatch(config, 1, 37, 1), new MemoryPolicy { MlpChunks = 4, LmHeadChunks = 5, Checkpoint = checkpoint });
     }
 
     [Theory]
@@ -69,7 +69,7 @@ public class MiniSequenceEquivalenceTests
     public void FewerTokensThanChunks_EqualsUnchunked(bool tied, bool checkpoint)
     {
         LlamaConfig config = Config(tied);
-        AssertSame(config, RandomBatch(config, 1, 5, 2), new TrainingPolicy { MlpChunks = 8, LmHeadChunks = 8, Checkpoint = checkpoint });
+        AssertSame(config, RandomBatch(config, 1, 5, 2), new MemoryPolicy { MlpChunks = 8, LmHeadChunks = 8, Checkpoint = checkpoint });
     }
 
     [Theory]
@@ -79,7 +79,7 @@ public class MiniSequenceEquivalenceTests
         LlamaConfig config = Config(tied);
         // 40 rows in 4 LM-head chunks of 10: rows 10..19 (chunk 1) and the masked prompt 0..3 are ignored.
         TokenBatch batch = RandomBatch(config, 1, 40, 3, (_, t) => t < 4 || (t >= 10 && t < 20));
-        AssertSame(config, batch, new TrainingPolicy { MlpChunks = 4, LmHeadChunks = 4, Checkpoint = checkpoint });
+        AssertSame(config, batch, new MemoryPolicy { MlpChunks = 4, LmHeadChunks = 4, Checkpoint = checkpoint });
     }
 
     [Theory]
@@ -87,7 +87,7 @@ public class MiniSequenceEquivalenceTests
     public void BatchOfSeveralRows_EqualsUnchunked(bool tied, bool checkpoint)
     {
         LlamaConfig config = Config(tied);
-        AssertSame(config, RandomBatch(config, 3, 17, 4), new TrainingPolicy { MlpChunks = 7, LmHeadChunks = 6, Checkpoint = checkpoint });
+        AssertSame(config, RandomBatch(config, 3, 17, 4), new MemoryPolicy { MlpChunks = 7, LmHeadChunks = 6, Checkpoint = checkpoint });
     }
 
     [Theory]
@@ -97,8 +97,8 @@ public class MiniSequenceEquivalenceTests
         LlamaConfig config = Config(tied);
         // Rows with different numbers of scored labels: per-micro-batch means would weight them wrongly.
         TokenBatch batch = RandomBatch(config, 3, 19, 5, (r, t) => r == 1 && t < 12);
-        AssertSame(config, batch, new TrainingPolicy { MlpChunks = 3, LmHeadChunks = 4, Checkpoint = checkpoint }, microBatch: 1);
-        AssertSame(config, batch, TrainingPolicy.Vanilla, microBatch: 1);
+        AssertSame(config, batch, new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 4, Checkpoint = checkpoint }, microBatch: 1);
+        AssertSame(config, batch, MemoryPolicy.Vanilla, microBatch: 1);
     }
 
     [Fact]
@@ -106,8 +106,8 @@ public class MiniSequenceEquivalenceTests
     {
         LlamaConfig config = Config(false);
         TokenBatch batch = RandomBatch(config, 2, 150, 6);
-        AssertSame(config, batch, TrainingPolicy.MiniSequence(config, 300, checkpoint: true));
-        AssertSame(config, batch, TrainingPolicy.MiniSequence(config, 300, checkpoint: false));
+        AssertSame(config, batch, MemoryPolicy.MiniSequence(config, 300, checkpoint: true));
+        AssertSame(config, batch, MemoryPolicy.MiniSequence(config, 300, checkpoint: false));
     }
 
     [Theory]
@@ -119,10 +119,9 @@ public class MiniSequenceEquivalenceTests
     {
         LlamaConfig config = Config(false);
         TokenBatch batch = RandomBatch(config, 2, 21, 8, (_, t) => t % 7 == 3);
-        var loss = new MiniSeq.Kernels.CrossEntropyOptions(labelSmoothing, zLoss, softCap);
-        var reference = TrainingPolicy.Vanilla with { Loss = loss };
-        AssertSame(config, batch, new TrainingPolicy { MlpChunks = 5, LmHeadChunks = 4, Checkpoint = true, Loss = loss }, reference: reference);
-        AssertSame(config, batch, new TrainingPolicy { LmHeadChunks = 3, LmHeadRecompute = true, Loss = loss }, reference: reference);
+        var loss = new LossOptions { CrossEntropy = new MiniSeq.Kernels.CrossEntropyOptions(labelSmoothing, zLoss, softCap) };
+        AssertSame(config, batch, new MemoryPolicy { MlpChunks = 5, LmHeadChunks = 4, Checkpoint = true }, loss: loss);
+        AssertSame(config, batch, new MemoryPolicy { LmHeadChunks = 3 }, loss: loss with { LmHeadRecompute = true }, referenceLoss: loss);
     }
 
     [Theory]
@@ -131,7 +130,7 @@ public class MiniSequenceEquivalenceTests
     {
         LlamaConfig config = Config(tied);
         TokenBatch batch = RandomBatch(config, 2, 23, 10, (r, t) => r == 0 && t < 9);
-        AssertSame(config, batch, new TrainingPolicy { MlpChunks = 2, LmHeadChunks = 5, LmHeadRecompute = true, Checkpoint = checkpoint });
+        AssertSame(config, batch, new MemoryPolicy { MlpChunks = 2, LmHeadChunks = 5, Checkpoint = checkpoint }, loss: new LossOptions { LmHeadRecompute = true }, referenceLoss: LossOptions.Default);
     }
 
     [Fact]
@@ -141,10 +140,10 @@ public class MiniSequenceEquivalenceTests
         TokenBatch batch = RandomBatch(config, 2, 33, 7, (_, t) => t % 5 == 0);
         using var model = new LlamaModel(config);
         model.InitializeRandom(42);
-        EvalResult plain = Evaluator.Evaluate(model, batch, TrainingPolicy.Vanilla, microBatchRows: 2);
-        EvalResult chunked = Evaluator.Evaluate(model, batch, new TrainingPolicy { MlpChunks = 5, LmHeadChunks = 9 }, microBatchRows: 1);
+        EvalResult plain = Evaluator.Evaluate(model, batch, MemoryPolicy.Vanilla, microBatchRows: 2);
+        EvalResult chunked = Evaluator.Evaluate(model, batch, new MemoryPolicy { MlpChunks = 5, LmHeadChunks = 9 }, microBatchRows: 1);
         Compare.Close(chunked.Loss, plain.Loss, Tolerance, "eval loss");
-        (double trainLoss, _) = Run(config, batch, TrainingPolicy.Vanilla);
+        (double trainLoss, _) = Run(config, batch, MemoryPolicy.Vanilla);
         Compare.Close(trainLoss, plain.Loss, Tolerance, "training-pass loss vs eval loss");
     }
 
@@ -153,17 +152,17 @@ public class MiniSequenceEquivalenceTests
     {
         LlamaConfig config = LlamaConfig.Small;
         int seqLen = 4096;
-        var vanilla = new StepPlan(config, 1, seqLen, TrainingPolicy.Vanilla);
-        var mst = new StepPlan(config, 1, seqLen, TrainingPolicy.MiniSequence(config, seqLen, checkpoint: false));
+        var vanilla = new PassPlan(config, 1, seqLen, MemoryPolicy.Vanilla);
+        var mst = new PassPlan(config, 1, seqLen, MemoryPolicy.MiniSequence(config, seqLen, checkpoint: false));
         long nf = (long)seqLen * config.IntermediateSize;
         Assert.Contains(vanilla.Activations.Slots, s => s.Length == nf);
         Assert.DoesNotContain(mst.Activations.Slots, s => s.Length >= nf);
         Assert.All(mst.Scratch.Slots.Where(s => s.Name.StartsWith("mlp_", StringComparison.Ordinal)),
-            s => Assert.True(s.Length <= (long)TrainingPolicy.MinAutoChunkRows * config.IntermediateSize, $"{s.Name} holds {s.Length} floats"));
+            s => Assert.True(s.Length <= (long)MemoryPolicy.MinAutoChunkRows * config.IntermediateSize, $"{s.Name} holds {s.Length} floats"));
         // The LM head never holds N×V logits: one chunk of ⌈N/M⌉ rows.
-        Assert.True(mst.Scratch.Slots.Single(s => s.Name == "head_logits").Length <= (long)TrainingPolicy.MinAutoChunkRows * config.VocabSize);
+        Assert.True(mst.Scratch.Slots.Single(s => s.Name == "head_logits").Length <= (long)MemoryPolicy.MinAutoChunkRows * config.VocabSize);
         // At long N the paper's M = ⌈V/C⌉ applies: logits chunk ≈ N×C.
-        var longPlan = new StepPlan(config, 1, 65536, TrainingPolicy.MiniSequence(config, 65536, checkpoint: true));
+        var longPlan = new PassPlan(config, 1, 65536, MemoryPolicy.MiniSequence(config, 65536, checkpoint: true));
         Assert.Equal(32, longPlan.Policy.LmHeadChunks);
         Assert.Equal(32, longPlan.Policy.MlpChunks);
         Assert.True(mst.Activations.TotalBytes < vanilla.Activations.TotalBytes - (config.NumHiddenLayers * 2 * nf * sizeof(float)) + 1);

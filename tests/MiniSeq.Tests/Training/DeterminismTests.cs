@@ -9,7 +9,7 @@ namespace MiniSeq.Tests.Training;
 
 public class DeterminismTests
 {
-    private static float[] Train(int threads, TrainingPolicy policy)
+    private static float[] Train(int threads, MemoryPolicy policy)
     {
         int previous = KernelThreads.ThreadCount;
         KernelThreads.SetThreadCount(threads);
@@ -42,7 +42,7 @@ public class DeterminismTests
     [Fact]
     public void Training_OneVersusTwoThreads_BitIdentical()
     {
-        foreach (TrainingPolicy policy in new[] { TrainingPolicy.Vanilla, new TrainingPolicy { MlpChunks = 3, LmHeadChunks = 4, Checkpoint = true } })
+        foreach (MemoryPolicy policy in new[] { MemoryPolicy.Vanilla, new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 4, Checkpoint = true } })
         {
             float[] one = Train(1, policy);
             float[] two = Train(2, policy);

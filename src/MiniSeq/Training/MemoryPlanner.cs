@@ -1,14 +1,14 @@
 // Predicts the peak memory of a training run by category before anything is allocated, from the same plans the
-// trainer allocates (ParameterLayout, StepPlan, optimizer state), and picks the fastest policy that fits a budget.
+// trainer allocates (ParameterLayout, PassPlan, optimizer state), and picks the fastest policy that fits a budget.
 // The process peak RSS is predicted as tracked bytes + the runtime's own footprint (measured in this process at
 // planning time) + the kernels' per-thread tile buffers.
+using MiniSeq.Model;
 using MiniSeq.Tensors;
-using MiniSeq.Training;
 
-namespace MiniSeq.Model;
+namespace MiniSeq.Training;
 
 /// <summary>A predicted peak, by category.</summary>
-public sealed record MemoryPrediction(string PolicyName, TrainingPolicy Policy, long Parameters, long Gradients, long OptimizerState, long Activations, long Scratch, long RuntimeOverhead)
+public sealed record MemoryPrediction(string PolicyName, MemoryPolicy Policy, long Parameters, long Gradients, long OptimizerState, long Activations, long Scratch, long RuntimeOverhead)
 {
     /// <summary>Predicted peak of all tracked categories (they are all alive during backward).</summary>
     public long TrackedTotal => Parameters + Gradients + OptimizerState + Activations + Scratch;
@@ -37,7 +37,7 @@ public static class MemoryPlanner
     /// The GEMM's packed op(B) buffer (on the calling thread, not in the ledger) for the largest GEMM of a pass:
     /// ⌈n/32⌉·32 × min(k, KSuper) floats over every (n, k) the pass multiplies with.
     /// </summary>
-    public static long GemmPackBytes(LlamaConfig config, StepPlan plan)
+    public static long GemmPackBytes(LlamaConfig config, PassPlan plan)
     {
         int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize, hd = config.QueryDim, kvd = config.KeyValueDim;
         long rows = plan.Rows;
@@ -52,13 +52,7 @@ public static class MemoryPlanner
     }
 
     /// <summary>The named policies the planner compares, fastest first (order measured by `miniseq bench memory`).</summary>
-    public static IReadOnlyList<(string Name, Func<LlamaConfig, long, TrainingPolicy> Make)> StandardPolicies { get; } =
-    [
-        ("vanilla", (_, _) => TrainingPolicy.Vanilla),
-        ("mst", (c, rows) => TrainingPolicy.MiniSequence(c, rows, checkpoint: false)),
-        ("checkpoint", (_, _) => new TrainingPolicy { Checkpoint = true }),
-        ("mst+checkpoint", (c, rows) => TrainingPolicy.MiniSequence(c, rows, checkpoint: true)),
-    ];
+    public static IReadOnlyList<(string Name, Func<LlamaConfig, long, MemoryPolicy> Make)> StandardPolicies => MemoryPolicy.Standard;
 
     /// <summary>What the runtime adds once training runs (JIT-compiled kernels, worker stacks, GC heap growth), measured.</summary>
     public const long RuntimeGrowth = 6L << 20;
@@ -72,10 +66,10 @@ public static class MemoryPlanner
     }
 
     /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>.</summary>
-    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, TrainingPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null)
+    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null)
     {
         long parameters = new ParameterLayout(config).Plan.TotalBytes;
-        var plan = new StepPlan(config, microBatchRows, seqLen, policy);
+        var plan = new PassPlan(config, microBatchRows, seqLen, policy);
         long rope = (long)seqLen * config.HeadDim * sizeof(float);
         return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, parameters, Optimizer.StateBytes(config, optimizer),
             plan.Activations.TotalBytes, plan.Scratch.TotalBytes + rope, runtimeOverhead + GemmPackBytes(config, plan));

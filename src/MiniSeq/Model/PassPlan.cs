@@ -10,6 +10,7 @@
 // Scratch arena (phases that never overlap share memory):
 //   DResidual (N, C) — the one residual-gradient buffer, alive from the LM head down to the embedding.
 //   union { forward layer | LM head chunk | MLP backward chunk | attention backward }.
+using MiniSeq.Kernels;
 using MiniSeq.Tensors;
 
 namespace MiniSeq.Model;
@@ -25,15 +26,17 @@ public sealed record LayerWorkspaceSlots(
     ArenaSlot? Gate,      // (N, F) unchunked MLP only
     ArenaSlot? Up);       // (N, F) unchunked MLP only
 
-/// <summary>Memory plan of a training (or evaluation) pass over (batchRows, seqLen) tokens.</summary>
-public sealed class StepPlan
+/// <summary>Memory plan of one forward (+ backward) pass over a micro-batch of (batchRows, seqLen) tokens.</summary>
+public sealed class PassPlan
 {
     /// <summary>Rows per chunk of the RMSNorm + Q/K/V projection (memory only; the math is row-wise).</summary>
     public const int ProjectionChunkRows = 1024;
 
     /// <summary>Builds the plan.</summary>
-    public StepPlan(LlamaConfig config, int batchSize, int seqLen, TrainingPolicy policy, bool training = true)
+    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null)
     {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(policy);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(seqLen, 1);
         Config = config;
@@ -41,6 +44,9 @@ public sealed class StepPlan
         SeqLen = seqLen;
         Policy = policy;
         Training = training;
+        Loss = loss ?? LossOptions.Default;
+        Positions = positions ?? TokenPositions.Contiguous;
+        Positions.RequireSupported(batchSize, seqLen);
         long n = Rows;
         int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize;
         int hd = config.QueryDim, kvd = config.KeyValueDim, heads = config.NumAttentionHeads;
@@ -127,7 +133,13 @@ public sealed class StepPlan
     public long Rows => (long)BatchSize * SeqLen;
 
     /// <summary>The policy the plan was built for.</summary>
-    public TrainingPolicy Policy { get; }
+    public MemoryPolicy Policy { get; }
+
+    /// <summary>Loss options (never chosen by the planner: they change the numbers).</summary>
+    public LossOptions Loss { get; }
+
+    /// <summary>RoPE position offset and document boundaries of the rows.</summary>
+    public TokenPositions Positions { get; }
 
     /// <summary>Whether gradients are computed (else: evaluation).</summary>
     public bool Training { get; }

@@ -1,5 +1,5 @@
 // Every Hugging Face tensor name MiniSeq reads or writes lives in this file; C# code uses idiomatic names.
-namespace MiniSeq.IO;
+namespace MiniSeq.Model;
 
 /// <summary>Hugging Face <c>LlamaForCausalLM</c> state-dict names.</summary>
 public static class HfTensorNames

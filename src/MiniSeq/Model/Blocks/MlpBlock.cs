@@ -1,0 +1,84 @@
+// The MLP half of a decoder layer, h_out = m + (silu(rmsnorm(m)·Wgᵀ) * (rmsnorm(m)·Wuᵀ))·Wdᵀ, over chunks of rows
+// (the mini-sequence MLP). Forward saves gate/up only when the MLP runs as one chunk (MsT off); otherwise backward
+// recomputes norm, gate and up per chunk, so at no time does more than one chunk of N×F exist.
+using MiniSeq.Diagnostics;
+using MiniSeq.Kernels;
+using MiniSeq.Tensors;
+
+namespace MiniSeq.Model.Blocks;
+
+/// <summary>Forward and backward of the (mini-sequence) MLP half of layer l.</summary>
+internal sealed unsafe class MlpBlock(PassContext ctx)
+{
+    /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)), chunk by chunk.</summary>
+    public void Forward(int l, LayerWorkspaceSlots ws, float* hOut)
+    {
+        LayerSlots w = ctx.Layout.Layers[l];
+        PassPlan plan = ctx.Plan;
+        int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows, rowsTotal = ctx.Rows;
+        float* hMid = ctx.A(ws.HMid), xn = ctx.S(plan.MlpNorm), rstd = ctx.S(plan.MlpRstd), p = ctx.S(plan.MlpProduct);
+        LinearWeights wg = ctx.Projection(w.Gate, c, f, default), wu = ctx.Projection(w.Up, c, f, default), wd = ctx.Projection(w.Down, f, c, default);
+        new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
+        for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
+        {
+            int rows = Math.Min(chunk, rowsTotal - r0);
+            float* g = ws.Gate is ArenaSlot gs ? ctx.A(gs) + ((long)r0 * f) : ctx.S(plan.MlpGate);
+            float* u = ws.Up is ArenaSlot us ? ctx.A(us) + ((long)r0 * f) : ctx.S(plan.MlpUp);
+            ctx.NormForward(hMid + ((long)r0 * c), w.MlpNorm, rows, xn, rstd);
+            Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms);
+            Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms);
+            using (StepProfiler.Measure(ProfiledOp.SwiGlu))
+            {
+                SwiGlu.Forward(g, u, (long)rows * f, p);
+            }
+
+            Linear.Forward(p, rows, wd, hOut + ((long)r0 * c), accumulate: true, op: ProfiledOp.MlpGemms);
+        }
+    }
+
+    /// <summary>dRes enters as dL/dh_out and leaves as dL/dm (residual included).</summary>
+    public void Backward(int l, LayerWorkspaceSlots ws, float* dRes, TensorView gradients)
+    {
+        LayerSlots w = ctx.Layout.Layers[l];
+        PassPlan plan = ctx.Plan;
+        int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows, rowsTotal = ctx.Rows;
+        bool recompute = ws.Gate is null || plan.Policy.Checkpoint;
+        float* hMid = ctx.A(ws.HMid), xn = ctx.S(plan.MlpNorm), rstd = ctx.S(plan.MlpRstd), p = ctx.S(plan.MlpProduct), dxn = ctx.S(plan.MlpDNorm);
+        LinearWeights wg = ctx.Projection(w.Gate, c, f, gradients), wu = ctx.Projection(w.Up, c, f, gradients), wd = ctx.Projection(w.Down, f, c, gradients);
+        for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
+        {
+            int rows = Math.Min(chunk, rowsTotal - r0);
+            float* g = ws.Gate is ArenaSlot gs ? ctx.A(gs) + ((long)r0 * f) : ctx.S(plan.MlpGate);
+            float* u = ws.Up is ArenaSlot us ? ctx.A(us) + ((long)r0 * f) : ctx.S(plan.MlpUp);
+            float* dOut = dRes + ((long)r0 * c);
+            float* mChunk = hMid + ((long)r0 * c);
+            ctx.NormForward(mChunk, w.MlpNorm, rows, xn, rstd);
+            if (recompute)
+            {
+                Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms);
+                Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms);
+            }
+
+            // forward: out = p·Wdᵀ with p = silu(g)·u  →  dWd += doutᵀ·p ; dp = dout·Wd (into p)
+            using (StepProfiler.Measure(ProfiledOp.SwiGlu))
+            {
+                SwiGlu.Forward(g, u, (long)rows * f, p);
+            }
+
+            Linear.Backward(dOut, p, rows, wd, p, op: ProfiledOp.MlpGemms);
+
+            // g, u ← dg, du (in place)
+            using (StepProfiler.Measure(ProfiledOp.SwiGlu))
+            {
+                SwiGlu.Backward(p, g, u, (long)rows * f, g, u);
+            }
+
+            // forward: g = xn·Wgᵀ, u = xn·Wuᵀ  →  dWg += dgᵀ·xn ; dWu += duᵀ·xn ; dxn = dg·Wg + du·Wu
+            Linear.Backward(g, xn, rows, wg, dxn, op: ProfiledOp.MlpGemms);
+            Linear.Backward(u, xn, rows, wu, dxn, accumulateDx: true, op: ProfiledOp.MlpGemms);
+
+            // forward: xn = rmsnorm(m)  →  dm += rmsnorm_backward(dxn) (dm already holds the residual path's dout)
+            ctx.NormBackward(dxn, mChunk, w.MlpNorm, rstd, rows, dOut, gradients);
+        }
+    }
+}

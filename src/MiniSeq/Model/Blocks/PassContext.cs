@@ -1,0 +1,56 @@
+// What the blocks of one pass share: the model, the plan, the plan's arenas, the RoPE table, and the accessors that
+// turn arena slots into pointers and parameter slots into Linear weights (with or without a gradient).
+using MiniSeq.Diagnostics;
+using MiniSeq.Kernels;
+using MiniSeq.Tensors;
+
+namespace MiniSeq.Model.Blocks;
+
+/// <summary>The state one <see cref="LlamaPass"/> hands to its attention, MLP and LM-head blocks.</summary>
+internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena activations, Arena scratch, RopeTable rope)
+{
+    public LlamaModel Model { get; } = model;
+
+    public LlamaConfig Config { get; } = model.Config;
+
+    public ParameterLayout Layout { get; } = model.Layout;
+
+    public PassPlan Plan { get; } = plan;
+
+    public RopeTable Rope { get; } = rope;
+
+    public Arena Scratch { get; } = scratch;
+
+    /// <summary>Token rows of the pass (B·T).</summary>
+    public int Rows => (int)Plan.Rows;
+
+    public float Eps => (float)Config.RmsNormEps;
+
+    /// <summary>A parameter.</summary>
+    public float* P(ArenaSlot slot) => Model.Parameters[slot].Pointer;
+
+    /// <summary>An activation slot.</summary>
+    public float* A(ArenaSlot slot) => activations[slot].Pointer;
+
+    /// <summary>A scratch slot.</summary>
+    public float* S(ArenaSlot slot) => Scratch[slot].Pointer;
+
+    /// <summary>The gradient of a parameter (same layout), or null when there are no gradients (forward only).</summary>
+    public static float* G(TensorView gradients, ArenaSlot slot) => gradients.IsEmpty ? null : gradients.Pointer + slot.Offset;
+
+    /// <summary>The Linear layer whose (out × in) weight lives in <paramref name="weight"/>; its gradient in <paramref name="gradients"/> unless empty.</summary>
+    public LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, TensorView gradients)
+        => new(P(weight), inFeatures, outFeatures, G(gradients, weight));
+
+    public void NormForward(float* x, ArenaSlot weight, int rows, float* output, float* rstd)
+    {
+        using var scope = StepProfiler.Measure(ProfiledOp.Norms);
+        RmsNorm.Forward(x, P(weight), rows, Config.HiddenSize, Eps, output, rstd);
+    }
+
+    public void NormBackward(float* dOutput, float* x, ArenaSlot weight, float* rstd, int rows, float* dx, TensorView gradients)
+    {
+        using var scope = StepProfiler.Measure(ProfiledOp.Norms);
+        RmsNorm.Backward(dOutput, x, P(weight), rstd, rows, Config.HiddenSize, dx, G(gradients, weight));
+    }
+}

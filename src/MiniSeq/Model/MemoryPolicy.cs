@@ -1,0 +1,140 @@
+// How a training step trades memory for recompute: mini-sequence (MsT) chunking of the MLP and of the LM head +
+// cross-entropy, and per-layer activation checkpointing. Chunked always computes exactly what unchunked computes.
+// Loss options live apart (LossOptions): they change what is computed, a memory policy never does. Policy text
+// ("vanilla", "mst+checkpoint", "mst(mlp 4, lm 2)", the CLI's off|auto|M) is parsed here and only here.
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace MiniSeq.Model;
+
+/// <summary>Memory policy of a training step.</summary>
+public sealed partial record MemoryPolicy
+{
+    /// <summary>
+    /// Mini-sequence MLP: null = off (the MLP keeps its N×F gate/up activations for backward); M ≥ 1 = split the
+    /// B·T token rows into M chunks, keep only the block input and recompute each chunk in backward.
+    /// </summary>
+    public int? MlpChunks { get; init; }
+
+    /// <summary>
+    /// Mini-sequence LM head + cross-entropy: null = off (one N×V logits block); M ≥ 1 = M chunks of token rows,
+    /// logits exist for one chunk at a time.
+    /// </summary>
+    public int? LmHeadChunks { get; init; }
+
+    /// <summary>Per-layer activation checkpointing: keep only each layer's input, recompute the layer in backward.</summary>
+    public bool Checkpoint { get; init; }
+
+    /// <summary>Nothing chunked, nothing recomputed.</summary>
+    public static MemoryPolicy Vanilla => new();
+
+    /// <summary>Fewest token rows per auto chunk: smaller chunks make the chunk GEMMs measurably slower (docs/benchmarks/overhead.md).</summary>
+    public const int MinAutoChunkRows = 2048;
+
+    /// <summary>
+    /// Auto MLP chunks: the paper's later rule (and DeepSpeed TiledMLP's) is chunks of C tokens; measured here, chunks
+    /// below ≈2048 rows cost GEMM efficiency (k = chunk rows is too short), so a chunk is max(C, 2048) rows. At long N
+    /// such a chunk still fits inside the attention-backward scratch phase it shares memory with, so it costs no peak.
+    /// </summary>
+    public static int AutoMlpChunks(LlamaConfig config, long rows)
+        => (int)Math.Max(1, (rows + Math.Max(config.HiddenSize, MinAutoChunkRows) - 1) / Math.Max(config.HiddenSize, MinAutoChunkRows));
+
+    /// <summary>
+    /// Auto LM-head chunks: the paper's M = ⌈V/C⌉ (each logits chunk about as large as the N×C hidden states), but never
+    /// chunks below 2048 rows (measured: smaller chunks slow the LM-head GEMMs, and at short N memory is no issue).
+    /// </summary>
+    public static int AutoLmHeadChunks(LlamaConfig config, long rows)
+    {
+        long paper = (config.VocabSize + config.HiddenSize - 1) / config.HiddenSize;
+        long byRows = (rows + MinAutoChunkRows - 1) / MinAutoChunkRows;
+        return (int)Math.Max(1, Math.Min(paper, byRows));
+    }
+
+    /// <summary>MsT on both blocks with the auto rule, plus checkpointing if asked.</summary>
+    public static MemoryPolicy MiniSequence(LlamaConfig config, long rows, bool checkpoint)
+        => new() { MlpChunks = AutoMlpChunks(config, rows), LmHeadChunks = AutoLmHeadChunks(config, rows), Checkpoint = checkpoint };
+
+    /// <summary>The named policies, fastest first (order measured by `miniseq bench memory`), each resolved for a
+    /// config and a number of token rows.</summary>
+    public static IReadOnlyList<(string Name, Func<LlamaConfig, long, MemoryPolicy> Make)> Standard { get; } =
+    [
+        ("vanilla", (_, _) => Vanilla),
+        ("mst", (c, rows) => MiniSequence(c, rows, checkpoint: false)),
+        ("checkpoint", (_, _) => new MemoryPolicy { Checkpoint = true }),
+        ("mst+checkpoint", (c, rows) => MiniSequence(c, rows, checkpoint: true)),
+    ];
+
+    /// <summary>
+    /// Parses a policy name — <c>vanilla</c>, <c>mst</c>, <c>checkpoint</c>, <c>mst+checkpoint</c> (auto chunks for
+    /// <paramref name="rows"/>), or what <see cref="Describe"/> prints, e.g. <c>mst(mlp 4, lm off)+checkpoint</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">Not a policy.</exception>
+    public static MemoryPolicy Parse(string text, LlamaConfig config, long rows)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string t = text.Trim().ToLowerInvariant();
+        foreach ((string name, Func<LlamaConfig, long, MemoryPolicy> make) in Standard)
+        {
+            if (t == name)
+            {
+                return make(config, rows);
+            }
+        }
+
+        Match m = Described().Match(t);
+        if (m.Success)
+        {
+            return new MemoryPolicy
+            {
+                MlpChunks = Chunks("mlp", m.Groups["mlp"].Value, config, rows, auto: AutoMlpChunks),
+                LmHeadChunks = Chunks("lm", m.Groups["lm"].Value, config, rows, auto: AutoLmHeadChunks),
+                Checkpoint = m.Groups["ckpt"].Success,
+            };
+        }
+
+        throw new ArgumentException($"'{text}' is not a memory policy: use vanilla, mst, checkpoint, mst+checkpoint or e.g. mst(mlp 4, lm 2)+checkpoint.");
+    }
+
+    /// <summary>The policy of the CLI options <c>--mst-mlp off|auto|M</c>, <c>--mst-lm off|auto|M</c>, <c>--checkpoint off|on</c>.</summary>
+    public static MemoryPolicy FromOptions(string mlp, string lm, string checkpoint, LlamaConfig config, long rows)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        return new()
+        {
+            MlpChunks = Chunks("--mst-mlp", mlp, config, rows, AutoMlpChunks),
+            LmHeadChunks = Chunks("--mst-lm", lm, config, rows, AutoLmHeadChunks),
+            Checkpoint = checkpoint.ToLowerInvariant() switch
+            {
+                "on" or "true" => true,
+                "off" or "false" => false,
+                _ => throw new ArgumentException($"--checkpoint must be on or off (got '{checkpoint}')."),
+            },
+        };
+    }
+
+    private static int? Chunks(string name, string value, LlamaConfig config, long rows, Func<LlamaConfig, long, int> auto)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return value.Trim().ToLowerInvariant() switch
+        {
+            "off" => null,
+            "auto" => auto(config, rows),
+            string v when int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int m) && m >= 1 => m,
+            _ => throw new ArgumentException($"{name} must be off, auto or a chunk count ≥ 1 (got '{value}')."),
+        };
+    }
+
+    [GeneratedRegex(@"^mst\(mlp (?<mlp>\w+), lm (?<lm>\w+)\)(?<ckpt>\+checkpoint)?$")]
+    private static partial Regex Described();
+
+    /// <summary>Short name, e.g. "mst(mlp 16, lm 32)+checkpoint".</summary>
+    public string Describe()
+    {
+        string mst = (MlpChunks, LmHeadChunks) switch
+        {
+            (null, null) => "vanilla",
+            _ => $"mst(mlp {MlpChunks?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "off"}, lm {LmHeadChunks?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "off"})",
+        };
+        return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") : mst;
+    }
+}
