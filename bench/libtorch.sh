@@ -103,19 +103,28 @@ if [ "$MMAP" = 1 ]; then
   record "MALLOC_MMAP_THRESHOLD_=131072 dotnet $LT_DLL run-one --model $WORK/model --seq-len N --mode MODE --warmup $LT_WARMUP --steps $LT_STEPS --threads $THREADS --lm-head $LM_HEAD"
 fi
 last_json() { grep '^{' | tail -n 1; }
+# One run: append its JSON line tagged with the engine and round; a failed run (e.g. out of memory) is logged and skipped.
+run() {
+  local engine=$1; shift
+  local line
+  line=$("$@" | last_json) || line=
+  if [ -n "$line" ]; then
+    echo "{\"engine\":\"$engine\",\"round\":$round,\"result\":$line}" >> "$RESULTS"
+  else
+    echo "FAILED: $engine round $round: $*" >&2
+    echo "# FAILED: $engine round $round: $*" >> "$CMDS"
+  fi
+}
 for round in $(seq 1 "$ROUNDS"); do
   for n in ${SEQ_LENS//,/ }; do
     for mode in ${MODES//,/ }; do
       log "round $round N=$n $mode: MiniSeq"
-      line=$(MINISEQ_THREADS=$THREADS "${MS[@]}" bench run-step --config small --seq-len "$n" --mode "$mode" --steps "$STEPS" | last_json)
-      echo "{\"engine\":\"miniseq\",\"round\":$round,\"result\":$line}" >> "$RESULTS"
+      run miniseq env MINISEQ_THREADS="$THREADS" "${MS[@]}" bench run-step --config small --seq-len "$n" --mode "$mode" --steps "$STEPS"
       log "round $round N=$n $mode: LibTorch"
-      line=$("${LT[@]}" run-one --model "$WORK/model" --seq-len "$n" --mode "$mode" --warmup $LT_WARMUP --steps $LT_STEPS --threads "$THREADS" --lm-head "$LM_HEAD" | last_json)
-      echo "{\"engine\":\"libtorch\",\"round\":$round,\"result\":$line}" >> "$RESULTS"
+      run libtorch "${LT[@]}" run-one --model "$WORK/model" --seq-len "$n" --mode "$mode" --warmup $LT_WARMUP --steps $LT_STEPS --threads "$THREADS" --lm-head "$LM_HEAD"
       if [ "$MMAP" = 1 ]; then
         log "round $round N=$n $mode: LibTorch, MALLOC_MMAP_THRESHOLD_=131072"
-        line=$(MALLOC_MMAP_THRESHOLD_=131072 "${LT[@]}" run-one --model "$WORK/model" --seq-len "$n" --mode "$mode" --warmup $LT_WARMUP --steps $LT_STEPS --threads "$THREADS" --lm-head "$LM_HEAD" | last_json)
-        echo "{\"engine\":\"libtorch+mmap\",\"round\":$round,\"result\":$line}" >> "$RESULTS"
+        run libtorch+mmap env MALLOC_MMAP_THRESHOLD_=131072 "${LT[@]}" run-one --model "$WORK/model" --seq-len "$n" --mode "$mode" --warmup $LT_WARMUP --steps $LT_STEPS --threads "$THREADS" --lm-head "$LM_HEAD"
       fi
     done
   done

@@ -131,7 +131,7 @@ internal static class Commands
             }
 
             result[mode] = l;
-            Console.WriteLine(FormattableString.Invariant($"  LibTorch {mode,-15} loss {l:F8}  rel diff vs MiniSeq {rel:E2}  {gradText}"));
+            Console.WriteLine(FormattableString.Invariant($"  LibTorch {mode,-20} loss {l:F8}  rel diff vs MiniSeq {rel:E2}  {gradText}"));
         }
 
         double tAfter;

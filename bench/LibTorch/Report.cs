@@ -9,7 +9,7 @@ namespace MiniSeq.LibTorchBench;
 
 internal static class Report
 {
-    private sealed record Run(string Engine, int Round, string Mode, int SeqLen, double TokensPerSecond, long PeakRss, double FirstLoss);
+    private sealed record Run(string Engine, int Round, string Mode, int SeqLen, double TokensPerSecond, long PeakRss, double FirstLoss, double InitRss, string? LoadAvg);
 
     private static double Median(IEnumerable<double> values)
     {
@@ -30,8 +30,8 @@ internal static class Report
             int round = (int)row["round"]!;
             JsonNode r = row["result"]!;
             runs.Add(engine == "miniseq"
-                ? new Run(engine, round, (string)r["Mode"]!, (int)r["SeqLen"]!, (double)r["TokensPerSecond"]!, (long)r["ProcessPeakRssBytes"]!, (double)r["FirstLoss"]!)
-                : new Run(engine, round, (string)r["mode"]!, (int)r["seq_len"]!, (double)r["tokens_per_s"]!, (long)r["peak_rss_bytes"]!, (double)r["losses"]![0]!));
+                ? new Run(engine, round, (string)r["Mode"]!, (int)r["SeqLen"]!, (double)r["TokensPerSecond"]!, (long)r["ProcessPeakRssBytes"]!, (double)r["FirstLoss"]!, double.NaN, null)
+                : new Run(engine, round, (string)r["mode"]!, (int)r["seq_len"]!, (double)r["tokens_per_s"]!, (long)r["peak_rss_bytes"]!, (double)r["losses"]![0]!, (double?)r["rss_after_torch_init_bytes"] ?? double.NaN, (string?)r["loadavg"]));
         }
 
         JsonNode? info = o.Get("info") is string ip && File.Exists(ip) ? JsonNode.Parse(File.ReadAllText(ip)) : null;
@@ -63,7 +63,7 @@ internal static class Report
 
         sb.Append("## Results\n\n");
         sb.Append("| mode | N | MiniSeq tok/s | LibTorch tok/s | MiniSeq / LibTorch |" + (mmap ? " LibTorch tok/s, MALLOC_MMAP_THRESHOLD_=131072 | MiniSeq / that |" : "")
-            + " MiniSeq peak RSS | LibTorch peak RSS |" + (mmap ? " LibTorch+mmap peak RSS |" : "") + " first-step loss MiniSeq / LibTorch |\n");
+            + " MiniSeq peak RSS | LibTorch peak RSS |" + (mmap ? " LibTorch+mmap peak RSS |" : "") + " first-step loss MiniSeq / LibTorch (same weights and tokens: must agree) |\n");
         sb.Append("|---|---:|---:|---:|---:|" + (mmap ? "---:|---:|" : "") + "---:|---:|" + (mmap ? "---:|" : "") + "---|\n");
         var keys = runs.Select(r => (r.Mode, r.SeqLen)).Distinct().ToList();
         string[] modeOrder = ["vanilla", "checkpoint", "mst", "mst+checkpoint"];
@@ -87,14 +87,21 @@ internal static class Report
                 sb.Append(CultureInfo.InvariantCulture, $" {Mib(Median(Of("libtorch+mmap").Select(r => (double)r.PeakRss)))} |");
             }
 
-            sb.Append(CultureInfo.InvariantCulture, $" {Loss("miniseq")} / {Loss("libtorch")} |\n");
+            double l1 = Of("miniseq").Select(r => r.FirstLoss).DefaultIfEmpty(double.NaN).First(), l2 = Of("libtorch").Select(r => r.FirstLoss).DefaultIfEmpty(double.NaN).First();
+            bool mismatch = Math.Abs(l1 - l2) > 1e-4 * Math.Abs(l1);   // false when either is missing (NaN)
+            sb.Append(CultureInfo.InvariantCulture, $" {Loss("miniseq")} / {Loss("libtorch")}{(mismatch ? " **MISMATCH > 1e-4**" : "")} |\n");
         }
 
-        sb.Append("\nEvery run (tokens/s per round, in the order run):\n\n| round | mode | N | engine | tok/s | peak RSS |\n|---:|---|---:|---|---:|---:|\n");
+        sb.Append("\nEvery run, in the order run (LibTorch: RSS right after LibTorch initialised, before the model; /proc/loadavg at the end of the run):\n\n| round | mode | N | engine | tok/s | peak RSS | RSS after init | loadavg |\n|---:|---|---:|---|---:|---:|---:|---|\n");
         foreach (Run r in runs)
         {
-            sb.Append(CultureInfo.InvariantCulture, $"| {r.Round} | {r.Mode} | {r.SeqLen} | {r.Engine} | {r.TokensPerSecond:F0} | {Mib(r.PeakRss)} |\n");
+            sb.Append(CultureInfo.InvariantCulture, $"| {r.Round} | {r.Mode} | {r.SeqLen} | {r.Engine} | {r.TokensPerSecond:F0} | {Mib(r.PeakRss)} | {Mib(r.InitRss)} | {r.LoadAvg ?? ""} |\n");
         }
+
+        sb.Append("\nNotes: LibTorch runs its parallel loops on OpenMP (libgomp) threads that spin at every barrier; when the machine is busy\n")
+          .Append("(loadavg above the thread count) its steps slow down far more than MiniSeq's, so only runs on an otherwise idle machine compare.\n")
+          .Append("Peak RSS is the process VmHWM of each run's own process and includes the .NET runtime (and, for LibTorch, the pages of\n")
+          .Append("libtorch_cpu/MKL/oneDNN it touches: see \"RSS after init\").\n");
 
         if (o.Get("commands") is string cmds && File.Exists(cmds))
         {
