@@ -14,6 +14,8 @@
 #   --rounds R          A B rounds [3]
 #   --threads T         MINISEQ_THREADS and torch.set_num_threads [2]
 #   --mmap              also run LibTorch with MALLOC_MMAP_THRESHOLD_=131072 (glibc returns big blocks to the OS at once)
+#   --lt-env 'K=V …'    extra environment for every LibTorch run, e.g. 'OMP_WAIT_POLICY=passive' or
+#                       'ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2' (to pair with MINISEQ_FORCE_ISA=V256) []
 #   --lm-head K         LibTorch MsT LM head: grad-in-forward (MiniSeq's default) | recompute [grad-in-forward]
 #   --check-seq-len N   N of the correctness check [1024]
 #   --out FILE          [docs/benchmarks/libtorch.md; with --smoke: artifacts/libtorch-smoke.md]
@@ -27,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEQ_LENS=2048,4096,8192,16384 MODES=vanilla,checkpoint,mst+checkpoint STEPS=4 ROUNDS=3 THREADS=2 MMAP=0
-LM_HEAD=grad-in-forward CHECK_N=1024 OUT= WORK=artifacts/libtorch-bench BUILD=1 SMOKE=0
+LM_HEAD=grad-in-forward CHECK_N=1024 OUT= WORK=artifacts/libtorch-bench BUILD=1 SMOKE=0 LT_ENV=
 SET_SEQ= SET_STEPS= SET_ROUNDS=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --mmap) MMAP=1; shift ;;
     --lm-head) LM_HEAD=$2; shift 2 ;;
+    --lt-env) LT_ENV=$2; shift 2 ;;
     --check-seq-len) CHECK_N=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
@@ -64,7 +67,9 @@ if [ "$BUILD" = 1 ]; then
   dotnet build bench/LibTorch/MiniSeq.LibTorchBench.csproj -c Release -v quiet -nologo
 fi
 MS=(dotnet "$MS_DLL")
-LT=(dotnet "$LT_DLL")
+# shellcheck disable=SC2206  # LT_ENV is a list of K=V words on purpose
+LT=(env $LT_ENV dotnet "$LT_DLL")
+LT_PREFIX=${LT_ENV:+$LT_ENV }
 
 mkdir -p "$WORK"
 RESULTS=$WORK/results.jsonl CMDS=$WORK/commands.txt
@@ -86,7 +91,7 @@ record "dotnet $MS_DLL init --config small --seed 1 --out $WORK/model"
 
 # 3. Correctness gate: refuse to time if LibTorch's loss differs from MiniSeq's by more than 1e-4 (relative).
 CHECK_MODES=vanilla,checkpoint,mst+checkpoint,mst+checkpoint@$((CHECK_N / 3 + 1))   # the last: several chunks + a tail chunk
-record "dotnet $LT_DLL check --model $WORK/model --seq-len $CHECK_N --modes $CHECK_MODES --threads $THREADS --lm-head $LM_HEAD"
+record "${LT_PREFIX}dotnet $LT_DLL check --model $WORK/model --seq-len $CHECK_N --modes $CHECK_MODES --threads $THREADS --lm-head $LM_HEAD"
 "${LT[@]}" check --model "$WORK/model" --seq-len "$CHECK_N" --modes "$CHECK_MODES" --threads "$THREADS" --lm-head "$LM_HEAD" | grep -v '^{' > "$WORK/check.txt" \
   || { cat "$WORK/check.txt" >&2; echo "correctness check failed: not timing" >&2; exit 1; }
 cat "$WORK/check.txt" >&2
@@ -98,9 +103,9 @@ ORDER="MiniSeq, LibTorch"
 if [ "$MMAP" = 1 ]; then ORDER="MiniSeq, LibTorch, LibTorch with MALLOC_MMAP_THRESHOLD_"; fi
 record "# for each round 1..$ROUNDS, N in $SEQ_LENS, mode in $MODES, in this order: $ORDER"
 record "MINISEQ_THREADS=$THREADS dotnet $MS_DLL bench run-step --config small --seq-len N --mode MODE --steps $STEPS   # the per-run process of 'miniseq bench step'"
-record "dotnet $LT_DLL run-one --model $WORK/model --seq-len N --mode MODE --warmup $LT_WARMUP --steps $LT_STEPS --threads $THREADS --lm-head $LM_HEAD"
+record "${LT_PREFIX}dotnet $LT_DLL run-one --model $WORK/model --seq-len N --mode MODE --warmup $LT_WARMUP --steps $LT_STEPS --threads $THREADS --lm-head $LM_HEAD"
 if [ "$MMAP" = 1 ]; then
-  record "MALLOC_MMAP_THRESHOLD_=131072 dotnet $LT_DLL run-one --model $WORK/model --seq-len N --mode MODE --warmup $LT_WARMUP --steps $LT_STEPS --threads $THREADS --lm-head $LM_HEAD"
+  record "MALLOC_MMAP_THRESHOLD_=131072 ${LT_PREFIX}dotnet $LT_DLL run-one --model $WORK/model --seq-len N --mode MODE --warmup $LT_WARMUP --steps $LT_STEPS --threads $THREADS --lm-head $LM_HEAD"
 fi
 last_json() { grep '^{' | tail -n 1; }
 # One run: append its JSON line tagged with the engine and round; a failed run (e.g. out of memory) is logged and skipped.
@@ -131,6 +136,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # 5. The report.
-REPORT_ARGS=(--results "$RESULTS" --info "$WORK/info.json" --check "$WORK/check.txt" --commands "$CMDS" --out "$OUT" --steps "$STEPS" --threads "$THREADS" --lm-head "$LM_HEAD")
+REPORT_ARGS=(--results "$RESULTS" --info "$WORK/info.json" --check "$WORK/check.txt" --commands "$CMDS" --out "$OUT" --steps "$STEPS" --threads "$THREADS" --lm-head "$LM_HEAD" --lt-env "$LT_ENV")
 if [ "$SMOKE" = 1 ]; then REPORT_ARGS+=(--smoke); fi
 "${LT[@]}" report "${REPORT_ARGS[@]}"

@@ -36,6 +36,7 @@ internal static class Commands
             ["parallel_info"] = Native.ParallelInfo(),
             ["show_config"] = Native.ShowConfig(),
             ["cpu_model"] = GemmBenchmark.ReadCpuName(),
+            ["cpu_family_model"] = Native.CpuFamilyModel(),
             ["cpu_isa_flags"] = new JsonArray(Native.IsaFlags().Select(f => (JsonNode)f).ToArray()),
             ["avx512f"] = Native.IsaFlags().Contains("avx512f"),
             ["logical_cpus"] = Environment.ProcessorCount,

@@ -87,6 +87,25 @@ internal static unsafe class Native
         return -1;
     }
 
+    /// <summary>"family F, model M" of /proc/cpuinfo (family 25 = Zen 3/4, 26 = Zen 5 on AMD).</summary>
+    public static string CpuFamilyModel()
+    {
+        string? family = null, model = null;
+        foreach (string line in File.ReadLines("/proc/cpuinfo"))
+        {
+            string key = line.Split(':')[0].Trim();
+            string value = line.Contains(':', StringComparison.Ordinal) ? line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim() : "";
+            family ??= key == "cpu family" ? value : null;
+            model ??= key == "model" ? value : null;
+            if (family is not null && model is not null)
+            {
+                break;
+            }
+        }
+
+        return $"family {family ?? "?"}, model {model ?? "?"}";
+    }
+
     /// <summary>The ISA-relevant flags of /proc/cpuinfo that are present.</summary>
     public static string[] IsaFlags()
     {

@@ -48,9 +48,10 @@ internal static class Report
 
         sb.Append(CultureInfo.InvariantCulture, $"Written {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `bench/libtorch.sh`; {rounds} round(s), MiniSeq and LibTorch alternating (A B A B) for every (round, N, mode), one process per run of {o.Get("steps") ?? "?"} step(s) ({(o.Get("steps") == "1" ? "the single step is timed, warm-up included" : "the first a warm-up")}); a run's tokens/s = N / its median timed step; the table gives the median over rounds.\n\n");
         sb.Append("## Machine and libraries\n\n");
-        sb.Append(CultureInfo.InvariantCulture, $"- CPU: {S("cpu_model")}, {S("logical_cpus")} logical CPUs; ISA flags present: {string.Join(", ", info?["cpu_isa_flags"]?.AsArray().Select(f => f!.ToString()) ?? [])} (avx512f: {S("avx512f")})\n");
+        sb.Append(CultureInfo.InvariantCulture, $"- CPU: {S("cpu_model")} ({S("cpu_family_model")}), {S("logical_cpus")} logical CPUs; ISA flags present: {string.Join(", ", info?["cpu_isa_flags"]?.AsArray().Select(f => f!.ToString()) ?? [])} (avx512f: {S("avx512f")})\n");
         sb.Append(CultureInfo.InvariantCulture, $"- MiniSeq: ISA path {S("miniseq_isa")} (MINISEQ_FORCE_ISA = {(info?["MINISEQ_FORCE_ISA"] is null ? "unset" : S("MINISEQ_FORCE_ISA"))}), MINISEQ_THREADS = {o.Get("threads") ?? "2"}, .NET {S("dotnet")}\n");
         sb.Append(CultureInfo.InvariantCulture, $"- LibTorch {S("libtorch_version")} via TorchSharp {S("torchsharp_version")}; ATen CPU capability {S("aten_cpu_capability")}; {S("mkl_version")}; {S("mkldnn_version")}; torch.set_num_threads({S("torch_threads")}), interop threads {S("torch_interop_threads")}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"- LibTorch extra environment (`--lt-env`): {(string.IsNullOrWhiteSpace(o.Get("lt-env")) ? "none" : "`" + o.Get("lt-env") + "`")}\n");
         sb.Append("- LibTorch's ISA path is its own: MINISEQ_FORCE_ISA does not apply to it; ATen's kernels follow ATEN_CPU_CAPABILITY, MKL picks its code path at run time (MKL_ENABLE_INSTRUCTIONS caps it; on AMD CPUs MKL may not take its fastest Intel paths), oneDNN follows ONEDNN_MAX_CPU_ISA.\n");
         sb.Append("- Model: config `small` (d=256, L=4, 8/2 heads, I=896, V=8192, untied), fp32, batch 1; weights `miniseq init --config small --seed 1` (= the weights `miniseq bench run-step` initialises); tokens `StepBenchmark.RandomBatch(seed 12345)` (= `bench run-step`'s); AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8, no weight decay.\n");
         sb.Append("- LibTorch model: HF LlamaForCausalLM semantics, `scaled_dot_product_attention(is_causal: true)` on repeated kv heads; checkpoint = per-layer custom autograd function (forward under no_grad saving the layer input, backward recomputes); MsT = chunked MLP (saves its input, recomputes per chunk) and chunked LM head + cross-entropy ("
@@ -99,7 +100,8 @@ internal static class Report
         }
 
         sb.Append("\nNotes: LibTorch runs its parallel loops on OpenMP (libgomp) threads that spin at every barrier; when the machine is busy\n")
-          .Append("(loadavg above the thread count) its steps slow down far more than MiniSeq's, so only runs on an otherwise idle machine compare.\n")
+          .Append("(loadavg above the thread count) its steps slow down far more than MiniSeq's (measured on a machine at load ≈ 10: N=512 vanilla\n")
+          .Append("3.5 s/step with the default wait policy, 1.1 s/step with OMP_WAIT_POLICY=passive), so only runs on an otherwise idle machine compare.\n")
           .Append("Peak RSS is the process VmHWM of each run's own process and includes the .NET runtime (and, for LibTorch, the pages of\n")
           .Append("libtorch_cpu/MKL/oneDNN it touches: see \"RSS after init\").\n");
 
