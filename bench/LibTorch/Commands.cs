@@ -79,10 +79,10 @@ internal static class Commands
         TokenBatch batch = StepBenchmark.RandomBatch(config, 1, n, BatchSeed);
 
         double msLoss, msAfter;
-        using (LlamaModel ms = LlamaModel.Load(dir))
+        using (LlamaModel ms = ModelDirectory.Load(dir))
         {
             msLoss = Evaluator.Evaluate(ms, batch).Loss;
-            using var trainer = new Trainer(ms, new TrainerOptions { Optimizer = new OptimizerOptions { LearningRate = 1e-4f }, Policy = TrainingPolicy.Vanilla, TotalSteps = 1 }, 1, n);
+            using var trainer = new Trainer(ms, new TrainerOptions { Optimizer = new OptimizerOptions { LearningRate = 1e-4f }, Policy = MemoryPolicy.Vanilla, TotalSteps = 1 }, 1, n);
             trainer.Step(batch);
             msAfter = Evaluator.Evaluate(ms, batch).Loss;
         }

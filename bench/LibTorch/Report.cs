@@ -55,7 +55,7 @@ internal static class Report
         sb.Append("- LibTorch's ISA path is its own: MINISEQ_FORCE_ISA does not apply to it; ATen's kernels follow ATEN_CPU_CAPABILITY, MKL picks its code path at run time (MKL_ENABLE_INSTRUCTIONS caps it; on AMD CPUs MKL may not take its fastest Intel paths), oneDNN follows ONEDNN_MAX_CPU_ISA.\n");
         sb.Append("- Model: config `small` (d=256, L=4, 8/2 heads, I=896, V=8192, untied), fp32, batch 1; weights `miniseq init --config small --seed 1` (= the weights `miniseq bench run-step` initialises); tokens `StepBenchmark.RandomBatch(seed 12345)` (= `bench run-step`'s); AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8, no weight decay.\n");
         sb.Append("- LibTorch model: HF LlamaForCausalLM semantics, `scaled_dot_product_attention(is_causal: true)` on repeated kv heads; checkpoint = per-layer custom autograd function (forward under no_grad saving the layer input, backward recomputes); MsT = chunked MLP (saves its input, recomputes per chunk) and chunked LM head + cross-entropy ("
-            + (o.Get("lm-head") == "recompute" ? "saves its input, backward recomputes each chunk's logits" : "gradient formed in forward per chunk, as MiniSeq's default policy") + ") with MiniSeq's auto chunk sizes (TrainingPolicy.AutoMlpChunks / AutoLmHeadChunks).\n\n");
+            + (o.Get("lm-head") == "recompute" ? "saves its input, backward recomputes each chunk's logits" : "gradient formed in forward per chunk, as MiniSeq's default policy") + ") with MiniSeq's auto chunk sizes (MemoryPolicy.AutoMlpChunks / AutoLmHeadChunks).\n\n");
 
         if (o.Get("check") is string cp && File.Exists(cp))
         {

@@ -13,7 +13,7 @@ namespace MiniSeq.LibTorchBench;
 /// <summary>How the MsT LM head forms its gradient.</summary>
 internal enum LmHeadMode
 {
-    /// <summary>Gradient in forward (Liger; MiniSeq's default, TrainingPolicy.LmHeadRecompute = false): logits once per chunk.</summary>
+    /// <summary>Gradient in forward (Liger; MiniSeq's default, MemoryPolicy.LmHeadRecompute = false): logits once per chunk.</summary>
     GradInForward,
 
     /// <summary>Save only the input; backward recomputes each chunk's logits (CCE-style; MiniSeq's LmHeadRecompute = true).</summary>
@@ -23,7 +23,7 @@ internal enum LmHeadMode
 /// <summary>Memory policy of one run.</summary>
 internal sealed record TorchPolicy(bool Checkpoint, int? MlpChunkRows, int? LmHeadChunkRows, LmHeadMode LmHead)
 {
-    /// <summary>The same modes and auto chunk sizes as MiniSeq (TrainingPolicy.AutoMlpChunks / AutoLmHeadChunks, rows per chunk = ⌈rows / M⌉).</summary>
+    /// <summary>The same modes and auto chunk sizes as MiniSeq (MemoryPolicy.AutoMlpChunks / AutoLmHeadChunks, rows per chunk = ⌈rows / M⌉).</summary>
     public static TorchPolicy For(string mode, LlamaConfig config, long rows, LmHeadMode lmHead, int? chunkRowsOverride = null)
     {
         int ChunkRows(int chunks) => chunkRowsOverride ?? (int)((rows + chunks - 1) / chunks);
@@ -31,8 +31,8 @@ internal sealed record TorchPolicy(bool Checkpoint, int? MlpChunkRows, int? LmHe
         {
             "vanilla" => new TorchPolicy(false, null, null, lmHead),
             "checkpoint" => new TorchPolicy(true, null, null, lmHead),
-            "mst" => new TorchPolicy(false, ChunkRows(TrainingPolicy.AutoMlpChunks(config, rows)), ChunkRows(TrainingPolicy.AutoLmHeadChunks(config, rows)), lmHead),
-            "mst+checkpoint" => new TorchPolicy(true, ChunkRows(TrainingPolicy.AutoMlpChunks(config, rows)), ChunkRows(TrainingPolicy.AutoLmHeadChunks(config, rows)), lmHead),
+            "mst" => new TorchPolicy(false, ChunkRows(MemoryPolicy.AutoMlpChunks(config, rows)), ChunkRows(MemoryPolicy.AutoLmHeadChunks(config, rows)), lmHead),
+            "mst+checkpoint" => new TorchPolicy(true, ChunkRows(MemoryPolicy.AutoMlpChunks(config, rows)), ChunkRows(MemoryPolicy.AutoLmHeadChunks(config, rows)), lmHead),
             _ => throw new ArgumentException($"unknown mode '{mode}' (vanilla, checkpoint, mst, mst+checkpoint)"),
         };
     }
@@ -370,7 +370,7 @@ internal sealed class ChunkedLmHeadGradInForward : autograd.SingleTensorFunction
 
 /// <summary>
 /// MsT LM head + cross-entropy that saves only its input (and W): forward is loss-only per chunk; backward recomputes
-/// each chunk's logits for the gradient (CCE-style; MiniSeq's TrainingPolicy.LmHeadRecompute = true).
+/// each chunk's logits for the gradient (CCE-style; MiniSeq's MemoryPolicy.LmHeadRecompute = true).
 /// Inputs: h, W, labels, chunk rows.
 /// </summary>
 internal sealed class ChunkedLmHeadRecompute : autograd.SingleTensorFunction<ChunkedLmHeadRecompute>
