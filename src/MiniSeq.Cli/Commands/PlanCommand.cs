@@ -16,7 +16,7 @@ internal static class PlanCommand
     private static readonly Option<int> SeqLen = new("--seq-len") { Description = "Tokens per sequence", Required = true };
     private static readonly Option<int> Batch = new("--batch") { Description = "Rows per batch", DefaultValueFactory = _ => 1 };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch" };
-    private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "adamw | sgd", DefaultValueFactory = _ => "adamw" };
+    private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", Training.Optimizers.OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget, e.g. 1GiB" };
 
     public static Command Create()
@@ -37,15 +37,7 @@ internal static class PlanCommand
                 throw new ArgumentException("--seq-len and --batch must be ≥ 1 and --micro-batch must divide --batch.");
             }
 
-            var optimizer = new OptimizerOptions
-            {
-                Kind = p.GetValue(OptimizerName)!.ToLowerInvariant() switch
-                {
-                    "adamw" => OptimizerKind.AdamW,
-                    "sgd" => OptimizerKind.Sgd,
-                    string other => throw new ArgumentException($"--optimizer must be adamw or sgd (got '{other}')."),
-                },
-            };
+            var optimizer = new OptimizerOptions { Name = Training.Optimizers.OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name };
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
             IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead);
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;

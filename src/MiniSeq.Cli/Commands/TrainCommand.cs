@@ -16,7 +16,7 @@ internal static class TrainCommand
     private static readonly Option<string?> ModelDir = new("--model") { Description = "Hugging Face model directory to train (config.json + model.safetensors)" };
     private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]}" };
     private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: up to 3000 steps within --time-limit 180 s)" };
-    private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "adamw | sgd", DefaultValueFactory = _ => "adamw" };
+    private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", Training.Optimizers.OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
     private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 4e-3)" };
     private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay on matrices and embeddings", DefaultValueFactory = _ => 0f };
     private static readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1" };
@@ -159,12 +159,7 @@ internal static class TrainCommand
 
         var optimizerOptions = new OptimizerOptions
         {
-            Kind = p.GetValue(OptimizerName)!.ToLowerInvariant() switch
-            {
-                "adamw" => OptimizerKind.AdamW,
-                "sgd" => OptimizerKind.Sgd,
-                string other => throw new ArgumentException($"--optimizer must be adamw or sgd (got '{other}')."),
-            },
+            Name = Training.Optimizers.OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name,
             LearningRate = p.GetValue(Lr) ?? (demo ? 4e-3f : 1e-3f),
             WeightDecay = p.GetValue(WeightDecay),
             Beta1 = p.GetValue(Beta1),

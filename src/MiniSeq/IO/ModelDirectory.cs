@@ -55,8 +55,20 @@ public static partial class ModelDirectory
     public static void Save(this LlamaModel model, string directory, bool overwrite = false)
     {
         ArgumentNullException.ThrowIfNull(model);
-        Save(directory, model.Config, model.Layout, model.Parameters.All, overwrite);
+        Save(directory, model.Config, model.Layout, model.Parameters.All, long.MaxValue, afterFileWritten: null, overwrite);
     }
+
+    /// <summary>Saves the model as <see cref="Save(LlamaModel, string, bool)"/> does, and in the same atomic write the
+    /// files <paramref name="writeExtra"/> puts into the directory it is given (names from <see cref="TrainingStateFiles"/>).</summary>
+    public static void Save(this LlamaModel model, string directory, bool overwrite, Action<string> writeExtra)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(writeExtra);
+        Save(directory, model.Config, model.Layout, model.Parameters.All, long.MaxValue, afterFileWritten: null, overwrite, writeExtra);
+    }
+
+    /// <summary>Files of the training state MiniSeq writes next to a model (so owned, replaceable with overwrite).</summary>
+    public static IReadOnlyList<string> TrainingStateFiles { get; } = ["optimizer.safetensors", "trainer_state.json"];
 
     /// <summary>Reads every tensor of <paramref name="layout"/> from the directory's safetensors into <paramref name="parameters"/>.</summary>
     /// <param name="directory">A directory with <c>model.safetensors</c> or <c>model.safetensors.index.json</c> and its shards.</param>
@@ -203,7 +215,7 @@ public static partial class ModelDirectory
     /// <summary>Whether <paramref name="fileName"/> is one MiniSeq writes into a model directory (and so may replace
     /// or remove there with overwrite): config.json, model.safetensors, the shard index and its shards.</summary>
     public static bool IsOwnedFile(string fileName)
-        => fileName is ConfigFileName or WeightsFileName or IndexFileName || ShardName().IsMatch(fileName);
+        => fileName is ConfigFileName or WeightsFileName or IndexFileName || ShardName().IsMatch(fileName) || TrainingStateFiles.Contains(fileName);
 
     /// <summary>Throws before any work if <paramref name="directory"/> cannot be saved to (see <see cref="AtomicDirectory.CheckWritable"/>).</summary>
     public static void CheckSaveTarget(string directory, bool overwrite) => AtomicDirectory.CheckWritable(directory, overwrite, IsOwnedFile);
@@ -224,7 +236,7 @@ public static partial class ModelDirectory
     /// <summary>The save with a test hook called with each file's path after it is written (it may throw to
     /// simulate a crash mid-save).</summary>
     internal static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters,
-        long maxShardBytes, Action<string>? afterFileWritten, bool overwrite = false)
+        long maxShardBytes, Action<string>? afterFileWritten, bool overwrite = false, Action<string>? writeExtra = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(layout);
@@ -286,6 +298,8 @@ public static partial class ModelDirectory
                 File.WriteAllText(indexPath, index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
                 afterFileWritten?.Invoke(indexPath);
             }
+
+            writeExtra?.Invoke(temp);
         }, IsOwnedFile, overwrite);
     }
 

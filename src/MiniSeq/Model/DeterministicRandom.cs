@@ -9,6 +9,9 @@ public sealed class DeterministicRandom
     /// <summary>Seeds the generator.</summary>
     public DeterministicRandom(ulong seed) => _state = seed;
 
+    /// <summary>The generator's whole state: a generator created with this seed continues the same stream.</summary>
+    public ulong State => _state;
+
     /// <summary>Next 64 random bits.</summary>
     public ulong NextUInt64()
     {

@@ -41,7 +41,7 @@ public sealed class LlamaModel : IDisposable
         foreach (ParameterInfo info in Layout.Tensors)
         {
             Span<float> data = Parameters[info.Slot].Span;
-            if (info.IsMatrix)
+            if (info.NormalInit)
             {
                 rng.FillNormal(data, std);
             }

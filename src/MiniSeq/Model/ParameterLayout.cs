@@ -4,9 +4,28 @@ using MiniSeq.Tensors;
 
 namespace MiniSeq.Model;
 
-/// <summary>One parameter tensor: Hugging Face name, shape, and its slot in the parameter arena.</summary>
-public sealed record ParameterInfo(string Name, int[] Shape, ArenaSlot Slot, bool IsMatrix)
+/// <summary>What a parameter tensor is: decides its initialisation and its default optimizer group.</summary>
+public enum ParameterKind
 {
+    /// <summary>Token embedding (V, C).</summary>
+    Embedding,
+
+    /// <summary>A projection weight (out, in) of attention or MLP.</summary>
+    Projection,
+
+    /// <summary>An RMSNorm weight (C).</summary>
+    Norm,
+
+    /// <summary>The untied LM head (V, C).</summary>
+    LmHead,
+}
+
+/// <summary>One parameter tensor: Hugging Face name, shape, kind, and its slot in the parameter arena.</summary>
+public sealed record ParameterInfo(string Name, int[] Shape, ArenaSlot Slot, ParameterKind Kind)
+{
+    /// <summary>HF initialisation: N(0, initializer_range) for every kind but norms (ones).</summary>
+    public bool NormalInit => Kind != ParameterKind.Norm;
+
     /// <summary>Element count.</summary>
     public long ElementCount => Slot.Length;
 
@@ -38,25 +57,25 @@ public sealed class ParameterLayout
         Config = config;
         Plan = new ArenaPlan(category.ToString(), category);
         int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize;
-        Embedding = AddTensor(HfTensorNames.Embedding, [v, c]);
+        Embedding = AddTensor(HfTensorNames.Embedding, [v, c], ParameterKind.Embedding);
         var layers = new LayerSlots[config.NumHiddenLayers];
         for (int l = 0; l < layers.Length; l++)
         {
             layers[l] = new LayerSlots(
-                AddTensor(HfTensorNames.AttentionNorm(l), [c]),
-                AddTensor(HfTensorNames.QueryProjection(l), [config.QueryDim, c]),
-                AddTensor(HfTensorNames.KeyProjection(l), [config.KeyValueDim, c]),
-                AddTensor(HfTensorNames.ValueProjection(l), [config.KeyValueDim, c]),
-                AddTensor(HfTensorNames.OutputProjection(l), [c, config.QueryDim]),
-                AddTensor(HfTensorNames.MlpNorm(l), [c]),
-                AddTensor(HfTensorNames.GateProjection(l), [f, c]),
-                AddTensor(HfTensorNames.UpProjection(l), [f, c]),
-                AddTensor(HfTensorNames.DownProjection(l), [c, f]));
+                AddTensor(HfTensorNames.AttentionNorm(l), [c], ParameterKind.Norm),
+                AddTensor(HfTensorNames.QueryProjection(l), [config.QueryDim, c], ParameterKind.Projection),
+                AddTensor(HfTensorNames.KeyProjection(l), [config.KeyValueDim, c], ParameterKind.Projection),
+                AddTensor(HfTensorNames.ValueProjection(l), [config.KeyValueDim, c], ParameterKind.Projection),
+                AddTensor(HfTensorNames.OutputProjection(l), [c, config.QueryDim], ParameterKind.Projection),
+                AddTensor(HfTensorNames.MlpNorm(l), [c], ParameterKind.Norm),
+                AddTensor(HfTensorNames.GateProjection(l), [f, c], ParameterKind.Projection),
+                AddTensor(HfTensorNames.UpProjection(l), [f, c], ParameterKind.Projection),
+                AddTensor(HfTensorNames.DownProjection(l), [c, f], ParameterKind.Projection));
         }
 
         Layers = layers;
-        FinalNorm = AddTensor(HfTensorNames.FinalNorm, [c]);
-        LmHead = config.TieWordEmbeddings ? Embedding : AddTensor(HfTensorNames.LmHead, [v, c]);
+        FinalNorm = AddTensor(HfTensorNames.FinalNorm, [c], ParameterKind.Norm);
+        LmHead = config.TieWordEmbeddings ? Embedding : AddTensor(HfTensorNames.LmHead, [v, c], ParameterKind.LmHead);
     }
 
     /// <summary>The config this layout was built from.</summary>
@@ -86,7 +105,7 @@ public sealed class ParameterLayout
     /// <summary>Looks up a tensor by HF name.</summary>
     public bool TryGet(string name, out ParameterInfo info) => _byName.TryGetValue(name, out info!);
 
-    private ArenaSlot AddTensor(string name, int[] shape)
+    private ArenaSlot AddTensor(string name, int[] shape, ParameterKind kind)
     {
         long count = 1;
         foreach (int d in shape)
@@ -95,7 +114,7 @@ public sealed class ParameterLayout
         }
 
         ArenaSlot slot = Plan.Add(name, count);
-        var info = new ParameterInfo(name, shape, slot, shape.Length == 2);
+        var info = new ParameterInfo(name, shape, slot, kind);
         _tensors.Add(info);
         _byName.Add(name, info);
         return slot;

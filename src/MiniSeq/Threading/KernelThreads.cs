@@ -42,6 +42,12 @@ public static unsafe class KernelThreads
         SetThreadCount(threads);
     }
 
+    private static long s_workerIndices;
+
+    /// <summary>Loop indices run by pool workers (not the caller) since start: tests use it to prove work really ran on
+    /// more than one thread.</summary>
+    public static long WorkerIndicesRun => Volatile.Read(ref s_workerIndices);
+
     /// <summary>Number of threads (workers + the caller) that kernels use.</summary>
     public static int ThreadCount => s_threadCount;
 
@@ -107,7 +113,7 @@ public static unsafe class KernelThreads
                 s_wake.Release(Math.Min(sleepers, s_threadCount - 1));
             }
 
-            RunClaimedIndices(generation);
+            RunClaimedIndices(generation, worker: false);
             var spin = new SpinWait();
             while (Volatile.Read(ref s_done) < count)
             {
@@ -135,7 +141,23 @@ public static unsafe class KernelThreads
         where TBody : struct, IParallelBody
         => Unsafe.AsRef<TBody>(context).Execute(index);
 
-    private static void RunClaimedIndices(int generation)
+    private static void RunClaimedIndices(int generation, bool worker)
+    {
+        long ran = 0;
+        try
+        {
+            RunClaimedIndices(generation, ref ran);
+        }
+        finally
+        {
+            if (worker && ran > 0)
+            {
+                Interlocked.Add(ref s_workerIndices, ran);
+            }
+        }
+    }
+
+    private static void RunClaimedIndices(int generation, ref long ran)
     {
         // Read the job before claiming: a successful claim under this generation proves these fields belong to it.
         delegate*<void*, int, void> body = s_body;
@@ -162,6 +184,7 @@ public static unsafe class KernelThreads
 
             try
             {
+                ran++;
                 body(context, next);
             }
             catch (Exception e)
@@ -202,7 +225,7 @@ public static unsafe class KernelThreads
             }
 
             seen = generation;
-            RunClaimedIndices(generation);
+            RunClaimedIndices(generation, worker: true);
         }
     }
 }

@@ -1,33 +1,34 @@
-// Applies optimizer updates over the flat parameter/gradient arenas, tensor by tensor (weight decay only on
-// matrices and embeddings, as the Hugging Face Trainer does). Moments live in the OptimizerState category.
-using MiniSeq.Kernels;
+// Applies an optimizer rule over the flat parameter/gradient arenas, tensor by tensor, with each tensor's group
+// (weight decay or not, frozen or not). The rule's state buffers live in the OptimizerState category, one arena per
+// buffer in the parameter layout, so a tensor's state is addressed by the same slot as its parameter.
 using MiniSeq.Model;
 using MiniSeq.Tensors;
+using MiniSeq.Training.Optimizers;
 
 namespace MiniSeq.Training;
 
-/// <summary>AdamW or SGD state for one model.</summary>
+/// <summary>One named state buffer of one parameter tensor (e.g. <c>model.norm.weight</c> / <c>exp_avg</c>).</summary>
+public readonly record struct OptimizerStateTensor(string TensorName, string StateName, TensorView View);
+
+/// <summary>The optimizer state for one model and its update.</summary>
 public sealed unsafe class Optimizer : IDisposable
 {
     private readonly LlamaModel _model;
-    private readonly Arena? _first;
-    private readonly Arena? _second;
+    private readonly IOptimizerRule _rule;
+    private readonly IReadOnlyList<string> _stateNames;
+    private readonly Arena[] _state;
 
-    /// <summary>Allocates the optimizer state the rule needs (AdamW: m and v; SGD with momentum: one buffer).</summary>
+    /// <summary>Allocates the state buffers the rule needs (AdamW: exp_avg, exp_avg_sq; SGD with momentum: one).</summary>
     public Optimizer(LlamaModel model, OptimizerOptions options)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
         _model = model;
         Options = options;
-        var plan = new ParameterLayout(model.Config, MemoryCategory.OptimizerState).Plan;
-        if (options.Kind == OptimizerKind.AdamW || options.Momentum > 0)
-        {
-            _first = new Arena(plan, model.Ledger);
-        }
-
-        if (options.Kind == OptimizerKind.AdamW)
-        {
-            _second = new Arena(plan, model.Ledger);
-        }
+        _rule = options.Rule;
+        _stateNames = _rule.StateNames(options);
+        ArenaPlan plan = new ParameterLayout(model.Config, MemoryCategory.OptimizerState).Plan;
+        _state = _stateNames.Select(_ => new Arena(plan, model.Ledger)).ToArray();
     }
 
     /// <summary>Hyper-parameters.</summary>
@@ -36,39 +37,59 @@ public sealed unsafe class Optimizer : IDisposable
     /// <summary>Number of updates applied so far.</summary>
     public int StepCount { get; private set; }
 
+    /// <summary>Every state buffer of every tensor, in layout order then state order (for saving and loading).</summary>
+    public IEnumerable<OptimizerStateTensor> State
+    {
+        get
+        {
+            foreach (ParameterInfo t in _model.Layout.Tensors)
+            {
+                for (int s = 0; s < _state.Length; s++)
+                {
+                    yield return new OptimizerStateTensor(t.Name, _stateNames[s], _state[s][t.Slot]);
+                }
+            }
+        }
+    }
+
     /// <summary>Bytes the optimizer state needs for <paramref name="config"/>.</summary>
     public static long StateBytes(LlamaConfig config, OptimizerOptions options)
     {
-        long one = new ParameterLayout(config).Plan.TotalBytes;
-        return options.Kind == OptimizerKind.AdamW ? 2 * one : options.Momentum > 0 ? one : 0;
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Rule.StateNames(options).Count * new ParameterLayout(config).Plan.TotalBytes;
     }
+
+    /// <summary>Sets the step count (restoring a saved state: bias corrections depend on it).</summary>
+    public void RestoreStepCount(int steps) => StepCount = steps >= 0 ? steps : throw new ArgumentOutOfRangeException(nameof(steps));
 
     /// <summary>Applies one update with learning rate <paramref name="learningRate"/>.</summary>
     public void Step(TensorView gradients, float learningRate)
     {
         StepCount++;
+        Span<nint> state = stackalloc nint[_state.Length];
         foreach (ParameterInfo t in _model.Layout.Tensors)
         {
-            float* p = _model.Parameters[t.Slot].Pointer;
-            float* g = gradients.Pointer + t.Slot.Offset;
-            float wd = t.IsMatrix ? Options.WeightDecay : 0f;
-            if (Options.Kind == OptimizerKind.AdamW)
+            if (Options.Groups.IsFrozen(t))
             {
-                OptimizerKernels.AdamW(p, g, _first![t.Slot].Pointer, _second![t.Slot].Pointer, t.ElementCount,
-                    learningRate, Options.Beta1, Options.Beta2, Options.Epsilon, wd, StepCount);
+                continue;
             }
-            else
+
+            for (int s = 0; s < _state.Length; s++)
             {
-                float* momentum = _first is null ? null : _first[t.Slot].Pointer;
-                OptimizerKernels.Sgd(p, g, momentum, t.ElementCount, learningRate, Options.Momentum, wd, StepCount);
+                state[s] = (nint)_state[s][t.Slot].Pointer;
             }
+
+            float wd = Options.Groups.Decays(t) ? Options.WeightDecay : 0f;
+            _rule.Step(_model.Parameters[t.Slot].Pointer, gradients.Pointer + t.Slot.Offset, state, t.ElementCount, learningRate, wd, StepCount, Options);
         }
     }
 
     /// <summary>Frees the state.</summary>
     public void Dispose()
     {
-        _first?.Dispose();
-        _second?.Dispose();
+        foreach (Arena a in _state)
+        {
+            a.Dispose();
+        }
     }
 }

@@ -1,14 +1,26 @@
-// Optimizer and schedule settings (PyTorch names and defaults).
+// Optimizer and schedule settings (PyTorch names and defaults), and parameter groups as data.
+using MiniSeq.Model;
+using MiniSeq.Training.Optimizers;
+
 namespace MiniSeq.Training;
 
-/// <summary>Which update rule to use.</summary>
-public enum OptimizerKind
+/// <summary>Which parameters are decayed and which are frozen (not updated).</summary>
+public sealed record ParameterGroups
 {
-    /// <summary>torch.optim.AdamW.</summary>
-    AdamW,
+    /// <summary>The Hugging Face Trainer's default: decay everything but norm weights; nothing frozen.</summary>
+    public static ParameterGroups Default { get; } = new();
 
-    /// <summary>torch.optim.SGD.</summary>
-    Sgd,
+    /// <summary>Kinds of parameters that get no weight decay.</summary>
+    public IReadOnlySet<ParameterKind> NoDecay { get; init; } = new HashSet<ParameterKind> { ParameterKind.Norm };
+
+    /// <summary>Names of tensors the optimizer never updates.</summary>
+    public IReadOnlySet<string> Frozen { get; init; } = new HashSet<string>(StringComparer.Ordinal);
+
+    /// <summary>Whether <paramref name="parameter"/> is decayed.</summary>
+    public bool Decays(ParameterInfo parameter) => !NoDecay.Contains(parameter.Kind);
+
+    /// <summary>Whether <paramref name="parameter"/> is frozen.</summary>
+    public bool IsFrozen(ParameterInfo parameter) => Frozen.Contains(parameter.Name);
 }
 
 /// <summary>Learning-rate schedule shape after warm-up.</summary>
@@ -21,11 +33,17 @@ public enum ScheduleKind
     Cosine,
 }
 
-/// <summary>Optimizer hyper-parameters. Weight decay applies to matrices and embeddings, not to norm weights.</summary>
+/// <summary>Optimizer hyper-parameters.</summary>
 public sealed record OptimizerOptions
 {
-    /// <summary>Update rule.</summary>
-    public OptimizerKind Kind { get; init; } = OptimizerKind.AdamW;
+    /// <summary>Update rule, by registry name (<see cref="OptimizerRegistry.Names"/>).</summary>
+    public string Name { get; init; } = "adamw";
+
+    /// <summary>The rule <see cref="Name"/> names.</summary>
+    public IOptimizerRule Rule => OptimizerRegistry.Get(Name);
+
+    /// <summary>Weight decay and frozen tensors per parameter.</summary>
+    public ParameterGroups Groups { get; init; } = ParameterGroups.Default;
 
     /// <summary>Peak learning rate.</summary>
     public float LearningRate { get; init; } = 1e-3f;
@@ -33,7 +51,7 @@ public sealed record OptimizerOptions
     /// <summary>Final learning rate of the cosine schedule.</summary>
     public float MinLearningRate { get; init; }
 
-    /// <summary>Decoupled (AdamW) or coupled (SGD) weight decay.</summary>
+    /// <summary>Decoupled (AdamW) or coupled (SGD) weight decay, on the parameters <see cref="Groups"/> decays.</summary>
     public float WeightDecay { get; init; }
 
     /// <summary>Adam β1.</summary>
@@ -80,7 +98,8 @@ public sealed record OptimizerOptions
         Require(Momentum is >= 0 and < 1, $"--momentum must be in [0, 1) (got {F(Momentum)}).");
         Require(float.IsFinite(GradClip) && GradClip >= 0, $"--grad-clip must be a finite number ≥ 0, 0 = off (got {F(GradClip)}).");
         Require(WarmupSteps >= 0, $"--warmup must be ≥ 0 steps (got {WarmupSteps}).");
-        Require(Enum.IsDefined(Kind) && Enum.IsDefined(Schedule), "unknown optimizer or schedule.");
+        Require(Enum.IsDefined(Schedule), "unknown schedule.");
+        Rule.Validate(this);
     }
 
     /// <summary>Learning rate at optimizer step <paramref name="step"/> (1-based) of <paramref name="totalSteps"/>.</summary>

@@ -1,6 +1,7 @@
-// One optimizer step = zero gradients, forward/backward over each micro-batch (gradients accumulate in place,
-// every micro-batch scaled by 1/N_valid of the whole batch, so the result equals one big batch), global-norm
-// clipping, and the update. Also evaluation (forward only) with the same memory policy.
+// One optimizer step, in phases a distributed run can hook between: compute gradients (zero, then forward/backward
+// over each micro-batch, accumulating in place, every micro-batch scaled by 1/N_valid of the whole — possibly
+// global — batch, so the result equals one big batch) → reduce gradients (identity in one process) → global-norm
+// clipping → update → check the updated weights. Also evaluation (forward only) with the same memory policy.
 using System.Diagnostics;
 using MiniSeq.Diagnostics;
 using MiniSeq.IO;
@@ -27,6 +28,18 @@ public sealed record TrainerOptions
 
     /// <summary>Total optimizer steps planned (for the schedule).</summary>
     public int TotalSteps { get; init; } = 1;
+
+    /// <summary>
+    /// Turns this process's scored-label count into the count the loss is normalised by (data parallel: the sum over
+    /// ranks). Identity by default. Called once per step, before any gradient is computed.
+    /// </summary>
+    public Func<long, long> ReduceScoredCount { get; init; } = static local => local;
+
+    /// <summary>
+    /// Reduces the accumulated gradients across processes (data parallel: all-reduce sum) before clipping and the
+    /// update. Nothing by default.
+    /// </summary>
+    public Action<TensorView>? ReduceGradients { get; init; }
 }
 
 /// <summary>What one optimizer step did.</summary>
@@ -86,6 +99,9 @@ public sealed unsafe class Trainer : IDisposable
     /// <summary>Optimizer steps taken.</summary>
     public int StepCount => _optimizer.StepCount;
 
+    /// <summary>The optimizer (its state buffers are part of the training state).</summary>
+    public Optimizer Optimizer => _optimizer;
+
     /// <summary>The gradient of one parameter by Hugging Face name.</summary>
     public TensorView Gradient(string name)
         => _model.Layout.TryGet(name, out ParameterInfo info) ? _gradients[info.Slot] : throw new KeyNotFoundException(name);
@@ -96,15 +112,28 @@ public sealed unsafe class Trainer : IDisposable
     /// </summary>
     public (double Loss, long Scored) ComputeGradients(TokenBatch batch)
     {
-        CheckShape(batch);
+        ArgumentNullException.ThrowIfNull(batch);
         long scored = batch.CountValidLabels();
         if (scored == 0)
         {
             throw new InvalidDataException("The batch has no label to score (every label is -100): nothing to train on.");
         }
 
+        return (ComputeGradients(batch, scored) / scored, scored);
+    }
+
+    /// <summary>
+    /// Zeroes the gradients and accumulates those of this batch's token losses divided by
+    /// <paramref name="normalizer"/> (the scored-label count of the whole, possibly global, batch). Returns the
+    /// unscaled sum of this batch's token losses.
+    /// </summary>
+    public double ComputeGradients(TokenBatch batch, long normalizer)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(normalizer);
+        CheckShape(batch);
         _gradients.All.Clear();
-        float scale = (float)(1.0 / scored);
+        float scale = (float)(1.0 / normalizer);
         double lossSum = 0;
         for (int row = 0; row < batch.BatchSize; row += MicroBatchRows)
         {
@@ -113,14 +142,22 @@ public sealed unsafe class Trainer : IDisposable
             lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All);
         }
 
-        return (lossSum / scored, scored);
+        return lossSum;
     }
 
     /// <summary>One optimizer step on <paramref name="batch"/>.</summary>
     public StepResult Step(TokenBatch batch)
     {
+        ArgumentNullException.ThrowIfNull(batch);
         long start = Stopwatch.GetTimestamp();
-        (double loss, long scored) = ComputeGradients(batch);
+        long scored = Options.ReduceScoredCount(batch.CountValidLabels());
+        if (scored <= 0)
+        {
+            throw new InvalidDataException("The batch has no label to score (every label is -100): nothing to train on.");
+        }
+
+        double loss = ComputeGradients(batch, scored) / scored;
+        Options.ReduceGradients?.Invoke(_gradients.All);
         using var optimizerScope = StepProfiler.Measure(ProfiledOp.Optimizer);
         double norm = Math.Sqrt(VectorOps.SumOfSquares(_gradients.All.Pointer, _gradients.All.Length));
         int step = _optimizer.StepCount + 1;

@@ -85,7 +85,7 @@ public class GoldenTests
         OptimizerOptions optimizer = name.Equals("AdamW", StringComparison.OrdinalIgnoreCase)
             ? new OptimizerOptions
             {
-                Kind = OptimizerKind.AdamW,
+                Name = "adamw",
                 LearningRate = opt.GetProperty("lr").GetSingle(),
                 Beta1 = opt.GetProperty("betas")[0].GetSingle(),
                 Beta2 = opt.GetProperty("betas")[1].GetSingle(),
@@ -94,7 +94,7 @@ public class GoldenTests
             }
             : new OptimizerOptions
             {
-                Kind = OptimizerKind.Sgd,
+                Name = "sgd",
                 LearningRate = opt.GetProperty("lr").GetSingle(),
                 Momentum = opt.TryGetProperty("momentum", out JsonElement mo) ? mo.GetSingle() : 0f,
                 WeightDecay = opt.TryGetProperty("weight_decay", out JsonElement wd) ? wd.GetSingle() : 0f,

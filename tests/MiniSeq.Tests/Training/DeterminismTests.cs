@@ -7,8 +7,18 @@ using MiniSeq.Training;
 
 namespace MiniSeq.Tests.Training;
 
+/// <summary>Tests that set the global kernel thread count run alone: another test holding the pool would make their
+/// kernels run inline on one thread.</summary>
+[CollectionDefinition(nameof(KernelThreadsCollection), DisableParallelization = true)]
+public sealed class KernelThreadsCollection;
+
+[Collection(nameof(KernelThreadsCollection))]
 public class DeterminismTests
 {
+    // 2 rows × 600 tokens, one row per micro-batch: 600-row GEMMs are above MatMul's threading threshold, so the
+    // two-thread run really splits every GEMM and attention pass between two threads.
+    private const int Rows = 2, SeqLen = 600;
+
     private static float[] Train(int threads, MemoryPolicy policy)
     {
         int previous = KernelThreads.ThreadCount;
@@ -25,10 +35,10 @@ public class DeterminismTests
                 TotalSteps = 4,
                 MicroBatchRows = 1,
             };
-            using var trainer = new Trainer(model, options, 2, 70);
+            using var trainer = new Trainer(model, options, Rows, SeqLen);
             for (int s = 0; s < 4; s++)
             {
-                trainer.Step(MiniSequenceEquivalenceTests.RandomBatch(config, 2, 70, (ulong)s + 100));
+                trainer.Step(MiniSequenceEquivalenceTests.RandomBatch(config, Rows, SeqLen, (ulong)s + 100));
             }
 
             return model.Parameters.All.Span.ToArray();
@@ -45,7 +55,9 @@ public class DeterminismTests
         foreach (MemoryPolicy policy in new[] { MemoryPolicy.Vanilla, new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 4, Checkpoint = true } })
         {
             float[] one = Train(1, policy);
+            long workerIndices = KernelThreads.WorkerIndicesRun;
             float[] two = Train(2, policy);
+            Assert.True(KernelThreads.WorkerIndicesRun > workerIndices, "the two-thread run never used the second thread");
             Assert.True(one.AsSpan().SequenceEqual(two), $"parameters differ between 1 and 2 threads under {policy.Describe()}");
             Assert.True(Train(2, policy).AsSpan().SequenceEqual(two), "two runs with the same seed differ");
         }

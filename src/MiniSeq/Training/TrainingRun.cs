@@ -1,0 +1,85 @@
+// A training run as a library object: a model, a trainer (optimizer, plan, arenas) and a batch source, stepped one
+// optimizer step at a time or for a number of steps / a time limit, with its history and its resumable state. The
+// CLI's `train` is a thin shell over it (progress display, metrics lines, saving).
+using MiniSeq.Model;
+using MiniSeq.Training.Data;
+
+namespace MiniSeq.Training;
+
+/// <summary>Trains a model on a batch source.</summary>
+public sealed class TrainingRun : IDisposable
+{
+    private readonly List<StepResult> _history = [];
+
+    /// <summary>Allocates the trainer for the source's batch shape.</summary>
+    public TrainingRun(LlamaModel model, TrainerOptions options, IBatchSource source)
+    {
+        Model = model ?? throw new ArgumentNullException(nameof(model));
+        Source = source ?? throw new ArgumentNullException(nameof(source));
+        Trainer = new Trainer(model, options, source.BatchSize, source.SeqLen);
+    }
+
+    /// <summary>The model being trained.</summary>
+    public LlamaModel Model { get; }
+
+    /// <summary>Where batches come from.</summary>
+    public IBatchSource Source { get; }
+
+    /// <summary>Optimizer, plan and gradient arenas.</summary>
+    public Trainer Trainer { get; }
+
+    /// <summary>Every step taken by this object, in order.</summary>
+    public IReadOnlyList<StepResult> History => _history;
+
+    /// <summary>The run's scalars now (step, data position, RNG).</summary>
+    public TrainingState State => new()
+    {
+        Step = Trainer.StepCount,
+        Optimizer = Trainer.Optimizer.Options.Name,
+        RngState = Source.RngState,
+        DataCursor = Source.Cursor,
+    };
+
+    /// <summary>One optimizer step on the source's next batch.</summary>
+    public StepResult Step()
+    {
+        StepResult r = Trainer.Step(Source.Next());
+        _history.Add(r);
+        return r;
+    }
+
+    /// <summary>
+    /// Steps until <paramref name="steps"/> steps of the schedule are done, <paramref name="timeLimit"/> has passed,
+    /// or <paramref name="afterStep"/> returns false. Returns the steps taken by this call.
+    /// </summary>
+    public IReadOnlyList<StepResult> Run(int steps, TimeSpan? timeLimit = null, Func<StepResult, bool>? afterStep = null)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int first = _history.Count;
+        while (Trainer.StepCount < steps && !(timeLimit is TimeSpan limit && clock.Elapsed >= limit))
+        {
+            StepResult r = Step();
+            if (afterStep is not null && !afterStep(r))
+            {
+                break;
+            }
+        }
+
+        return _history.Skip(first).ToList();
+    }
+
+    /// <summary>Saves weights and training state into <paramref name="directory"/> in one atomic write.</summary>
+    public void SaveCheckpoint(string directory, bool overwrite) => TrainingCheckpoint.SaveCheckpoint(Model, Trainer, State, directory, overwrite);
+
+    /// <summary>Loads the training state saved with the weights in <paramref name="directory"/> (the model must have
+    /// been loaded from it) and moves the source to where it was.</summary>
+    public TrainingState RestoreState(string directory)
+    {
+        TrainingState state = TrainingCheckpoint.Read(directory, Trainer);
+        Source.Restore(state.DataCursor, state.RngState);
+        return state;
+    }
+
+    /// <summary>Frees the trainer's memory (not the model).</summary>
+    public void Dispose() => Trainer.Dispose();
+}

@@ -1,0 +1,109 @@
+// Everything a run needs to continue exactly where it stopped, enumerated and saved next to the model's weights:
+// the optimizer's state tensors (optimizer.safetensors, PyTorch state names), and the scalars — step (which is also
+// the schedule position), the optimizer's name, the data source's RNG state and cursor (trainer_state.json). The
+// parameters themselves are the model directory. Written in the same atomic directory write as the weights.
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MiniSeq.IO;
+using MiniSeq.Model;
+
+namespace MiniSeq.Training;
+
+/// <summary>The scalars of a training run's state.</summary>
+public sealed record TrainingState
+{
+    /// <summary>Optimizer steps taken (the learning-rate schedule position too).</summary>
+    [JsonPropertyName("step")] public int Step { get; init; }
+
+    /// <summary>The optimizer rule's name.</summary>
+    [JsonPropertyName("optimizer")] public string Optimizer { get; init; } = "adamw";
+
+    /// <summary>State of the data source's random generator (null when the source draws no random numbers).</summary>
+    [JsonPropertyName("rng_state")] public ulong? RngState { get; init; }
+
+    /// <summary>How many batches the data source has handed out.</summary>
+    [JsonPropertyName("data_cursor")] public long DataCursor { get; init; }
+}
+
+/// <summary>Saves and loads the training state next to a model.</summary>
+public static class TrainingCheckpoint
+{
+    /// <summary>Optimizer state tensors, named <c>TENSOR/STATE</c> (e.g. <c>model.norm.weight/exp_avg</c>).</summary>
+    public static string TensorsFileName => ModelDirectory.TrainingStateFiles[0];
+
+    /// <summary>The scalars (<see cref="TrainingState"/>) as JSON.</summary>
+    public static string StateFileName => ModelDirectory.TrainingStateFiles[1];
+
+    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true };
+
+    /// <summary>Every tensor of the state beyond the parameters, by name.</summary>
+    public static IEnumerable<(string Name, Tensors.TensorView View)> Tensors(Trainer trainer)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        return trainer.Optimizer.State.Select(s => ($"{s.TensorName}/{s.StateName}", s.View));
+    }
+
+    /// <summary>Writes the state files into <paramref name="directory"/> (e.g. the temporary directory of an atomic save).</summary>
+    public static void Write(string directory, Trainer trainer, TrainingState state)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(state);
+        var writer = new SafeTensorsWriter();
+        writer.Metadata["format"] = "miniseq-optimizer";
+        foreach ((string name, Tensors.TensorView view) in Tensors(trainer))
+        {
+            writer.Add(name, [checked((int)view.Length)], view);
+        }
+
+        writer.Write(Path.Combine(directory, TensorsFileName));
+        File.WriteAllText(Path.Combine(directory, StateFileName), JsonSerializer.Serialize(state with { Step = trainer.StepCount, Optimizer = trainer.Optimizer.Options.Name }, s_json) + "\n");
+    }
+
+    /// <summary>Saves the model and its training state in one atomic write (see <see cref="ModelDirectory.Save(LlamaModel, string, bool, Action{string})"/>).</summary>
+    public static void SaveCheckpoint(LlamaModel model, Trainer trainer, TrainingState state, string directory, bool overwrite)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        model.Save(directory, overwrite, temp => Write(temp, trainer, state));
+    }
+
+    /// <summary>Loads the optimizer state and step of <paramref name="directory"/> into <paramref name="trainer"/> and returns the scalars.</summary>
+    /// <exception cref="InvalidDataException">The files are missing, of another optimizer, or do not match the model.</exception>
+    public static TrainingState Read(string directory, Trainer trainer)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        string statePath = Path.Combine(directory, StateFileName), tensorsPath = Path.Combine(directory, TensorsFileName);
+        if (!File.Exists(statePath) || !File.Exists(tensorsPath))
+        {
+            throw new FileNotFoundException($"{directory}: no training state ({StateFileName} and {TensorsFileName}); it holds a model only.", statePath);
+        }
+
+        TrainingState state;
+        try
+        {
+            state = JsonSerializer.Deserialize<TrainingState>(File.ReadAllText(statePath)) ?? throw new InvalidDataException($"{statePath}: empty.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message}).", e);
+        }
+
+        if (!string.Equals(state.Optimizer, trainer.Optimizer.Options.Name, StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InvalidDataException($"{statePath}: the state is of optimizer '{state.Optimizer}' but this run uses '{trainer.Optimizer.Options.Name}'.");
+        }
+
+        using SafeTensorsReader reader = SafeTensorsReader.Open(tensorsPath);
+        foreach ((string name, Tensors.TensorView view) in Tensors(trainer))
+        {
+            if (!reader.TryGetTensor(name, out SafeTensorInfo info) || !info.HasShape([checked((int)view.Length)]))
+            {
+                throw new InvalidDataException($"{tensorsPath}: tensor '{name}' is missing or of another shape; the state belongs to another model or optimizer setting.");
+            }
+
+            reader.ReadFloat32(info, view);
+        }
+
+        trainer.Optimizer.RestoreStepCount(state.Step);
+        return state;
+    }
+}

@@ -1,0 +1,121 @@
+// The Linear op against a double-precision reference: bias forward/backward, accumulation, frozen weights, and dx
+// written over x (the MLP backward relies on it).
+using MiniSeq.Kernels;
+using MiniSeq.Tests.Helpers;
+
+namespace MiniSeq.Tests.Kernels;
+
+public unsafe class LinearTests
+{
+    private static float[] Random(int n, int seed)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2) - 1)).ToArray();
+    }
+
+    [Theory]
+    [InlineData(1, 3, 5)]
+    [InlineData(37, 64, 24)]
+    [InlineData(130, 33, 70)]
+    public void ForwardBackward_WithBias_MatchesReference(int rows, int inF, int outF)
+    {
+        float[] x = Random(rows * inF, 1), w = Random(outF * inF, 2), b = Random(outF, 3), dy = Random(rows * outF, 4);
+        float[] y = Random(rows * outF, 5), y0 = (float[])y.Clone();
+        float[] dw = Random(outF * inF, 6), dw0 = (float[])dw.Clone(), db = Random(outF, 7), db0 = (float[])db.Clone();
+        float[] dx = Random(rows * inF, 8), dx0 = (float[])dx.Clone();
+        fixed (float* px = x, pw = w, pb = b, pdy = dy, py = y, pdw = dw, pdb = db, pdx = dx)
+        {
+            var lin = new LinearWeights(pw, inF, outF, pdw, pb, pdb);
+            Linear.Forward(px, rows, lin, py, accumulate: true);
+            Linear.Backward(pdy, px, rows, lin, pdx, accumulateDx: true);
+        }
+
+        var ry = new float[rows * outF];
+        var rdw = new float[outF * inF];
+        var rdb = new float[outF];
+        var rdx = new float[rows * inF];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int o = 0; o < outF; o++)
+            {
+                double s = y0[(r * outF) + o] + b[o];
+                for (int i = 0; i < inF; i++)
+                {
+                    s += (double)x[(r * inF) + i] * w[(o * inF) + i];
+                }
+
+                ry[(r * outF) + o] = (float)s;
+            }
+        }
+
+        for (int o = 0; o < outF; o++)
+        {
+            double sb = db0[o];
+            for (int r = 0; r < rows; r++)
+            {
+                sb += dy[(r * outF) + o];
+            }
+
+            rdb[o] = (float)sb;
+            for (int i = 0; i < inF; i++)
+            {
+                double s = dw0[(o * inF) + i];
+                for (int r = 0; r < rows; r++)
+                {
+                    s += (double)dy[(r * outF) + o] * x[(r * inF) + i];
+                }
+
+                rdw[(o * inF) + i] = (float)s;
+            }
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < inF; i++)
+            {
+                double s = dx0[(r * inF) + i];
+                for (int o = 0; o < outF; o++)
+                {
+                    s += (double)dy[(r * outF) + o] * w[(o * inF) + i];
+                }
+
+                rdx[(r * inF) + i] = (float)s;
+            }
+        }
+
+        Compare.Close(y, ry, 1e-5, "y");
+        Compare.Close(dw, rdw, 1e-5, "dW");
+        Compare.Close(db, rdb, 1e-5, "db");
+        Compare.Close(dx, rdx, 1e-5, "dx");
+    }
+
+    [Fact]
+    public void Backward_FrozenWeight_NoWeightGradient_DxMayOverwriteX()
+    {
+        const int Rows = 9, In = 12, Out = 12;
+        float[] x = Random(Rows * In, 1), w = Random(Out * In, 2), dy = Random(Rows * Out, 3);
+        float[] dxSeparate = new float[Rows * In];
+        float[] aliased = (float[])x.Clone();
+        fixed (float* px = x, pw = w, pdy = dy, pdx = dxSeparate, pa = aliased)
+        {
+            var frozen = new LinearWeights(pw, In, Out);
+            Linear.Backward(pdy, px, Rows, frozen, pdx);
+            float[] dw = new float[Out * In];
+            fixed (float* pdw = dw)
+            {
+                // With a gradient the weight gradient must be formed from x before dx overwrites it.
+                var trained = new LinearWeights(pw, In, Out, pdw);
+                Linear.Backward(pdy, pa, Rows, trained, pa);
+                float[] dwFromSeparate = new float[Out * In];
+                fixed (float* pds = dwFromSeparate)
+                {
+                    Linear.Backward(pdy, px, Rows, new LinearWeights(pw, In, Out, pds), null);
+                }
+
+                Assert.Equal(dwFromSeparate, dw);
+            }
+        }
+
+        Assert.Equal(dxSeparate, aliased);
+    }
+}
