@@ -73,7 +73,7 @@ public static partial class ModelDirectory
     /// <summary>Reads every tensor of <paramref name="layout"/> from the directory's safetensors into <paramref name="parameters"/>.</summary>
     /// <param name="directory">A directory with <c>model.safetensors</c> or <c>model.safetensors.index.json</c> and its shards.</param>
     /// <param name="layout">Which tensors to read, their shapes and their slots.</param>
-    /// <param name="parameters">The parameter arena (at least <c>layout.Plan.TotalFloats</c> floats).</param>
+    /// <param name="parameters">The parameter arena (at least <c>layout.Plan.TotalBytes</c> bytes).</param>
     /// <param name="warn">Receives one message per RoPE buffer in the files (<c>….rotary_emb.inv_freq</c>), which is
     /// skipped. With tied embeddings a <c>lm_head.weight</c> is skipped silently. Any other tensor the layout does not
     /// use (a bias, a q/k norm) is an error: ignoring it would compute a different model.</param>
@@ -377,10 +377,10 @@ public static partial class ModelDirectory
 
     private static void RequireArena(ParameterLayout layout, TensorView parameters)
     {
-        if (parameters.Length < layout.Plan.TotalFloats)
+        if (parameters.Length * sizeof(float) < layout.Plan.TotalBytes)
         {
             throw new ArgumentException(
-                $"The parameter view holds {parameters.Length} floats but the layout needs {layout.Plan.TotalFloats}; allocate it with new Arena(layout.Plan).",
+                $"The parameter view holds {parameters.Length} floats but the layout needs {layout.Plan.TotalBytes / sizeof(float)}; allocate it with new Arena(layout.Plan).",
                 nameof(parameters));
         }
     }

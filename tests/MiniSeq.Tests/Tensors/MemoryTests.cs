@@ -12,7 +12,7 @@ public class MemoryTests
         ArenaSlot a = plan.Add("a", 10);
         ArenaSlot b = plan.Add("b", 17);
         Assert.Equal(16, b.Offset);
-        Assert.Equal(48, plan.TotalFloats);
+        Assert.Equal(48 * sizeof(float), plan.TotalBytes);
         using (var arena = new Arena(plan, ledger))
         {
             Assert.Equal(48 * 4, ledger.Current(MemoryCategory.Scratch));
@@ -22,6 +22,28 @@ public class MemoryTests
 
         Assert.Equal(0, ledger.Current(MemoryCategory.Scratch));
         Assert.Equal(48 * 4, ledger.Peak(MemoryCategory.Scratch));
+    }
+
+    [Fact]
+    public unsafe void Arena_MixedFp32AndBf16Slots_ExactBytesAlignedAndTyped()
+    {
+        var ledger = new MemoryLedger();
+        var plan = new ArenaPlan("mixed", MemoryCategory.Activations);
+        ArenaSlot f = plan.Add("f32", 10);                       // 40 bytes → 64
+        ArenaSlot h = plan.Add("bf16", 100, ElementType.BF16);    // 200 bytes → 256
+        ArenaSlot g = plan.Add("f32b", 3);                        // 12 bytes → 64
+        Assert.Equal((0L, 64L, 320L), (f.ByteOffset, h.ByteOffset, g.ByteOffset));
+        Assert.Equal(200, h.ByteLength);
+        Assert.Equal(384, plan.TotalBytes);
+        using var arena = new Arena(plan, ledger);
+        Assert.Equal(384, ledger.Current(MemoryCategory.Activations));
+        ushort* bf = arena.Bf16(h);
+        Assert.Equal(0, (long)bf % 64);
+        bf[99] = 0x3F80; // 1.0 in bf16
+        Assert.Equal(0f, arena[g].Span[0]); // the bf16 slot ends before the next fp32 slot
+        Assert.Equal(10, arena[f].Length);
+        Assert.Throws<InvalidOperationException>(() => arena[h]);
+        Assert.Throws<InvalidOperationException>(() => arena.Bf16(f));
     }
 
     [Theory]
