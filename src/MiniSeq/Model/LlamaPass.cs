@@ -67,9 +67,9 @@ public sealed unsafe class LlamaPass : IDisposable
         fixed (int* tok = tokens, lab = labels)
         {
             RunLayersForward(tok, training: true);
-            float* dRes = _ctx.S(Plan.DResidual);
+            float* dRes = _ctx.Temp(Plan.DResidual);
             _scratch[Plan.DResidual].Clear();
-            float* hFinal = _ctx.A(Plan.LayerInputs[Layers]);
+            float* hFinal = _ctx.Saved(Plan.LayerInputs[Layers]);
             double lossSum = _head.ForwardBackward(hFinal, lab, gradScale, dRes, gradients);
             if (Plan.Loss.LmHeadRecompute)
             {
@@ -85,7 +85,7 @@ public sealed unsafe class LlamaPass : IDisposable
             // Embedding: dE[tokens[r]] += dh_0[r].
             using (StepProfiler.Measure(ProfiledOp.Other))
             {
-                Embedding.Backward(dRes, tok, Rows, _model.Config.HiddenSize, PassContext.G(gradients, _model.Layout.Embedding));
+                Embedding.Backward(dRes, tok, Rows, _model.Config.HiddenSize, PassContext.GradientOf(gradients, _model.Layout.Embedding));
             }
 
             return lossSum;
@@ -131,23 +131,23 @@ public sealed unsafe class LlamaPass : IDisposable
 
     private float* RunLayersForward(int* tokens, bool training)
     {
-        float* h0 = _ctx.A(Plan.LayerInputs[0]);
+        float* h0 = _ctx.Saved(Plan.LayerInputs[0]);
         using (StepProfiler.Measure(ProfiledOp.Other))
         {
-            Embedding.Forward(tokens, Rows, _ctx.P(_model.Layout.Embedding), _model.Config.HiddenSize, h0);
+            Embedding.Forward(tokens, Rows, _ctx.Weight(_model.Layout.Embedding), _model.Config.HiddenSize, h0);
         }
 
         for (int l = 0; l < Layers; l++)
         {
             // Evaluation ping-pongs two layer buffers; training keeps every layer input.
-            float* hIn = _ctx.A(Plan.LayerInputs[training ? l : l % 2]);
-            float* hOut = _ctx.A(Plan.LayerInputs[training ? l + 1 : (l + 1) % 2]);
+            float* hIn = _ctx.Saved(Plan.LayerInputs[training ? l : l % 2]);
+            float* hOut = _ctx.Saved(Plan.LayerInputs[training ? l + 1 : (l + 1) % 2]);
             LayerWorkspaceSlots ws = Workspace(l);
             _attention.Forward(l, hIn, ws);
             _mlp.Forward(l, ws, hOut);
         }
 
-        return _ctx.A(Plan.LayerInputs[training ? Layers : Layers % 2]);
+        return _ctx.Saved(Plan.LayerInputs[training ? Layers : Layers % 2]);
     }
 
     private LayerWorkspaceSlots Workspace(int layer) => Plan.Workspaces[Plan.Workspaces.Length == 1 ? 0 : layer];
@@ -156,7 +156,7 @@ public sealed unsafe class LlamaPass : IDisposable
     private void LayerBackward(int l, float* dRes, TensorView gradients)
     {
         LayerWorkspaceSlots ws = Workspace(l);
-        float* hIn = _ctx.A(Plan.LayerInputs[l]);
+        float* hIn = _ctx.Saved(Plan.LayerInputs[l]);
         if (Plan.Policy.Checkpoint)
         {
             // Recompute the attention half from the checkpointed layer input; the MLP half is recomputed per chunk below.

@@ -17,8 +17,8 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         LlamaConfig cfg = ctx.Config;
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
-        float* q = ctx.A(ws.Query), k = ctx.A(ws.Key), v = ctx.A(ws.Value), attn = ctx.A(ws.AttnOut), hMid = ctx.A(ws.HMid);
-        float* xn = ctx.S(plan.ProjNorm), rstd = ctx.S(plan.ProjRstd);
+        float* q = ctx.Saved(ws.Query), k = ctx.Saved(ws.Key), v = ctx.Saved(ws.Value), attn = ctx.Saved(ws.AttnOut), hMid = ctx.Saved(ws.HMid);
+        float* xn = ctx.Temp(plan.ProjNorm), rstd = ctx.Temp(plan.ProjRstd);
         LinearWeights wq = ctx.Projection(w.Query, c, hd, default), wk = ctx.Projection(w.Key, c, kvd, default), wv = ctx.Projection(w.Value, c, kvd, default);
         for (int r0 = 0; r0 < rowsTotal; r0 += plan.ProjectionRows)
         {
@@ -42,7 +42,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
         {
-            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.A(ws.Lse), plan.Positions);
+            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), plan.Positions);
         }
 
         // h_mid = h + a·Woᵀ
@@ -57,8 +57,8 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         LlamaConfig cfg = ctx.Config;
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
-        float* q = ctx.A(ws.Query), k = ctx.A(ws.Key), v = ctx.A(ws.Value), attn = ctx.A(ws.AttnOut);
-        float* dAttn = ctx.S(plan.DAttnOut), dq = ctx.S(plan.DQuery), dk = ctx.S(plan.DKey), dv = ctx.S(plan.DValue);
+        float* q = ctx.Saved(ws.Query), k = ctx.Saved(ws.Key), v = ctx.Saved(ws.Value), attn = ctx.Saved(ws.AttnOut);
+        float* dAttn = ctx.Temp(plan.DAttnOut), dq = ctx.Temp(plan.DQuery), dk = ctx.Temp(plan.DKey), dv = ctx.Temp(plan.DValue);
 
         // forward: m = h + a·Woᵀ  →  dWo += dmᵀ·a ; da = dm·Wo
         Linear.Backward(dRes, attn, rowsTotal, ctx.Projection(w.Output, hd, c, gradients), dAttn, op: ProfiledOp.AttentionProjections);
@@ -69,7 +69,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         ctx.Scratch[plan.DValue].Clear();
         using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
         {
-            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.A(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, plan.Positions);
+            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, plan.Positions);
         }
 
         // forward: q = rope(q'), k = rope(k')
@@ -84,7 +84,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         }
 
         // forward: q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ with xn = rmsnorm(h), per projection chunk
-        float* xn = ctx.S(plan.BackProjNorm), rstd = ctx.S(plan.BackProjRstd), dxn = ctx.S(plan.BackProjDNorm);
+        float* xn = ctx.Temp(plan.BackProjNorm), rstd = ctx.Temp(plan.BackProjRstd), dxn = ctx.Temp(plan.BackProjDNorm);
         LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients), wk = ctx.Projection(w.Key, c, kvd, gradients), wv = ctx.Projection(w.Value, c, kvd, gradients);
         for (int r0 = 0; r0 < rowsTotal; r0 += plan.ProjectionRows)
         {

@@ -20,7 +20,7 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
         PassPlan plan = ctx.Plan;
         int c = ctx.Config.HiddenSize, v = ctx.Config.VocabSize, chunk = plan.LmHeadChunkRows, rowsTotal = ctx.Rows;
         bool backward = dRes != null && (recomputePass || !plan.Loss.LmHeadRecompute);
-        float* xn = ctx.S(plan.HeadNorm), rstd = ctx.S(plan.HeadRstd), logits = ctx.S(plan.HeadLogits), rowLoss = ctx.S(plan.HeadRowLoss);
+        float* xn = ctx.Temp(plan.HeadNorm), rstd = ctx.Temp(plan.HeadRstd), logits = ctx.Temp(plan.HeadLogits), rowLoss = ctx.Temp(plan.HeadRowLoss);
         LinearWeights head = ctx.Projection(ctx.Layout.LmHead, c, v, backward ? gradients : default);
         double lossSum = 0;
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
@@ -41,7 +41,7 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
 
             if (backward)
             {
-                float* dxn = ctx.S(plan.HeadDNorm);
+                float* dxn = ctx.Temp(plan.HeadDNorm);
                 Linear.Backward(logits, xn, rows, head, dxn, op: ProfiledOp.LmHeadGemms);
                 ctx.NormBackward(dxn, hChunk, ctx.Layout.FinalNorm, rstd, rows, dRes + ((long)r0 * c), gradients);
             }
@@ -54,7 +54,7 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
     public void Logits(float* h, ReadOnlySpan<int> rows, float* destination)
     {
         int c = ctx.Config.HiddenSize, v = ctx.Config.VocabSize;
-        float* xn = ctx.S(ctx.Plan.HeadNorm), rstd = ctx.S(ctx.Plan.HeadRstd);
+        float* xn = ctx.Temp(ctx.Plan.HeadNorm), rstd = ctx.Temp(ctx.Plan.HeadRstd);
         LinearWeights head = ctx.Projection(ctx.Layout.LmHead, c, v, default);
         for (int i = 0; i < rows.Length; i++)
         {

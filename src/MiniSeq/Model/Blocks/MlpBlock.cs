@@ -16,14 +16,14 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
         LayerSlots w = ctx.Layout.Layers[l];
         PassPlan plan = ctx.Plan;
         int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows, rowsTotal = ctx.Rows;
-        float* hMid = ctx.A(ws.HMid), xn = ctx.S(plan.MlpNorm), rstd = ctx.S(plan.MlpRstd), p = ctx.S(plan.MlpProduct);
+        float* hMid = ctx.Saved(ws.HMid), xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct);
         LinearWeights wg = ctx.Projection(w.Gate, c, f, default), wu = ctx.Projection(w.Up, c, f, default), wd = ctx.Projection(w.Down, f, c, default);
         new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {
             int rows = Math.Min(chunk, rowsTotal - r0);
-            float* g = ws.Gate is ArenaSlot gs ? ctx.A(gs) + ((long)r0 * f) : ctx.S(plan.MlpGate);
-            float* u = ws.Up is ArenaSlot us ? ctx.A(us) + ((long)r0 * f) : ctx.S(plan.MlpUp);
+            float* g = ws.Gate is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
+            float* u = ws.Up is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
             ctx.NormForward(hMid + ((long)r0 * c), w.MlpNorm, rows, xn, rstd);
             Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms);
             Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms);
@@ -43,13 +43,13 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
         PassPlan plan = ctx.Plan;
         int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows, rowsTotal = ctx.Rows;
         bool recompute = ws.Gate is null || plan.Policy.Checkpoint;
-        float* hMid = ctx.A(ws.HMid), xn = ctx.S(plan.MlpNorm), rstd = ctx.S(plan.MlpRstd), p = ctx.S(plan.MlpProduct), dxn = ctx.S(plan.MlpDNorm);
+        float* hMid = ctx.Saved(ws.HMid), xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct), dxn = ctx.Temp(plan.MlpDNorm);
         LinearWeights wg = ctx.Projection(w.Gate, c, f, gradients), wu = ctx.Projection(w.Up, c, f, gradients), wd = ctx.Projection(w.Down, f, c, gradients);
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {
             int rows = Math.Min(chunk, rowsTotal - r0);
-            float* g = ws.Gate is ArenaSlot gs ? ctx.A(gs) + ((long)r0 * f) : ctx.S(plan.MlpGate);
-            float* u = ws.Up is ArenaSlot us ? ctx.A(us) + ((long)r0 * f) : ctx.S(plan.MlpUp);
+            float* g = ws.Gate is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
+            float* u = ws.Up is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
             float* dOut = dRes + ((long)r0 * c);
             float* mChunk = hMid + ((long)r0 * c);
             ctx.NormForward(mChunk, w.MlpNorm, rows, xn, rstd);

@@ -26,31 +26,31 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
 
     public float Eps => (float)Config.RmsNormEps;
 
-    /// <summary>A parameter.</summary>
-    public float* P(ArenaSlot slot) => Model.Parameters[slot].Pointer;
+    /// <summary>A parameter (weight) slot of the model.</summary>
+    public float* Weight(ArenaSlot slot) => Model.Parameters[slot].Pointer;
 
-    /// <summary>An activation slot.</summary>
-    public float* A(ArenaSlot slot) => activations[slot].Pointer;
+    /// <summary>A slot of the activations saved for backward.</summary>
+    public float* Saved(ArenaSlot slot) => activations[slot].Pointer;
 
-    /// <summary>A scratch slot.</summary>
-    public float* S(ArenaSlot slot) => Scratch[slot].Pointer;
+    /// <summary>A slot of the scratch arena (temporaries of one phase).</summary>
+    public float* Temp(ArenaSlot slot) => Scratch[slot].Pointer;
 
     /// <summary>The gradient of a parameter (same layout), or null when there are no gradients (forward only).</summary>
-    public static float* G(TensorView gradients, ArenaSlot slot) => gradients.IsEmpty ? null : gradients.Pointer + slot.Offset;
+    public static float* GradientOf(TensorView gradients, ArenaSlot slot) => gradients.IsEmpty ? null : gradients.Pointer + slot.Offset;
 
     /// <summary>The Linear layer whose (out × in) weight lives in <paramref name="weight"/>; its gradient in <paramref name="gradients"/> unless empty.</summary>
     public LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, TensorView gradients)
-        => new(P(weight), inFeatures, outFeatures, G(gradients, weight));
+        => new(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight));
 
     public void NormForward(float* x, ArenaSlot weight, int rows, float* output, float* rstd)
     {
         using var scope = StepProfiler.Measure(ProfiledOp.Norms);
-        RmsNorm.Forward(x, P(weight), rows, Config.HiddenSize, Eps, output, rstd);
+        RmsNorm.Forward(x, Weight(weight), rows, Config.HiddenSize, Eps, output, rstd);
     }
 
     public void NormBackward(float* dOutput, float* x, ArenaSlot weight, float* rstd, int rows, float* dx, TensorView gradients)
     {
         using var scope = StepProfiler.Measure(ProfiledOp.Norms);
-        RmsNorm.Backward(dOutput, x, P(weight), rstd, rows, Config.HiddenSize, dx, G(gradients, weight));
+        RmsNorm.Backward(dOutput, x, Weight(weight), rstd, rows, Config.HiddenSize, dx, GradientOf(gradients, weight));
     }
 }
