@@ -83,7 +83,7 @@ internal static class Cli
     private static string Describe(Exception e)
     {
         Exception inner = e;
-        while (inner is System.Reflection.TargetInvocationException or AggregateException && inner.InnerException is not null)
+        while (inner is System.Reflection.TargetInvocationException or AggregateException or TypeInitializationException && inner.InnerException is not null)
         {
             inner = inner.InnerException;
         }

@@ -47,6 +47,11 @@ public sealed class PassPlan
         Loss = loss ?? LossOptions.Default;
         Positions = positions ?? TokenPositions.Contiguous;
         Positions.RequireSupported(batchSize, seqLen);
+        if (Rows > int.MaxValue)
+        {
+            throw new ArgumentException(FormattableString.Invariant(
+                $"A micro-batch of {batchSize} × {seqLen} = {Rows} tokens exceeds the 2^31 − 1 rows one pass can index; use --micro-batch or a shorter --seq-len."));
+        }
         long n = Rows;
         int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize;
         int hd = config.QueryDim, kvd = config.KeyValueDim, heads = config.NumAttentionHeads;

@@ -220,6 +220,10 @@ public class CliSafetyTests
     }
 
     [Fact]
+    public void Plan_TokensBeyond32BitRows_OneLineError()
+        => AssertOneLineError(CliRunner.Run("plan", "--config", "small", "--seq-len", "2000000000", "--batch", "2"), "2^31");
+
+    [Fact]
     public void UnknownCommand_SaysUnknownCommand()
     {
         AssertOneLineError(CliRunner.Run("frobnicate"), "unknown command 'frobnicate'");
