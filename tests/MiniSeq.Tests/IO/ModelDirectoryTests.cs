@@ -11,6 +11,13 @@ public class ModelDirectoryTests
     private static readonly LlamaConfig s_untied = LlamaConfig.Tiny;
     private static readonly LlamaConfig s_tied = LlamaConfig.Tiny with { TieWordEmbeddings = true };
 
+    private static Arena Filled(ParameterLayout layout, int seed)
+    {
+        var arena = new Arena(layout.Plan);
+        Fill(layout, arena, seed);
+        return arena;
+    }
+
     private static void Fill(ParameterLayout layout, Arena arena, int seed)
     {
         var random = new Random(seed);
@@ -252,10 +259,7 @@ public class ModelDirectoryTests
         using var dir = new TempDirectory();
         string model = dir.File("model");
         var layout = new ParameterLayout(s_tied);
-        using var first = new Arena(layout.Plan);
-        using var second = new Arena(layout.Plan);
-        Fill(layout, first, seed: 1);
-        Fill(layout, second, seed: 2);
+        using Arena first = Filled(layout, seed: 1), second = Filled(layout, seed: 2);
         ModelDirectory.Save(model, s_tied, layout, first.All);
         byte[] before = File.ReadAllBytes(Path.Combine(model, "model.safetensors"));
 
@@ -272,11 +276,7 @@ public class ModelDirectoryTests
         using var dir = new TempDirectory();
         string model = dir.File("model");
         var layout = new ParameterLayout(s_tied);
-        using var first = new Arena(layout.Plan);
-        using var second = new Arena(layout.Plan);
-        using var loaded = new Arena(layout.Plan);
-        Fill(layout, first, seed: 1);
-        Fill(layout, second, seed: 2);
+        using Arena first = Filled(layout, seed: 1), second = Filled(layout, seed: 2), loaded = new Arena(layout.Plan);
         ModelDirectory.SaveSharded(model, s_tied, layout, first.All, maxShardBytes: 100_000);
         Assert.True(File.Exists(Path.Combine(model, "model.safetensors.index.json")));
         File.WriteAllText(Path.Combine(model, "tokenizer.json"), "{}");
@@ -303,11 +303,7 @@ public class ModelDirectoryTests
         using var dir = new TempDirectory();
         string model = dir.File("model");
         var layout = new ParameterLayout(s_tied);
-        using var first = new Arena(layout.Plan);
-        using var second = new Arena(layout.Plan);
-        using var loaded = new Arena(layout.Plan);
-        Fill(layout, first, seed: 1);
-        Fill(layout, second, seed: 2);
+        using Arena first = Filled(layout, seed: 1), second = Filled(layout, seed: 2), loaded = new Arena(layout.Plan);
         ModelDirectory.Save(model, s_tied, layout, first.All);
 
         ModelDirectory.Save(model, s_tied, layout, second.All, overwrite: true);
@@ -322,8 +318,7 @@ public class ModelDirectoryTests
     {
         using var dir = new TempDirectory();
         var layout = new ParameterLayout(s_tied);
-        using var arena = new Arena(layout.Plan);
-        Fill(layout, arena, seed: 3);
+        using Arena arena = Filled(layout, seed: 3);
         layout.TryGet("model.norm.weight", out ParameterInfo norm);
         arena.All.Slice(norm.Slot.Offset, norm.Slot.Length).Span[1] = float.NaN;
 
@@ -345,8 +340,7 @@ public class ModelDirectoryTests
         string live = dir.File($".model.tmp-{Environment.ProcessId}-feedfacefeed");
         Directory.CreateDirectory(live); // a writer still running (this process): kept
         var layout = new ParameterLayout(s_tied);
-        using var arena = new Arena(layout.Plan);
-        Fill(layout, arena, seed: 4);
+        using Arena arena = Filled(layout, seed: 4);
 
         ModelDirectory.Save(model, s_tied, layout, arena.All);
 
@@ -359,8 +353,7 @@ public class ModelDirectoryTests
         using var dir = new TempDirectory();
         string model = dir.File("model");
         var layout = new ParameterLayout(s_tied);
-        using var arena = new Arena(layout.Plan);
-        Fill(layout, arena, seed: 5);
+        using Arena arena = Filled(layout, seed: 5);
         ModelDirectory.Save(model, s_tied, layout, arena.All);
         string old = dir.File($".model.old-{DeadProcessId()}-0123456789ab");
         Directory.Move(model, old); // as if killed between "rename aside" and "rename in"
@@ -390,10 +383,7 @@ public class ModelDirectoryTests
         using var dir = new TempDirectory();
         string model = dir.File("model");
         var layout = new ParameterLayout(s_tied);
-        using var first = new Arena(layout.Plan);
-        using var second = new Arena(layout.Plan);
-        Fill(layout, first, seed: 1);
-        Fill(layout, second, seed: 2);
+        using Arena first = Filled(layout, seed: 1), second = Filled(layout, seed: 2);
         ModelDirectory.Save(model, s_tied, layout, first.All);
         byte[] weightsBefore = File.ReadAllBytes(Path.Combine(model, "model.safetensors"));
         string configBefore = File.ReadAllText(Path.Combine(model, "config.json"));
