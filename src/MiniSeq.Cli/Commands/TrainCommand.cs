@@ -15,9 +15,9 @@ internal static class TrainCommand
 {
     private static readonly Option<string?> ModelDir = new("--model") { Description = "Hugging Face model directory to train (config.json + model.safetensors)" };
     private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]}" };
-    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: up to 3000 steps within --time-limit 180 s)" };
+    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: 480, cosine schedule, within --time-limit 180 s)" };
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "adamw | sgd", DefaultValueFactory = _ => "adamw" };
-    private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 4e-3)" };
+    private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 3e-3)" };
     private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay on matrices and embeddings", DefaultValueFactory = _ => 0f };
     private static readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1" };
     private static readonly Option<float?> Beta2 = new("--beta2") { Description = "AdamW β2 (default 0.999; demo 0.95)" };
@@ -25,7 +25,7 @@ internal static class TrainCommand
     private static readonly Option<float> Momentum = new("--momentum") { DefaultValueFactory = _ => 0f, Description = "SGD momentum" };
     private static readonly Option<float> GradClip = new("--grad-clip") { DefaultValueFactory = _ => 0f, Description = "Global gradient-norm clipping (0 = off)" };
     private static readonly Option<int> Warmup = new("--warmup") { DefaultValueFactory = _ => 0, Description = "Linear warm-up steps" };
-    private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine" };
+    private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine (demo default: cosine)" };
     private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32) here, atomically" };
     private static readonly Option<ulong> Seed = new("--seed") { DefaultValueFactory = _ => 1UL, Description = "Seed of the demo's initialisation and data" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "Kernel threads (default: all cores)" };
@@ -33,17 +33,17 @@ internal static class TrainCommand
     private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
-    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 512, Description = "Demo only: tokens per sequence" };
+    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Demo only: tokens per sequence" };
     private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 8, Description = "Demo only: key–value pairs per sequence" };
-    private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 2, Description = "Demo only: mean filler tokens between pairs" };
+    private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 0, Description = "Demo only: mean filler tokens between two queries" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 8, Description = "Demo only: sequences per step" };
-    private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
+    private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB; demo default " + DemoSummary.DefaultBudget + "): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
     private static readonly Option<float> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0f, Description = "Cross-entropy label smoothing ε (PyTorch semantics)" };
     private static readonly Option<float> ZLoss = new("--z-loss") { DefaultValueFactory = _ => 0f, Description = "z-loss weight w (adds w·lse² per scored token)" };
     private static readonly Option<float> SoftCap = new("--logit-softcap") { DefaultValueFactory = _ => 0f, Description = "Final-logit soft-capping cap·tanh(z/cap) (0 = off; Gemma-2 uses 30)" };
     private static readonly Option<string> LmHeadGrad = new("--lm-head-grad") { DefaultValueFactory = _ => "forward", Description = "LM-head gradient: forward (formed with the loss, Liger-style) | recompute (CCE-style)" };
     private static readonly Option<int> SaveEvery = new("--save-every") { DefaultValueFactory = _ => 0, Description = "Also save to --save every N steps (atomically), so a crash loses at most N steps" };
-    private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none)" };
+    private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none); a cosine schedule then ends at the last step that fits" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file" };
 
     public static Command Create()
@@ -81,7 +81,7 @@ internal static class TrainCommand
             config = DemoConfig;
             task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen), p.GetValue(Pairs), p.GetValue(Gap));
             rng = new DeterministicRandom(p.GetValue(Seed));
-            batch = NextDemoBatch(task, rng, p.GetValue(Batch));
+            batch = DemoSummary.NextBatch(task, rng, p.GetValue(Batch));
         }
         else
         {
@@ -91,7 +91,7 @@ internal static class TrainCommand
         }
 
         // Validate every option and check the memory budget before anything large is allocated.
-        int steps = p.GetValue(Steps) ?? (demo ? 3000 : 1);
+        int steps = p.GetValue(Steps) ?? (demo ? DemoSummary.DefaultSteps : 1);
         double? timeLimit = p.GetValue(TimeLimit) ?? (demo && p.GetValue(Steps) is null ? 180 : null);
         if (steps < 1)
         {
@@ -140,24 +140,26 @@ internal static class TrainCommand
                 "sgd" => OptimizerKind.Sgd,
                 string other => throw new ArgumentException($"--optimizer must be adamw or sgd (got '{other}')."),
             },
-            LearningRate = p.GetValue(Lr) ?? (demo ? 4e-3f : 1e-3f),
+            LearningRate = p.GetValue(Lr) ?? (demo ? 3e-3f : 1e-3f),
             WeightDecay = p.GetValue(WeightDecay),
             Beta1 = p.GetValue(Beta1),
             Beta2 = p.GetValue(Beta2) ?? (demo ? 0.95f : 0.999f),
             Epsilon = p.GetValue(Eps),
             Momentum = p.GetValue(Momentum),
-            GradClip = demo && p.GetResult(GradClip) is null ? 1f : p.GetValue(GradClip),
-            WarmupSteps = demo && p.GetResult(Warmup) is null ? 20 : p.GetValue(Warmup),
-            Schedule = p.GetValue(Schedule)!.ToLowerInvariant() switch
+            GradClip = demo && p.GetResult(GradClip) is not { Implicit: false } ? 1f : p.GetValue(GradClip),
+            WarmupSteps = demo && p.GetResult(Warmup) is not { Implicit: false } ? 20 : p.GetValue(Warmup),
+            Schedule = demo && p.GetResult(Schedule) is not { Implicit: false } ? ScheduleKind.Cosine : p.GetValue(Schedule)!.ToLowerInvariant() switch
             {
                 "constant" => ScheduleKind.Constant,
                 "cosine" => ScheduleKind.Cosine,
                 string other => throw new ArgumentException($"--schedule must be constant or cosine (got '{other}')."),
             },
         };
-        if (p.GetValue(Budget) is string budgetText)
+        string? budgetOption = p.GetValue(Budget) ?? (demo ? DemoSummary.DefaultBudget : null);
+        long? vanillaPeak = demo ? DemoSummary.PredictVanillaPeak(config, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions) : null;
+        if (budgetOption is string budgetText)
         {
-            bool explicitPolicy = p.GetResult(MstMlp) is not null || p.GetResult(MstLm) is not null || p.GetResult(Checkpoint) is not null;
+            bool explicitPolicy = p.GetResult(MstMlp) is { Implicit: false } || p.GetResult(MstLm) is { Implicit: false } || p.GetResult(Checkpoint) is { Implicit: false };
             policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions) with
             {
                 Loss = policy.Loss,
@@ -200,7 +202,12 @@ internal static class TrainCommand
 
                 if (demo && step > 1)
                 {
-                    batch = NextDemoBatch(task!, rng!, batch.BatchSize);
+                    DemoSummary.Refill(task!, rng!, batch);
+                }
+
+                if (timeLimit is double limit2)
+                {
+                    trainer.ScheduleSteps = Progress.StepsWithin(steps, step - 1, clock.Elapsed.TotalSeconds, limit2);
                 }
 
                 StepResult r = trainer.Step(batch);
@@ -212,7 +219,7 @@ internal static class TrainCommand
                     model.Save(savePath!);
                 }
 
-                return FormattableString.Invariant($"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  peak {ByteSize.Format(model.Ledger.PeakTotal)}");
+                return Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal);
             });
 
             if (savePath is not null)
@@ -220,8 +227,9 @@ internal static class TrainCommand
                 model.Save(savePath);
             }
 
-            double? accuracy = demo ? RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + 1_000_003)) : null;
-            PrintSummary(model, history, savePath, accuracy);
+            long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
+            (double, int) recall = demo ? DemoSummary.RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + DemoSummary.HeldOutSeedOffset)) : default;
+            PrintSummary(model, history, savePath, demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), budgetOption, vanillaPeak!.Value, trainingPeakRss) : null);
         }
 
         return 0;
@@ -248,7 +256,7 @@ internal static class TrainCommand
         return choice.Policy;
     }
 
-    /// <summary>The demo model: small enough to learn recall over 1K tokens in about 3 minutes on 2 cores.</summary>
+    /// <summary>The demo model: small enough to learn the recall task in well under 3 minutes on 2 cores.</summary>
     internal static LlamaConfig DemoConfig => new()
     {
         HiddenSize = 128,
@@ -260,43 +268,6 @@ internal static class TrainCommand
         MaxPositionEmbeddings = 8192,
     };
 
-    private static TokenBatch NextDemoBatch(AssociativeRecall task, DeterministicRandom rng, int rows)
-    {
-        var ids = new int[rows * task.SeqLen];
-        var labels = new int[rows * task.SeqLen];
-        task.Generate(rng, rows, ids, labels);
-        return new TokenBatch(rows, task.SeqLen, ids, labels);
-    }
-
-    /// <summary>Fraction of scored positions of 8 held-out sequences whose arg-max prediction is the right value.</summary>
-    private static double RecallAccuracy(LlamaModel model, AssociativeRecall task, DeterministicRandom rng)
-    {
-        const int Rows = 8;
-        TokenBatch test = NextDemoBatch(task, rng, Rows);
-        int[] rows = Enumerable.Range(0, test.TokenCount).Where(t => test.Labels[t] != -100).ToArray();
-        int v = model.Config.VocabSize;
-        var logits = new float[rows.Length * v];
-        using var pass = new LlamaPass(model, new StepPlan(model.Config, Rows, test.SeqLen, TrainingPolicy.Vanilla, training: false));
-        pass.ForwardLogits(test.InputIds, rows, logits);
-        int correct = 0;
-        for (int i = 0; i < rows.Length; i++)
-        {
-            ReadOnlySpan<float> row = logits.AsSpan(i * v, v);
-            int best = 0;
-            for (int j = 1; j < row.Length; j++)
-            {
-                if (row[j] > row[best])
-                {
-                    best = j;
-                }
-            }
-
-            correct += best == test.Labels[rows[i]] ? 1 : 0;
-        }
-
-        return (double)correct / Math.Max(1, rows.Length);
-    }
-
     private static void PrintHeader(LlamaModel model, TokenBatch batch, Trainer trainer, bool demo)
     {
         LlamaConfig c = model.Config;
@@ -307,7 +278,7 @@ internal static class TrainCommand
             $"model: d={c.HiddenSize} L={c.NumHiddenLayers} heads={c.NumAttentionHeads}/{c.NumKeyValueHeads} I={c.IntermediateSize} V={c.VocabSize} ({model.Layout.ParameterCount:N0} parameters); batch {batch.BatchSize}×{batch.SeqLen} tokens, micro-batch {trainer.MicroBatchRows}; {KernelThreads.ThreadCount} threads")));
     }
 
-    private static void PrintSummary(LlamaModel model, List<StepResult> history, string? savePath, double? accuracy)
+    private static void PrintSummary(LlamaModel model, List<StepResult> history, string? savePath, Action<Table>? demoRows)
     {
         MemoryReport mem = model.Ledger.Snapshot();
         var table = new Table().Border(TableBorder.Rounded).AddColumn("summary").AddColumn(new TableColumn("value").RightAligned());
@@ -317,10 +288,7 @@ internal static class TrainCommand
         table.AddRow("loss first → last", FormattableString.Invariant($"{history[0].Loss:F4} → {history[^1].Loss:F4}"));
         table.AddRow("tokens/s", FormattableString.Invariant($"{tokens / Math.Max(seconds, 1e-9):F0}"));
         table.AddRow("time", FormattableString.Invariant($"{seconds:F1} s"));
-        if (accuracy is double a)
-        {
-            table.AddRow("recall accuracy (held-out)", FormattableString.Invariant($"{a:P1}"));
-        }
+        demoRows?.Invoke(table);
 
         foreach (MemoryCategory cat in MemoryLedger.Categories)
         {

@@ -52,6 +52,7 @@ public sealed unsafe class Trainer : IDisposable
         BatchRows = batchRows;
         SeqLen = seqLen;
         MicroBatchRows = Math.Clamp(options.MicroBatchRows ?? batchRows, 1, batchRows);
+        ScheduleSteps = options.TotalSteps;
         Plan = new StepPlan(model.Config, MicroBatchRows, seqLen, options.Policy);
         _gradients = new Arena(new ParameterLayout(model.Config, MemoryCategory.Gradients).Plan, model.Ledger);
         _optimizer = new Optimizer(model, options.Optimizer);
@@ -69,6 +70,12 @@ public sealed unsafe class Trainer : IDisposable
 
     /// <summary>Rows per micro-batch.</summary>
     public int MicroBatchRows { get; }
+
+    /// <summary>
+    /// Steps the learning-rate schedule spans: <see cref="TrainerOptions.TotalSteps"/> unless a time-limited run
+    /// shortens it as it goes, so that a cosine schedule still ends at the last step that fits.
+    /// </summary>
+    public int ScheduleSteps { get; set; }
 
     /// <summary>The memory plan of one micro-batch pass.</summary>
     public StepPlan Plan { get; }
@@ -129,7 +136,7 @@ public sealed unsafe class Trainer : IDisposable
             VectorOps.Scale(_gradients.All.Pointer, _gradients.All.Length, (float)(clip / (norm + 1e-6)));
         }
 
-        float lr = Options.Optimizer.LearningRateAt(step, Options.TotalSteps);
+        float lr = Options.Optimizer.LearningRateAt(step, ScheduleSteps);
         _optimizer.Step(_gradients.All, lr);
         return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen, scored, Stopwatch.GetElapsedTime(start));
     }
