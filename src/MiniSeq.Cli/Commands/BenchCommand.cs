@@ -124,7 +124,7 @@ internal static class BenchCommand
 
         command.SetAction(p =>
         {
-            LlamaConfig config = InitCommand.ResolveConfig(p.GetValue(ConfigName)!);
+            LlamaConfig config = ModelPresets.Resolve(p.GetValue(ConfigName)!);
             int n = p.GetValue(seq), batch = p.GetValue(Batch);
             string m = p.GetValue(mode)!;
             MemoryPolicy policy = ModePolicy(m, config, batch, n, ByteSize.Parse(p.GetValue(Budget) ?? "1GiB"));
@@ -205,7 +205,7 @@ internal static class BenchCommand
 
         command.SetAction(p =>
         {
-            LlamaConfig config = InitCommand.ResolveConfig(p.GetValue(ConfigName)!);
+            LlamaConfig config = ModelPresets.Resolve(p.GetValue(ConfigName)!);
             string[] modes = p.GetValue(Modes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             var sb = new StringBuilder($"machine: {MachineLine()}\n\n| N | mode | median step s | tokens/s | tokens/s vs {modes[0]} |\n|---:|---|---:|---:|---:|\n");
             foreach (int n in ParseList(p.GetValue(SeqLens)!))
@@ -241,7 +241,7 @@ internal static class BenchCommand
         command.SetAction(p =>
         {
             string configName = p.GetValue(ConfigName)!;
-            LlamaConfig config = InitCommand.ResolveConfig(configName);
+            LlamaConfig config = ModelPresets.Resolve(configName);
             int batch = p.GetValue(Batch), steps = p.GetValue(Steps);
             string budgetText = p.GetValue(Budget)!;
             long budget = ByteSize.Parse(budgetText), skip = ByteSize.Parse(p.GetValue(maxPredicted)!);

@@ -25,7 +25,7 @@ internal static class InitCommand
             string dir = p.GetValue(Out)!;
             bool overwrite = p.GetValue(Overwrite);
             ModelDirectory.CheckSaveTarget(dir, overwrite);
-            LlamaConfig config = ResolveConfig(p.GetValue(Config)!);
+            LlamaConfig config = ModelPresets.Resolve(p.GetValue(Config)!);
             using var model = new LlamaModel(config);
             model.InitializeRandom(p.GetValue(Seed));
             model.Save(dir, overwrite);
@@ -34,15 +34,4 @@ internal static class InitCommand
         });
         return command;
     }
-
-    /// <summary>Named configs or a config.json path.</summary>
-    public static LlamaConfig ResolveConfig(string name) => name.ToLowerInvariant() switch
-    {
-        "tiny" => LlamaConfig.Tiny,
-        "small" => LlamaConfig.Small,
-        "demo" => TrainCommand.DemoConfig,
-        _ when File.Exists(name) => LlamaConfig.Load(name),
-        _ when Directory.Exists(name) => LlamaConfig.Load(Path.Combine(name, "config.json")),
-        _ => throw new FileNotFoundException($"--config {name}: not tiny, small or demo, and no such config file."),
-    };
 }

@@ -30,7 +30,7 @@ internal static class PlanCommand
         command.SetAction(p =>
         {
             LlamaConfig config = p.GetValue(ModelDir) is string dir ? ModelDirectory.ReadConfig(dir)
-                : InitCommand.ResolveConfig(p.GetValue(Config) ?? throw new ArgumentException("Give --model DIR or --config tiny|small|FILE."));
+                : ModelPresets.Resolve(p.GetValue(Config) ?? throw new ArgumentException("Give --model DIR or --config tiny|small|FILE."));
             int seqLen = p.GetValue(SeqLen), batch = p.GetValue(Batch), micro = p.GetValue(MicroBatch) ?? batch;
             if (seqLen < 1 || batch < 1 || micro < 1 || batch % micro != 0)
             {

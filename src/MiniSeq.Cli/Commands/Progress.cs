@@ -1,12 +1,16 @@
-// Live progress: a Spectre.Console progress bar on a terminal, periodic plain lines otherwise (CI, pipes).
+// Live progress: a Spectre.Console progress bar on a terminal, plain lines otherwise (CI, pipes) — the first, then at
+// least one every LineInterval of wall time, and the last.
 using Spectre.Console;
 
 namespace MiniSeq.Cli.Commands;
 
 internal static class Progress
 {
-    /// <summary>Runs <paramref name="step"/>(1..steps); each call returns a status line, or null to stop early.</summary>
-    public static void Run(int steps, Func<int, string?> step)
+    /// <summary>Longest wall time between two plain progress lines.</summary>
+    public static readonly TimeSpan LineInterval = TimeSpan.FromSeconds(1.5);
+
+    /// <summary>Runs <paramref name="work"/>, which reports one status line per step through the callback it is given.</summary>
+    public static void Run(int steps, Action<Action<string>> work)
     {
         if (AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected)
         {
@@ -15,35 +19,51 @@ internal static class Progress
                 .Start(ctx =>
                 {
                     ProgressTask task = ctx.AddTask("starting", maxValue: steps);
-                    for (int s = 1; s <= steps; s++)
+                    work(line =>
                     {
-                        string? line = step(s);
-                        if (line is null)
-                        {
-                            task.Value = task.MaxValue;
-                            break;
-                        }
-
                         task.Description = Markup.Escape(line);
                         task.Increment(1);
-                    }
+                    });
+                    task.Value = task.MaxValue;
                 });
             return;
         }
 
-        int every = Math.Max(1, steps / 20);
-        for (int s = 1; s <= steps; s++)
+        long last = System.Diagnostics.Stopwatch.GetTimestamp();
+        string? pending = null;
+        bool first = true;
+        work(line =>
         {
-            string? line = step(s);
-            if (line is null)
-            {
-                return;
-            }
-
-            if (s == 1 || s % every == 0 || s == steps)
+            if (first || System.Diagnostics.Stopwatch.GetElapsedTime(last) >= LineInterval)
             {
                 Console.WriteLine(line);
+                pending = null;
+                first = false;
+                last = System.Diagnostics.Stopwatch.GetTimestamp();
             }
+            else
+            {
+                pending = line;
+            }
+        });
+        if (pending is not null)
+        {
+            Console.WriteLine(pending);
         }
+    }
+
+    /// <summary>The progress line of one step: step, loss, tokens/s, memory, and the time left.</summary>
+    public static string Line(Training.StepResult r, int steps, System.Diagnostics.Stopwatch clock, double? timeLimit, long trackedPeak)
+    {
+        double elapsed = clock.Elapsed.TotalSeconds;
+        double left = (steps - r.Step) * elapsed / Math.Max(1, r.Step);
+        if (timeLimit is double limit)
+        {
+            left = Math.Min(left, Math.Max(0, limit - elapsed));
+        }
+
+        var eta = TimeSpan.FromSeconds(Math.Ceiling(left));
+        return FormattableString.Invariant(
+            $"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  mem {Tensors.ByteSize.Format(trackedPeak)} tracked, {Tensors.ByteSize.Format(Tensors.ProcessMemory.CurrentRssBytes())} RSS  ETA {(int)eta.TotalMinutes}:{eta.Seconds:00}");
     }
 }

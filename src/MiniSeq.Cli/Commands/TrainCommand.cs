@@ -1,5 +1,7 @@
-// `miniseq train`: with no arguments, the built-in demo (a small Llama learning associative recall over long
-// sequences); with --model and --tokens, training on a token file, saving an HF directory with --save.
+// `miniseq train`: with no arguments, the built-in demo (a small Llama learning associative recall, its memory
+// policy chosen by the planner under a budget); with --model and --tokens, training on a token file, saving an HF
+// directory with --save. A thin shell over the library's TrainingRun: parse and validate options, pick the batch
+// source, show progress, write metrics lines, save.
 using System.CommandLine;
 using System.Globalization;
 using MiniSeq.IO;
@@ -7,6 +9,8 @@ using MiniSeq.Model;
 using MiniSeq.Tensors;
 using MiniSeq.Threading;
 using MiniSeq.Training;
+using MiniSeq.Training.Data;
+using MiniSeq.Training.Optimizers;
 using Spectre.Console;
 
 namespace MiniSeq.Cli.Commands;
@@ -15,9 +19,9 @@ internal static class TrainCommand
 {
     private static readonly Option<string?> ModelDir = new("--model") { Description = "Hugging Face model directory to train (config.json + model.safetensors)" };
     private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]}" };
-    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: up to 3000 steps within --time-limit 180 s)" };
-    private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", Training.Optimizers.OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
-    private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 4e-3)" };
+    private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: 480, cosine schedule, within --time-limit 180 s)" };
+    private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
+    private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 3e-3)" };
     private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay on matrices and embeddings", DefaultValueFactory = _ => 0f };
     private static readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1" };
     private static readonly Option<float?> Beta2 = new("--beta2") { Description = "AdamW β2 (default 0.999; demo 0.95)" };
@@ -25,7 +29,7 @@ internal static class TrainCommand
     private static readonly Option<float> Momentum = new("--momentum") { DefaultValueFactory = _ => 0f, Description = "SGD momentum" };
     private static readonly Option<float> GradClip = new("--grad-clip") { DefaultValueFactory = _ => 0f, Description = "Global gradient-norm clipping (0 = off)" };
     private static readonly Option<int> Warmup = new("--warmup") { DefaultValueFactory = _ => 0, Description = "Linear warm-up steps" };
-    private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine" };
+    private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine (demo default: cosine)" };
     private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32) here, atomically" };
     private static readonly Option<ulong> Seed = new("--seed") { DefaultValueFactory = _ => 1UL, Description = "Seed of the demo's initialisation and data" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "Kernel threads (default: all cores)" };
@@ -33,17 +37,17 @@ internal static class TrainCommand
     private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
-    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 512, Description = "Demo only: tokens per sequence" };
+    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Demo only: tokens per sequence" };
     private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 8, Description = "Demo only: key–value pairs per sequence" };
-    private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 2, Description = "Demo only: mean filler tokens between pairs" };
+    private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 0, Description = "Demo only: mean filler tokens between two queries" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 8, Description = "Demo only: sequences per step" };
-    private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
+    private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB; demo default " + DemoSummary.DefaultBudget + "): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
     private static readonly Option<float> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0f, Description = "Cross-entropy label smoothing ε (PyTorch semantics)" };
     private static readonly Option<float> ZLoss = new("--z-loss") { DefaultValueFactory = _ => 0f, Description = "z-loss weight w (adds w·lse² per scored token)" };
     private static readonly Option<float> SoftCap = new("--logit-softcap") { DefaultValueFactory = _ => 0f, Description = "Final-logit soft-capping cap·tanh(z/cap) (0 = off; Gemma-2 uses 30)" };
     private static readonly Option<string> LmHeadGrad = new("--lm-head-grad") { DefaultValueFactory = _ => "forward", Description = "LM-head gradient: forward (formed with the loss, Liger-style) | recompute (CCE-style)" };
     private static readonly Option<int> SaveEvery = new("--save-every") { DefaultValueFactory = _ => 0, Description = "Also save to --save every N steps (atomically), so a crash loses at most N steps" };
-    private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none)" };
+    private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none); a cosine schedule then ends at the last step that fits" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file (a new file, or an existing metrics file)" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
 
@@ -72,27 +76,25 @@ internal static class TrainCommand
             throw new ArgumentException("--model and --tokens go together (train a model on a token file); give both, or neither for the built-in demo.");
         }
 
+        // The batch source: the demo's endless recall sequences, or the token file's one batch.
         bool demo = modelDir is null;
-        TokenBatch batch;
         LlamaConfig config;
+        IBatchSource source;
         AssociativeRecall? task = null;
-        DeterministicRandom? rng = null;
         if (demo)
         {
-            config = DemoConfig;
+            config = ModelPresets.Demo;
             task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen), p.GetValue(Pairs), p.GetValue(Gap));
-            rng = new DeterministicRandom(p.GetValue(Seed));
-            batch = NextDemoBatch(task, rng, p.GetValue(Batch));
+            source = new RecallDemoSource(task, p.GetValue(Batch), p.GetValue(Seed));
         }
         else
         {
-            batch = TokenBatch.Load(tokensPath!);
             config = ModelDirectory.ReadConfig(modelDir!);
-            batch.Validate(config.VocabSize, tokensPath!);
+            source = TokenFileSource.Load(tokensPath!, config.VocabSize);
         }
 
-        // Validate every option and check the memory budget before anything large is allocated.
-        int steps = p.GetValue(Steps) ?? (demo ? 3000 : 1);
+        // Validate every option and check files and the memory budget before anything large is allocated.
+        int steps = p.GetValue(Steps) ?? (demo ? DemoSummary.DefaultSteps : 1);
         double? timeLimit = p.GetValue(TimeLimit) ?? (demo && p.GetValue(Steps) is null ? 180 : null);
         if (steps < 1)
         {
@@ -105,9 +107,9 @@ internal static class TrainCommand
         }
 
         int? micro = p.GetValue(MicroBatch);
-        if (micro is int m && (m < 1 || batch.BatchSize % m != 0))
+        if (micro is int m && (m < 1 || source.BatchSize % m != 0))
         {
-            throw new ArgumentException($"--micro-batch {m} must be between 1 and the batch's {batch.BatchSize} rows and divide them.");
+            throw new ArgumentException($"--micro-batch {m} must be between 1 and the batch's {source.BatchSize} rows and divide them.");
         }
 
         string? savePath = p.GetValue(Save);
@@ -137,8 +139,14 @@ internal static class TrainCommand
             MetricsLog.CheckAppendable(metricsPath);
         }
 
-        long microRows = (long)(micro ?? batch.BatchSize) * batch.SeqLen;
-        MemoryPolicy policy = MemoryPolicy.FromOptions(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, microRows);
+        int saveEvery = p.GetValue(SaveEvery);
+        if (saveEvery < 0 || (saveEvery > 0 && savePath is null))
+        {
+            throw new ArgumentException("--save-every N needs N ≥ 1 and --save DIR.");
+        }
+
+        int microRows = micro ?? source.BatchSize;
+        MemoryPolicy policy = MemoryPolicy.FromOptions(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, (long)microRows * source.SeqLen);
         var loss = new LossOptions
         {
             CrossEntropy = new Kernels.CrossEntropyOptions(p.GetValue(LabelSmoothing), p.GetValue(ZLoss), p.GetValue(SoftCap)),
@@ -151,16 +159,10 @@ internal static class TrainCommand
         };
         loss.Validate();
 
-        int saveEvery = p.GetValue(SaveEvery);
-        if (saveEvery < 0 || (saveEvery > 0 && savePath is null))
-        {
-            throw new ArgumentException("--save-every N needs N ≥ 1 and --save DIR.");
-        }
-
         var optimizerOptions = new OptimizerOptions
         {
-            Name = Training.Optimizers.OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name,
-            LearningRate = p.GetValue(Lr) ?? (demo ? 4e-3f : 1e-3f),
+            Name = OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name,
+            LearningRate = p.GetValue(Lr) ?? (demo ? 3e-3f : 1e-3f),
             WeightDecay = p.GetValue(WeightDecay),
             Beta1 = p.GetValue(Beta1),
             Beta2 = p.GetValue(Beta2) ?? (demo ? 0.95f : 0.999f),
@@ -168,7 +170,7 @@ internal static class TrainCommand
             Momentum = p.GetValue(Momentum),
             GradClip = demo && !p.IsGiven(GradClip) ? 1f : p.GetValue(GradClip),
             WarmupSteps = demo && !p.IsGiven(Warmup) ? 20 : p.GetValue(Warmup),
-            Schedule = p.GetValue(Schedule)!.ToLowerInvariant() switch
+            Schedule = demo && !p.IsGiven(Schedule) ? ScheduleKind.Cosine : p.GetValue(Schedule)!.ToLowerInvariant() switch
             {
                 "constant" => ScheduleKind.Constant,
                 "cosine" => ScheduleKind.Cosine,
@@ -176,11 +178,15 @@ internal static class TrainCommand
             },
         };
         optimizerOptions.Validate();
-        if (p.GetValue(Budget) is string budgetText)
+
+        string? budgetOption = p.GetValue(Budget) ?? (demo ? DemoSummary.DefaultBudget : null);
+        long runtimeOverhead = MemoryPlanner.MeasureRuntimeOverhead();
+        long? vanillaPeak = demo ? DemoSummary.PredictVanillaPeak(config, microRows, source.SeqLen, optimizerOptions) : null;
+        if (budgetOption is string budgetText)
         {
             // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
             bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint);
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, micro ?? batch.BatchSize, batch.SeqLen, optimizerOptions);
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions);
         }
 
         LlamaModel model;
@@ -205,42 +211,33 @@ internal static class TrainCommand
                 TotalSteps = steps,
             };
 
-            using var trainer = new Trainer(model, options, batch.BatchSize, batch.SeqLen);
-            PrintHeader(model, batch, trainer, demo);
-            var history = new List<StepResult>();
+            using var run = new TrainingRun(model, options, source);
+            PrintHeader(model, source, run.Trainer, demo);
             using MetricsLog? metrics = metricsPath is null ? null : MetricsLog.Open(metricsPath);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            Progress.Run(steps, step =>
+            TimeSpan? limit = timeLimit is double seconds ? TimeSpan.FromSeconds(seconds) : null;
+            Progress.Run(steps, report => run.Run(steps, limit, r =>
             {
-                if (timeLimit is double limit && clock.Elapsed.TotalSeconds >= limit)
-                {
-                    return null;
-                }
-
-                if (demo && step > 1)
-                {
-                    batch = NextDemoBatch(task!, rng!, batch.BatchSize);
-                }
-
-                StepResult r = trainer.Step(batch);
-                history.Add(r);
                 metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
-                if (saveEvery > 0 && step % saveEvery == 0 && step < steps)
+                if (saveEvery > 0 && r.Step % saveEvery == 0 && r.Step < steps)
                 {
                     // Checked above: the directory was empty or --overwrite was given; later saves replace our own files.
                     model.Save(savePath!, overwrite: true);
                 }
 
-                return FormattableString.Invariant($"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  peak {ByteSize.Format(model.Ledger.PeakTotal)}");
-            });
+                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal));
+                return true;
+            }, fitScheduleToTimeLimit: limit is not null));
 
             if (savePath is not null)
             {
                 model.Save(savePath, overwrite: true);
             }
 
-            double? accuracy = demo ? RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + 1_000_003)) : null;
-            PrintSummary(model, history, savePath, accuracy);
+            long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
+            (double, int) recall = demo ? DemoSummary.RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + DemoSummary.HeldOutSeedOffset)) : default;
+            long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead).ProcessPeak : 0;
+            PrintSummary(model, run.History, savePath, demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss) : null);
         }
 
         return 0;
@@ -267,56 +264,7 @@ internal static class TrainCommand
         return choice.Policy;
     }
 
-    /// <summary>The demo model: small enough to learn recall over 1K tokens in about 3 minutes on 2 cores.</summary>
-    internal static LlamaConfig DemoConfig => new()
-    {
-        HiddenSize = 128,
-        IntermediateSize = 384,
-        NumHiddenLayers = 2,
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 2,
-        VocabSize = 256,
-        MaxPositionEmbeddings = 8192,
-    };
-
-    private static TokenBatch NextDemoBatch(AssociativeRecall task, DeterministicRandom rng, int rows)
-    {
-        var ids = new int[rows * task.SeqLen];
-        var labels = new int[rows * task.SeqLen];
-        task.Generate(rng, rows, ids, labels);
-        return new TokenBatch(rows, task.SeqLen, ids, labels);
-    }
-
-    /// <summary>Fraction of scored positions of 8 held-out sequences whose arg-max prediction is the right value.</summary>
-    private static double RecallAccuracy(LlamaModel model, AssociativeRecall task, DeterministicRandom rng)
-    {
-        const int Rows = 8;
-        TokenBatch test = NextDemoBatch(task, rng, Rows);
-        int[] rows = Enumerable.Range(0, test.TokenCount).Where(t => test.Labels[t] != -100).ToArray();
-        int v = model.Config.VocabSize;
-        var logits = new float[rows.Length * v];
-        using var pass = new LlamaPass(model, new PassPlan(model.Config, Rows, test.SeqLen, MemoryPolicy.Vanilla, training: false));
-        pass.ForwardLogits(test.InputIds, rows, logits);
-        int correct = 0;
-        for (int i = 0; i < rows.Length; i++)
-        {
-            ReadOnlySpan<float> row = logits.AsSpan(i * v, v);
-            int best = 0;
-            for (int j = 1; j < row.Length; j++)
-            {
-                if (row[j] > row[best])
-                {
-                    best = j;
-                }
-            }
-
-            correct += best == test.Labels[rows[i]] ? 1 : 0;
-        }
-
-        return (double)correct / Math.Max(1, rows.Length);
-    }
-
-    private static void PrintHeader(LlamaModel model, TokenBatch batch, Trainer trainer, bool demo)
+    private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo)
     {
         LlamaConfig c = model.Config;
         AnsiConsole.MarkupLine(Markup.Escape(demo
@@ -326,7 +274,7 @@ internal static class TrainCommand
             $"model: d={c.HiddenSize} L={c.NumHiddenLayers} heads={c.NumAttentionHeads}/{c.NumKeyValueHeads} I={c.IntermediateSize} V={c.VocabSize} ({model.Layout.ParameterCount:N0} parameters); batch {batch.BatchSize}×{batch.SeqLen} tokens, micro-batch {trainer.MicroBatchRows}; {KernelThreads.ThreadCount} threads")));
     }
 
-    private static void PrintSummary(LlamaModel model, List<StepResult> history, string? savePath, double? accuracy)
+    private static void PrintSummary(LlamaModel model, IReadOnlyList<StepResult> history, string? savePath, Action<Table>? demoRows)
     {
         MemoryReport mem = model.Ledger.Snapshot();
         var table = new Table().Border(TableBorder.Rounded).AddColumn("summary").AddColumn(new TableColumn("value").RightAligned());
@@ -336,10 +284,7 @@ internal static class TrainCommand
         table.AddRow("loss first → last", FormattableString.Invariant($"{history[0].Loss:F4} → {history[^1].Loss:F4}"));
         table.AddRow("tokens/s", FormattableString.Invariant($"{tokens / Math.Max(seconds, 1e-9):F0}"));
         table.AddRow("time", FormattableString.Invariant($"{seconds:F1} s"));
-        if (accuracy is double a)
-        {
-            table.AddRow("recall accuracy (held-out)", FormattableString.Invariant($"{a:P1}"));
-        }
+        demoRows?.Invoke(table);
 
         foreach (MemoryCategory cat in MemoryLedger.Categories)
         {

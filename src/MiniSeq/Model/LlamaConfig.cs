@@ -54,21 +54,6 @@ public sealed record LlamaConfig
     /// <summary>Key/value projection width KvH·D.</summary>
     [JsonIgnore] public int KeyValueDim => NumKeyValueHeads * HeadDim;
 
-    /// <summary>The default config of <c>miniseq train</c> and the issue benchmarks: d=256, L=4, 8/2 heads, I=896, V=8192.</summary>
-    public static LlamaConfig Small => new();
-
-    /// <summary>A tiny config for tests: d=64, L=2, 4/2 heads, I=160, V=256.</summary>
-    public static LlamaConfig Tiny => new()
-    {
-        HiddenSize = 64,
-        IntermediateSize = 160,
-        NumHiddenLayers = 2,
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 2,
-        VocabSize = 256,
-        MaxPositionEmbeddings = 4096,
-    };
-
     /// <summary>Largest element count of one tensor: kernels index a tensor with 32-bit row and column counts.</summary>
     public const long MaxTensorElements = int.MaxValue;
 

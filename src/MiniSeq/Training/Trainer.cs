@@ -71,6 +71,7 @@ public sealed unsafe class Trainer : IDisposable
         BatchRows = batchRows;
         SeqLen = seqLen;
         MicroBatchRows = Math.Clamp(options.MicroBatchRows ?? batchRows, 1, batchRows);
+        ScheduleSteps = options.TotalSteps;
         options.Loss.Validate();
         Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss);
         _gradients = new Arena(new ParameterLayout(model.Config, MemoryCategory.Gradients).Plan, model.Ledger);
@@ -89,6 +90,12 @@ public sealed unsafe class Trainer : IDisposable
 
     /// <summary>Rows per micro-batch.</summary>
     public int MicroBatchRows { get; }
+
+    /// <summary>
+    /// Steps the learning-rate schedule spans: <see cref="TrainerOptions.TotalSteps"/> unless a time-limited run
+    /// shortens it as it goes, so that a cosine schedule still ends at the last step that fits.
+    /// </summary>
+    public int ScheduleSteps { get; set; }
 
     /// <summary>The memory plan of one micro-batch pass.</summary>
     public PassPlan Plan { get; }
@@ -173,7 +180,7 @@ public sealed unsafe class Trainer : IDisposable
             VectorOps.Scale(_gradients.All.Pointer, _gradients.All.Length, (float)(clip / (norm + 1e-6)));
         }
 
-        float lr = Options.Optimizer.LearningRateAt(step, Options.TotalSteps);
+        float lr = Options.Optimizer.LearningRateAt(step, ScheduleSteps);
         _optimizer.Step(_gradients.All, lr);
 
         // Every step, the last included: an update that breaks the weights must never reach a saved model.

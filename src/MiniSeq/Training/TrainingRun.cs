@@ -50,15 +50,23 @@ public sealed class TrainingRun : IDisposable
 
     /// <summary>
     /// Steps until <paramref name="steps"/> steps of the schedule are done, <paramref name="timeLimit"/> has passed,
-    /// or <paramref name="afterStep"/> returns false. Returns the steps taken by this call.
+    /// or <paramref name="afterStep"/> returns false. Returns the steps taken by this call. With
+    /// <paramref name="fitScheduleToTimeLimit"/>, the learning-rate schedule is shortened as the run goes so that it
+    /// ends at the last step that fits in the time limit (the run then depends on the machine's speed).
     /// </summary>
-    public IReadOnlyList<StepResult> Run(int steps, TimeSpan? timeLimit = null, Func<StepResult, bool>? afterStep = null)
+    public IReadOnlyList<StepResult> Run(int steps, TimeSpan? timeLimit = null, Func<StepResult, bool>? afterStep = null, bool fitScheduleToTimeLimit = false)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        int first = _history.Count;
+        int first = _history.Count, done = 0;
         while (Trainer.StepCount < steps && !(timeLimit is TimeSpan limit && clock.Elapsed >= limit))
         {
+            if (fitScheduleToTimeLimit && timeLimit is TimeSpan l)
+            {
+                Trainer.ScheduleSteps = StepsWithin(steps, Trainer.StepCount, done, clock.Elapsed.TotalSeconds, l.TotalSeconds);
+            }
+
             StepResult r = Step();
+            done++;
             if (afterStep is not null && !afterStep(r))
             {
                 break;
@@ -66,6 +74,21 @@ public sealed class TrainingRun : IDisposable
         }
 
         return _history.Skip(first).ToList();
+    }
+
+    /// <summary>
+    /// The step count a time-limited run will reach: <paramref name="steps"/>, or fewer if the <paramref name="done"/>
+    /// steps of this call, at their average pace, say that the rest does not fit in <paramref name="limitSeconds"/>.
+    /// </summary>
+    public static int StepsWithin(int steps, int stepCount, int done, double elapsedSeconds, double limitSeconds)
+    {
+        if (done < 5 || elapsedSeconds <= 0)
+        {
+            return steps;
+        }
+
+        double projected = stepCount + ((limitSeconds - elapsedSeconds) * done / elapsedSeconds);
+        return (int)Math.Clamp(Math.Floor(projected), stepCount + 1, steps);
     }
 
     /// <summary>Saves weights and training state into <paramref name="directory"/> in one atomic write.</summary>

@@ -146,6 +146,22 @@ public class CliTests
         Assert.Contains("loss first", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("process peak RSS", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("recall accuracy", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("(1 of 8 values in context)", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("memory policy", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("chosen by the planner for --budget", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("vanilla would need", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("ETA", r.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Demo_TightBudget_PlannerPicksAMemorySavingPolicy()
+    {
+        // 16 × 512 tokens: vanilla is predicted at ≈ 170 MiB and MsT at ≈ 110 MiB, so a budget between the two
+        // makes the planner leave vanilla; the summary names the policy and what vanilla would have needed.
+        CliResult r = CliRunner.Run("train", "--steps", "1", "--seq-len", "512", "--batch", "16", "--budget", "130MiB");
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("budget 130 MiB: chose mst", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("vanilla would need", r.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -8,8 +8,8 @@ namespace MiniSeq.Tests.IO;
 
 public class ModelDirectoryTests
 {
-    private static readonly LlamaConfig s_untied = LlamaConfig.Tiny;
-    private static readonly LlamaConfig s_tied = LlamaConfig.Tiny with { TieWordEmbeddings = true };
+    private static readonly LlamaConfig s_untied = ModelPresets.Tiny;
+    private static readonly LlamaConfig s_tied = ModelPresets.Tiny with { TieWordEmbeddings = true };
 
     private static Arena Filled(ParameterLayout layout, int seed)
     {

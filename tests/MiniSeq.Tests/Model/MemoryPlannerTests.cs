@@ -14,7 +14,7 @@ public class MemoryPlannerTests
     [MemberData(nameof(Policies))]
     public void Predict_EqualsMeasuredPeakPerCategory(string name)
     {
-        LlamaConfig config = LlamaConfig.Tiny;
+        LlamaConfig config = ModelPresets.Tiny;
         const int Rows = 2, SeqLen = 96;
         MemoryPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * SeqLen);
         var optimizer = new OptimizerOptions();
@@ -36,7 +36,7 @@ public class MemoryPlannerTests
     [Fact]
     public void Predict_ActivationsLinearInSeqLen_ForEveryPolicy()
     {
-        LlamaConfig config = LlamaConfig.Small;
+        LlamaConfig config = ModelPresets.Small;
         foreach ((string name, Func<LlamaConfig, long, MemoryPolicy> make) in MemoryPlanner.StandardPolicies)
         {
             long At(int n) => MemoryPlanner.Predict(config, 1, n, make(config, n), new OptimizerOptions(), 0).TrackedTotal;
@@ -50,7 +50,7 @@ public class MemoryPlannerTests
     [Fact]
     public void Choose_PicksFastestPolicyThatFits_OrNull()
     {
-        LlamaConfig config = LlamaConfig.Small;
+        LlamaConfig config = ModelPresets.Small;
         var all = MemoryPlanner.PredictAll(config, 1, 65536, new OptimizerOptions(), runtimeOverhead: 50L << 20);
         Assert.Equal("mst+checkpoint", MemoryPlanner.Choose(all, 1L << 30)!.PolicyName);
         Assert.Equal("vanilla", MemoryPlanner.Choose(all, 64L << 30)!.PolicyName);

@@ -13,7 +13,7 @@ public class MiniSequenceEquivalenceTests
 {
     private const double Tolerance = 1e-6;
 
-    private static LlamaConfig Config(bool tied) => LlamaConfig.Tiny with { TieWordEmbeddings = tied };
+    private static LlamaConfig Config(bool tied) => ModelPresets.Tiny with { TieWordEmbeddings = tied };
 
     internal static TokenBatch RandomBatch(LlamaConfig config, int rows, int seqLen, ulong seed, Func<int, int, bool>? ignore = null)
     {
@@ -150,7 +150,7 @@ public class MiniSequenceEquivalenceTests
     [Fact]
     public void ChunkedMlp_SavesNoNxFActivations_AndChunkSizedScratch()
     {
-        LlamaConfig config = LlamaConfig.Small;
+        LlamaConfig config = ModelPresets.Small;
         int seqLen = 4096;
         var vanilla = new PassPlan(config, 1, seqLen, MemoryPolicy.Vanilla);
         var mst = new PassPlan(config, 1, seqLen, MemoryPolicy.MiniSequence(config, seqLen, checkpoint: false));

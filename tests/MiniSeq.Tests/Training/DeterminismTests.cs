@@ -25,7 +25,7 @@ public class DeterminismTests
         KernelThreads.SetThreadCount(threads);
         try
         {
-            LlamaConfig config = LlamaConfig.Tiny;
+            LlamaConfig config = ModelPresets.Tiny;
             using var model = new LlamaModel(config);
             model.InitializeRandom(5);
             var options = new TrainerOptions

@@ -13,7 +13,7 @@ namespace MiniSeq.Tests.Training;
 
 public class SeamTests
 {
-    private static readonly LlamaConfig s_config = LlamaConfig.Tiny;
+    private static readonly LlamaConfig s_config = ModelPresets.Tiny;
 
     [Fact]
     public void OptimizerRegistry_NamesRulesAndState()
