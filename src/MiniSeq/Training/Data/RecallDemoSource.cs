@@ -8,6 +8,7 @@ namespace MiniSeq.Training.Data;
 public sealed class RecallDemoSource(AssociativeRecall task, int batchSize, ulong seed) : IBatchSource
 {
     private DeterministicRandom _rng = new(seed);
+    private TokenBatch? _batch;
 
     /// <summary>The task.</summary>
     public AssociativeRecall Task { get; } = task ?? throw new ArgumentNullException(nameof(task));
@@ -24,11 +25,21 @@ public sealed class RecallDemoSource(AssociativeRecall task, int batchSize, ulon
     /// <inheritdoc/>
     public ulong? RngState => _rng.State;
 
-    /// <inheritdoc/>
+    /// <summary>The next batch: one buffer refilled every step (valid until the next call), so that training
+    /// allocates nothing per step and the managed heap does not grow past what the planner measured.</summary>
     public TokenBatch Next()
     {
         Cursor++;
-        return Draw(Task, _rng, BatchSize);
+        if (_batch is null)
+        {
+            _batch = Draw(Task, _rng, BatchSize);
+        }
+        else
+        {
+            Task.Generate(_rng, BatchSize, _batch.InputIds, _batch.Labels);
+        }
+
+        return _batch;
     }
 
     /// <inheritdoc/>
