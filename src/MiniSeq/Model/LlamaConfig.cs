@@ -1,6 +1,6 @@
 // The Hugging Face config fields MiniSeq honours, read from and written to config.json, for the decoder families it
-// computes: Llama ("llama", with plain, linear or llama3 RoPE), Qwen2/Qwen2.5 ("qwen2": q/k/v biases) and Qwen3
-// ("qwen3": per-head RMSNorm on q and k). Fields that would make a checkpoint mean another computation (other
+// computes: Llama ("llama", with plain, linear or llama3 RoPE), Qwen2/Qwen2.5 ("qwen2": q/k/v biases), Qwen3
+// ("qwen3": per-head RMSNorm on q and k) and Mistral ("mistral": optional sliding-window attention). Fields that would make a checkpoint mean another computation (other
 // families, activations, other RoPE scalings, sliding windows, …) are refused on load.
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -21,7 +21,10 @@ public sealed record LlamaConfig
     /// <summary>HF <c>model_type</c> of Qwen3 (dense).</summary>
     public const string Qwen3 = "qwen3";
 
-    /// <summary>Model family (HF <c>model_type</c>): <see cref="Llama"/>, <see cref="Qwen2"/> or <see cref="Qwen3"/>.</summary>
+    /// <summary>HF <c>model_type</c> of Mistral (dense).</summary>
+    public const string Mistral = "mistral";
+
+    /// <summary>Model family (HF <c>model_type</c>): <see cref="Llama"/>, <see cref="Qwen2"/>, <see cref="Qwen3"/> or <see cref="Mistral"/>.</summary>
     [JsonPropertyName("model_type")] public string ModelType { get; init; } = Llama;
 
     /// <summary>The HF class of the family (<c>architectures</c>), e.g. <c>Qwen2ForCausalLM</c>.</summary>
@@ -29,6 +32,10 @@ public sealed record LlamaConfig
 
     /// <summary>Whether q, k and v projections have biases (Qwen2: always, as <c>Qwen2Attention</c> builds them).</summary>
     [JsonIgnore] public bool QkvBias => ModelType == Qwen2;
+
+    /// <summary>Mistral's <c>sliding_window</c> W (query i sees keys i − W &lt; j ≤ i), or null for full causal attention.
+    /// Read only for Mistral: Qwen2/Qwen3 configs carry a <c>sliding_window</c> that <c>use_sliding_window: false</c> disables.</summary>
+    [JsonIgnore] public int? SlidingWindow { get; init; }
 
     /// <summary>Whether q and k get a per-head RMSNorm (weight of width head_dim) after the projection, before RoPE (Qwen3).</summary>
     [JsonIgnore] public bool QkNorm => ModelType == Qwen3;
@@ -118,7 +125,8 @@ public sealed record LlamaConfig
         Require(NumAttentionHeads > 0, $"num_attention_heads must be positive (got {NumAttentionHeads})");
         Require(NumKeyValueHeads > 0 && NumAttentionHeads % NumKeyValueHeads == 0,
             $"num_key_value_heads ({NumKeyValueHeads}) must divide num_attention_heads ({NumAttentionHeads})");
-        Require(ModelType is Llama or Qwen2 or Qwen3, $"model_type \"{ModelType}\" is not supported (llama, qwen2, qwen3 are)");
+        Require(ModelType is Llama or Qwen2 or Qwen3 or Mistral, $"model_type \"{ModelType}\" is not supported (llama, qwen2, qwen3, mistral are)");
+        Require(SlidingWindow is null || (SlidingWindow > 0 && ModelType == Mistral), $"sliding_window must be positive and is honoured for mistral only (got {SlidingWindow})");
         Require(HeadDimOverride is not null || ModelType == Qwen3 || HiddenSize % NumAttentionHeads == 0,
             $"hidden_size ({HiddenSize}) must be a multiple of num_attention_heads ({NumAttentionHeads})");
         Require(HeadDim > 0 && HeadDim % 2 == 0, $"head_dim must be a positive even number (got {HeadDim})");
@@ -211,6 +219,15 @@ public sealed record LlamaConfig
             if (config is not null)
             {
                 config = config with { RopeScaling = ReadRopeScaling(fields, path) };
+                if (config.ModelType == Mistral)
+                {
+                    // MistralConfig's default sliding_window is 4096: a config without the key has that window.
+                    config = config with
+                    {
+                        SlidingWindow = !fields.ContainsKey("sliding_window") ? 4096
+                            : fields["sliding_window"] is JsonValue window && window.GetValueKind() != JsonValueKind.Null ? window.GetValue<int>() : null,
+                    };
+                }
             }
         }
         catch (JsonException e)
@@ -249,9 +266,9 @@ public sealed record LlamaConfig
         if (fields["model_type"] is JsonNode type && !IsNull(type))
         {
             family = type.ToString();
-            if (family is not (Llama or Qwen2 or Qwen3))
+            if (family is not (Llama or Qwen2 or Qwen3 or Mistral))
             {
-                Refuse("model_type", type, "MiniSeq computes the Llama (\"llama\"), Qwen2 (\"qwen2\") and Qwen3 (\"qwen3\") architectures");
+                Refuse("model_type", type, "MiniSeq computes the Llama (\"llama\"), Qwen2 (\"qwen2\"), Qwen3 (\"qwen3\") and Mistral (\"mistral\") architectures");
             }
         }
 
@@ -312,12 +329,18 @@ public sealed record LlamaConfig
 
         if (IsTrue(fields["use_sliding_window"]))
         {
-            Refuse("use_sliding_window", fields["use_sliding_window"], "attention is full causal (no sliding window yet)");
+            Refuse("use_sliding_window", fields["use_sliding_window"], "Qwen's per-layer sliding window (max_window_layers) is not implemented; only Mistral's sliding_window is");
         }
 
-        if (fields["sliding_window"] is JsonNode window && !IsNull(window) && !(fields["use_sliding_window"] is JsonNode use && !IsTrue(use)))
+        if (family == Mistral && fields["sliding_window"] is JsonNode mistralWindow && !IsNull(mistralWindow)
+            && !(mistralWindow is JsonValue mw && mw.TryGetValue(out int w) && w > 0))
         {
-            Refuse("sliding_window", window, "attention is full causal (no sliding window yet)");
+            Refuse("sliding_window", mistralWindow, "Mistral's sliding_window must be a positive integer or null");
+        }
+
+        if (family != Mistral && fields["sliding_window"] is JsonNode window && !IsNull(window) && !(fields["use_sliding_window"] is JsonNode use && !IsTrue(use)))
+        {
+            Refuse("sliding_window", window, "attention is full causal here (MiniSeq computes a sliding window for model_type mistral only)");
         }
 
         if (fields["layer_types"] is JsonArray layerTypes && layerTypes.Any(t => t?.ToString() != "full_attention"))
@@ -347,6 +370,7 @@ public sealed record LlamaConfig
     {
         Qwen2 => "Qwen2ForCausalLM",
         Qwen3 => "Qwen3ForCausalLM",
+        Mistral => "MistralForCausalLM",
         _ => "LlamaForCausalLM",
     };
 
@@ -388,10 +412,15 @@ public sealed record LlamaConfig
             node["attention_bias"] = false;
         }
 
-        if (ModelType != Llama)
+        if (ModelType is Qwen2 or Qwen3)
         {
             node["use_sliding_window"] = false;
             node["head_dim"] = HeadDim; // explicit: Qwen3Config's default head_dim is 128, not hidden_size / heads
+        }
+
+        if (ModelType == Mistral)
+        {
+            node["sliding_window"] = SlidingWindow; // null: full causal (MistralConfig's default is 4096, so write it)
         }
 
         node["mlp_bias"] = false;

@@ -1,4 +1,4 @@
-// config.json of the model families MiniSeq computes (Llama with linear / llama3 RoPE scaling, Qwen2, Qwen3): what is
+// config.json of the model families MiniSeq computes (Llama with linear / llama3 RoPE scaling, Qwen2, Qwen3, Mistral): what is
 // read, what ToJson writes back (a config transformers reads as the same model), which tensors the layout expects,
 // and the one-line refusals of everything else.
 using System.Text.Json.Nodes;
@@ -26,6 +26,12 @@ public class ModelFamilyConfigTests
         {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 64, "intermediate_size": 96, "attention_bias": false,
          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 32, "rope_theta": 1000000.0,
          "use_sliding_window": false, "sliding_window": null, "layer_types": ["full_attention", "full_attention"]}
+        """;
+
+    private const string Mistral = """
+        {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 64, "intermediate_size": 96,
+         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 32, "rope_theta": 10000.0,
+         "sliding_window": 4096}
         """;
 
     private static LlamaConfig LoadText(string json)
@@ -111,8 +117,33 @@ public class ModelFamilyConfigTests
         Assert.Equal(config with { HeadDimOverride = config.HeadDim }, LoadText(config.ToJson())); // head_dim written explicitly
     }
 
+    [Fact]
+    public void Load_Mistral_SlidingWindow_ReadWrittenAndDefaulted()
+    {
+        LlamaConfig config = LoadText(Mistral);
+        Assert.Equal(4096, config.SlidingWindow);
+        Assert.Equal("MistralForCausalLM", config.Architecture);
+        Assert.Equal(config, LoadText(config.ToJson()));
+
+        // MistralConfig's default window is 4096; an explicit null is full causal attention.
+        JsonObject absent = JsonNode.Parse(Mistral)!.AsObject();
+        absent.Remove("sliding_window");
+        Assert.Equal(4096, LoadText(absent.ToJsonString()).SlidingWindow);
+        LlamaConfig none = LoadText(With(Mistral, "sliding_window", "null").ToJsonString());
+        Assert.Null(none.SlidingWindow);
+        Assert.Null(LoadText(none.ToJson()).SlidingWindow);
+    }
+
+    [Fact]
+    public void Load_QwenSlidingWindowDisabled_IsNotApplied()
+        => Assert.Null(LoadText(Qwen25).SlidingWindow);
+
     public static TheoryData<string, string, string, string> Refused => new()
     {
+        { Mistral, "sliding_window", "0", "sliding_window" },
+        { Mistral, "sliding_window", "\"4096\"", "sliding_window" },
+        { Llama31, "sliding_window", "4096", "sliding_window" },
+        { Mistral, "model_type", "\"mixtral\"", "model_type" },
         { Llama31, "rope_scaling", """{"rope_type": "yarn", "factor": 4.0}""", "rope_scaling.rope_type" },
         { Llama31, "rope_scaling", """{"rope_type": "dynamic", "factor": 2.0}""", "rope_scaling.rope_type" },
         { Llama31, "rope_scaling", """{"rope_type": "llama3", "factor": 8.0}""", "low_freq_factor" },

@@ -2,7 +2,8 @@
 // Qwen2 adds biases to the q, k, v projections; Qwen3 applies a per-head RMSNorm (weight of width D) to q and k after
 // the projection and before RoPE. Forward saves q, k (normed, rotated), v, the attention output, one log-sum-exp per row
 // and head, and m (h_mid); the input norm (and Qwen3's pre-norm q, k) is recomputed per projection chunk from h.
-// Backward accumulates into the gradient arena and adds dL/dh into dRes.
+// Mistral's sliding window is honoured inside the flash-attention tiles. Backward accumulates into the gradient arena
+// and adds dL/dh into dRes.
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
@@ -52,7 +53,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
         {
-            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), plan.Positions);
+            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), plan.Positions, cfg.SlidingWindow ?? 0);
         }
 
         // h_mid = h + a·Woᵀ
@@ -79,7 +80,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         ctx.Scratch[plan.DValue].Clear();
         using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
         {
-            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, plan.Positions);
+            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, plan.Positions, cfg.SlidingWindow ?? 0);
         }
 
         // forward: q = rope(q'), k = rope(k')
