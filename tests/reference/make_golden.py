@@ -149,15 +149,46 @@ def load_safetensors(path):
 # Llama (functional, parameters in a dict with HF names)
 # --------------------------------------------------------------------------------------
 
+def family(cfg):
+    return cfg.get("model_type", "llama")
+
+
+def qkv_bias(cfg):
+    # Qwen2Attention: q_proj, k_proj, v_proj with bias=True (o_proj without), whatever attention_bias says.
+    return family(cfg) == "qwen2"
+
+
+def qk_norm(cfg):
+    # Qwen3Attention: q_norm / k_norm = RMSNorm(head_dim) per head, after the projection, before RoPE.
+    return family(cfg) == "qwen3"
+
+
+def sliding_window(cfg):
+    # MistralConfig: sliding_window (default 4096; null = full causal). Other families here never use one.
+    return cfg.get("sliding_window", 4096) if family(cfg) == "mistral" else None
+
+
+def head_dim(cfg):
+    if cfg.get("head_dim") is not None:
+        return cfg["head_dim"]
+    return 128 if family(cfg) == "qwen3" else cfg["hidden_size"] // cfg["num_attention_heads"]
+
+
 def param_names(cfg):
     """HF parameter names in HF's module order (named_parameters order)."""
     names = ["model.embed_tokens.weight"]
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        names += [p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
-                  p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight",
-                  p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
-                  p + "input_layernorm.weight", p + "post_attention_layernorm.weight"]
+        attn = []
+        for proj in ("q", "k", "v"):
+            attn.append(p + f"self_attn.{proj}_proj.weight")
+            if qkv_bias(cfg):
+                attn.append(p + f"self_attn.{proj}_proj.bias")
+        attn.append(p + "self_attn.o_proj.weight")
+        if qk_norm(cfg):
+            attn += [p + "self_attn.q_norm.weight", p + "self_attn.k_norm.weight"]
+        names += attn + [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
+                         p + "input_layernorm.weight", p + "post_attention_layernorm.weight"]
     names.append("model.norm.weight")
     if not cfg["tie_word_embeddings"]:
         names.append("lm_head.weight")
@@ -167,10 +198,16 @@ def param_names(cfg):
 def param_shapes(cfg):
     C, Fi, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     H, KvH = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    D = C // H
+    D = head_dim(cfg)
     shapes = {}
     for n in param_names(cfg):
-        if n.endswith("embed_tokens.weight") or n == "lm_head.weight":
+        if n.endswith("q_proj.bias"):
+            s = (H * D,)
+        elif n.endswith("k_proj.bias") or n.endswith("v_proj.bias"):
+            s = (KvH * D,)
+        elif n.endswith("q_norm.weight") or n.endswith("k_norm.weight"):
+            s = (D,)
+        elif n.endswith("embed_tokens.weight") or n == "lm_head.weight":
             s = (V, C)
         elif n.endswith("q_proj.weight"):
             s = (H * D, C)
@@ -191,13 +228,16 @@ def param_shapes(cfg):
 
 
 def init_params(cfg, seed):
-    """HF-style init: Linear/Embedding ~ N(0, initializer_range); RMSNorm = 1 + 0.1*N(0,1)."""
+    """HF-style init: Linear/Embedding ~ N(0, initializer_range); RMSNorm = 1 + 0.1*N(0,1);
+    biases ~ N(0, 0.1) (not HF's zeros, so that the bias addition is exercised)."""
     torch.manual_seed(seed)
     std = cfg["initializer_range"]
     params = {}
     for n, s in param_shapes(cfg).items():
         if len(s) == 2:
             params[n] = torch.empty(s, dtype=torch.float32).normal_(0.0, std)
+        elif n.endswith(".bias"):
+            params[n] = 0.1 * torch.randn(s, dtype=torch.float32)
         else:
             params[n] = 1.0 + 0.1 * torch.randn(s, dtype=torch.float32)
     return params
@@ -208,17 +248,42 @@ def rms_norm(x, w, eps):
     return w * (x * torch.rsqrt(variance + eps))
 
 
-def rope_cos_sin(T, D, theta, dtype):
-    # Computed in fp32 exactly as HF (LlamaRotaryEmbedding, rope_type "default"), then cast.
+def scale_inv_freq(inv_freq, scaling):
+    """transformers' rope init functions ("linear", "llama3"), verbatim, on an fp32 or fp64 inv_freq."""
+    if scaling is None:
+        return inv_freq
+    kind = scaling.get("rope_type", scaling.get("type"))
+    factor = scaling["factor"]
+    if kind == "linear":  # _compute_linear_scaling_rope_parameters
+        return inv_freq / factor
+    assert kind == "llama3", kind
+    # _compute_llama3_parameters
+    low_freq_factor = scaling["low_freq_factor"]
+    high_freq_factor = scaling["high_freq_factor"]
+    old_context_len = scaling["original_max_position_embeddings"]
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+
+
+def rope_cos_sin(T, D, theta, dtype, scaling=None):
+    # Computed in fp32 exactly as HF (LlamaRotaryEmbedding with ROPE_INIT_FUNCTIONS[rope_type]), then cast.
     inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    inv_freq = scale_inv_freq(inv_freq, scaling)
     pos = torch.arange(T, dtype=torch.int64).float()
     freqs = pos[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def rope_cos_sin_f64(T, D, theta):
+def rope_cos_sin_f64(T, D, theta, scaling=None):
     inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).double() / D))
+    inv_freq = scale_inv_freq(inv_freq, scaling)
     pos = torch.arange(T, dtype=torch.float64)
     freqs = pos[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
@@ -230,8 +295,9 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def attention(q, k, v, cos, sin, n_rep):
-    """q: (B,H,T,D), k/v: (B,KvH,T,D). HF eager attention with causal mask."""
+def attention(q, k, v, cos, sin, n_rep, window=None):
+    """q: (B,H,T,D), k/v: (B,KvH,T,D). HF eager attention with causal mask (and Mistral's sliding window W:
+    query i sees key j when i - W < j <= i, masking_utils.sliding_window_causal_mask_function)."""
     B, H, T, D = q.shape
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
@@ -240,6 +306,8 @@ def attention(q, k, v, cos, sin, n_rep):
     v = v[:, :, None, :, :].expand(B, v.shape[1], n_rep, T, D).reshape(B, H, T, D)
     scores = torch.matmul(q, k.transpose(2, 3)) * (D ** -0.5)
     causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+    if window is not None:
+        causal = causal | torch.ones(T, T, dtype=torch.bool).tril(-window)  # j <= i - W
     scores = scores.masked_fill(causal, float("-inf"))
     probs = F.softmax(scores, dim=-1, dtype=scores.dtype)
     return torch.matmul(probs, v)  # (B,H,T,D)
@@ -281,23 +349,33 @@ def forward(cfg, params, input_ids, labels, return_logits=True, f64_rope=False):
     """Returns (loss, logits). params are tensors of the compute dtype."""
     C = cfg["hidden_size"]
     H, KvH = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    D = C // H
+    D = head_dim(cfg)
     eps = cfg["rms_norm_eps"]
     B, T = input_ids.shape
     emb = params["model.embed_tokens.weight"]
     dtype = emb.dtype
+    scaling = cfg.get("rope_scaling")
     if f64_rope:
-        cos, sin = rope_cos_sin_f64(T, D, cfg["rope_theta"])
+        cos, sin = rope_cos_sin_f64(T, D, cfg["rope_theta"], scaling)
     else:
-        cos, sin = rope_cos_sin(T, D, cfg["rope_theta"], dtype)
+        cos, sin = rope_cos_sin(T, D, cfg["rope_theta"], dtype, scaling)
+
+    def proj(x, name):
+        y = x @ params[name + ".weight"].T
+        return y + params[name + ".bias"] if name + ".bias" in params else y
+
     x = emb[input_ids]  # (B,T,C)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rms_norm(x, params[p + "input_layernorm.weight"], eps)
-        q = (h @ params[p + "self_attn.q_proj.weight"].T).view(B, T, H, D).transpose(1, 2)
-        k = (h @ params[p + "self_attn.k_proj.weight"].T).view(B, T, KvH, D).transpose(1, 2)
-        v = (h @ params[p + "self_attn.v_proj.weight"].T).view(B, T, KvH, D).transpose(1, 2)
-        a = attention(q, k, v, cos, sin, H // KvH)
+        q = proj(h, p + "self_attn.q_proj").view(B, T, H, D)
+        k = proj(h, p + "self_attn.k_proj").view(B, T, KvH, D)
+        v = proj(h, p + "self_attn.v_proj").view(B, T, KvH, D)
+        if qk_norm(cfg):  # Qwen3: self.q_norm(self.q_proj(x).view(hidden_shape)), before RoPE
+            q = rms_norm(q, params[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, params[p + "self_attn.k_norm.weight"], eps)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        a = attention(q, k, v, cos, sin, H // KvH, sliding_window(cfg))
         a = a.transpose(1, 2).reshape(B, T, H * D)
         x = x + a @ params[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, params[p + "post_attention_layernorm.weight"], eps)
@@ -417,6 +495,56 @@ def hf_config(C, H, KvH, Fi, L, V, theta, eps, tied, dtype="float32"):
     }
 
 
+def qwen_config(kind, C, H, KvH, Fi, L, V, theta, eps, tied, D=None, rope_scaling=None):
+    cfg = {
+        "architectures": ["Qwen2ForCausalLM" if kind == "qwen2" else "Qwen3ForCausalLM"],
+        "model_type": kind,
+        "hidden_size": C,
+        "intermediate_size": Fi,
+        "num_hidden_layers": L,
+        "num_attention_heads": H,
+        "num_key_value_heads": KvH,
+        "vocab_size": V,
+        "rms_norm_eps": eps,
+        "rope_theta": theta,
+        "rope_scaling": rope_scaling,
+        "tie_word_embeddings": tied,
+        "max_position_embeddings": 128,
+        "initializer_range": 0.02,
+        "hidden_act": "silu",
+        "attention_dropout": 0.0,
+        "use_sliding_window": False,
+        "sliding_window": 4096 if kind == "qwen2" else None,
+        "max_window_layers": L,
+        "use_cache": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": "float32",
+    }
+    if kind == "qwen3":
+        cfg["head_dim"] = D
+        cfg["attention_bias"] = False
+    return cfg
+
+
+def mistral_config(window):
+    cfg = hf_config(32, 4, 2, 48, 2, 64, 10000.0, 1e-5, False)
+    cfg["architectures"] = ["MistralForCausalLM"]
+    cfg["model_type"] = "mistral"
+    cfg["sliding_window"] = window
+    for key in ("attention_bias", "mlp_bias", "pretraining_tp"):
+        del cfg[key]
+    return cfg
+
+
+def llama3_config():
+    cfg = hf_config(32, 4, 2, 48, 2, 64, 500000.0, 1e-5, False)
+    # Bands at D = 8: wavelengths 6.3 (kept), 166 (smoothed), 4.4e3 and 1.2e5 (divided by factor).
+    cfg["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                           "high_freq_factor": 4.0, "original_max_position_embeddings": 256}
+    return cfg
+
+
 CASES = [
     dict(name="gqa2_untied", seed=1001,
          cfg=hf_config(32, 4, 2, 80, 2, 96, 10000.0, 1e-5, False),
@@ -430,6 +558,18 @@ CASES = [
     dict(name="mqa_sgd", seed=1004,
          cfg=hf_config(32, 4, 1, 48, 1, 64, 10000.0, 1e-5, False),
          B=2, T=9, optimizer="SGD", labels="explicit", weight_dtype="F32"),
+    # Model families (one tiny case each).
+    dict(name="llama3_rope_scaling", seed=1005, cfg=llama3_config(),
+         B=2, T=17, optimizer="AdamW", labels="explicit_some_ignored", weight_dtype="F32"),
+    dict(name="qwen2_bias_tied", seed=1006,
+         cfg=qwen_config("qwen2", 32, 4, 2, 48, 2, 64, 1000000.0, 1e-6, True,
+                         rope_scaling={"rope_type": "linear", "factor": 2.0}),
+         B=2, T=15, optimizer="AdamW", labels="explicit_some_ignored", weight_dtype="F32"),
+    dict(name="qwen3_qk_norm", seed=1007,
+         cfg=qwen_config("qwen3", 32, 4, 2, 48, 2, 64, 1000000.0, 1e-6, False, D=16),
+         B=2, T=13, optimizer="AdamW", labels="explicit_some_ignored", weight_dtype="F32"),
+    dict(name="mistral_sliding_window", seed=1008, cfg=mistral_config(5),
+         B=2, T=19, optimizer="AdamW", labels="explicit_some_ignored", weight_dtype="F32"),
 ]
 
 
@@ -651,6 +791,7 @@ def run_case(case):
         "logit_positions": pos,
         "parameters": names,
         "norm_weight_init": "1 + 0.1 * normal(0, 1)",
+        "bias_init": "normal(0, 0.1)",
         "linear_embedding_init": "normal(0, 0.02)",
         "torch_version": torch.__version__,
     }
@@ -677,6 +818,19 @@ The script contains a pure-torch re-implementation of Hugging Face `LlamaForCaus
 | `gqa1_tied_batch2` | 32 | 4 | 4 | 8 | 64 | 2 | 80 | yes | 1e4 | 1e-5 | 2 | 13 | F32 | explicit, row 0 positions 0..3 = -100 | AdamW |
 | `gqa4_odd` | 64 | 8 | 2 | 8 | 144 | 3 | 128 | no | 5e5 | 1e-6 | 3 | 23 | **BF16** | **derived** (see below) | AdamW |
 | `mqa_sgd` | 32 | 4 | 1 | 8 | 48 | 1 | 64 | no | 1e4 | 1e-5 | 2 | 9 | F32 | explicit | SGD |
+| `llama3_rope_scaling` | 32 | 4 | 2 | 8 | 48 | 2 | 64 | no | 5e5 | 1e-5 | 2 | 17 | F32 | explicit, row 0 positions 6, 7, 11 = -100 | AdamW |
+| `qwen2_bias_tied` | 32 | 4 | 2 | 8 | 48 | 2 | 64 | yes | 1e6 | 1e-6 | 2 | 15 | F32 | explicit, row 0 positions 6, 7, 11 = -100 | AdamW |
+| `qwen3_qk_norm` | 32 | 4 | 2 | **16** | 48 | 2 | 64 | no | 1e6 | 1e-6 | 2 | 13 | F32 | explicit, row 0 positions 6, 7, 11 = -100 | AdamW |
+| `mistral_sliding_window` | 32 | 4 | 2 | 8 | 48 | 2 | 64 | no | 1e4 | 1e-5 | 2 | 19 | F32 | explicit, row 0 positions 6, 7, 11 = -100 | AdamW |
+
+Model families: `llama3_rope_scaling` is a Llama with `rope_scaling` `{"rope_type": "llama3", "factor": 8,
+"low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 256}` (at D = 8 the four
+frequencies fall in all three bands); `qwen2_bias_tied` is `Qwen2ForCausalLM` (q/k/v biases, initialised
+N(0, 0.1) so that the addition matters; tied embeddings; `rope_scaling` linear, factor 2; `use_sliding_window`
+false); `qwen3_qk_norm` is `Qwen3ForCausalLM` (per-head RMSNorm `q_norm` / `k_norm` of width `head_dim` before
+RoPE; `head_dim` 16 ≠ hidden_size / heads = 8); `mistral_sliding_window` is `MistralForCausalLM` with
+`sliding_window` 5: query i sees key j when i - 5 < j <= i (transformers' `sliding_window_causal_mask_function`). inv_freq follows transformers' `_compute_llama3_parameters` /
+`_compute_linear_scaling_rope_parameters` verbatim (fp32). Biases and q/k norm weights are 1-D: no weight decay.
 
 ## Files in each `<case>/`
 
@@ -748,12 +902,15 @@ def main():
     torch.set_num_threads(1)  # determinism of reductions
     torch.use_deterministic_algorithms(True)
     os.makedirs(OUT_ROOT, exist_ok=True)
+    only = set(sys.argv[1:])  # optional case names: regenerate just these
     self_check_safetensors(OUT_ROOT)
     self_check_attention()
     self_check_gradcheck()
     self_check_optimizers()
     summary = {}
     for case in CASES:
+        if only and case["name"] not in only:
+            continue
         n, noise = run_case(case)
         summary[n] = noise["fp32_vs_fp64_grad_rel_err"]
     with open(os.path.join(OUT_ROOT, "README.md"), "w") as f:
@@ -765,7 +922,8 @@ def main():
     print(f"total golden bytes: {total}")
     # Budget ~2 MB; the parameter data of the prescribed configs alone (gqa4_odd has 130k
     # parameters stored 2x F32 in expected.safetensors) is ~2.05 MB, so allow a little over.
-    assert total < 2_200_000, total
+    # The model-family cases (tiny: C = 32, V = 64) add ≈ 0.28 MB each (most of it meta.json and expected values).
+    assert total < 3_300_000, total
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ public static unsafe partial class FlashAttention
         }
 
         int kEnd = t0 + rows; // the last row attends to keys [0, kEnd)
-        for (int j0 = 0; j0 < kEnd; j0 += bk)
+        int kStart = FirstKey(t0, a.Window); // the first row's first key: tiles before it are masked for every row
+        bool windowed = a.Window != int.MaxValue;
+        for (int j0 = kStart; j0 < kEnd; j0 += bk)
         {
             int n = Math.Min(bk, kEnd - j0);
             int nR = RoundUp(n, 6);
@@ -77,7 +79,12 @@ public static unsafe partial class FlashAttention
                     MaskCausal<TW, TV>(sT, j0, nR, t0);
                 }
 
-                OnlineSoftmax<TW, TV>(sT, nR, oT + (d * bq), oT, d);
+                if (windowed && j0 <= t0 + bq - 1 - a.Window)
+                {
+                    MaskWindow<TW, TV>(sT, j0, nR, t0, a.Window);
+                }
+
+                OnlineSoftmax<TW, TV>(sT, nR, oT + (d * bq), oT, d, windowed);
 
                 // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
                 Accumulate<TW, TV>(vHead, kvStride, j0, n, d, sT, oT);
@@ -111,7 +118,7 @@ public static unsafe partial class FlashAttention
     /// place; sum' = sum·alpha + Σ pᵀ; oᵀ *= alpha. stats is (2, Bq) = (max, sum); oᵀ is (D, Bq); sᵀ is (nR, Bq).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void OnlineSoftmax<TW, TV>(float* sT, int nR, float* stats, float* oT, int d)
+    private static void OnlineSoftmax<TW, TV>(float* sT, int nR, float* stats, float* oT, int d, bool windowed)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
@@ -129,7 +136,22 @@ public static unsafe partial class FlashAttention
         }
 
         // A row's max is finite after its first tile (key 0 is always visible; rows past T score 0), so
-        // exp2(−∞ − finite) = 0 on the first tile and no ∞ − ∞ ever occurs.
+        // exp2(−∞ − finite) = 0 on the first tile and no ∞ − ∞ ever occurs. With a sliding window a row may see no key
+        // of a tile (its window starts later): its max stays −∞ and is stored so, but the exponents use 0 in its place,
+        // so alpha = exp2(−∞) = 0 (nothing accumulated yet) and p = exp2(−∞) = 0.
+        TW.Store(x0, stats);
+        TW.Store(x1, stats + w);
+        TW.Store(x2, stats + (2 * w));
+        TW.Store(x3, stats + (3 * w));
+        if (windowed)
+        {
+            TV finiteFloor = TW.Create(float.MinValue), zero = TW.Create(0f);
+            x0 = TW.SelectLessThan(x0, finiteFloor, zero, x0);
+            x1 = TW.SelectLessThan(x1, finiteFloor, zero, x1);
+            x2 = TW.SelectLessThan(x2, finiteFloor, zero, x2);
+            x3 = TW.SelectLessThan(x3, finiteFloor, zero, x3);
+        }
+
         TV alpha0 = Exp2<TW, TV>(TW.Subtract(m0, x0)), alpha1 = Exp2<TW, TV>(TW.Subtract(m1, x1)), alpha2 = Exp2<TW, TV>(TW.Subtract(m2, x2)), alpha3 = Exp2<TW, TV>(TW.Subtract(m3, x3));
         TV sum0 = TW.Create(0f), sum1 = sum0, sum2 = sum0, sum3 = sum0;
         s = sT;
@@ -149,10 +171,6 @@ public static unsafe partial class FlashAttention
             sum3 = TW.Add(sum3, p3);
         }
 
-        TW.Store(x0, stats);
-        TW.Store(x1, stats + w);
-        TW.Store(x2, stats + (2 * w));
-        TW.Store(x3, stats + (3 * w));
         float* l = stats + bq;
         TW.Store(TW.FusedMultiplyAdd(TW.Load(l), alpha0, sum0), l);
         TW.Store(TW.FusedMultiplyAdd(TW.Load(l + w), alpha1, sum1), l + w);
@@ -242,7 +260,8 @@ public static unsafe partial class FlashAttention
             }
 
             int kEnd = t0 + rows;
-            for (int j0 = 0; j0 < kEnd; j0 += bk)
+            int kStart = FirstKey(t0, a.Window); // tiles before the first row's first key are masked for every row
+            for (int j0 = kStart; j0 < kEnd; j0 += bk)
             {
                 int n = Math.Min(bk, kEnd - j0);
                 int nR = RoundUp(n, 12);
@@ -275,6 +294,11 @@ public static unsafe partial class FlashAttention
                     if (j0 + nR - 1 > t0)
                     {
                         MaskCausal<TW, TV>(pT, j0, nR, t0);
+                    }
+
+                    if (a.Window != int.MaxValue && j0 <= t0 + bq - 1 - a.Window)
+                    {
+                        MaskWindow<TW, TV>(pT, j0, nR, t0, a.Window);
                     }
 
                     // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
@@ -644,6 +668,33 @@ public static unsafe partial class FlashAttention
             TW.Store(TW.SelectLessThan(lane1, first, minusInf, TW.Load(s + w)), s + w);
             TW.Store(TW.SelectLessThan(lane2, first, minusInf, TW.Load(s + (2 * w))), s + (2 * w));
             TW.Store(TW.SelectLessThan(lane3, first, minusInf, TW.Load(s + (3 * w))), s + (3 * w));
+        }
+    }
+
+    /// <summary>sᵀ[j, r] = −∞ where key j0 + j is W or more before query t0 + r (the sliding window).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MaskWindow<TW, TV>(float* sT, int j0, int nR, int t0, int window)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        TV lane0 = TW.Indices;
+        TV lane1 = TW.Add(lane0, TW.Create((float)w));
+        TV lane2 = TW.Add(lane1, TW.Create((float)w));
+        TV lane3 = TW.Add(lane2, TW.Create((float)w));
+        TV minusInf = TW.Create(float.NegativeInfinity);
+
+        // Key j0 + j is visible to row t0 + r iff t0 + r − W < j0 + j, i.e. r < j0 + j − t0 + W =: limit; rows with
+        // r ≥ limit are masked, which happens only while limit < Bq.
+        for (int j = 0; j < nR && (long)j0 + j - t0 + window < bq; j++)
+        {
+            TV limit = TW.Create((float)(j0 + j - t0 + window));
+            float* s = sT + (j * bq);
+            TW.Store(TW.SelectLessThan(lane0, limit, TW.Load(s), minusInf), s);
+            TW.Store(TW.SelectLessThan(lane1, limit, TW.Load(s + w), minusInf), s + w);
+            TW.Store(TW.SelectLessThan(lane2, limit, TW.Load(s + (2 * w)), minusInf), s + (2 * w));
+            TW.Store(TW.SelectLessThan(lane3, limit, TW.Load(s + (3 * w)), minusInf), s + (3 * w));
         }
     }
 

@@ -1,25 +1,46 @@
 // Rotary position embedding (Hugging Face rotate_half convention): a float32 cos/sin table built like HF's
 // LlamaRotaryEmbedding, and in-place forward/backward rotations over (rows, heads·D), parallel over row blocks.
-// Deliberately not: RoPE scaling variants (linear, NTK, YaRN, llama3) or the interleaved (GPT-J) layout.
+// RoPE scaling changes only inv_freq: "linear" (inv_freq / factor) and "llama3" (Llama 3.1/3.2 frequency bands), as
+// Hugging Face's rope init functions compute them in float32. Deliberately not: dynamic NTK, YaRN, LongRoPE (they also
+// scale cos/sin or depend on the sequence length) or the interleaved (GPT-J) layout.
 using System.Runtime.CompilerServices;
 using MiniSeq.Kernels.Simd;
 using MiniSeq.Tensors;
 
 namespace MiniSeq.Kernels;
 
+/// <summary>
+/// Hugging Face <c>rope_scaling</c> (Transformers 5: <c>rope_parameters</c>) of the types MiniSeq computes:
+/// <c>"linear"</c> (<see cref="Factor"/>) and <c>"llama3"</c> (all four fields).
+/// </summary>
+/// <param name="RopeType"><c>"linear"</c> or <c>"llama3"</c>.</param>
+/// <param name="Factor">Scaling factor (both types).</param>
+/// <param name="LowFreqFactor">llama3: <c>low_freq_factor</c>.</param>
+/// <param name="HighFreqFactor">llama3: <c>high_freq_factor</c>.</param>
+/// <param name="OriginalMaxPositionEmbeddings">llama3: <c>original_max_position_embeddings</c>.</param>
+public sealed record RopeScaling(string RopeType, double Factor, double LowFreqFactor = 0, double HighFreqFactor = 0, int OriginalMaxPositionEmbeddings = 0)
+{
+    /// <summary>The type name of linear scaling.</summary>
+    public const string Linear = "linear";
+
+    /// <summary>The type name of Llama 3.1 scaling.</summary>
+    public const string Llama3 = "llama3";
+}
+
 /// <summary>cos/sin table of rotary embeddings for positions [0, MaxPositions): (MaxPositions, D/2) each.</summary>
 public sealed unsafe class RopeTable : IDisposable
 {
     private readonly NativeBuffer _buffer; // cos (MaxPositions, D/2) followed by sin (MaxPositions, D/2)
 
-    /// <summary>Builds the table: inv_freq[j] = 1/θ^(2j/D) in float32 (as HF), angle = float(pos)·inv_freq[j].</summary>
+    /// <summary>Builds the table: inv_freq[j] = 1/θ^(2j/D) in float32 (as HF), scaled by <paramref name="scaling"/>
+    /// (see <see cref="InverseFrequencies"/>), angle = float(pos)·inv_freq[j].</summary>
     /// <remarks>
     /// As <c>1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))</c>: the exponent 2j/D is a float32 quotient, the
     /// power is rounded to float32 (computed in double), and its float32 reciprocal is inv_freq. The angle is the float32
     /// product float(pos)·inv_freq[j]; cos and sin of that float32 angle are computed in double and rounded to float.
     /// The table is native memory accounted to <see cref="MemoryCategory.Scratch"/> in <paramref name="ledger"/>.
     /// </remarks>
-    public RopeTable(int headDim, double theta, int maxPositions, MemoryLedger? ledger = null)
+    public RopeTable(int headDim, double theta, int maxPositions, MemoryLedger? ledger = null, RopeScaling? scaling = null)
     {
         if (headDim <= 0 || headDim % 2 != 0)
         {
@@ -38,14 +59,7 @@ public sealed unsafe class RopeTable : IDisposable
         _buffer = new NativeBuffer(2L * maxPositions * half, MemoryCategory.Scratch, ledger, "rope-table");
         float* cos = _buffer.Pointer;
         float* sin = cos + ((long)maxPositions * half);
-        float baseF = (float)theta; // torch.pow(scalar, float tensor) computes in float32
-        Span<float> invFreq = half <= 1024 ? stackalloc float[half] : new float[half];
-        for (int j = 0; j < half; j++)
-        {
-            float exponent = (float)(2 * j) / headDim;
-            float power = (float)Math.Pow(baseF, exponent);
-            invFreq[j] = 1f / power;
-        }
+        float[] invFreq = InverseFrequencies(headDim, theta, scaling);
 
         for (int p = 0; p < maxPositions; p++)
         {
@@ -56,6 +70,89 @@ public sealed unsafe class RopeTable : IDisposable
                 cos[((long)p * half) + j] = (float)Math.Cos(angle);
                 sin[((long)p * half) + j] = (float)Math.Sin(angle);
             }
+        }
+    }
+
+    /// <summary>
+    /// inv_freq (D/2 floats) as Hugging Face's rope init functions compute it in float32: the default
+    /// <c>1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))</c>, then the scaling of <paramref name="scaling"/>.
+    /// </summary>
+    /// <remarks>
+    /// "linear" (<c>_compute_linear_scaling_rope_parameters</c>): <c>inv_freq /= factor</c>, a float32 division.
+    /// "llama3" (<c>_compute_llama3_parameters</c>), every tensor op in float32 with its Python scalar rounded to float32:
+    /// <c>wavelen = 2π / inv_freq</c> (torch's <c>__rtruediv__</c> is <c>reciprocal() * 2π</c>); above
+    /// <c>low_freq_wavelen = old_ctx / low_freq_factor</c> inv_freq is divided by factor; below
+    /// <c>high_freq_wavelen = old_ctx / high_freq_factor</c> it is kept; in between it is
+    /// <c>(1 − s)·inv/factor + s·inv</c> with <c>s = (old_ctx / wavelen − low) / (high − low)</c> (the last divisor a
+    /// Python double). The two wavelength bounds are Python doubles compared in float32.
+    /// </remarks>
+    internal static float[] InverseFrequencies(int headDim, double theta, RopeScaling? scaling)
+    {
+        int half = headDim / 2;
+        var invFreq = new float[half];
+        float baseF = (float)theta; // torch.pow(scalar, float tensor) computes in float32
+        for (int j = 0; j < half; j++)
+        {
+            float exponent = (float)(2 * j) / headDim;
+            float power = (float)Math.Pow(baseF, exponent);
+            invFreq[j] = 1f / power;
+        }
+
+        if (scaling is null)
+        {
+            return invFreq;
+        }
+
+        if (!(scaling.Factor > 0) || !double.IsFinite(scaling.Factor))
+        {
+            throw new ArgumentOutOfRangeException(nameof(scaling), $"rope_scaling.factor must be positive, got {scaling.Factor}.");
+        }
+
+        float factor = (float)scaling.Factor;
+        switch (scaling.RopeType)
+        {
+            case RopeScaling.Linear:
+                for (int j = 0; j < half; j++)
+                {
+                    invFreq[j] /= factor;
+                }
+
+                return invFreq;
+            case RopeScaling.Llama3:
+                if (!(scaling.HighFreqFactor > scaling.LowFreqFactor) || scaling.OriginalMaxPositionEmbeddings <= 0)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(scaling), "llama3 RoPE scaling needs high_freq_factor > low_freq_factor and original_max_position_embeddings > 0.");
+                }
+
+                double oldContext = scaling.OriginalMaxPositionEmbeddings;
+                float lowFreqWavelen = (float)(oldContext / scaling.LowFreqFactor);
+                float highFreqWavelen = (float)(oldContext / scaling.HighFreqFactor);
+                float twoPi = (float)(2 * Math.PI), oldContextF = (float)oldContext, low = (float)scaling.LowFreqFactor;
+                float bandWidth = (float)(scaling.HighFreqFactor - scaling.LowFreqFactor);
+                for (int j = 0; j < half; j++)
+                {
+                    float inv = invFreq[j];
+                    float reciprocal = 1f / inv;
+                    float wavelen = reciprocal * twoPi;
+                    // inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+                    float scaled = wavelen > lowFreqWavelen ? inv / factor : inv;
+                    bool medium = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen);
+                    if (medium)
+                    {
+                        // smooth = (old_ctx / wavelen − low) / (high − low)
+                        float smooth = (((1f / wavelen) * oldContextF) - low) / bandWidth;
+                        // smoothed = (1 − smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+                        float a = (1f - smooth) * scaled / factor;
+                        float b = smooth * scaled;
+                        scaled = a + b;
+                    }
+
+                    invFreq[j] = scaled;
+                }
+
+                return invFreq;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(scaling), $"RoPE scaling type \"{scaling.RopeType}\" is not implemented (linear, llama3 are).");
         }
     }
 

@@ -1,7 +1,7 @@
 // Every Hugging Face tensor name MiniSeq reads or writes lives in this file; C# code uses idiomatic names.
 namespace MiniSeq.Model;
 
-/// <summary>Hugging Face <c>LlamaForCausalLM</c> state-dict names.</summary>
+/// <summary>Hugging Face <c>LlamaForCausalLM</c> / <c>Qwen2ForCausalLM</c> / <c>Qwen3ForCausalLM</c> state-dict names.</summary>
 public static class HfTensorNames
 {
     /// <summary>Token embedding (V, C).</summary>
@@ -24,6 +24,21 @@ public static class HfTensorNames
 
     /// <summary>Value projection (KvH·D, C).</summary>
     public static string ValueProjection(int layer) => $"model.layers.{layer}.self_attn.v_proj.weight";
+
+    /// <summary>Query projection bias (H·D), Qwen2.</summary>
+    public static string QueryBias(int layer) => $"model.layers.{layer}.self_attn.q_proj.bias";
+
+    /// <summary>Key projection bias (KvH·D), Qwen2.</summary>
+    public static string KeyBias(int layer) => $"model.layers.{layer}.self_attn.k_proj.bias";
+
+    /// <summary>Value projection bias (KvH·D), Qwen2.</summary>
+    public static string ValueBias(int layer) => $"model.layers.{layer}.self_attn.v_proj.bias";
+
+    /// <summary>Per-head query RMSNorm weight (D), Qwen3.</summary>
+    public static string QueryNorm(int layer) => $"model.layers.{layer}.self_attn.q_norm.weight";
+
+    /// <summary>Per-head key RMSNorm weight (D), Qwen3.</summary>
+    public static string KeyNorm(int layer) => $"model.layers.{layer}.self_attn.k_norm.weight";
 
     /// <summary>Output projection (C, H·D).</summary>
     public static string OutputProjection(int layer) => $"model.layers.{layer}.self_attn.o_proj.weight";

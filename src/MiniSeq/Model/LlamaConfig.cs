@@ -1,14 +1,45 @@
-// The Hugging Face LlamaConfig fields MiniSeq honours, read from and written to config.json. Fields that would make
-// a checkpoint mean another computation (other families, activations, RoPE scaling, biases, …) are refused on load.
+// The Hugging Face config fields MiniSeq honours, read from and written to config.json, for the decoder families it
+// computes: Llama ("llama", with plain, linear or llama3 RoPE), Qwen2/Qwen2.5 ("qwen2": q/k/v biases), Qwen3
+// ("qwen3": per-head RMSNorm on q and k) and Mistral ("mistral": optional sliding-window attention). Fields that would make a checkpoint mean another computation (other
+// families, activations, other RoPE scalings, sliding windows, …) are refused on load.
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using MiniSeq.Kernels;
 
 namespace MiniSeq.Model;
 
 /// <summary>Llama architecture hyper-parameters (Hugging Face <c>config.json</c> names).</summary>
 public sealed record LlamaConfig
 {
+    /// <summary>HF <c>model_type</c> of Llama.</summary>
+    public const string Llama = "llama";
+
+    /// <summary>HF <c>model_type</c> of Qwen2 / Qwen2.5.</summary>
+    public const string Qwen2 = "qwen2";
+
+    /// <summary>HF <c>model_type</c> of Qwen3 (dense).</summary>
+    public const string Qwen3 = "qwen3";
+
+    /// <summary>HF <c>model_type</c> of Mistral (dense).</summary>
+    public const string Mistral = "mistral";
+
+    /// <summary>Model family (HF <c>model_type</c>): <see cref="Llama"/>, <see cref="Qwen2"/>, <see cref="Qwen3"/> or <see cref="Mistral"/>.</summary>
+    [JsonPropertyName("model_type")] public string ModelType { get; init; } = Llama;
+
+    /// <summary>The HF class of the family (<c>architectures</c>), e.g. <c>Qwen2ForCausalLM</c>.</summary>
+    [JsonIgnore] public string Architecture => ArchitectureOf(ModelType);
+
+    /// <summary>Whether q, k and v projections have biases (Qwen2: always, as <c>Qwen2Attention</c> builds them).</summary>
+    [JsonIgnore] public bool QkvBias => ModelType == Qwen2;
+
+    /// <summary>Mistral's <c>sliding_window</c> W (query i sees keys i − W &lt; j ≤ i), or null for full causal attention.
+    /// Read only for Mistral: Qwen2/Qwen3 configs carry a <c>sliding_window</c> that <c>use_sliding_window: false</c> disables.</summary>
+    [JsonIgnore] public int? SlidingWindow { get; init; }
+
+    /// <summary>Whether q and k get a per-head RMSNorm (weight of width head_dim) after the projection, before RoPE (Qwen3).</summary>
+    [JsonIgnore] public bool QkNorm => ModelType == Qwen3;
+
     /// <summary>Model width C.</summary>
     [JsonPropertyName("hidden_size")] public int HiddenSize { get; init; } = 256;
 
@@ -33,6 +64,10 @@ public sealed record LlamaConfig
     /// <summary>RoPE base.</summary>
     [JsonPropertyName("rope_theta")] public double RopeTheta { get; init; } = 10000.0;
 
+    /// <summary>RoPE scaling (HF <c>rope_scaling</c>, or <c>rope_parameters</c> in Transformers 5): null for plain RoPE,
+    /// else <c>"linear"</c> or <c>"llama3"</c>. Read and written by <see cref="Load"/> / <see cref="ToJson"/>.</summary>
+    [JsonIgnore] public RopeScaling? RopeScaling { get; init; }
+
     /// <summary>Whether the LM head shares the embedding matrix.</summary>
     [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; init; }
 
@@ -42,11 +77,11 @@ public sealed record LlamaConfig
     /// <summary>Std of the normal initialisation.</summary>
     [JsonPropertyName("initializer_range")] public double InitializerRange { get; init; } = 0.02;
 
-    /// <summary>Head dimension D (HF <c>head_dim</c>; defaults to C / H).</summary>
+    /// <summary>Head dimension D (HF <c>head_dim</c>; defaults to C / H, or 128 for Qwen3 as <c>Qwen3Config</c>).</summary>
     [JsonPropertyName("head_dim")] public int? HeadDimOverride { get; init; }
 
     /// <summary>Head dimension D.</summary>
-    [JsonIgnore] public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
+    [JsonIgnore] public int HeadDim => HeadDimOverride ?? (ModelType == Qwen3 ? 128 : HiddenSize / NumAttentionHeads);
 
     /// <summary>Query projection width H·D.</summary>
     [JsonIgnore] public int QueryDim => NumAttentionHeads * HeadDim;
@@ -75,12 +110,26 @@ public sealed record LlamaConfig
         Require(NumAttentionHeads > 0, $"num_attention_heads must be positive (got {NumAttentionHeads})");
         Require(NumKeyValueHeads > 0 && NumAttentionHeads % NumKeyValueHeads == 0,
             $"num_key_value_heads ({NumKeyValueHeads}) must divide num_attention_heads ({NumAttentionHeads})");
-        Require(HeadDimOverride is not null || HiddenSize % NumAttentionHeads == 0,
+        Require(ModelType is Llama or Qwen2 or Qwen3 or Mistral, $"model_type \"{ModelType}\" is not supported (llama, qwen2, qwen3, mistral are)");
+        Require(SlidingWindow is null || (SlidingWindow > 0 && ModelType == Mistral), $"sliding_window must be positive and is honoured for mistral only (got {SlidingWindow})");
+        Require(HeadDimOverride is not null || ModelType == Qwen3 || HiddenSize % NumAttentionHeads == 0,
             $"hidden_size ({HiddenSize}) must be a multiple of num_attention_heads ({NumAttentionHeads})");
         Require(HeadDim > 0 && HeadDim % 2 == 0, $"head_dim must be a positive even number (got {HeadDim})");
         Require(VocabSize > 0, $"vocab_size must be positive (got {VocabSize})");
         Require(double.IsFinite(RmsNormEps) && RmsNormEps > 0, $"rms_norm_eps must be positive (got {RmsNormEps})");
         Require(double.IsFinite(RopeTheta) && RopeTheta > 0, $"rope_theta must be positive (got {RopeTheta})");
+        if (RopeScaling is { } scaling)
+        {
+            Require(scaling.RopeType is RopeScaling.Linear or RopeScaling.Llama3, $"rope_scaling.rope_type \"{scaling.RopeType}\" is not supported (linear, llama3 are)");
+            Require(double.IsFinite(scaling.Factor) && scaling.Factor > 0, $"rope_scaling.factor must be positive (got {scaling.Factor})");
+            if (scaling.RopeType == RopeScaling.Llama3)
+            {
+                Require(double.IsFinite(scaling.LowFreqFactor) && scaling.LowFreqFactor > 0, $"rope_scaling.low_freq_factor must be positive (got {scaling.LowFreqFactor})");
+                Require(double.IsFinite(scaling.HighFreqFactor) && scaling.HighFreqFactor > scaling.LowFreqFactor,
+                    $"rope_scaling.high_freq_factor ({scaling.HighFreqFactor}) must be larger than low_freq_factor ({scaling.LowFreqFactor})");
+                Require(scaling.OriginalMaxPositionEmbeddings > 0, $"rope_scaling.original_max_position_embeddings must be positive (got {scaling.OriginalMaxPositionEmbeddings})");
+            }
+        }
 
         // Sizes: one line naming the product, never an overflow later.
         RequireFits(source, "num_attention_heads × head_dim", NumAttentionHeads, HeadDim);
@@ -102,7 +151,8 @@ public sealed record LlamaConfig
     {
         get
         {
-            double c = HiddenSize, perLayer = (2.0 * QueryDim * c) + (2.0 * KeyValueDim * c) + (3.0 * IntermediateSize * c) + (2 * c);
+            double c = HiddenSize, perLayer = (2.0 * QueryDim * c) + (2.0 * KeyValueDim * c) + (3.0 * IntermediateSize * c) + (2 * c)
+                + (QkvBias ? QueryDim + (2.0 * KeyValueDim) : 0) + (QkNorm ? 2.0 * HeadDim : 0);
             return (NumHiddenLayers * perLayer) + (VocabSize * c * (TieWordEmbeddings ? 1 : 2)) + c;
         }
     }
@@ -150,6 +200,20 @@ public sealed record LlamaConfig
                 // Transformers 5 moved rope_theta into rope_parameters.
                 config = config with { RopeTheta = t };
             }
+
+            if (config is not null)
+            {
+                config = config with { RopeScaling = ReadRopeScaling(fields, path) };
+                if (config.ModelType == Mistral)
+                {
+                    // MistralConfig's default sliding_window is 4096: a config without the key has that window.
+                    config = config with
+                    {
+                        SlidingWindow = !fields.ContainsKey("sliding_window") ? 4096
+                            : fields["sliding_window"] is JsonValue window && window.GetValueKind() != JsonValueKind.Null ? window.GetValue<int>() : null,
+                    };
+                }
+            }
         }
         catch (JsonException e)
         {
@@ -183,14 +247,19 @@ public sealed record LlamaConfig
         static bool IsNull(JsonNode? node) => node is null || node.GetValueKind() == JsonValueKind.Null;
         static bool IsTrue(JsonNode? node) => node is JsonValue v && v.GetValueKind() == JsonValueKind.True;
 
-        if (fields["model_type"] is JsonNode type && !IsNull(type) && type.ToString() != "llama")
+        string family = Llama;
+        if (fields["model_type"] is JsonNode type && !IsNull(type))
         {
-            Refuse("model_type", type, "MiniSeq computes the Llama architecture (model_type \"llama\")");
+            family = type.ToString();
+            if (family is not (Llama or Qwen2 or Qwen3 or Mistral))
+            {
+                Refuse("model_type", type, "MiniSeq computes the Llama (\"llama\"), Qwen2 (\"qwen2\"), Qwen3 (\"qwen3\") and Mistral (\"mistral\") architectures");
+            }
         }
 
-        if (fields["architectures"] is JsonArray architectures && architectures.Any(a => a?.ToString() != "LlamaForCausalLM"))
+        if (fields["architectures"] is JsonArray architectures && architectures.Any(a => a?.ToString() != ArchitectureOf(family)))
         {
-            Refuse("architectures", architectures, "MiniSeq computes LlamaForCausalLM");
+            Refuse("architectures", architectures, $"model_type \"{family}\" is computed as {ArchitectureOf(family)}");
         }
 
         foreach (string act in (string[])["hidden_act", "hidden_activation"])
@@ -201,21 +270,37 @@ public sealed record LlamaConfig
             }
         }
 
-        if (fields["rope_scaling"] is JsonNode scaling && !IsNull(scaling))
+        foreach (string key in (string[])["rope_scaling", "rope_parameters"])
         {
-            Refuse("rope_scaling", scaling, "RoPE scaling (llama3, linear, dynamic, yarn) is not implemented yet; only plain RoPE with rope_theta");
+            if (fields[key] is JsonNode scaling && !IsNull(scaling))
+            {
+                if (scaling is not JsonObject scalingFields)
+                {
+                    Refuse(key, scaling, "expected an object with a rope_type");
+                    return;
+                }
+
+                JsonNode? ropeType = scalingFields["rope_type"] ?? scalingFields["type"];
+                string? name = ropeType is JsonValue rt && rt.GetValueKind() == JsonValueKind.String ? rt.GetValue<string>() : null;
+                bool supported = name is RopeScaling.Linear or RopeScaling.Llama3 || (key == "rope_parameters" && (name is null or "default"));
+                if (!supported)
+                {
+                    Refuse($"{key}.rope_type", ropeType, "MiniSeq implements plain RoPE and the \"linear\" and \"llama3\" scalings (not dynamic, yarn, longrope)");
+                }
+            }
         }
 
-        if (fields["rope_parameters"] is JsonObject parameters && parameters["rope_type"] is JsonNode ropeType && ropeType.ToString() != "default")
+        if (fields["partial_rotary_factor"] is JsonValue partial && partial.TryGetValue(out double prf) && prf != 1)
         {
-            Refuse("rope_parameters.rope_type", ropeType, "only plain RoPE (\"default\") is implemented");
+            Refuse("partial_rotary_factor", partial, "RoPE rotates the whole head dimension in MiniSeq");
         }
 
-        foreach (string bias in (string[])["attention_bias", "mlp_bias", "qkv_bias", "bias"])
+        // Qwen2Attention always has q/k/v biases and no o_proj bias (it ignores attention_bias); the other families none.
+        foreach (string bias in family == Qwen2 ? (string[])["mlp_bias", "bias"] : ["attention_bias", "mlp_bias", "qkv_bias", "bias"])
         {
             if (IsTrue(fields[bias]))
             {
-                Refuse(bias, fields[bias], "projections have no biases in MiniSeq's Llama");
+                Refuse(bias, fields[bias], family == Qwen2 ? "Qwen2 has biases on q, k and v only" : $"projections have no biases in MiniSeq's {ArchitectureOf(family)}");
             }
         }
 
@@ -227,9 +312,25 @@ public sealed record LlamaConfig
             }
         }
 
-        if (fields["sliding_window"] is JsonNode window && !IsNull(window) && !(fields["use_sliding_window"] is JsonNode use && !IsTrue(use)))
+        if (IsTrue(fields["use_sliding_window"]))
         {
-            Refuse("sliding_window", window, "attention is full causal (no sliding window yet)");
+            Refuse("use_sliding_window", fields["use_sliding_window"], "Qwen's per-layer sliding window (max_window_layers) is not implemented; only Mistral's sliding_window is");
+        }
+
+        if (family == Mistral && fields["sliding_window"] is JsonNode mistralWindow && !IsNull(mistralWindow)
+            && !(mistralWindow is JsonValue mw && mw.TryGetValue(out int w) && w > 0))
+        {
+            Refuse("sliding_window", mistralWindow, "Mistral's sliding_window must be a positive integer or null");
+        }
+
+        if (family != Mistral && fields["sliding_window"] is JsonNode window && !IsNull(window) && !(fields["use_sliding_window"] is JsonNode use && !IsTrue(use)))
+        {
+            Refuse("sliding_window", window, "attention is full causal here (MiniSeq computes a sliding window for model_type mistral only)");
+        }
+
+        if (fields["layer_types"] is JsonArray layerTypes && layerTypes.Any(t => t?.ToString() != "full_attention"))
+        {
+            Refuse("layer_types", layerTypes, "every layer is full causal attention (no sliding-window layers yet)");
         }
 
         foreach (string dropout in (string[])["attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop"])
@@ -249,16 +350,78 @@ public sealed record LlamaConfig
         }
     }
 
+    /// <summary>The HF <c>architectures</c> entry of a <c>model_type</c>.</summary>
+    public static string ArchitectureOf(string modelType) => modelType switch
+    {
+        Qwen2 => "Qwen2ForCausalLM",
+        Qwen3 => "Qwen3ForCausalLM",
+        Mistral => "MistralForCausalLM",
+        _ => "LlamaForCausalLM",
+    };
+
+    /// <summary>The supported RoPE scaling of <c>rope_scaling</c> (or Transformers 5 <c>rope_parameters</c>); null for plain
+    /// RoPE. The type has already been checked by <see cref="RefuseUnsupported"/>; a missing field is an error naming it.</summary>
+    private static RopeScaling? ReadRopeScaling(JsonObject fields, string source)
+    {
+        JsonObject? scaling = fields["rope_scaling"] as JsonObject ?? fields["rope_parameters"] as JsonObject;
+        string? type = (scaling?["rope_type"] ?? scaling?["type"])?.GetValue<string>();
+        if (scaling is null || type is null or "default")
+        {
+            return null;
+        }
+
+        double Number(string name)
+            => scaling[name] is JsonValue value && value.TryGetValue(out double d)
+                ? d
+                : throw new InvalidDataException($"{source}: rope_scaling.{name} is missing or not a number; rope_type \"{type}\" needs it.");
+
+        return type == RopeScaling.Linear
+            ? new RopeScaling(type, Number("factor"))
+            : new RopeScaling(type, Number("factor"), Number("low_freq_factor"), Number("high_freq_factor"), checked((int)Number("original_max_position_embeddings")));
+    }
+
     /// <summary>The config as Hugging Face <c>config.json</c> text (with architectures and model_type).</summary>
     public string ToJson()
     {
         var node = JsonNode.Parse(JsonSerializer.Serialize(this, s_json))!.AsObject();
-        node["architectures"] = new JsonArray("LlamaForCausalLM");
-        node["model_type"] = "llama";
+        node["architectures"] = new JsonArray(Architecture);
+        node["model_type"] = ModelType;
         node["hidden_act"] = "silu";
         node["torch_dtype"] = "float32";
-        node["attention_bias"] = false;
+        if (ModelType == Qwen2)
+        {
+            node["use_sliding_window"] = false; // q/k/v biases are implied by the family
+        }
+        else
+        {
+            node["attention_bias"] = false;
+        }
+
+        if (ModelType is Qwen2 or Qwen3)
+        {
+            node["use_sliding_window"] = false;
+            node["head_dim"] = HeadDim; // explicit: Qwen3Config's default head_dim is 128, not hidden_size / heads
+        }
+
+        if (ModelType == Mistral)
+        {
+            node["sliding_window"] = SlidingWindow; // null: full causal (MistralConfig's default is 4096, so write it)
+        }
+
         node["mlp_bias"] = false;
+        node["rope_scaling"] = RopeScaling switch
+        {
+            null => null,
+            { RopeType: RopeScaling.Linear } r => new JsonObject { ["rope_type"] = r.RopeType, ["factor"] = r.Factor },
+            var r => new JsonObject
+            {
+                ["rope_type"] = r.RopeType,
+                ["factor"] = r.Factor,
+                ["low_freq_factor"] = r.LowFreqFactor,
+                ["high_freq_factor"] = r.HighFreqFactor,
+                ["original_max_position_embeddings"] = r.OriginalMaxPositionEmbeddings,
+            },
+        };
         return node.ToJsonString(s_json);
     }
 }

@@ -33,7 +33,7 @@ public sealed class LlamaModel : IDisposable
     public TensorView Parameter(string name)
         => Layout.TryGet(name, out ParameterInfo info) ? Parameters[info.Slot] : throw new KeyNotFoundException($"No parameter named '{name}'.");
 
-    /// <summary>Hugging Face initialisation: N(0, initializer_range) for matrices and embeddings, 1 for norm weights.</summary>
+    /// <summary>Hugging Face initialisation: N(0, initializer_range) for matrices and embeddings, 1 for norm weights, 0 for biases.</summary>
     public void InitializeRandom(ulong seed)
     {
         var rng = new DeterministicRandom(seed);
@@ -47,7 +47,7 @@ public sealed class LlamaModel : IDisposable
             }
             else
             {
-                data.Fill(1f);
+                data.Fill(info.Kind == ParameterKind.Bias ? 0f : 1f);
             }
         }
     }

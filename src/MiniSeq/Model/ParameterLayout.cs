@@ -13,8 +13,11 @@ public enum ParameterKind
     /// <summary>A projection weight (out, in) of attention or MLP.</summary>
     Projection,
 
-    /// <summary>An RMSNorm weight (C).</summary>
+    /// <summary>An RMSNorm weight (C, or D for Qwen3's per-head q/k norms).</summary>
     Norm,
+
+    /// <summary>A projection bias (out), e.g. Qwen2's q/k/v biases; initialised to zero as in Hugging Face.</summary>
+    Bias,
 
     /// <summary>The untied LM head (V, C).</summary>
     LmHead,
@@ -23,8 +26,8 @@ public enum ParameterKind
 /// <summary>One parameter tensor: Hugging Face name, shape, kind, and its slot in the parameter arena.</summary>
 public sealed record ParameterInfo(string Name, int[] Shape, ArenaSlot Slot, ParameterKind Kind)
 {
-    /// <summary>HF initialisation: N(0, initializer_range) for every kind but norms (ones).</summary>
-    public bool NormalInit => Kind != ParameterKind.Norm;
+    /// <summary>HF initialisation: N(0, initializer_range) for every kind but norms (ones) and biases (zeros).</summary>
+    public bool NormalInit => Kind is not (ParameterKind.Norm or ParameterKind.Bias);
 
     /// <summary>Element count.</summary>
     public long ElementCount => Slot.Length;
@@ -43,9 +46,14 @@ public sealed record LayerSlots(
     ArenaSlot MlpNorm,       // (C)
     ArenaSlot Gate,          // (F, C)
     ArenaSlot Up,            // (F, C)
-    ArenaSlot Down);         // (C, F)
+    ArenaSlot Down,          // (C, F)
+    ArenaSlot? QueryBias = null, // (H·D), Qwen2
+    ArenaSlot? KeyBias = null,   // (KvH·D), Qwen2
+    ArenaSlot? ValueBias = null, // (KvH·D), Qwen2
+    ArenaSlot? QueryNorm = null, // (D), Qwen3: per-head RMSNorm of q before RoPE
+    ArenaSlot? KeyNorm = null);  // (D), Qwen3: per-head RMSNorm of k before RoPE
 
-/// <summary>The parameter plan of a Llama model.</summary>
+/// <summary>The parameter plan of a model (Llama, Qwen2 with q/k/v biases, Qwen3 with q/k norms).</summary>
 public sealed class ParameterLayout
 {
     private readonly Dictionary<string, ParameterInfo> _byName = new(StringComparer.Ordinal);
@@ -61,16 +69,25 @@ public sealed class ParameterLayout
         var layers = new LayerSlots[config.NumHiddenLayers];
         for (int l = 0; l < layers.Length; l++)
         {
+            // Storage order: HF module order within the attention block (q_proj.weight, q_proj.bias, …, q_norm, k_norm).
+            bool bias = config.QkvBias, qkNorm = config.QkNorm;
+            ArenaSlot attentionNorm = AddTensor(HfTensorNames.AttentionNorm(l), [c], ParameterKind.Norm);
+            ArenaSlot query = AddTensor(HfTensorNames.QueryProjection(l), [config.QueryDim, c], ParameterKind.Projection);
+            ArenaSlot? queryBias = bias ? AddTensor(HfTensorNames.QueryBias(l), [config.QueryDim], ParameterKind.Bias) : null;
+            ArenaSlot key = AddTensor(HfTensorNames.KeyProjection(l), [config.KeyValueDim, c], ParameterKind.Projection);
+            ArenaSlot? keyBias = bias ? AddTensor(HfTensorNames.KeyBias(l), [config.KeyValueDim], ParameterKind.Bias) : null;
+            ArenaSlot value = AddTensor(HfTensorNames.ValueProjection(l), [config.KeyValueDim, c], ParameterKind.Projection);
+            ArenaSlot? valueBias = bias ? AddTensor(HfTensorNames.ValueBias(l), [config.KeyValueDim], ParameterKind.Bias) : null;
+            ArenaSlot output = AddTensor(HfTensorNames.OutputProjection(l), [c, config.QueryDim], ParameterKind.Projection);
+            ArenaSlot? queryNorm = qkNorm ? AddTensor(HfTensorNames.QueryNorm(l), [config.HeadDim], ParameterKind.Norm) : null;
+            ArenaSlot? keyNorm = qkNorm ? AddTensor(HfTensorNames.KeyNorm(l), [config.HeadDim], ParameterKind.Norm) : null;
             layers[l] = new LayerSlots(
-                AddTensor(HfTensorNames.AttentionNorm(l), [c], ParameterKind.Norm),
-                AddTensor(HfTensorNames.QueryProjection(l), [config.QueryDim, c], ParameterKind.Projection),
-                AddTensor(HfTensorNames.KeyProjection(l), [config.KeyValueDim, c], ParameterKind.Projection),
-                AddTensor(HfTensorNames.ValueProjection(l), [config.KeyValueDim, c], ParameterKind.Projection),
-                AddTensor(HfTensorNames.OutputProjection(l), [c, config.QueryDim], ParameterKind.Projection),
+                attentionNorm, query, key, value, output,
                 AddTensor(HfTensorNames.MlpNorm(l), [c], ParameterKind.Norm),
                 AddTensor(HfTensorNames.GateProjection(l), [f, c], ParameterKind.Projection),
                 AddTensor(HfTensorNames.UpProjection(l), [f, c], ParameterKind.Projection),
-                AddTensor(HfTensorNames.DownProjection(l), [c, f], ParameterKind.Projection));
+                AddTensor(HfTensorNames.DownProjection(l), [c, f], ParameterKind.Projection),
+                queryBias, keyBias, valueBias, queryNorm, keyNorm);
         }
 
         Layers = layers;

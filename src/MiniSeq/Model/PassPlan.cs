@@ -10,6 +10,8 @@
 // Scratch arena (phases that never overlap share memory):
 //   DResidual (N, C) — the one residual-gradient buffer, alive from the LM head down to the embedding.
 //   union { forward layer | LM head chunk | MLP backward chunk | attention backward }.
+//   Qwen3 adds the per-head q/k norm's rstd to the forward layer and (q or k) before the norm, its rstd and its
+//   gradient, per projection chunk, to the attention backward.
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
 
@@ -96,6 +98,7 @@ public sealed class PassPlan
         long mr = MlpChunkRows, pr = ProjectionRows, lr = LmHeadChunkRows;
         ProjNorm = Scratch.Add("proj_norm", pr * c);
         ProjRstd = Scratch.Add("proj_rstd", pr);
+        ProjQkRstd = config.QkNorm ? Scratch.Add("proj_qk_rstd", pr * heads) : default;
         MlpNorm = Scratch.Add("mlp_norm", mr * c);
         MlpRstd = Scratch.Add("mlp_rstd", mr);
         MlpGate = mlpSaved ? default : Scratch.Add("mlp_gate", mr * f);
@@ -122,6 +125,13 @@ public sealed class PassPlan
             BackProjNorm = Scratch.Add("back_proj_norm", pr * c);
             BackProjRstd = Scratch.Add("back_proj_rstd", pr);
             BackProjDNorm = Scratch.Add("back_proj_d_norm", pr * c);
+            if (config.QkNorm)
+            {
+                // q or k before its per-head norm (recomputed), its norm's rstd, and the gradient before the norm.
+                BackQkPre = Scratch.Add("back_qk_pre", pr * hd);
+                BackQkRstd = Scratch.Add("back_qk_rstd", pr * heads);
+                BackQkDPre = Scratch.Add("back_qk_d_pre", pr * hd);
+            }
         }
     }
 
@@ -170,6 +180,7 @@ public sealed class PassPlan
     public ArenaSlot DResidual { get; }
     public ArenaSlot ProjNorm { get; }
     public ArenaSlot ProjRstd { get; }
+    public ArenaSlot ProjQkRstd { get; }
     public ArenaSlot MlpNorm { get; }
     public ArenaSlot MlpRstd { get; }
     public ArenaSlot MlpGate { get; }
@@ -188,6 +199,9 @@ public sealed class PassPlan
     public ArenaSlot BackProjNorm { get; }
     public ArenaSlot BackProjRstd { get; }
     public ArenaSlot BackProjDNorm { get; }
+    public ArenaSlot BackQkPre { get; }
+    public ArenaSlot BackQkRstd { get; }
+    public ArenaSlot BackQkDPre { get; }
 #pragma warning restore CS1591
 
     private static long CeilDiv(long a, long b) => (a + b - 1) / b;

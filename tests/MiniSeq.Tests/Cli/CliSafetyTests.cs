@@ -190,9 +190,10 @@ public class CliSafetyTests
     public static TheoryData<string, string, string> UnsupportedConfigs => new()
     {
         { "hidden_act", "\"gelu\"", "hidden_act" },
-        { "rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0}", "rope_scaling" },
+        { "rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling.rope_type" },
         { "attention_bias", "true", "attention_bias" },
-        { "model_type", "\"qwen2\"", "model_type" },
+        { "model_type", "\"gemma2\"", "model_type" },
+        { "use_sliding_window", "true", "use_sliding_window" },
         { "architectures", "[\"MistralForCausalLM\"]", "architectures" },
         { "sliding_window", "4096", "sliding_window" },
         { "attention_dropout", "0.1", "attention_dropout" },

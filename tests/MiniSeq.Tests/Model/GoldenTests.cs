@@ -1,6 +1,7 @@
 // Whole-model agreement with PyTorch: loss, logits, every parameter gradient, and three optimizer steps, against
-// golden files written by tests/reference/make_golden.py (a faithful pure-torch Hugging Face Llama). Each case is
-// also run under the memory-saving policies, which must agree with PyTorch just as well.
+// golden files written by tests/reference/make_golden.py (a faithful pure-torch Hugging Face Llama, Qwen2 and Qwen3,
+// with llama3 / linear RoPE scaling). Each case is also run under the memory-saving policies, which must agree with
+// PyTorch just as well.
 using System.Text.Json;
 using MiniSeq.IO;
 using MiniSeq.Model;
@@ -91,6 +92,7 @@ public class GoldenTests
                 Beta2 = opt.GetProperty("betas")[1].GetSingle(),
                 Epsilon = opt.GetProperty("eps").GetSingle(),
                 WeightDecay = opt.GetProperty("weight_decay").GetSingle(),
+                Groups = new ParameterGroups { NoDecay = new HashSet<ParameterKind> { ParameterKind.Norm, ParameterKind.Bias } }, // 1-D tensors, as the script
             }
             : new OptimizerOptions
             {
@@ -125,7 +127,12 @@ public class GoldenTests
             }
 
             Assert.True(worst <= maxAbs, $"{caseName} {p.Name} after 3 steps: max |diff| {worst:E3} > {maxAbs:E3} (2 × PyTorch fp32-vs-fp64 noise)");
-            Compare.Close(actual, reference, 1e-4, $"{caseName} {p.Name} after 3 steps");
+
+            // By norm: 1e-4 relative to the tensor's largest value, or the noise floor above when that value is small
+            // (a bias or a small projection of magnitude ≈ 0.1, whose tiny, sign-flipping gradients Adam normalises:
+            // k_proj.bias of Qwen2 has a near-zero gradient, softmax being shift-invariant but for RoPE).
+            double largest = reference.Max(Math.Abs);
+            Compare.Close(actual, reference, Math.Max(1e-4, maxAbs / Math.Max(largest, 1e-30)), $"{caseName} {p.Name} after 3 steps");
         }
     }
 

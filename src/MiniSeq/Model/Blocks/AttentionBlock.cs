@@ -1,6 +1,9 @@
 // The attention half of a decoder layer: m = h + attention(rope(rmsnorm(h)·Wqᵀ), rope(rmsnorm(h)·Wkᵀ), rmsnorm(h)·Wvᵀ)·Woᵀ.
-// Forward saves q, k, v (rotated), the attention output, one log-sum-exp per row and head, and m (h_mid); the norm
-// is recomputed per projection chunk from h. Backward accumulates into the gradient arena and adds dL/dh into dRes.
+// Qwen2 adds biases to the q, k, v projections; Qwen3 applies a per-head RMSNorm (weight of width D) to q and k after
+// the projection and before RoPE. Forward saves q, k (normed, rotated), v, the attention output, one log-sum-exp per row
+// and head, and m (h_mid); the input norm (and Qwen3's pre-norm q, k) is recomputed per projection chunk from h.
+// Mistral's sliding window is honoured inside the flash-attention tiles. Backward accumulates into the gradient arena
+// and adds dL/dh into dRes.
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
@@ -19,15 +22,23 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
         float* q = ctx.Saved(ws.Query), k = ctx.Saved(ws.Key), v = ctx.Saved(ws.Value), attn = ctx.Saved(ws.AttnOut), hMid = ctx.Saved(ws.HMid);
         float* xn = ctx.Temp(plan.ProjNorm), rstd = ctx.Temp(plan.ProjRstd);
-        LinearWeights wq = ctx.Projection(w.Query, c, hd, default), wk = ctx.Projection(w.Key, c, kvd, default), wv = ctx.Projection(w.Value, c, kvd, default);
+        LinearWeights wq = ctx.Projection(w.Query, c, hd, default, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, default, w.KeyBias),
+            wv = ctx.Projection(w.Value, c, kvd, default, w.ValueBias);
         for (int r0 = 0; r0 < rowsTotal; r0 += plan.ProjectionRows)
         {
             int rows = Math.Min(plan.ProjectionRows, rowsTotal - r0);
-            // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ ; k = xn1·Wkᵀ ; v = xn1·Wvᵀ
+            // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv)
             ctx.NormForward(hIn + ((long)r0 * c), w.AttentionNorm, rows, xn, rstd);
             Linear.Forward(xn, rows, wq, q + ((long)r0 * hd), op: ProfiledOp.AttentionProjections);
             Linear.Forward(xn, rows, wk, k + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections);
             Linear.Forward(xn, rows, wv, v + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections);
+            if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
+            {
+                // Qwen3: q = q_norm(q) per head, k = k_norm(k) per head, in place (rows·heads rows of width D)
+                float* qkRstd = ctx.Temp(plan.ProjQkRstd);
+                ctx.HeadNormForward(q + ((long)r0 * hd), qNorm, rows, cfg.NumAttentionHeads, q + ((long)r0 * hd), qkRstd);
+                ctx.HeadNormForward(k + ((long)r0 * kvd), kNorm, rows, cfg.NumKeyValueHeads, k + ((long)r0 * kvd), qkRstd);
+            }
         }
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
@@ -42,7 +53,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
         {
-            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), plan.Positions);
+            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), plan.Positions, cfg.SlidingWindow ?? 0);
         }
 
         // h_mid = h + a·Woᵀ
@@ -69,7 +80,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         ctx.Scratch[plan.DValue].Clear();
         using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
         {
-            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, plan.Positions);
+            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, plan.Positions, cfg.SlidingWindow ?? 0);
         }
 
         // forward: q = rope(q'), k = rope(k')
@@ -85,18 +96,49 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         // forward: q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ with xn = rmsnorm(h), per projection chunk
         float* xn = ctx.Temp(plan.BackProjNorm), rstd = ctx.Temp(plan.BackProjRstd), dxn = ctx.Temp(plan.BackProjDNorm);
-        LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients), wk = ctx.Projection(w.Key, c, kvd, gradients), wv = ctx.Projection(w.Value, c, kvd, gradients);
+        LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, gradients, w.KeyBias),
+            wv = ctx.Projection(w.Value, c, kvd, gradients, w.ValueBias);
         for (int r0 = 0; r0 < rowsTotal; r0 += plan.ProjectionRows)
         {
             int rows = Math.Min(plan.ProjectionRows, rowsTotal - r0);
             float* hChunk = hIn + ((long)r0 * c);
             ctx.NormForward(hChunk, w.AttentionNorm, rows, xn, rstd);
-            Linear.Backward(dq + ((long)r0 * hd), xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections);
-            Linear.Backward(dk + ((long)r0 * kvd), xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
+            float* dqChunk = dq + ((long)r0 * hd), dkChunk = dk + ((long)r0 * kvd);
+            if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
+            {
+                // Qwen3, forward: q = q_norm(q'), k = k_norm(k') per head  →  dq' = q_norm_backward(dq), dk' likewise
+                dqChunk = HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dqChunk, gradients);
+            }
+
+            // forward: q' = xn·Wqᵀ (+ bq)  →  dWq += dq'ᵀ·xn, dbq += Σ dq', dxn = dq'·Wq
+            Linear.Backward(dqChunk, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections);
+            if (w.KeyNorm is { } keyNorm)
+            {
+                dkChunk = HeadNormBackward(xn, rows, wk, keyNorm, cfg.NumKeyValueHeads, dkChunk, gradients);
+            }
+
+            Linear.Backward(dkChunk, xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
             Linear.Backward(dv + ((long)r0 * kvd), xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
 
             // forward: xn = rmsnorm(h)  →  dh += rmsnorm_backward(dxn) (dh already holds dm through the residual)
             ctx.NormBackward(dxn, hChunk, w.AttentionNorm, rstd, rows, dRes + ((long)r0 * c), gradients);
         }
+    }
+
+    /// <summary>
+    /// Qwen3's per-head norm of one projection chunk, backward: recomputes the pre-norm projection p = xn·Wᵀ (+ b) and
+    /// its rstd (the same kernel calls as forward, so bit-identical), then returns dp = rmsnorm_backward(dOut) in scratch
+    /// (valid until the next call) and accumulates the norm weight's gradient.
+    /// </summary>
+    private float* HeadNormBackward(float* xn, int rows, in LinearWeights projection, ArenaSlot norm, int heads, float* dOut, TensorView gradients)
+    {
+        PassPlan plan = ctx.Plan;
+        float* pre = ctx.Temp(plan.BackQkPre), rstd = ctx.Temp(plan.BackQkRstd), dPre = ctx.Temp(plan.BackQkDPre);
+        long width = (long)rows * projection.OutFeatures;
+        Linear.Forward(xn, rows, projection, pre, op: ProfiledOp.AttentionProjections);
+        ctx.HeadNormForward(pre, norm, rows, heads, dPre, rstd); // the normed output is not needed: dPre is overwritten below
+        new TensorView(dPre, width).Clear();
+        ctx.HeadNormBackward(dOut, pre, norm, rstd, rows, heads, dPre, gradients);
+        return dPre;
     }
 }

@@ -38,14 +38,30 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// <summary>The gradient of a parameter (same layout), or null when there are no gradients (forward only).</summary>
     public static float* GradientOf(TensorView gradients, ArenaSlot slot) => gradients.IsEmpty ? null : gradients.Pointer + slot.Offset;
 
-    /// <summary>The Linear layer whose (out × in) weight lives in <paramref name="weight"/>; its gradient in <paramref name="gradients"/> unless empty.</summary>
-    public LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, TensorView gradients)
-        => new(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight));
+    /// <summary>The Linear layer whose (out × in) weight lives in <paramref name="weight"/> (and its bias, if any, in
+    /// <paramref name="bias"/>); their gradients in <paramref name="gradients"/> unless empty.</summary>
+    public LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, TensorView gradients, ArenaSlot? bias = null)
+        => new(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight),
+            bias is { } b ? Weight(b) : null, bias is { } g ? GradientOf(gradients, g) : null);
 
     public void NormForward(float* x, ArenaSlot weight, int rows, float* output, float* rstd)
     {
         using var scope = StepProfiler.Measure(ProfiledOp.Norms);
         RmsNorm.Forward(x, Weight(weight), rows, Config.HiddenSize, Eps, output, rstd);
+    }
+
+    /// <summary>Per-head RMSNorm (Qwen3 q/k norm) over rows·heads rows of width D; output may alias x.</summary>
+    public void HeadNormForward(float* x, ArenaSlot weight, int rows, int heads, float* output, float* rstd)
+    {
+        using var scope = StepProfiler.Measure(ProfiledOp.Norms);
+        RmsNorm.Forward(x, Weight(weight), rows * heads, Config.HeadDim, Eps, output, rstd);
+    }
+
+    /// <summary>Backward of <see cref="HeadNormForward"/>: dx += …, dWeight += … (dx must not alias the inputs).</summary>
+    public void HeadNormBackward(float* dOutput, float* x, ArenaSlot weight, float* rstd, int rows, int heads, float* dx, TensorView gradients)
+    {
+        using var scope = StepProfiler.Measure(ProfiledOp.Norms);
+        RmsNorm.Backward(dOutput, x, Weight(weight), rstd, rows * heads, Config.HeadDim, dx, GradientOf(gradients, weight));
     }
 
     public void NormBackward(float* dOutput, float* x, ArenaSlot weight, float* rstd, int rows, float* dx, TensorView gradients)
