@@ -13,7 +13,7 @@ namespace MiniSeq.Cli.Commands;
 internal static class DemoSummary
 {
     /// <summary>The demo's default memory budget: below what vanilla needs, so the planner must pick MsT or checkpointing.</summary>
-    public const string DefaultBudget = "72MiB";
+    public const string DefaultBudget = "100MiB";
 
     /// <summary>The demo's default number of optimizer steps (cosine schedule to the last one).</summary>
     public const int DefaultSteps = 480;

@@ -40,7 +40,7 @@ internal static class TrainCommand
     private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Demo only: tokens per sequence" };
     private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 8, Description = "Demo only: key–value pairs per sequence" };
     private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 0, Description = "Demo only: mean filler tokens between two queries" };
-    private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 8, Description = "Demo only: sequences per step" };
+    private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 16, Description = "Demo only: sequences per step" };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB; demo default " + DemoSummary.DefaultBudget + "): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
     private static readonly Option<float> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0f, Description = "Cross-entropy label smoothing ε (PyTorch semantics)" };
     private static readonly Option<float> ZLoss = new("--z-loss") { DefaultValueFactory = _ => 0f, Description = "z-loss weight w (adds w·lse² per scored token)" };

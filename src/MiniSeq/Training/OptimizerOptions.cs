@@ -7,11 +7,11 @@ namespace MiniSeq.Training;
 /// <summary>Which parameters are decayed and which are frozen (not updated).</summary>
 public sealed record ParameterGroups
 {
-    /// <summary>The Hugging Face Trainer's default: decay everything but norm weights; nothing frozen.</summary>
+    /// <summary>The Hugging Face Trainer's default: decay everything but norm weights and biases; nothing frozen.</summary>
     public static ParameterGroups Default { get; } = new();
 
     /// <summary>Kinds of parameters that get no weight decay.</summary>
-    public IReadOnlySet<ParameterKind> NoDecay { get; init; } = new HashSet<ParameterKind> { ParameterKind.Norm };
+    public IReadOnlySet<ParameterKind> NoDecay { get; init; } = new HashSet<ParameterKind> { ParameterKind.Norm, ParameterKind.Bias };
 
     /// <summary>Names of tensors the optimizer never updates.</summary>
     public IReadOnlySet<string> Frozen { get; init; } = new HashSet<string>(StringComparer.Ordinal);

@@ -92,7 +92,7 @@ public class GoldenTests
                 Beta2 = opt.GetProperty("betas")[1].GetSingle(),
                 Epsilon = opt.GetProperty("eps").GetSingle(),
                 WeightDecay = opt.GetProperty("weight_decay").GetSingle(),
-                Groups = new ParameterGroups { NoDecay = new HashSet<ParameterKind> { ParameterKind.Norm, ParameterKind.Bias } }, // 1-D tensors, as the script
+                Groups = ParameterGroups.Default, // no decay on norms and biases (1-D tensors), as the script
             }
             : new OptimizerOptions
             {
