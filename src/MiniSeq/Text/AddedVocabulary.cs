@@ -17,18 +17,29 @@ internal sealed class AddedVocabulary
     private readonly Matcher _raw;
     private readonly Matcher _normalized;
 
-    public AddedVocabulary(IEnumerable<AddedToken> tokens, Normalizer? normalizer)
+    /// <summary>
+    /// As Rust's deserializer, which calls <c>add_tokens</c>: the ids in the file are not used; a token already in the
+    /// model vocabulary takes that id, any other the next id from the model's vocabulary size on.
+    /// </summary>
+    public AddedVocabulary(IEnumerable<AddedToken> tokens, Normalizer? normalizer, BpeModel model)
     {
         var raw = new List<(string, AddedToken)>();
         var normalized = new List<(string, AddedToken)>();
-        foreach (AddedToken t in tokens)
+        int maxAddedId = -1;
+        foreach (AddedToken fromFile in tokens)
         {
+            if (fromFile.Content.Length == 0 || _byContent.ContainsKey(fromFile.Content))
+            {
+                continue; // Rust compares added tokens by content
+            }
+            int id = model.TokenToId(fromFile.Content) is int inVocab ? inVocab
+                : maxAddedId < 0 ? model.VocabSize
+                : maxAddedId >= model.VocabSize ? maxAddedId + 1
+                : model.VocabSize;
+            maxAddedId = Math.Max(maxAddedId, id);
+            AddedToken t = fromFile with { Id = id };
             _byId[t.Id] = t;
             _byContent[t.Content] = t;
-            if (t.Content.Length == 0)
-            {
-                continue;
-            }
             if (t.Normalized)
             {
                 string pattern = normalizer?.Normalize(t.Content) ?? t.Content;

@@ -76,6 +76,7 @@ internal sealed class BpeModel
         }
     }
 
+    /// <summary>Rust <c>get_vocab_size</c>: the number of vocabulary entries.</summary>
     public int VocabSize => _vocab.Count;
 
     public static BpeModel FromJson(JsonElement model)

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -76,8 +75,8 @@ internal sealed class UnicodeNormalizer(NormalizationForm form) : Normalizer
 }
 
 /// <summary>
-/// Rust <c>str::to_lowercase</c>: per-character lowercase mapping, with its two context rules: U+0130 → "i̇" and a
-/// final capital sigma → ς.
+/// Rust's <c>NormalizedString::lowercase</c>: <c>char::to_lowercase</c> character by character (no final-sigma
+/// context), so the one multi-character mapping is U+0130 → "i̇".
 /// </summary>
 internal sealed class LowercaseNormalizer : Normalizer
 {
@@ -93,10 +92,6 @@ internal sealed class LowercaseNormalizer : Normalizer
             {
                 sb.Append("i\u0307");
             }
-            else if (r.Value == 0x3A3 && IsFinalSigma(text, i))
-            {
-                sb.Append('\u03C2');
-            }
             else
             {
                 sb.Append(Rune.ToLowerInvariant(r).ToString());
@@ -105,30 +100,6 @@ internal sealed class LowercaseNormalizer : Normalizer
         }
         return sb.ToString();
     }
-
-    private static bool IsFinalSigma(string text, int i)
-    {
-        int before = i - 1;
-        while (before >= 0 && IsCaseIgnorable(text[before]))
-        {
-            before--;
-        }
-        if (before < 0 || !char.IsLetter(text[before]))
-        {
-            return false;
-        }
-        int after = i + 1;
-        while (after < text.Length && IsCaseIgnorable(text[after]))
-        {
-            after++;
-        }
-        return after >= text.Length || !char.IsLetter(text[after]);
-    }
-
-    private static bool IsCaseIgnorable(char c) =>
-        c is '\'' or '.' or ':' or '^' or '`' or '\u00B7' or '\u2019'
-        || CharUnicodeInfo.GetUnicodeCategory(c) is UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark
-            or UnicodeCategory.Format or UnicodeCategory.ModifierLetter or UnicodeCategory.ModifierSymbol;
 }
 
 /// <summary>Strips leading and/or trailing whitespace.</summary>

@@ -93,7 +93,7 @@ public sealed class Tokenizer
         PreTokenizer? preTokenizer = PreTokenizer.FromJson(Get(root, "pre_tokenizer"));
         PostProcessor? postProcessor = PostProcessor.FromJson(Get(root, "post_processor"));
         Decoder? decoder = Decoder.FromJson(Get(root, "decoder"));
-        var added = new AddedVocabulary(AddedVocabulary.ReadJson(Get(root, "added_tokens")), normalizer);
+        var added = new AddedVocabulary(AddedVocabulary.ReadJson(Get(root, "added_tokens")), normalizer, model);
         return new Tokenizer(model, added, normalizer, preTokenizer, postProcessor, decoder);
     }
 
