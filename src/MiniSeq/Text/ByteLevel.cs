@@ -41,10 +41,8 @@ internal static class ByteLevel
     /// <summary>The UTF-8 bytes of <paramref name="text"/>, each as its mapped character.</summary>
     public static string Encode(string text)
     {
-        int n = Encoding.UTF8.GetByteCount(text);
-        byte[] bytes = n <= 1024 ? new byte[n] : new byte[n];
-        Encoding.UTF8.GetBytes(text, bytes);
-        return string.Create(n, bytes, static (span, b) =>
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        return string.Create(bytes.Length, bytes, static (span, b) =>
         {
             for (int i = 0; i < span.Length; i++)
             {
