@@ -45,6 +45,18 @@ public sealed class TokenizerComponentTests(ITestOutputHelper output)
             j["model"]!["ignore_merges"] = false;
         }
         ),
+        ["sentencepiece-unk-fused"] = ("llama2", j =>
+        {
+            j["model"]!["byte_fallback"] = false;
+            j["model"]!["fuse_unk"] = true;
+        }
+        ),
+        ["sentencepiece-unk-unfused"] = ("llama2", j =>
+        {
+            j["model"]!["byte_fallback"] = false;
+            j["model"]!["fuse_unk"] = false;
+        }
+        ),
         ["split-behaviors-digits"] = ("llama3", j =>
         {
             j["normalizer"] = Parse("""{"type":"NFKC"}""");
