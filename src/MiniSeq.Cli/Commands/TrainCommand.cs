@@ -179,6 +179,8 @@ internal static class TrainCommand
         };
         optimizerOptions.Validate();
 
+        // The console library loads before the runtime's footprint is measured, so that the plan counts it.
+        AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));
         string? budgetOption = p.GetValue(Budget) ?? (demo ? DemoSummary.DefaultBudget : null);
         long runtimeOverhead = MemoryPlanner.MeasureRuntimeOverhead();
         long? vanillaPeak = demo ? DemoSummary.PredictVanillaPeak(config, microRows, source.SeqLen, optimizerOptions) : null;
