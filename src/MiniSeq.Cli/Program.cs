@@ -24,5 +24,6 @@ root.Subcommands.Add(InitCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(PlanCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(PlotCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 return Cli.Run(root, args);

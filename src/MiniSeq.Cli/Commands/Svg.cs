@@ -1,4 +1,5 @@
-// A dependency-free SVG line chart: process peak RSS against N (log-log), one line per mode, budget as a dashed line.
+// Dependency-free SVG charts: process peak RSS against N (log-log, one line per mode, budget dashed), and the panels
+// of a training run's metrics log (loss and validation loss, learning rate, tokens/s, memory, over steps).
 using System.Globalization;
 using System.Text;
 using MiniSeq.Benchmarks;
@@ -7,6 +8,58 @@ namespace MiniSeq.Cli.Commands;
 
 internal static class Svg
 {
+    /// <summary>One panel per series present in the log (x = step); loss and val_loss share a panel.</summary>
+    public static string MetricsChart(IReadOnlyList<IReadOnlyDictionary<string, double>> rows, string title)
+    {
+        (string Title, string[] Keys, Func<double, string> Format)[] panels =
+        [
+            ("loss", ["loss", "val_loss"], v => v.ToString("0.###", CultureInfo.InvariantCulture)),
+            ("learning rate", ["lr"], v => v.ToString("0.##E+0", CultureInfo.InvariantCulture)),
+            ("tokens/s", ["tokens_per_s"], v => v.ToString("0", CultureInfo.InvariantCulture)),
+            ("tracked peak memory", ["peak_bytes"], v => Tensors.ByteSize.Format((long)v)),
+        ];
+        var shown = panels.Where(p => p.Keys.Any(k => rows.Any(r => r.ContainsKey(k)))).ToArray();
+        const int W = 780, PanelH = 180, L = 90, R = 170, Top = 40;
+        string[] colors = ["#1f77b4", "#d62728"];
+        var sb = new StringBuilder();
+        int h = Top + (shown.Length * PanelH) + 20;
+        sb.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+        sb.Append(CultureInfo.InvariantCulture, $"<rect width=\"{W}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{W / 2}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{System.Security.SecurityElement.Escape(title)}</text>\n");
+        double maxStep = Math.Max(1, rows.Max(r => r.GetValueOrDefault("step", 0)));
+        for (int p = 0; p < shown.Length; p++)
+        {
+            int y0 = Top + (p * PanelH), y1 = y0 + PanelH - 40;
+            var values = shown[p].Keys.SelectMany(k => rows.Where(r => r.ContainsKey(k)).Select(r => r[k])).Where(double.IsFinite).ToArray();
+            double lo = values.Length > 0 ? values.Min() : 0, hi = values.Length > 0 ? values.Max() : 1;
+            if (hi - lo < 1e-12)
+            {
+                hi = lo + Math.Max(1e-12, Math.Abs(lo) * 0.01);
+            }
+
+            double X(double step) => L + (step / maxStep * (W - L - R));
+            double Y(double v) => y1 - ((v - lo) / (hi - lo) * (y1 - y0));
+            sb.Append(CultureInfo.InvariantCulture, $"<line x1=\"{L}\" y1=\"{y1}\" x2=\"{W - R}\" y2=\"{y1}\" stroke=\"black\"/><line x1=\"{L}\" y1=\"{y0}\" x2=\"{L}\" y2=\"{y1}\" stroke=\"black\"/>\n");
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{L - 6}\" y=\"{y0 + 4}\" text-anchor=\"end\">{shown[p].Format(hi)}</text><text x=\"{L - 6}\" y=\"{y1 + 4}\" text-anchor=\"end\">{shown[p].Format(lo)}</text>\n");
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{W - R + 8}\" y=\"{y0 + 12}\">{shown[p].Title}</text><text x=\"{W - R}\" y=\"{y1 + 16}\" text-anchor=\"end\">step {maxStep:0}</text>\n");
+            for (int k = 0; k < shown[p].Keys.Length; k++)
+            {
+                string key = shown[p].Keys[k];
+                var pts = rows.Where(r => r.ContainsKey(key) && r.ContainsKey("step") && double.IsFinite(r[key]))
+                    .Select(r => FormattableString.Invariant($"{X(r["step"]):F1},{Y(r[key]):F1}")).ToArray();
+                if (pts.Length == 0)
+                {
+                    continue;
+                }
+
+                sb.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{colors[k % colors.Length]}\" stroke-width=\"1.5\" points=\"{string.Join(' ', pts)}\"/>\n");
+                sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{W - R + 8}\" y=\"{y0 + 30 + (k * 16)}\" fill=\"{colors[k % colors.Length]}\">{key}</text>\n");
+            }
+        }
+
+        sb.Append("</svg>\n");
+        return sb.ToString();
+    }
+
     public static string PeakMemoryChart(IReadOnlyList<StepBenchmarkResult> rows, long budget)
     {
         const int W = 720, H = 440, L = 80, R = 170, T = 30, B = 50;

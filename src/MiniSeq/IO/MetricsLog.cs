@@ -87,6 +87,59 @@ public sealed class MetricsLog : IDisposable
         _stream.Flush();
     }
 
+    /// <summary>
+    /// Reads a metrics log: one dictionary of the numeric fields per line, in order. A last line cut short by a killed
+    /// run is skipped; any other line that is not a JSON object is an error naming its line number.
+    /// </summary>
+    public static IReadOnlyList<IReadOnlyDictionary<string, double>> Read(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"{path}: metrics log not found.", path);
+        }
+
+        string[] lines = File.ReadAllLines(path);
+        var rows = new List<IReadOnlyDictionary<string, double>>(lines.Length);
+        for (int i = 0; i < lines.Length; i++)
+        {
+            if (string.IsNullOrWhiteSpace(lines[i]))
+            {
+                continue;
+            }
+
+            try
+            {
+                using JsonDocument doc = JsonDocument.Parse(lines[i]);
+                if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                {
+                    throw new InvalidDataException($"{path}: line {i + 1} is not a JSON object.");
+                }
+
+                var row = new Dictionary<string, double>(StringComparer.Ordinal);
+                foreach (JsonProperty field in doc.RootElement.EnumerateObject())
+                {
+                    if (field.Value.ValueKind == JsonValueKind.Number)
+                    {
+                        row[field.Name] = field.Value.GetDouble();
+                    }
+                }
+
+                rows.Add(row);
+            }
+            catch (JsonException) when (i == lines.Length - 1)
+            {
+                // The line a killed run was writing.
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}: line {i + 1} is not valid JSON ({e.Message}).", e);
+            }
+        }
+
+        return rows;
+    }
+
     /// <summary>Closes the file.</summary>
     public void Dispose() => _stream.Dispose();
 

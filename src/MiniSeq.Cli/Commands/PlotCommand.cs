@@ -1,0 +1,50 @@
+// `miniseq plot METRICS.jsonl --out FILE.svg`: loss (and validation loss), learning rate, tokens/s and memory over
+// steps from a training run's metrics log, as one SVG. The output is written atomically and never replaces a file
+// without --overwrite.
+using System.CommandLine;
+using MiniSeq.IO;
+using Spectre.Console;
+
+namespace MiniSeq.Cli.Commands;
+
+internal static class PlotCommand
+{
+    private static readonly Argument<string> MetricsFile = new("metrics") { Description = "Metrics log written by `train --metrics` (JSON lines)" };
+    private static readonly Option<string> Out = new("--out") { Description = "SVG file to write", Required = true };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Replace an existing --out file" };
+
+    public static Command Create()
+    {
+        var command = new Command("plot", "Draw a metrics log (loss, learning rate, tokens/s, memory over steps) as SVG");
+        command.Arguments.Add(MetricsFile);
+        command.Options.Add(Out);
+        command.Options.Add(Overwrite);
+        command.SetAction(p =>
+        {
+            string input = p.GetValue(MetricsFile)!, output = p.GetValue(Out)!;
+            Write(input, output, p.GetValue(Overwrite));
+            AnsiConsole.MarkupLine(Markup.Escape($"wrote {output}"));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Renders <paramref name="metricsPath"/> into <paramref name="svgPath"/> (temp file + rename).</summary>
+    public static void Write(string metricsPath, string svgPath, bool overwrite)
+    {
+        if (Directory.Exists(svgPath) || (File.Exists(svgPath) && !overwrite))
+        {
+            throw new IOException($"--out {svgPath}: exists; pass --overwrite to replace it, or choose another file.");
+        }
+
+        IReadOnlyList<IReadOnlyDictionary<string, double>> rows = MetricsLog.Read(metricsPath);
+        if (rows.Count == 0)
+        {
+            throw new InvalidDataException($"{metricsPath}: no metrics lines to plot.");
+        }
+
+        string temp = svgPath + $".tmp-{Environment.ProcessId}";
+        File.WriteAllText(temp, Svg.MetricsChart(rows, Path.GetFileName(metricsPath)));
+        File.Move(temp, svgPath, overwrite: true);
+    }
+}
