@@ -25,4 +25,5 @@ root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(PlanCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(GenerateCommand.Create());
 return Cli.Run(root, args);
