@@ -1,0 +1,239 @@
+// Incremental decoding with a KV cache. One Step runs one token at the next position through every layer with the
+// same ops as LlamaPass (Linear projections with Qwen2's biases, Qwen3's per-head q/k RMSNorm, RoPE from the same
+// float32 table, SwiGLU MLP, final norm, LM head), appends that position's key and value rows to the cache, and
+// attends its query over the cached keys (causal, Mistral's sliding window: position i sees keys i − W < j ≤ i).
+// Prefill feeds the prompt one token at a time through Step (prompts are short); the logits of every position equal
+// the full forward's (LlamaPass.ForwardLogits) up to float rounding.
+using MiniSeq.Kernels;
+using MiniSeq.Model;
+using MiniSeq.Tensors;
+
+namespace MiniSeq.Generation;
+
+/// <summary>Runs a model one token at a time over a <see cref="KvCache"/>.</summary>
+public sealed unsafe class Generator : IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly RopeTable _rope;
+    private readonly NativeBuffer _work;
+    private readonly float* _h, _xn, _rstd, _q, _attn, _scores, _gate, _up;
+
+    /// <summary>A generator for sequences of up to <paramref name="maxLength"/> tokens (prompt and new tokens).</summary>
+    public Generator(LlamaModel model, int maxLength)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        LlamaConfig cfg = model.Config;
+        if (maxLength <= 0 || maxLength > cfg.MaxPositionEmbeddings)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxLength), $"{maxLength} tokens: the model takes 1 to max_position_embeddings = {cfg.MaxPositionEmbeddings}.");
+        }
+
+        _model = model;
+        Cache = new KvCache(cfg, maxLength, model.Ledger);
+        _rope = new RopeTable(cfg.HeadDim, cfg.RopeTheta, maxLength, model.Ledger, cfg.RopeScaling);
+        int c = cfg.HiddenSize, hd = cfg.QueryDim, f = cfg.IntermediateSize;
+        int rstd = Math.Max(cfg.NumAttentionHeads, 1);
+        long[] sizes = [c, c, rstd, hd, hd, maxLength, f, f];
+        _work = new NativeBuffer(sizes.Sum(), MemoryCategory.Scratch, model.Ledger, "generator");
+        float* p = _work.Pointer;
+        _h = p;
+        _xn = _h + sizes[0];
+        _rstd = _xn + sizes[1];
+        _q = _rstd + sizes[2];
+        _attn = _q + sizes[3];
+        _scores = _attn + sizes[4];
+        _gate = _scores + sizes[5];
+        _up = _gate + sizes[6];
+    }
+
+    /// <summary>The cache of the positions run so far.</summary>
+    public KvCache Cache { get; }
+
+    /// <summary>The position of the next token (= tokens run so far).</summary>
+    public int Position => Cache.Length;
+
+    /// <summary>The model's vocabulary size (the length of a logits row).</summary>
+    public int VocabSize => _model.Config.VocabSize;
+
+    /// <summary>Starts a new sequence.</summary>
+    public void Reset() => Cache.Reset();
+
+    /// <summary>Runs the prompt (appending to the cache) and writes the logits after its last token.</summary>
+    public void Prefill(ReadOnlySpan<int> prompt, Span<float> logits)
+    {
+        if (prompt.IsEmpty)
+        {
+            throw new ArgumentException("The prompt is empty.", nameof(prompt));
+        }
+
+        foreach (int token in prompt)
+        {
+            Step(token, logits);
+        }
+    }
+
+    /// <summary>Runs <paramref name="token"/> at <see cref="Position"/> and writes its next-token logits (V floats).</summary>
+    public void Step(int token, Span<float> logits)
+    {
+        LlamaConfig cfg = _model.Config;
+        if ((uint)token >= (uint)cfg.VocabSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(token), $"token id {token} is outside the vocabulary [0, {cfg.VocabSize}).");
+        }
+
+        if (logits.Length < cfg.VocabSize)
+        {
+            throw new ArgumentException($"logits holds {logits.Length} floats; {cfg.VocabSize} are needed.", nameof(logits));
+        }
+
+        int pos = Cache.Length;
+        if (pos >= Cache.MaxLength)
+        {
+            throw new InvalidOperationException($"The generator was built for {Cache.MaxLength} tokens; all are used.");
+        }
+
+        ParameterLayout layout = _model.Layout;
+        int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, f = cfg.IntermediateSize;
+        float eps = (float)cfg.RmsNormEps;
+        int tok = token;
+        Embedding.Forward(&tok, 1, W(layout.Embedding), c, _h);
+        for (int l = 0; l < cfg.NumHiddenLayers; l++)
+        {
+            LayerSlots w = layout.Layers[l];
+            float* kRow = Cache.Keys(l) + ((long)pos * kvd), vRow = Cache.Values(l) + ((long)pos * kvd);
+
+            // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv), k and v straight into the cache
+            RmsNorm.Forward(_h, W(w.AttentionNorm), 1, c, eps, _xn, _rstd);
+            Linear.Forward(_xn, 1, Projection(w.Query, c, hd, w.QueryBias), _q);
+            Linear.Forward(_xn, 1, Projection(w.Key, c, kvd, w.KeyBias), kRow);
+            Linear.Forward(_xn, 1, Projection(w.Value, c, kvd, w.ValueBias), vRow);
+            if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
+            {
+                RmsNorm.Forward(_q, W(qNorm), cfg.NumAttentionHeads, cfg.HeadDim, eps, _q, _rstd);
+                RmsNorm.Forward(kRow, W(kNorm), cfg.NumKeyValueHeads, cfg.HeadDim, eps, kRow, _rstd);
+            }
+
+            Rope.Forward(_q, 1, 1, cfg.NumAttentionHeads, _rope, pos);
+            Rope.Forward(kRow, 1, 1, cfg.NumKeyValueHeads, _rope, pos);
+
+            Attend(l, pos);
+
+            // h = h + a·Woᵀ
+            Linear.Forward(_attn, 1, Projection(w.Output, hd, c), _h, accumulate: true);
+
+            // h = h + (silu(xn2·Wgᵀ) * (xn2·Wuᵀ))·Wdᵀ with xn2 = rmsnorm(h)
+            RmsNorm.Forward(_h, W(w.MlpNorm), 1, c, eps, _xn, _rstd);
+            Linear.Forward(_xn, 1, Projection(w.Gate, c, f), _gate);
+            Linear.Forward(_xn, 1, Projection(w.Up, c, f), _up);
+            SwiGlu.Forward(_gate, _up, f, _gate);
+            Linear.Forward(_gate, 1, Projection(w.Down, f, c), _h, accumulate: true);
+        }
+
+        Cache.Advance();
+        RmsNorm.Forward(_h, W(layout.FinalNorm), 1, c, eps, _xn, _rstd);
+        fixed (float* dst = logits)
+        {
+            Linear.Forward(_xn, 1, Projection(layout.LmHead, c, cfg.VocabSize), dst);
+        }
+    }
+
+    /// <summary>
+    /// Prefills <paramref name="prompt"/>, then yields up to <paramref name="maxNewTokens"/> tokens drawn by
+    /// <paramref name="sampler"/>, stopping after a token in <paramref name="stopTokens"/> (which is yielded).
+    /// </summary>
+    public IEnumerable<int> Generate(int[] prompt, int maxNewTokens, Sampler sampler, IReadOnlyCollection<int>? stopTokens = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(sampler);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
+        if (prompt.Length + maxNewTokens > Cache.MaxLength + 1)
+        {
+            throw new ArgumentException($"{prompt.Length} prompt tokens + {maxNewTokens} new tokens do not fit the generator's {Cache.MaxLength} positions.");
+        }
+
+        return Run(prompt, maxNewTokens, sampler, stopTokens);
+    }
+
+    private IEnumerable<int> Run(int[] prompt, int maxNewTokens, Sampler sampler, IReadOnlyCollection<int>? stopTokens)
+    {
+        var logits = new float[VocabSize];
+        Reset();
+        Prefill(prompt, logits);
+        for (int i = 0; i < maxNewTokens; i++)
+        {
+            int next = sampler.Sample(logits);
+            yield return next;
+            if (stopTokens?.Contains(next) == true || i == maxNewTokens - 1)
+            {
+                yield break;
+            }
+
+            Step(next, logits);
+        }
+    }
+
+    /// <summary>_attn (H·D) = softmax(q·Kᵀ/√D)·V over the cached positions the query at <paramref name="pos"/> sees.</summary>
+    private void Attend(int layer, int pos)
+    {
+        LlamaConfig cfg = _model.Config;
+        int d = cfg.HeadDim, heads = cfg.NumAttentionHeads, kvHeads = cfg.NumKeyValueHeads, kvd = cfg.KeyValueDim;
+        int group = heads / kvHeads;
+        int window = cfg.SlidingWindow ?? 0;
+        int first = window > 0 ? Math.Max(0, pos - window + 1) : 0;
+        float scale = 1f / MathF.Sqrt(d);
+        float* keys = Cache.Keys(layer), values = Cache.Values(layer);
+        for (int h = 0; h < heads; h++)
+        {
+            int g = h / group;
+            float* q = _q + ((long)h * d);
+            float max = float.NegativeInfinity;
+            for (int j = first; j <= pos; j++)
+            {
+                float* k = keys + ((long)j * kvd) + ((long)g * d);
+                float s = 0;
+                for (int e = 0; e < d; e++)
+                {
+                    s += q[e] * k[e];
+                }
+
+                s *= scale;
+                _scores[j] = s;
+                max = Math.Max(max, s);
+            }
+
+            double sum = 0;
+            for (int j = first; j <= pos; j++)
+            {
+                float p = MathF.Exp(_scores[j] - max);
+                _scores[j] = p;
+                sum += p;
+            }
+
+            float* o = _attn + ((long)h * d);
+            new Span<float>(o, d).Clear();
+            float inv = (float)(1.0 / sum);
+            for (int j = first; j <= pos; j++)
+            {
+                float p = _scores[j] * inv;
+                float* v = values + ((long)j * kvd) + ((long)g * d);
+                for (int e = 0; e < d; e++)
+                {
+                    o[e] += p * v[e];
+                }
+            }
+        }
+    }
+
+    private float* W(ArenaSlot slot) => _model.Parameters[slot].Pointer;
+
+    private LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, ArenaSlot? bias = null)
+        => new(W(weight), inFeatures, outFeatures, null, bias is { } b ? W(b) : null);
+
+    /// <summary>Frees the cache and the work buffers.</summary>
+    public void Dispose()
+    {
+        Cache.Dispose();
+        _rope.Dispose();
+        _work.Dispose();
+    }
+}
