@@ -193,13 +193,6 @@ internal static class TrainCommand
         };
         optimizerOptions.Validate();
 
-        // What defines the run, saved with every checkpoint; a resume with anything different is refused.
-        SortedDictionary<string, string> identity = Checkpoints.Identity(config, demo ? DemoSourceDescription(p) : "tokens sha256=" + Checkpoints.FileSha256(tokensPath!), source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
-        if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir).DifferenceFrom(identity) is string difference)
-        {
-            throw new ArgumentException($"--resume {resumeOption}: refused, {difference}.");
-        }
-
         // The console library loads before the runtime's footprint is measured, so that the plan counts it.
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));
         string? budgetOption = p.GetValue(Budget) ?? (demo ? DemoSummary.DefaultBudget : null);
@@ -210,6 +203,15 @@ internal static class TrainCommand
             // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
             bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint);
             policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions);
+        }
+
+        // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
+        // resume with anything different is refused.
+        SortedDictionary<string, string> identity = Checkpoints.Identity(config, demo ? DemoSourceDescription(p) : "tokens sha256=" + Checkpoints.FileSha256(tokensPath!), source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
+        identity["memory_policy"] = policy.Describe(); // chunking and recomputation change the float summation order
+        if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir).DifferenceFrom(identity) is string difference)
+        {
+            throw new ArgumentException($"--resume {resumeOption}: refused, {difference}.");
         }
 
         LlamaModel model;

@@ -158,6 +158,7 @@ public class ResumeCliTests
         AssertOneLineError(CliRunner.Run(Args(["train", "--seq-len", "64", "--batch", "4", "--save-every", "5"], "10", save, "--resume", save)), "batch is 2x64 in the checkpoint but 4x64");
         AssertOneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--optimizer", "sgd")), "optimizer is adamw in the checkpoint but sgd");
         AssertOneLineError(CliRunner.Run(Args(Demo, "20", save, "--resume", save)), "steps is 10 in the checkpoint but 20");
+        AssertOneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--mst-mlp", "4", "--checkpoint", "on")), "memory_policy is ");
         AssertOneLineError(CliRunner.Run("train", "--resume", tmp["nothing"]), "no such directory");
         Assert.Equal(before, File.ReadAllBytes(Path.Combine(save, "model.safetensors")));
     }
