@@ -1,7 +1,8 @@
 // `miniseq train`: with no arguments, the built-in demo (a small Llama learning associative recall, its memory
 // policy chosen by the planner under a budget); with --model and --tokens, training on a token file, saving an HF
-// directory with --save. A thin shell over the library's TrainingRun: parse and validate options, pick the batch
-// source, show progress, write metrics lines, save.
+// directory with --save; --save-every/--keep/--resume write, prune and continue from DIR/checkpoint-STEP. A thin shell
+// over the library's TrainingRun and Checkpoints: parse and validate options, pick the batch source, show progress,
+// write metrics lines, save.
 using System.CommandLine;
 using System.Globalization;
 using MiniSeq.IO;
