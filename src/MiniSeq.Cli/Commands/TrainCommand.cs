@@ -1,7 +1,8 @@
 // `miniseq train`: with no arguments, the built-in demo (a small Llama learning associative recall, its memory
 // policy chosen by the planner under a budget); with --model and --tokens, training on a token file, saving an HF
-// directory with --save. A thin shell over the library's TrainingRun: parse and validate options, pick the batch
-// source, show progress, write metrics lines, save.
+// directory with --save; --save-every/--keep/--resume write, prune and continue from DIR/checkpoint-STEP. A thin shell
+// over the library's TrainingRun and Checkpoints: parse and validate options, pick the batch source, show progress,
+// write metrics lines, save.
 using System.CommandLine;
 using System.Globalization;
 using MiniSeq.IO;
@@ -46,7 +47,9 @@ internal static class TrainCommand
     private static readonly Option<float> ZLoss = new("--z-loss") { DefaultValueFactory = _ => 0f, Description = "z-loss weight w (adds w·lse² per scored token)" };
     private static readonly Option<float> SoftCap = new("--logit-softcap") { DefaultValueFactory = _ => 0f, Description = "Final-logit soft-capping cap·tanh(z/cap) (0 = off; Gemma-2 uses 30)" };
     private static readonly Option<string> LmHeadGrad = new("--lm-head-grad") { DefaultValueFactory = _ => "forward", Description = "LM-head gradient: forward (formed with the loss, Liger-style) | recompute (CCE-style)" };
-    private static readonly Option<int> SaveEvery = new("--save-every") { DefaultValueFactory = _ => 0, Description = "Also save to --save every N steps (atomically), so a crash loses at most N steps" };
+    private static readonly Option<int> SaveEvery = new("--save-every") { DefaultValueFactory = _ => 0, Description = "Every N steps write a checkpoint (weights + training state) to --save DIR/checkpoint-STEP, atomically" };
+    private static readonly Option<int?> Keep = new("--keep") { Description = "Keep only the newest L checkpoint-* directories (default: all)" };
+    private static readonly Option<string?> Resume = new("--resume") { Description = "Continue from a checkpoint directory, or a --save DIR's newest checkpoint-*; the result is bit-identical to an uninterrupted run" };
     private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none); a cosine schedule then ends at the last step that fits" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file (a new file, or an existing metrics file)" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
@@ -54,7 +57,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, TimeLimit, Metrics, Overwrite })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite })
         {
             command.Options.Add(o);
         }
@@ -70,7 +73,8 @@ internal static class TrainCommand
             KernelThreads.SetThreadCount(threads);
         }
 
-        string? modelDir = p.GetValue(ModelDir), tokensPath = p.GetValue(Tokens);
+        string? modelDir = p.GetValue(ModelDir), tokensPath = p.GetValue(Tokens), resumeOption = p.GetValue(Resume);
+        string? resumeDir = resumeOption is null ? null : Checkpoints.Resolve(resumeOption);
         if ((modelDir is null) != (tokensPath is null))
         {
             throw new ArgumentException("--model and --tokens go together (train a model on a token file); give both, or neither for the built-in demo.");
@@ -96,6 +100,11 @@ internal static class TrainCommand
         // Validate every option and check files and the memory budget before anything large is allocated.
         int steps = p.GetValue(Steps) ?? (demo ? DemoSummary.DefaultSteps : 1);
         double? timeLimit = p.GetValue(TimeLimit) ?? (demo && p.GetValue(Steps) is null ? 180 : null);
+        int saveEvery = p.GetValue(SaveEvery);
+
+        // Only the demo's default time limit (no --steps, no checkpoints, no resume) fits the schedule to the machine's
+        // speed; everything else keeps the schedule fixed so that a run, and a resumed run, is reproducible.
+        bool fitSchedule = demo && p.GetValue(Steps) is null && p.GetValue(TimeLimit) is null && saveEvery == 0 && resumeDir is null;
         if (steps < 1)
         {
             throw new ArgumentException($"--steps must be at least 1 (got {steps}).");
@@ -126,7 +135,8 @@ internal static class TrainCommand
                 throw new ArgumentException($"--save {savePath}: a file with that name exists; give a directory path.");
             }
 
-            ModelDirectory.CheckSaveTarget(savePath, overwrite);
+            // Resuming into the directory the checkpoints are in: it holds only MiniSeq's own files, which are replaced.
+            ModelDirectory.CheckSaveTarget(savePath, overwrite || (resumeDir is not null && Checkpoints.HoldsOnlyOwn(savePath)));
         }
         else if (overwrite)
         {
@@ -139,10 +149,15 @@ internal static class TrainCommand
             MetricsLog.CheckAppendable(metricsPath);
         }
 
-        int saveEvery = p.GetValue(SaveEvery);
         if (saveEvery < 0 || (saveEvery > 0 && savePath is null))
         {
             throw new ArgumentException("--save-every N needs N ≥ 1 and --save DIR.");
+        }
+
+        int? keep = p.GetValue(Keep);
+        if (keep is int k && (k < 1 || saveEvery == 0))
+        {
+            throw new ArgumentException($"--keep L needs L ≥ 1 and --save-every (got {k}).");
         }
 
         int microRows = micro ?? source.BatchSize;
@@ -191,8 +206,21 @@ internal static class TrainCommand
             policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions);
         }
 
+        // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
+        // resume with anything different is refused.
+        SortedDictionary<string, string> identity = Checkpoints.Identity(config, demo ? DemoSourceDescription(p) : "tokens sha256=" + Checkpoints.FileSha256(tokensPath!), source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
+        identity["memory_policy"] = policy.Describe(); // chunking and recomputation change the float summation order
+        if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir).DifferenceFrom(identity) is string difference)
+        {
+            throw new ArgumentException($"--resume {resumeOption}: refused, {difference}.");
+        }
+
         LlamaModel model;
-        if (demo)
+        if (resumeDir is not null)
+        {
+            model = ModelDirectory.Load(resumeDir, warn: w => Console.Error.WriteLine($"warning: {w}"));
+        }
+        else if (demo)
         {
             model = new LlamaModel(config);
             model.InitializeRandom(p.GetValue(Seed));
@@ -213,7 +241,17 @@ internal static class TrainCommand
                 TotalSteps = steps,
             };
 
-            using var run = new TrainingRun(model, options, source);
+            using var run = new TrainingRun(model, options, source) { Identity = identity };
+            if (resumeDir is not null)
+            {
+                TrainingState resumed = run.RestoreState(resumeDir);
+                AnsiConsole.MarkupLine(Markup.Escape($"resumed from {resumeDir} at step {resumed.Step}"));
+            }
+
+            if (savePath is not null)
+            {
+                Checkpoints.RemoveStaleTemporaries(savePath);
+            }
             PrintHeader(model, source, run.Trainer, demo);
             using MetricsLog? metrics = metricsPath is null ? null : MetricsLog.Open(metricsPath);
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -221,19 +259,32 @@ internal static class TrainCommand
             Progress.Run(steps, report => run.Run(steps, limit, r =>
             {
                 metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
-                if (saveEvery > 0 && r.Step % saveEvery == 0 && r.Step < steps)
+                if (saveEvery > 0 && r.Step % saveEvery == 0)
                 {
-                    // Checked above: the directory was empty or --overwrite was given; later saves replace our own files.
-                    model.Save(savePath!, overwrite: true);
+                    // DIR/checkpoint-STEP holds only MiniSeq's files: written (or replaced) atomically as a whole.
+                    run.SaveCheckpoint(Path.Combine(savePath!, Checkpoints.Name(r.Step)), overwrite: true);
+                    if (keep is int newest)
+                    {
+                        Checkpoints.Prune(savePath!, newest);
+                    }
                 }
 
                 report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal));
                 return true;
-            }, fitScheduleToTimeLimit: limit is not null));
+            }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
 
             if (savePath is not null)
             {
-                model.Save(savePath, overwrite: true);
+                // Checked above: the directory was empty, --overwrite was given, or it holds our own checkpoints. A run
+                // with checkpoints saves its final training state too (a resume from DIR then continues from there).
+                if (saveEvery > 0 || resumeDir is not null)
+                {
+                    run.SaveCheckpoint(savePath, overwrite: true);
+                }
+                else
+                {
+                    model.Save(savePath, overwrite: true);
+                }
             }
 
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
@@ -244,6 +295,9 @@ internal static class TrainCommand
 
         return 0;
     }
+
+    private static string DemoSourceDescription(ParseResult p)
+        => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");
 
     private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer)
     {
@@ -283,7 +337,11 @@ internal static class TrainCommand
         double seconds = history.Sum(h => h.Elapsed.TotalSeconds);
         long tokens = history.Sum(h => h.Tokens);
         table.AddRow("steps", history.Count.ToString(CultureInfo.InvariantCulture));
-        table.AddRow("loss first → last", FormattableString.Invariant($"{history[0].Loss:F4} → {history[^1].Loss:F4}"));
+        if (history.Count > 0)
+        {
+            table.AddRow("loss first → last", FormattableString.Invariant($"{history[0].Loss:F4} → {history[^1].Loss:F4}"));
+        }
+
         table.AddRow("tokens/s", FormattableString.Invariant($"{tokens / Math.Max(seconds, 1e-9):F0}"));
         table.AddRow("time", FormattableString.Invariant($"{seconds:F1} s"));
         demoRows?.Invoke(table);

@@ -38,7 +38,13 @@ public sealed class TrainingRun : IDisposable
         Optimizer = Trainer.Optimizer.Options.Name,
         RngState = Source.RngState,
         DataCursor = Source.Cursor,
+        ScheduleSteps = Trainer.ScheduleSteps,
+        Run = Identity is null ? null : new SortedDictionary<string, string>(Identity.ToDictionary(), StringComparer.Ordinal),
     };
+
+    /// <summary>What defines this run (config hash, data, batch shape, optimizer options…), saved with every
+    /// checkpoint so that a resume with other settings can be refused (see <see cref="TrainingState.DifferenceFrom"/>).</summary>
+    public IReadOnlyDictionary<string, string>? Identity { get; set; }
 
     /// <summary>One optimizer step on the source's next batch.</summary>
     public StepResult Step()
@@ -100,6 +106,11 @@ public sealed class TrainingRun : IDisposable
     {
         TrainingState state = TrainingCheckpoint.Read(directory, Trainer);
         Source.Restore(state.DataCursor, state.RngState);
+        if (state.ScheduleSteps is int scheduleSteps)
+        {
+            Trainer.ScheduleSteps = scheduleSteps;
+        }
+
         return state;
     }
 

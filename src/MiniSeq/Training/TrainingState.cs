@@ -23,6 +23,31 @@ public sealed record TrainingState
 
     /// <summary>How many batches the data source has handed out.</summary>
     [JsonPropertyName("data_cursor")] public long DataCursor { get; init; }
+
+    /// <summary>Steps the learning-rate schedule spans (<see cref="Trainer.ScheduleSteps"/>); null in older files.</summary>
+    [JsonPropertyName("schedule_steps")] public int? ScheduleSteps { get; init; }
+
+    /// <summary>What defines the run (e.g. <c>config_sha256</c>, <c>data</c>, <c>batch</c>, <c>optimizer.lr</c>), as
+    /// strings, so that a resume with other settings is refused naming the first difference; null if not recorded.</summary>
+    [JsonPropertyName("run")] public SortedDictionary<string, string>? Run { get; init; }
+
+    /// <summary>The first difference between the run this state was saved from and <paramref name="current"/>, as
+    /// "KEY: SAVED here, CURRENT now", or null if they agree (keys missing on either side count as different).</summary>
+    public string? DifferenceFrom(IReadOnlyDictionary<string, string> current)
+    {
+        ArgumentNullException.ThrowIfNull(current);
+        IReadOnlyDictionary<string, string> saved = Run ?? new SortedDictionary<string, string>();
+        foreach (string key in saved.Keys.Union(current.Keys).Order(StringComparer.Ordinal))
+        {
+            string? a = saved.GetValueOrDefault(key), b = current.GetValueOrDefault(key);
+            if (!string.Equals(a, b, StringComparison.Ordinal))
+            {
+                return $"{key} is {a ?? "(not recorded)"} in the checkpoint but {b ?? "(not set)"} in this run";
+            }
+        }
+
+        return null;
+    }
 }
 
 /// <summary>Saves and loads the training state next to a model.</summary>
@@ -66,26 +91,34 @@ public static class TrainingCheckpoint
         model.Save(directory, overwrite, temp => Write(temp, trainer, state));
     }
 
-    /// <summary>Loads the optimizer state and step of <paramref name="directory"/> into <paramref name="trainer"/> and returns the scalars.</summary>
-    /// <exception cref="InvalidDataException">The files are missing, of another optimizer, or do not match the model.</exception>
-    public static TrainingState Read(string directory, Trainer trainer)
+    /// <summary>Reads the scalars of <paramref name="directory"/> (trainer_state.json) without loading anything.</summary>
+    /// <exception cref="FileNotFoundException">The directory holds no training state.</exception>
+    /// <exception cref="InvalidDataException">The state file is not valid.</exception>
+    public static TrainingState ReadState(string directory)
     {
-        ArgumentNullException.ThrowIfNull(trainer);
         string statePath = Path.Combine(directory, StateFileName), tensorsPath = Path.Combine(directory, TensorsFileName);
         if (!File.Exists(statePath) || !File.Exists(tensorsPath))
         {
             throw new FileNotFoundException($"{directory}: no training state ({StateFileName} and {TensorsFileName}); it holds a model only.", statePath);
         }
 
-        TrainingState state;
         try
         {
-            state = JsonSerializer.Deserialize<TrainingState>(File.ReadAllText(statePath)) ?? throw new InvalidDataException($"{statePath}: empty.");
+            return JsonSerializer.Deserialize<TrainingState>(File.ReadAllText(statePath)) ?? throw new InvalidDataException($"{statePath}: empty.");
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message}).", e);
         }
+    }
+
+    /// <summary>Loads the optimizer state and step of <paramref name="directory"/> into <paramref name="trainer"/> and returns the scalars.</summary>
+    /// <exception cref="InvalidDataException">The files are missing, of another optimizer, or do not match the model.</exception>
+    public static TrainingState Read(string directory, Trainer trainer)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        string statePath = Path.Combine(directory, StateFileName), tensorsPath = Path.Combine(directory, TensorsFileName);
+        TrainingState state = ReadState(directory);
 
         if (!string.Equals(state.Optimizer, trainer.Optimizer.Options.Name, StringComparison.OrdinalIgnoreCase))
         {

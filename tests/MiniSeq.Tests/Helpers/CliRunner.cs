@@ -26,6 +26,25 @@ internal static class CliRunner
     /// <summary>Runs with extra environment variables set for the child process.</summary>
     public static CliResult RunWith(IReadOnlyDictionary<string, string> environment, params string[] args) => Start(null, environment, args);
 
+    /// <summary>Starts the executable without waiting (so that a test can kill it); its output is drained and dropped.</summary>
+    public static Process StartBackground(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(CliDll);
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment["MINISEQ_THREADS"] = "1";
+        var process = Process.Start(psi)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
     private static CliResult Start(string? workingDirectory, IReadOnlyDictionary<string, string> environment, string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
