@@ -208,7 +208,7 @@ internal static class TrainCommand
 
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
         // resume with anything different is refused.
-        SortedDictionary<string, string> identity = Checkpoints.Identity(config, demo ? DemoSourceDescription(p) : "tokens sha256=" + Checkpoints.FileSha256(tokensPath!), source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
+        SortedDictionary<string, string> identity = Checkpoints.Identity(config, demo ? DemoSourceDescription(p) : "tokens fnv1a64=" + Checkpoints.FileHash(tokensPath!), source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
         identity["memory_policy"] = policy.Describe(); // chunking and recomputation change the float summation order
         if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir).DifferenceFrom(identity) is string difference)
         {

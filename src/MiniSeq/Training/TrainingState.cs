@@ -27,7 +27,7 @@ public sealed record TrainingState
     /// <summary>Steps the learning-rate schedule spans (<see cref="Trainer.ScheduleSteps"/>); null in older files.</summary>
     [JsonPropertyName("schedule_steps")] public int? ScheduleSteps { get; init; }
 
-    /// <summary>What defines the run (e.g. <c>config_sha256</c>, <c>data</c>, <c>batch</c>, <c>optimizer.lr</c>), as
+    /// <summary>What defines the run (e.g. <c>config_fnv1a64</c>, <c>data</c>, <c>batch</c>, <c>optimizer.lr</c>), as
     /// strings, so that a resume with other settings is refused naming the first difference; null if not recorded.</summary>
     [JsonPropertyName("run")] public SortedDictionary<string, string>? Run { get; init; }
 

@@ -172,7 +172,7 @@ public class ResumeCliTests
         string[] common = ["train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--save-every", "2"];
         AssertOk(CliRunner.Run(Args(common, "4", tmp["run"])));
         WriteTokens(tmp["tokens.json"], 17, seed: 2);
-        AssertOneLineError(CliRunner.Run(Args(common, "4", tmp["run"], "--resume", tmp["run"])), "data is tokens sha256=");
+        AssertOneLineError(CliRunner.Run(Args(common, "4", tmp["run"], "--resume", tmp["run"])), "data is tokens fnv1a64=");
     }
 
     private static void WriteTokens(string path, int seqLen, int seed)
