@@ -64,8 +64,8 @@ internal static class DemoSummary
     }
 
     /// <summary>The planner's predicted process peak of the same run under the vanilla policy (no MsT, no checkpointing).</summary>
-    public static long PredictVanillaPeak(LlamaConfig config, int microRows, int seqLen, OptimizerOptions optimizer)
-        => MemoryPlanner.Predict(config, microRows, seqLen, MemoryPolicy.Vanilla, optimizer, MemoryPlanner.MeasureRuntimeOverhead()).ProcessPeak;
+    public static long PredictVanillaPeak(LlamaConfig config, int microRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead)
+        => MemoryPlanner.Predict(config, microRows, seqLen, MemoryPolicy.Vanilla, optimizer, runtimeOverhead).ProcessPeak;
 
     /// <summary>The demo rows of the summary table: accuracy against chance, and the memory the policy saved.</summary>
     public static void AddRows(Table table, AssociativeRecall task, (double Accuracy, int Queries) recall, string policy, string? budget, long policyPeak, long vanillaPeak, long measuredPeakRss)

@@ -198,12 +198,12 @@ internal static class TrainCommand
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));
         string? budgetOption = p.GetValue(Budget) ?? (demo ? DemoSummary.DefaultBudget : null);
         long runtimeOverhead = MemoryPlanner.MeasureRuntimeOverhead();
-        long? vanillaPeak = demo ? DemoSummary.PredictVanillaPeak(config, microRows, source.SeqLen, optimizerOptions) : null;
+        long? vanillaPeak = demo ? DemoSummary.PredictVanillaPeak(config, microRows, source.SeqLen, optimizerOptions, runtimeOverhead) : null;
         if (budgetOption is string budgetText)
         {
             // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
             bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint);
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions);
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead);
         }
 
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
@@ -299,9 +299,8 @@ internal static class TrainCommand
     private static string DemoSourceDescription(ParseResult p)
         => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");
 
-    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer)
+    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead)
     {
-        long overhead = MemoryPlanner.MeasureRuntimeOverhead();
         if (explicitPolicy)
         {
             MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead);
