@@ -13,7 +13,7 @@ namespace MiniSeq.LibTorchBench;
 /// <summary>How the MsT LM head forms its gradient.</summary>
 internal enum LmHeadMode
 {
-    /// <summary>Gradient in forward (Liger; MiniSeq's default, MemoryPolicy.LmHeadRecompute = false): logits once per chunk.</summary>
+    /// <summary>Gradient in forward (Liger; MiniSeq's default, LossOptions.LmHeadRecompute = false): logits once per chunk.</summary>
     GradInForward,
 
     /// <summary>Save only the input; backward recomputes each chunk's logits (CCE-style; MiniSeq's LmHeadRecompute = true).</summary>
@@ -370,7 +370,7 @@ internal sealed class ChunkedLmHeadGradInForward : autograd.SingleTensorFunction
 
 /// <summary>
 /// MsT LM head + cross-entropy that saves only its input (and W): forward is loss-only per chunk; backward recomputes
-/// each chunk's logits for the gradient (CCE-style; MiniSeq's MemoryPolicy.LmHeadRecompute = true).
+/// each chunk's logits for the gradient (CCE-style; MiniSeq's LossOptions.LmHeadRecompute = true).
 /// Inputs: h, W, labels, chunk rows.
 /// </summary>
 internal sealed class ChunkedLmHeadRecompute : autograd.SingleTensorFunction<ChunkedLmHeadRecompute>
