@@ -1,11 +1,14 @@
 // A batch of token sequences with per-position labels, and its JSON file format:
-//   {"input_ids": [[1, 2, 3], [4, 5, 6]], "labels": [[2, 3, -100], [5, 6, -100]]}
+//   {"input_ids": [[1, 2, 3], [4, 5, 6]], "labels": [[2, 3, -100], [5, 6, -100]], "document_ids": [[0, 0, 1], [0, 0, 0]]}
 // Labels are already aligned (position t is scored against labels[t]; no shift inside the model); -100 is ignored.
-// Without "labels", they are input_ids shifted left by one with -100 at the end of each row.
-// Deliberately not: tokenization, padding, packing or shuffling; rows must already have one common length.
+// Without "labels", they are input_ids shifted left by one with -100 at the end of each row (and at the last token of
+// every document of a packed row). Optional "document_ids" (packed rows): a new document begins wherever the id
+// changes within a row; attention never crosses that boundary and RoPE positions restart there.
+// Deliberately not: tokenization, padding, packing or shuffling (Training/Data); rows must have one common length.
 using System.Text;
 using System.Text.Json;
 using MiniSeq.Diagnostics;
+using MiniSeq.Kernels;
 
 namespace MiniSeq.IO;
 
@@ -22,7 +25,8 @@ public sealed class TokenBatch
     /// <param name="seqLen">Tokens per row T (≥ 1).</param>
     /// <param name="inputIds">B·T token ids, row-major.</param>
     /// <param name="labels">B·T targets, row-major; <see cref="IgnoreIndex"/> where not scored.</param>
-    public TokenBatch(int batchSize, int seqLen, int[] inputIds, int[] labels)
+    /// <param name="documentIds">Optional B·T document index per token (packed rows; null: one document per row).</param>
+    public TokenBatch(int batchSize, int seqLen, int[] inputIds, int[] labels, int[]? documentIds = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(seqLen);
@@ -36,10 +40,16 @@ public sealed class TokenBatch
                 nameof(inputIds));
         }
 
+        if (documentIds is not null && documentIds.Length != count)
+        {
+            throw new ArgumentException($"A batch of {batchSize} × {seqLen} needs {count} document ids, got {documentIds.Length}.", nameof(documentIds));
+        }
+
         BatchSize = batchSize;
         SeqLen = seqLen;
         InputIds = inputIds;
         Labels = labels;
+        DocumentIds = documentIds;
     }
 
     /// <summary>Rows B.</summary>
@@ -54,15 +64,22 @@ public sealed class TokenBatch
     /// <summary>Targets (B·T), row-major: position t of a row is scored against <c>Labels[t]</c>; <see cref="IgnoreIndex"/> = not scored.</summary>
     public int[] Labels { get; }
 
+    /// <summary>Optional document index per token (B·T, row-major; null: each row is one document). A document begins
+    /// wherever the id changes within a row.</summary>
+    public int[]? DocumentIds { get; }
+
+    /// <summary>Whether some row holds more than one document.</summary>
+    public bool IsPacked => DocumentIds is not null && DocumentLayout.HasBoundaries(DocumentIds, BatchSize, SeqLen);
+
     /// <summary>B·T.</summary>
     public int TokenCount => InputIds.Length;
 
     /// <summary>A batch whose labels are <paramref name="inputIds"/> shifted left by one per row, with
     /// <see cref="IgnoreIndex"/> at the end of each row (next-token prediction).</summary>
-    public static TokenBatch FromInputIds(int batchSize, int seqLen, int[] inputIds)
+    public static TokenBatch FromInputIds(int batchSize, int seqLen, int[] inputIds, int[]? documentIds = null)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
-        return new TokenBatch(batchSize, seqLen, inputIds, ShiftedLabels(inputIds, batchSize, seqLen));
+        return new TokenBatch(batchSize, seqLen, inputIds, ShiftedLabels(inputIds, documentIds, batchSize, seqLen), documentIds);
     }
 
     /// <summary>Reads a token file (see <c>docs/formats.md</c>).</summary>
@@ -82,7 +99,8 @@ public sealed class TokenBatch
         byte[] bytes = File.ReadAllBytes(path);
         var inputIds = new List<int>();
         var labels = new List<int>();
-        (int Rows, int Cols)? inputShape = null, labelShape = null;
+        var documents = new List<int>();
+        (int Rows, int Cols)? inputShape = null, labelShape = null, documentShape = null;
         try
         {
             ReadOnlySpan<byte> json = bytes;
@@ -120,6 +138,17 @@ public sealed class TokenBatch
                 }
                 else
                 {
+                    if (key == "document_ids")
+                    {
+                        if (documentShape is not null)
+                        {
+                            Throw.InvalidData(path, "\"document_ids\" appears twice", FormatHint);
+                        }
+
+                        documentShape = ReadMatrix(ref reader, path, key, documents);
+                        continue;
+                    }
+
                     reader.Skip();
                 }
             }
@@ -140,9 +169,17 @@ public sealed class TokenBatch
             return null!;
         }
 
+        if (documentShape is not null && documentShape != inputShape)
+        {
+            Throw.InvalidData(path,
+                $"document_ids are {documentShape.Value.Rows} × {documentShape.Value.Cols} but input_ids are {rows} × {cols}",
+                "document_ids must have the same shape as input_ids: one document index per token.");
+        }
+
+        int[]? documentIds = documentShape is null ? null : documents.ToArray();
         if (labelShape is null)
         {
-            return FromInputIds(rows, cols, inputIds.ToArray());
+            return FromInputIds(rows, cols, inputIds.ToArray(), documentIds);
         }
 
         if (labelShape != inputShape)
@@ -152,7 +189,7 @@ public sealed class TokenBatch
                 "labels must have the same shape as input_ids: labels[t] is the target of position t (already shifted); use -100 where nothing is scored.");
         }
 
-        return new TokenBatch(rows, cols, inputIds.ToArray(), labels.ToArray());
+        return new TokenBatch(rows, cols, inputIds.ToArray(), labels.ToArray(), documentIds);
     }
 
     /// <summary>Checks that every token id is in [0, <paramref name="vocabSize"/>) and every label in that range or
@@ -201,6 +238,11 @@ public sealed class TokenBatch
                     json.WriteStartObject();
                     WriteMatrix(json, "input_ids", InputIds);
                     WriteMatrix(json, "labels", Labels);
+                    if (DocumentIds is not null)
+                    {
+                        WriteMatrix(json, "document_ids", DocumentIds);
+                    }
+
                     json.WriteEndObject();
                 }
 
@@ -228,7 +270,7 @@ public sealed class TokenBatch
         }
 
         int start = firstRow * SeqLen, count = rowCount * SeqLen;
-        return new TokenBatch(rowCount, SeqLen, InputIds.AsSpan(start, count).ToArray(), Labels.AsSpan(start, count).ToArray());
+        return new TokenBatch(rowCount, SeqLen, InputIds.AsSpan(start, count).ToArray(), Labels.AsSpan(start, count).ToArray(), DocumentIds?.AsSpan(start, count).ToArray());
     }
 
     /// <summary>Number of scored positions (labels other than <see cref="IgnoreIndex"/>).</summary>
@@ -246,7 +288,7 @@ public sealed class TokenBatch
         return count;
     }
 
-    private static int[] ShiftedLabels(int[] inputIds, int batchSize, int seqLen)
+    private static int[] ShiftedLabels(int[] inputIds, int[]? documentIds, int batchSize, int seqLen)
     {
         var labels = new int[inputIds.Length];
         for (int b = 0; b < batchSize; b++)
@@ -254,6 +296,17 @@ public sealed class TokenBatch
             int row = b * seqLen;
             Array.Copy(inputIds, row + 1, labels, row, seqLen - 1);
             labels[row + seqLen - 1] = IgnoreIndex;
+            if (documentIds is not null)
+            {
+                // The last token of a document would be scored against the next document's first: nothing to learn.
+                for (int t = row; t < row + seqLen - 1; t++)
+                {
+                    if (documentIds[t + 1] != documentIds[t])
+                    {
+                        labels[t] = IgnoreIndex;
+                    }
+                }
+            }
         }
 
         return labels;

@@ -23,7 +23,7 @@ public static unsafe partial class FlashAttention
             float max = float.NegativeInfinity;
             float sum = 0;
             new Span<float>(acc, d).Clear();
-            for (int j = FirstKey(t, a.Window); j <= t; j++)
+            for (int j = FirstKey(ref a, b, t); j <= t; j++)
             {
                 float* kRow = kHead + (j * kvStride);
                 float s = 0;
@@ -91,7 +91,7 @@ public static unsafe partial class FlashAttention
                     dDot += dORow[i] * oRow[i];
                 }
 
-                for (int j = FirstKey(t, a.Window); j <= t; j++)
+                for (int j = FirstKey(ref a, b, t); j <= t; j++)
                 {
                     long kvRow = kvHead + (j * kvStride);
                     float* kRow = a.K + kvRow;

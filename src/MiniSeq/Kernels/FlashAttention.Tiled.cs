@@ -41,7 +41,7 @@ public static unsafe partial class FlashAttention
         long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
 
         long perHead = (2L * d * bq) + (2L * bq);
-        float* scratch = Scratch((group * perHead) + ((long)bk * bq));
+        float* scratch = Scratch((group * perHead) + ((long)bk * bq) + bq);
         float* sT = scratch + (group * perHead); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
         for (int g = 0; g < group; g++)
         {
@@ -55,8 +55,10 @@ public static unsafe partial class FlashAttention
         }
 
         int kEnd = t0 + rows; // the last row attends to keys [0, kEnd)
-        int kStart = FirstKey(t0, a.Window); // the first row's first key: tiles before it are masked for every row
-        bool windowed = a.Window != int.MaxValue;
+        int kStart = FirstKey(ref a, b, t0); // the first row's first key: tiles before it are masked for every row
+        bool masked = a.Masked;
+        float* firstKeys = sT + ((long)bk * bq); // (Bq): each row's first visible key (window or document mask)
+        int maskEnd = masked ? FirstKeys(ref a, b, t0, rows, bq, firstKeys) : 0;
         for (int j0 = kStart; j0 < kEnd; j0 += bk)
         {
             int n = Math.Min(bk, kEnd - j0);
@@ -79,12 +81,12 @@ public static unsafe partial class FlashAttention
                     MaskCausal<TW, TV>(sT, j0, nR, t0);
                 }
 
-                if (windowed && j0 <= t0 + bq - 1 - a.Window)
+                if (j0 < maskEnd)
                 {
-                    MaskWindow<TW, TV>(sT, j0, nR, t0, a.Window);
+                    MaskBefore<TW, TV>(sT, j0, Math.Min(nR, maskEnd - j0), firstKeys);
                 }
 
-                OnlineSoftmax<TW, TV>(sT, nR, oT + (d * bq), oT, d, windowed);
+                OnlineSoftmax<TW, TV>(sT, nR, oT + (d * bq), oT, d, masked);
 
                 // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
                 Accumulate<TW, TV>(vHead, kvStride, j0, n, d, sT, oT);
@@ -118,7 +120,7 @@ public static unsafe partial class FlashAttention
     /// place; sum' = sum·alpha + Σ pᵀ; oᵀ *= alpha. stats is (2, Bq) = (max, sum); oᵀ is (D, Bq); sᵀ is (nR, Bq).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void OnlineSoftmax<TW, TV>(float* sT, int nR, float* stats, float* oT, int d, bool windowed)
+    private static void OnlineSoftmax<TW, TV>(float* sT, int nR, float* stats, float* oT, int d, bool masked)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
@@ -136,14 +138,14 @@ public static unsafe partial class FlashAttention
         }
 
         // A row's max is finite after its first tile (key 0 is always visible; rows past T score 0), so
-        // exp2(−∞ − finite) = 0 on the first tile and no ∞ − ∞ ever occurs. With a sliding window a row may see no key
-        // of a tile (its window starts later): its max stays −∞ and is stored so, but the exponents use 0 in its place,
-        // so alpha = exp2(−∞) = 0 (nothing accumulated yet) and p = exp2(−∞) = 0.
+        // exp2(−∞ − finite) = 0 on the first tile and no ∞ − ∞ ever occurs. With a window or document mask a row may see
+        // no key of a tile (its first key is later): its max stays −∞ and is stored so, but the exponents use 0 in its
+        // place, so alpha = exp2(−∞) = 0 (nothing accumulated yet) and p = exp2(−∞) = 0.
         TW.Store(x0, stats);
         TW.Store(x1, stats + w);
         TW.Store(x2, stats + (2 * w));
         TW.Store(x3, stats + (3 * w));
-        if (windowed)
+        if (masked)
         {
             TV finiteFloor = TW.Create(float.MinValue), zero = TW.Create(0f);
             x0 = TW.SelectLessThan(x0, finiteFloor, zero, x0);
@@ -208,11 +210,12 @@ public static unsafe partial class FlashAttention
 
         // Per query head of the group: its blocks of q, dO, dq and row statistics; shared: the tile buffers.
         long perHead = (3L * d * bq) + (2L * bq * dp) + (2L * bq);
-        float* scratch = Scratch((group * perHead) + (2L * bk * bq) + (2L * bk * dp));
+        float* scratch = Scratch((group * perHead) + (2L * bk * bq) + (2L * bk * dp) + bq);
         float* pT = scratch + (group * perHead); // (Bk, Bq): p
         float* dsT = pT + (bk * bq);             // (Bk, Bq): dp, then ds/√D
         float* dkTile = dsT + (bk * bq);         // (Bk, Dp): this tile's dk, summed over the group's heads
         float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the group's heads
+        float* firstKeys = dvTile + (bk * dp);   // (Bq): each row's first visible key (window or document mask)
 
         int queryBlocks = (seqLen + bq - 1) / bq;
         for (int qb = 0; qb < queryBlocks; qb++)
@@ -260,7 +263,8 @@ public static unsafe partial class FlashAttention
             }
 
             int kEnd = t0 + rows;
-            int kStart = FirstKey(t0, a.Window); // tiles before the first row's first key are masked for every row
+            int kStart = FirstKey(ref a, b, t0); // tiles before the first row's first key are masked for every row
+            int maskEnd = a.Masked ? FirstKeys(ref a, b, t0, rows, bq, firstKeys) : 0;
             for (int j0 = kStart; j0 < kEnd; j0 += bk)
             {
                 int n = Math.Min(bk, kEnd - j0);
@@ -296,9 +300,9 @@ public static unsafe partial class FlashAttention
                         MaskCausal<TW, TV>(pT, j0, nR, t0);
                     }
 
-                    if (a.Window != int.MaxValue && j0 <= t0 + bq - 1 - a.Window)
+                    if (j0 < maskEnd)
                     {
-                        MaskWindow<TW, TV>(pT, j0, nR, t0, a.Window);
+                        MaskBefore<TW, TV>(pT, j0, Math.Min(nR, maskEnd - j0), firstKeys);
                     }
 
                     // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
@@ -671,30 +675,42 @@ public static unsafe partial class FlashAttention
         }
     }
 
-    /// <summary>sᵀ[j, r] = −∞ where key j0 + j is W or more before query t0 + r (the sliding window).</summary>
+    /// <summary>
+    /// firstKeys[r] = FirstKey(t0 + r) as a float for the block's rows (0 for padding rows past T); returns the largest,
+    /// the end of the keys any row of the block must mask (tiles from there on need the causal mask only).
+    /// </summary>
+    private static int FirstKeys(ref Args a, int b, int t0, int rows, int bq, float* firstKeys)
+    {
+        int last = 0;
+        for (int r = 0; r < bq; r++)
+        {
+            int first = r < rows ? FirstKey(ref a, b, t0 + r) : 0;
+            firstKeys[r] = first; // exact: positions stay below 2^24
+            last = Math.Max(last, first);
+        }
+
+        return last;
+    }
+
+    /// <summary>sᵀ[j, r] = −∞ where key j0 + j comes before row r's first visible key (window or document mask), for
+    /// j &lt; <paramref name="count"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MaskWindow<TW, TV>(float* sT, int j0, int nR, int t0, int window)
+    private static void MaskBefore<TW, TV>(float* sT, int j0, int count, float* firstKeys)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
         int w = TW.Count;
         int bq = 4 * w;
-        TV lane0 = TW.Indices;
-        TV lane1 = TW.Add(lane0, TW.Create((float)w));
-        TV lane2 = TW.Add(lane1, TW.Create((float)w));
-        TV lane3 = TW.Add(lane2, TW.Create((float)w));
+        TV f0 = TW.Load(firstKeys), f1 = TW.Load(firstKeys + w), f2 = TW.Load(firstKeys + (2 * w)), f3 = TW.Load(firstKeys + (3 * w));
         TV minusInf = TW.Create(float.NegativeInfinity);
-
-        // Key j0 + j is visible to row t0 + r iff t0 + r − W < j0 + j, i.e. r < j0 + j − t0 + W =: limit; rows with
-        // r ≥ limit are masked, which happens only while limit < Bq.
-        for (int j = 0; j < nR && (long)j0 + j - t0 + window < bq; j++)
+        for (int j = 0; j < count; j++)
         {
-            TV limit = TW.Create((float)(j0 + j - t0 + window));
+            TV key = TW.Create((float)(j0 + j));
             float* s = sT + (j * bq);
-            TW.Store(TW.SelectLessThan(lane0, limit, TW.Load(s), minusInf), s);
-            TW.Store(TW.SelectLessThan(lane1, limit, TW.Load(s + w), minusInf), s + w);
-            TW.Store(TW.SelectLessThan(lane2, limit, TW.Load(s + (2 * w)), minusInf), s + (2 * w));
-            TW.Store(TW.SelectLessThan(lane3, limit, TW.Load(s + (3 * w)), minusInf), s + (3 * w));
+            TW.Store(TW.SelectLessThan(key, f0, minusInf, TW.Load(s)), s);
+            TW.Store(TW.SelectLessThan(key, f1, minusInf, TW.Load(s + w)), s + w);
+            TW.Store(TW.SelectLessThan(key, f2, minusInf, TW.Load(s + (2 * w))), s + (2 * w));
+            TW.Store(TW.SelectLessThan(key, f3, minusInf, TW.Load(s + (3 * w))), s + (3 * w));
         }
     }
 

@@ -2,10 +2,13 @@
 // per-thread scratch. The arithmetic lives in the partial files FlashAttention.Scalar.cs (row-wise fallback) and
 // FlashAttention.Tiled.cs (tiled SIMD kernels, generic over the vector width: run here on Vector512, Vector256 and
 // Vector128). The width is KernelSelector.TiledWidth (MINISEQ_FORCE_ISA or the widest, capped at the widest with FMA).
-// Optional sliding window (Mistral): query i sees key j when i − W < j ≤ i (transformers' masking_utils
-// sliding_window_causal_mask_function); key tiles wholly outside every row's window are never visited.
-// Deliberately not here: RoPE (q and k arrive rotated), dropout, non-causal or padded/varlen masks, and any
-// T×T buffer — memory stays O(T·D): output, lse and per-thread scratch sized by the tile, never by T.
+// Every mask is "query t sees keys FirstKey(t) ≤ j ≤ t": the sliding window (Mistral; query i sees key j when
+// i − W < j ≤ i, transformers' masking_utils sliding_window_causal_mask_function) and the document boundaries of
+// packed rows (cu_seqlens style: per-token document starts, so attention never crosses a boundary) both only raise
+// FirstKey, which never decreases along a row. Key tiles before a query block's first row's FirstKey are never
+// visited, so packing costs no wasted FLOPs beyond the tiles a boundary cuts through.
+// Deliberately not here: RoPE (q and k arrive rotated), dropout, non-causal or padded masks, and any T×T buffer —
+// memory stays O(T·D): output, lse and per-thread scratch sized by the tile, never by T.
 // Derivation and measurements: docs/kernels/attention.md.
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -42,31 +45,23 @@ public static unsafe partial class FlashAttention
         => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null);
 
     /// <summary>
-    /// <see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> for rows placed by
-    /// <paramref name="positions"/>. The causal mask depends only on positions within a row, so an offset changes
-    /// nothing here (RoPE applies it); rows of several documents are refused until document masking exists.
-    /// <paramref name="slidingWindow"/> W &gt; 0 restricts query i to keys i − W &lt; j ≤ i (0: full causal).
+    /// <see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> with the masks of real
+    /// models: <paramref name="slidingWindow"/> W &gt; 0 restricts query i to keys i − W &lt; j ≤ i (0: full causal);
+    /// <paramref name="documentStarts"/> (B·T, or null for one document per row) gives for every token the index within
+    /// its row where its document begins (<see cref="DocumentLayout.Starts"/>): keys before it are never seen.
     /// </summary>
-    public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, TokenPositions positions, int slidingWindow = 0)
-    {
-        ArgumentNullException.ThrowIfNull(positions);
-        positions.RequireSupported(batchSize, seqLen);
-        Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null, slidingWindow);
-    }
+    public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, int slidingWindow, int* documentStarts)
+        => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null, slidingWindow, documentStarts);
 
-    /// <summary>Backward for rows placed by <paramref name="positions"/> (see the Forward overload).</summary>
-    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, TokenPositions positions, int slidingWindow = 0)
-    {
-        ArgumentNullException.ThrowIfNull(positions);
-        positions.RequireSupported(batchSize, seqLen);
-        Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow);
-    }
+    /// <summary>Backward with the masks of the matching Forward overload.</summary>
+    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int slidingWindow, int* documentStarts)
+        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow, documentStarts);
 
     /// <summary>The width the public entry points run at: <see cref="KernelSelector.TiledWidth"/>.</summary>
     internal static IsaWidth DefaultIsa => KernelSelector.TiledWidth;
 
     /// <summary><see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>; tests force each one).</summary>
-    internal static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, IsaWidth? isa, int slidingWindow = 0)
+    internal static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null)
     {
         Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
         ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
@@ -75,7 +70,7 @@ public static unsafe partial class FlashAttention
         ThrowIfNull(v, nameof(v));
         ThrowIfNull(output, nameof(output));
         ThrowIfNull(lse, nameof(lse));
-        var args = new Args(q, k, v, null, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa), slidingWindow);
+        var args = new Args(q, k, v, null, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa), slidingWindow, documentStarts);
         int blockRows = args.Isa switch
         {
             IsaWidth.V512 => 4 * Width512.Count,
@@ -89,7 +84,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
-    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0)
+    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null)
     {
         Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
         ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
@@ -102,7 +97,7 @@ public static unsafe partial class FlashAttention
         ThrowIfNull(dq, nameof(dq));
         ThrowIfNull(dk, nameof(dk));
         ThrowIfNull(dv, nameof(dv));
-        var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow);
+        var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts);
 
         // One task per (batch, kv head): it owns the dk/dv rows of that kv head and the dq rows of the query heads of
         // its group, so no two tasks ever write the same float and the result is independent of the thread count.
@@ -235,8 +230,12 @@ public static unsafe partial class FlashAttention
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
-    /// <summary>First key query t sees: max(0, t − W + 1) (0 without a window).</summary>
-    private static int FirstKey(int t, int window) => window == int.MaxValue ? 0 : Math.Max(0, t - window + 1);
+    /// <summary>First key query t of row b sees: the later of its document's start and t − W + 1 (0 when neither applies).</summary>
+    private static int FirstKey(ref Args a, int b, int t)
+    {
+        int first = a.Window == int.MaxValue ? 0 : Math.Max(0, t - a.Window + 1);
+        return a.DocumentStarts == null ? first : Math.Max(first, a.DocumentStarts[((long)b * a.SeqLen) + t]);
+    }
 
     /// <summary>Everything a task needs, passed by pointer to the pool (no closures, no allocation).</summary>
     private struct Args
@@ -260,9 +259,14 @@ public static unsafe partial class FlashAttention
         public float Scale;     // 1/√D
         public IsaWidth Isa;
         public int Window;      // W: query i sees keys i − W < j ≤ i; int.MaxValue when there is no sliding window
+        public int* DocumentStarts; // (B, T): where each token's document begins within its row; null: one per row
 
-        public Args(float* q, float* k, float* v, float* dOutput, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth isa, int slidingWindow)
+        /// <summary>Whether some query may see fewer keys than the causal mask allows.</summary>
+        public readonly bool Masked => Window != int.MaxValue || DocumentStarts != null;
+
+        public Args(float* q, float* k, float* v, float* dOutput, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth isa, int slidingWindow, int* documentStarts)
         {
+            DocumentStarts = documentStarts;
             Window = slidingWindow > 0 ? slidingWindow : int.MaxValue;
             Q = q;
             K = k;

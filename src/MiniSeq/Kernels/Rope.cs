@@ -180,15 +180,17 @@ public static unsafe class Rope
     /// x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin.
     /// </summary>
     /// <remarks>Effectively HF's <c>q * cos + rotate_half(q) * sin</c> in float32 (separate multiplies, then the add).</remarks>
-    public static void Forward(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset)
-        => Apply(x, rows, seqLen, heads, table, positionOffset, backward: false);
+    /// <remarks>With <paramref name="documentStarts"/> (one per row of x, see <see cref="DocumentLayout.Starts"/>) positions
+    /// restart at every document of a packed row: row r is at positionOffset + r % seqLen − documentStarts[r].</remarks>
+    public static void Forward(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts = null)
+        => Apply(x, rows, seqLen, heads, table, positionOffset, documentStarts, backward: false);
 
     /// <summary>In place on dx: applies the transposed rotation (dx1' = dx1·cos + dx2·sin, dx2' = dx2·cos − dx1·sin).</summary>
     /// <remarks>The rotation is orthogonal, so its transpose is the rotation by −angle. Derivation: docs/kernels/elementwise.md.</remarks>
-    public static void Backward(float* dx, int rows, int seqLen, int heads, RopeTable table, int positionOffset)
-        => Apply(dx, rows, seqLen, heads, table, positionOffset, backward: true);
+    public static void Backward(float* dx, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts = null)
+        => Apply(dx, rows, seqLen, heads, table, positionOffset, documentStarts, backward: true);
 
-    private static void Apply(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, bool backward)
+    private static void Apply(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts, bool backward)
     {
         ArgumentNullException.ThrowIfNull(table);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
@@ -217,6 +219,7 @@ public static unsafe class Rope
             Heads = heads,
             HeadDim = table.HeadDim,
             PositionOffset = positionOffset,
+            DocumentStarts = documentStarts,
             SinSign = backward ? -1f : 1f,
             RowsPerTask = RmsNorm.RowsPerTask(rowWidth),
         }, KernelSelector.Width);
@@ -233,6 +236,7 @@ public static unsafe class Rope
         public int Heads;
         public int HeadDim;
         public int PositionOffset;
+        public int* DocumentStarts; // per row: where its document begins within the sequence (null: at 0)
         public float SinSign; // +1 forward, −1 backward (rotation by −angle)
         public int RowsPerTask;
 
@@ -250,7 +254,7 @@ public static unsafe class Rope
             TV sign = TW.Create(SinSign);
             for (int r = start; r < end; r++)
             {
-                int position = PositionOffset + (r % SeqLen);
+                int position = PositionOffset + (r % SeqLen) - (DocumentStarts == null ? 0 : DocumentStarts[r]);
                 float* cosRow = Cos + ((long)position * half); // (D/2)
                 float* sinRow = Sin + ((long)position * half); // (D/2)
                 float* row = X + ((long)r * Heads * HeadDim);  // (heads, D)

@@ -27,6 +27,7 @@ public sealed unsafe class LlamaPass : IDisposable
     private readonly AttentionBlock _attention;
     private readonly MlpBlock _mlp;
     private readonly LmHeadBlock _head;
+    private NativeBuffer? _documentStarts; // (B·T) ints, allocated on the first packed batch
 
     /// <summary>Allocates the plan's arenas (accounted to the model's ledger).</summary>
     public LlamaPass(LlamaModel model, PassPlan plan)
@@ -56,7 +57,9 @@ public sealed unsafe class LlamaPass : IDisposable
     /// 1/N_valid of the whole accumulation window) into <paramref name="gradients"/> (same layout as parameters) and
     /// returns the unscaled sum of token losses.
     /// </summary>
-    public double ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> labels, float gradScale, TensorView gradients)
+    /// <remarks><paramref name="documentIds"/> (B·T, optional): packed rows; attention stays inside each document and
+    /// RoPE positions restart at each (see <see cref="DocumentLayout"/>). Empty: one document per row.</remarks>
+    public double ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> labels, float gradScale, TensorView gradients, ReadOnlySpan<int> documentIds = default)
     {
         if (!Plan.Training)
         {
@@ -64,6 +67,7 @@ public sealed unsafe class LlamaPass : IDisposable
         }
 
         CheckRows(tokens, labels);
+        using var documents = new DocumentScope(this, documentIds);
         fixed (int* tok = tokens, lab = labels)
         {
             RunLayersForward(tok, training: true);
@@ -93,9 +97,10 @@ public sealed unsafe class LlamaPass : IDisposable
     }
 
     /// <summary>Forward only; returns the sum of token losses over labels that are not -100.</summary>
-    public double ForwardLoss(ReadOnlySpan<int> tokens, ReadOnlySpan<int> labels)
+    public double ForwardLoss(ReadOnlySpan<int> tokens, ReadOnlySpan<int> labels, ReadOnlySpan<int> documentIds = default)
     {
         CheckRows(tokens, labels);
+        using var documents = new DocumentScope(this, documentIds);
         fixed (int* tok = tokens, lab = labels)
         {
             float* h = RunLayersForward(tok, training: false);
@@ -127,6 +132,41 @@ public sealed unsafe class LlamaPass : IDisposable
         {
             throw new ArgumentException($"The pass was planned for {Plan.BatchSize}×{Plan.SeqLen} = {Rows} tokens; got {tokens.Length} tokens and {labels.Length} labels.");
         }
+    }
+
+    /// <summary>Points the blocks at the document starts of one packed batch for the duration of a call.</summary>
+    private readonly ref struct DocumentScope
+    {
+        private readonly PassContext _ctx;
+
+        public DocumentScope(LlamaPass pass, ReadOnlySpan<int> documentIds)
+        {
+            _ctx = pass._ctx;
+            _ctx.DocumentStarts = null;
+            if (documentIds.IsEmpty)
+            {
+                return;
+            }
+
+            PassPlan plan = pass.Plan;
+            if (documentIds.Length != pass.Rows)
+            {
+                throw new ArgumentException($"The pass was planned for {pass.Rows} tokens; got {documentIds.Length} document ids.", nameof(documentIds));
+            }
+
+            if (!DocumentLayout.HasBoundaries(documentIds, plan.BatchSize, plan.SeqLen))
+            {
+                return; // one document per row: the plain causal path, bit for bit
+            }
+
+            // (B·T) ints in a float buffer of the same byte size (the ledger counts it as an activation).
+            pass._documentStarts ??= new NativeBuffer(pass.Rows, MemoryCategory.Activations, pass._model.Ledger, "document starts");
+            int* starts = (int*)pass._documentStarts.Pointer;
+            DocumentLayout.Starts(documentIds, plan.BatchSize, plan.SeqLen, new Span<int>(starts, pass.Rows));
+            _ctx.DocumentStarts = starts;
+        }
+
+        public void Dispose() => _ctx.DocumentStarts = null;
     }
 
     private float* RunLayersForward(int* tokens, bool training)
@@ -173,5 +213,6 @@ public sealed unsafe class LlamaPass : IDisposable
         _activations.Dispose();
         _scratch.Dispose();
         _rope.Dispose();
+        _documentStarts?.Dispose();
     }
 }

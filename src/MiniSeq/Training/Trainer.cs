@@ -146,7 +146,7 @@ public sealed unsafe class Trainer : IDisposable
         {
             // A short last micro-batch would need a differently sized plan; require divisibility instead.
             TokenBatch micro = batch.Slice(row, MicroBatchRows);
-            lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All);
+            lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All, micro.DocumentIds);
         }
 
         return lossSum;
@@ -246,7 +246,7 @@ public static class Evaluator
         for (int row = 0; row < batch.BatchSize; row += micro)
         {
             TokenBatch part = batch.Slice(row, micro);
-            sum += pass.ForwardLoss(part.InputIds, part.Labels);
+            sum += pass.ForwardLoss(part.InputIds, part.Labels, part.DocumentIds);
         }
 
         double loss = sum / scored;

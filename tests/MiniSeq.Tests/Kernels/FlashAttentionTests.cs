@@ -131,6 +131,126 @@ public unsafe class FlashAttentionTests
         AssertClose(edv, p.DV, Tolerance, $"dv W={window}");
     }
 
+    public static TheoryData<int, int, int, string, int, string> DocumentShapesAndIsas()
+    {
+        var data = new TheoryData<int, int, int, string, int, string>();
+        foreach (string isa in new[] { "Scalar", "V128", "V256", "V512" })
+        {
+            // B, T, KvH, document lengths per row ("|" between rows), W: one-token documents, boundaries on and off tile
+            // and query-block edges, a long document after short ones, window and documents together.
+            data.Add(1, 37, 1, "1,1,35", 0, isa);
+            data.Add(1, 130, 2, "16,32,48,34", 0, isa);
+            data.Add(2, 100, 1, "3,60,37|100", 0, isa);
+            data.Add(1, 200, 2, "7,1,1,150,41", 0, isa);
+            data.Add(1, 150, 1, "70,80", 17, isa);
+            data.Add(2, 64, 2, "64|10,10,10,34", 5, isa);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(DocumentShapesAndIsas))]
+    public void ForwardBackward_DocumentMask_MatchesReference(int batchSize, int seqLen, int kvHeadCount, string lengths, int window, string isaName)
+    {
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        const int H = 4, D = 8;
+        int[] starts = DocumentStarts(lengths, batchSize, seqLen);
+        var p = Problem.Create(batchSize, seqLen, H, kvHeadCount, D, seed: 11);
+        float[] eo = new float[p.Q.Length], elseP = new float[p.Lse.Length];
+        float[] edq = new float[p.Q.Length], edk = new float[p.K.Length], edv = new float[p.V.Length];
+        fixed (float* q = p.Q, k = p.K, v = p.V, o = p.Output, lse = p.Lse, dO = p.DOutput, dq = p.DQ, dk = p.DK, dv = p.DV)
+        fixed (float* eoP = eo, elsePtr = elseP, edqP = edq, edkP = edk, edvP = edv)
+        fixed (int* st = starts)
+        {
+            FlashAttention.Forward(q, k, v, batchSize, seqLen, H, kvHeadCount, D, o, lse, isa, window, st);
+            FlashAttention.Backward(dO, q, k, v, o, lse, batchSize, seqLen, H, kvHeadCount, D, dq, dk, dv, isa, window, st);
+            ReferenceAttention.Forward(q, k, v, batchSize, seqLen, H, kvHeadCount, D, eoP, elsePtr, window, starts);
+            ReferenceAttention.Backward(dO, q, k, v, eoP, elsePtr, batchSize, seqLen, H, kvHeadCount, D, edqP, edkP, edvP, window, starts);
+        }
+
+        AssertClose(eo, p.Output, Tolerance, $"output {lengths}");
+        AssertClose(elseP, p.Lse, Tolerance, $"lse {lengths}");
+        AssertClose(edq, p.DQ, Tolerance, $"dq {lengths}");
+        AssertClose(edk, p.DK, Tolerance, $"dk {lengths}");
+        AssertClose(edv, p.DV, Tolerance, $"dv {lengths}");
+    }
+
+    [Theory]
+    [InlineData("Scalar")]
+    [InlineData("V256")]
+    [InlineData("V512")]
+    public void DocumentMask_PackedRow_EqualsEachDocumentAlone(string isaName)
+    {
+        // A packed row of three documents against each document as its own sequence: same outputs and gradients.
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        const int H = 4, KvH = 2, D = 16;
+        int[] lengths = [45, 1, 84];
+        int T = lengths.Sum();
+        int[] starts = DocumentStarts(string.Join(',', lengths), 1, T);
+        var packed = Problem.Create(1, T, H, KvH, D, seed: 5);
+        fixed (int* st = starts)
+        {
+            packed.RunForwardBackward(isa, documentStarts: st);
+        }
+
+        int first = 0;
+        foreach (int n in lengths)
+        {
+            var alone = new Problem
+            {
+                B = 1,
+                T = n,
+                H = H,
+                KvH = KvH,
+                D = D,
+                Q = packed.Q.AsSpan(first * H * D, n * H * D).ToArray(),
+                K = packed.K.AsSpan(first * KvH * D, n * KvH * D).ToArray(),
+                V = packed.V.AsSpan(first * KvH * D, n * KvH * D).ToArray(),
+                DOutput = packed.DOutput.AsSpan(first * H * D, n * H * D).ToArray(),
+                Output = new float[n * H * D],
+                Lse = new float[H * n],
+                DQ = new float[n * H * D],
+                DK = new float[n * KvH * D],
+                DV = new float[n * KvH * D],
+            };
+            alone.RunForwardBackward(isa);
+            AssertClose(alone.Output, packed.Output.AsSpan(first * H * D, n * H * D).ToArray(), 2e-6, $"output of document at {first}");
+            AssertClose(alone.DQ, packed.DQ.AsSpan(first * H * D, n * H * D).ToArray(), 2e-6, $"dq of document at {first}");
+            AssertClose(alone.DK, packed.DK.AsSpan(first * KvH * D, n * KvH * D).ToArray(), 2e-6, $"dk of document at {first}");
+            AssertClose(alone.DV, packed.DV.AsSpan(first * KvH * D, n * KvH * D).ToArray(), 2e-6, $"dv of document at {first}");
+            for (int h = 0; h < H; h++)
+            {
+                AssertClose(alone.Lse.AsSpan(h * n, n).ToArray(), packed.Lse.AsSpan((h * T) + first, n).ToArray(), 2e-6, $"lse of document at {first}");
+            }
+
+            first += n;
+        }
+    }
+
+    /// <summary>Per-token document starts from "len,len|len,..." (rows separated by "|").</summary>
+    private static int[] DocumentStarts(string lengths, int batchSize, int seqLen)
+    {
+        string[] rows = lengths.Split('|');
+        Assert.Equal(batchSize, rows.Length);
+        var ids = new int[batchSize * seqLen];
+        for (int b = 0; b < batchSize; b++)
+        {
+            int t = 0, doc = 0;
+            foreach (int n in rows[b].Split(',').Select(int.Parse))
+            {
+                ids.AsSpan((b * seqLen) + t, n).Fill(doc++);
+                t += n;
+            }
+
+            Assert.Equal(seqLen, t);
+        }
+
+        var starts = new int[ids.Length];
+        DocumentLayout.Starts(ids, batchSize, seqLen, starts);
+        return starts;
+    }
+
     [Fact]
     public void SlidingWindow_LargerThanT_EqualsCausalBitForBit()
     {
@@ -368,7 +488,7 @@ public unsafe class FlashAttentionTests
             };
         }
 
-        public void RunForwardBackward(IsaWidth? isa, bool zeroGradients = true)
+        public void RunForwardBackward(IsaWidth? isa, bool zeroGradients = true, int* documentStarts = null)
         {
             if (zeroGradients)
             {
@@ -379,8 +499,8 @@ public unsafe class FlashAttentionTests
 
             fixed (float* q = Q, k = K, v = V, o = Output, lse = Lse, dO = DOutput, dq = DQ, dk = DK, dv = DV)
             {
-                FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse, isa);
-                FlashAttention.Backward(dO, q, k, v, o, lse, B, T, H, KvH, D, dq, dk, dv, isa);
+                FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse, isa, documentStarts: documentStarts);
+                FlashAttention.Backward(dO, q, k, v, o, lse, B, T, H, KvH, D, dq, dk, dv, isa, documentStarts: documentStarts);
             }
         }
     }

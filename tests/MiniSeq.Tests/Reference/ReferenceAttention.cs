@@ -1,5 +1,5 @@
 // Scalar, obviously-correct causal grouped-query attention (optionally with a sliding window W: query t sees keys
-// t − W < j ≤ t): the test oracle for FlashAttention.
+// t − W < j ≤ t; and with document starts of packed rows: query t never sees keys before its document's start): the test oracle for FlashAttention.
 // It materialises each T×T score matrix per (batch, head) and accumulates in double; it is deliberately slow,
 // single-threaded and unoptimised. Never call it from model code.
 namespace MiniSeq.Kernels.Reference;
@@ -8,14 +8,14 @@ namespace MiniSeq.Kernels.Reference;
 internal static unsafe class ReferenceAttention
 {
     /// <summary>Same contract as <see cref="FlashAttention.Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/>: overwrites output (B·T, H·D) and lse (B, H, T).</summary>
-    public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, int window = 0)
+    public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, int window = 0, int[]? documentStarts = null)
     {
         double[] qd = ToDouble(q, (long)batchSize * seqLen * headCount * headDim);
         double[] kd = ToDouble(k, (long)batchSize * seqLen * kvHeadCount * headDim);
         double[] vd = ToDouble(v, (long)batchSize * seqLen * kvHeadCount * headDim);
         double[] outd = new double[qd.Length];
         double[] lsed = new double[(long)batchSize * headCount * seqLen];
-        ForwardDouble(qd, kd, vd, batchSize, seqLen, headCount, kvHeadCount, headDim, outd, lsed, window);
+        ForwardDouble(qd, kd, vd, batchSize, seqLen, headCount, kvHeadCount, headDim, outd, lsed, window, documentStarts);
         for (long i = 0; i < outd.Length; i++)
         {
             output[i] = (float)outd[i];
@@ -31,7 +31,7 @@ internal static unsafe class ReferenceAttention
     /// Same contract as <see cref="FlashAttention.Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/>: accumulates into dq, dk, dv. It ignores the saved output
     /// and lse and recomputes the softmax from q and k, so it also checks what the flash kernel saved.
     /// </summary>
-    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int window = 0)
+    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int window = 0, int[]? documentStarts = null)
     {
         _ = output;
         _ = lse;
@@ -40,7 +40,7 @@ internal static unsafe class ReferenceAttention
         double[] dqd = new double[qCount];
         double[] dkd = new double[kvCount];
         double[] dvd = new double[kvCount];
-        BackwardDouble(ToDouble(dOutput, qCount), ToDouble(q, qCount), ToDouble(k, kvCount), ToDouble(v, kvCount), batchSize, seqLen, headCount, kvHeadCount, headDim, dqd, dkd, dvd, window);
+        BackwardDouble(ToDouble(dOutput, qCount), ToDouble(q, qCount), ToDouble(k, kvCount), ToDouble(v, kvCount), batchSize, seqLen, headCount, kvHeadCount, headDim, dqd, dkd, dvd, window, documentStarts);
         for (long i = 0; i < qCount; i++)
         {
             dq[i] += (float)dqd[i];
@@ -54,7 +54,7 @@ internal static unsafe class ReferenceAttention
     }
 
     /// <summary>The forward in double: out = softmax(q·kᵀ/√D + causal mask)·v; lse = log Σ exp(score).</summary>
-    public static void ForwardDouble(double[] q, double[] k, double[] v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, double[] output, double[] lse, int window = 0)
+    public static void ForwardDouble(double[] q, double[] k, double[] v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, double[] output, double[] lse, int window = 0, int[]? documentStarts = null)
     {
         int group = headCount / kvHeadCount;
         double scale = 1.0 / Math.Sqrt(headDim);
@@ -65,7 +65,7 @@ internal static unsafe class ReferenceAttention
             for (int h = 0; h < headCount; h++)
             {
                 int kvh = h / group;
-                Scores(q, k, b, h, kvh, seqLen, headCount, kvHeadCount, headDim, scale, scores, window);
+                Scores(q, k, b, h, kvh, seqLen, headCount, kvHeadCount, headDim, scale, scores, window, documentStarts);
                 for (int t = 0; t < seqLen; t++)
                 {
                     double sum = ExpRow(scores, t, p, out double max);
@@ -92,7 +92,7 @@ internal static unsafe class ReferenceAttention
     /// dv_j += Σ_t p_tj·dO_t; dp_tj = dO_t·v_j; ds_tj = p_tj·(dp_tj − Σ_i p_ti·dp_ti); dq_t += scale·Σ_j ds_tj·k_j;
     /// dk_j += scale·Σ_t ds_tj·q_t.
     /// </summary>
-    public static void BackwardDouble(double[] dOutput, double[] q, double[] k, double[] v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, double[] dq, double[] dk, double[] dv, int window = 0)
+    public static void BackwardDouble(double[] dOutput, double[] q, double[] k, double[] v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, double[] dq, double[] dk, double[] dv, int window = 0, int[]? documentStarts = null)
     {
         int group = headCount / kvHeadCount;
         double scale = 1.0 / Math.Sqrt(headDim);
@@ -104,7 +104,7 @@ internal static unsafe class ReferenceAttention
             for (int h = 0; h < headCount; h++)
             {
                 int kvh = h / group;
-                Scores(q, k, b, h, kvh, seqLen, headCount, kvHeadCount, headDim, scale, scores, window);
+                Scores(q, k, b, h, kvh, seqLen, headCount, kvHeadCount, headDim, scale, scores, window, documentStarts);
                 for (int t = 0; t < seqLen; t++)
                 {
                     // forward: p_tj = exp(s_tj − max) / Σ_i exp(s_ti − max)
@@ -163,7 +163,7 @@ internal static unsafe class ReferenceAttention
         return sum;
     }
 
-    private static void Scores(double[] q, double[] k, int b, int h, int kvh, int seqLen, int headCount, int kvHeadCount, int headDim, double scale, double[,] scores, int window)
+    private static void Scores(double[] q, double[] k, int b, int h, int kvh, int seqLen, int headCount, int kvHeadCount, int headDim, double scale, double[,] scores, int window, int[]? documentStarts)
     {
         for (int t = 0; t < seqLen; t++)
         {
@@ -176,7 +176,8 @@ internal static unsafe class ReferenceAttention
                 }
 
                 // the sliding window masks keys j ≤ t − W (exp(−∞ − max) = 0 below)
-                scores[t, j] = window > 0 && j <= t - window ? double.NegativeInfinity : scale * acc;
+                bool outside = (window > 0 && j <= t - window) || (documentStarts is not null && j < documentStarts[(b * seqLen) + t]);
+                scores[t, j] = outside ? double.NegativeInfinity : scale * acc;
             }
         }
     }

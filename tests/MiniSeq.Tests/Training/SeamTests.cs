@@ -157,12 +157,9 @@ public class SeamTests
     }
 
     [Fact]
-    public void TokenPositions_DocumentBoundaries_RefusedUntilImplemented_OffsetAccepted()
+    public void TokenPositions_OffsetAccepted_NegativeRefused()
     {
-        var packed = new TokenPositions { DocumentStarts = [[0, 5]] };
-        Assert.Throws<NotSupportedException>(() => new PassPlan(s_config, 1, 16, MemoryPolicy.Vanilla, positions: packed));
-        Assert.Throws<ArgumentException>(() => new PassPlan(s_config, 1, 16, MemoryPolicy.Vanilla, positions: new TokenPositions { DocumentStarts = [[1]] }));
-        var single = new TokenPositions { Offset = 100, DocumentStarts = [[0]] };
-        Assert.Equal(100, new PassPlan(s_config, 1, 16, MemoryPolicy.Vanilla, positions: single).Positions.Offset);
+        Assert.Equal(100, new PassPlan(s_config, 1, 16, MemoryPolicy.Vanilla, positions: new TokenPositions { Offset = 100 }).Positions.Offset);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PassPlan(s_config, 1, 16, MemoryPolicy.Vanilla, positions: new TokenPositions { Offset = -1 }));
     }
 }

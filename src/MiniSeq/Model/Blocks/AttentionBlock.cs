@@ -2,7 +2,8 @@
 // Qwen2 adds biases to the q, k, v projections; Qwen3 applies a per-head RMSNorm (weight of width D) to q and k after
 // the projection and before RoPE. Forward saves q, k (normed, rotated), v, the attention output, one log-sum-exp per row
 // and head, and m (h_mid); the input norm (and Qwen3's pre-norm q, k) is recomputed per projection chunk from h.
-// Mistral's sliding window is honoured inside the flash-attention tiles. Backward accumulates into the gradient arena
+// Mistral's sliding window and the document boundaries of packed rows are honoured inside the flash-attention
+// tiles; RoPE positions restart at each document. Backward accumulates into the gradient arena
 // and adds dL/dh into dRes.
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
@@ -43,17 +44,17 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, plan.Positions.Offset);
+            Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, plan.Positions.Offset);
+            Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
         {
-            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), plan.Positions, cfg.SlidingWindow ?? 0);
+            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
         }
 
         // h_mid = h + a·Woᵀ
@@ -80,18 +81,18 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         ctx.Scratch[plan.DValue].Clear();
         using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
         {
-            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, plan.Positions, cfg.SlidingWindow ?? 0);
+            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
         }
 
         // forward: q = rope(q'), k = rope(k')
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Backward(dq, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, plan.Positions.Offset);
+            Rope.Backward(dq, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Backward(dk, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, plan.Positions.Offset);
+            Rope.Backward(dk, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
         }
 
         // forward: q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ with xn = rmsnorm(h), per projection chunk

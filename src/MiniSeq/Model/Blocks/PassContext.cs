@@ -21,6 +21,9 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
 
     public Arena Scratch { get; } = scratch;
 
+    /// <summary>Where each token's document begins within its row (packed batch, B·T), or null: one document per row.</summary>
+    public int* DocumentStarts { get; set; }
+
     /// <summary>Token rows of the pass (B·T).</summary>
     public int Rows => (int)Plan.Rows;
 
