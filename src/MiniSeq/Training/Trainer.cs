@@ -228,25 +228,46 @@ public static class Evaluator
     /// <exception cref="InvalidDataException">The loss is NaN or infinite (the message names the tensor at fault).</exception>
     public static EvalResult Evaluate(LlamaModel model, TokenBatch batch, MemoryPolicy? policy = null, int? microBatchRows = null)
     {
-        long scored = batch.CountValidLabels();
-        if (scored == 0)
-        {
-            throw new InvalidDataException("The batch has no label to score (every label is -100).");
-        }
+        ArgumentNullException.ThrowIfNull(batch);
+        return Evaluate(model, [batch], batch.BatchSize, batch.SeqLen, policy, microBatchRows);
+    }
 
-        int micro = Math.Clamp(microBatchRows ?? 1, 1, batch.BatchSize);
-        while (batch.BatchSize % micro != 0)
+    /// <summary>Mean cross-entropy over every scored label of <paramref name="batches"/> (all of shape
+    /// <paramref name="batchSize"/> × <paramref name="seqLen"/>; one pass planned for all; packed rows honoured).</summary>
+    /// <exception cref="InvalidDataException">Nothing is scored, or the loss is NaN or infinite (the message names the tensor at fault).</exception>
+    public static EvalResult Evaluate(LlamaModel model, IEnumerable<TokenBatch> batches, int batchSize, int seqLen, MemoryPolicy? policy = null, int? microBatchRows = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(batches);
+        int micro = Math.Clamp(microBatchRows ?? 1, 1, batchSize);
+        while (batchSize % micro != 0)
         {
             micro--;
         }
 
-        policy ??= MemoryPolicy.MiniSequence(model.Config, (long)micro * batch.SeqLen, checkpoint: false);
-        using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, batch.SeqLen, policy, training: false));
+        policy ??= MemoryPolicy.MiniSequence(model.Config, (long)micro * seqLen, checkpoint: false);
+        using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, seqLen, policy, training: false));
         double sum = 0;
-        for (int row = 0; row < batch.BatchSize; row += micro)
+        long scored = 0, tokens = 0;
+        foreach (TokenBatch batch in batches)
         {
-            TokenBatch part = batch.Slice(row, micro);
-            sum += pass.ForwardLoss(part.InputIds, part.Labels, part.DocumentIds);
+            if (batch.BatchSize != batchSize || batch.SeqLen != seqLen)
+            {
+                throw new ArgumentException($"Every batch must be {batchSize} × {seqLen}; got {batch.BatchSize} × {batch.SeqLen}.", nameof(batches));
+            }
+
+            scored += batch.CountValidLabels();
+            tokens += batch.TokenCount;
+            for (int row = 0; row < batch.BatchSize; row += micro)
+            {
+                TokenBatch part = micro == batch.BatchSize ? batch : batch.Slice(row, micro);
+                sum += pass.ForwardLoss(part.InputIds, part.Labels, part.DocumentIds);
+            }
+        }
+
+        if (scored == 0)
+        {
+            throw new InvalidDataException("Nothing to score: every label is -100.");
         }
 
         double loss = sum / scored;
@@ -258,6 +279,6 @@ public static class Evaluator
             throw new InvalidDataException(FormattableString.Invariant($"the loss is not finite ({loss}): {cause}. The model cannot be evaluated."));
         }
 
-        return new EvalResult(loss, (long)batch.BatchSize * batch.SeqLen, scored);
+        return new EvalResult(loss, tokens, scored);
     }
 }
