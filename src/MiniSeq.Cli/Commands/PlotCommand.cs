@@ -29,6 +29,32 @@ internal static class PlotCommand
         return command;
     }
 
+    /// <summary>
+    /// The chart `train --metrics M` draws at the end of a run: M with the extension .svg. Written only if no file is
+    /// there or the one there is a MiniSeq metrics chart (never replaces a user's file); returns the path, or null with
+    /// the reason in <paramref name="skipped"/>.
+    /// </summary>
+    public static string? WriteNextTo(string metricsPath, out string? skipped)
+    {
+        string svgPath = Path.ChangeExtension(metricsPath, ".svg");
+        skipped = null;
+        if (svgPath == metricsPath || Directory.Exists(svgPath) || (File.Exists(svgPath) && !IsOwnChart(svgPath)))
+        {
+            skipped = $"{svgPath} exists and is not a MiniSeq chart; left as it is (draw one with `miniseq plot {metricsPath} --out FILE.svg`)";
+            return null;
+        }
+
+        Write(metricsPath, svgPath, overwrite: true);
+        return svgPath;
+    }
+
+    private static bool IsOwnChart(string path)
+    {
+        using var reader = new StreamReader(path);
+        _ = reader.ReadLine();
+        return reader.ReadLine() == Svg.MetricsChartMarker;
+    }
+
     /// <summary>Renders <paramref name="metricsPath"/> into <paramref name="svgPath"/> (temp file + rename).</summary>
     public static void Write(string metricsPath, string svgPath, bool overwrite)
     {

@@ -8,6 +8,9 @@ namespace MiniSeq.Cli.Commands;
 
 internal static class Svg
 {
+    /// <summary>The comment every metrics chart starts its body with: how `train` recognises a chart it may replace.</summary>
+    public const string MetricsChartMarker = "<!-- miniseq metrics chart -->";
+
     /// <summary>One panel per series present in the log (x = step); loss and val_loss share a panel.</summary>
     public static string MetricsChart(IReadOnlyList<IReadOnlyDictionary<string, double>> rows, string title)
     {
@@ -24,6 +27,7 @@ internal static class Svg
         var sb = new StringBuilder();
         int h = Top + (shown.Length * PanelH) + 20;
         sb.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+        sb.Append(MetricsChartMarker).Append('\n');
         sb.Append(CultureInfo.InvariantCulture, $"<rect width=\"{W}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{W / 2}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{System.Security.SecurityElement.Escape(title)}</text>\n");
         double maxStep = Math.Max(1, rows.Max(r => r.GetValueOrDefault("step", 0)));
         for (int p = 0; p < shown.Length; p++)
