@@ -11,6 +11,7 @@ internal static class InitCommand
     private static readonly Option<string> Config = new("--config") { Description = "tiny | small | demo | path to a config.json", DefaultValueFactory = _ => "small" };
     private static readonly Option<ulong> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 1UL };
     private static readonly Option<string> Out = new("--out") { Description = "Output directory (new or empty)", Required = true };
+    private static readonly Option<string?> TokenizerPath = new("--tokenizer") { Description = "tokenizer.json or a directory holding it: vocab_size follows the tokenizer, and its tokenizer.json and tokenizer_config.json are copied into --out (existing ones are kept)" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Write into a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
 
     public static Command Create()
@@ -19,6 +20,7 @@ internal static class InitCommand
         command.Options.Add(Config);
         command.Options.Add(Seed);
         command.Options.Add(Out);
+        command.Options.Add(TokenizerPath);
         command.Options.Add(Overwrite);
         command.SetAction(p =>
         {
@@ -26,12 +28,49 @@ internal static class InitCommand
             bool overwrite = p.GetValue(Overwrite);
             ModelDirectory.CheckSaveTarget(dir, overwrite);
             LlamaConfig config = ModelPresets.Resolve(p.GetValue(Config)!);
+            string? tokenizerPath = p.GetValue(TokenizerPath);
+            if (tokenizerPath is not null)
+            {
+                config = config with { VocabSize = Text.Tokenizer.Load(tokenizerPath).VocabSize };
+            }
+
             using var model = new LlamaModel(config);
             model.InitializeRandom(p.GetValue(Seed));
             model.Save(dir, overwrite);
+            if (tokenizerPath is not null)
+            {
+                CopyTokenizerFiles(tokenizerPath, dir);
+            }
+
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"wrote {dir}: {model.Layout.ParameterCount:N0} parameters (d={config.HiddenSize}, L={config.NumHiddenLayers}, V={config.VocabSize})")));
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Copies tokenizer.json (and tokenizer_config.json beside it) into <paramref name="directory"/> unless a
+    /// file of that name is already there (a user's file is never replaced); each copy via a temporary and a rename.</summary>
+    private static void CopyTokenizerFiles(string tokenizerPath, string directory)
+    {
+        string file = Directory.Exists(tokenizerPath) ? Path.Combine(tokenizerPath, "tokenizer.json") : tokenizerPath;
+        string config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, "tokenizer_config.json");
+        foreach ((string source, string name) in new[] { (file, "tokenizer.json"), (config, "tokenizer_config.json") })
+        {
+            string target = Path.Combine(directory, name);
+            if (!File.Exists(source))
+            {
+                continue;
+            }
+
+            if (File.Exists(target))
+            {
+                AnsiConsole.MarkupLine(Markup.Escape($"kept the existing {target}"));
+                continue;
+            }
+
+            string temp = target + $".tmp-{Environment.ProcessId}";
+            File.Copy(source, temp, overwrite: true);
+            File.Move(temp, target);
+        }
     }
 }
