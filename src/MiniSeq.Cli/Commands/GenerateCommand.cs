@@ -15,7 +15,7 @@ namespace MiniSeq.Cli.Commands;
 internal static class GenerateCommand
 {
     private static readonly Option<string> ModelDir = new("--model") { Description = "Hugging Face model directory", Required = true };
-    private static readonly Option<string?> TokenizerPath = new("--tokenizer") { Description = "tokenizer.json, or a directory holding it; without it the prompt is token ids and ids are printed" };
+    private static readonly Option<string?> TokenizerPath = new("--tokenizer") { Description = "tokenizer.json, or a directory holding it (default: the model directory's, if it has one); without a tokenizer the prompt is token ids and ids are printed" };
     private static readonly Option<string?> Prompt = new("--prompt") { Description = "Prompt text (with --tokenizer), or token ids separated by commas or spaces" };
     private static readonly Option<string?> PromptFile = new("--prompt-file") { Description = "UTF-8 file holding the prompt (text, or ids without --tokenizer)" };
     private static readonly Option<int> MaxNewTokens = new("--max-new-tokens") { Description = "Tokens to generate at most (fewer at end of sequence or max_position_embeddings)", DefaultValueFactory = _ => 64 };
@@ -61,7 +61,7 @@ internal static class GenerateCommand
                 throw new ArgumentException("--" + e.Message.Split(" (Parameter", 2)[0]);
             }
 
-            string? tokenizerPath = p.GetValue(TokenizerPath);
+            string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(p.GetValue(ModelDir)!, "tokenizer.json")) ? p.GetValue(ModelDir) : null);
             Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
             int[] prompt = tokenizer is null ? ParseIds(promptText) : tokenizer.Encode(promptText, addSpecialTokens: true);
             if (prompt.Length == 0)

@@ -1,13 +1,15 @@
 // `miniseq train`: with no arguments, the built-in demo (a small Llama learning associative recall, its memory
-// policy chosen by the planner under a budget); with --model and --tokens, training on a token file, saving an HF
+// policy chosen by the planner under a budget); with --model and --tokens, training on a token file; with --model and
+// --data, training on text, chat or token shards packed into rows (TrainingData), with validation; saving an HF
 // directory with --save; --save-every/--keep/--resume write, prune and continue from DIR/checkpoint-STEP. A thin shell
-// over the library's TrainingRun and Checkpoints: parse and validate options, pick the batch source, show progress,
-// write metrics lines, save.
+// over the library's TrainingData, TrainingRun and Checkpoints: parse and validate options, pick the batch source,
+// show progress, write metrics lines and their chart, save.
 using System.CommandLine;
 using System.Globalization;
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
+using MiniSeq.Text;
 using MiniSeq.Threading;
 using MiniSeq.Training;
 using MiniSeq.Training.Data;
@@ -19,7 +21,18 @@ namespace MiniSeq.Cli.Commands;
 internal static class TrainCommand
 {
     private static readonly Option<string?> ModelDir = new("--model") { Description = "Hugging Face model directory to train (config.json + model.safetensors)" };
-    private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]}" };
+    private static readonly Option<string?> Tokens = new("--tokens") { Description = "Token file: {\"input_ids\": [[...]], \"labels\": [[...]]} (one fixed batch)" };
+    private static readonly Option<string[]> Data = new("--data") { Description = "Training data: .txt, .jsonl (text or chat messages), token shards (.bin llm.c, .u16, .u32), or directories of them; packed into --batch rows of --seq-len tokens", AllowMultipleArgumentsPerToken = true };
+    private static readonly Option<string?> TokenizerPath = new("--tokenizer") { Description = "tokenizer.json or its directory (default: the --model directory's)" };
+    private static readonly Option<double?> Epochs = new("--epochs") { Description = "With --data: passes over the training tokens (instead of --steps; default 1)" };
+    private static readonly Option<string[]> ValData = new("--val-data") { Description = "Validation files (held out from training)", AllowMultipleArgumentsPerToken = true };
+    private static readonly Option<double?> ValFraction = new("--val-fraction") { Description = "Hold out this fraction of the --data documents for validation" };
+    private static readonly Option<int> ValEvery = new("--val-every") { DefaultValueFactory = _ => 0, Description = "Validation loss every K steps and at the end (0: only at the end, when there is validation data)" };
+    private static readonly Option<bool> SplitBlankLines = new("--split-blank-lines") { Description = ".txt files: one document per blank-line-separated block (default: one per file)" };
+    private static readonly Option<bool> DropLong = new("--drop-long") { Description = "Skip documents longer than --seq-len instead of splitting them over rows" };
+    private static readonly Option<bool> DocumentMask = new("--document-mask") { DefaultValueFactory = _ => true, Description = "Packed rows: attention stays inside each document and RoPE positions restart (default true)" };
+    private static readonly Option<string?> TokenDtypeOption = new("--token-dtype") { Description = "Element type of headerless .bin token files: uint16 | uint32" };
+    private static readonly Option<bool> NoCache = new("--no-cache") { Description = "Tokenize text every run instead of keeping a .NAME.miniseq-tokens cache beside each file" };
     private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: 480, cosine schedule, within --time-limit 180 s)" };
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
     private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 3e-3)" };
@@ -38,10 +51,10 @@ internal static class TrainCommand
     private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
-    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Demo only: tokens per sequence" };
+    private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Tokens per row (demo and --data)" };
     private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 8, Description = "Demo only: key–value pairs per sequence" };
     private static readonly Option<int> Gap = new("--gap") { DefaultValueFactory = _ => 0, Description = "Demo only: mean filler tokens between two queries" };
-    private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 16, Description = "Demo only: sequences per step" };
+    private static readonly Option<int?> Batch = new("--batch") { Description = "Rows per step (demo default 16, --data default 1)" };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget (e.g. 1GiB; demo default " + DemoSummary.DefaultBudget + "): without --mst-*/--checkpoint, pick the fastest policy that fits; refuse runs that cannot fit" };
     private static readonly Option<float> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0f, Description = "Cross-entropy label smoothing ε (PyTorch semantics)" };
     private static readonly Option<float> ZLoss = new("--z-loss") { DefaultValueFactory = _ => 0f, Description = "z-loss weight w (adds w·lse² per scored token)" };
@@ -57,7 +70,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite })
         {
             command.Options.Add(o);
         }
@@ -74,31 +87,58 @@ internal static class TrainCommand
         }
 
         string? modelDir = p.GetValue(ModelDir), tokensPath = p.GetValue(Tokens), resumeOption = p.GetValue(Resume);
+        string[] dataPaths = p.GetValue(Data) ?? [];
         string? resumeDir = resumeOption is null ? null : Checkpoints.Resolve(resumeOption);
-        if ((modelDir is null) != (tokensPath is null))
+        if (tokensPath is not null && dataPaths.Length > 0)
         {
-            throw new ArgumentException("--model and --tokens go together (train a model on a token file); give both, or neither for the built-in demo.");
+            throw new ArgumentException("--tokens and --data are alternatives: a fixed token batch, or data files to pack.");
         }
 
-        // The batch source: the demo's endless recall sequences, or the token file's one batch.
+        if ((modelDir is null) != (tokensPath is null && dataPaths.Length == 0))
+        {
+            throw new ArgumentException("--model goes with --tokens FILE or --data PATH… (train a model on them); give both, or neither for the built-in demo.");
+        }
+
+        // The batch source: the demo's endless recall sequences, the token file's one batch, or packed data.
         bool demo = modelDir is null;
         LlamaConfig config;
         IBatchSource source;
         AssociativeRecall? task = null;
+        TrainingData? data = null;
+        Tokenizer? tokenizer = null;
         if (demo)
         {
             config = ModelPresets.Demo;
             task = new AssociativeRecall(config.VocabSize, p.GetValue(SeqLen), p.GetValue(Pairs), p.GetValue(Gap));
-            source = new RecallDemoSource(task, p.GetValue(Batch), p.GetValue(Seed));
+            source = new RecallDemoSource(task, p.GetValue(Batch) ?? 16, p.GetValue(Seed));
+        }
+        else if (tokensPath is not null)
+        {
+            config = ModelDirectory.ReadConfig(modelDir!);
+            source = TokenFileSource.Load(tokensPath, config.VocabSize);
         }
         else
         {
             config = ModelDirectory.ReadConfig(modelDir!);
-            source = TokenFileSource.Load(tokensPath!, config.VocabSize);
+            (data, tokenizer) = LoadData(p, modelDir!, dataPaths, config);
+            source = data.Training;
         }
 
+        using TrainingData? dataScope = data;
         // Validate every option and check files and the memory budget before anything large is allocated.
-        int steps = p.GetValue(Steps) ?? (demo ? DemoSummary.DefaultSteps : 1);
+        if (p.GetValue(Epochs) is double epochs && (data is null || p.GetValue(Steps) is not null || !(epochs > 0 && double.IsFinite(epochs))))
+        {
+            throw new ArgumentException(FormattableString.Invariant($"--epochs E needs --data, no --steps, and E > 0 (got {epochs})."));
+        }
+
+        int steps = p.GetValue(Steps) ?? (demo ? DemoSummary.DefaultSteps
+            : data is not null ? (int)Math.Min(int.MaxValue, Math.Ceiling((p.GetValue(Epochs) ?? 1) * data.Training.Stats.Tokens / ((double)source.BatchSize * source.SeqLen)))
+            : 1);
+        int valEvery = p.GetValue(ValEvery);
+        if (valEvery < 0 || (valEvery > 0 && data?.Validation is null))
+        {
+            throw new ArgumentException($"--val-every K needs K ≥ 0 and validation data (--val-data or --val-fraction); got {valEvery}.");
+        }
         double? timeLimit = p.GetValue(TimeLimit) ?? (demo && p.GetValue(Steps) is null ? 180 : null);
         int saveEvery = p.GetValue(SaveEvery);
 
@@ -208,7 +248,15 @@ internal static class TrainCommand
 
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
         // resume with anything different is refused.
-        SortedDictionary<string, string> identity = Checkpoints.Identity(config, demo ? DemoSourceDescription(p) : "tokens fnv1a64=" + Checkpoints.FileHash(tokensPath!), source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
+        string dataIdentity = demo ? DemoSourceDescription(p) : data is not null ? "packed" : "tokens fnv1a64=" + Checkpoints.FileHash(tokensPath!);
+        SortedDictionary<string, string> identity = Checkpoints.Identity(config, dataIdentity, source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
+        if (data is not null)
+        {
+            // Checked in key order: a changed tokenizer is named before the corpus it changes.
+            identity["tokenizer"] = tokenizer?.Fingerprint ?? "none";
+            identity["training_data"] = data.Description;
+        }
+
         identity["memory_policy"] = policy.Describe(); // chunking and recomputation change the float summation order
         if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir).DifferenceFrom(identity) is string difference)
         {
@@ -253,12 +301,20 @@ internal static class TrainCommand
                 Checkpoints.RemoveStaleTemporaries(savePath);
             }
             PrintHeader(model, source, run.Trainer, demo);
-            using MetricsLog? metrics = metricsPath is null ? null : MetricsLog.Open(metricsPath);
+            MetricsLog? metrics = metricsPath is null ? null : MetricsLog.Open(metricsPath);
+            using MetricsLog? metricsScope = metrics;
             var clock = System.Diagnostics.Stopwatch.StartNew();
             TimeSpan? limit = timeLimit is double seconds ? TimeSpan.FromSeconds(seconds) : null;
+            double? lastValidation = null;
             Progress.Run(steps, report => run.Run(steps, limit, r =>
             {
-                metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
+                // Validation every K steps and at the last step of the schedule.
+                double? validation = data?.Validation is { } valSource && ((valEvery > 0 && r.Step % valEvery == 0) || r.Step == steps)
+                    ? Validate(model, valSource)
+                    : null;
+                lastValidation = validation ?? lastValidation;
+                string valField = validation is double v ? FormattableString.Invariant($",\"val_loss\":{v:R}") : "";
+                metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R}{valField},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
                 if (saveEvery > 0 && r.Step % saveEvery == 0)
                 {
                     // DIR/checkpoint-STEP holds only MiniSeq's files: written (or replaced) atomically as a whole.
@@ -269,7 +325,7 @@ internal static class TrainCommand
                     }
                 }
 
-                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal));
+                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal) + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
                 return true;
             }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
 
@@ -290,11 +346,100 @@ internal static class TrainCommand
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
             (double, int) recall = demo ? DemoSummary.RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + DemoSummary.HeldOutSeedOffset)) : default;
             long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead).ProcessPeak : 0;
-            PrintSummary(model, run.History, savePath, demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss) : null);
+            Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
+                : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
+                : null;
+            PrintSummary(model, run.History, savePath, extraRows);
+            if (metricsPath is not null)
+            {
+                metrics?.Dispose();
+                string? chart = PlotCommand.WriteNextTo(metricsPath, out string? skipped);
+                AnsiConsole.MarkupLine(Markup.Escape(chart is not null ? $"plot: {chart}" : $"plot skipped: {skipped}"));
+            }
         }
 
         return 0;
     }
+
+    /// <summary>Loads the tokenizer, the chat template and the data of a `train --data` run, with a summary on the console.</summary>
+    private static (TrainingData Data, Tokenizer? Tokenizer) LoadData(ParseResult p, string modelDir, string[] dataPaths, LlamaConfig config)
+    {
+        string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(modelDir, "tokenizer.json")) ? modelDir : null);
+        Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
+        double? valFraction = p.GetValue(ValFraction);
+        string[] valPaths = p.GetValue(ValData) ?? [];
+        var options = new DataOptions
+        {
+            Paths = dataPaths,
+            ValidationPaths = valPaths.Length > 0 ? valPaths : null,
+            ValidationFraction = valFraction,
+            BatchSize = p.GetValue(Batch) ?? 1,
+            SeqLen = p.GetValue(SeqLen),
+            Seed = p.GetValue(Seed),
+            DropLong = p.GetValue(DropLong),
+            DocumentMask = p.GetValue(DocumentMask),
+            Corpus = new CorpusOptions
+            {
+                VocabSize = config.VocabSize,
+                SplitOnBlankLines = p.GetValue(SplitBlankLines),
+                UseCache = !p.GetValue(NoCache),
+                RawTokenDtype = p.GetValue(TokenDtypeOption)?.ToLowerInvariant() switch
+                {
+                    null => null,
+                    "uint16" => TokenDtype.UInt16,
+                    "uint32" => TokenDtype.UInt32,
+                    string other => throw new ArgumentException($"--token-dtype must be uint16 or uint32 (got '{other}')."),
+                },
+                RenderChat = ChatRenderer(tokenizerPath),
+            },
+        };
+        if (options.BatchSize < 1 || options.SeqLen < 2)
+        {
+            throw new ArgumentException($"--batch must be ≥ 1 and --seq-len ≥ 2 (got {options.BatchSize} and {options.SeqLen}).");
+        }
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var progress = new Progress<CorpusProgress>(e =>
+        {
+            if (e.Warning is not null)
+            {
+                Console.Error.WriteLine($"warning: {e.Warning}");
+            }
+        });
+        TrainingData data = TrainingData.Load(options, tokenizer, progress);
+        foreach (CorpusSource src in data.Corpus.Sources.Concat(data.ValidationCorpus?.Sources ?? []))
+        {
+            AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"data: {src.Path} ({src.Kind}): {src.Documents:N0} documents, {src.Tokens:N0} tokens{(src.FromCache ? ", from cache" : "")}")));
+        }
+
+        AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"data ready in {clock.Elapsed.TotalSeconds:F1} s — training: {data.Training.Stats.Describe(options.SeqLen)}")));
+        if (data.Validation is { } val)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"validation: {val.Stats.Documents:N0} documents, {val.Stats.Tokens:N0} tokens ({val.BatchesPerEpoch} batches)")));
+        }
+
+        return (data, tokenizer);
+    }
+
+    /// <summary>Chat messages → text segments marked trainable, by the chat template in the tokenizer's
+    /// tokenizer_config.json; parsed on the first chat document (text-only data never needs a template).</summary>
+    private static Func<IReadOnlyList<(string Role, string Content)>, IReadOnlyList<(string Text, bool Trainable)>>? ChatRenderer(string? tokenizerPath)
+    {
+        if (tokenizerPath is null)
+        {
+            return null;
+        }
+
+        string directory = Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!;
+        string configPath = Path.Combine(directory, "tokenizer_config.json");
+        var template = new Lazy<ChatTemplate>(() => (File.Exists(configPath) ? ChatTemplate.FromTokenizerConfig(configPath) : null)
+            ?? throw new InvalidDataException($"{configPath}: no chat_template; chat messages need a tokenizer whose tokenizer_config.json has one."));
+        return messages => template.Value.RenderSegments([.. messages.Select(m => new ChatMessage(m.Role, m.Content))]);
+    }
+
+    /// <summary>Mean loss over the validation documents (one pass, its own small evaluation plan).</summary>
+    private static double Validate(LlamaModel model, PackedSource validation)
+        => Evaluator.Evaluate(model, validation.FirstEpoch(), validation.BatchSize, validation.SeqLen, microBatchRows: 1).Loss;
 
     private static string DemoSourceDescription(ParseResult p)
         => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");

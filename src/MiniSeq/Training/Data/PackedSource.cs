@@ -47,7 +47,9 @@ public sealed class PackedSource : IBatchSource
     /// <param name="shuffle">Shuffle the documents every epoch (training) or keep their order (validation).</param>
     /// <param name="dropLong">Skip documents longer than <paramref name="seqLen"/> instead of splitting them.</param>
     /// <param name="endless">Start the next epoch when one ends (training); otherwise pad the last batch and stop.</param>
-    public PackedSource(IDocumentSet documents, IReadOnlyList<long>? subset, int batchSize, int seqLen, ulong seed, bool shuffle = true, bool dropLong = false, bool endless = true)
+    /// <param name="documentMask">Hand out document ids with every batch (attention per document, RoPE restarting);
+    /// false: each row attends across its documents like one sequence (labels still stop at document ends).</param>
+    public PackedSource(IDocumentSet documents, IReadOnlyList<long>? subset, int batchSize, int seqLen, ulong seed, bool shuffle = true, bool dropLong = false, bool endless = true, bool documentMask = true)
     {
         _documents = documents ?? throw new ArgumentNullException(nameof(documents));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
@@ -94,7 +96,7 @@ public sealed class PackedSource : IBatchSource
         _ids = new int[rowTokens];
         _labels = new int[rowTokens];
         _documentIds = new int[rowTokens];
-        Batch = new TokenBatch(batchSize, seqLen, _ids, _labels, _documentIds);
+        Batch = new TokenBatch(batchSize, seqLen, _ids, _labels, documentMask ? _documentIds : null);
     }
 
     /// <summary>Counts of what was packed.</summary>

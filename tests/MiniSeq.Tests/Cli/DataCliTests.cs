@@ -1,0 +1,129 @@
+// `train --data` and `eval --data` through the real executable: text packed into rows with a held-out validation
+// split, metrics with validation loss and their chart, a token cache beside the data; a run on data killed with
+// SIGKILL at random points and resumed is bit-identical to an uninterrupted one; changed data or tokenizer refuse a
+// resume in one line; bad data is a one-line error that names the file and line.
+using System.Diagnostics;
+using MiniSeq.Tests.Helpers;
+using MiniSeq.Tests.Text;
+using MiniSeq.Training;
+
+namespace MiniSeq.Tests.Cli;
+
+public class DataCliTests
+{
+    private static void AssertOk(CliResult r) => Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+
+    private static void AssertOneLineError(CliResult r, string mention)
+    {
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains(mention, r.Stderr, StringComparison.Ordinal);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.DoesNotContain("Exception", r.Stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>Paragraphs of varied English (documents with --split-blank-lines).</summary>
+    private static string Text(int paragraphs, int seed)
+    {
+        string[] words = ["the", "model", "reads", "long", "sequences", "of", "text", "and", "learns", "to", "predict", "next", "token", "memory", "grows", "slowly", "when", "chunks", "are", "small", "Shakespeare", "wrote", "sonnets", "in", "1609", "—", "café", "naïve", "日本語", "emoji 🙂"];
+        var rng = new Random(seed);
+        return string.Join("\n\n", Enumerable.Range(0, paragraphs).Select(_ => string.Join(' ', Enumerable.Range(0, rng.Next(5, 60)).Select(_ => words[rng.Next(words.Length)])) + ".")) + "\n";
+    }
+
+    private static string InitModel(TempDir tmp)
+    {
+        AssertOk(CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("llama2"), "--out", tmp["m"]));
+        return tmp["m"];
+    }
+
+    [Fact]
+    public void TrainOnText_PackedWithValidation_MetricsChartCacheAndEval()
+    {
+        using var tmp = new TempDir();
+        string model = InitModel(tmp);
+        Assert.True(File.Exists(Path.Combine(model, "tokenizer.json")));
+        Directory.CreateDirectory(tmp["data"]);
+        File.WriteAllText(tmp["data/corpus.txt"], Text(60, 1));
+        string[] args = ["train", "--model", model, "--data", tmp["data/corpus.txt"], "--split-blank-lines", "--seq-len", "96", "--batch", "2", "--steps", "6", "--val-fraction", "0.1", "--val-every", "3", "--metrics", tmp["run.jsonl"], "--save", tmp["out"]];
+        CliResult r = CliRunner.Run(args);
+        AssertOk(r);
+        Assert.Contains("documents", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("validation:", r.Stdout, StringComparison.Ordinal);
+        Assert.True(File.Exists(tmp["data/.corpus.txt.miniseq-tokens"]), "no token cache beside the data");
+        string[] lines = File.ReadAllLines(tmp["run.jsonl"]);
+        Assert.Equal(6, lines.Length);
+        Assert.Equal(2, lines.Count(l => l.Contains("\"val_loss\"", StringComparison.Ordinal)));
+        Assert.True(File.Exists(tmp["run.svg"]), "no chart next to the metrics");
+        Assert.True(File.Exists(Path.Combine(tmp["out"], "model.safetensors")));
+
+        // Again: read from the cache; a chart the user put there is never replaced.
+        File.WriteAllText(tmp["run.svg"], "mine");
+        r = CliRunner.Run([.. args[..^2], "--save", tmp["out2"]]);
+        AssertOk(r);
+        Assert.Contains("from cache", r.Stdout, StringComparison.Ordinal);
+        Assert.Equal("mine", File.ReadAllText(tmp["run.svg"]));
+
+        CliResult eval = CliRunner.Run("eval", "--model", tmp["out"], "--data", tmp["data/corpus.txt"], "--split-blank-lines", "--seq-len", "128");
+        AssertOk(eval);
+        Assert.Contains("\"perplexity\"", eval.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TrainOnData_KilledAtRandomPoints_Resumed_FinalModelBitIdentical()
+    {
+        using var tmp = new TempDir();
+        string model = InitModel(tmp);
+        File.WriteAllText(tmp["corpus.txt"], Text(40, 2));
+        string[] Args(string save, params string[] extra) => ["train", "--model", model, "--data", tmp["corpus.txt"], "--split-blank-lines", "--seq-len", "64", "--batch", "2", "--steps", "60", "--save-every", "4", "--lr", "1e-3", "--schedule", "cosine", "--save", save, .. extra];
+        AssertOk(CliRunner.Run(Args(tmp["ref"])));
+
+        var random = new Random(Environment.TickCount);
+        var log = new List<string>();
+        for (int i = 0; i < 3; i++)
+        {
+            string save = tmp["run"];
+            int before = Directory.Exists(save) ? Checkpoints.List(save).Count : 0;
+            using Process process = CliRunner.StartBackground(i == 0 ? Args(save) : Args(save, "--resume", save));
+            var clock = Stopwatch.StartNew();
+            while (!process.HasExited && (!Directory.Exists(save) || Checkpoints.List(save).Count <= before) && clock.Elapsed < TimeSpan.FromMinutes(2))
+            {
+                Thread.Sleep(1);
+            }
+
+            Thread.Sleep(random.Next(0, 150));
+            bool killed = !process.HasExited;
+            if (killed)
+            {
+                process.Kill();
+            }
+
+            process.WaitForExit();
+            log.Add($"killed={killed}");
+        }
+
+        Assert.Contains("killed=True", log);
+        AssertOk(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"])));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["ref"], "model.safetensors")), File.ReadAllBytes(Path.Combine(tmp["run"], "model.safetensors")));
+
+        // The same run on other data, or with another tokenizer, is refused in one line.
+        File.AppendAllText(tmp["corpus.txt"], "\n\nA new paragraph.\n");
+        AssertOneLineError(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"])), "training_data is ");
+        AssertOneLineError(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"], "--tokenizer", TokenizerFiles.Directory("llama3"))), "tokenizer");
+    }
+
+    [Fact]
+    public void BadData_OneLineErrors()
+    {
+        using var tmp = new TempDir();
+        string model = InitModel(tmp);
+        File.WriteAllText(tmp["bad.jsonl"], "{\"text\": \"fine\"}\n{\"text\": \"also fine\"}\nnot json\n");
+        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["bad.jsonl"], "--seq-len", "32", "--save", tmp["out"]), "line 3");
+        Assert.False(Directory.Exists(tmp["out"]));
+
+        File.WriteAllBytes(tmp["shard.u16"], [1, 0, 2]); // 1.5 tokens
+        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["shard.u16"], "--seq-len", "32"), "shard.u16");
+
+        File.WriteAllText(tmp["a.txt"], "text");
+        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["a.txt"], "--tokens", tmp["a.txt"]), "alternatives");
+        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["a.txt"], "--val-every", "2"), "--val-every");
+    }
+}
