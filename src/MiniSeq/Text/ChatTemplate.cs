@@ -128,7 +128,8 @@ public sealed class ChatTemplate
     /// For each assistant message i the trainable span starts where <c>Render(messages[..i], addGenerationPrompt:
     /// true)</c> ends (after the assistant header) and ends where <c>Render(messages[..(i+1)])</c> ends, so it holds
     /// the content and the end-of-turn token (<c>&lt;|eot_id|&gt;</c>, <c>&lt;|im_end|&gt;\n</c>, <c>&lt;/s&gt;</c>) the
-    /// model must learn to emit. Templates that render an earlier turn differently once later messages follow (Qwen3
+    /// model must learn to emit. A template that moves the system prompt (Mistral v0.3 puts it into the last user
+    /// message) is handled by finding the turn's text from the renders without the system message. Templates that render an earlier turn differently once later messages follow (Qwen3
     /// drops the reasoning of past turns) are handled by taking the end of turn i from <c>Render(messages[..(i+2)])</c>
     /// less the rendering of message i+1 alone. When neither holds the template cannot mark assistant turns and a
     /// <see cref="NotSupportedException"/> says so.
@@ -189,10 +190,10 @@ public sealed class ChatTemplate
     }
 
     /// <summary>
-    /// Where assistant message i starts in <paramref name="withTurn"/> (the render of messages[..(i+1)]): after
-    /// the render of messages[..i] with the generation prompt when that is a prefix; otherwise (templates that move
-    /// text such as Mistral v0.3, which puts the system prompt into the last user message) where the render with the
-    /// turn's content emptied stops agreeing with <paramref name="withTurn"/>.
+    /// Where assistant message i starts in <paramref name="withTurn"/> (the render of messages[..(i+1)]): after the
+    /// render of messages[..i] with the generation prompt when that is a prefix. Otherwise (Mistral v0.3 moves the
+    /// system prompt into the last user message) the turn's text is taken from the same two renders without a
+    /// leading system message, and must end <paramref name="withTurn"/>.
     /// </summary>
     private int StartOfTurn(IReadOnlyList<ChatMessage> messages, int i, string withTurn)
     {
@@ -201,19 +202,18 @@ public sealed class ChatTemplate
         {
             return prompt.Length;
         }
-        ChatMessage[] emptied = Prefix(messages, i + 1);
-        emptied[i] = emptied[i] with { Content = "" };
-        string withoutContent = Render(emptied);
-        int common = 0;
-        while (common < withTurn.Length && common < withoutContent.Length && withTurn[common] == withoutContent[common])
+        if (messages[0].Role == "system" && i > 1)
         {
-            common++;
+            ChatMessage[] rest = [.. messages.Skip(1).Take(i)];
+            string restPrompt = Render(rest[..^1], addGenerationPrompt: true);
+            string restTurn = Render(rest);
+            if (restTurn.StartsWith(restPrompt, StringComparison.Ordinal)
+                && withTurn.EndsWith(restTurn.AsSpan(restPrompt.Length), StringComparison.Ordinal))
+            {
+                return withTurn.Length - (restTurn.Length - restPrompt.Length);
+            }
         }
-        if (messages[i].Content.Length == 0 || common == 0)
-        {
-            throw CannotMark(i, "the prompt with the generation header is not a prefix of the rendered turn");
-        }
-        return common;
+        throw CannotMark(i, "the prompt with the generation header is not a prefix of the rendered turn");
     }
 
     private static ChatMessage[] Prefix(IReadOnlyList<ChatMessage> messages, int count) => [.. messages.Take(count)];

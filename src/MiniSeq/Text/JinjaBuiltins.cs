@@ -464,7 +464,8 @@ internal static class JinjaBuiltins
                     _ => throw new JinjaRuntimeException($"bad operand type for abs(): '{JinjaOps.TypeName(value)}'"),
                 };
             case "tojson":
-                return ToJson(value, Arg(p, n, 1, "indent", null), Arg(p, n, 3, "sort_keys", false), Arg(p, n, 2, "separators", null));
+                return ToJson(value, Arg(p, n, 1, "indent", null), Arg(p, n, 3, "sort_keys", false), Arg(p, n, 2, "separators", null),
+                    JinjaOps.Truthy(Arg(p, n, 0, "ensure_ascii", false)));
             case "select":
             case "reject":
             case "selectattr":
@@ -642,7 +643,7 @@ internal static class JinjaBuiltins
     /// transformers' <c>tojson</c>: Python <c>json.dumps(x, ensure_ascii=False, indent=…, separators=…, sort_keys=…)</c>
     /// (not Jinja's HTML-escaping one): ", " and ": " separators, or "," and ": " when indented.
     /// </summary>
-    public static string ToJson(object? value, object? indent, object? sortKeys, object? separators)
+    public static string ToJson(object? value, object? indent, object? sortKeys, object? separators, bool ensureAscii = false)
     {
         string? indentText = indent switch
         {
@@ -660,6 +661,23 @@ internal static class JinjaBuiltins
         }
         var sb = new StringBuilder();
         WriteJson(sb, value, indentText, 0, itemSeparator, keySeparator, JinjaOps.Truthy(sortKeys));
+        if (ensureAscii)
+        {
+            // json.dumps(ensure_ascii=True): every character outside ' '..'~' left unescaped becomes \uXXXX (UTF-16).
+            var ascii = new StringBuilder(sb.Length);
+            foreach (char c in sb.ToString())
+            {
+                if (c > '~')
+                {
+                    ascii.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+                }
+                else
+                {
+                    ascii.Append(c);
+                }
+            }
+            return ascii.ToString();
+        }
         return sb.ToString();
     }
 

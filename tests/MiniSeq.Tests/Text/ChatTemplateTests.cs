@@ -202,6 +202,20 @@ public class ChatTemplateTests
     }
 
     [Fact]
+    public void RenderSegments_MistralV03SystemPromptMovesToLastUser_SpansMatchTheTurnsWithoutSystem()
+    {
+        ChatTemplate chat = Load("mistral_v0_3");
+        IReadOnlyList<(string Text, bool Trainable)> segments = chat.RenderSegments(Conversation("system_multi_turn"));
+        Assert.Equal(
+        [
+            ("<s>[INST] What is 2+2?[/INST]", false),
+            (" 2+2 is 4.</s>", true),
+            ("[INST] And 3+3?[/INST]", false), // the template adds the system prompt only when a user message is last
+            (" 3+3 is 6.</s>", true),
+        ], segments);
+    }
+
+    [Fact]
     public void Render_Llama32_DateComesFromNow()
     {
         ChatTemplate chat = Load("llama3_2");

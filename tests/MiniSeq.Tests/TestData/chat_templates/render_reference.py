@@ -114,6 +114,7 @@ FEATURES = [
     "{{ 'a' }}   {% if true %}b{% endif %}\n   {%+ if true %}c{% endif %}\n  {% if true +%}\nd{% endif %}",
     "{{ messages[0]['role'] | string }} {{ 3 | string }} {{ none | string }} {{ '5' | int + 1 }} {{ 'x' | int }} {{ '2.5' | float }} {{ -4 | abs }} {{ undefined_var | default('dv') }} {{ '' | default('e', true) }} {{ none | default('n') }}",
     "{{ 5 is number }} {{ 5 is integer }} {{ 5.0 is float }} {{ 'x' is string }} {{ messages is iterable }} {{ messages[0] is mapping }} {{ none is none }} {{ 4 is divisibleby 2 }} {{ 3 is even }} {{ 'x' is lower }} {{ true is boolean }} {{ messages is sequence }} {{ 1 is in [1, 2] }}",
+    "{{ 'a\u00e9\U0001F600\x7f' | tojson(ensure_ascii=true) }} {{ ['x', 1] | tojson(separators=[',', ':']) }}",
     "{{ messages | wordcount }}",
     "{{ (1, 2) }}{{ [('a', 1)] }}{{ 'it''s' }}{{ \"multi\" 'part' }}",
 ]
