@@ -16,6 +16,7 @@ internal static class GenerateCommand
 {
     private static readonly Option<string> ModelDir = new("--model") { Description = "Hugging Face model directory", Required = true };
     private static readonly Option<string?> TokenizerPath = new("--tokenizer") { Description = "tokenizer.json, or a directory holding it (default: the model directory's, if it has one); without a tokenizer the prompt is token ids and ids are printed" };
+    private static readonly Option<bool> Chat = new("--chat") { Description = "Wrap the prompt as one user message in the tokenizer's chat template (tokenizer_config.json), with the assistant header after it" };
     private static readonly Option<string?> Prompt = new("--prompt") { Description = "Prompt text (with --tokenizer), or token ids separated by commas or spaces" };
     private static readonly Option<string?> PromptFile = new("--prompt-file") { Description = "UTF-8 file holding the prompt (text, or ids without --tokenizer)" };
     private static readonly Option<int> MaxNewTokens = new("--max-new-tokens") { Description = "Tokens to generate at most (fewer at end of sequence or max_position_embeddings)", DefaultValueFactory = _ => 64 };
@@ -29,6 +30,7 @@ internal static class GenerateCommand
         var command = new Command("generate", "Continue a prompt with a model (KV cache), printing tokens as they are decoded");
         command.Options.Add(ModelDir);
         command.Options.Add(TokenizerPath);
+        command.Options.Add(Chat);
         command.Options.Add(Prompt);
         command.Options.Add(PromptFile);
         command.Options.Add(MaxNewTokens);
@@ -63,7 +65,15 @@ internal static class GenerateCommand
 
             string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(p.GetValue(ModelDir)!, "tokenizer.json")) ? p.GetValue(ModelDir) : null);
             Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
-            int[] prompt = tokenizer is null ? ParseIds(promptText) : tokenizer.Encode(promptText, addSpecialTokens: true);
+            bool chat = p.GetValue(Chat);
+            if (chat && tokenizer is null)
+            {
+                throw new ArgumentException("--chat needs a tokenizer (--tokenizer, or tokenizer.json in the model directory)");
+            }
+
+            int[] prompt = tokenizer is null ? ParseIds(promptText)
+                : chat ? tokenizer.Encode(ChatPrompt(tokenizerPath!, promptText), addSpecialTokens: false) // the template writes BOS itself
+                : tokenizer.Encode(promptText, addSpecialTokens: true);
             if (prompt.Length == 0)
             {
                 throw new ArgumentException("the prompt is empty");
@@ -86,6 +96,11 @@ internal static class GenerateCommand
 
             int newTokens = Math.Min(maxNew, config.MaxPositionEmbeddings - prompt.Length);
             int[] stop = tokenizer?.EosId is int eos ? [eos] : [];
+            if (chat && ChatTemplate.FromTokenizerConfig(ConfigPath(tokenizerPath!)) is { EosToken: string endOfTurn } && tokenizer!.TokenToId(endOfTurn) is int endId)
+            {
+                stop = [.. stop, endId]; // chat models end a turn with the template's eos token (e.g. <|eot_id|>, <|im_end|>)
+            }
+
             using var generator = new Generator(model, prompt.Length + Math.Max(newTokens, 0));
             var stopwatch = Stopwatch.StartNew();
             var generated = new List<int>();
@@ -130,6 +145,18 @@ internal static class GenerateCommand
             return 0;
         });
         return command;
+    }
+
+    private static string ConfigPath(string tokenizerPath)
+        => Path.Combine(Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!, "tokenizer_config.json");
+
+    /// <summary>The prompt as one user turn of the chat template, ending with the assistant's header.</summary>
+    private static string ChatPrompt(string tokenizerPath, string prompt)
+    {
+        string config = ConfigPath(tokenizerPath);
+        ChatTemplate template = (File.Exists(config) ? ChatTemplate.FromTokenizerConfig(config) : null)
+            ?? throw new ArgumentException($"--chat: {config} has no chat_template");
+        return template.Render([new ChatMessage("user", prompt)], addGenerationPrompt: true);
     }
 
     private static int[] ParseIds(string text)
