@@ -148,6 +148,8 @@ public sealed class DocumentCorpusTests
         var e = Assert.Throws<InvalidDataException>(() => Load(tmp["a.txt"], Options() with { SplitOnBlankLines = true }));
         Assert.Equal($"{tmp["a.txt"]}: invalid UTF-8 at byte offset 7. Save the file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8), or remove the bytes", e.Message);
         Assert.Contains("byte offset 7", Assert.Throws<InvalidDataException>(() => Load(tmp["a.txt"])).Message);
+        File.WriteAllBytes(tmp["a.jsonl"], [.. "{\"text\": \"ok\"}\n{\"text\": \"a"u8, 0xC3, (byte)'"', (byte)'}']);
+        Assert.StartsWith($"{tmp["a.jsonl"]} line 2: invalid UTF-8 at byte offset 26.", Assert.Throws<InvalidDataException>(() => Load(tmp["a.jsonl"])).Message);
     }
 
     [Fact]

@@ -176,7 +176,7 @@ public sealed class DocumentCorpus : IDisposable
         var cleanedDirectories = new HashSet<string>(StringComparer.Ordinal);
         ulong fingerprint = Fnv1a.Append(Fnv1a.Offset, "miniseq-corpus-v1");
         fingerprint = Fnv1a.Append(fingerprint, tokenizer?.Fingerprint ?? "no tokenizer");
-        fingerprint = Fnv1a.Append(fingerprint, OptionsText(options, tokenizer, shardSeparator, CorpusSourceKind.Text));
+        fingerprint = Fnv1a.Append(fingerprint, FingerprintOptions(options, tokenizer, shardSeparator));
         try
         {
             foreach (string file in files)
@@ -194,7 +194,7 @@ public sealed class DocumentCorpus : IDisposable
                     }
 
                     documentTokenizer ??= new DocumentTokenizer(tokenizer, options);
-                    var key = new CorpusCache.Key(tokenizerHash, Fnv1a.OfText(OptionsText(options, tokenizer, shardSeparator, kind)));
+                    var key = new CorpusCache.Key(tokenizerHash, Fnv1a.OfText(CacheOptions(options, tokenizer, kind)));
                     (part, contentHash, fromCache) = LoadText(file, kind, stamp, key, documentTokenizer, options, progress, warnedDirectories, cleanedDirectories);
                 }
                 else
@@ -286,19 +286,16 @@ public sealed class DocumentCorpus : IDisposable
         return (part, contentHash, false);
     }
 
-    /// <summary>Everything besides the tokenizer files and the source that changes the tokens of a file of
-    /// <paramref name="kind"/> (the cache key; for the fingerprint, of every kind).</summary>
-    private static string OptionsText(CorpusOptions options, Tokenizer? tokenizer, int? shardSeparator, CorpusSourceKind kind)
-    {
-        var text = FormattableString.Invariant(
-            $"v{CorpusCache.Version};special={options.AddSpecialTokens};eos={options.AppendEos};eos_id={tokenizer?.EosId};kind={(kind == CorpusSourceKind.JsonLines ? "jsonl" : "txt")}");
-        if (kind == CorpusSourceKind.Text)
-        {
-            text += FormattableString.Invariant($";split={options.SplitOnBlankLines};separator={shardSeparator};dtype={options.RawTokenDtype}");
-        }
+    /// <summary>What besides the tokenizer files and the source changes the tokens of a text file of
+    /// <paramref name="kind"/>: the token cache's options key.</summary>
+    private static string CacheOptions(CorpusOptions options, Tokenizer tokenizer, CorpusSourceKind kind)
+        => FormattableString.Invariant($"v{CorpusCache.Version};special={options.AddSpecialTokens};eos={options.AppendEos};eos_id={tokenizer.EosId}")
+            + (kind == CorpusSourceKind.JsonLines ? ";jsonl" : FormattableString.Invariant($";txt;split={options.SplitOnBlankLines}"));
 
-        return text;
-    }
+    /// <summary>Every option that changes the tokens of any file (part of the fingerprint).</summary>
+    private static string FingerprintOptions(CorpusOptions options, Tokenizer? tokenizer, int? shardSeparator)
+        => FormattableString.Invariant(
+            $"special={options.AddSpecialTokens};eos={options.AppendEos};eos_id={tokenizer?.EosId};split={options.SplitOnBlankLines};separator={shardSeparator};dtype={options.RawTokenDtype}");
 
     /// <summary>The kind of a file by its extension.</summary>
     internal static CorpusSourceKind KindOf(string file) => Path.GetExtension(file).ToLowerInvariant() switch
