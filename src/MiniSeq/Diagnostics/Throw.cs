@@ -23,4 +23,9 @@ public static class Throw
     [DoesNotReturn]
     public static void InvalidData(string path, string problem, string hint)
         => throw new InvalidDataException($"{path}: {problem}. {hint}");
+
+    /// <summary>Throws <see cref="InvalidDataException"/> naming the file, the 1-based line and the fix.</summary>
+    [DoesNotReturn]
+    public static void InvalidLine(string path, long line, string problem, string hint)
+        => throw new InvalidDataException($"{path} line {line}: {problem}. {hint}");
 }

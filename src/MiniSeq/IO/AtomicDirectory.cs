@@ -211,7 +211,7 @@ public static partial class AtomicDirectory
     }
 
     // "PID-ID" of a live process (ours included) → true; older names without a PID count as dead.
-    private static bool IsWriterAlive(string pidAndId)
+    internal static bool IsWriterAlive(string pidAndId)
     {
         int dash = pidAndId.IndexOf('-', StringComparison.Ordinal);
         if (dash <= 0 || !int.TryParse(pidAndId.AsSpan(0, dash), out int pid))

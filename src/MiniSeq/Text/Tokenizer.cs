@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using MiniSeq.IO;
 
 namespace MiniSeq.Text;
 
@@ -20,6 +21,7 @@ public sealed class Tokenizer
     private readonly PreTokenizer? _preTokenizer;
     private readonly PostProcessor? _postProcessor;
     private readonly Decoder? _decoder;
+    private ulong _fingerprint;
 
     private Tokenizer(BpeModel model, AddedVocabulary added, Normalizer? normalizer, PreTokenizer? preTokenizer,
         PostProcessor? postProcessor, Decoder? decoder)
@@ -51,6 +53,11 @@ public sealed class Tokenizer
     /// post-processor of <c>tokenizer.json</c>, as the Rust library does).</summary>
     public bool? AddBosToken { get; private set; }
 
+    /// <summary>FNV-1a 64 (hex) of the files the tokenizer was loaded from: <c>tokenizer.json</c>, and with
+    /// <see cref="Load(string)"/> also <c>tokenizer_config.json</c> and <c>chat_template.jinja</c> when present (they hold
+    /// BOS/EOS and the chat template). Token caches and run fingerprints use it to tell a changed tokenizer.</summary>
+    public string Fingerprint => Fnv1a.Hex(_fingerprint);
+
     /// <summary><c>add_eos_token</c> of <c>tokenizer_config.json</c> (informative, as <see cref="AddBosToken"/>).</summary>
     public bool? AddEosToken { get; private set; }
 
@@ -67,18 +74,32 @@ public sealed class Tokenizer
         {
             tokenizer = Load(stream);
         }
-        string config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, "tokenizer_config.json");
+        string directory = Path.GetDirectoryName(Path.GetFullPath(file))!;
+        string config = Path.Combine(directory, "tokenizer_config.json");
+        ulong hash = tokenizer._fingerprint;
         if (File.Exists(config))
         {
-            tokenizer.ReadConfig(File.ReadAllText(config));
+            byte[] configBytes = File.ReadAllBytes(config);
+            hash = Fnv1a.Append(Fnv1a.Append(hash, "tokenizer_config.json"), configBytes);
+            tokenizer.ReadConfig(Encoding.UTF8.GetString(configBytes));
         }
+        string template = Path.Combine(directory, "chat_template.jinja");
+        if (File.Exists(template))
+        {
+            hash = Fnv1a.Append(Fnv1a.Append(hash, "chat_template.jinja"), File.ReadAllBytes(template));
+        }
+        tokenizer._fingerprint = hash;
         return tokenizer;
     }
 
     /// <summary>Loads the content of a <c>tokenizer.json</c>.</summary>
     public static Tokenizer Load(Stream tokenizerJson)
     {
-        using JsonDocument doc = JsonDocument.Parse(tokenizerJson, new JsonDocumentOptions { MaxDepth = 256 });
+        ArgumentNullException.ThrowIfNull(tokenizerJson);
+        using var buffer = new MemoryStream();
+        tokenizerJson.CopyTo(buffer);
+        byte[] bytes = buffer.ToArray();
+        using JsonDocument doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
         JsonElement root = doc.RootElement;
         foreach (string unsupported in new[] { "truncation", "padding" })
         {
@@ -94,7 +115,10 @@ public sealed class Tokenizer
         PostProcessor? postProcessor = PostProcessor.FromJson(Get(root, "post_processor"));
         Decoder? decoder = Decoder.FromJson(Get(root, "decoder"));
         var added = new AddedVocabulary(AddedVocabulary.ReadJson(Get(root, "added_tokens")), normalizer, model);
-        return new Tokenizer(model, added, normalizer, preTokenizer, postProcessor, decoder);
+        return new Tokenizer(model, added, normalizer, preTokenizer, postProcessor, decoder)
+        {
+            _fingerprint = Fnv1a.Append(Fnv1a.Offset, bytes),
+        };
     }
 
     private static JsonElement Get(JsonElement root, string name) => root.TryGetProperty(name, out JsonElement e) ? e : default;

@@ -137,37 +137,11 @@ public static class Checkpoints
         }
     }
 
-    /// <summary>FNV-1a 64 of a file's bytes, lower-case hex: enough to tell a changed file, and unlike SHA-256 it maps
-    /// no crypto library into the process (OpenSSL adds ≈ 10 MiB of resident memory the planner would not see).</summary>
-    public static string FileHash(string path)
-    {
-        using FileStream stream = File.OpenRead(path);
-        byte[] buffer = new byte[1 << 20];
-        ulong hash = FnvOffset;
-        int read;
-        while ((read = stream.Read(buffer, 0, buffer.Length)) > 0)
-        {
-            hash = Fnv1a(hash, buffer.AsSpan(0, read));
-        }
-
-        return hash.ToString("x16", CultureInfo.InvariantCulture);
-    }
+    /// <summary>FNV-1a 64 of a file's bytes, lower-case hex (<see cref="Fnv1a"/>): enough to tell a changed file.</summary>
+    public static string FileHash(string path) => Fnv1a.Hex(Fnv1a.OfFile(path));
 
     /// <summary>FNV-1a 64 of a string's UTF-8 bytes, lower-case hex.</summary>
-    public static string TextHash(string text)
-        => Fnv1a(FnvOffset, System.Text.Encoding.UTF8.GetBytes(text)).ToString("x16", CultureInfo.InvariantCulture);
-
-    private const ulong FnvOffset = 14695981039346656037UL;
-
-    private static ulong Fnv1a(ulong hash, ReadOnlySpan<byte> bytes)
-    {
-        foreach (byte b in bytes)
-        {
-            hash = (hash ^ b) * 1099511628211UL;
-        }
-
-        return hash;
-    }
+    public static string TextHash(string text) => Fnv1a.Hex(Fnv1a.OfText(text));
 
     /// <summary>What a resumed run must share with the saved one to continue bit-identically: the model config (hash),
     /// the data (<paramref name="data"/>), the batch shape, micro-batch, step count and every optimizer and loss option.</summary>
