@@ -39,38 +39,15 @@ internal static class InitCommand
             model.Save(dir, overwrite);
             if (tokenizerPath is not null)
             {
-                CopyTokenizerFiles(tokenizerPath, dir);
+                foreach (string kept in ModelDirectory.CopyTokenizerFiles(tokenizerPath, dir))
+                {
+                    AnsiConsole.MarkupLine(Markup.Escape($"kept the existing {kept}"));
+                }
             }
 
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"wrote {dir}: {model.Layout.ParameterCount:N0} parameters (d={config.HiddenSize}, L={config.NumHiddenLayers}, V={config.VocabSize})")));
             return 0;
         });
         return command;
-    }
-
-    /// <summary>Copies tokenizer.json (and tokenizer_config.json beside it) into <paramref name="directory"/> unless a
-    /// file of that name is already there (a user's file is never replaced); each copy via a temporary and a rename.</summary>
-    private static void CopyTokenizerFiles(string tokenizerPath, string directory)
-    {
-        string file = Directory.Exists(tokenizerPath) ? Path.Combine(tokenizerPath, "tokenizer.json") : tokenizerPath;
-        string config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, "tokenizer_config.json");
-        foreach ((string source, string name) in new[] { (file, "tokenizer.json"), (config, "tokenizer_config.json") })
-        {
-            string target = Path.Combine(directory, name);
-            if (!File.Exists(source))
-            {
-                continue;
-            }
-
-            if (File.Exists(target))
-            {
-                AnsiConsole.MarkupLine(Markup.Escape($"kept the existing {target}"));
-                continue;
-            }
-
-            string temp = target + $".tmp-{Environment.ProcessId}";
-            File.Copy(source, temp, overwrite: true);
-            File.Move(temp, target);
-        }
     }
 }

@@ -63,7 +63,12 @@ internal static class PlotCommand
             throw new IOException($"--out {svgPath}: exists; pass --overwrite to replace it, or choose another file.");
         }
 
-        IReadOnlyList<IReadOnlyDictionary<string, double>> rows = MetricsLog.Read(metricsPath);
+        // A resumed run logs again the steps after its checkpoint: the last line of each step wins.
+        IReadOnlyList<IReadOnlyDictionary<string, double>> rows = [.. MetricsLog.Read(metricsPath)
+            .Where(r => r.ContainsKey("step"))
+            .GroupBy(r => r["step"])
+            .Select(g => g.Last())
+            .OrderBy(r => r["step"])];
         if (rows.Count == 0)
         {
             throw new InvalidDataException($"{metricsPath}: no metrics lines to plot.");

@@ -106,6 +106,7 @@ internal static class TrainCommand
         AssociativeRecall? task = null;
         TrainingData? data = null;
         Tokenizer? tokenizer = null;
+        string? tokenizerPath = null;
         if (demo)
         {
             config = ModelPresets.Demo;
@@ -120,7 +121,7 @@ internal static class TrainCommand
         else
         {
             config = ModelDirectory.ReadConfig(modelDir!);
-            (data, tokenizer) = LoadData(p, modelDir!, dataPaths, config);
+            (data, tokenizer, tokenizerPath) = LoadData(p, modelDir!, dataPaths, config);
             source = data.Training;
         }
 
@@ -341,6 +342,12 @@ internal static class TrainCommand
                 {
                     model.Save(savePath, overwrite: true);
                 }
+
+                // Text in, text out: the saved directory works with generate and eval without --tokenizer.
+                if (tokenizerPath is not null)
+                {
+                    ModelDirectory.CopyTokenizerFiles(tokenizerPath, savePath);
+                }
             }
 
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
@@ -353,8 +360,15 @@ internal static class TrainCommand
             if (metricsPath is not null)
             {
                 metrics?.Dispose();
-                string? chart = PlotCommand.WriteNextTo(metricsPath, out string? skipped);
-                AnsiConsole.MarkupLine(Markup.Escape(chart is not null ? $"plot: {chart}" : $"plot skipped: {skipped}"));
+                try
+                {
+                    string? chart = PlotCommand.WriteNextTo(metricsPath, out string? skipped);
+                    AnsiConsole.MarkupLine(Markup.Escape(chart is not null ? $"plot: {chart}" : $"plot skipped: {skipped}"));
+                }
+                catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+                {
+                    Console.Error.WriteLine($"warning: no chart drawn ({e.Message}); the run itself succeeded");
+                }
             }
         }
 
@@ -362,7 +376,7 @@ internal static class TrainCommand
     }
 
     /// <summary>Loads the tokenizer, the chat template and the data of a `train --data` run, with a summary on the console.</summary>
-    private static (TrainingData Data, Tokenizer? Tokenizer) LoadData(ParseResult p, string modelDir, string[] dataPaths, LlamaConfig config)
+    private static (TrainingData Data, Tokenizer? Tokenizer, string? TokenizerPath) LoadData(ParseResult p, string modelDir, string[] dataPaths, LlamaConfig config)
     {
         string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(modelDir, "tokenizer.json")) ? modelDir : null);
         Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
@@ -418,7 +432,7 @@ internal static class TrainCommand
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"validation: {val.Stats.Documents:N0} documents, {val.Stats.Tokens:N0} tokens ({val.BatchesPerEpoch} batches)")));
         }
 
-        return (data, tokenizer);
+        return (data, tokenizer, tokenizerPath);
     }
 
     /// <summary>Chat messages → text segments marked trainable, by the chat template in the tokenizer's

@@ -127,9 +127,9 @@ public sealed class MetricsLog : IDisposable
 
                 rows.Add(row);
             }
-            catch (JsonException) when (i == lines.Length - 1)
+            catch (JsonException) when (i == lines.Length - 1 || lines[i].TrimStart().StartsWith('{'))
             {
-                // The line a killed run was writing.
+                // A line a killed run was writing (the next run to append ends it with a newline).
             }
             catch (JsonException e)
             {

@@ -399,4 +399,36 @@ public static partial class ModelDirectory
     private static string Describe(LlamaConfig c)
         => $"hidden_size {c.HiddenSize}, intermediate_size {c.IntermediateSize}, num_attention_heads {c.NumAttentionHeads}, "
             + $"num_key_value_heads {c.NumKeyValueHeads}, head_dim {c.HeadDim}, vocab_size {c.VocabSize}";
+
+    /// <summary>
+    /// Copies tokenizer.json (and tokenizer_config.json beside it, if any) into <paramref name="directory"/>, each via a
+    /// temporary and a rename, unless a file of that name is already there: a user's file is never replaced. Returns
+    /// the paths that were kept.
+    /// </summary>
+    public static IReadOnlyList<string> CopyTokenizerFiles(string tokenizerPath, string directory)
+    {
+        string file = Directory.Exists(tokenizerPath) ? Path.Combine(tokenizerPath, "tokenizer.json") : tokenizerPath;
+        string config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, "tokenizer_config.json");
+        var kept = new List<string>();
+        foreach ((string source, string name) in new[] { (file, "tokenizer.json"), (config, "tokenizer_config.json") })
+        {
+            string target = Path.Combine(directory, name);
+            if (!File.Exists(source) || AtomicDirectory.SameDirectory(source, target))
+            {
+                continue;
+            }
+
+            if (File.Exists(target))
+            {
+                kept.Add(target);
+                continue;
+            }
+
+            string temp = target + $".tmp-{Environment.ProcessId}";
+            File.Copy(source, temp, overwrite: true);
+            File.Move(temp, target);
+        }
+
+        return kept;
+    }
 }

@@ -106,7 +106,7 @@ public static class Checkpoints
         {
             string name = System.IO.Path.GetFileName(entry);
             bool own = File.Exists(entry)
-                ? ModelDirectory.IsOwnedFile(name)
+                ? ModelDirectory.IsOwnedFile(name) || name is "tokenizer.json" or "tokenizer_config.json" // train copies these beside the model; never replaced
                 : checkpoints.Contains(entry) || (name.StartsWith("." + Prefix, StringComparison.Ordinal) && (name.Contains(".tmp-", StringComparison.Ordinal) || name.Contains(".old-", StringComparison.Ordinal)));
             if (!own)
             {
