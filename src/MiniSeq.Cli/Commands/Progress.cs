@@ -53,10 +53,16 @@ internal static class Progress
     }
 
     /// <summary>The progress line of one step: step, loss, tokens/s, memory, and the time left.</summary>
-    public static string Line(Training.StepResult r, int steps, System.Diagnostics.Stopwatch clock, double? timeLimit, long trackedPeak)
+    /// <param name="r">The step just taken.</param>
+    /// <param name="steps">Steps of the whole run.</param>
+    /// <param name="clock">Started when this process began stepping.</param>
+    /// <param name="timeLimit">Seconds this process may run, if limited.</param>
+    /// <param name="trackedPeak">Peak bytes the ledger tracked.</param>
+    /// <param name="firstStep">Steps already done when this process began (a resumed run), for the pace.</param>
+    public static string Line(Training.StepResult r, int steps, System.Diagnostics.Stopwatch clock, double? timeLimit, long trackedPeak, int firstStep = 0)
     {
         double elapsed = clock.Elapsed.TotalSeconds;
-        double left = (steps - r.Step) * elapsed / Math.Max(1, r.Step);
+        double left = (steps - r.Step) * elapsed / Math.Max(1, r.Step - firstStep);
         if (timeLimit is double limit)
         {
             left = Math.Min(left, Math.Max(0, limit - elapsed));

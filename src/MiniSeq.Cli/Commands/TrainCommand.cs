@@ -307,11 +307,12 @@ internal static class TrainCommand
             var clock = System.Diagnostics.Stopwatch.StartNew();
             TimeSpan? limit = timeLimit is double seconds ? TimeSpan.FromSeconds(seconds) : null;
             double? lastValidation = null;
-            Progress.Run(steps, report => run.Run(steps, limit, r =>
+            int firstStep = run.Trainer.StepCount;
+            Progress.Run(steps - firstStep, report => run.Run(steps, limit, r =>
             {
                 // Validation every K steps and at the last step of the schedule.
                 double? validation = data?.Validation is { } valSource && ((valEvery > 0 && r.Step % valEvery == 0) || r.Step == steps)
-                    ? Validate(model, valSource)
+                    ? run.Trainer.Evaluate(valSource.FirstEpoch()).Loss
                     : null;
                 lastValidation = validation ?? lastValidation;
                 string valField = validation is double v ? FormattableString.Invariant($",\"val_loss\":{v:R}") : "";
@@ -326,7 +327,7 @@ internal static class TrainCommand
                     }
                 }
 
-                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal) + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
+                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
                 return true;
             }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
 
@@ -450,10 +451,6 @@ internal static class TrainCommand
             ?? throw new InvalidDataException($"{configPath}: no chat_template; chat messages need a tokenizer whose tokenizer_config.json has one."));
         return messages => template.Value.RenderSegments([.. messages.Select(m => new ChatMessage(m.Role, m.Content))]);
     }
-
-    /// <summary>Mean loss over the validation documents (one pass, its own small evaluation plan).</summary>
-    private static double Validate(LlamaModel model, PackedSource validation)
-        => Evaluator.Evaluate(model, validation.FirstEpoch(), validation.BatchSize, validation.SeqLen, microBatchRows: 1).Loss;
 
     private static string DemoSourceDescription(ParseResult p)
         => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");

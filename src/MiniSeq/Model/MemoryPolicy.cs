@@ -41,14 +41,23 @@ public sealed partial record MemoryPolicy
 
     /// <summary>
     /// Auto LM-head chunks: the paper's M = ⌈V/C⌉ (each logits chunk about as large as the N×C hidden states), but never
-    /// chunks below 2048 rows (measured: smaller chunks slow the LM-head GEMMs, and at short N memory is no issue).
+    /// chunks below <see cref="MinLmHeadChunkRows"/> rows (measured: smaller chunks slow the LM-head GEMMs, and at
+    /// short N memory is no issue).
     /// </summary>
     public static int AutoLmHeadChunks(LlamaConfig config, long rows)
     {
         long paper = (config.VocabSize + config.HiddenSize - 1) / config.HiddenSize;
-        long byRows = (rows + MinAutoChunkRows - 1) / MinAutoChunkRows;
+        long minRows = MinLmHeadChunkRows(config.VocabSize);
+        long byRows = (rows + minRows - 1) / minRows;
         return (int)Math.Max(1, Math.Min(paper, byRows));
     }
+
+    /// <summary>
+    /// Fewest rows per auto LM-head chunk: 2048 up to V = 8192; for larger vocabularies the chunk GEMM stays large
+    /// through its V columns, so the rows shrink to keep a chunk's logits at 2048 × 8192 floats (64 MiB), down to 256
+    /// rows — with V = 32000 a logits chunk of 2048 rows alone would be 250 MiB.
+    /// </summary>
+    public static long MinLmHeadChunkRows(int vocabSize) => Math.Clamp(2048L * 8192 / Math.Max(1, vocabSize), 256, MinAutoChunkRows);
 
     /// <summary>MsT on both blocks with the auto rule, plus checkpointing if asked.</summary>
     public static MemoryPolicy MiniSequence(LlamaConfig config, long rows, bool checkpoint)

@@ -145,11 +145,35 @@ public sealed unsafe class Trainer : IDisposable
         for (int row = 0; row < batch.BatchSize; row += MicroBatchRows)
         {
             // A short last micro-batch would need a differently sized plan; require divisibility instead.
-            TokenBatch micro = batch.Slice(row, MicroBatchRows);
+            TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
             lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All, micro.DocumentIds);
         }
 
         return lossSum;
+    }
+
+    /// <summary>
+    /// Mean loss over <paramref name="batches"/> (each of the trainer's batch shape) through the training pass's own
+    /// arenas, forward only: validation during training costs no memory beyond what the plan already holds.
+    /// </summary>
+    public EvalResult Evaluate(IEnumerable<TokenBatch> batches)
+    {
+        ArgumentNullException.ThrowIfNull(batches);
+        double sum = 0;
+        long scored = 0, tokens = 0;
+        foreach (TokenBatch batch in batches)
+        {
+            CheckShape(batch);
+            scored += batch.CountValidLabels();
+            tokens += batch.TokenCount;
+            for (int row = 0; row < batch.BatchSize; row += MicroBatchRows)
+            {
+                TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
+                sum += _pass.ForwardLoss(micro.InputIds, micro.Labels, micro.DocumentIds);
+            }
+        }
+
+        return Evaluator.Result(_model, sum, tokens, scored);
     }
 
     /// <summary>One optimizer step on <paramref name="batch"/>.</summary>
@@ -265,6 +289,12 @@ public static class Evaluator
             }
         }
 
+        return Result(model, sum, tokens, scored);
+    }
+
+    /// <summary>The mean loss of a loss sum, checked: nothing scored, or a loss that is not finite, is an error.</summary>
+    internal static EvalResult Result(LlamaModel model, double sum, long tokens, long scored)
+    {
         if (scored == 0)
         {
             throw new InvalidDataException("Nothing to score: every label is -100.");
