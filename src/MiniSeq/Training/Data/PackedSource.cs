@@ -152,7 +152,8 @@ public sealed class PackedSource : IBatchSource
         Cursor = cursor;
     }
 
-    /// <summary>Writes the B·T tokens of the stream from <paramref name="position"/> into the batch buffers.</summary>
+    /// <summary>Writes the B·T tokens of the stream from <paramref name="position"/> into the batch buffers, one document
+    /// piece (the part of a document inside one row) at a time.</summary>
     private void Fill(long position)
     {
         long epoch = position / Stats.Tokens;
@@ -162,38 +163,45 @@ public sealed class PackedSource : IBatchSource
         int i = slot >= 0 ? slot : ~slot - 1; // document of the order holding the offset
         int within = (int)(offset - _prefix[i]);
         bool ended = false; // validation: the pass is over, pad
-        int total = _ids.Length;
-        for (int row = 0; row < total; row += SeqLen)
+        for (int row = 0; row < _ids.Length; row += SeqLen)
         {
-            int documentInRow = 0;
-            for (int t = 0; t < SeqLen; t++)
+            int t = 0, documentInRow = 0;
+            while (t < SeqLen && !ended)
             {
-                int at = row + t;
-                if (ended)
-                {
-                    _ids[at] = 0;
-                    _labels[at] = TokenBatch.IgnoreIndex;
-                    _documentIds[at] = documentInRow + 1; // its own document: attends to nothing real
-                    continue;
-                }
-
                 ReadOnlySpan<int> doc = _documents.Document(_order[i]);
-                if (t > 0 && within == 0)
+                ReadOnlySpan<byte> trainable = _documents.Trainable(_order[i]);
+                int n = Math.Min(SeqLen - t, doc.Length - within);
+                int at = row + t;
+                doc.Slice(within, n).CopyTo(_ids.AsSpan(at, n));
+                _documentIds.AsSpan(at, n).Fill(documentInRow);
+
+                // Label of token k: token k + 1 of the same document, if it may be a target.
+                Span<int> labels = _labels.AsSpan(at, n);
+                doc.Slice(within + 1, Math.Min(n, doc.Length - within - 1)).CopyTo(labels);
+                if (within + n == doc.Length)
                 {
-                    documentInRow++;
+                    labels[^1] = TokenBatch.IgnoreIndex; // the document's last token
                 }
 
-                _ids[at] = doc[within];
-                _documentIds[at] = documentInRow;
-                int next = within + 1;
-                ReadOnlySpan<byte> trainable = _documents.Trainable(_order[i]);
-                _labels[at] = next < doc.Length && (trainable.IsEmpty || trainable[next] != 0) ? doc[next] : TokenBatch.IgnoreIndex;
-                within = next;
+                if (!trainable.IsEmpty)
+                {
+                    for (int k = 0; k < n; k++)
+                    {
+                        int next = within + k + 1;
+                        if (next < doc.Length && trainable[next] == 0)
+                        {
+                            labels[k] = TokenBatch.IgnoreIndex;
+                        }
+                    }
+                }
+
+                t += n;
+                within += n;
                 if (within == doc.Length)
                 {
                     within = 0;
-                    i++;
-                    if (i == _order.Length)
+                    documentInRow++;
+                    if (++i == _order.Length)
                     {
                         i = 0;
                         if (_wrap)
@@ -206,6 +214,14 @@ public sealed class PackedSource : IBatchSource
                         }
                     }
                 }
+            }
+
+            if (t < SeqLen)
+            {
+                // Padding after the validation pass: unscored tokens in a document of their own.
+                _ids.AsSpan(row + t, SeqLen - t).Clear();
+                _labels.AsSpan(row + t, SeqLen - t).Fill(TokenBatch.IgnoreIndex);
+                _documentIds.AsSpan(row + t, SeqLen - t).Fill(documentInRow);
             }
         }
     }
