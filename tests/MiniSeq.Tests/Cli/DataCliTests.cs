@@ -111,6 +111,23 @@ public class DataCliTests
     }
 
     [Fact]
+    public void ChatData_TrainsOnAssistantTurns_AndGenerateChatUsesTheTemplate()
+    {
+        using var tmp = new TempDir();
+        AssertOk(CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("qwen3"), "--out", tmp["m"]));
+        var lines = Enumerable.Range(0, 12).Select(i =>
+            $$"""{"messages": [{"role": "user", "content": "What is {{i}} + {{i}}?"}, {"role": "assistant", "content": "{{2 * i}}"}]}""");
+        File.WriteAllLines(tmp["chat.jsonl"], lines);
+        CliResult r = CliRunner.Run("train", "--model", tmp["m"], "--data", tmp["chat.jsonl"], "--seq-len", "64", "--steps", "3", "--save", tmp["out"]);
+        AssertOk(r);
+        Assert.Contains("12 documents", r.Stdout, StringComparison.Ordinal);
+
+        CliResult g = CliRunner.Run("generate", "--model", tmp["out"], "--chat", "--prompt", "What is 2 + 2?", "--max-new-tokens", "4");
+        AssertOk(g);
+        Assert.Contains("16 prompt tokens", g.Stderr, StringComparison.Ordinal); // <|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n
+    }
+
+    [Fact]
     public void BadData_OneLineErrors()
     {
         using var tmp = new TempDir();
