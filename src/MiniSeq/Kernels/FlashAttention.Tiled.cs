@@ -187,9 +187,13 @@ public static unsafe partial class FlashAttention
         }
     }
 
-    /// <summary>Backward for every query head of kv head kvh in batch b (the task owns those dq, dk, dv rows).</summary>
+    /// <summary>
+    /// Backward for query blocks [firstBlock, endBlock) of every query head of kv head kvh in batch b: the task owns
+    /// those dq rows; it adds to dk/dv of kv head kvh, or (<paramref name="intoPartials"/>) to the partial buffers,
+    /// whose rows it zeroes first.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardGroup<TW, TV>(ref Args a, int b, int kvh)
+    private static void BackwardGroup<TW, TV>(ref Args a, int b, int kvh, int firstBlock, int endBlock, bool intoPartials)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
@@ -205,8 +209,17 @@ public static unsafe partial class FlashAttention
         long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
         float* kHead = a.K + kvOffset;   // (T, D) with row stride kvStride, as are the next three
         float* vHead = a.V + kvOffset;
-        float* dkHead = a.DK + kvOffset;
-        float* dvHead = a.DV + kvOffset;
+        float* dkHead = (intoPartials ? a.PartialK : a.DK) + kvOffset;
+        float* dvHead = (intoPartials ? a.PartialV : a.DV) + kvOffset;
+        if (intoPartials)
+        {
+            int keys = Math.Min(seqLen, endBlock * bq);
+            for (int j = 0; j < keys; j++)
+            {
+                new Span<float>(dkHead + (j * kvStride), d).Clear();
+                new Span<float>(dvHead + (j * kvStride), d).Clear();
+            }
+        }
 
         // Per query head of the group: its blocks of q, dO, dq and row statistics; shared: the tile buffers.
         long perHead = (3L * d * bq) + (2L * bq * dp) + (2L * bq);
@@ -217,8 +230,7 @@ public static unsafe partial class FlashAttention
         float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the group's heads
         float* firstKeys = dvTile + (bk * dp);   // (Bq): each row's first visible key (window or document mask)
 
-        int queryBlocks = (seqLen + bq - 1) / bq;
-        for (int qb = 0; qb < queryBlocks; qb++)
+        for (int qb = firstBlock; qb < endBlock; qb++)
         {
             int t0 = qb * bq;
             int rows = Math.Min(bq, seqLen - t0);

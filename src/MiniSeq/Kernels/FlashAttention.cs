@@ -53,9 +53,25 @@ public static unsafe partial class FlashAttention
     public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, int slidingWindow, int* documentStarts)
         => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null, slidingWindow, documentStarts);
 
-    /// <summary>Backward with the masks of the matching Forward overload.</summary>
-    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int slidingWindow, int* documentStarts)
-        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow, documentStarts);
+    /// <summary>Backward with the masks of the matching Forward overload. <paramref name="workspace"/>: at least
+    /// <see cref="BackwardWorkspaceFloats"/> floats for the split backward's partial dk/dv (null: allocated here).</summary>
+    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int slidingWindow, int* documentStarts, float* workspace = null)
+        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow, documentStarts, workspace);
+
+    /// <summary>
+    /// Floats of scratch the backward needs for partial dk/dv when it splits the query blocks of one (batch, kv head)
+    /// in two (see <see cref="BackwardSplits"/>): 2·B·T·KvH·D when B·KvH is odd, else 0.
+    /// </summary>
+    public static long BackwardWorkspaceFloats(int batchSize, int seqLen, int kvHeadCount, int headDim)
+        => BackwardSplits(batchSize, kvHeadCount, queryBlocks: 2) > 1 ? 2L * batchSize * seqLen * kvHeadCount * headDim : 0;
+
+    /// <summary>
+    /// Query splits per (batch, kv head) in backward: 2 when B·KvH is odd (so that MQA at batch 1 keeps both cores of a
+    /// 2-core machine busy; an even count of equal tasks already balances), else 1. A function of the shape only, never
+    /// of the thread count, so results stay bit-identical for any number of threads.
+    /// </summary>
+    internal static int BackwardSplits(int batchSize, int kvHeadCount, int queryBlocks)
+        => ((long)batchSize * kvHeadCount) % 2 == 1 && queryBlocks >= 2 ? 2 : 1;
 
     /// <summary>The width the public entry points run at: <see cref="KernelSelector.TiledWidth"/>.</summary>
     internal static IsaWidth DefaultIsa => KernelSelector.TiledWidth;
@@ -84,7 +100,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
-    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null)
+    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null, float* workspace = null)
     {
         Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
         ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
@@ -99,9 +115,37 @@ public static unsafe partial class FlashAttention
         ThrowIfNull(dv, nameof(dv));
         var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts);
 
-        // One task per (batch, kv head): it owns the dk/dv rows of that kv head and the dq rows of the query heads of
-        // its group, so no two tasks ever write the same float and the result is independent of the thread count.
-        KernelThreads.For(batchSize * kvHeadCount, &BackwardTask, &args);
+        // One task per (batch, kv head, query split): it owns the dq rows of its query blocks of the group's heads and
+        // writes dk/dv of its kv head — the last split into dk/dv, an earlier one into its own partial buffer, added
+        // afterwards in a fixed order. No two tasks write the same float; the result is independent of the thread count.
+        args.RowBlock = args.Isa == IsaWidth.Scalar ? ScalarRowBlock : 4 * args.Isa switch { IsaWidth.V512 => Width512.Count, IsaWidth.V256 => Width256.Count, _ => Width128.Count };
+        args.QueryBlocks = (seqLen + args.RowBlock - 1) / args.RowBlock;
+        args.Splits = args.Isa == IsaWidth.Scalar ? 1 : BackwardSplits(batchSize, kvHeadCount, args.QueryBlocks);
+        float* owned = null;
+        if (args.Splits > 1)
+        {
+            long floats = BackwardWorkspaceFloats(batchSize, seqLen, kvHeadCount, headDim);
+            if (workspace == null)
+            {
+                workspace = owned = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+            }
+
+            args.PartialK = workspace;
+            args.PartialV = workspace + (floats / 2);
+        }
+
+        try
+        {
+            KernelThreads.For(batchSize * kvHeadCount * args.Splits, &BackwardTask, &args);
+            if (args.Splits > 1)
+            {
+                KernelThreads.For(batchSize * kvHeadCount, &AddPartialsTask, &args);
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(owned);
+        }
     }
 
     private static void ForwardTask(void* context, int index)
@@ -140,22 +184,79 @@ public static unsafe partial class FlashAttention
     private static void BackwardTask(void* context, int index)
     {
         ref Args a = ref *(Args*)context;
-        int b = index / a.KvHeadCount;
-        int kvh = index % a.KvHeadCount;
+        int split = index % a.Splits;
+        int b = index / a.Splits / a.KvHeadCount;
+        int kvh = index / a.Splits % a.KvHeadCount;
+        int first = 0, end = a.QueryBlocks;
+        if (a.Splits > 1)
+        {
+            int middle = SplitBlock(ref a, b);
+            (first, end) = split == 0 ? (0, middle) : (middle, a.QueryBlocks);
+        }
+
         switch (a.Isa)
         {
             case IsaWidth.V512:
-                BackwardGroup<Width512, Vector512<float>>(ref a, b, kvh);
+                BackwardGroup<Width512, Vector512<float>>(ref a, b, kvh, first, end, split < a.Splits - 1);
                 break;
             case IsaWidth.V256:
-                BackwardGroup<Width256, Vector256<float>>(ref a, b, kvh);
+                BackwardGroup<Width256, Vector256<float>>(ref a, b, kvh, first, end, split < a.Splits - 1);
                 break;
             case IsaWidth.V128:
-                BackwardGroup<Width128, Vector128<float>>(ref a, b, kvh);
+                BackwardGroup<Width128, Vector128<float>>(ref a, b, kvh, first, end, split < a.Splits - 1);
                 break;
             default:
                 BackwardGroupScalar(ref a, b, kvh);
                 break;
+        }
+    }
+
+    /// <summary>
+    /// The query block where the second split of row b begins: the one that best halves the backward's work, counted as
+    /// keys visited per query block (causal triangle, window and document masks included). Depends on the inputs only.
+    /// </summary>
+    private static int SplitBlock(ref Args a, int b)
+    {
+        long total = 0;
+        for (int qb = 0; qb < a.QueryBlocks; qb++)
+        {
+            total += BlockWork(ref a, b, qb);
+        }
+
+        long done = 0;
+        for (int qb = 0; qb < a.QueryBlocks - 1; qb++)
+        {
+            done += BlockWork(ref a, b, qb);
+            if (2 * done >= total)
+            {
+                return qb + 1;
+            }
+        }
+
+        return a.QueryBlocks - 1;
+    }
+
+    private static long BlockWork(ref Args a, int b, int qb)
+    {
+        int t0 = qb * a.RowBlock;
+        int end = Math.Min(a.SeqLen, t0 + a.RowBlock);
+        return end - FirstKey(ref a, b, t0);
+    }
+
+    /// <summary>dk, dv += the first split's partials, over the keys its queries can see (rows below its last query).</summary>
+    private static void AddPartialsTask(void* context, int index)
+    {
+        ref Args a = ref *(Args*)context;
+        int b = index / a.KvHeadCount;
+        int kvh = index % a.KvHeadCount;
+        int keys = Math.Min(a.SeqLen, SplitBlock(ref a, b) * a.RowBlock);
+        long kvStride = (long)a.KvHeadCount * a.HeadDim;
+        long offset = ((long)b * a.SeqLen * kvStride) + ((long)kvh * a.HeadDim);
+        for (int j = 0; j < keys; j++)
+        {
+            long row = offset + (j * kvStride);
+            VectorOps.Add(a.DK + row, a.PartialK + row, a.HeadDim, a.DK + row);
+            VectorOps.Add(a.DV + row, a.PartialV + row, a.HeadDim, a.DV + row);
         }
     }
 
@@ -260,6 +361,9 @@ public static unsafe partial class FlashAttention
         public IsaWidth Isa;
         public int Window;      // W: query i sees keys i − W < j ≤ i; int.MaxValue when there is no sliding window
         public int* DocumentStarts; // (B, T): where each token's document begins within its row; null: one per row
+        public int Splits;          // backward: query splits per (batch, kv head)
+        public float* PartialK;     // backward with 2 splits: the first split's dk, dv, laid out as dk, dv
+        public float* PartialV;
 
         /// <summary>Whether some query may see fewer keys than the causal mask allows.</summary>
         public readonly bool Masked => Window != int.MaxValue || DocumentStarts != null;

@@ -9,7 +9,8 @@
 //                      and Gate, Up (N, F) only when the MLP is not chunked.
 // Scratch arena (phases that never overlap share memory):
 //   DResidual (N, C) — the one residual-gradient buffer, alive from the LM head down to the embedding.
-//   union { forward layer | LM head chunk | MLP backward chunk | attention backward }.
+//   union { forward layer | LM head chunk | MLP backward chunk | attention backward (+ partial dk/dv when the
+//   backward splits the query blocks of an odd number of (batch, kv head) pairs) }.
 //   Qwen3 adds the per-head q/k norm's rstd to the forward layer and (q or k) before the norm, its rstd and its
 //   gradient, per projection chunk, to the attention backward.
 using MiniSeq.Kernels;
@@ -122,6 +123,8 @@ public sealed class PassPlan
             DQuery = Scratch.Add("d_q", n * hd);
             DKey = Scratch.Add("d_k", n * kvd);
             DValue = Scratch.Add("d_v", n * kvd);
+            long partials = FlashAttention.BackwardWorkspaceFloats(batchSize, seqLen, config.NumKeyValueHeads, config.HeadDim);
+            AttentionPartials = partials > 0 ? Scratch.Add("attn_bwd_partials", partials) : default;
             BackProjNorm = Scratch.Add("back_proj_norm", pr * c);
             BackProjRstd = Scratch.Add("back_proj_rstd", pr);
             BackProjDNorm = Scratch.Add("back_proj_d_norm", pr * c);
@@ -196,6 +199,9 @@ public sealed class PassPlan
     public ArenaSlot DQuery { get; }
     public ArenaSlot DKey { get; }
     public ArenaSlot DValue { get; }
+
+    /// <summary>The split attention backward's partial dk/dv (odd B·KvH only; see FlashAttention.BackwardWorkspaceFloats).</summary>
+    public ArenaSlot AttentionPartials { get; }
     public ArenaSlot BackProjNorm { get; }
     public ArenaSlot BackProjRstd { get; }
     public ArenaSlot BackProjDNorm { get; }

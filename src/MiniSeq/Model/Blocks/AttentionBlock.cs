@@ -81,7 +81,8 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         ctx.Scratch[plan.DValue].Clear();
         using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
         {
-            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
+            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
+                plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null);
         }
 
         // forward: q = rope(q'), k = rope(k')
