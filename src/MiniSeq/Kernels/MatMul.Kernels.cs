@@ -1,7 +1,8 @@
 // GEMM micro-kernels: C tile (MR×NR) = A micro-panel (kc×MR, packed k-major) · B micro-panel (kc×NR, packed k-major),
 // accumulators held in registers for the whole kc loop, then stored as C = alpha·acc (overwrite) or
 // C = fma(acc, alpha, C) (or non-temporal C = alpha·acc for huge outputs). One kernel per width; the driver (MatMul.cs)
-// handles edges and blocking. The V512 kernel also prefetches a caller-chosen line every 4 k steps (the next B panel).
+// handles edges and blocking. The V512 and V256 kernels also prefetch a caller-chosen line every 4 k steps (the next B
+// panel) and, when they accumulate, the C tile before the k loop.
 // Deliberately not: edge handling (edge tiles go through a scratch tile), k-loop unrolling (the JIT's loop is 16 FMAs,
 // 2 loads and 8 broadcasts per k step with no spills; checked with DOTNET_JitDisasm).
 using System.Runtime.CompilerServices;
@@ -114,11 +115,28 @@ public static unsafe partial class MatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
     {
+        if (store == StoreAccumulate)
+        {
+            // The C tile is read only after the k loop: start fetching its lines now (a row may straddle two).
+            for (int i = 0; i < MrV256; i++)
+            {
+                Sse.Prefetch0(c + (i * ldc));
+                Sse.Prefetch0(c + (i * ldc) + 15);
+            }
+        }
+
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
         Vector256<float> c40 = default, c41 = default, c50 = default, c51 = default;
         for (int p = 0; p < kc; p++)
         {
+            if ((p & 3) == 0)
+            {
+                // One line of the caller's next B micro-panel per 4 steps (see MatMul.TileTask).
+                Sse.Prefetch1(prefetch);
+                prefetch += 16;
+            }
+
             Vector256<float> b0 = Vector256.Load(b);
             Vector256<float> b1 = Vector256.Load(b + 8);
             Vector256<float> av = Vector256.Create(a[0]);
