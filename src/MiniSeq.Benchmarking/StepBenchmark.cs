@@ -30,6 +30,21 @@ public sealed record StepBenchmarkResult(
 /// <summary>Times real training steps.</summary>
 public static class StepBenchmark
 {
+    /// <summary>
+    /// Model FLOPs of one training step (the MFU convention: no recomputation counted): 6 · P · tokens for the weight
+    /// matrices (P excludes the input embedding, a lookup; the LM head counts once, tied or not) plus causal attention,
+    /// 2·T²·D·H forward per layer and row (QKᵀ and P·V over the lower triangle) and 2.5× that backward.
+    /// </summary>
+    public static double ModelFlops(LlamaConfig config, int batchSize, int seqLen)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        long embedding = (long)config.VocabSize * config.HiddenSize;
+        long weights = new ParameterLayout(config).ParameterCount - (config.TieWordEmbeddings ? 0 : embedding);
+        double tokens = (double)batchSize * seqLen;
+        double attention = 3.5 * 2.0 * seqLen * (double)seqLen * config.HeadDim * config.NumAttentionHeads * config.NumHiddenLayers * batchSize;
+        return (6.0 * weights * tokens) + attention;
+    }
+
     /// <summary>Random tokens with next-token labels (-100 at each row's end), the batch every benchmark trains on.</summary>
     public static TokenBatch RandomBatch(LlamaConfig config, int rows, int seqLen, ulong seed)
     {

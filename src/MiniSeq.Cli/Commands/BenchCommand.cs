@@ -177,12 +177,13 @@ internal static class BenchCommand
                     if (r is not null)
                     {
                         rows.Add(r);
-                        Console.WriteLine(FormattableString.Invariant($"{r.Mode,-16} N={r.SeqLen,6}: {r.TokensPerSecond,8:F0} tok/s, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)}"));
+                        double flops = StepBenchmark.ModelFlops(ModelPresets.Resolve(p.GetValue(ConfigName)!), r.BatchSize, r.SeqLen) / r.MedianStepSeconds / 1e9;
+                        Console.WriteLine(FormattableString.Invariant($"{r.Mode,-16} N={r.SeqLen,6}: {r.TokensPerSecond,8:F0} tok/s, model {flops:F0} GFLOP/s = {100 * flops / Peak.GFlops:F1} % of peak, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)}"));
                     }
                 }
             }
 
-            string md = $"machine: {MachineLine()}\n\n" + MemoryTable(rows, null) + "\n" + ProfileTable(rows);
+            string md = $"machine: {MachineLine()}\n\n" + MemoryTable(rows, null) + "\n" + FlopsTable(rows, ModelPresets.Resolve(p.GetValue(ConfigName)!)) + "\n" + ProfileTable(rows);
             Console.Write(md);
             if (p.GetValue(Out) is string prefix)
             {
@@ -368,6 +369,19 @@ internal static class BenchCommand
             sb.Append(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.SeqLen} | {r.MedianStepSeconds:F3} | ");
             sb.Append(string.Join(" | ", ops.Select(o => r.ProfileSecondsPerStep[o].ToString("F3", CultureInfo.InvariantCulture))));
             sb.Append(CultureInfo.InvariantCulture, $" | {Math.Max(0, r.MedianStepSeconds - accounted):F3} |\n");
+        }
+
+        return sb.ToString();
+    }
+
+    /// <summary>Model FLOPs per step (6·P·tokens + causal attention, no recomputation) against the machine's peak.</summary>
+    internal static string FlopsTable(IReadOnlyList<StepBenchmarkResult> rows, LlamaConfig config)
+    {
+        var sb = new StringBuilder(FormattableString.Invariant($"| mode | N | median step s | model GFLOP per step | model GFLOP/s | % of peak ({Peak.GFlops:F0}) |\n|---|---:|---:|---:|---:|---:|\n"));
+        foreach (StepBenchmarkResult r in rows)
+        {
+            double gflop = StepBenchmark.ModelFlops(config, r.BatchSize, r.SeqLen) / 1e9;
+            sb.Append(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.SeqLen} | {r.MedianStepSeconds:F3} | {gflop:F1} | {gflop / r.MedianStepSeconds:F0} | {100 * gflop / r.MedianStepSeconds / Peak.GFlops:F1} % |\n");
         }
 
         return sb.ToString();
