@@ -20,14 +20,6 @@ public class CliSafetyTests
     private static string[] Entries(string dir)
         => Directory.GetFileSystemEntries(dir).Select(e => Path.GetFileName(e) + (Directory.Exists(e) ? "/" : "")).Order(StringComparer.Ordinal).ToArray();
 
-    private static void AssertOneLineError(CliResult r, string mention)
-    {
-        Assert.NotEqual(0, r.ExitCode);
-        Assert.Contains(mention, r.Stderr, StringComparison.OrdinalIgnoreCase);
-        Assert.Single(r.Stderr.Trim().Split('\n'));
-        Assert.DoesNotContain("Exception", r.Stderr, StringComparison.Ordinal);
-    }
-
     /// <summary>A folder as a user has it: the model in m/, the tokens, a tokenizer, notes and a sub-folder.</summary>
     private static void MakeUserFolder(TempDir tmp)
     {
@@ -48,7 +40,7 @@ public class CliSafetyTests
 
         CliResult r = CliRunner.RunIn(tmp.Path, "train", "--model", "m", "--tokens", "tokens.json", "--steps", "1", "--save", ".");
 
-        AssertOneLineError(r, "--overwrite");
+        CliAssert.OneLineError(r, "--overwrite", StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("step 1", r.Stdout, StringComparison.Ordinal);
         Assert.Equal(before, Entries(tmp.Path));
     }
@@ -83,7 +75,7 @@ public class CliSafetyTests
 
         CliResult r = CliRunner.RunIn(tmp.Path, overwrite ? [.. args, "--overwrite"] : args);
 
-        AssertOneLineError(r, "input model directory");
+        CliAssert.OneLineError(r, "input model directory", StringComparison.OrdinalIgnoreCase);
         Assert.Equal(weights, File.ReadAllBytes(tmp["m/model.safetensors"]));
         Assert.True(File.Exists(tmp["m/tokenizer.json"]));
     }
@@ -95,7 +87,7 @@ public class CliSafetyTests
         Directory.CreateDirectory(tmp["out"]);
         File.WriteAllText(tmp["out/tokenizer.json"], "{}");
 
-        AssertOneLineError(CliRunner.Run("init", "--config", "tiny", "--out", tmp["out"]), "not empty");
+        CliAssert.OneLineError(CliRunner.Run("init", "--config", "tiny", "--out", tmp["out"]), "not empty", StringComparison.OrdinalIgnoreCase);
         Assert.Equal(["tokenizer.json"], Entries(tmp["out"]));
 
         Assert.Equal(0, CliRunner.Run("init", "--config", "tiny", "--out", tmp["out"], "--overwrite").ExitCode);
@@ -109,7 +101,7 @@ public class CliSafetyTests
         MakeUserFolder(tmp);
         byte[] tokens = File.ReadAllBytes(tmp["tokens.json"]);
 
-        AssertOneLineError(CliRunner.RunIn(tmp.Path, "train", "--model", "m", "--tokens", "tokens.json", "--metrics", "tokens.json"), "not a MiniSeq metrics log");
+        CliAssert.OneLineError(CliRunner.RunIn(tmp.Path, "train", "--model", "m", "--tokens", "tokens.json", "--metrics", "tokens.json"), "not a MiniSeq metrics log", StringComparison.OrdinalIgnoreCase);
         Assert.Equal(tokens, File.ReadAllBytes(tmp["tokens.json"]));
 
         Assert.Equal(0, CliRunner.RunIn(tmp.Path, "train", "--model", "m", "--tokens", "tokens.json", "--steps", "2", "--metrics", "log.jsonl").ExitCode);
@@ -144,7 +136,7 @@ public class CliSafetyTests
 
         CliResult r = CliRunner.RunIn(tmp.Path, ["train", "--model", "m", "--tokens", "tokens.json", "--save", "out", .. option]);
 
-        AssertOneLineError(r, mention);
+        CliAssert.OneLineError(r, mention, StringComparison.OrdinalIgnoreCase);
         Assert.False(Directory.Exists(tmp["out"]));
     }
 
@@ -172,7 +164,7 @@ public class CliSafetyTests
 
         CliResult r = CliRunner.RunIn(tmp.Path, "eval", "--model", "m", "--tokens", "tokens.json");
 
-        AssertOneLineError(r, "not finite");
+        CliAssert.OneLineError(r, "not finite", StringComparison.OrdinalIgnoreCase);
         Assert.Contains("model.layers.1.mlp.up_proj.weight", r.Stderr, StringComparison.Ordinal);
     }
 
@@ -216,19 +208,19 @@ public class CliSafetyTests
 
         File.WriteAllText(tmp["m/config.json"], config.ToJsonString());
 
-        AssertOneLineError(CliRunner.RunIn(tmp.Path, "eval", "--model", "m", "--tokens", "tokens.json"), mention);
-        AssertOneLineError(CliRunner.RunIn(tmp.Path, "plan", "--model", "m", "--seq-len", "1024"), mention);
+        CliAssert.OneLineError(CliRunner.RunIn(tmp.Path, "eval", "--model", "m", "--tokens", "tokens.json"), mention, StringComparison.OrdinalIgnoreCase);
+        CliAssert.OneLineError(CliRunner.RunIn(tmp.Path, "plan", "--model", "m", "--seq-len", "1024"), mention, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]
     public void Plan_TokensBeyond32BitRows_OneLineError()
-        => AssertOneLineError(CliRunner.Run("plan", "--config", "small", "--seq-len", "2000000000", "--batch", "2"), "2^31");
+        => CliAssert.OneLineError(CliRunner.Run("plan", "--config", "small", "--seq-len", "2000000000", "--batch", "2"), "2^31", StringComparison.OrdinalIgnoreCase);
 
     [Fact]
     public void UnknownCommand_SaysUnknownCommand()
     {
-        AssertOneLineError(CliRunner.Run("frobnicate"), "unknown command 'frobnicate'");
-        AssertOneLineError(CliRunner.Run("bench", "frobnicate"), "unknown command 'frobnicate'");
+        CliAssert.OneLineError(CliRunner.Run("frobnicate"), "unknown command 'frobnicate'", StringComparison.OrdinalIgnoreCase);
+        CliAssert.OneLineError(CliRunner.Run("bench", "frobnicate"), "unknown command 'frobnicate'", StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]

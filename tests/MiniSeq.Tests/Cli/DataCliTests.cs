@@ -11,16 +11,6 @@ namespace MiniSeq.Tests.Cli;
 
 public class DataCliTests
 {
-    private static void AssertOk(CliResult r) => Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
-
-    private static void AssertOneLineError(CliResult r, string mention)
-    {
-        Assert.NotEqual(0, r.ExitCode);
-        Assert.Contains(mention, r.Stderr, StringComparison.Ordinal);
-        Assert.Single(r.Stderr.Trim().Split('\n'));
-        Assert.DoesNotContain("Exception", r.Stderr, StringComparison.Ordinal);
-    }
-
     /// <summary>Paragraphs of varied English (documents with --split-blank-lines).</summary>
     private static string Text(int paragraphs, int seed)
     {
@@ -31,7 +21,7 @@ public class DataCliTests
 
     private static string InitModel(TempDir tmp)
     {
-        AssertOk(CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("llama2"), "--out", tmp["m"]));
+        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("llama2"), "--out", tmp["m"]));
         return tmp["m"];
     }
 
@@ -45,7 +35,7 @@ public class DataCliTests
         File.WriteAllText(tmp["data/corpus.txt"], Text(60, 1));
         string[] args = ["train", "--model", model, "--data", tmp["data/corpus.txt"], "--split-blank-lines", "--seq-len", "96", "--batch", "2", "--steps", "6", "--val-fraction", "0.1", "--val-every", "3", "--metrics", tmp["run.jsonl"], "--save", tmp["out"]];
         CliResult r = CliRunner.Run(args);
-        AssertOk(r);
+        CliAssert.Ok(r);
         Assert.Contains("documents", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("validation:", r.Stdout, StringComparison.Ordinal);
         Assert.True(File.Exists(tmp["data/.corpus.txt.miniseq-tokens"]), "no token cache beside the data");
@@ -58,12 +48,12 @@ public class DataCliTests
         // Again: read from the cache; a chart the user put there is never replaced.
         File.WriteAllText(tmp["run.svg"], "mine");
         r = CliRunner.Run([.. args[..^2], "--save", tmp["out2"]]);
-        AssertOk(r);
+        CliAssert.Ok(r);
         Assert.Contains("from cache", r.Stdout, StringComparison.Ordinal);
         Assert.Equal("mine", File.ReadAllText(tmp["run.svg"]));
 
         CliResult eval = CliRunner.Run("eval", "--model", tmp["out"], "--data", tmp["data/corpus.txt"], "--split-blank-lines", "--seq-len", "128");
-        AssertOk(eval);
+        CliAssert.Ok(eval);
         Assert.Contains("\"perplexity\"", eval.Stdout, StringComparison.Ordinal);
     }
 
@@ -74,7 +64,7 @@ public class DataCliTests
         string model = InitModel(tmp);
         File.WriteAllText(tmp["corpus.txt"], Text(40, 2));
         string[] Args(string save, params string[] extra) => ["train", "--model", model, "--data", tmp["corpus.txt"], "--split-blank-lines", "--seq-len", "64", "--batch", "2", "--steps", "60", "--save-every", "4", "--lr", "1e-3", "--schedule", "cosine", "--save", save, .. extra];
-        AssertOk(CliRunner.Run(Args(tmp["ref"])));
+        CliAssert.Ok(CliRunner.Run(Args(tmp["ref"])));
 
         var random = new Random(Environment.TickCount);
         var log = new List<string>();
@@ -101,29 +91,29 @@ public class DataCliTests
         }
 
         Assert.Contains("killed=True", log);
-        AssertOk(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"])));
+        CliAssert.Ok(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"])));
         Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["ref"], "model.safetensors")), File.ReadAllBytes(Path.Combine(tmp["run"], "model.safetensors")));
 
         // The same run on other data, or with another tokenizer, is refused in one line.
         File.AppendAllText(tmp["corpus.txt"], "\n\nA new paragraph.\n");
-        AssertOneLineError(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"])), "training_data is ");
-        AssertOneLineError(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"], "--tokenizer", TokenizerFiles.Directory("llama3"))), "tokenizer");
+        CliAssert.OneLineError(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"])), "training_data is ");
+        CliAssert.OneLineError(CliRunner.Run(Args(tmp["run"], "--resume", tmp["run"], "--tokenizer", TokenizerFiles.Directory("llama3"))), "tokenizer");
     }
 
     [Fact]
     public void ChatData_TrainsOnAssistantTurns_AndGenerateChatUsesTheTemplate()
     {
         using var tmp = new TempDir();
-        AssertOk(CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("qwen3"), "--out", tmp["m"]));
+        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("qwen3"), "--out", tmp["m"]));
         var lines = Enumerable.Range(0, 12).Select(i =>
             $$"""{"messages": [{"role": "user", "content": "What is {{i}} + {{i}}?"}, {"role": "assistant", "content": "{{2 * i}}"}]}""");
         File.WriteAllLines(tmp["chat.jsonl"], lines);
         CliResult r = CliRunner.Run("train", "--model", tmp["m"], "--data", tmp["chat.jsonl"], "--seq-len", "64", "--steps", "3", "--save", tmp["out"]);
-        AssertOk(r);
+        CliAssert.Ok(r);
         Assert.Contains("12 documents", r.Stdout, StringComparison.Ordinal);
 
         CliResult g = CliRunner.Run("generate", "--model", tmp["out"], "--chat", "--prompt", "What is 2 + 2?", "--max-new-tokens", "4");
-        AssertOk(g);
+        CliAssert.Ok(g);
         Assert.Contains("16 prompt tokens", g.Stderr, StringComparison.Ordinal); // <|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n
     }
 
@@ -133,14 +123,14 @@ public class DataCliTests
         using var tmp = new TempDir();
         string model = InitModel(tmp);
         File.WriteAllText(tmp["bad.jsonl"], "{\"text\": \"fine\"}\n{\"text\": \"also fine\"}\nnot json\n");
-        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["bad.jsonl"], "--seq-len", "32", "--save", tmp["out"]), "line 3");
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["bad.jsonl"], "--seq-len", "32", "--save", tmp["out"]), "line 3");
         Assert.False(Directory.Exists(tmp["out"]));
 
         File.WriteAllBytes(tmp["shard.u16"], [1, 0, 2]); // 1.5 tokens
-        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["shard.u16"], "--seq-len", "32"), "shard.u16");
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["shard.u16"], "--seq-len", "32"), "shard.u16");
 
         File.WriteAllText(tmp["a.txt"], "text");
-        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["a.txt"], "--tokens", tmp["a.txt"]), "alternatives");
-        AssertOneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["a.txt"], "--val-every", "2"), "--val-every");
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["a.txt"], "--tokens", tmp["a.txt"]), "alternatives");
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["a.txt"], "--val-every", "2"), "--val-every");
     }
 }

@@ -15,16 +15,6 @@ public class ResumeCliTests
     private static string[] Args(string[] common, string steps, string save, params string[] extra)
         => [.. common, "--steps", steps, "--save", save, .. extra];
 
-    private static void AssertOk(CliResult r) => Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
-
-    private static void AssertOneLineError(CliResult r, string mention)
-    {
-        Assert.NotEqual(0, r.ExitCode);
-        Assert.Contains(mention, r.Stderr, StringComparison.Ordinal);
-        Assert.Single(r.Stderr.Trim().Split('\n'));
-        Assert.DoesNotContain("Exception", r.Stderr, StringComparison.Ordinal);
-    }
-
     private static string[] Temporaries(string dir)
         => Directory.GetFileSystemEntries(dir).Select(Path.GetFileName).Where(n => n!.StartsWith('.')).Select(n => n!).ToArray();
 
@@ -55,7 +45,7 @@ public class ResumeCliTests
     private static void KillResumeCompare(string[] common, string steps, int kills, int seed)
     {
         using var tmp = new TempDir();
-        AssertOk(CliRunner.Run(Args(common, steps, tmp["ref"])));
+        CliAssert.Ok(CliRunner.Run(Args(common, steps, tmp["ref"])));
 
         var random = new Random(seed);
         var log = new List<string> { $"seed {seed}" };
@@ -94,8 +84,8 @@ public class ResumeCliTests
     public void Resume_FromAnExplicitCheckpoint_MatchesTheUninterruptedRun()
     {
         using var tmp = new TempDir();
-        AssertOk(CliRunner.Run(Args(Demo, "20", tmp["a"])));
-        AssertOk(CliRunner.Run(Args(Demo, "20", tmp["b"], "--resume", Path.Combine(tmp["a"], "checkpoint-10"))));
+        CliAssert.Ok(CliRunner.Run(Args(Demo, "20", tmp["a"])));
+        CliAssert.Ok(CliRunner.Run(Args(Demo, "20", tmp["b"], "--resume", Path.Combine(tmp["a"], "checkpoint-10"))));
         Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["a"], "model.safetensors")), File.ReadAllBytes(Path.Combine(tmp["b"], "model.safetensors")));
         using JsonDocument state = JsonDocument.Parse(File.ReadAllText(Path.Combine(tmp["b"], "trainer_state.json")));
         Assert.Equal(20, state.RootElement.GetProperty("step").GetInt32());
@@ -106,7 +96,7 @@ public class ResumeCliTests
     {
         using var tmp = new TempDir();
         string save = tmp["run"];
-        AssertOk(CliRunner.Run(Args(Demo, "20", save)));
+        CliAssert.Ok(CliRunner.Run(Args(Demo, "20", save)));
         foreach (string later in new[] { "checkpoint-10", "checkpoint-15", "checkpoint-20" })
         {
             Directory.Delete(Path.Combine(save, later), recursive: true);
@@ -122,7 +112,7 @@ public class ResumeCliTests
         Directory.CreateDirectory(staleFinal);
 
         CliResult r = CliRunner.Run(Args(Demo, "20", save, "--resume", save));
-        AssertOk(r);
+        CliAssert.Ok(r);
         Assert.Contains("at step 5", r.Stdout, StringComparison.Ordinal);
         Assert.False(Directory.Exists(stale));
         Assert.False(Directory.Exists(staleFinal));
@@ -139,7 +129,7 @@ public class ResumeCliTests
         Directory.CreateDirectory(Path.Combine(save, "checkpoint-notes"));
         File.WriteAllText(Path.Combine(save, "notes.txt"), "mine");
 
-        AssertOk(CliRunner.Run(Args(Demo, "25", save, "--keep", "2", "--overwrite")));
+        CliAssert.Ok(CliRunner.Run(Args(Demo, "25", save, "--keep", "2", "--overwrite")));
         string[] entries = Directory.GetFileSystemEntries(save).Select(e => Path.GetFileName(e)!).Order(StringComparer.Ordinal).ToArray();
         Assert.Equal(["checkpoint-1", "checkpoint-20", "checkpoint-25", "checkpoint-notes", "config.json", "model.safetensors", "notes.txt", "optimizer.safetensors", "trainer_state.json"], entries);
         Assert.Equal("not MiniSeq's", File.ReadAllText(Path.Combine(save, "checkpoint-1", "mine.txt")));
@@ -150,16 +140,16 @@ public class ResumeCliTests
     {
         using var tmp = new TempDir();
         string save = tmp["run"];
-        AssertOk(CliRunner.Run(Args(Demo, "10", save)));
+        CliAssert.Ok(CliRunner.Run(Args(Demo, "10", save)));
         byte[] before = File.ReadAllBytes(Path.Combine(save, "model.safetensors"));
 
-        AssertOneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--lr", "0.01")), "optimizer.lr is 0.003 in the checkpoint but 0.01 in this run");
-        AssertOneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--seed", "2")), "data is recall seq_len=64 pairs=8 gap=0 seed=1 in the checkpoint");
-        AssertOneLineError(CliRunner.Run(Args(["train", "--seq-len", "64", "--batch", "4", "--save-every", "5"], "10", save, "--resume", save)), "batch is 2x64 in the checkpoint but 4x64");
-        AssertOneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--optimizer", "sgd")), "optimizer is adamw in the checkpoint but sgd");
-        AssertOneLineError(CliRunner.Run(Args(Demo, "20", save, "--resume", save)), "steps is 10 in the checkpoint but 20");
-        AssertOneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--mst-mlp", "4", "--checkpoint", "on")), "memory_policy is ");
-        AssertOneLineError(CliRunner.Run("train", "--resume", tmp["nothing"]), "no such directory");
+        CliAssert.OneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--lr", "0.01")), "optimizer.lr is 0.003 in the checkpoint but 0.01 in this run");
+        CliAssert.OneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--seed", "2")), "data is recall seq_len=64 pairs=8 gap=0 seed=1 in the checkpoint");
+        CliAssert.OneLineError(CliRunner.Run(Args(["train", "--seq-len", "64", "--batch", "4", "--save-every", "5"], "10", save, "--resume", save)), "batch is 2x64 in the checkpoint but 4x64");
+        CliAssert.OneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--optimizer", "sgd")), "optimizer is adamw in the checkpoint but sgd");
+        CliAssert.OneLineError(CliRunner.Run(Args(Demo, "20", save, "--resume", save)), "steps is 10 in the checkpoint but 20");
+        CliAssert.OneLineError(CliRunner.Run(Args(Demo, "10", save, "--resume", save, "--mst-mlp", "4", "--checkpoint", "on")), "memory_policy is ");
+        CliAssert.OneLineError(CliRunner.Run("train", "--resume", tmp["nothing"]), "no such directory");
         Assert.Equal(before, File.ReadAllBytes(Path.Combine(save, "model.safetensors")));
     }
 
@@ -170,9 +160,9 @@ public class ResumeCliTests
         Assert.Equal(0, CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]).ExitCode);
         WriteTokens(tmp["tokens.json"], 17, seed: 1);
         string[] common = ["train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--save-every", "2"];
-        AssertOk(CliRunner.Run(Args(common, "4", tmp["run"])));
+        CliAssert.Ok(CliRunner.Run(Args(common, "4", tmp["run"])));
         WriteTokens(tmp["tokens.json"], 17, seed: 2);
-        AssertOneLineError(CliRunner.Run(Args(common, "4", tmp["run"], "--resume", tmp["run"])), "data is tokens fnv1a64=");
+        CliAssert.OneLineError(CliRunner.Run(Args(common, "4", tmp["run"], "--resume", tmp["run"])), "data is tokens fnv1a64=");
     }
 
     private static void WriteTokens(string path, int seqLen, int seed)
