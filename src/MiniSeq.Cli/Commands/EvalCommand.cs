@@ -56,7 +56,13 @@ internal static class EvalCommand
 
                 string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(modelDir, "tokenizer.json")) ? modelDir : null);
                 Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
-                var options = new CorpusOptions { VocabSize = model.Config.VocabSize, SplitOnBlankLines = p.GetValue(SplitBlankLines), UseCache = !p.GetValue(NoCache) };
+                var options = new CorpusOptions
+                {
+                    VocabSize = model.Config.VocabSize,
+                    SplitOnBlankLines = p.GetValue(SplitBlankLines),
+                    UseCache = !p.GetValue(NoCache),
+                    RenderChat = TrainCommand.ChatRenderer(tokenizerPath), // chat data: only assistant turns scored, as in training
+                };
                 using DocumentCorpus corpus = DocumentCorpus.Load(dataPaths, tokenizer, options);
                 var source = new PackedSource(corpus, null, 1, seqLen, seed: 0, shuffle: false, endless: false);
                 r = Evaluator.Evaluate(model, source.FirstEpoch(), 1, seqLen);

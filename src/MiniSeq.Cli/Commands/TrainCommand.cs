@@ -441,7 +441,7 @@ internal static class TrainCommand
 
     /// <summary>Chat messages → text segments marked trainable, by the chat template in the tokenizer's
     /// tokenizer_config.json; parsed on the first chat document (text-only data never needs a template).</summary>
-    private static Func<IReadOnlyList<(string Role, string Content)>, IReadOnlyList<(string Text, bool Trainable)>>? ChatRenderer(string? tokenizerPath)
+    internal static Func<IReadOnlyList<(string Role, string Content)>, IReadOnlyList<(string Text, bool Trainable)>>? ChatRenderer(string? tokenizerPath)
     {
         if (tokenizerPath is null)
         {

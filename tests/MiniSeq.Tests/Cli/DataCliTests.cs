@@ -112,6 +112,10 @@ public class DataCliTests
         CliAssert.Ok(r);
         Assert.Contains("12 documents", r.Stdout, StringComparison.Ordinal);
 
+        CliResult eval = CliRunner.Run("eval", "--model", tmp["out"], "--data", tmp["chat.jsonl"], "--seq-len", "64");
+        CliAssert.Ok(eval);
+        Assert.Contains("\"perplexity\"", eval.Stdout, StringComparison.Ordinal);
+
         CliResult g = CliRunner.Run("generate", "--model", tmp["out"], "--chat", "--prompt", "What is 2 + 2?", "--max-new-tokens", "4");
         CliAssert.Ok(g);
         Assert.Contains("16 prompt tokens", g.Stderr, StringComparison.Ordinal); // <|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n
