@@ -159,21 +159,11 @@ public sealed unsafe class Trainer : IDisposable
     public EvalResult Evaluate(IEnumerable<TokenBatch> batches)
     {
         ArgumentNullException.ThrowIfNull(batches);
-        double sum = 0;
-        long scored = 0, tokens = 0;
-        foreach (TokenBatch batch in batches)
+        return Evaluator.Evaluate(_model, _pass, batches.Select(b =>
         {
-            CheckShape(batch);
-            scored += batch.CountValidLabels();
-            tokens += batch.TokenCount;
-            for (int row = 0; row < batch.BatchSize; row += MicroBatchRows)
-            {
-                TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
-                sum += _pass.ForwardLoss(micro.InputIds, micro.Labels, micro.DocumentIds);
-            }
-        }
-
-        return Evaluator.Result(_model, sum, tokens, scored);
+            CheckShape(b);
+            return b;
+        }), MicroBatchRows);
     }
 
     /// <summary>One optimizer step on <paramref name="batch"/>.</summary>
@@ -271,15 +261,18 @@ public static class Evaluator
 
         policy ??= MemoryPolicy.MiniSequence(model.Config, (long)micro * seqLen, checkpoint: false);
         using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, seqLen, policy, training: false));
+        return Evaluate(model, pass, batches.Select(batch => batch.BatchSize == batchSize && batch.SeqLen == seqLen ? batch
+            : throw new ArgumentException($"Every batch must be {batchSize} × {seqLen}; got {batch.BatchSize} × {batch.SeqLen}.", nameof(batches))), micro);
+    }
+
+    /// <summary>Mean loss over <paramref name="batches"/> through <paramref name="pass"/> (forward only), in micro-batches
+    /// of <paramref name="micro"/> rows; nothing scored, or a loss that is not finite, is an error.</summary>
+    internal static EvalResult Evaluate(LlamaModel model, LlamaPass pass, IEnumerable<TokenBatch> batches, int micro)
+    {
         double sum = 0;
         long scored = 0, tokens = 0;
         foreach (TokenBatch batch in batches)
         {
-            if (batch.BatchSize != batchSize || batch.SeqLen != seqLen)
-            {
-                throw new ArgumentException($"Every batch must be {batchSize} × {seqLen}; got {batch.BatchSize} × {batch.SeqLen}.", nameof(batches));
-            }
-
             scored += batch.CountValidLabels();
             tokens += batch.TokenCount;
             for (int row = 0; row < batch.BatchSize; row += micro)
@@ -289,12 +282,6 @@ public static class Evaluator
             }
         }
 
-        return Result(model, sum, tokens, scored);
-    }
-
-    /// <summary>The mean loss of a loss sum, checked: nothing scored, or a loss that is not finite, is an error.</summary>
-    internal static EvalResult Result(LlamaModel model, double sum, long tokens, long scored)
-    {
         if (scored == 0)
         {
             throw new InvalidDataException("Nothing to score: every label is -100.");
