@@ -122,6 +122,21 @@ public class DataCliTests
     }
 
     [Fact]
+    public void InitAndSave_WithTokenizer_NeverReplaceTheUsersTokenizerFiles()
+    {
+        using var tmp = new TempDir();
+        Directory.CreateDirectory(tmp["m"]);
+        File.WriteAllText(tmp["m/tokenizer.json"], "mine");
+        CliAssert.OneLineError(CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("llama2"), "--out", tmp["m"]), "--overwrite");
+        CliResult r = CliRunner.Run("init", "--config", "tiny", "--tokenizer", TokenizerFiles.Directory("llama2"), "--out", tmp["m"], "--overwrite");
+        CliAssert.Ok(r);
+        Assert.Contains("kept the existing", r.Stdout, StringComparison.Ordinal);
+        Assert.Equal("mine", File.ReadAllText(tmp["m/tokenizer.json"]));
+        Assert.True(File.Exists(tmp["m/tokenizer_config.json"]));
+        Assert.True(File.Exists(tmp["m/config.json"]));
+    }
+
+    [Fact]
     public void BadData_OneLineErrors()
     {
         using var tmp = new TempDir();
