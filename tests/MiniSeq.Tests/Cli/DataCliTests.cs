@@ -137,6 +137,22 @@ public class DataCliTests
     }
 
     [Fact]
+    public void Epochs_SetTheStepCountFromTheTrainingTokens()
+    {
+        using var tmp = new TempDir();
+        string model = InitModel(tmp);
+        File.WriteAllText(tmp["corpus.txt"], Text(30, 4));
+        CliResult one = CliRunner.Run("train", "--model", model, "--data", tmp["corpus.txt"], "--split-blank-lines", "--seq-len", "64", "--steps", "1");
+        CliAssert.Ok(one);
+        long tokens = long.Parse(System.Text.RegularExpressions.Regex.Match(one.Stdout, @"documents, ([\d,]+) tokens per epoch").Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture);
+        long expected = (long)Math.Ceiling(2.5 * tokens / (2.0 * 64));
+        CliResult r = CliRunner.Run("train", "--model", model, "--data", tmp["corpus.txt"], "--split-blank-lines", "--seq-len", "64", "--batch", "2", "--epochs", "2.5");
+        CliAssert.Ok(r);
+        Assert.Contains($"step {expected}/{expected}", r.Stdout, StringComparison.Ordinal);
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", model, "--data", tmp["corpus.txt"], "--epochs", "1", "--steps", "3"), "--epochs");
+    }
+
+    [Fact]
     public void BadData_OneLineErrors()
     {
         using var tmp = new TempDir();
