@@ -54,14 +54,14 @@ internal static class EvalCommand
                     throw new ArgumentException($"--seq-len must be ≥ 2 (got {seqLen}).");
                 }
 
-                string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(modelDir, "tokenizer.json")) ? modelDir : null);
+                string? tokenizerPath = Tokenizer.PathOrModelDefault(p.GetValue(TokenizerPath), modelDir);
                 Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
                 var options = new CorpusOptions
                 {
                     VocabSize = model.Config.VocabSize,
                     SplitOnBlankLines = p.GetValue(SplitBlankLines),
                     UseCache = !p.GetValue(NoCache),
-                    RenderChat = TrainCommand.ChatRenderer(tokenizerPath), // chat data: only assistant turns scored, as in training
+                    RenderChat = tokenizerPath is null ? null : ChatTemplate.SegmentRenderer(tokenizerPath), // chat data: only assistant turns scored, as in training
                 };
                 using DocumentCorpus corpus = DocumentCorpus.Load(dataPaths, tokenizer, options);
                 var source = new PackedSource(corpus, null, 1, seqLen, seed: 0, shuffle: false, endless: false);

@@ -63,7 +63,7 @@ internal static class GenerateCommand
                 throw new ArgumentException("--" + e.Message.Split(" (Parameter", 2)[0]);
             }
 
-            string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(p.GetValue(ModelDir)!, "tokenizer.json")) ? p.GetValue(ModelDir) : null);
+            string? tokenizerPath = Tokenizer.PathOrModelDefault(p.GetValue(TokenizerPath), p.GetValue(ModelDir)!);
             Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
             bool chat = p.GetValue(Chat);
             if (chat && tokenizer is null)
@@ -71,8 +71,9 @@ internal static class GenerateCommand
                 throw new ArgumentException("--chat needs a tokenizer (--tokenizer, or tokenizer.json in the model directory)");
             }
 
+            ChatTemplate? template = chat ? ChatTemplateOf(tokenizerPath!) : null;
             int[] prompt = tokenizer is null ? ParseIds(promptText)
-                : chat ? tokenizer.Encode(ChatPrompt(tokenizerPath!, promptText), addSpecialTokens: false) // the template writes BOS itself
+                : template is not null ? tokenizer.Encode(template.Render([new ChatMessage("user", promptText)], addGenerationPrompt: true), addSpecialTokens: false) // the template writes BOS itself
                 : tokenizer.Encode(promptText, addSpecialTokens: true);
             if (prompt.Length == 0)
             {
@@ -96,7 +97,7 @@ internal static class GenerateCommand
 
             int newTokens = Math.Min(maxNew, config.MaxPositionEmbeddings - prompt.Length);
             int[] stop = tokenizer?.EosId is int eos ? [eos] : [];
-            if (chat && ChatTemplate.FromTokenizerConfig(ConfigPath(tokenizerPath!)) is { EosToken: string endOfTurn } && tokenizer!.TokenToId(endOfTurn) is int endId)
+            if (template is { EosToken: string endOfTurn } && tokenizer!.TokenToId(endOfTurn) is int endId)
             {
                 stop = [.. stop, endId]; // chat models end a turn with the template's eos token (e.g. <|eot_id|>, <|im_end|>)
             }
@@ -147,16 +148,13 @@ internal static class GenerateCommand
         return command;
     }
 
-    private static string ConfigPath(string tokenizerPath)
-        => Path.Combine(Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!, "tokenizer_config.json");
-
-    /// <summary>The prompt as one user turn of the chat template, ending with the assistant's header.</summary>
-    private static string ChatPrompt(string tokenizerPath, string prompt)
+    /// <summary>The chat template of the tokenizer's tokenizer_config.json (the prompt becomes one user turn, ending
+    /// with the assistant's header).</summary>
+    private static ChatTemplate ChatTemplateOf(string tokenizerPath)
     {
-        string config = ConfigPath(tokenizerPath);
-        ChatTemplate template = (File.Exists(config) ? ChatTemplate.FromTokenizerConfig(config) : null)
+        string config = Tokenizer.Files(tokenizerPath).Config;
+        return (File.Exists(config) ? ChatTemplate.FromTokenizerConfig(config) : null)
             ?? throw new ArgumentException($"--chat: {config} has no chat_template");
-        return template.Render([new ChatMessage("user", prompt)], addGenerationPrompt: true);
     }
 
     private static int[] ParseIds(string text)

@@ -379,7 +379,7 @@ internal static class TrainCommand
     /// <summary>Loads the tokenizer, the chat template and the data of a `train --data` run, with a summary on the console.</summary>
     private static (TrainingData Data, Tokenizer? Tokenizer, string? TokenizerPath) LoadData(ParseResult p, string modelDir, string[] dataPaths, LlamaConfig config)
     {
-        string? tokenizerPath = p.GetValue(TokenizerPath) ?? (File.Exists(Path.Combine(modelDir, "tokenizer.json")) ? modelDir : null);
+        string? tokenizerPath = Tokenizer.PathOrModelDefault(p.GetValue(TokenizerPath), modelDir);
         Tokenizer? tokenizer = tokenizerPath is null ? null : Tokenizer.Load(tokenizerPath);
         double? valFraction = p.GetValue(ValFraction);
         string[] valPaths = p.GetValue(ValData) ?? [];
@@ -405,7 +405,7 @@ internal static class TrainCommand
                     "uint32" => TokenDtype.UInt32,
                     string other => throw new ArgumentException($"--token-dtype must be uint16 or uint32 (got '{other}')."),
                 },
-                RenderChat = ChatRenderer(tokenizerPath),
+                RenderChat = tokenizerPath is null ? null : ChatTemplate.SegmentRenderer(tokenizerPath),
             },
         };
         if (options.BatchSize < 1 || options.SeqLen < 2)
@@ -437,22 +437,6 @@ internal static class TrainCommand
         }
 
         return (data, tokenizer, tokenizerPath);
-    }
-
-    /// <summary>Chat messages → text segments marked trainable, by the chat template in the tokenizer's
-    /// tokenizer_config.json; parsed on the first chat document (text-only data never needs a template).</summary>
-    internal static Func<IReadOnlyList<(string Role, string Content)>, IReadOnlyList<(string Text, bool Trainable)>>? ChatRenderer(string? tokenizerPath)
-    {
-        if (tokenizerPath is null)
-        {
-            return null;
-        }
-
-        string directory = Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!;
-        string configPath = Path.Combine(directory, "tokenizer_config.json");
-        var template = new Lazy<ChatTemplate>(() => (File.Exists(configPath) ? ChatTemplate.FromTokenizerConfig(configPath) : null)
-            ?? throw new InvalidDataException($"{configPath}: no chat_template; chat messages need a tokenizer whose tokenizer_config.json has one."));
-        return messages => template.Value.RenderSegments([.. messages.Select(m => new ChatMessage(m.Role, m.Content))]);
     }
 
     private static string DemoSourceDescription(ParseResult p)

@@ -407,8 +407,7 @@ public static partial class ModelDirectory
     /// </summary>
     public static IReadOnlyList<string> CopyTokenizerFiles(string tokenizerPath, string directory)
     {
-        string file = Directory.Exists(tokenizerPath) ? Path.Combine(tokenizerPath, "tokenizer.json") : tokenizerPath;
-        string config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, "tokenizer_config.json");
+        (string file, string config) = Text.Tokenizer.Files(tokenizerPath);
         var kept = new List<string>();
         foreach ((string source, string name) in new[] { (file, "tokenizer.json"), (config, "tokenizer_config.json") })
         {

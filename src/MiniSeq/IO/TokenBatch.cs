@@ -8,7 +8,6 @@
 using System.Text;
 using System.Text.Json;
 using MiniSeq.Diagnostics;
-using MiniSeq.Kernels;
 
 namespace MiniSeq.IO;
 
@@ -67,9 +66,6 @@ public sealed class TokenBatch
     /// <summary>Optional document index per token (B·T, row-major; null: each row is one document). A document begins
     /// wherever the id changes within a row.</summary>
     public int[]? DocumentIds { get; }
-
-    /// <summary>Whether some row holds more than one document.</summary>
-    public bool IsPacked => DocumentIds is not null && DocumentLayout.HasBoundaries(DocumentIds, BatchSize, SeqLen);
 
     /// <summary>B·T.</summary>
     public int TokenCount => InputIds.Length;

@@ -51,6 +51,19 @@ public sealed class ChatTemplate
     }
 
     /// <summary>
+    /// Chat messages → text segments marked trainable (<see cref="RenderSegments"/>) by the chat template of the
+    /// tokenizer at <paramref name="tokenizerPath"/>, parsed on first use (text-only data never needs one); a tokenizer
+    /// without a template fails then, in one line. The shape <c>CorpusOptions.RenderChat</c> takes.
+    /// </summary>
+    public static Func<IReadOnlyList<(string Role, string Content)>, IReadOnlyList<(string Text, bool Trainable)>> SegmentRenderer(string tokenizerPath)
+    {
+        string configPath = Tokenizer.Files(tokenizerPath).Config;
+        var template = new Lazy<ChatTemplate>(() => (File.Exists(configPath) ? FromTokenizerConfig(configPath) : null)
+            ?? throw new InvalidDataException($"{configPath}: no chat_template; chat messages need a tokenizer whose tokenizer_config.json has one."));
+        return messages => template.Value.RenderSegments([.. messages.Select(m => new ChatMessage(m.Role, m.Content))]);
+    }
+
+    /// <summary>
     /// The chat template of a <c>tokenizer_config.json</c> (a string, or the list of <c>{name, template}</c> objects,
     /// of which "default" is taken) with its <c>bos_token</c>/<c>eos_token</c> (a string or <c>{"content": …}</c>);
     /// null when the file has no chat template.

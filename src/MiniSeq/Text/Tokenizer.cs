@@ -61,10 +61,24 @@ public sealed class Tokenizer
     /// <summary><c>add_eos_token</c> of <c>tokenizer_config.json</c> (informative, as <see cref="AddBosToken"/>).</summary>
     public bool? AddEosToken { get; private set; }
 
+    /// <summary>The <c>tokenizer.json</c> a path names (the file itself, or the one in a directory) and the
+    /// <c>tokenizer_config.json</c> beside it (which may not exist).</summary>
+    public static (string Json, string Config) Files(string pathOrDirectory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(pathOrDirectory);
+        string file = Directory.Exists(pathOrDirectory) ? Path.Combine(pathOrDirectory, "tokenizer.json") : pathOrDirectory;
+        return (file, Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, "tokenizer_config.json"));
+    }
+
+    /// <summary><paramref name="given"/>, else <paramref name="modelDirectory"/> when it holds a <c>tokenizer.json</c>
+    /// (the Hugging Face layout), else null.</summary>
+    public static string? PathOrModelDefault(string? given, string modelDirectory)
+        => given ?? (File.Exists(Path.Combine(modelDirectory, "tokenizer.json")) ? modelDirectory : null);
+
     /// <summary>Loads <c>tokenizer.json</c> from a file, or from a directory (with its <c>tokenizer_config.json</c>).</summary>
     public static Tokenizer Load(string pathOrDirectory)
     {
-        string file = Directory.Exists(pathOrDirectory) ? Path.Combine(pathOrDirectory, "tokenizer.json") : pathOrDirectory;
+        (string file, string config) = Files(pathOrDirectory);
         if (!File.Exists(file))
         {
             throw new FileNotFoundException($"tokenizer.json not found: {file}", file);
@@ -75,7 +89,6 @@ public sealed class Tokenizer
             tokenizer = Load(stream);
         }
         string directory = Path.GetDirectoryName(Path.GetFullPath(file))!;
-        string config = Path.Combine(directory, "tokenizer_config.json");
         ulong hash = tokenizer._fingerprint;
         if (File.Exists(config))
         {

@@ -110,7 +110,7 @@ public unsafe class PackedDocumentTests
             File.WriteAllText(path, """{"input_ids": [[5, 6, 7, 8, 9]], "document_ids": [[0, 0, 0, 1, 1]]}""");
             TokenBatch batch = TokenBatch.Load(path);
             Assert.Equal([0, 0, 0, 1, 1], batch.DocumentIds!);
-            Assert.True(batch.IsPacked);
+            Assert.True(DocumentLayout.HasBoundaries(batch.DocumentIds, batch.BatchSize, batch.SeqLen));
             Assert.Equal([6, 7, TokenBatch.IgnoreIndex, 9, TokenBatch.IgnoreIndex], batch.Labels);
             batch.Save(path);
             TokenBatch again = TokenBatch.Load(path);
