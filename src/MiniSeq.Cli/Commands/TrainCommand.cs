@@ -50,6 +50,9 @@ internal static class TrainCommand
     private static readonly Option<string> MstMlp = new("--mst-mlp") { DefaultValueFactory = _ => "off", Description = "Mini-sequence MLP: off | auto | M chunks" };
     private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
+    private static readonly Option<string> SeqChunk = new("--seq-chunk") { DefaultValueFactory = _ => "off", Description = "Sequence-chunked layers (only K, V, dK, dV for the whole sequence; implies checkpointing): off | auto | S positions" };
+    private static readonly Option<string> ActivationDTypeOption = new("--activation-dtype") { DefaultValueFactory = _ => "fp32", Description = "Storage of the checkpointed layer inputs of sequence-chunked layers: fp32 (exact) | bf16" };
+    private static readonly Option<string> Offload = new("--offload") { DefaultValueFactory = _ => "off", Description = "Offload the checkpointed layer inputs of sequence-chunked layers: off | disk (temp dir) | disk:PATH" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
     private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Tokens per row (demo and --data)" };
     private static readonly Option<int> Pairs = new("--pairs") { DefaultValueFactory = _ => 8, Description = "Demo only: key–value pairs per sequence" };
@@ -70,7 +73,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite })
         {
             command.Options.Add(o);
         }
@@ -202,7 +205,8 @@ internal static class TrainCommand
         }
 
         int microRows = micro ?? source.BatchSize;
-        MemoryPolicy policy = MemoryPolicy.FromOptions(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, (long)microRows * source.SeqLen);
+        MemoryPolicy policy = MemoryPolicy.FromOptions(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, (long)microRows * source.SeqLen,
+            p.GetValue(SeqChunk)!, p.GetValue(ActivationDTypeOption)!, p.GetValue(Offload)!);
         var loss = new LossOptions
         {
             CrossEntropy = new Kernels.CrossEntropyOptions(p.GetValue(LabelSmoothing), p.GetValue(ZLoss), p.GetValue(SoftCap)),
@@ -243,7 +247,7 @@ internal static class TrainCommand
         if (budgetOption is string budgetText)
         {
             // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
-            bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint);
+            bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint) || p.IsGiven(SeqChunk) || p.IsGiven(ActivationDTypeOption) || p.IsGiven(Offload);
             policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead);
         }
 
@@ -258,7 +262,7 @@ internal static class TrainCommand
             identity["training_data"] = data.Description;
         }
 
-        identity["memory_policy"] = policy.Describe(); // chunking and recomputation change the float summation order
+        identity["memory_policy"] = (policy with { OffloadDirectory = null }).Describe(); // chunking, recomputation and bf16 storage change the numbers; where they are stored does not
         if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir).DifferenceFrom(identity) is string difference)
         {
             throw new ArgumentException($"--resume {resumeOption}: refused, {difference}.");
@@ -449,7 +453,7 @@ internal static class TrainCommand
             MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead);
             if (mine.ProcessPeak > budget)
             {
-                throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: {policy.Describe()} needs a predicted {ByteSize.Format(mine.ProcessPeak)} (activations {ByteSize.Format(mine.Activations)}, scratch {ByteSize.Format(mine.Scratch)}); nothing was allocated. Drop --mst-*/--checkpoint to let the planner choose, or see `miniseq plan`.");
+                throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: {policy.Describe()} needs a predicted {ByteSize.Format(mine.ProcessPeak)} (activations {ByteSize.Format(mine.Activations)}, scratch {ByteSize.Format(mine.Scratch)}); nothing was allocated. Drop --mst-*/--checkpoint/--seq-chunk/--activation-dtype/--offload to let the planner choose, or see `miniseq plan`.");
             }
 
             return policy;

@@ -27,6 +27,8 @@ public sealed unsafe class LlamaPass : IDisposable
     private readonly AttentionBlock _attention;
     private readonly MlpBlock _mlp;
     private readonly LmHeadBlock _head;
+    private readonly LayerInputStore? _layerInputs;
+    private readonly SequenceChunkedLayers? _chunked;
     private NativeBuffer? _documentStarts; // (B·T) ints, allocated on the first packed batch
 
     /// <summary>Allocates the plan's arenas (accounted to the model's ledger).</summary>
@@ -43,6 +45,18 @@ public sealed unsafe class LlamaPass : IDisposable
         _attention = new AttentionBlock(_ctx);
         _mlp = new MlpBlock(_ctx);
         _head = new LmHeadBlock(_ctx);
+        if (plan.SequenceChunkRows > 0)
+        {
+            MemoryPolicy policy = plan.Policy;
+            if (plan.LayerInputStoreLayers > 0)
+            {
+                _layerInputs = policy.OffloadDirectory is { } directory
+                    ? LayerInputStore.OnDisk(directory, plan.LayerInputStoreLayers, plan.Rows, model.Config.HiddenSize, policy.LayerInputDType, plan.SequenceChunkRows, model.Ledger)
+                    : LayerInputStore.InMemory(plan.LayerInputStoreLayers, plan.Rows, model.Config.HiddenSize, policy.LayerInputDType, model.Ledger);
+            }
+
+            _chunked = new SequenceChunkedLayers(_ctx, _attention, _mlp, _head, _layerInputs);
+        }
     }
 
     /// <summary>The plan this pass runs.</summary>
@@ -70,6 +84,18 @@ public sealed unsafe class LlamaPass : IDisposable
         using var documents = new DocumentScope(this, documentIds);
         fixed (int* tok = tokens, lab = labels)
         {
+            if (_chunked is not null)
+            {
+                double chunkedLoss = _chunked.Forward(tok, lab, training: true, gradScale, gradients);
+                _chunked.Backward(tok, gradients);
+                using (StepProfiler.Measure(ProfiledOp.Other))
+                {
+                    Embedding.Backward(_ctx.Saved(Plan.Stream), tok, Rows, _model.Config.HiddenSize, PassContext.GradientOf(gradients, _model.Layout.Embedding));
+                }
+
+                return chunkedLoss;
+            }
+
             RunLayersForward(tok, training: true);
             float* dRes = _ctx.Temp(Plan.DResidual);
             _scratch[Plan.DResidual].Clear();
@@ -171,6 +197,12 @@ public sealed unsafe class LlamaPass : IDisposable
 
     private float* RunLayersForward(int* tokens, bool training)
     {
+        if (_chunked is not null)
+        {
+            _chunked.Forward(tokens, null, training: false, 0f, default);
+            return _ctx.Saved(Plan.Stream);
+        }
+
         float* h0 = _ctx.Saved(Plan.LayerInputs[0]);
         using (StepProfiler.Measure(ProfiledOp.Other))
         {
@@ -197,7 +229,7 @@ public sealed unsafe class LlamaPass : IDisposable
     {
         LayerWorkspaceSlots ws = Workspace(l);
         float* hIn = _ctx.Saved(Plan.LayerInputs[l]);
-        if (Plan.Policy.Checkpoint)
+        if (Plan.Policy.Recomputes)
         {
             // Recompute the attention half from the checkpointed layer input; the MLP half is recomputed per chunk below.
             _attention.Forward(l, hIn, ws);
@@ -214,5 +246,6 @@ public sealed unsafe class LlamaPass : IDisposable
         _scratch.Dispose();
         _rope.Dispose();
         _documentStarts?.Dispose();
+        _layerInputs?.Dispose();
     }
 }

@@ -4,6 +4,7 @@
 // ("vanilla", "mst+checkpoint", "mst(mlp 4, lm 2)", the CLI's off|auto|M) is parsed here and only here.
 using System.Globalization;
 using System.Text.RegularExpressions;
+using MiniSeq.Tensors;
 
 namespace MiniSeq.Model;
 
@@ -24,6 +25,25 @@ public sealed partial record MemoryPolicy
 
     /// <summary>Per-layer activation checkpointing: keep only each layer's input, recompute the layer in backward.</summary>
     public bool Checkpoint { get; init; }
+
+    /// <summary>
+    /// Sequence-chunked layers: null = off; S = every layer (projections, RoPE, attention, output projection, MLP) runs
+    /// in chunks of S positions of one sequence, forward and backward, so only K and V (and dK, dV in backward) exist for
+    /// the whole sequence. Implies checkpointing (each layer is recomputed chunk by chunk in backward).
+    /// </summary>
+    public int? SequenceChunk { get; init; }
+
+    /// <summary>How the checkpointed layer inputs of sequence-chunked layers are stored: fp32 (exact) or bf16.</summary>
+    public ActivationDType LayerInputDType { get; init; } = ActivationDType.Float32;
+
+    /// <summary>Directory the checkpointed layer inputs of sequence-chunked layers are offloaded to (null: kept in memory).</summary>
+    public string? OffloadDirectory { get; init; }
+
+    /// <summary>Whether layers run in sequence chunks (<see cref="SequenceChunk"/> set).</summary>
+    public bool SequenceChunked => SequenceChunk is not null;
+
+    /// <summary>Whether each layer is recomputed in backward from its checkpointed input.</summary>
+    public bool Recomputes => Checkpoint || SequenceChunked;
 
     /// <summary>Nothing chunked, nothing recomputed.</summary>
     public static MemoryPolicy Vanilla => new();
@@ -71,11 +91,28 @@ public sealed partial record MemoryPolicy
         ("mst", (c, rows) => MiniSequence(c, rows, checkpoint: false)),
         ("checkpoint", (_, _) => new MemoryPolicy { Checkpoint = true }),
         ("mst+checkpoint", (c, rows) => MiniSequence(c, rows, checkpoint: true)),
+        ("chunked", (c, rows) => Chunked(c, rows)),
+        ("chunked+offload", (c, rows) => Chunked(c, rows) with { OffloadDirectory = DefaultOffloadDirectory }),
+        ("chunked+bf16", (c, rows) => Chunked(c, rows) with { LayerInputDType = ActivationDType.BFloat16 }),
+        ("chunked+bf16+offload", (c, rows) => Chunked(c, rows) with { LayerInputDType = ActivationDType.BFloat16, OffloadDirectory = DefaultOffloadDirectory }),
     ];
 
+    /// <summary>Where the planner's offload policies put layer inputs unless told otherwise: the system temp directory
+    /// (the file is unlinked as soon as it is created, so nothing is left behind).</summary>
+    public static string DefaultOffloadDirectory => Path.GetTempPath();
+
+    /// <summary>Positions per chunk of the auto sequence-chunked policy: large enough to keep the chunk GEMMs efficient
+    /// (docs/benchmarks/overhead.md), small enough that a chunk's working set is a few MiB.</summary>
+    public const int AutoSequenceChunk = MinAutoChunkRows;
+
+    /// <summary>Sequence-chunked layers with MsT inside each chunk (auto rules for <paramref name="rows"/>).</summary>
+    public static MemoryPolicy Chunked(LlamaConfig config, long rows, int? chunk = null)
+        => MiniSequence(config, rows, checkpoint: true) with { SequenceChunk = chunk ?? AutoSequenceChunk };
+
     /// <summary>
-    /// Parses a policy name — <c>vanilla</c>, <c>mst</c>, <c>checkpoint</c>, <c>mst+checkpoint</c> (auto chunks for
-    /// <paramref name="rows"/>), or what <see cref="Describe"/> prints, e.g. <c>mst(mlp 4, lm off)+checkpoint</c>.
+    /// Parses a policy name — <c>vanilla</c>, <c>mst</c>, <c>checkpoint</c>, <c>mst+checkpoint</c>, <c>chunked</c> (auto
+    /// chunks for <paramref name="rows"/>), or what <see cref="Describe"/> prints, e.g. <c>mst(mlp 4, lm off)+checkpoint</c>
+    /// or <c>mst(mlp 1, lm 4)+chunked(2048)</c>. The layer-input storage (dtype, offload) is not part of the name.
     /// </summary>
     /// <exception cref="ArgumentException">Not a policy.</exception>
     public static MemoryPolicy Parse(string text, LlamaConfig config, long rows)
@@ -97,19 +134,31 @@ public sealed partial record MemoryPolicy
             {
                 MlpChunks = Chunks("mlp", m.Groups["mlp"].Value, config, rows, auto: AutoMlpChunks),
                 LmHeadChunks = Chunks("lm", m.Groups["lm"].Value, config, rows, auto: AutoLmHeadChunks),
-                Checkpoint = m.Groups["ckpt"].Success,
+                Checkpoint = m.Groups["ckpt"].Success || m.Groups["seq"].Success,
+                SequenceChunk = m.Groups["seq"].Success ? SequenceChunkValue(m.Groups["seq"].Value) : null,
+                LayerInputDType = m.Groups["bf16"].Success ? ActivationDType.BFloat16 : ActivationDType.Float32,
             };
         }
 
-        throw new ArgumentException($"'{text}' is not a memory policy: use vanilla, mst, checkpoint, mst+checkpoint or e.g. mst(mlp 4, lm 2)+checkpoint.");
+        throw new ArgumentException($"'{text}' is not a memory policy: use vanilla, mst, checkpoint, mst+checkpoint, chunked or e.g. mst(mlp 4, lm 2)+checkpoint, mst(mlp 1, lm 4)+chunked(2048).");
     }
 
-    /// <summary>The policy of the CLI options <c>--mst-mlp off|auto|M</c>, <c>--mst-lm off|auto|M</c>, <c>--checkpoint off|on</c>.</summary>
-    public static MemoryPolicy FromOptions(string mlp, string lm, string checkpoint, LlamaConfig config, long rows)
+    /// <summary>
+    /// The policy of the CLI options <c>--mst-mlp off|auto|M</c>, <c>--mst-lm off|auto|M</c>, <c>--checkpoint off|on</c>,
+    /// <c>--seq-chunk off|auto|S</c>, <c>--activation-dtype fp32|bf16</c> and <c>--offload off|disk|disk:PATH</c>
+    /// (bf16 storage and offload are of the layer inputs of sequence-chunked layers: they imply <c>--seq-chunk auto</c>).
+    /// </summary>
+    public static MemoryPolicy FromOptions(string mlp, string lm, string checkpoint, LlamaConfig config, long rows, string seqChunk = "off", string activationDType = "fp32", string offload = "off")
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
+        ActivationDType dtype = ParseActivationDType(activationDType);
+        string? directory = ParseOffload(offload);
+        int? chunk = ParseSequenceChunk(seqChunk) ?? (dtype != ActivationDType.Float32 || directory is not null ? AutoSequenceChunk : null);
         return new()
         {
+            SequenceChunk = chunk,
+            LayerInputDType = dtype,
+            OffloadDirectory = directory,
             MlpChunks = Chunks("--mst-mlp", mlp, config, rows, AutoMlpChunks),
             LmHeadChunks = Chunks("--mst-lm", lm, config, rows, AutoLmHeadChunks),
             Checkpoint = checkpoint.ToLowerInvariant() switch
@@ -133,7 +182,59 @@ public sealed partial record MemoryPolicy
         };
     }
 
-    [GeneratedRegex(@"^mst\(mlp (?<mlp>\w+), lm (?<lm>\w+)\)(?<ckpt>\+checkpoint)?$")]
+    /// <summary>The storage of <c>--activation-dtype fp32|bf16</c>.</summary>
+    public static ActivationDType ParseActivationDType(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return value.Trim().ToLowerInvariant() switch
+        {
+            "fp32" or "float32" => ActivationDType.Float32,
+            "bf16" or "bfloat16" => ActivationDType.BFloat16,
+            _ => throw new ArgumentException($"--activation-dtype must be fp32 or bf16 (got '{value}')."),
+        };
+    }
+
+    /// <summary>The directory of <c>--offload off|disk|disk:PATH</c> (null: off; <c>disk</c>: <see cref="DefaultOffloadDirectory"/>).</summary>
+    public static string? ParseOffload(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        string v = value.Trim();
+        if (v.Equals("off", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        if (v.Equals("disk", StringComparison.OrdinalIgnoreCase))
+        {
+            return DefaultOffloadDirectory;
+        }
+
+        if (v.StartsWith("disk:", StringComparison.OrdinalIgnoreCase) && v.Length > 5)
+        {
+            return v[5..];
+        }
+
+        throw new ArgumentException($"--offload must be off, disk or disk:PATH (got '{value}').");
+    }
+
+    /// <summary>The positions per chunk of <c>--seq-chunk off|auto|S</c> (null: off).</summary>
+    public static int? ParseSequenceChunk(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return value.Trim().ToLowerInvariant() switch
+        {
+            "off" => null,
+            "auto" => AutoSequenceChunk,
+            string v => SequenceChunkValue(v),
+        };
+    }
+
+    private static int SequenceChunkValue(string value)
+        => int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s >= 1
+            ? s
+            : throw new ArgumentException($"A sequence chunk must be off, auto or a number of positions ≥ 1 (got '{value}').");
+
+    [GeneratedRegex(@"^mst\(mlp (?<mlp>\w+), lm (?<lm>\w+)\)(?:(?<ckpt>\+checkpoint)|\+chunked\((?<seq>\d+)\)(?<bf16>\+bf16)?)?$")]
     private static partial Regex Described();
 
     /// <summary>Short name, e.g. "mst(mlp 16, lm 32)+checkpoint".</summary>
@@ -144,6 +245,13 @@ public sealed partial record MemoryPolicy
             (null, null) => "vanilla",
             _ => $"mst(mlp {MlpChunks?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "off"}, lm {LmHeadChunks?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "off"})",
         };
+        if (SequenceChunk is int chunk)
+        {
+            string mstPart = mst == "vanilla" ? "mst(mlp off, lm off)" : mst;
+            string storage = (LayerInputDType == ActivationDType.BFloat16 ? "+bf16" : string.Empty) + (OffloadDirectory is null ? string.Empty : "+offload");
+            return FormattableString.Invariant($"{mstPart}+chunked({chunk}){storage}");
+        }
+
         return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") : mst;
     }
 }

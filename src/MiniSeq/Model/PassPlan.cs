@@ -13,6 +13,8 @@
 //   backward splits the query blocks of an odd number of (batch, kv head) pairs) }.
 //   Qwen3 adds the per-head q/k norm's rstd to the forward layer and (q or k) before the norm, its rstd and its
 //   gradient, per projection chunk, to the attention backward.
+// Sequence-chunked layers (policy SequenceChunk = S) plan differently, see PlanChunked: the residual stream, K and V,
+// dK and dV for the whole sequence; every other tensor for S positions of one sequence; layer inputs in a store.
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
 
@@ -59,6 +61,12 @@ public sealed class PassPlan
         int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize;
         int hd = config.QueryDim, kvd = config.KeyValueDim, heads = config.NumAttentionHeads;
         int layers = config.NumHiddenLayers;
+
+        if (policy.SequenceChunked)
+        {
+            PlanChunked(policy.SequenceChunk!.Value);
+            return;
+        }
 
         MlpChunkRows = policy.MlpChunks is int mm ? (int)CeilDiv(n, Math.Max(1, mm)) : (int)n;
         LmHeadChunkRows = policy.LmHeadChunks is int lm ? (int)CeilDiv(n, Math.Max(1, lm)) : (int)n;
@@ -138,6 +146,84 @@ public sealed class PassPlan
         }
     }
 
+    /// <summary>
+    /// Sequence-chunked layers: the residual stream (N, C) is updated in place chunk by chunk and becomes the residual
+    /// gradient in backward; K and V (and dK, dV) exist for the whole sequence; everything else for one chunk of S
+    /// positions of one sequence. Layer inputs 1..L−1 live in a <see cref="LayerInputStore"/> (memory or disk, fp32 or
+    /// bf16); layer 0's input is recomputed from the embedding.
+    /// </summary>
+    [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(Activations), nameof(Scratch), nameof(LayerInputs), nameof(Workspaces))]
+    private void PlanChunked(int sequenceChunk)
+    {
+        LlamaConfig config = Config;
+        long n = Rows;
+        int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize;
+        int hd = config.QueryDim, kvd = config.KeyValueDim, heads = config.NumAttentionHeads;
+        int s = Math.Min(sequenceChunk, SeqLen);
+        SequenceChunkRows = s;
+        ProjectionRows = s;
+        MlpChunkRows = (int)Math.Min(s, Policy.MlpChunks is int mm ? CeilDiv(n, Math.Max(1, mm)) : n);
+        LmHeadChunkRows = (int)Math.Min(Training ? s : n, Policy.LmHeadChunks is int lm ? CeilDiv(n, Math.Max(1, lm)) : n);
+        long mr = MlpChunkRows, lr = LmHeadChunkRows;
+
+        Activations = new ArenaPlan("activations", MemoryCategory.Activations);
+        Stream = Activations.Add("residual_stream", n * c);
+        LayerInputs = [Stream];
+        Workspaces = [];
+        Key = Activations.Add("k", n * kvd);
+        Value = Activations.Add("v", n * kvd);
+        int stored = Training ? config.NumHiddenLayers - 1 : 0;
+        LayerInputStoreLayers = stored;
+        LayerInputStoreBytes = stored > 0 ? LayerInputStore.BytesFor(stored, n, c, Policy.LayerInputDType) : 0;
+        LayerInputStagingBytes = stored > 0 && Policy.OffloadDirectory is not null ? LayerInputStore.StagingBytes(s, c, Policy.LayerInputDType) : 0;
+
+        Scratch = new ArenaPlan("scratch", MemoryCategory.Scratch);
+        if (Training)
+        {
+            DKey = Scratch.Add("d_k", n * kvd);
+            DValue = Scratch.Add("d_v", n * kvd);
+            long partials = FlashAttention.BackwardQueriesWorkspaceFloats(0, SeqLen, config.NumKeyValueHeads, config.HeadDim);
+            AttentionPartials = partials > 0 ? Scratch.Add("attn_bwd_partials", partials) : default;
+            ChunkInput = Scratch.Add("chunk_input", (long)s * c);
+        }
+
+        ProjNorm = Scratch.Add("proj_norm", (long)s * c);
+        ProjRstd = Scratch.Add("proj_rstd", s);
+        ProjQkRstd = config.QkNorm ? Scratch.Add("proj_qk_rstd", (long)s * heads) : default;
+        ChunkQuery = Scratch.Add("chunk_q", (long)s * hd);
+        ChunkAttnOut = Scratch.Add("chunk_attn_out", (long)s * hd);
+        ChunkLse = Scratch.Add("chunk_lse", (long)s * heads);
+        ChunkMid = Scratch.Add("chunk_h_mid", (long)s * c);
+        if (Training)
+        {
+            DQuery = Scratch.Add("chunk_d_q", (long)s * hd);
+            DAttnOut = Scratch.Add("chunk_d_attn_out", (long)s * hd);
+            BackProjDNorm = Scratch.Add("chunk_d_norm", (long)s * c);
+        }
+
+        long phaseBase = Scratch.Cursor;
+        MlpNorm = Scratch.Add("mlp_norm", mr * c);
+        MlpRstd = Scratch.Add("mlp_rstd", mr);
+        MlpGate = Scratch.Add("mlp_gate", mr * f);
+        MlpUp = Scratch.Add("mlp_up", mr * f);
+        MlpProduct = Scratch.Add("mlp_product", mr * f);
+        MlpDNorm = Training ? Scratch.Add("mlp_d_norm", mr * c) : default;
+
+        Scratch.Rewind(phaseBase);
+        HeadNorm = Scratch.Add("head_norm", lr * c);
+        HeadRstd = Scratch.Add("head_rstd", lr);
+        HeadLogits = Scratch.Add("head_logits", lr * v);
+        HeadRowLoss = Scratch.Add("head_row_loss", lr);
+        HeadDNorm = Training ? Scratch.Add("head_d_norm", lr * c) : default;
+        if (Training && config.QkNorm)
+        {
+            Scratch.Rewind(phaseBase);
+            BackQkPre = Scratch.Add("back_qk_pre", (long)s * hd);
+            BackQkRstd = Scratch.Add("back_qk_rstd", (long)s * heads);
+            BackQkDPre = Scratch.Add("back_qk_d_pre", (long)s * hd);
+        }
+    }
+
     /// <summary>The model config.</summary>
     public LlamaConfig Config { get; }
 
@@ -163,52 +249,80 @@ public sealed class PassPlan
     public bool Training { get; }
 
     /// <summary>Token rows per MLP chunk (N when the MLP is not chunked).</summary>
-    public int MlpChunkRows { get; }
+    public int MlpChunkRows { get; private set; }
 
     /// <summary>Token rows per LM-head chunk (N when not chunked).</summary>
-    public int LmHeadChunkRows { get; }
+    public int LmHeadChunkRows { get; private set; }
 
     /// <summary>Token rows per norm + projection chunk.</summary>
-    public int ProjectionRows { get; }
+    public int ProjectionRows { get; private set; }
 
     /// <summary>Saved activations.</summary>
-    public ArenaPlan Activations { get; }
+    public ArenaPlan Activations { get; private set; }
 
     /// <summary>Scratch memory.</summary>
-    public ArenaPlan Scratch { get; }
+    public ArenaPlan Scratch { get; private set; }
 
 #pragma warning disable CS1591 // slots are described by the class remarks
-    public ArenaSlot[] LayerInputs { get; }
-    public LayerWorkspaceSlots[] Workspaces { get; }
-    public ArenaSlot DResidual { get; }
-    public ArenaSlot ProjNorm { get; }
-    public ArenaSlot ProjRstd { get; }
-    public ArenaSlot ProjQkRstd { get; }
-    public ArenaSlot MlpNorm { get; }
-    public ArenaSlot MlpRstd { get; }
-    public ArenaSlot MlpGate { get; }
-    public ArenaSlot MlpUp { get; }
-    public ArenaSlot MlpProduct { get; }
-    public ArenaSlot MlpDNorm { get; }
-    public ArenaSlot HeadNorm { get; }
-    public ArenaSlot HeadRstd { get; }
-    public ArenaSlot HeadLogits { get; }
-    public ArenaSlot HeadRowLoss { get; }
-    public ArenaSlot HeadDNorm { get; }
-    public ArenaSlot DAttnOut { get; }
-    public ArenaSlot DQuery { get; }
-    public ArenaSlot DKey { get; }
-    public ArenaSlot DValue { get; }
+    public ArenaSlot[] LayerInputs { get; private set; }
+    public LayerWorkspaceSlots[] Workspaces { get; private set; }
+    public ArenaSlot DResidual { get; private set; }
+    public ArenaSlot ProjNorm { get; private set; }
+    public ArenaSlot ProjRstd { get; private set; }
+    public ArenaSlot ProjQkRstd { get; private set; }
+    public ArenaSlot MlpNorm { get; private set; }
+    public ArenaSlot MlpRstd { get; private set; }
+    public ArenaSlot MlpGate { get; private set; }
+    public ArenaSlot MlpUp { get; private set; }
+    public ArenaSlot MlpProduct { get; private set; }
+    public ArenaSlot MlpDNorm { get; private set; }
+    public ArenaSlot HeadNorm { get; private set; }
+    public ArenaSlot HeadRstd { get; private set; }
+    public ArenaSlot HeadLogits { get; private set; }
+    public ArenaSlot HeadRowLoss { get; private set; }
+    public ArenaSlot HeadDNorm { get; private set; }
+    public ArenaSlot DAttnOut { get; private set; }
+    public ArenaSlot DQuery { get; private set; }
+    public ArenaSlot DKey { get; private set; }
+    public ArenaSlot DValue { get; private set; }
 
     /// <summary>The split attention backward's partial dk/dv (odd B·KvH only; see FlashAttention.BackwardWorkspaceFloats).</summary>
-    public ArenaSlot AttentionPartials { get; }
-    public ArenaSlot BackProjNorm { get; }
-    public ArenaSlot BackProjRstd { get; }
-    public ArenaSlot BackProjDNorm { get; }
-    public ArenaSlot BackQkPre { get; }
-    public ArenaSlot BackQkRstd { get; }
-    public ArenaSlot BackQkDPre { get; }
+    public ArenaSlot AttentionPartials { get; private set; }
+    public ArenaSlot BackProjNorm { get; private set; }
+    public ArenaSlot BackProjRstd { get; private set; }
+    public ArenaSlot BackProjDNorm { get; private set; }
+    public ArenaSlot BackQkPre { get; private set; }
+    public ArenaSlot BackQkRstd { get; private set; }
+    public ArenaSlot BackQkDPre { get; private set; }
+
+    // sequence-chunked layers only
+    public ArenaSlot Stream { get; private set; }
+    public ArenaSlot Key { get; private set; }
+    public ArenaSlot Value { get; private set; }
+    public ArenaSlot ChunkInput { get; private set; }
+    public ArenaSlot ChunkQuery { get; private set; }
+    public ArenaSlot ChunkAttnOut { get; private set; }
+    public ArenaSlot ChunkLse { get; private set; }
+    public ArenaSlot ChunkMid { get; private set; }
 #pragma warning restore CS1591
+
+    /// <summary>Positions per chunk of sequence-chunked layers (0 when the policy does not chunk layers).</summary>
+    public int SequenceChunkRows { get; private set; }
+
+    /// <summary>Layer inputs kept in the <see cref="LayerInputStore"/> (L − 1 when training sequence-chunked, else 0).</summary>
+    public int LayerInputStoreLayers { get; private set; }
+
+    /// <summary>Bytes of the layer-input store: resident when in memory, on disk when offloaded.</summary>
+    public long LayerInputStoreBytes { get; private set; }
+
+    /// <summary>Resident staging buffers of an offloaded layer-input store.</summary>
+    public long LayerInputStagingBytes { get; private set; }
+
+    /// <summary>Resident bytes of the layer-input store (0 when offloaded).</summary>
+    public long LayerInputResidentBytes => Policy.OffloadDirectory is null ? LayerInputStoreBytes : 0;
+
+    /// <summary>Disk bytes of the layer-input store (0 when in memory).</summary>
+    public long LayerInputDiskBytes => Policy.OffloadDirectory is null ? 0 : LayerInputStoreBytes;
 
     private static long CeilDiv(long a, long b) => (a + b - 1) / b;
 }

@@ -8,7 +8,7 @@ using MiniSeq.Tensors;
 namespace MiniSeq.Training;
 
 /// <summary>A predicted peak, by category.</summary>
-public sealed record MemoryPrediction(string PolicyName, MemoryPolicy Policy, long Parameters, long Gradients, long OptimizerState, long Activations, long Scratch, long RuntimeOverhead)
+public sealed record MemoryPrediction(string PolicyName, MemoryPolicy Policy, long Parameters, long Gradients, long OptimizerState, long Activations, long Scratch, long RuntimeOverhead, long Disk = 0)
 {
     /// <summary>Predicted peak of all tracked categories (they are all alive during backward).</summary>
     public long TrackedTotal => Parameters + Gradients + OptimizerState + Activations + Scratch;
@@ -44,7 +44,7 @@ public static class MemoryPlanner
         (long N, long K)[] shapes =
         [
             (hd, c), (kvd, c), (c, hd), (f, c), (c, f), (v, c),                 // forward x·Wᵀ
-            (c, plan.ProjectionRows), (hd, rows), (c, plan.MlpChunkRows), (f, plan.MlpChunkRows), (c, plan.LmHeadChunkRows), // dW
+            (c, plan.ProjectionRows), (hd, plan.SequenceChunkRows > 0 ? plan.SequenceChunkRows : rows), (c, plan.MlpChunkRows), (f, plan.MlpChunkRows), (c, plan.LmHeadChunkRows), // dW
             (c, f), (f, c), (hd, c), (c, hd), (c, kvd), (c, v),                 // dX = dY·W
         ];
         long worst = shapes.Max(s => ((s.N + 31) / 32 * 32 * Math.Min(s.K, Kernels.MatMul.KSuper)) + (((s.N + 31) / 32) * 16));
@@ -72,7 +72,8 @@ public static class MemoryPlanner
         var plan = new PassPlan(config, microBatchRows, seqLen, policy);
         long rope = (long)seqLen * config.HeadDim * sizeof(float);
         return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, parameters, Optimizer.StateBytes(config, optimizer),
-            plan.Activations.TotalBytes, plan.Scratch.TotalBytes + rope, runtimeOverhead + GemmPackBytes(config, plan));
+            plan.Activations.TotalBytes + plan.LayerInputResidentBytes, plan.Scratch.TotalBytes + plan.LayerInputStagingBytes + rope, runtimeOverhead + GemmPackBytes(config, plan),
+            plan.LayerInputDiskBytes);
     }
 
     /// <summary>Predictions for every standard policy.</summary>

@@ -8,7 +8,7 @@ namespace MiniSeq.Tests.Model;
 
 public class MemoryPlannerTests
 {
-    public static TheoryData<string> Policies => new() { "vanilla", "mst", "checkpoint", "mst+checkpoint" };
+    public static TheoryData<string> Policies => [.. MemoryPlanner.StandardPolicies.Select(p => p.Name)];
 
     [Theory]
     [MemberData(nameof(Policies))]

@@ -132,7 +132,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
     /// its rstd (the same kernel calls as forward, so bit-identical), then returns dp = rmsnorm_backward(dOut) in scratch
     /// (valid until the next call) and accumulates the norm weight's gradient.
     /// </summary>
-    private float* HeadNormBackward(float* xn, int rows, in LinearWeights projection, ArenaSlot norm, int heads, float* dOut, TensorView gradients)
+    internal float* HeadNormBackward(float* xn, int rows, in LinearWeights projection, ArenaSlot norm, int heads, float* dOut, TensorView gradients)
     {
         PassPlan plan = ctx.Plan;
         float* pre = ctx.Temp(plan.BackQkPre), rstd = ctx.Temp(plan.BackQkRstd), dPre = ctx.Temp(plan.BackQkDPre);

@@ -16,9 +16,14 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
     /// of the policy), dL/dh_L is added into it and the head's gradients into <paramref name="gradients"/>.
     /// </summary>
     public double ForwardBackward(float* h, int* labels, float gradScale, float* dRes, TensorView gradients, bool recomputePass = false)
+        => ForwardBackward(h, labels, ctx.Rows, gradScale, dRes, gradients, recomputePass);
+
+    /// <summary><see cref="ForwardBackward(float*, int*, float, float*, TensorView, bool)"/> over the first
+    /// <paramref name="rowsTotal"/> rows at h, labels and dRes.</summary>
+    public double ForwardBackward(float* h, int* labels, int rowsTotal, float gradScale, float* dRes, TensorView gradients, bool recomputePass = false)
     {
         PassPlan plan = ctx.Plan;
-        int c = ctx.Config.HiddenSize, v = ctx.Config.VocabSize, chunk = plan.LmHeadChunkRows, rowsTotal = ctx.Rows;
+        int c = ctx.Config.HiddenSize, v = ctx.Config.VocabSize, chunk = plan.LmHeadChunkRows;
         bool backward = dRes != null && (recomputePass || !plan.Loss.LmHeadRecompute);
         float* xn = ctx.Temp(plan.HeadNorm), rstd = ctx.Temp(plan.HeadRstd), logits = ctx.Temp(plan.HeadLogits), rowLoss = ctx.Temp(plan.HeadRowLoss);
         LinearWeights head = ctx.Projection(ctx.Layout.LmHead, c, v, backward ? gradients : default);

@@ -11,19 +11,27 @@ namespace MiniSeq.Model.Blocks;
 internal sealed unsafe class MlpBlock(PassContext ctx)
 {
     /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)), chunk by chunk.</summary>
-    public void Forward(int l, LayerWorkspaceSlots ws, float* hOut)
+    public void Forward(int l, LayerWorkspaceSlots ws, float* hOut) => Forward(l, ctx.Saved(ws.HMid), ctx.Rows, hOut, ws.Gate, ws.Up);
+
+    /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)) over <paramref name="rowsTotal"/> rows, in chunks of the plan's MLP
+    /// chunk rows; gate/up go to the saved slots when given (unchunked MLP), else to scratch. hOut may alias hMid.</summary>
+    public void Forward(int l, float* hMid, int rowsTotal, float* hOut, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         PassPlan plan = ctx.Plan;
-        int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows, rowsTotal = ctx.Rows;
-        float* hMid = ctx.Saved(ws.HMid), xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct);
+        int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows;
+        float* xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct);
         LinearWeights wg = ctx.Projection(w.Gate, c, f, default), wu = ctx.Projection(w.Up, c, f, default), wd = ctx.Projection(w.Down, f, c, default);
-        new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
+        if (hOut != hMid)
+        {
+            new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
+        }
+
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {
             int rows = Math.Min(chunk, rowsTotal - r0);
-            float* g = ws.Gate is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
-            float* u = ws.Up is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
+            float* g = gateSlot is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
+            float* u = upSlot is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
             ctx.NormForward(hMid + ((long)r0 * c), w.MlpNorm, rows, xn, rstd);
             Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms);
             Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms);
@@ -38,18 +46,22 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
 
     /// <summary>dRes enters as dL/dh_out and leaves as dL/dm (residual included).</summary>
     public void Backward(int l, LayerWorkspaceSlots ws, float* dRes, TensorView gradients)
+        => Backward(l, ctx.Saved(ws.HMid), ctx.Rows, dRes, gradients, ws.Gate, ws.Up, recompute: ws.Gate is null || ctx.Plan.Policy.Recomputes);
+
+    /// <summary>Over <paramref name="rowsTotal"/> rows of h_mid: dRes enters as dL/dh_out and leaves as dL/dm; gate/up
+    /// live in the saved slots when given, else in scratch, and are recomputed per chunk when asked.</summary>
+    public void Backward(int l, float* hMid, int rowsTotal, float* dRes, TensorView gradients, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null, bool recompute = true)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         PassPlan plan = ctx.Plan;
-        int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows, rowsTotal = ctx.Rows;
-        bool recompute = ws.Gate is null || plan.Policy.Checkpoint;
-        float* hMid = ctx.Saved(ws.HMid), xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct), dxn = ctx.Temp(plan.MlpDNorm);
+        int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows;
+        float* xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct), dxn = ctx.Temp(plan.MlpDNorm);
         LinearWeights wg = ctx.Projection(w.Gate, c, f, gradients), wu = ctx.Projection(w.Up, c, f, gradients), wd = ctx.Projection(w.Down, f, c, gradients);
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {
             int rows = Math.Min(chunk, rowsTotal - r0);
-            float* g = ws.Gate is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
-            float* u = ws.Up is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
+            float* g = gateSlot is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
+            float* u = upSlot is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
             float* dOut = dRes + ((long)r0 * c);
             float* mChunk = hMid + ((long)r0 * c);
             ctx.NormForward(mChunk, w.MlpNorm, rows, xn, rstd);
