@@ -15,10 +15,11 @@ public static unsafe partial class FlashAttention
         float* kHead = a.K + ((long)b * seqLen * kvStride) + ((long)kvh * d); // row j at kHead + j·kvStride
         float* vHead = a.V + ((long)b * seqLen * kvStride) + ((long)kvh * d);
         float* acc = Scratch(d); // (D)
-        int tEnd = Math.Min(seqLen, (qb + 1) * a.RowBlock);
-        for (int t = qb * a.RowBlock; t < tEnd; t++)
+        int t0 = a.QueryStart + (qb * a.RowBlock);
+        int tEnd = Math.Min(seqLen, t0 + a.RowBlock);
+        for (int t = t0; t < tEnd; t++)
         {
-            long row = (((long)b * seqLen) + t) * qStride + ((long)h * d);
+            long row = (a.QueryRow(b, t) * qStride) + ((long)h * d);
             float* qRow = a.Q + row;
             float max = float.NegativeInfinity;
             float sum = 0;
@@ -61,7 +62,7 @@ public static unsafe partial class FlashAttention
                 a.Output[row + i] = acc[i] * inv;
             }
 
-            a.Lse[(((long)b * a.HeadCount) + h) * seqLen + t] = max + MathF.Log(sum);
+            a.Lse[a.LseIndex(b, h, t)] = max + MathF.Log(sum);
         }
     }
 
@@ -75,14 +76,14 @@ public static unsafe partial class FlashAttention
         long kvHead = ((long)b * seqLen * kvStride) + ((long)kvh * d); // row j at kvHead + j·kvStride
         for (int h = kvh * group; h < (kvh + 1) * group; h++)
         {
-            for (int t = 0; t < seqLen; t++)
+            for (int t = a.QueryStart; t < seqLen; t++)
             {
-                long row = (((long)b * seqLen) + t) * qStride + ((long)h * d);
+                long row = (a.QueryRow(b, t) * qStride) + ((long)h * d);
                 float* qRow = a.Q + row;
                 float* dORow = a.DOutput + row;
                 float* oRow = a.Output + row;
                 float* dqRow = a.DQ + row;
-                float lse = a.Lse[(((long)b * a.HeadCount) + h) * seqLen + t];
+                float lse = a.Lse[a.LseIndex(b, h, t)];
 
                 // D_t = Σ_j p_tj·dp_tj = dO_t·O_t (the softmax Jacobian's row term, computed from the saved output).
                 float dDot = 0;

@@ -19,7 +19,7 @@ public static unsafe partial class FlashAttention
     private const int ForwardKeyTile = 48;
     private const int BackwardKeyTile = 48;
 
-    /// <summary>Forward for query rows [qb·Bq, qb·Bq + Bq) of every query head of kv head kvh in batch b.</summary>
+    /// <summary>Forward for query positions [t0, t0 + Bq), t0 = QueryStart + qb·Bq, of every query head of kv head kvh in batch b.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardGroup<TW, TV>(ref Args a, int b, int kvh, int qb)
         where TW : struct, IVectorWidth<TV>
@@ -31,14 +31,14 @@ public static unsafe partial class FlashAttention
         int d = a.HeadDim;
         int seqLen = a.SeqLen;
         int group = a.HeadCount / a.KvHeadCount;
-        int t0 = qb * bq;
+        int t0 = a.QueryStart + (qb * bq); // absolute position of the block's first query
         int rows = Math.Min(bq, seqLen - t0);
         long qStride = (long)a.HeadCount * d;
         long kvStride = (long)a.KvHeadCount * d;
         long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
         float* kHead = a.K + kvOffset; // (T, D) with row stride kvStride
         float* vHead = a.V + kvOffset; // (T, D) with row stride kvStride
-        long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
+        long rowOffset = (a.QueryRow(b, t0) * qStride) + ((long)kvh * group * d); // first head of the group
 
         long perHead = (2L * d * bq) + (2L * bq);
         float* scratch = Scratch((group * perHead) + ((long)bk * bq) + bq);
@@ -99,7 +99,7 @@ public static unsafe partial class FlashAttention
             float* oT = scratch + (g * perHead) + (d * bq);
             float* stats = oT + (d * bq);
             int h = (kvh * group) + g;
-            float* lseRow = a.Lse + ((((long)b * a.HeadCount) + h) * seqLen) + t0;
+            float* lseRow = a.Lse + a.LseIndex(b, h, t0);
             for (int r = 0; r < rows; r++)
             {
                 float sum = stats[bq + r];
@@ -213,8 +213,8 @@ public static unsafe partial class FlashAttention
         float* dvHead = (intoPartials ? a.PartialV : a.DV) + kvOffset;
         if (intoPartials)
         {
-            int keys = Math.Min(seqLen, endBlock * bq);
-            for (int j = 0; j < keys; j++)
+            (int first, int keys) = PartialKeys(ref a, b, endBlock);
+            for (int j = first; j < keys; j++)
             {
                 new Span<float>(dkHead + (j * kvStride), d).Clear();
                 new Span<float>(dvHead + (j * kvStride), d).Clear();
@@ -232,9 +232,9 @@ public static unsafe partial class FlashAttention
 
         for (int qb = firstBlock; qb < endBlock; qb++)
         {
-            int t0 = qb * bq;
+            int t0 = a.QueryStart + (qb * bq); // absolute position of the block's first query
             int rows = Math.Min(bq, seqLen - t0);
-            long rowOffset = ((((long)b * seqLen) + t0) * qStride) + ((long)kvh * group * d); // first head of the group
+            long rowOffset = (a.QueryRow(b, t0) * qStride) + ((long)kvh * group * d); // first head of the group
             for (int g = 0; g < group; g++)
             {
                 float* qT = scratch + (g * perHead); // (D, Bq): q·log2(e)/√D transposed
@@ -250,7 +250,7 @@ public static unsafe partial class FlashAttention
                 LoadRows(a.Q + headOffset, qStride, rows, d, dp, bq, qRows);
                 LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
                 new Span<float>(dqT, d * bq).Clear();
-                float* lseRow = a.Lse + ((((long)b * a.HeadCount) + (kvh * group) + g) * seqLen) + t0;
+                float* lseRow = a.Lse + a.LseIndex(b, (kvh * group) + g, t0);
                 for (int r = 0; r < bq; r++)
                 {
                     if (r < rows)

@@ -7,6 +7,8 @@
 // packed rows (cu_seqlens style: per-token document starts, so attention never crosses a boundary) both only raise
 // FirstKey, which never decreases along a row. Key tiles before a query block's first row's FirstKey are never
 // visited, so packing costs no wasted FLOPs beyond the tiles a boundary cuts through.
+// ForwardQueries/BackwardQueries run one chunk of a sequence's queries against its key prefix (sequence-chunked
+// layers): the same tasks and kernels, with query blocks starting at an absolute position (Args.QueryStart).
 // Deliberately not here: RoPE (q and k arrive rotated), dropout, non-causal or padded masks, and any T×T buffer —
 // memory stays O(T·D): output, lse and per-thread scratch sized by the tile, never by T.
 // Derivation and measurements: docs/kernels/attention.md.
@@ -66,6 +68,37 @@ public static unsafe partial class FlashAttention
         => BackwardSplits(batchSize, kvHeadCount, queryBlocks: 2) > 1 ? 2L * batchSize * seqLen * kvHeadCount * headDim : 0;
 
     /// <summary>
+    /// Queries at positions [queryStart, queryStart + queryRows) of one sequence against its keys [0, queryStart +
+    /// queryRows): the sequence-chunked layers' entry point, where only k and v exist for the whole sequence prefix.
+    /// q and output are chunk-local (queryRows, H·D), row i = position queryStart + i; lse is chunk-local (H, queryRows);
+    /// k and v are (queryStart + queryRows, KvH·D), row j = position j. <paramref name="documentStarts"/> (null, or at
+    /// least queryStart + queryRows ints) is indexed by absolute position. Same masks and arithmetic as
+    /// <see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*, int, int*)"/>: when nothing
+    /// is masked but causality, the chunks reproduce the full forward bit for bit.
+    /// </summary>
+    public static void ForwardQueries(float* q, float* k, float* v, int queryStart, int queryRows, int headCount, int kvHeadCount, int headDim, float* output, float* lse, int slidingWindow, int* documentStarts)
+        => ForwardQueries(q, k, v, queryStart, queryRows, headCount, kvHeadCount, headDim, output, lse, isa: null, slidingWindow, documentStarts);
+
+    /// <summary>
+    /// Backward of <see cref="ForwardQueries(float*, float*, float*, int, int, int, int, int, float*, float*, int, int*)"/>:
+    /// dOutput, q, output and dq chunk-local (queryRows, H·D), lse chunk-local (H, queryRows); k, v, dk and dv over the
+    /// sequence prefix (queryStart + queryRows, KvH·D). Accumulates (+=) into dq, dk and dv (rows at or past
+    /// queryStart + queryRows are never touched), so running it for every chunk, in any order, sums to the full
+    /// backward. <paramref name="workspace"/>: at least <see cref="BackwardQueriesWorkspaceFloats"/> floats (null:
+    /// allocated here).
+    /// </summary>
+    public static void BackwardQueries(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int queryStart, int queryRows, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int slidingWindow, int* documentStarts, float* workspace = null)
+        => BackwardQueries(dOutput, q, k, v, output, lse, queryStart, queryRows, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow, documentStarts, workspace);
+
+    /// <summary>
+    /// Floats of scratch <see cref="BackwardQueries(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*, int, int*, float*)"/>
+    /// needs for the split backward's partial dk/dv over the sequence prefix: 2·(queryStart + queryRows)·KvH·D when
+    /// KvH is odd, else 0.
+    /// </summary>
+    public static long BackwardQueriesWorkspaceFloats(int queryStart, int queryRows, int kvHeadCount, int headDim)
+        => BackwardSplits(batchSize: 1, kvHeadCount, queryBlocks: 2) > 1 ? 2L * ((long)queryStart + queryRows) * kvHeadCount * headDim : 0;
+
+    /// <summary>
     /// Query splits per (batch, kv head) in backward: 2 when B·KvH is odd (so that MQA at batch 1 keeps both cores of a
     /// 2-core machine busy; an even count of equal tasks already balances), else 1. A function of the shape only, never
     /// of the thread count, so results stay bit-identical for any number of threads.
@@ -79,52 +112,74 @@ public static unsafe partial class FlashAttention
     /// <summary><see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>; tests force each one).</summary>
     internal static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null)
     {
-        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
-        ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
-        ThrowIfNull(q, nameof(q));
-        ThrowIfNull(k, nameof(k));
-        ThrowIfNull(v, nameof(v));
-        ThrowIfNull(output, nameof(output));
-        ThrowIfNull(lse, nameof(lse));
-        var args = new Args(q, k, v, null, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa), slidingWindow, documentStarts);
-        int blockRows = args.Isa switch
-        {
-            IsaWidth.V512 => 4 * Width512.Count,
-            IsaWidth.V256 => 4 * Width256.Count,
-            IsaWidth.V128 => 4 * Width128.Count,
-            _ => ScalarRowBlock,
-        };
-        args.RowBlock = blockRows;
-        args.QueryBlocks = (seqLen + blockRows - 1) / blockRows;
-        KernelThreads.For(batchSize * kvHeadCount * args.QueryBlocks, &ForwardTask, &args);
+        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim, slidingWindow);
+        var args = new Args(q, k, v, null, output, lse, batchSize, seqLen, queryStart: 0, queryRows: seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa), slidingWindow, documentStarts);
+        RunForward(ref args);
+    }
+
+    /// <summary><see cref="ForwardQueries(float*, float*, float*, int, int, int, int, int, float*, float*, int, int*)"/> at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
+    internal static void ForwardQueries(float* q, float* k, float* v, int queryStart, int queryRows, int headCount, int kvHeadCount, int headDim, float* output, float* lse, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null)
+    {
+        int keys = ValidateQueries(queryStart, queryRows, headCount, kvHeadCount, headDim, slidingWindow);
+        var args = new Args(q, k, v, null, output, lse, batchSize: 1, keys, queryStart, queryRows, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa), slidingWindow, documentStarts);
+        RunForward(ref args);
     }
 
     /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
     internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null, float* workspace = null)
     {
-        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim);
-        ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
-        ThrowIfNull(dOutput, nameof(dOutput));
-        ThrowIfNull(q, nameof(q));
-        ThrowIfNull(k, nameof(k));
-        ThrowIfNull(v, nameof(v));
-        ThrowIfNull(output, nameof(output));
-        ThrowIfNull(lse, nameof(lse));
-        ThrowIfNull(dq, nameof(dq));
-        ThrowIfNull(dk, nameof(dk));
-        ThrowIfNull(dv, nameof(dv));
-        var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts);
+        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim, slidingWindow);
+        var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, queryStart: 0, queryRows: seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts);
+        RunBackward(ref args, workspace);
+    }
+
+    /// <summary><see cref="BackwardQueries(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*, int, int*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
+    internal static void BackwardQueries(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int queryStart, int queryRows, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null, float* workspace = null)
+    {
+        int keys = ValidateQueries(queryStart, queryRows, headCount, kvHeadCount, headDim, slidingWindow);
+        var args = new Args(q, k, v, dOutput, output, lse, batchSize: 1, keys, queryStart, queryRows, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts);
+        RunBackward(ref args, workspace);
+    }
+
+    private static void RunForward(ref Args args)
+    {
+        ThrowIfNull(args.Q, "q");
+        ThrowIfNull(args.K, "k");
+        ThrowIfNull(args.V, "v");
+        ThrowIfNull(args.Output, "output");
+        ThrowIfNull(args.Lse, "lse");
+        args.RowBlock = RowBlock(args.Isa);
+        args.QueryBlocks = (args.QueryRows + args.RowBlock - 1) / args.RowBlock;
+        fixed (Args* context = &args)
+        {
+            KernelThreads.For(args.BatchSize * args.KvHeadCount * args.QueryBlocks, &ForwardTask, context);
+        }
+    }
+
+    private static void RunBackward(ref Args args, float* workspace)
+    {
+        ThrowIfNull(args.DOutput, "dOutput");
+        ThrowIfNull(args.Q, "q");
+        ThrowIfNull(args.K, "k");
+        ThrowIfNull(args.V, "v");
+        ThrowIfNull(args.Output, "output");
+        ThrowIfNull(args.Lse, "lse");
+        ThrowIfNull(args.DQ, "dq");
+        ThrowIfNull(args.DK, "dk");
+        ThrowIfNull(args.DV, "dv");
 
         // One task per (batch, kv head, query split): it owns the dq rows of its query blocks of the group's heads and
         // writes dk/dv of its kv head — the last split into dk/dv, an earlier one into its own partial buffer, added
         // afterwards in a fixed order. No two tasks write the same float; the result is independent of the thread count.
-        args.RowBlock = args.Isa == IsaWidth.Scalar ? ScalarRowBlock : 4 * args.Isa switch { IsaWidth.V512 => Width512.Count, IsaWidth.V256 => Width256.Count, _ => Width128.Count };
-        args.QueryBlocks = (seqLen + args.RowBlock - 1) / args.RowBlock;
-        args.Splits = args.Isa == IsaWidth.Scalar ? 1 : BackwardSplits(batchSize, kvHeadCount, args.QueryBlocks);
+        args.RowBlock = RowBlock(args.Isa);
+        args.QueryBlocks = (args.QueryRows + args.RowBlock - 1) / args.RowBlock;
+        args.Splits = args.Isa == IsaWidth.Scalar ? 1 : BackwardSplits(args.BatchSize, args.KvHeadCount, args.QueryBlocks);
         float* owned = null;
         if (args.Splits > 1)
         {
-            long floats = BackwardWorkspaceFloats(batchSize, seqLen, kvHeadCount, headDim);
+            // Partial dk/dv cover the keys of every batch row: B·SeqLen·KvH·D floats each (BackwardWorkspaceFloats,
+            // BackwardQueriesWorkspaceFloats).
+            long floats = 2L * args.BatchSize * args.SeqLen * args.KvHeadCount * args.HeadDim;
             if (workspace == null)
             {
                 workspace = owned = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
@@ -136,10 +191,13 @@ public static unsafe partial class FlashAttention
 
         try
         {
-            KernelThreads.For(batchSize * kvHeadCount * args.Splits, &BackwardTask, &args);
-            if (args.Splits > 1)
+            fixed (Args* context = &args)
             {
-                KernelThreads.For(batchSize * kvHeadCount, &AddPartialsTask, &args);
+                KernelThreads.For(args.BatchSize * args.KvHeadCount * args.Splits, &BackwardTask, context);
+                if (args.Splits > 1)
+                {
+                    KernelThreads.For(args.BatchSize * args.KvHeadCount, &AddPartialsTask, context);
+                }
             }
         }
         finally
@@ -147,6 +205,15 @@ public static unsafe partial class FlashAttention
             NativeMemory.AlignedFree(owned);
         }
     }
+
+    /// <summary>Query rows per query block (and per task) at a width: 4 vectors of rows, or ScalarRowBlock.</summary>
+    private static int RowBlock(IsaWidth isa) => isa switch
+    {
+        IsaWidth.V512 => 4 * Width512.Count,
+        IsaWidth.V256 => 4 * Width256.Count,
+        IsaWidth.V128 => 4 * Width128.Count,
+        _ => ScalarRowBlock,
+    };
 
     private static void ForwardTask(void* context, int index)
     {
@@ -238,21 +305,28 @@ public static unsafe partial class FlashAttention
 
     private static long BlockWork(ref Args a, int b, int qb)
     {
-        int t0 = qb * a.RowBlock;
+        int t0 = a.QueryStart + (qb * a.RowBlock);
         int end = Math.Min(a.SeqLen, t0 + a.RowBlock);
         return end - FirstKey(ref a, b, t0);
     }
 
-    /// <summary>dk, dv += the first split's partials, over the keys its queries can see (rows below its last query).</summary>
+    /// <summary>
+    /// Keys [first, end) the query blocks [0, <paramref name="endBlock"/>) of row b can see: from the first query's
+    /// first key (FirstKey never decreases along a row) to the last query. The rows the first split's partials cover.
+    /// </summary>
+    private static (int First, int End) PartialKeys(ref Args a, int b, int endBlock)
+        => (FirstKey(ref a, b, a.QueryStart), Math.Min(a.SeqLen, a.QueryStart + (endBlock * a.RowBlock)));
+
+    /// <summary>dk, dv += the first split's partials, over the keys its queries can see.</summary>
     private static void AddPartialsTask(void* context, int index)
     {
         ref Args a = ref *(Args*)context;
         int b = index / a.KvHeadCount;
         int kvh = index % a.KvHeadCount;
-        int keys = Math.Min(a.SeqLen, SplitBlock(ref a, b) * a.RowBlock);
+        (int first, int keys) = PartialKeys(ref a, b, SplitBlock(ref a, b));
         long kvStride = (long)a.KvHeadCount * a.HeadDim;
         long offset = ((long)b * a.SeqLen * kvStride) + ((long)kvh * a.HeadDim);
-        for (int j = 0; j < keys; j++)
+        for (int j = first; j < keys; j++)
         {
             long row = offset + (j * kvStride);
             VectorOps.Add(a.DK + row, a.PartialK + row, a.HeadDim, a.DK + row);
@@ -263,7 +337,22 @@ public static unsafe partial class FlashAttention
     // An explicit width runs as given (tests run every width on any machine); null follows KernelSelector.
     private static IsaWidth Resolve(IsaWidth? isa) => isa ?? DefaultIsa;
 
-    private static void Validate(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim)
+    /// <summary>Validates a query chunk's shape; returns its key count queryStart + queryRows.</summary>
+    private static int ValidateQueries(int queryStart, int queryRows, int headCount, int kvHeadCount, int headDim, int slidingWindow)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(queryStart);
+        ArgumentOutOfRangeException.ThrowIfLessThan(queryRows, 1);
+        if ((long)queryStart + queryRows > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(queryRows), $"queryStart + queryRows ({(long)queryStart + queryRows}) must fit in an int.");
+        }
+
+        int keys = queryStart + queryRows;
+        Validate(batchSize: 1, keys, headCount, kvHeadCount, headDim, slidingWindow);
+        return keys;
+    }
+
+    private static void Validate(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, int slidingWindow)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(seqLen, 1);
@@ -274,6 +363,8 @@ public static unsafe partial class FlashAttention
         {
             throw new ArgumentException($"headCount ({headCount}) must be a multiple of kvHeadCount ({kvHeadCount}).", nameof(kvHeadCount));
         }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
     }
 
     private static void ThrowIfNull(float* pointer, string name)
@@ -331,36 +422,44 @@ public static unsafe partial class FlashAttention
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
-    /// <summary>First key query t of row b sees: the later of its document's start and t − W + 1 (0 when neither applies).</summary>
+    /// <summary>First key query t (absolute position) of row b sees: the later of its document's start and t − W + 1 (0 when neither applies).</summary>
     private static int FirstKey(ref Args a, int b, int t)
     {
         int first = a.Window == int.MaxValue ? 0 : Math.Max(0, t - a.Window + 1);
         return a.DocumentStarts == null ? first : Math.Max(first, a.DocumentStarts[((long)b * a.SeqLen) + t]);
     }
 
-    /// <summary>Everything a task needs, passed by pointer to the pool (no closures, no allocation).</summary>
+    /// <summary>
+    /// Everything a task needs, passed by pointer to the pool (no closures, no allocation). Each batch row has SeqLen
+    /// keys (positions 0..SeqLen − 1) and QueryRows queries at positions QueryStart..QueryStart + QueryRows − 1, where
+    /// QueryStart + QueryRows = SeqLen (the full-sequence entry points: QueryStart = 0, QueryRows = SeqLen). Query t of
+    /// row b is q/output/dOutput/dq row b·QueryRows + (t − QueryStart) and lse index (b·H + h)·QueryRows + (t − QueryStart);
+    /// key j is k/v/dk/dv/DocumentStarts row b·SeqLen + j. Masks and tiles work on absolute positions.
+    /// </summary>
     private struct Args
     {
-        public float* Q;        // (B, T, H, D)
-        public float* K;        // (B, T, KvH, D)
-        public float* V;        // (B, T, KvH, D)
-        public float* DOutput;  // (B, T, H, D)
-        public float* Output;   // (B, T, H, D)
-        public float* Lse;      // (B, H, T)
-        public float* DQ;       // (B, T, H, D)
-        public float* DK;       // (B, T, KvH, D)
-        public float* DV;       // (B, T, KvH, D)
+        public float* Q;        // (B, QueryRows, H, D)
+        public float* K;        // (B, SeqLen, KvH, D)
+        public float* V;        // (B, SeqLen, KvH, D)
+        public float* DOutput;  // (B, QueryRows, H, D)
+        public float* Output;   // (B, QueryRows, H, D)
+        public float* Lse;      // (B, H, QueryRows)
+        public float* DQ;       // (B, QueryRows, H, D)
+        public float* DK;       // (B, SeqLen, KvH, D)
+        public float* DV;       // (B, SeqLen, KvH, D)
         public int BatchSize;
-        public int SeqLen;
+        public int SeqLen;      // keys per batch row
+        public int QueryStart;  // position of the first query of each batch row
+        public int QueryRows;   // queries per batch row
         public int HeadCount;
         public int KvHeadCount;
         public int HeadDim;
         public int RowBlock;
-        public int QueryBlocks;
+        public int QueryBlocks; // ceil(QueryRows / RowBlock); block qb starts at position QueryStart + qb·RowBlock
         public float Scale;     // 1/√D
         public IsaWidth Isa;
         public int Window;      // W: query i sees keys i − W < j ≤ i; int.MaxValue when there is no sliding window
-        public int* DocumentStarts; // (B, T): where each token's document begins within its row; null: one per row
+        public int* DocumentStarts; // (B, SeqLen): where each token's document begins within its row; null: one per row
         public int Splits;          // backward: query splits per (batch, kv head)
         public float* PartialK;     // backward with 2 splits: the first split's dk, dv, laid out as dk, dv
         public float* PartialV;
@@ -368,7 +467,7 @@ public static unsafe partial class FlashAttention
         /// <summary>Whether some query may see fewer keys than the causal mask allows.</summary>
         public readonly bool Masked => Window != int.MaxValue || DocumentStarts != null;
 
-        public Args(float* q, float* k, float* v, float* dOutput, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth isa, int slidingWindow, int* documentStarts)
+        public Args(float* q, float* k, float* v, float* dOutput, float* output, float* lse, int batchSize, int seqLen, int queryStart, int queryRows, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth isa, int slidingWindow, int* documentStarts)
         {
             DocumentStarts = documentStarts;
             Window = slidingWindow > 0 ? slidingWindow : int.MaxValue;
@@ -383,11 +482,19 @@ public static unsafe partial class FlashAttention
             DV = dv;
             BatchSize = batchSize;
             SeqLen = seqLen;
+            QueryStart = queryStart;
+            QueryRows = queryRows;
             HeadCount = headCount;
             KvHeadCount = kvHeadCount;
             HeadDim = headDim;
             Scale = 1f / MathF.Sqrt(headDim);
             Isa = isa;
         }
+
+        /// <summary>Row of q/output/dOutput/dq holding query position t of batch row b (times H·D for its offset).</summary>
+        public readonly long QueryRow(int b, int t) => ((long)b * QueryRows) + (t - QueryStart);
+
+        /// <summary>Index in lse of query position t of batch row b, head h.</summary>
+        public readonly long LseIndex(int b, int h, int t) => ((((long)b * HeadCount) + h) * QueryRows) + (t - QueryStart);
     }
 }

@@ -1,5 +1,6 @@
 // Tests of FlashAttention against the scalar double-precision reference, of the reference backward against finite
-// differences, of the += contract, and of bit-identical results across thread counts, on every ISA path.
+// differences, of the += contract, and of bit-identical results across thread counts, on every ISA path; the
+// query-chunk entry points (ForwardQueries, BackwardQueries) against the full-sequence kernel.
 // Deliberately tiny shapes (the whole class runs in a few seconds); speed is measured by AttentionBenchmark.
 using MiniSeq.Kernels;
 using MiniSeq.Kernels.Reference;
@@ -413,6 +414,254 @@ public unsafe class FlashAttentionTests
         }
     }
 
+    public static TheoryData<string, int, int> QueryChunkCases()
+    {
+        var data = new TheoryData<string, int, int>();
+        foreach (string isa in new[] { "Scalar", "V128", "V256", "V512" })
+        {
+            // T, chunk: chunks that do and do not divide T, multiples of every row block (32, 64) or of none (1, 13, 100);
+            // a chunk ≥ T is one chunk, listed once.
+            foreach (int seqLen in new[] { 1, 7, 64, 100, 257 })
+            {
+                foreach (int chunk in new[] { 1, 13, 32, 64, 100 }.Select(c => Math.Min(c, seqLen)).Distinct())
+                {
+                    data.Add(isa, seqLen, chunk);
+                }
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(QueryChunkCases))]
+    public void ForwardBackwardQueries_ChunkByChunk_MatchFullSequence(string isaName, int seqLen, int chunk)
+    {
+        // The sequence-chunked layers' use: forward chunk by chunk from the first, backward from the last chunk, against
+        // the full-sequence kernel, for GQA, MQA and MHA, two head sizes, with and without window and packed documents.
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        foreach ((int h, int kvh, int d) in new[] { (8, 2, 32), (8, 2, 16), (4, 1, 16), (4, 4, 32) })
+        {
+            foreach (int window in new[] { 0, 1 + (seqLen / 3) })
+            {
+                foreach (bool documents in new[] { false, true })
+                {
+                    string name = $"T={seqLen} chunk={chunk} H={h} KvH={kvh} D={d} W={window} documents={documents}";
+                    int[]? starts = documents ? RandomDocumentStarts(seqLen, seed: seqLen + chunk) : null;
+                    var full = Problem.Create(1, seqLen, h, kvh, d, seed: 12);
+                    var chunked = Problem.Create(1, seqLen, h, kvh, d, seed: 12);
+                    fixed (float* q = full.Q, k = full.K, v = full.V, o = full.Output, lse = full.Lse, dO = full.DOutput, dq = full.DQ, dk = full.DK, dv = full.DV)
+                    fixed (int* st = starts)
+                    {
+                        FlashAttention.Forward(q, k, v, 1, seqLen, h, kvh, d, o, lse, isa, window, st);
+                        FlashAttention.Backward(dO, q, k, v, o, lse, 1, seqLen, h, kvh, d, dq, dk, dv, isa, window, st);
+                        chunked.RunQueryChunks(chunk, isa, window, st);
+                    }
+
+                    if (window == 0 && !documents)
+                    {
+                        // Every row sees the same key tiles (from key 0) as in the full kernel: the same floats.
+                        Assert.Equal(full.Output, chunked.Output);
+                        Assert.Equal(full.Lse, chunked.Lse);
+                    }
+                    else
+                    {
+                        AssertClose(full.Output, chunked.Output, 1e-6, $"output {name}");
+                        AssertClose(full.Lse, chunked.Lse, 1e-6, $"lse {name}");
+                    }
+
+                    AssertClose(full.DQ, chunked.DQ, 1e-6, $"dq {name}");
+                    AssertClose(full.DK, chunked.DK, 1e-6, $"dk {name}");
+                    AssertClose(full.DV, chunked.DV, 1e-6, $"dv {name}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("Scalar")]
+    [InlineData("V128")]
+    [InlineData("V256")]
+    [InlineData("V512")]
+    public void Queries_BuffersSizedToTheChunk_NothingBeyondReadOrWritten(string isaName)
+    {
+        // Every chunk gets buffers exactly as long as its contract says, followed by padding: NaN after the inputs (a
+        // read past them would poison the results), a sentinel after the outputs and after the workspace (must stay).
+        // MQA (KvH = 1) so the backward splits its query blocks and uses the workspace; gradients start at 1 (+=).
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        const int T = 100, H = 4, KvH = 1, D = 16, W = 30, Pad = 70;
+        const float Sentinel = 777f;
+        int[] starts = RandomDocumentStarts(T, seed: 3);
+        var expected = Problem.Create(1, T, H, KvH, D, seed: 13);
+        fixed (int* st = starts)
+        {
+            expected.RunQueryChunks(13, isa, W, st);
+        }
+
+        foreach (int chunk in new[] { 13, 64 })
+        {
+            var p = Problem.Create(1, T, H, KvH, D, seed: 13);
+            p.DQ.AsSpan().Fill(1f);
+            p.DK.AsSpan().Fill(1f);
+            p.DV.AsSpan().Fill(1f);
+            int chunks = (T + chunk - 1) / chunk;
+            for (int backward = 0; backward < 2; backward++)
+            {
+                for (int c = 0; c < chunks; c++)
+                {
+                    int queryStart = (backward == 0 ? c : chunks - 1 - c) * chunk;
+                    int rows = Math.Min(chunk, T - queryStart), keys = queryStart + rows;
+                    int qCount = rows * H * D, kvCount = keys * KvH * D;
+                    float[] q = Padded(p.Q.AsSpan(queryStart * H * D, qCount), float.NaN);
+                    float[] dO = Padded(p.DOutput.AsSpan(queryStart * H * D, qCount), float.NaN);
+                    float[] o = Padded(p.Output.AsSpan(queryStart * H * D, qCount), backward == 0 ? Sentinel : float.NaN);
+                    float[] lse = Padded(new float[H * rows], backward == 0 ? Sentinel : float.NaN);
+                    float[] dq = Padded(p.DQ.AsSpan(queryStart * H * D, qCount), Sentinel);
+                    float[] k = Padded(p.K.AsSpan(0, kvCount), float.NaN);
+                    float[] v = Padded(p.V.AsSpan(0, kvCount), float.NaN);
+                    float[] dk = Padded(p.DK.AsSpan(0, kvCount), Sentinel);
+                    float[] dv = Padded(p.DV.AsSpan(0, kvCount), Sentinel);
+                    float[] workspace = Padded(new float[FlashAttention.BackwardQueriesWorkspaceFloats(queryStart, rows, KvH, D)], Sentinel);
+                    int[] chunkStarts = [.. starts.AsSpan(0, keys), .. Enumerable.Repeat(int.MinValue, Pad)];
+                    for (int h = 0; h < H && backward == 1; h++)
+                    {
+                        p.Lse.AsSpan((h * T) + queryStart, rows).CopyTo(lse.AsSpan(h * rows));
+                    }
+
+                    fixed (float* qP = q, kP = k, vP = v, oP = o, lseP = lse, dOP = dO, dqP = dq, dkP = dk, dvP = dv, ws = workspace)
+                    fixed (int* st = chunkStarts)
+                    {
+                        if (backward == 0)
+                        {
+                            FlashAttention.ForwardQueries(qP, kP, vP, queryStart, rows, H, KvH, D, oP, lseP, isa, W, st);
+                        }
+                        else
+                        {
+                            FlashAttention.BackwardQueries(dOP, qP, kP, vP, oP, lseP, queryStart, rows, H, KvH, D, dqP, dkP, dvP, isa, W, st, ws);
+                        }
+                    }
+
+                    string name = $"chunk {queryStart}+{rows}";
+                    AssertPadding(dk, kvCount, Sentinel, $"dk past {name}");
+                    AssertPadding(dv, kvCount, Sentinel, $"dv past {name}");
+                    AssertPadding(dq, qCount, Sentinel, $"dq past {name}");
+                    AssertPadding(workspace, workspace.Length - Pad, Sentinel, $"workspace past {name}");
+                    if (backward == 0)
+                    {
+                        AssertPadding(o, qCount, Sentinel, $"output past {name}");
+                        AssertPadding(lse, H * rows, Sentinel, $"lse past {name}");
+                        o.AsSpan(0, qCount).CopyTo(p.Output.AsSpan(queryStart * H * D));
+                        for (int h = 0; h < H; h++)
+                        {
+                            lse.AsSpan(h * rows, rows).CopyTo(p.Lse.AsSpan((h * T) + queryStart));
+                        }
+                    }
+                    else
+                    {
+                        dq.AsSpan(0, qCount).CopyTo(p.DQ.AsSpan(queryStart * H * D));
+                        dk.AsSpan(0, kvCount).CopyTo(p.DK);
+                        dv.AsSpan(0, kvCount).CopyTo(p.DV);
+                    }
+                }
+            }
+
+            AssertClose(expected.Output, p.Output, 1e-6, $"output, chunk {chunk}");
+            AssertClose(expected.Lse, p.Lse, 1e-6, $"lse, chunk {chunk}");
+            AssertClose(Add(expected.DQ, Ones(p.DQ.Length)), p.DQ, 1e-6, $"dq, chunk {chunk}");
+            AssertClose(Add(expected.DK, Ones(p.DK.Length)), p.DK, 1e-6, $"dk, chunk {chunk}");
+            AssertClose(Add(expected.DV, Ones(p.DV.Length)), p.DV, 1e-6, $"dv, chunk {chunk}");
+        }
+
+        static float[] Padded(ReadOnlySpan<float> values, float padding) => [.. values, .. Enumerable.Repeat(padding, Pad)];
+
+        static float[] Ones(int count) => Enumerable.Repeat(1f, count).ToArray();
+
+        static void AssertPadding(float[] buffer, int length, float padding, string name)
+        {
+            for (int i = length; i < buffer.Length; i++)
+            {
+                Assert.True(buffer[i].Equals(padding), $"{name}: [{i}] = {buffer[i]}, written past the buffer");
+            }
+        }
+    }
+
+    public static TheoryData<string, int, int> QueryThreadCases()
+    {
+        var data = new TheoryData<string, int, int>();
+        foreach (string isa in new[] { "Scalar", "V128", "V256", "V512" })
+        {
+            data.Add(isa, 2, 0);  // even KvH: one backward task per kv head
+            data.Add(isa, 1, 0);  // MQA: the backward splits the chunk's query blocks in two
+            data.Add(isa, 1, 23); // MQA with window and packed documents: the split point follows the masked work
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(QueryThreadCases))]
+    public void Queries_OneVersusTwoThreads_BitIdentical(string isaName, int kvHeadCount, int window)
+    {
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        const int T = 150, H = 4, D = 32, Chunk = 40;
+        int[]? starts = window > 0 ? RandomDocumentStarts(T, seed: 9) : null;
+        int saved = KernelThreads.ThreadCount;
+        try
+        {
+            KernelThreads.SetThreadCount(1);
+            var one = Problem.Create(1, T, H, kvHeadCount, D, seed: 6);
+            var two = Problem.Create(1, T, H, kvHeadCount, D, seed: 6);
+            fixed (int* st = starts)
+            {
+                one.RunQueryChunks(Chunk, isa, window, st);
+                KernelThreads.SetThreadCount(2);
+                two.RunQueryChunks(Chunk, isa, window, st);
+            }
+
+            Assert.Equal(one.Output, two.Output);
+            Assert.Equal(one.Lse, two.Lse);
+            Assert.Equal(one.DQ, two.DQ);
+            Assert.Equal(one.DK, two.DK);
+            Assert.Equal(one.DV, two.DV);
+        }
+        finally
+        {
+            KernelThreads.SetThreadCount(saved);
+        }
+    }
+
+    [Fact]
+    public void Queries_InvalidArguments_Throw()
+    {
+        float[] x = new float[256];
+        fixed (float* p = x)
+        {
+            float* f = p;
+            Assert.Throws<ArgumentOutOfRangeException>(() => FlashAttention.ForwardQueries(f, f, f, -1, 2, 2, 1, 2, f, f, 0, null));
+            Assert.Throws<ArgumentOutOfRangeException>(() => FlashAttention.ForwardQueries(f, f, f, 3, 0, 2, 1, 2, f, f, 0, null));
+            Assert.Throws<ArgumentOutOfRangeException>(() => FlashAttention.ForwardQueries(f, f, f, 3, 2, 2, 1, 2, f, f, -1, null));
+            Assert.Throws<ArgumentException>(() => FlashAttention.ForwardQueries(f, f, f, 3, 2, 3, 2, 2, f, f, 0, null));
+            Assert.Throws<ArgumentOutOfRangeException>(() => FlashAttention.BackwardQueries(f, f, f, f, f, f, int.MaxValue, 2, 2, 1, 2, f, f, f, 0, null));
+            Assert.Throws<ArgumentNullException>(() => FlashAttention.BackwardQueries(f, f, f, f, f, f, 3, 2, 2, 1, 2, f, null, f, 0, null));
+        }
+
+        Assert.Equal(2L * 15 * 3 * 8, FlashAttention.BackwardQueriesWorkspaceFloats(10, 5, 3, 8));
+        Assert.Equal(0L, FlashAttention.BackwardQueriesWorkspaceFloats(10, 5, 2, 8));
+    }
+
+    /// <summary>Per-token document starts of one row of random packed documents: one-token ones and up to 80 long.</summary>
+    private static int[] RandomDocumentStarts(int seqLen, int seed)
+    {
+        var rng = new Random(seed);
+        var lengths = new List<int>();
+        for (int t = 0; t < seqLen; t += lengths[^1])
+        {
+            lengths.Add(Math.Min(seqLen - t, rng.Next(4) == 0 ? 1 : rng.Next(1, 81)));
+        }
+
+        return DocumentStarts(string.Join(',', lengths), 1, seqLen);
+    }
+
     private static void AssertClose(float[] expected, float[] actual, double tolerance, string name)
     {
         Assert.Equal(expected.Length, actual.Length);
@@ -496,6 +745,46 @@ public unsafe class FlashAttentionTests
                 DK = new float[kvCount],
                 DV = new float[kvCount],
             };
+        }
+
+        /// <summary>
+        /// Forward with <see cref="FlashAttention.ForwardQueries(float*, float*, float*, int, int, int, int, int, float*, float*, IsaWidth?, int, int*)"/>
+        /// chunk by chunk from the first, then backward chunk by chunk from the last (as a sequence-chunked layer does),
+        /// into Output, Lse (laid out (H, T) like the full kernel's) and DQ, DK, DV (zeroed first). B must be 1.
+        /// </summary>
+        public void RunQueryChunks(int chunk, IsaWidth? isa, int slidingWindow, int* documentStarts)
+        {
+            Assert.Equal(1, B);
+            Array.Clear(DQ);
+            Array.Clear(DK);
+            Array.Clear(DV);
+            int chunks = (T + chunk - 1) / chunk;
+            float[] chunkLse = new float[H * chunk];
+            fixed (float* q = Q, k = K, v = V, o = Output, dO = DOutput, dq = DQ, dk = DK, dv = DV, lse = chunkLse)
+            {
+                for (int c = 0; c < chunks; c++)
+                {
+                    int start = c * chunk, rows = Math.Min(chunk, T - start);
+                    long row = (long)start * H * D;
+                    FlashAttention.ForwardQueries(q + row, k, v, start, rows, H, KvH, D, o + row, lse, isa, slidingWindow, documentStarts);
+                    for (int h = 0; h < H; h++)
+                    {
+                        chunkLse.AsSpan(h * rows, rows).CopyTo(Lse.AsSpan((h * T) + start));
+                    }
+                }
+
+                for (int c = chunks - 1; c >= 0; c--)
+                {
+                    int start = c * chunk, rows = Math.Min(chunk, T - start);
+                    long row = (long)start * H * D;
+                    for (int h = 0; h < H; h++)
+                    {
+                        Lse.AsSpan((h * T) + start, rows).CopyTo(chunkLse.AsSpan(h * rows));
+                    }
+
+                    FlashAttention.BackwardQueries(dO + row, q + row, k, v, o + row, lse, start, rows, H, KvH, D, dq + row, dk, dv, isa, slidingWindow, documentStarts);
+                }
+            }
         }
 
         public void RunForwardBackward(IsaWidth? isa, bool zeroGradients = true, int* documentStarts = null)
