@@ -432,7 +432,8 @@ public sealed unsafe class LayerInputStore : IDisposable
     // Rows per staging piece for a chunk of `rows`: grows the buffers of a lazily sized store, else the fixed size.
     private long EnsureStaging(long rows)
     {
-        if (_slotRows >= rows || (_fixedStaging && _slotRows > 0))
+        long wanted = SlotRows(rows, Width, DType);
+        if (_slotRows >= wanted || (_fixedStaging && _slotRows > 0))
         {
             return _slotRows;
         }
@@ -443,7 +444,7 @@ public sealed unsafe class LayerInputStore : IDisposable
             slot.Free();
         }
 
-        AllocateStaging(SlotRows(rows, Width, DType));
+        AllocateStaging(wanted);
         return _slotRows;
     }
 

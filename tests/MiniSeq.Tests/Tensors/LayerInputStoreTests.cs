@@ -177,6 +177,40 @@ public unsafe class LayerInputStoreTests
         }
     }
 
+    [Theory]
+    [InlineData(ActivationDType.Float32)]
+    [InlineData(ActivationDType.BFloat16)]
+    public void OnDisk_LazyStaging_GrowsToTheLargestChunk_WithWritesPending(ActivationDType dtype)
+    {
+        using var dir = new TempDirectory();
+        float[] data = RandomLayers(5);
+        var ledger = new MemoryLedger();
+        using LayerInputStore store = LayerInputStore.OnDisk(dir.Path, Layers, Rows, Width, dtype, maxChunkRows: 0, ledger);
+        Assert.Equal(0, ledger.Current(MemoryCategory.Scratch));
+        var read = new float[Layers * Rows * Width];
+        fixed (float* p = data, r = read)
+        {
+            // Chunks of 3, then 11 (growth while a write of 3 is pending), then the rest of each layer in one go.
+            for (int layer = 0; layer < Layers; layer++)
+            {
+                float* at = p + (layer * Rows * Width);
+                store.Write(layer, 0, 3, at);
+                Assert.Equal(layer == 0 ? 3 : Rows - 14, store.StagingRows);
+                store.Write(layer, 3, 11, at + (3 * Width));
+                store.Write(layer, 14, Rows - 14, at + (14 * Width));
+            }
+
+            Assert.Equal(Rows - 14, store.StagingRows);
+            Assert.Equal(LayerInputStore.StagingBytes(Rows - 14, Width, dtype), ledger.Current(MemoryCategory.Scratch));
+            for (int layer = Layers - 1; layer >= 0; layer--)
+            {
+                store.Read(layer, 0, Rows, r + (layer * Rows * Width)); // larger than staging: bf16 goes through it in pieces
+            }
+        }
+
+        AssertBitsEqual(Expected(data, dtype), read);
+    }
+
     [Fact]
     public void OnDisk_FileIsUnlinkedAtCreation_DirectoryEmptyWhileOpenAndAfter()
     {
