@@ -1,4 +1,6 @@
 // Accounts every native allocation to a category, with current and peak bytes per category and for the total.
+// Disk (files such as offloaded layer inputs) is counted per category but kept out of the total and its peak: the
+// total is resident memory, and disk bytes are not.
 // Deliberately not: an allocator. NativeBuffer reports to a ledger; the ledger only counts.
 
 namespace MiniSeq.Tensors;
@@ -20,9 +22,15 @@ public enum MemoryCategory
 
     /// <summary>Temporaries reused per layer or per chunk, and activation gradients.</summary>
     Scratch,
+
+    /// <summary>Bytes in files on disk (offloaded layer inputs); not resident memory, so not in the ledger's totals.</summary>
+    Disk,
 }
 
-/// <summary>Thread-safe byte counters per <see cref="MemoryCategory"/>: current, peak, and peak of the sum.</summary>
+/// <summary>
+/// Thread-safe byte counters per <see cref="MemoryCategory"/>: current, peak, and peak of the sum of the memory
+/// categories (every category but <see cref="MemoryCategory.Disk"/>).
+/// </summary>
 public sealed class MemoryLedger
 {
     /// <summary>All categories, in display order.</summary>
@@ -50,10 +58,13 @@ public sealed class MemoryLedger
     /// <summary>Most bytes ever held at once in <paramref name="category"/> since the last <see cref="ResetPeaks"/>.</summary>
     public long Peak(MemoryCategory category) => Volatile.Read(ref _peak[(int)category]);
 
-    /// <summary>Bytes currently held in all categories.</summary>
+    /// <summary>Whether a category is resident memory and so counts towards <see cref="CurrentTotal"/> (all but Disk).</summary>
+    public static bool IsMemory(MemoryCategory category) => category != MemoryCategory.Disk;
+
+    /// <summary>Bytes of memory currently held in all categories (<see cref="MemoryCategory.Disk"/> excluded).</summary>
     public long CurrentTotal => Volatile.Read(ref _total);
 
-    /// <summary>Most bytes ever held at once, all categories together.</summary>
+    /// <summary>Most bytes of memory ever held at once, all categories together (<see cref="MemoryCategory.Disk"/> excluded).</summary>
     public long PeakTotal => Volatile.Read(ref _totalPeak);
 
     internal void Add(MemoryCategory category, long bytes)
@@ -62,7 +73,11 @@ public sealed class MemoryLedger
         {
             int c = (int)category;
             _current[c] += bytes;
-            _total += bytes;
+            if (IsMemory(category))
+            {
+                _total += bytes;
+            }
+
             if (_current[c] > _peak[c])
             {
                 _peak[c] = _current[c];
@@ -95,7 +110,7 @@ public sealed class MemoryLedger
     }
 }
 
-/// <summary>Peak bytes per category, the peak of their sum, and the process peak resident set.</summary>
+/// <summary>Peak bytes per category, the peak of their sum (Disk excluded), and the process peak resident set.</summary>
 public sealed record MemoryReport(long[] CurrentBytes, long[] PeakBytes, long PeakTotalBytes, long ProcessPeakRssBytes)
 {
     /// <summary>Peak bytes of one category.</summary>

@@ -23,7 +23,8 @@ public sealed record MemoryPrediction(string PolicyName, MemoryPolicy Policy, lo
         MemoryCategory.Gradients => Gradients,
         MemoryCategory.OptimizerState => OptimizerState,
         MemoryCategory.Activations => Activations,
-        _ => Scratch,
+        MemoryCategory.Scratch => Scratch,
+        _ => 0, // Disk: the planned policies offload nothing
     };
 }
 
