@@ -10,7 +10,7 @@ namespace MiniSeq.Training;
 /// <summary>A predicted peak, by category.</summary>
 public sealed record MemoryPrediction(string PolicyName, MemoryPolicy Policy, long Parameters, long Gradients, long OptimizerState, long Activations, long Scratch, long RuntimeOverhead, long Disk = 0)
 {
-    /// <summary>Predicted peak of all tracked categories (they are all alive during backward).</summary>
+    /// <summary>Predicted peak of all tracked memory categories (they are all alive during backward; disk is not memory).</summary>
     public long TrackedTotal => Parameters + Gradients + OptimizerState + Activations + Scratch;
 
     /// <summary>Predicted process peak resident set.</summary>
@@ -24,7 +24,8 @@ public sealed record MemoryPrediction(string PolicyName, MemoryPolicy Policy, lo
         MemoryCategory.OptimizerState => OptimizerState,
         MemoryCategory.Activations => Activations,
         MemoryCategory.Scratch => Scratch,
-        _ => 0, // Disk: the planned policies offload nothing
+        MemoryCategory.Disk => Disk,
+        _ => throw new ArgumentOutOfRangeException(nameof(category)),
     };
 }
 
