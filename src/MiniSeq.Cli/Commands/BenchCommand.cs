@@ -89,6 +89,31 @@ internal static class BenchCommand
     private static int[] ParseList(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
         .Select(s => s.EndsWith('k') || s.EndsWith('K') ? int.Parse(s[..^1], CultureInfo.InvariantCulture) * 1024 : int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 
+    /// <summary>Modes separated by commas outside parentheses ("vanilla,mst(mlp 4, lm 8)+chunked(1024)").</summary>
+    internal static string[] SplitModes(string text)
+    {
+        var modes = new List<string>();
+        int depth = 0, start = 0;
+        for (int i = 0; i <= text.Length; i++)
+        {
+            if (i == text.Length || (text[i] == ',' && depth == 0))
+            {
+                if (text[start..i].Trim() is { Length: > 0 } mode)
+                {
+                    modes.Add(mode);
+                }
+
+                start = i + 1;
+            }
+            else
+            {
+                depth += text[i] == '(' ? 1 : text[i] == ')' ? -1 : 0;
+            }
+        }
+
+        return [.. modes];
+    }
+
     internal static MemoryPolicy ModePolicy(string mode, LlamaConfig config, int batch, int seqLen, long budget)
     {
         long rows = (long)batch * seqLen;
@@ -107,8 +132,8 @@ internal static class BenchCommand
             return new MemoryPolicy { MlpChunks = Count("mlp"), LmHeadChunks = Count("lm"), Checkpoint = ckpt };
         }
 
-        return MemoryPlanner.StandardPolicies.FirstOrDefault(p => p.Name == mode).Make?.Invoke(config, rows)
-            ?? throw new ArgumentException($"Unknown mode '{mode}': use vanilla, mst, checkpoint, mst+checkpoint, auto, or explicit chunks such as mlp16;lm8+checkpoint.");
+        // A standard name, or what MemoryPolicy.Describe prints, e.g. "mst(mlp 32, lm 64)+chunked(1024)+bf16".
+        return MemoryPolicy.Parse(mode, config, rows);
     }
 
     /// <summary>Hidden: one benchmark run in this process, printed as one JSON line (used by `bench memory`).</summary>
@@ -171,7 +196,7 @@ internal static class BenchCommand
             Console.WriteLine($"machine: {MachineLine()}");
             foreach (int n in ParseList(p.GetValue(SeqLens)!))
             {
-                foreach (string mode in p.GetValue(Modes)!.Split(','))
+                foreach (string mode in SplitModes(p.GetValue(Modes)!))
                 {
                     StepBenchmarkResult? r = RunChild(p.GetValue(ConfigName)!, n, p.GetValue(Batch), mode.Trim(), p.GetValue(Steps), p.GetValue(Budget)!);
                     if (r is not null)
@@ -207,7 +232,7 @@ internal static class BenchCommand
         command.SetAction(p =>
         {
             LlamaConfig config = ModelPresets.Resolve(p.GetValue(ConfigName)!);
-            string[] modes = p.GetValue(Modes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            string[] modes = SplitModes(p.GetValue(Modes)!);
             var sb = new StringBuilder($"machine: {MachineLine()}\n\n| N | mode | median step s | tokens/s | tokens/s vs {modes[0]} |\n|---:|---|---:|---:|---:|\n");
             foreach (int n in ParseList(p.GetValue(SeqLens)!))
             {
@@ -246,7 +271,7 @@ internal static class BenchCommand
             int batch = p.GetValue(Batch), steps = p.GetValue(Steps);
             string budgetText = p.GetValue(Budget)!;
             long budget = ByteSize.Parse(budgetText), skip = ByteSize.Parse(p.GetValue(maxPredicted)!);
-            string[] modes = p.GetValue(Modes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            string[] modes = SplitModes(p.GetValue(Modes)!);
             var rows = new List<StepBenchmarkResult>();
             Console.WriteLine($"machine: {MachineLine()}");
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();

@@ -101,13 +101,28 @@ public sealed partial record MemoryPolicy
     /// (the file is unlinked as soon as it is created, so nothing is left behind).</summary>
     public static string DefaultOffloadDirectory => Path.GetTempPath();
 
-    /// <summary>Positions per chunk of the auto sequence-chunked policy: large enough to keep the chunk GEMMs efficient
-    /// (docs/benchmarks/overhead.md), small enough that a chunk's working set is a few MiB.</summary>
-    public const int AutoSequenceChunk = MinAutoChunkRows;
+    /// <summary>Positions per chunk of the auto sequence-chunked policy. Sequence chunking is the memory frontier: at the
+    /// lengths that need it attention dominates the step, and chunks of 1024 cost ≈ 2 % against 2048 at N = 16K
+    /// (docs/benchmarks/memory.md), while halving the chunk's working set.</summary>
+    public const int AutoSequenceChunk = 1024;
 
-    /// <summary>Sequence-chunked layers with MsT inside each chunk (auto rules for <paramref name="rows"/>).</summary>
+    /// <summary>
+    /// Sequence-chunked layers with mini-sequences inside each chunk: MLP sub-chunks of 512 rows and LM-head sub-chunks
+    /// of <see cref="MinLmHeadChunkRows"/>/8 rows (256 at V = 8192: logits of 8 MiB), so that no chunk temporary
+    /// outweighs the whole-sequence tensors.
+    /// </summary>
     public static MemoryPolicy Chunked(LlamaConfig config, long rows, int? chunk = null)
-        => MiniSequence(config, rows, checkpoint: true) with { SequenceChunk = chunk ?? AutoSequenceChunk };
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        long headRows = Math.Max(64, MinLmHeadChunkRows(config.VocabSize) / 8);
+        return new MemoryPolicy
+        {
+            MlpChunks = (int)Math.Max(1, (rows + 511) / 512),
+            LmHeadChunks = (int)Math.Max(1, (rows + headRows - 1) / headRows),
+            Checkpoint = true,
+            SequenceChunk = chunk ?? AutoSequenceChunk,
+        };
+    }
 
     /// <summary>
     /// Parses a policy name — <c>vanilla</c>, <c>mst</c>, <c>checkpoint</c>, <c>mst+checkpoint</c>, <c>chunked</c> (auto
