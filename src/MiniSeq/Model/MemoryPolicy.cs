@@ -102,22 +102,22 @@ public sealed partial record MemoryPolicy
     public static string DefaultOffloadDirectory => Path.GetTempPath();
 
     /// <summary>Positions per chunk of the auto sequence-chunked policy. Sequence chunking is the memory frontier: at the
-    /// lengths that need it attention dominates the step, and chunks of 1024 cost ≈ 2 % against 2048 at N = 16K
-    /// (docs/benchmarks/memory.md), while halving the chunk's working set.</summary>
-    public const int AutoSequenceChunk = 1024;
+    /// lengths that need it attention dominates the step, so small chunks cost little (measured in
+    /// docs/benchmarks/memory.md) while the chunk's working set shrinks with them.</summary>
+    public const int AutoSequenceChunk = 512;
 
     /// <summary>
-    /// Sequence-chunked layers with mini-sequences inside each chunk: MLP sub-chunks of 512 rows and LM-head sub-chunks
-    /// of <see cref="MinLmHeadChunkRows"/>/8 rows (256 at V = 8192: logits of 8 MiB), so that no chunk temporary
+    /// Sequence-chunked layers with mini-sequences inside each chunk: MLP sub-chunks of 256 rows and LM-head sub-chunks
+    /// of <see cref="MinLmHeadChunkRows"/>/16 rows (128 at V = 8192: logits of 4 MiB), so that no chunk temporary
     /// outweighs the whole-sequence tensors.
     /// </summary>
     public static MemoryPolicy Chunked(LlamaConfig config, long rows, int? chunk = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        long headRows = Math.Max(64, MinLmHeadChunkRows(config.VocabSize) / 8);
+        long headRows = Math.Max(64, MinLmHeadChunkRows(config.VocabSize) / 16);
         return new MemoryPolicy
         {
-            MlpChunks = (int)Math.Max(1, (rows + 511) / 512),
+            MlpChunks = (int)Math.Max(1, (rows + 255) / 256),
             LmHeadChunks = (int)Math.Max(1, (rows + headRows - 1) / headRows),
             Checkpoint = true,
             SequenceChunk = chunk ?? AutoSequenceChunk,

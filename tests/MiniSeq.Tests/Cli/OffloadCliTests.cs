@@ -1,0 +1,67 @@
+// Layer inputs offloaded to disk through the real executable: a run killed with SIGKILL mid-step leaves nothing in the
+// offload directory (the file is unlinked the moment it is created), the directory shows nothing while a run is alive,
+// offloaded training ends bit-identical to in-memory training, and a missing directory is one clear line.
+using System.Diagnostics;
+using MiniSeq.Tests.Helpers;
+
+namespace MiniSeq.Tests.Cli;
+
+public class OffloadCliTests
+{
+    private static readonly string[] Demo = ["train", "--seq-len", "96", "--batch", "2", "--seq-chunk", "32"];
+
+    [Fact]
+    public void Offloaded_EqualsInMemory_AndKilledRunLeavesNothing()
+    {
+        using var tmp = new TempDir();
+        string offload = tmp["offload"];
+        Directory.CreateDirectory(offload);
+        CliAssert.Ok(CliRunner.Run([.. Demo, "--steps", "6", "--save", tmp["memory"]]));
+        CliAssert.Ok(CliRunner.Run([.. Demo, "--steps", "6", "--save", tmp["disk"], "--offload", "disk:" + offload]));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["memory"], "model.safetensors")), File.ReadAllBytes(Path.Combine(tmp["disk"], "model.safetensors")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(offload));
+
+        using Process process = CliRunner.StartBackground([.. Demo, "--steps", "100000", "--offload", "disk:" + offload, "--activation-dtype", "bf16"]);
+        var clock = Stopwatch.StartNew();
+        bool sawProcessFile = false;
+        while (!process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(4))
+        {
+            Assert.Empty(Directory.EnumerateFileSystemEntries(offload)); // unlinked at creation: never visible
+            sawProcessFile |= OpenOffloadFile(process.Id);
+            Thread.Sleep(20);
+        }
+
+        Assert.False(process.HasExited, "the run ended before it could be killed");
+        Assert.True(sawProcessFile, "the run never held an offload file open");
+        process.Kill(); // SIGKILL, mid-step
+        process.WaitForExit();
+        Assert.Empty(Directory.EnumerateFileSystemEntries(offload));
+    }
+
+    [Fact]
+    public void MissingOffloadDirectory_OneLineError()
+    {
+        using var tmp = new TempDir();
+        CliResult r = CliRunner.Run([.. Demo, "--steps", "1", "--offload", "disk:" + tmp["nowhere"]]);
+        CliAssert.OneLineError(r, tmp["nowhere"]);
+    }
+
+    /// <summary>Whether process <paramref name="pid"/> holds an open (deleted) offload file: /proc/PID/fd links.</summary>
+    private static bool OpenOffloadFile(int pid)
+    {
+        try
+        {
+            return Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd")
+                .Select(fd => new FileInfo(fd).LinkTarget)
+                .Any(target => target is not null && target.Contains(".miniseq-offload-", StringComparison.Ordinal));
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+}
