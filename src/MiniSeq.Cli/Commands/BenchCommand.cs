@@ -79,7 +79,7 @@ internal static class BenchCommand
     }
 
     private static readonly Option<string> SeqLens = new("--seq-len") { DefaultValueFactory = _ => "4096,8192,16384", Description = "Comma-separated sequence lengths" };
-    private static readonly Option<string> Modes = new("--modes") { DefaultValueFactory = _ => "vanilla,mst,checkpoint,mst+checkpoint", Description = "Comma-separated: vanilla, mst, checkpoint, mst+checkpoint, auto" };
+    private static readonly Option<string> Modes = new("--modes") { DefaultValueFactory = _ => "vanilla,mst,checkpoint,mst+checkpoint", Description = "Comma-separated: vanilla, mst, checkpoint, mst+checkpoint, chunked, chunked+offload, chunked+bf16, chunked+bf16+offload, auto, or a described policy such as mst(mlp 64, lm 128)+chunked(512)+bf16" };
     private static readonly Option<int> Steps = new("--steps") { DefaultValueFactory = _ => 3, Description = "Steps per run (the first is a warm-up)" };
     private static readonly Option<string> ConfigName = new("--config") { DefaultValueFactory = _ => "small", Description = "tiny | small | demo | config.json" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 1, Description = "Rows per batch" };
@@ -414,8 +414,9 @@ internal static class BenchCommand
 
     internal static string MemoryTable(IReadOnlyList<StepBenchmarkResult> rows, long? budget)
     {
-        var sb = new StringBuilder("| mode | N | tokens/s | params | grads | optimizer | activations | scratch | tracked peak | process peak RSS | predicted RSS | error |" + (budget is null ? "" : " fits |") + "\n");
-        sb.Append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + (budget is null ? "" : "---|") + "\n");
+        // One column per ledger category (disk: offloaded layer inputs, not part of the tracked or resident peak).
+        var sb = new StringBuilder("| mode | N | tokens/s | params | grads | optimizer | activations | scratch | disk | tracked peak | process peak RSS | predicted RSS | error |" + (budget is null ? "" : " fits |") + "\n");
+        sb.Append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + (budget is null ? "" : "---|") + "\n");
         foreach (StepBenchmarkResult r in rows)
         {
             double err = (double)(r.PredictedProcessPeakBytes - r.ProcessPeakRssBytes) / r.ProcessPeakRssBytes;

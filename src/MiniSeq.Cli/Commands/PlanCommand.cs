@@ -41,13 +41,17 @@ internal static class PlanCommand
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
             IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead);
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens");
+            // Per policy, the longest sequence (multiple of 1024) whose predicted peak fits the budget.
+            Dictionary<string, int>? largest = budget is long cap
+                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024))
+                : null;
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens", largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;
     }
 
-    public static void Print(IReadOnlyList<MemoryPrediction> predictions, long? budget, string title)
+    public static void Print(IReadOnlyList<MemoryPrediction> predictions, long? budget, string title, IReadOnlyDictionary<string, int>? largestSeqLen = null)
     {
         var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(title));
         table.AddColumn("policy");
@@ -63,6 +67,11 @@ internal static class PlanCommand
             table.AddColumn("fits");
         }
 
+        if (largestSeqLen is not null)
+        {
+            table.AddColumn(new TableColumn("largest N within budget").RightAligned());
+        }
+
         foreach (MemoryPrediction pr in predictions)
         {
             var cells = new List<string> { Markup.Escape($"{pr.PolicyName} [{pr.Policy.Describe()}]") };
@@ -72,6 +81,11 @@ internal static class PlanCommand
             if (budget is long limit)
             {
                 cells.Add(pr.ProcessPeak <= limit ? "[green]yes[/]" : "[red]no[/]");
+            }
+
+            if (largestSeqLen is not null)
+            {
+                cells.Add(largestSeqLen.TryGetValue(pr.PolicyName, out int n) ? n.ToString("N0", CultureInfo.InvariantCulture) : "");
             }
 
             table.AddRow(cells.ToArray());

@@ -67,7 +67,7 @@ internal static class Svg
     public static string PeakMemoryChart(IReadOnlyList<StepBenchmarkResult> rows, long budget)
     {
         const int W = 720, H = 440, L = 80, R = 170, T = 30, B = 50;
-        string[] colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+        string[] colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
         if (rows.Count == 0)
         {
             return "<svg xmlns=\"http://www.w3.org/2000/svg\"/>";

@@ -31,6 +31,7 @@ public sealed record RopeScaling(string RopeType, double Factor, double LowFreqF
 public sealed unsafe class RopeTable : IDisposable
 {
     private readonly NativeBuffer _buffer; // cos (MaxPositions, D/2) followed by sin (MaxPositions, D/2)
+    private readonly float[] _invFreq;
 
     /// <summary>Builds the table: inv_freq[j] = 1/θ^(2j/D) in float32 (as HF), scaled by <paramref name="scaling"/>
     /// (see <see cref="InverseFrequencies"/>), angle = float(pos)·inv_freq[j].</summary>
@@ -57,19 +58,40 @@ public sealed unsafe class RopeTable : IDisposable
         MaxPositions = maxPositions;
         int half = headDim / 2;
         _buffer = new NativeBuffer(2L * maxPositions * half, MemoryCategory.Scratch, ledger, "rope-table");
-        float* cos = _buffer.Pointer;
-        float* sin = cos + ((long)maxPositions * half);
-        float[] invFreq = InverseFrequencies(headDim, theta, scaling);
-
+        _invFreq = InverseFrequencies(headDim, theta, scaling);
         for (int p = 0; p < maxPositions; p++)
         {
-            float position = p;
-            for (int j = 0; j < half; j++)
-            {
-                float angle = position * invFreq[j];
-                cos[((long)p * half) + j] = (float)Math.Cos(angle);
-                sin[((long)p * half) + j] = (float)Math.Sin(angle);
-            }
+            FillRow(p, p);
+        }
+    }
+
+    /// <summary>
+    /// Makes row r of this table hold position <paramref name="firstPosition"/> + r − documentStarts[r] (documentStarts
+    /// null: 0), for r &lt; <paramref name="rows"/>: a table of one chunk's rows, used at position offset 0 (so RoPE reads
+    /// row r for row r). The values are those of the full table at the same positions, bit for bit; a sequence-chunked
+    /// pass keeps this chunk-sized table instead of one row per position of the sequence.
+    /// </summary>
+    public void FillRows(int firstPosition, int rows, int* documentStarts)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(firstPosition);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(rows, MaxPositions);
+        for (int r = 0; r < rows; r++)
+        {
+            FillRow(r, firstPosition + r - (documentStarts == null ? 0 : documentStarts[r]));
+        }
+    }
+
+    private void FillRow(int row, int p)
+    {
+        int half = HeadDim / 2;
+        float* cos = _buffer.Pointer + ((long)row * half);
+        float* sin = _buffer.Pointer + ((long)MaxPositions * half) + ((long)row * half);
+        float position = p;
+        for (int j = 0; j < half; j++)
+        {
+            float angle = position * _invFreq[j];
+            cos[j] = (float)Math.Cos(angle);
+            sin[j] = (float)Math.Sin(angle);
         }
     }
 

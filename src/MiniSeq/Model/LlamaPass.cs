@@ -40,7 +40,7 @@ public sealed unsafe class LlamaPass : IDisposable
         Plan = plan;
         _activations = new Arena(plan.Activations, model.Ledger);
         _scratch = new Arena(plan.Scratch, model.Ledger);
-        _rope = new RopeTable(model.Config.HeadDim, model.Config.RopeTheta, plan.Positions.Offset + plan.SeqLen, model.Ledger, model.Config.RopeScaling);
+        _rope = new RopeTable(model.Config.HeadDim, model.Config.RopeTheta, plan.RopeRows, model.Ledger, model.Config.RopeScaling);
         _ctx = new PassContext(model, plan, _activations, _scratch, _rope);
         _attention = new AttentionBlock(_ctx);
         _mlp = new MlpBlock(_ctx);

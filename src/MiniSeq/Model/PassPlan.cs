@@ -306,6 +306,10 @@ public sealed class PassPlan
     public ArenaSlot ChunkMid { get; private set; }
 #pragma warning restore CS1591
 
+    /// <summary>Rows of the RoPE cos/sin table: every position of the sequence, or one chunk's rows when layers are
+    /// sequence-chunked (the table is refilled per chunk, see <see cref="RopeTable.FillRows"/>).</summary>
+    public int RopeRows => SequenceChunkRows > 0 ? SequenceChunkRows : Positions.Offset + SeqLen;
+
     /// <summary>Positions per chunk of sequence-chunked layers (0 when the policy does not chunk layers).</summary>
     public int SequenceChunkRows { get; private set; }
 

@@ -72,7 +72,7 @@ public static class MemoryPlanner
     {
         long parameters = new ParameterLayout(config).Plan.TotalBytes;
         var plan = new PassPlan(config, microBatchRows, seqLen, policy);
-        long rope = (long)seqLen * config.HeadDim * sizeof(float);
+        long rope = (long)plan.RopeRows * config.HeadDim * sizeof(float);
         return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, parameters, Optimizer.StateBytes(config, optimizer),
             plan.Activations.TotalBytes + plan.LayerInputResidentBytes, plan.Scratch.TotalBytes + plan.LayerInputStagingBytes + rope, runtimeOverhead + GemmPackBytes(config, plan),
             plan.LayerInputDiskBytes);

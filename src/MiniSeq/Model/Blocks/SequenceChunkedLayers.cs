@@ -4,7 +4,7 @@
 //
 // Forward, layer l, chunk c (positions [t0, t0 + S) of row b), in position order:
 //   store ← h_c (the layer input, for backward; layer 0's input is the embedding, recomputed instead)
-//   xn = rmsnorm(h_c); q_c = rope(xn·Wqᵀ); K_c = rope(xn·Wkᵀ); V_c = xn·Wvᵀ
+//   xn = rmsnorm(h_c); q_c = rope(xn·Wqᵀ); K_c = rope(xn·Wkᵀ); V_c = xn·Wvᵀ (the RoPE table holds the chunk's rows only)
 //   o_c = attention(q_c, K[0, t0 + S), V[0, t0 + S)); m_c = h_c + o_c·Woᵀ; h_c ← m_c + MLP(m_c)   (in place: h_c is dead)
 //   last layer: loss and dL/dh_c from the LM head at once; the stream rows h_c become dRes_c.
 // Backward, layer l: K and V of every chunk are recomputed from the stored inputs; then chunks in reverse position
@@ -131,8 +131,8 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                 float* dkC = dk + (r0 * kvd), dvC = dv + (r0 * kvd);
                 using (StepProfiler.Measure(ProfiledOp.Rope))
                 {
-                    Rope.Backward(dq, rows, rows, cfg.NumAttentionHeads, ctx.Rope, Plan.Positions.Offset + t0, ChunkDocumentStarts(b, t0));
-                    Rope.Backward(dkC, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, Plan.Positions.Offset + t0, ChunkDocumentStarts(b, t0));
+                    Rope.Backward(dq, rows, rows, cfg.NumAttentionHeads, ctx.Rope, 0);
+                    Rope.Backward(dkC, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, 0);
                 }
 
                 float* dqPre = dq;
@@ -193,6 +193,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         long r0 = ((long)b * Plan.SeqLen) + t0;
         float* xn = ctx.Temp(Plan.ProjNorm), rstd = ctx.Temp(Plan.ProjRstd);
         float* kc = ctx.Saved(Plan.Key) + (r0 * kvd), vc = ctx.Saved(Plan.Value) + (r0 * kvd);
+        FillRope(b, t0, rows);
         ctx.NormForward(hIn, w.AttentionNorm, rows, xn, rstd);
         Linear.Forward(xn, rows, ctx.Projection(w.Key, c, kvd, default, w.KeyBias), kc, op: ProfiledOp.AttentionProjections);
         Linear.Forward(xn, rows, ctx.Projection(w.Value, c, kvd, default, w.ValueBias), vc, op: ProfiledOp.AttentionProjections);
@@ -202,7 +203,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         }
 
         using var scope = StepProfiler.Measure(ProfiledOp.Rope);
-        Rope.Forward(kc, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, Plan.Positions.Offset + t0, ChunkDocumentStarts(b, t0));
+        Rope.Forward(kc, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, 0);
     }
 
     /// <summary>
@@ -221,6 +222,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         }
         else
         {
+            FillRope(b, t0, rows);
             ctx.NormForward(hIn, w.AttentionNorm, rows, ctx.Temp(Plan.ProjNorm), ctx.Temp(Plan.ProjRstd));
         }
 
@@ -233,7 +235,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Forward(q, rows, rows, cfg.NumAttentionHeads, ctx.Rope, Plan.Positions.Offset + t0, ChunkDocumentStarts(b, t0));
+            Rope.Forward(q, rows, rows, cfg.NumAttentionHeads, ctx.Rope, 0);
         }
 
         long kvOffset = (long)b * seqLen * kvd;
@@ -246,6 +248,14 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         // m = h + o·Woᵀ
         new TensorView(hIn, (long)rows * c).CopyTo(new TensorView(mid, (long)rows * c));
         Linear.Forward(o, rows, ctx.Projection(w.Output, hd, c, default), mid, accumulate: true, op: ProfiledOp.AttentionProjections);
+    }
+
+    /// <summary>The RoPE table's rows become this chunk's positions (absolute, restarting per document); RoPE of the
+    /// chunk then runs at position offset 0. Valid until the next chunk's fill, backward included.</summary>
+    private void FillRope(int b, int t0, int rows)
+    {
+        using var scope = StepProfiler.Measure(ProfiledOp.Rope);
+        ctx.Rope.FillRows(Plan.Positions.Offset + t0, rows, ChunkDocumentStarts(b, t0));
     }
 
     private int* RowDocumentStarts(int b) => ctx.DocumentStarts == null ? null : ctx.DocumentStarts + ((long)b * Plan.SeqLen);
