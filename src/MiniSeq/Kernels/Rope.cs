@@ -32,6 +32,7 @@ public sealed unsafe class RopeTable : IDisposable
 {
     private readonly NativeBuffer _buffer; // cos (MaxPositions, D/2) followed by sin (MaxPositions, D/2)
     private readonly float[] _invFreq;
+    private (int First, int Rows) _filled = (-1, 0); // what FillRows last wrote (without document starts)
 
     /// <summary>Builds the table: inv_freq[j] = 1/θ^(2j/D) in float32 (as HF), scaled by <paramref name="scaling"/>
     /// (see <see cref="InverseFrequencies"/>), angle = float(pos)·inv_freq[j].</summary>
@@ -75,10 +76,17 @@ public sealed unsafe class RopeTable : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(firstPosition);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(rows, MaxPositions);
+        if (documentStarts == null && (firstPosition, rows) == _filled)
+        {
+            return; // already these rows (backward's K/V pass ends on the chunk its reverse loop starts with)
+        }
+
         for (int r = 0; r < rows; r++)
         {
             FillRow(r, firstPosition + r - (documentStarts == null ? 0 : documentStarts[r]));
         }
+
+        _filled = documentStarts == null ? (firstPosition, rows) : (-1, 0); // document starts may change behind a pointer
     }
 
     private void FillRow(int row, int p)
@@ -90,8 +98,9 @@ public sealed unsafe class RopeTable : IDisposable
         for (int j = 0; j < half; j++)
         {
             float angle = position * _invFreq[j];
-            cos[j] = (float)Math.Cos(angle);
-            sin[j] = (float)Math.Sin(angle);
+            (double sinA, double cosA) = Math.SinCos(angle);
+            cos[j] = (float)cosA;
+            sin[j] = (float)sinA;
         }
     }
 

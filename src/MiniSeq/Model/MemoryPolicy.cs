@@ -107,17 +107,17 @@ public sealed partial record MemoryPolicy
     public const int AutoSequenceChunk = 512;
 
     /// <summary>
-    /// Sequence-chunked layers with mini-sequences inside each chunk: MLP sub-chunks of 256 rows and LM-head sub-chunks
-    /// of <see cref="MinLmHeadChunkRows"/>/16 rows (128 at V = 8192: logits of 4 MiB), so that no chunk temporary
-    /// outweighs the whole-sequence tensors.
+    /// Sequence-chunked layers with mini-sequences inside each chunk: MLP sub-chunks of 512 rows and LM-head sub-chunks
+    /// of <see cref="MinLmHeadChunkRows"/>/8 rows (256 at V = 8192: logits of 8 MiB), so that no chunk temporary
+    /// outweighs the whole-sequence tensors (halving both cost ≈ 4 % of a step at N = 16K for ≈ 4 MiB).
     /// </summary>
     public static MemoryPolicy Chunked(LlamaConfig config, long rows, int? chunk = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        long headRows = Math.Max(64, MinLmHeadChunkRows(config.VocabSize) / 16);
+        long headRows = Math.Max(64, MinLmHeadChunkRows(config.VocabSize) / 8);
         return new MemoryPolicy
         {
-            MlpChunks = (int)Math.Max(1, (rows + 255) / 256),
+            MlpChunks = (int)Math.Max(1, (rows + 511) / 512),
             LmHeadChunks = (int)Math.Max(1, (rows + headRows - 1) / headRows),
             Checkpoint = true,
             SequenceChunk = chunk ?? AutoSequenceChunk,
