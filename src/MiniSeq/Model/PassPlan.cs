@@ -108,20 +108,11 @@ public sealed class PassPlan
         ProjNorm = Scratch.Add("proj_norm", pr * c);
         ProjRstd = Scratch.Add("proj_rstd", pr);
         ProjQkRstd = config.QkNorm ? Scratch.Add("proj_qk_rstd", pr * heads) : default;
-        MlpNorm = Scratch.Add("mlp_norm", mr * c);
-        MlpRstd = Scratch.Add("mlp_rstd", mr);
-        MlpGate = mlpSaved ? default : Scratch.Add("mlp_gate", mr * f);
-        MlpUp = mlpSaved ? default : Scratch.Add("mlp_up", mr * f);
-        MlpProduct = Scratch.Add("mlp_product", mr * f);
-        MlpDNorm = training ? Scratch.Add("mlp_d_norm", mr * c) : default;
+        AddMlpChunkSlots(mr, gateAndUp: !mlpSaved);
 
         // LM head chunk.
         Scratch.Rewind(phaseBase);
-        HeadNorm = Scratch.Add("head_norm", lr * c);
-        HeadRstd = Scratch.Add("head_rstd", lr);
-        HeadLogits = Scratch.Add("head_logits", lr * v);
-        HeadRowLoss = Scratch.Add("head_row_loss", lr);
-        HeadDNorm = training ? Scratch.Add("head_d_norm", lr * c) : default;
+        AddLmHeadChunkSlots(lr);
 
         // attention backward (the MLP backward chunk reuses the forward-layer slots above, a different phase).
         if (training)
@@ -202,19 +193,9 @@ public sealed class PassPlan
         }
 
         long phaseBase = Scratch.Cursor;
-        MlpNorm = Scratch.Add("mlp_norm", mr * c);
-        MlpRstd = Scratch.Add("mlp_rstd", mr);
-        MlpGate = Scratch.Add("mlp_gate", mr * f);
-        MlpUp = Scratch.Add("mlp_up", mr * f);
-        MlpProduct = Scratch.Add("mlp_product", mr * f);
-        MlpDNorm = Training ? Scratch.Add("mlp_d_norm", mr * c) : default;
-
+        AddMlpChunkSlots(mr, gateAndUp: true);
         Scratch.Rewind(phaseBase);
-        HeadNorm = Scratch.Add("head_norm", lr * c);
-        HeadRstd = Scratch.Add("head_rstd", lr);
-        HeadLogits = Scratch.Add("head_logits", lr * v);
-        HeadRowLoss = Scratch.Add("head_row_loss", lr);
-        HeadDNorm = Training ? Scratch.Add("head_d_norm", lr * c) : default;
+        AddLmHeadChunkSlots(lr);
         if (Training && config.QkNorm)
         {
             Scratch.Rewind(phaseBase);
@@ -222,6 +203,29 @@ public sealed class PassPlan
             BackQkRstd = Scratch.Add("back_qk_rstd", (long)s * heads);
             BackQkDPre = Scratch.Add("back_qk_d_pre", (long)s * hd);
         }
+    }
+
+    /// <summary>The MLP chunk's temporaries (gate and up only when they are not saved per layer).</summary>
+    private void AddMlpChunkSlots(long rows, bool gateAndUp)
+    {
+        int c = Config.HiddenSize, f = Config.IntermediateSize;
+        MlpNorm = Scratch.Add("mlp_norm", rows * c);
+        MlpRstd = Scratch.Add("mlp_rstd", rows);
+        MlpGate = gateAndUp ? Scratch.Add("mlp_gate", rows * f) : default;
+        MlpUp = gateAndUp ? Scratch.Add("mlp_up", rows * f) : default;
+        MlpProduct = Scratch.Add("mlp_product", rows * f);
+        MlpDNorm = Training ? Scratch.Add("mlp_d_norm", rows * c) : default;
+    }
+
+    /// <summary>The LM-head chunk's temporaries, logits included.</summary>
+    private void AddLmHeadChunkSlots(long rows)
+    {
+        int c = Config.HiddenSize;
+        HeadNorm = Scratch.Add("head_norm", rows * c);
+        HeadRstd = Scratch.Add("head_rstd", rows);
+        HeadLogits = Scratch.Add("head_logits", rows * Config.VocabSize);
+        HeadRowLoss = Scratch.Add("head_row_loss", rows);
+        HeadDNorm = Training ? Scratch.Add("head_d_norm", rows * c) : default;
     }
 
     /// <summary>The model config.</summary>

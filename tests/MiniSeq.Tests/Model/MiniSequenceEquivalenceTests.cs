@@ -32,7 +32,7 @@ public class MiniSequenceEquivalenceTests
         return new TokenBatch(rows, seqLen, ids, labels);
     }
 
-    private static (double Loss, float[] Gradients) Run(LlamaConfig config, TokenBatch batch, MemoryPolicy policy, int? microBatch = null, LossOptions? loss = null)
+    internal static (double Loss, float[] Gradients) Run(LlamaConfig config, TokenBatch batch, MemoryPolicy policy, int? microBatch = null, LossOptions? loss = null)
     {
         using var model = new LlamaModel(config);
         model.InitializeRandom(42);

@@ -6,7 +6,6 @@ using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
 using MiniSeq.Tests.Helpers;
-using MiniSeq.Training;
 
 namespace MiniSeq.Tests.Model;
 
@@ -21,13 +20,7 @@ public class SequenceChunkedLayerTests
         => MemoryPolicy.Chunked(config, rows, chunk) with { LayerInputDType = dtype, OffloadDirectory = offload };
 
     private static (double Loss, float[] Gradients) Run(LlamaConfig config, TokenBatch batch, MemoryPolicy policy, int? microBatch = null, LossOptions? loss = null)
-    {
-        using var model = new LlamaModel(config);
-        model.InitializeRandom(42);
-        using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, MicroBatchRows = microBatch, Loss = loss ?? LossOptions.Default }, batch.BatchSize, batch.SeqLen);
-        (double value, _) = trainer.ComputeGradients(batch);
-        return (value, trainer.Gradients.Span.ToArray());
-    }
+        => MiniSequenceEquivalenceTests.Run(config, batch, policy, microBatch, loss);
 
     private static void AssertClose(LlamaConfig config, (double Loss, float[] Gradients) actual, (double Loss, float[] Gradients) expected, double tolerance, string what)
     {
