@@ -56,5 +56,9 @@ public class MemoryPlannerTests
         Assert.Equal("vanilla", MemoryPlanner.Choose(all, 64L << 30)!.PolicyName);
         Assert.Null(MemoryPlanner.Choose(all, 100L << 20));
         Assert.True(MemoryPlanner.LargestFittingSeqLen(config, 1, "mst+checkpoint", new OptimizerOptions(), 50L << 20, 1L << 30) >= 60_000);
+
+        // Beyond MsT: with sequence-chunked layers and offloaded inputs only the stream, K, V, dK, dV grow with N.
+        Assert.Equal("chunked+offload", MemoryPlanner.Choose(MemoryPlanner.PredictAll(config, 1, 32768, new OptimizerOptions(), 50L << 20), 256L << 20)!.PolicyName);
+        Assert.True(MemoryPlanner.LargestFittingSeqLen(config, 1, "chunked+offload", new OptimizerOptions(), 50L << 20, 1L << 30) >= 400_000);
     }
 }
