@@ -244,10 +244,10 @@ internal static class TrainCommand
         string? budgetOption = p.GetValue(Budget) ?? (demo ? DemoSummary.DefaultBudget : null);
         long runtimeOverhead = MemoryPlanner.MeasureRuntimeOverhead();
         long? vanillaPeak = demo ? DemoSummary.PredictVanillaPeak(config, microRows, source.SeqLen, optimizerOptions, runtimeOverhead) : null;
+        // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
+        bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint) || p.IsGiven(SeqChunk) || p.IsGiven(ActivationDTypeOption) || p.IsGiven(Offload);
         if (budgetOption is string budgetText)
         {
-            // Only options typed on the command line count as a choice; their defaults leave the choice to the planner.
-            bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint) || p.IsGiven(SeqChunk) || p.IsGiven(ActivationDTypeOption) || p.IsGiven(Offload);
             policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead);
         }
 
@@ -358,7 +358,7 @@ internal static class TrainCommand
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
             (double, int) recall = demo ? DemoSummary.RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + DemoSummary.HeldOutSeedOffset)) : default;
             long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead).ProcessPeak : 0;
-            Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
+            Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), explicitPolicy ? null : budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
                 : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
                 : null;
             PrintSummary(model, run.History, savePath, extraRows);

@@ -16,7 +16,9 @@ public class OffloadCliTests
         using var tmp = new TempDir();
         string offload = tmp["offload"];
         Directory.CreateDirectory(offload);
-        CliAssert.Ok(CliRunner.Run([.. Demo, "--steps", "6", "--save", tmp["memory"]]));
+        CliResult inMemory = CliRunner.Run([.. Demo, "--steps", "6", "--save", tmp["memory"]]);
+        CliAssert.Ok(inMemory);
+        Assert.DoesNotContain("chosen by the planner", inMemory.Stdout, StringComparison.Ordinal); // --seq-chunk is the user's choice
         CliAssert.Ok(CliRunner.Run([.. Demo, "--steps", "6", "--save", tmp["disk"], "--offload", "disk:" + offload]));
         Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["memory"], "model.safetensors")), File.ReadAllBytes(Path.Combine(tmp["disk"], "model.safetensors")));
         Assert.Empty(Directory.EnumerateFileSystemEntries(offload));
