@@ -141,7 +141,8 @@ public static unsafe partial class FlashAttention
         RunBackward(ref args, workspace);
     }
 
-    private static void RunForward(ref Args args)
+    /// <summary>Checks the tensors forward and backward both read and sets the query blocking of the width.</summary>
+    private static void PrepareBlocks(ref Args args)
     {
         ThrowIfNull(args.Q, "q");
         ThrowIfNull(args.K, "k");
@@ -150,6 +151,11 @@ public static unsafe partial class FlashAttention
         ThrowIfNull(args.Lse, "lse");
         args.RowBlock = RowBlock(args.Isa);
         args.QueryBlocks = (args.QueryRows + args.RowBlock - 1) / args.RowBlock;
+    }
+
+    private static void RunForward(ref Args args)
+    {
+        PrepareBlocks(ref args);
         fixed (Args* context = &args)
         {
             KernelThreads.For(args.BatchSize * args.KvHeadCount * args.QueryBlocks, &ForwardTask, context);
@@ -159,11 +165,7 @@ public static unsafe partial class FlashAttention
     private static void RunBackward(ref Args args, float* workspace)
     {
         ThrowIfNull(args.DOutput, "dOutput");
-        ThrowIfNull(args.Q, "q");
-        ThrowIfNull(args.K, "k");
-        ThrowIfNull(args.V, "v");
-        ThrowIfNull(args.Output, "output");
-        ThrowIfNull(args.Lse, "lse");
+        PrepareBlocks(ref args);
         ThrowIfNull(args.DQ, "dq");
         ThrowIfNull(args.DK, "dk");
         ThrowIfNull(args.DV, "dv");
@@ -171,8 +173,6 @@ public static unsafe partial class FlashAttention
         // One task per (batch, kv head, query split): it owns the dq rows of its query blocks of the group's heads and
         // writes dk/dv of its kv head — the last split into dk/dv, an earlier one into its own partial buffer, added
         // afterwards in a fixed order. No two tasks write the same float; the result is independent of the thread count.
-        args.RowBlock = RowBlock(args.Isa);
-        args.QueryBlocks = (args.QueryRows + args.RowBlock - 1) / args.RowBlock;
         args.Splits = args.Isa == IsaWidth.Scalar ? 1 : BackwardSplits(args.BatchSize, args.KvHeadCount, args.QueryBlocks);
         float* owned = null;
         if (args.Splits > 1)

@@ -159,7 +159,7 @@ public sealed class PassPlan
 
         Activations = new ArenaPlan("activations", MemoryCategory.Activations);
         Stream = Activations.Add("residual_stream", n * c);
-        LayerInputs = [Stream];
+        LayerInputs = []; // the stream and the LayerInputStore take their place
         Workspaces = [];
         Key = Activations.Add("k", n * kvd);
         Value = Activations.Add("v", n * kvd);

@@ -365,11 +365,7 @@ public unsafe class FlashAttentionTests
             KernelThreads.SetThreadCount(2);
             var two = Problem.Create(B, T, H, KvH, D, seed: 6);
             two.RunForwardBackward(isa);
-            Assert.Equal(one.Output, two.Output);
-            Assert.Equal(one.Lse, two.Lse);
-            Assert.Equal(one.DQ, two.DQ);
-            Assert.Equal(one.DK, two.DK);
-            Assert.Equal(one.DV, two.DV);
+            one.AssertBitIdentical(two);
         }
         finally
         {
@@ -618,11 +614,7 @@ public unsafe class FlashAttentionTests
                 two.RunQueryChunks(Chunk, isa, window, st);
             }
 
-            Assert.Equal(one.Output, two.Output);
-            Assert.Equal(one.Lse, two.Lse);
-            Assert.Equal(one.DQ, two.DQ);
-            Assert.Equal(one.DK, two.DK);
-            Assert.Equal(one.DV, two.DV);
+            one.AssertBitIdentical(two);
         }
         finally
         {
@@ -713,6 +705,16 @@ public unsafe class FlashAttentionTests
     /// <summary>Random q, k, v, dOutput (scaled like real activations: scores of a few units) plus result buffers.</summary>
     private sealed class Problem
     {
+        /// <summary>Every output (output, lse, dq, dk, dv) equal bit for bit to <paramref name="other"/>'s.</summary>
+        public void AssertBitIdentical(Problem other)
+        {
+            Assert.Equal(other.Output, Output);
+            Assert.Equal(other.Lse, Lse);
+            Assert.Equal(other.DQ, DQ);
+            Assert.Equal(other.DK, DK);
+            Assert.Equal(other.DV, DV);
+        }
+
         public required int B, T, H, KvH, D;
         public required float[] Q, K, V, DOutput, Output, Lse, DQ, DK, DV;
 

@@ -98,33 +98,45 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         // forward: q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ with xn = rmsnorm(h), per projection chunk
         float* xn = ctx.Temp(plan.BackProjNorm), rstd = ctx.Temp(plan.BackProjRstd), dxn = ctx.Temp(plan.BackProjDNorm);
-        LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, gradients, w.KeyBias),
-            wv = ctx.Projection(w.Value, c, kvd, gradients, w.ValueBias);
         for (int r0 = 0; r0 < rowsTotal; r0 += plan.ProjectionRows)
         {
             int rows = Math.Min(plan.ProjectionRows, rowsTotal - r0);
             float* hChunk = hIn + ((long)r0 * c);
             ctx.NormForward(hChunk, w.AttentionNorm, rows, xn, rstd);
-            float* dqChunk = dq + ((long)r0 * hd), dkChunk = dk + ((long)r0 * kvd);
-            if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
-            {
-                // Qwen3, forward: q = q_norm(q'), k = k_norm(k') per head  →  dq' = q_norm_backward(dq), dk' likewise
-                dqChunk = HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dqChunk, gradients);
-            }
-
-            // forward: q' = xn·Wqᵀ (+ bq)  →  dWq += dq'ᵀ·xn, dbq += Σ dq', dxn = dq'·Wq
-            Linear.Backward(dqChunk, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections);
-            if (w.KeyNorm is { } keyNorm)
-            {
-                dkChunk = HeadNormBackward(xn, rows, wk, keyNorm, cfg.NumKeyValueHeads, dkChunk, gradients);
-            }
-
-            Linear.Backward(dkChunk, xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
-            Linear.Backward(dv + ((long)r0 * kvd), xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
-
-            // forward: xn = rmsnorm(h)  →  dh += rmsnorm_backward(dxn) (dh already holds dm through the residual)
-            ctx.NormBackward(dxn, hChunk, w.AttentionNorm, rstd, rows, dRes + ((long)r0 * c), gradients);
+            ProjectionsBackward(l, hChunk, xn, rstd, rows, dq + ((long)r0 * hd), dk + ((long)r0 * kvd), dv + ((long)r0 * kvd), dxn, dRes + ((long)r0 * c), gradients);
         }
+    }
+
+    /// <summary>
+    /// Backward of xn = rmsnorm(h), q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ (+ Qwen3's q/k norms) over <paramref name="rows"/>
+    /// rows, given dq, dk (after RoPE backward) and dv, xn and its rstd: weight gradients accumulate, dRes += dL/dh.
+    /// dxn is scratch of rows × C floats.
+    /// </summary>
+    internal void ProjectionsBackward(int l, float* h, float* xn, float* rstd, int rows, float* dq, float* dk, float* dv, float* dxn, float* dRes, TensorView gradients)
+    {
+        LayerSlots w = ctx.Layout.Layers[l];
+        LlamaConfig cfg = ctx.Config;
+        int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim;
+        LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, gradients, w.KeyBias),
+            wv = ctx.Projection(w.Value, c, kvd, gradients, w.ValueBias);
+        if (w.QueryNorm is { } qNorm)
+        {
+            // Qwen3, forward: q = q_norm(q'), k = k_norm(k') per head  →  dq' = q_norm_backward(dq), dk' likewise
+            dq = HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dq, gradients);
+        }
+
+        // forward: q' = xn·Wqᵀ (+ bq)  →  dWq += dq'ᵀ·xn, dbq += Σ dq', dxn = dq'·Wq
+        Linear.Backward(dq, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections);
+        if (w.KeyNorm is { } kNorm)
+        {
+            dk = HeadNormBackward(xn, rows, wk, kNorm, cfg.NumKeyValueHeads, dk, gradients);
+        }
+
+        Linear.Backward(dk, xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
+        Linear.Backward(dv, xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
+
+        // forward: xn = rmsnorm(h)  →  dh += rmsnorm_backward(dxn) (dh already holds dm through the residual)
+        ctx.NormBackward(dxn, h, w.AttentionNorm, rstd, rows, dRes, gradients);
     }
 
     /// <summary>
@@ -132,7 +144,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
     /// its rstd (the same kernel calls as forward, so bit-identical), then returns dp = rmsnorm_backward(dOut) in scratch
     /// (valid until the next call) and accumulates the norm weight's gradient.
     /// </summary>
-    internal float* HeadNormBackward(float* xn, int rows, in LinearWeights projection, ArenaSlot norm, int heads, float* dOut, TensorView gradients)
+    private float* HeadNormBackward(float* xn, int rows, in LinearWeights projection, ArenaSlot norm, int heads, float* dOut, TensorView gradients)
     {
         PassPlan plan = ctx.Plan;
         float* pre = ctx.Temp(plan.BackQkPre), rstd = ctx.Temp(plan.BackQkRstd), dPre = ctx.Temp(plan.BackQkDPre);

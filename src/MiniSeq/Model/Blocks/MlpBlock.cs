@@ -14,7 +14,7 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
     public void Forward(int l, LayerWorkspaceSlots ws, float* hOut) => Forward(l, ctx.Saved(ws.HMid), ctx.Rows, hOut, ws.Gate, ws.Up);
 
     /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)) over <paramref name="rowsTotal"/> rows, in chunks of the plan's MLP
-    /// chunk rows; gate/up go to the saved slots when given (unchunked MLP), else to scratch. hOut may alias hMid.</summary>
+    /// chunk rows; gate/up go to the saved slots when given (unchunked MLP), else to scratch.</summary>
     public void Forward(int l, float* hMid, int rowsTotal, float* hOut, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null)
     {
         LayerSlots w = ctx.Layout.Layers[l];
@@ -22,10 +22,7 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
         int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows;
         float* xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct);
         LinearWeights wg = ctx.Projection(w.Gate, c, f, default), wu = ctx.Projection(w.Up, c, f, default), wd = ctx.Projection(w.Down, f, c, default);
-        if (hOut != hMid)
-        {
-            new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
-        }
+        new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
 
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {

@@ -88,9 +88,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         float* partials = Plan.AttentionPartials.Length > 0 ? ctx.Temp(Plan.AttentionPartials) : null;
         for (int l = cfg.NumHiddenLayers - 1; l >= 0; l--)
         {
-            LayerSlots w = ctx.Layout.Layers[l];
-            LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, gradients, w.KeyBias),
-                wv = ctx.Projection(w.Value, c, kvd, gradients, w.ValueBias), wo = ctx.Projection(w.Output, hd, c, gradients);
+            LinearWeights wo = ctx.Projection(ctx.Layout.Layers[l].Output, hd, c, gradients);
 
             // K and V of the whole sequence, chunk by chunk in position order.
             for (int i = 0; i < ChunkCount; i++)
@@ -135,22 +133,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                     Rope.Backward(dkC, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, 0);
                 }
 
-                float* dqPre = dq;
-                if (w.QueryNorm is { } qNorm)
-                {
-                    dqPre = attention.HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dq, gradients);
-                }
-
-                Linear.Backward(dqPre, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections);
-                float* dkPre = dkC;
-                if (w.KeyNorm is { } kNorm)
-                {
-                    dkPre = attention.HeadNormBackward(xn, rows, wk, kNorm, cfg.NumKeyValueHeads, dkC, gradients);
-                }
-
-                Linear.Backward(dkPre, xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
-                Linear.Backward(dvC, xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
-                ctx.NormBackward(dxn, hIn, w.AttentionNorm, rstd, rows, dResC, gradients);
+                attention.ProjectionsBackward(l, hIn, xn, rstd, rows, dq, dkC, dvC, dxn, dResC, gradients);
             }
         }
     }
