@@ -22,6 +22,11 @@ public sealed unsafe class Generator : IDisposable
     public Generator(LlamaModel model, int maxLength)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (model.Adapters is not null)
+        {
+            throw new InvalidOperationException("Generation runs on plain weights: merge the LoRA adapters first (LlamaModel.MergeAdapters; the CLI's generate --adapter does).");
+        }
+
         LlamaConfig cfg = model.Config;
         if (maxLength <= 0 || maxLength > cfg.MaxPositionEmbeddings)
         {

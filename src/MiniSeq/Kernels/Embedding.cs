@@ -31,7 +31,7 @@ public static unsafe class Embedding
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfNegative(dim);
-        if (count == 0 || dim == 0)
+        if (count == 0 || dim == 0 || dTable == null) // null: a frozen table
         {
             return;
         }

@@ -39,6 +39,54 @@ public readonly unsafe struct LinearWeights
 
     /// <summary>Output width.</summary>
     public int OutFeatures { get; }
+
+    /// <summary>A LoRA adapter added to this projection, or none (<see cref="LinearAdapter.IsPresent"/> false).</summary>
+    public LinearAdapter Adapter { get; init; }
+}
+
+/// <summary>
+/// A LoRA adapter on a Linear layer: y += scale·(x·Aᵀ)·Bᵀ with A (rank × in) and B (out × rank), their gradients
+/// (null = not trained), and scratch of 2·rows·rank floats for the rows × rank intermediates.
+/// </summary>
+public readonly unsafe struct LinearAdapter
+{
+    /// <summary>Describes an adapter of rank <paramref name="rank"/>.</summary>
+    public LinearAdapter(float* a, float* b, int rank, float scale, float* scratch, float* aGrad = null, float* bGrad = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rank);
+        ArgumentNullException.ThrowIfNull(scratch);
+        A = a;
+        B = b;
+        Rank = rank;
+        Scale = scale;
+        Scratch = scratch;
+        AGrad = aGrad;
+        BGrad = bGrad;
+    }
+
+    /// <summary>Whether there is an adapter.</summary>
+    public bool IsPresent => Rank > 0;
+
+    /// <summary>A, rank × in.</summary>
+    public float* A { get; }
+
+    /// <summary>B, out × rank.</summary>
+    public float* B { get; }
+
+    /// <summary>dA (accumulated), or null.</summary>
+    public float* AGrad { get; }
+
+    /// <summary>dB (accumulated), or null.</summary>
+    public float* BGrad { get; }
+
+    /// <summary>r.</summary>
+    public int Rank { get; }
+
+    /// <summary>α / r.</summary>
+    public float Scale { get; }
+
+    /// <summary>2 · rows · rank floats.</summary>
+    public float* Scratch { get; }
 }
 
 /// <summary>Forward and backward of <see cref="LinearWeights"/> over a block of rows.</summary>
@@ -57,6 +105,15 @@ public static unsafe class Linear
                 VectorOps.Add(y + (r * o), w.Bias, o, y + (r * o));
             }
         }
+
+        if (w.Adapter.IsPresent)
+        {
+            // y += s·(x·Aᵀ)·Bᵀ, as PEFT's lora_B(lora_A(x)) * scaling
+            LinearAdapter a = w.Adapter;
+            float* t = a.Scratch;
+            MatMul.Gemm(false, true, rows, a.Rank, i, 1f, x, i, a.A, i, 0f, t, a.Rank);
+            MatMul.Gemm(false, true, rows, o, a.Rank, a.Scale, t, a.Rank, a.B, a.Rank, 1f, y, o);
+        }
     }
 
     /// <summary>
@@ -67,6 +124,27 @@ public static unsafe class Linear
     {
         using var scope = StepProfiler.Measure(op);
         int i = w.InFeatures, o = w.OutFeatures;
+        LinearAdapter a = w.Adapter;
+        float* u = a.Scratch + ((long)rows * a.Rank);
+        if (a.IsPresent)
+        {
+            // forward: y += s·t·Bᵀ with t = x·Aᵀ  →  dB += s·dyᵀ·t ; u = s·dy·B ; dA += uᵀ·x ; dx += u·A (below, after
+            // dx = dy·W: x is read here, before dx may overwrite it)
+            int r = a.Rank;
+            float* t = a.Scratch;
+            MatMul.Gemm(false, true, rows, r, i, 1f, x, i, a.A, i, 0f, t, r);
+            if (a.BGrad != null)
+            {
+                MatMul.Gemm(true, false, o, r, rows, a.Scale, dy, o, t, r, 1f, a.BGrad, r);
+            }
+
+            MatMul.Gemm(false, false, rows, r, o, a.Scale, dy, o, a.B, r, 0f, u, r);
+            if (a.AGrad != null)
+            {
+                MatMul.Gemm(true, false, r, i, rows, 1f, u, r, x, i, 1f, a.AGrad, i);
+            }
+        }
+
         if (w.WeightGrad != null)
         {
             MatMul.Gemm(true, false, o, i, rows, 1f, dy, o, x, i, 1f, w.WeightGrad, i);
@@ -84,6 +162,10 @@ public static unsafe class Linear
         if (dx != null)
         {
             MatMul.Gemm(false, false, rows, i, o, 1f, dy, o, w.Weight, i, accumulateDx ? 1f : 0f, dx, i);
+            if (a.IsPresent)
+            {
+                MatMul.Gemm(false, false, rows, i, a.Rank, 1f, u, a.Rank, a.A, i, 1f, dx, i);
+            }
         }
     }
 }

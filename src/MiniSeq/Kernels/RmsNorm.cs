@@ -68,7 +68,7 @@ public static unsafe class RmsNorm
         RunRows(ref body, rows, body.Body.RowsPerTask);
     }
 
-    /// <summary>Accumulates into dx (rows, dim) and dWeight (dim).</summary>
+    /// <summary>Accumulates into dx (rows, dim) and dWeight (dim; null for a frozen weight).</summary>
     /// <remarks>
     /// With x̂ = x·rstd: dWeight[i] += Σ_r dOutput[r, i]·x̂[r, i] and
     /// dx[r, i] += rstd·(weight[i]·dOutput[r, i] − x̂[r, i]·mean_j(dOutput[r, j]·weight[j]·x̂[r, j])).
@@ -107,8 +107,8 @@ public static unsafe class RmsNorm
             }, KernelSelector.Width);
             RunRows(ref body, rows, rowsPerBlock);
 
-            // dWeight[i] += Σ_b partial[b, i], blocks in order (dim is small: one thread).
-            for (int b = 0; b < blocks; b++)
+            // dWeight[i] += Σ_b partial[b, i], blocks in order (dim is small: one thread); none for a frozen weight.
+            for (int b = 0; dWeight != null && b < blocks; b++)
             {
                 VectorOps.Add(dWeight, partial + ((long)b * dim), dim, dWeight);
             }

@@ -1,5 +1,6 @@
 // A Llama model's parameters in one native arena, with HF-style initialisation.
 // Deliberately not: the compute (LlamaPass), files (IO/ModelDirectory: Load, Save), training state (Trainer).
+using MiniSeq.Model.Lora;
 using MiniSeq.Tensors;
 
 namespace MiniSeq.Model;
@@ -15,7 +16,10 @@ public sealed class LlamaModel : IDisposable
         Ledger = ledger ?? new MemoryLedger();
         Layout = new ParameterLayout(config);
         Parameters = new Arena(Layout.Plan, Ledger);
+        _base = new TrainableTensors(Layout.Tensors, Parameters, category => new ParameterLayout(config, category).Plan, Layout.TryGet);
     }
+
+    private readonly TrainableTensors _base;
 
     /// <summary>The architecture.</summary>
     public LlamaConfig Config { get; }
@@ -28,6 +32,42 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>The ledger all of this model's (and its trainers') memory is accounted to.</summary>
     public MemoryLedger Ledger { get; }
+
+    /// <summary>The LoRA adapters attached by <see cref="AttachAdapters"/>, or null (a full fine-tune).</summary>
+    public LoraAdapters? Adapters { get; private set; }
+
+    /// <summary>What training updates: the adapters when attached (the base is then frozen), else every parameter.</summary>
+    public TrainableTensors Trainable => Adapters?.Trainable ?? _base;
+
+    /// <summary>Attaches zero-initialised adapters (see <see cref="LoraAdapters.InitializePeft"/>); from now on every
+    /// pass adds them and training updates only them. Owned by the model.</summary>
+    public LoraAdapters AttachAdapters(LoraConfig lora)
+    {
+        ArgumentNullException.ThrowIfNull(lora);
+        if (Adapters is not null)
+        {
+            throw new InvalidOperationException("The model already has adapters attached.");
+        }
+
+        Adapters = new LoraAdapters(Layout, lora, Ledger);
+        return Adapters;
+    }
+
+    /// <summary>Folds the attached adapters into the base weights (W += (α/r)·B·A) and detaches them.</summary>
+    /// <exception cref="InvalidOperationException">No adapters, or an lm_head adapter on tied embeddings (merging it
+    /// would change the embedding too).</exception>
+    public void MergeAdapters()
+    {
+        LoraAdapters adapters = Adapters ?? throw new InvalidOperationException("The model has no adapters to merge.");
+        if (Config.TieWordEmbeddings && adapters.Config.Targets.HasFlag(LoraTargets.LmHead))
+        {
+            throw new InvalidOperationException("An lm_head adapter cannot be merged into a model with tied embeddings: the head's weight is the embedding table, which the merge would change too.");
+        }
+
+        adapters.MergeInto(this);
+        adapters.Dispose();
+        Adapters = null;
+    }
 
     /// <summary>A parameter by Hugging Face name.</summary>
     public TensorView Parameter(string name)
@@ -53,5 +93,9 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>Frees the parameters.</summary>
-    public void Dispose() => Parameters.Dispose();
+    public void Dispose()
+    {
+        Adapters?.Dispose();
+        Parameters.Dispose();
+    }
 }

@@ -90,7 +90,7 @@ public sealed unsafe class LlamaPass : IDisposable
                 _chunked.Backward(tok, gradients);
                 using (StepProfiler.Measure(ProfiledOp.Other))
                 {
-                    Embedding.Backward(_ctx.Saved(Plan.Stream), tok, Rows, _model.Config.HiddenSize, PassContext.GradientOf(gradients, _model.Layout.Embedding));
+                    Embedding.Backward(_ctx.Saved(Plan.Stream), tok, Rows, _model.Config.HiddenSize, _ctx.GradientOf(gradients, _model.Layout.Embedding));
                 }
 
                 return chunkedLoss;
@@ -115,7 +115,7 @@ public sealed unsafe class LlamaPass : IDisposable
             // Embedding: dE[tokens[r]] += dh_0[r].
             using (StepProfiler.Measure(ProfiledOp.Other))
             {
-                Embedding.Backward(dRes, tok, Rows, _model.Config.HiddenSize, PassContext.GradientOf(gradients, _model.Layout.Embedding));
+                Embedding.Backward(dRes, tok, Rows, _model.Config.HiddenSize, _ctx.GradientOf(gradients, _model.Layout.Embedding));
             }
 
             return lossSum;

@@ -27,7 +27,15 @@ public static unsafe class ParameterHealth
     public static UnhealthyTensor? FindUnhealthy(ParameterLayout layout, TensorView parameters)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        foreach (ParameterInfo tensor in layout.Tensors)
+        return FindUnhealthy(layout.Tensors, parameters);
+    }
+
+    /// <summary>The first of <paramref name="tensors"/> (laid out in <paramref name="parameters"/>) with a NaN/Inf element
+    /// or an element above <see cref="MaxMagnitude"/>; null if all are usable.</summary>
+    public static UnhealthyTensor? FindUnhealthy(IReadOnlyList<ParameterInfo> tensors, TensorView parameters)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        foreach (ParameterInfo tensor in tensors)
         {
             TensorView view = parameters.Slice(tensor.Slot.Offset, tensor.Slot.Length);
 

@@ -21,6 +21,9 @@ public enum ParameterKind
 
     /// <summary>The untied LM head (V, C).</summary>
     LmHead,
+
+    /// <summary>A LoRA adapter matrix (A: r × in, B: out × r); initialised by <see cref="Lora.LoraAdapters"/>.</summary>
+    Adapter,
 }
 
 /// <summary>One parameter tensor: Hugging Face name, shape, kind, and its slot in the parameter arena.</summary>
@@ -118,6 +121,9 @@ public sealed class ParameterLayout
 
     /// <summary>Number of trainable scalars.</summary>
     public long ParameterCount => _tensors.Sum(t => t.ElementCount);
+
+    /// <summary>The slot of the tensor called <paramref name="name"/>.</summary>
+    public ArenaSlot SlotOf(string name) => _byName.TryGetValue(name, out ParameterInfo? info) ? info.Slot : throw new KeyNotFoundException($"No parameter named '{name}'.");
 
     /// <summary>Looks up a tensor by HF name.</summary>
     public bool TryGet(string name, out ParameterInfo info) => _byName.TryGetValue(name, out info!);

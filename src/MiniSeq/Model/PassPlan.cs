@@ -38,7 +38,9 @@ public sealed class PassPlan
     public const int ProjectionChunkRows = 1024;
 
     /// <summary>Builds the plan.</summary>
-    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null)
+    /// <remarks><paramref name="loraRank"/> &gt; 0: the model carries LoRA adapters of that rank, whose rows × rank
+    /// intermediates need <see cref="LoraRows"/>.</remarks>
+    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, int loraRank = 0)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(policy);
@@ -50,6 +52,8 @@ public sealed class PassPlan
         Policy = policy;
         Training = training;
         Loss = loss ?? LossOptions.Default;
+        ArgumentOutOfRangeException.ThrowIfNegative(loraRank);
+        LoraRank = loraRank;
         Positions = positions ?? TokenPositions.Contiguous;
         Positions.RequireSupported(batchSize, seqLen);
         if (Rows > int.MaxValue)
@@ -100,6 +104,7 @@ public sealed class PassPlan
 
         // ---- scratch ----
         Scratch = new ArenaPlan("scratch", MemoryCategory.Scratch);
+        AddLoraRows(n); // the output projection runs over every row at once
         DResidual = training ? Scratch.Add("d_residual", n * c) : default;
         long phaseBase = Scratch.Cursor;
 
@@ -137,6 +142,14 @@ public sealed class PassPlan
         }
     }
 
+    private void AddLoraRows(long rows)
+    {
+        if (LoraRank > 0)
+        {
+            LoraRows = Scratch.Add("lora_rows", 2 * rows * LoraRank);
+        }
+    }
+
     /// <summary>
     /// Sequence-chunked layers: the residual stream (N, C) is updated in place chunk by chunk and becomes the residual
     /// gradient in backward; K and V (and dK, dV) exist for the whole sequence; everything else for one chunk of S
@@ -169,6 +182,7 @@ public sealed class PassPlan
         LayerInputStagingBytes = stored > 0 && Policy.OffloadDirectory is not null ? LayerInputStore.StagingBytes(s, c, Policy.LayerInputDType) : 0;
 
         Scratch = new ArenaPlan("scratch", MemoryCategory.Scratch);
+        AddLoraRows(s); // every projection runs over one chunk
         if (Training)
         {
             DKey = Scratch.Add("d_k", n * kvd);
@@ -227,6 +241,12 @@ public sealed class PassPlan
         HeadRowLoss = Scratch.Add("head_row_loss", rows);
         HeadDNorm = Training ? Scratch.Add("head_d_norm", rows * c) : default;
     }
+
+    /// <summary>Rank of the model's LoRA adapters (0 = none).</summary>
+    public int LoraRank { get; }
+
+    /// <summary>2 · rank floats per row of the largest projection call: the x·Aᵀ and dy·B intermediates of an adapter.</summary>
+    public ArenaSlot LoraRows { get; private set; }
 
     /// <summary>The model config.</summary>
     public LlamaConfig Config { get; }

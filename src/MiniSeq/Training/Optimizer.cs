@@ -13,21 +13,22 @@ public readonly record struct OptimizerStateTensor(string TensorName, string Sta
 /// <summary>The optimizer state for one model and its update.</summary>
 public sealed unsafe class Optimizer : IDisposable
 {
-    private readonly LlamaModel _model;
+    private readonly TrainableTensors _trainable;
     private readonly IOptimizerRule _rule;
     private readonly IReadOnlyList<string> _stateNames;
     private readonly Arena[] _state;
 
-    /// <summary>Allocates the state buffers the rule needs (AdamW: exp_avg, exp_avg_sq; SGD with momentum: one).</summary>
+    /// <summary>Allocates the state buffers the rule needs (AdamW: exp_avg, exp_avg_sq; SGD with momentum: one) for the
+    /// model's trainable tensors (every parameter, or only the LoRA adapters when attached).</summary>
     public Optimizer(LlamaModel model, OptimizerOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        _model = model;
+        _trainable = model.Trainable;
         Options = options;
         _rule = options.Rule;
         _stateNames = _rule.StateNames(options);
-        ArenaPlan plan = new ParameterLayout(model.Config, MemoryCategory.OptimizerState).Plan;
+        ArenaPlan plan = _trainable.PlanFor(MemoryCategory.OptimizerState);
         _state = _stateNames.Select(_ => new Arena(plan, model.Ledger)).ToArray();
     }
 
@@ -42,7 +43,7 @@ public sealed unsafe class Optimizer : IDisposable
     {
         get
         {
-            foreach (ParameterInfo t in _model.Layout.Tensors)
+            foreach (ParameterInfo t in _trainable.Tensors)
             {
                 for (int s = 0; s < _state.Length; s++)
                 {
@@ -52,11 +53,13 @@ public sealed unsafe class Optimizer : IDisposable
         }
     }
 
-    /// <summary>Bytes the optimizer state needs for <paramref name="config"/>.</summary>
-    public static long StateBytes(LlamaConfig config, OptimizerOptions options)
+    /// <summary>Bytes the optimizer state needs for <paramref name="config"/> (only the adapters' with <paramref name="lora"/>).</summary>
+    public static long StateBytes(LlamaConfig config, OptimizerOptions options, Model.Lora.LoraConfig? lora = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return options.Rule.StateNames(options).Count * new ParameterLayout(config).Plan.TotalBytes;
+        var layout = new ParameterLayout(config);
+        long trainable = lora is null ? layout.Plan.TotalBytes : new Model.Lora.LoraLayout(layout, lora).Plan.TotalBytes;
+        return options.Rule.StateNames(options).Count * trainable;
     }
 
     /// <summary>Sets the step count (restoring a saved state: bias corrections depend on it).</summary>
@@ -67,7 +70,7 @@ public sealed unsafe class Optimizer : IDisposable
     {
         StepCount++;
         Span<nint> state = stackalloc nint[_state.Length];
-        foreach (ParameterInfo t in _model.Layout.Tensors)
+        foreach (ParameterInfo t in _trainable.Tensors)
         {
             if (Options.Groups.IsFrozen(t))
             {
@@ -80,7 +83,7 @@ public sealed unsafe class Optimizer : IDisposable
             }
 
             float wd = Options.Groups.Decays(t) ? Options.WeightDecay : 0f;
-            _rule.Step(_model.Parameters[t.Slot].Pointer, gradients.Pointer + t.Slot.Offset, state, t.ElementCount, learningRate, wd, StepCount, Options);
+            _rule.Step(_trainable.Values[t.Slot].Pointer, gradients.Pointer + t.Slot.Offset, state, t.ElementCount, learningRate, wd, StepCount, Options);
         }
     }
 

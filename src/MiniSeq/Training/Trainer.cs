@@ -59,6 +59,7 @@ public sealed unsafe class Trainer : IDisposable
     private readonly Arena _gradients;
     private readonly Optimizer _optimizer;
     private readonly LlamaPass _pass;
+    private readonly TrainableTensors _trainable;
 
     /// <summary>Allocates gradients, optimizer state and the activation/scratch arenas for batches of batchRows × seqLen.</summary>
     public Trainer(LlamaModel model, TrainerOptions options, int batchRows, int seqLen)
@@ -73,8 +74,9 @@ public sealed unsafe class Trainer : IDisposable
         MicroBatchRows = Math.Clamp(options.MicroBatchRows ?? batchRows, 1, batchRows);
         ScheduleSteps = options.TotalSteps;
         options.Loss.Validate();
-        Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss);
-        _gradients = new Arena(new ParameterLayout(model.Config, MemoryCategory.Gradients).Plan, model.Ledger);
+        Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss, loraRank: model.Adapters?.Config.Rank ?? 0);
+        _trainable = model.Trainable;
+        _gradients = new Arena(_trainable.PlanFor(MemoryCategory.Gradients), model.Ledger);
         _optimizer = new Optimizer(model, options.Optimizer);
         _pass = new LlamaPass(model, Plan);
     }
@@ -100,7 +102,7 @@ public sealed unsafe class Trainer : IDisposable
     /// <summary>The memory plan of one micro-batch pass.</summary>
     public PassPlan Plan { get; }
 
-    /// <summary>Gradients (same layout as the parameters).</summary>
+    /// <summary>Gradients (same layout as the trainable tensors: the parameters, or the LoRA adapters).</summary>
     public TensorView Gradients => _gradients.All;
 
     /// <summary>Optimizer steps taken.</summary>
@@ -109,9 +111,9 @@ public sealed unsafe class Trainer : IDisposable
     /// <summary>The optimizer (its state buffers are part of the training state).</summary>
     public Optimizer Optimizer => _optimizer;
 
-    /// <summary>The gradient of one parameter by Hugging Face name.</summary>
+    /// <summary>The gradient of one trainable tensor by name (Hugging Face's, or PEFT's for an adapter).</summary>
     public TensorView Gradient(string name)
-        => _model.Layout.TryGet(name, out ParameterInfo info) ? _gradients[info.Slot] : throw new KeyNotFoundException(name);
+        => _trainable.TryGet(name, out ParameterInfo info) ? _gradients[info.Slot] : throw new KeyNotFoundException(name);
 
     /// <summary>
     /// Zeroes the gradients and accumulates those of the mean loss over every scored label of the batch, micro-batch
@@ -198,7 +200,7 @@ public sealed unsafe class Trainer : IDisposable
         _optimizer.Step(_gradients.All, lr);
 
         // Every step, the last included: an update that breaks the weights must never reach a saved model.
-        if (ParameterHealth.FindUnhealthy(_model.Layout, _model.Parameters.All) is UnhealthyTensor bad)
+        if (ParameterHealth.FindUnhealthy(_trainable.Tensors, _trainable.Values.All) is UnhealthyTensor bad)
         {
             throw new TrainingDivergedException(FormattableString.Invariant(
                 $"Step {step}: the update (learning rate {lr:G3}) left tensor {bad} — training diverged and the weights are unusable, so they were not saved. Lower --lr or enable --grad-clip."));
@@ -260,7 +262,7 @@ public static class Evaluator
         }
 
         policy ??= MemoryPolicy.MiniSequence(model.Config, (long)micro * seqLen, checkpoint: false);
-        using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, seqLen, policy, training: false));
+        using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, seqLen, policy, training: false, loraRank: model.Adapters?.Config.Rank ?? 0));
         return Evaluate(model, pass, batches.Select(batch => batch.BatchSize == batchSize && batch.SeqLen == seqLen ? batch
             : throw new ArgumentException($"Every batch must be {batchSize} × {seqLen}; got {batch.BatchSize} × {batch.SeqLen}.", nameof(batches))), micro);
     }

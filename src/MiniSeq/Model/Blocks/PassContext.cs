@@ -38,14 +38,36 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// <summary>A slot of the scratch arena (temporaries of one phase).</summary>
     public float* Temp(ArenaSlot slot) => Scratch[slot].Pointer;
 
-    /// <summary>The gradient of a parameter (same layout), or null when there are no gradients (forward only).</summary>
-    public static float* GradientOf(TensorView gradients, ArenaSlot slot) => gradients.IsEmpty ? null : gradients.Pointer + slot.Offset;
+    /// <summary>
+    /// The gradient of a base parameter in <paramref name="gradients"/> (the trainable tensors' gradient arena), or null
+    /// when there are no gradients (forward only) or the base is frozen (LoRA adapters attached: the arena is theirs).
+    /// </summary>
+    public float* GradientOf(TensorView gradients, ArenaSlot slot) => gradients.IsEmpty || Model.Adapters is not null ? null : gradients.Pointer + slot.Offset;
 
     /// <summary>The Linear layer whose (out × in) weight lives in <paramref name="weight"/> (and its bias, if any, in
-    /// <paramref name="bias"/>); their gradients in <paramref name="gradients"/> unless empty.</summary>
+    /// <paramref name="bias"/>), with its LoRA adapter if the model has one there; gradients in
+    /// <paramref name="gradients"/> unless empty.</summary>
     public LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, TensorView gradients, ArenaSlot? bias = null)
-        => new(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight),
+    {
+        var linear = new LinearWeights(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight),
             bias is { } b ? Weight(b) : null, bias is { } g ? GradientOf(gradients, g) : null);
+        if (Model.Adapters is not { } adapters || adapters.Layout.Find(weight) is not { } pair)
+        {
+            return linear;
+        }
+
+        if (Plan.LoraRank != adapters.Config.Rank)
+        {
+            throw new InvalidOperationException($"The pass was planned for LoRA rank {Plan.LoraRank} but the model's adapters have rank {adapters.Config.Rank}.");
+        }
+
+        bool train = !gradients.IsEmpty;
+        return linear with
+        {
+            Adapter = new LinearAdapter(adapters.Weights[pair.A].Pointer, adapters.Weights[pair.B].Pointer, adapters.Config.Rank, adapters.Config.Scale, Temp(Plan.LoraRows),
+                train ? gradients.Pointer + pair.A.Offset : null, train ? gradients.Pointer + pair.B.Offset : null),
+        };
+    }
 
     public void NormForward(float* x, ArenaSlot weight, int rows, float* output, float* rstd)
     {
