@@ -27,4 +27,5 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(PlotCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(MergeCommand.Create());
 return Cli.Run(root, args);

@@ -19,11 +19,12 @@ internal static class EvalCommand
     private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 2048, Description = "With --data: tokens per row" };
     private static readonly Option<bool> SplitBlankLines = new("--split-blank-lines") { Description = ".txt files: one document per blank-line-separated block" };
     private static readonly Option<bool> NoCache = new("--no-cache") { Description = "Do not read or write the token cache beside text files" };
+    private static readonly Option<string?> Adapter = new("--adapter") { Description = "PEFT LoRA adapter directory to evaluate on top of --model" };
 
     public static Command Create()
     {
         var command = new Command("eval", "Print {loss, tokens, perplexity} of a model on a token file or on data files");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, SeqLen, SplitBlankLines, NoCache })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, SeqLen, SplitBlankLines, NoCache, Adapter })
         {
             command.Options.Add(o);
         }
@@ -38,7 +39,9 @@ internal static class EvalCommand
                 throw new ArgumentException("give exactly one of --tokens FILE and --data PATH…");
             }
 
-            using LlamaModel model = ModelDirectory.Load(modelDir, warn: w => Console.Error.WriteLine($"warning: {w}"));
+            using LlamaModel model = p.GetValue(Adapter) is string adapter
+                ? MergeCommand.LoadAdapted(modelDir, adapter)
+                : ModelDirectory.Load(modelDir, warn: w => Console.Error.WriteLine($"warning: {w}"));
             EvalResult r;
             if (tokensPath is not null)
             {

@@ -24,6 +24,7 @@ internal static class GenerateCommand
     private static readonly Option<int> TopK = new("--top-k") { Description = "Sample from the k most probable tokens (0 = all)", DefaultValueFactory = _ => 0 };
     private static readonly Option<float> TopP = new("--top-p") { Description = "Sample from the smallest set of tokens whose probability reaches p (1 = all)", DefaultValueFactory = _ => 1f };
     private static readonly Option<ulong> Seed = new("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0UL };
+    private static readonly Option<string?> Adapter = new("--adapter") { Description = "PEFT LoRA adapter directory: merged into the --model weights in memory before generating" };
 
     public static Command Create()
     {
@@ -38,6 +39,7 @@ internal static class GenerateCommand
         command.Options.Add(TopK);
         command.Options.Add(TopP);
         command.Options.Add(Seed);
+        command.Options.Add(Adapter);
         command.SetAction(p =>
         {
             string? promptText = p.GetValue(Prompt), promptFile = p.GetValue(PromptFile);
@@ -80,7 +82,14 @@ internal static class GenerateCommand
                 throw new ArgumentException("the prompt is empty");
             }
 
-            using LlamaModel model = ModelDirectory.Load(p.GetValue(ModelDir)!, warn: w => Console.Error.WriteLine($"warning: {w}"));
+            using LlamaModel model = p.GetValue(Adapter) is string adapter
+                ? MergeCommand.LoadAdapted(p.GetValue(ModelDir)!, adapter)
+                : ModelDirectory.Load(p.GetValue(ModelDir)!, warn: w => Console.Error.WriteLine($"warning: {w}"));
+            if (model.Adapters is not null)
+            {
+                model.MergeAdapters(); // the KV-cache generator runs on plain weights
+            }
+
             LlamaConfig config = model.Config;
             foreach (int id in prompt)
             {

@@ -22,7 +22,7 @@ internal static class PlanCommand
     public static Command Create()
     {
         var command = new Command("plan", "Predict peak memory per policy and pick the fastest policy that fits --budget");
-        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Budget })
+        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Budget }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -38,12 +38,18 @@ internal static class PlanCommand
             }
 
             var optimizer = new OptimizerOptions { Name = Training.Optimizers.OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name };
+            Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
-            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead);
+            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora);
+            if (lora is not null)
+            {
+                AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(lora, new ParameterLayout(config)) + "; the base is frozen: gradients and optimizer state for the adapters only"));
+            }
+
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;
             // Per policy, the longest sequence (multiple of 1024) whose predicted peak fits the budget.
             Dictionary<string, int>? largest = budget is long cap
-                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024))
+                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora))
                 : null;
             Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens", largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;

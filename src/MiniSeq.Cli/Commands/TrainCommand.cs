@@ -44,7 +44,7 @@ internal static class TrainCommand
     private static readonly Option<float> GradClip = new("--grad-clip") { DefaultValueFactory = _ => 0f, Description = "Global gradient-norm clipping (0 = off)" };
     private static readonly Option<int> Warmup = new("--warmup") { DefaultValueFactory = _ => 0, Description = "Linear warm-up steps" };
     private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine (demo default: cosine)" };
-    private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32) here, atomically" };
+    private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32) here, atomically; with --lora-rank, the adapter (PEFT directory)" };
     private static readonly Option<ulong> Seed = new("--seed") { DefaultValueFactory = _ => 1UL, Description = "Seed of the demo's initialisation and data" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "Kernel threads (default: all cores)" };
     private static readonly Option<string> MstMlp = new("--mst-mlp") { DefaultValueFactory = _ => "off", Description = "Mini-sequence MLP: off | auto | M chunks" };
@@ -73,7 +73,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite })
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -180,7 +180,15 @@ internal static class TrainCommand
             }
 
             // Resuming into the directory the checkpoints are in: it holds only MiniSeq's own files, which are replaced.
-            ModelDirectory.CheckSaveTarget(savePath, overwrite || (resumeDir is not null && Checkpoints.HoldsOnlyOwn(savePath)));
+            bool replaceOwn = overwrite || (resumeDir is not null && Checkpoints.HoldsOnlyOwn(savePath));
+            if (LoraOptions.Parse(p) is null)
+            {
+                ModelDirectory.CheckSaveTarget(savePath, replaceOwn);
+            }
+            else
+            {
+                PeftAdapter.CheckSaveTarget(savePath, replaceOwn);
+            }
         }
         else if (overwrite)
         {
@@ -238,6 +246,7 @@ internal static class TrainCommand
             },
         };
         optimizerOptions.Validate();
+        Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
 
         // The console library loads before the runtime's footprint is measured, so that the plan counts it.
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));
@@ -248,7 +257,7 @@ internal static class TrainCommand
         bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint) || p.IsGiven(SeqChunk) || p.IsGiven(ActivationDTypeOption) || p.IsGiven(Offload);
         if (budgetOption is string budgetText)
         {
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead);
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead, lora);
         }
 
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
@@ -262,6 +271,11 @@ internal static class TrainCommand
             identity["training_data"] = data.Description;
         }
 
+        if (lora is not null)
+        {
+            identity["lora"] = FormattableString.Invariant($"r={lora.Rank} alpha={lora.Alpha:R} dropout={lora.Dropout:R} targets={string.Join(',', lora.TargetModules)}");
+        }
+
         identity["memory_policy"] = (policy with { OffloadDirectory = null }).Describe(); // chunking, recomputation and bf16 storage change the numbers; where they are stored does not
         if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir).DifferenceFrom(identity) is string difference)
         {
@@ -269,7 +283,7 @@ internal static class TrainCommand
         }
 
         LlamaModel model;
-        if (resumeDir is not null)
+        if (resumeDir is not null && lora is null)
         {
             model = ModelDirectory.Load(resumeDir, warn: w => Console.Error.WriteLine($"warning: {w}"));
         }
@@ -283,8 +297,23 @@ internal static class TrainCommand
             model = ModelDirectory.Load(modelDir!, warn: w => Console.Error.WriteLine($"warning: {w}"));
         }
 
+        if (lora is not null && resumeDir is not null)
+        {
+            // The base comes from --model (or the demo's seed), the adapters and their state from the checkpoint.
+            PeftAdapter.Load(resumeDir, model);
+        }
+        else if (lora is not null)
+        {
+            model.AttachAdapters(lora).InitializePeft(p.GetValue(Seed));
+        }
+
         using (model)
         {
+            if (model.Adapters is { } attached)
+            {
+                AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(attached.Config, model.Layout)));
+            }
+
             var options = new TrainerOptions
             {
                 Optimizer = optimizerOptions,
@@ -294,7 +323,7 @@ internal static class TrainCommand
                 TotalSteps = steps,
             };
 
-            using var run = new TrainingRun(model, options, source) { Identity = identity };
+            using var run = new TrainingRun(model, options, source) { Identity = identity, BaseModel = modelDir };
             if (resumeDir is not null)
             {
                 TrainingState resumed = run.RestoreState(resumeDir);
@@ -342,6 +371,10 @@ internal static class TrainCommand
                 if (saveEvery > 0 || resumeDir is not null)
                 {
                     run.SaveCheckpoint(savePath, overwrite: true);
+                }
+                else if (model.Adapters is { } adapters)
+                {
+                    PeftAdapter.Save(adapters, savePath, modelDir, overwrite: true);
                 }
                 else
                 {
@@ -446,11 +479,11 @@ internal static class TrainCommand
     private static string DemoSourceDescription(ParseResult p)
         => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");
 
-    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead)
+    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead, Model.Lora.LoraConfig? lora)
     {
         if (explicitPolicy)
         {
-            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead);
+            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead, lora: lora);
             if (mine.ProcessPeak > budget)
             {
                 throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: {policy.Describe()} needs a predicted {ByteSize.Format(mine.ProcessPeak)} (activations {ByteSize.Format(mine.Activations)}, scratch {ByteSize.Format(mine.Scratch)}); nothing was allocated. Drop --mst-*/--checkpoint/--seq-chunk/--activation-dtype/--offload to let the planner choose, or see `miniseq plan`.");
@@ -459,7 +492,7 @@ internal static class TrainCommand
             return policy;
         }
 
-        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead);
+        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead, lora);
         MemoryPrediction? choice = MemoryPlanner.Choose(all, budget)
             ?? throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: no policy fits; the smallest ({all.MinBy(x => x.ProcessPeak)!.PolicyName}) needs a predicted {ByteSize.Format(all.Min(x => x.ProcessPeak))}. Nothing was allocated. Shorten --seq-len, use --micro-batch, or raise the budget.");
         AnsiConsole.MarkupLine(Markup.Escape($"budget {ByteSize.Format(budget)}: chose {choice.PolicyName} ({choice.Policy.Describe()}), predicted peak {ByteSize.Format(choice.ProcessPeak)}"));

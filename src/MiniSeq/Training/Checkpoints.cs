@@ -43,7 +43,7 @@ public static class Checkpoints
     public static bool IsCheckpoint(string directory)
         => File.Exists(System.IO.Path.Combine(directory, TrainingCheckpoint.StateFileName))
             && File.Exists(System.IO.Path.Combine(directory, TrainingCheckpoint.TensorsFileName))
-            && File.Exists(System.IO.Path.Combine(directory, ModelDirectory.ConfigFileName));
+            && (File.Exists(System.IO.Path.Combine(directory, ModelDirectory.ConfigFileName)) || PeftAdapter.Exists(directory));
 
     /// <summary>The directory to resume from: <paramref name="path"/> itself if it is a checkpoint, else its newest
     /// complete <c>checkpoint-*</c>.</summary>
@@ -79,7 +79,7 @@ public static class Checkpoints
             // Only our own files are in it; delete them, then the (now empty) directory.
             foreach (string file in Directory.EnumerateFileSystemEntries(path))
             {
-                if (File.Exists(file) && ModelDirectory.IsOwnedFile(System.IO.Path.GetFileName(file)))
+                if (File.Exists(file) && IsOwnedFile(System.IO.Path.GetFileName(file)))
                 {
                     File.Delete(file);
                 }
@@ -106,7 +106,7 @@ public static class Checkpoints
         {
             string name = System.IO.Path.GetFileName(entry);
             bool own = File.Exists(entry)
-                ? ModelDirectory.IsOwnedFile(name) || name is "tokenizer.json" or "tokenizer_config.json" // train copies these beside the model; never replaced
+                ? IsOwnedFile(name) || name is "tokenizer.json" or "tokenizer_config.json" // train copies these beside the model; never replaced
                 : checkpoints.Contains(entry) || (name.StartsWith("." + Prefix, StringComparison.Ordinal) && (name.Contains(".tmp-", StringComparison.Ordinal) || name.Contains(".old-", StringComparison.Ordinal)));
             if (!own)
             {
@@ -116,6 +116,9 @@ public static class Checkpoints
 
         return true;
     }
+
+    /// <summary>Files MiniSeq writes into a checkpoint: a model's, or an adapter's, and the training state.</summary>
+    private static bool IsOwnedFile(string name) => ModelDirectory.IsOwnedFile(name) || PeftAdapter.IsOwnedFile(name);
 
     /// <summary>Removes temporaries of checkpoint writes under <paramref name="directory"/> left by killed processes.</summary>
     public static void RemoveStaleTemporaries(string directory)

@@ -3,6 +3,7 @@
 // The process peak RSS is predicted as tracked bytes + the runtime's own footprint (measured in this process at
 // planning time) + the kernels' per-thread tile buffers.
 using MiniSeq.Model;
+using MiniSeq.Model.Lora;
 using MiniSeq.Tensors;
 
 namespace MiniSeq.Training;
@@ -67,31 +68,35 @@ public static class MemoryPlanner
         return Math.Max(0, rss - tracked) + RuntimeGrowth + (KernelScratchPerThread * (threads ?? Threading.KernelThreads.ThreadCount));
     }
 
-    /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>.</summary>
-    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null)
+    /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>
+    /// (with <paramref name="lora"/>: a LoRA fine-tune, gradients and optimizer state for the adapters only).</summary>
+    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null, LoraConfig? lora = null)
     {
-        long parameters = new ParameterLayout(config).Plan.TotalBytes;
-        var plan = new PassPlan(config, microBatchRows, seqLen, policy);
+        var layout = new ParameterLayout(config);
+        long baseBytes = layout.Plan.TotalBytes;
+        long trainable = lora is null ? baseBytes : new LoraLayout(layout, lora).Plan.TotalBytes;
+        long parameters = baseBytes + (lora is null ? 0 : trainable);
+        var plan = new PassPlan(config, microBatchRows, seqLen, policy, loraRank: lora?.Rank ?? 0);
         long rope = (long)plan.RopeRows * config.HeadDim * sizeof(float);
-        return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, parameters, Optimizer.StateBytes(config, optimizer),
+        return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, trainable, Optimizer.StateBytes(config, optimizer, lora),
             plan.Activations.TotalBytes + plan.LayerInputResidentBytes, plan.Scratch.TotalBytes + plan.LayerInputStagingBytes + rope, runtimeOverhead + GemmPackBytes(config, plan),
             plan.LayerInputDiskBytes);
     }
 
     /// <summary>Predictions for every standard policy.</summary>
-    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead)
-        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name)).ToList();
+    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, LoraConfig? lora = null)
+        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name, lora)).ToList();
 
     /// <summary>The fastest standard policy whose predicted process peak fits <paramref name="budgetBytes"/>, or null.</summary>
     public static MemoryPrediction? Choose(IReadOnlyList<MemoryPrediction> predictions, long budgetBytes)
         => predictions.FirstOrDefault(p => p.ProcessPeak <= budgetBytes);
 
     /// <summary>The largest sequence length (multiple of <paramref name="step"/>) whose predicted peak fits, for one policy.</summary>
-    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256)
+    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256, LoraConfig? lora = null)
     {
         var make = StandardPolicies.First(p => p.Name == policyName).Make;
         int lo = 0, hi = step;
-        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead).ProcessPeak <= budgetBytes;
+        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead, lora: lora).ProcessPeak <= budgetBytes;
         while (hi < (1 << 24) && Fits(hi))
         {
             lo = hi;

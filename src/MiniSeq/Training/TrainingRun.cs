@@ -46,6 +46,9 @@ public sealed class TrainingRun : IDisposable
     /// checkpoint so that a resume with other settings can be refused (see <see cref="TrainingState.DifferenceFrom"/>).</summary>
     public IReadOnlyDictionary<string, string>? Identity { get; set; }
 
+    /// <summary>Where the base model came from (written as an adapter's <c>base_model_name_or_path</c>), or null.</summary>
+    public string? BaseModel { get; set; }
+
     /// <summary>One optimizer step on the source's next batch.</summary>
     public StepResult Step()
     {
@@ -97,8 +100,8 @@ public sealed class TrainingRun : IDisposable
         return (int)Math.Clamp(Math.Floor(projected), stepCount + 1, steps);
     }
 
-    /// <summary>Saves weights and training state into <paramref name="directory"/> in one atomic write.</summary>
-    public void SaveCheckpoint(string directory, bool overwrite) => TrainingCheckpoint.SaveCheckpoint(Model, Trainer, State, directory, overwrite);
+    /// <summary>Saves weights (the adapters only, as a PEFT directory, in a LoRA run) and training state into <paramref name="directory"/> in one atomic write.</summary>
+    public void SaveCheckpoint(string directory, bool overwrite) => TrainingCheckpoint.SaveCheckpoint(Model, Trainer, State, directory, overwrite, BaseModel);
 
     /// <summary>Loads the training state saved with the weights in <paramref name="directory"/> (the model must have
     /// been loaded from it) and moves the source to where it was.</summary>

@@ -84,11 +84,19 @@ public static class TrainingCheckpoint
         File.WriteAllText(Path.Combine(directory, StateFileName), JsonSerializer.Serialize(state with { Step = trainer.StepCount, Optimizer = trainer.Optimizer.Options.Name }, s_json) + "\n");
     }
 
-    /// <summary>Saves the model and its training state in one atomic write (see <see cref="ModelDirectory.Save(LlamaModel, string, bool, Action{string})"/>).</summary>
-    public static void SaveCheckpoint(LlamaModel model, Trainer trainer, TrainingState state, string directory, bool overwrite)
+    /// <summary>Saves the model (its LoRA adapters alone, as a PEFT directory, when attached) and its training state in
+    /// one atomic write (see <see cref="ModelDirectory.Save(LlamaModel, string, bool, Action{string})"/>).</summary>
+    public static void SaveCheckpoint(LlamaModel model, Trainer trainer, TrainingState state, string directory, bool overwrite, string? baseModel = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        model.Save(directory, overwrite, temp => Write(temp, trainer, state));
+        if (model.Adapters is { } adapters)
+        {
+            PeftAdapter.Save(adapters, directory, baseModel, overwrite, temp => Write(temp, trainer, state));
+        }
+        else
+        {
+            model.Save(directory, overwrite, temp => Write(temp, trainer, state));
+        }
     }
 
     /// <summary>Reads the scalars of <paramref name="directory"/> (trainer_state.json) without loading anything.</summary>
