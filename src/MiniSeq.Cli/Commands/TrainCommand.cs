@@ -45,7 +45,7 @@ internal static class TrainCommand
     private static readonly Option<int> Warmup = new("--warmup") { DefaultValueFactory = _ => 0, Description = "Linear warm-up steps" };
     private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine (demo default: cosine)" };
     private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32) here, atomically; with --lora-rank, the adapter (PEFT directory)" };
-    private static readonly Option<ulong> Seed = new("--seed") { DefaultValueFactory = _ => 1UL, Description = "Seed of the demo's initialisation and data" };
+    private static readonly Option<ulong> Seed = new("--seed") { DefaultValueFactory = _ => 1UL, Description = "Seed of the demo's initialisation and data, and of LoRA's initialisation and dropout masks" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "Kernel threads (default: all cores)" };
     private static readonly Option<string> MstMlp = new("--mst-mlp") { DefaultValueFactory = _ => "off", Description = "Mini-sequence MLP: off | auto | M chunks" };
     private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
@@ -273,7 +273,7 @@ internal static class TrainCommand
 
         if (lora is not null)
         {
-            identity["lora"] = FormattableString.Invariant($"r={lora.Rank} alpha={lora.Alpha:R} dropout={lora.Dropout:R} targets={string.Join(',', lora.TargetModules)}");
+            identity["lora"] = FormattableString.Invariant($"r={lora.Rank} alpha={lora.Alpha:R} dropout={lora.Dropout:R} targets={string.Join(',', lora.TargetModules)} seed={p.GetValue(Seed)}");
         }
 
         identity["memory_policy"] = (policy with { OffloadDirectory = null }).Describe(); // chunking, recomputation and bf16 storage change the numbers; where they are stored does not
@@ -321,6 +321,7 @@ internal static class TrainCommand
                 Loss = loss,
                 MicroBatchRows = micro,
                 TotalSteps = steps,
+                Seed = p.GetValue(Seed),
             };
 
             using var run = new TrainingRun(model, options, source) { Identity = identity, BaseModel = modelDir };

@@ -87,13 +87,57 @@ public readonly unsafe struct LinearAdapter
 
     /// <summary>2 · rows · rank floats.</summary>
     public float* Scratch { get; }
+
+    /// <summary>Dropout probability on the adapter's input (0 = none).</summary>
+    public float Dropout { get; init; }
+
+    /// <summary>Seed of this adapter's dropout masks in this pass (see <see cref="LoraDropout"/>).</summary>
+    public ulong DropoutSeed { get; init; }
+
+    /// <summary>With dropout: <see cref="LoraDropout.BlockRows"/> × in floats for one block of dropped inputs.</summary>
+    public float* DropoutBuffer { get; init; }
+}
+
+/// <summary>
+/// LoRA dropout masks as a function of (seed, row of the pass, column): the same element is kept or dropped in forward,
+/// in any recomputation and in backward, whatever the chunking, so every memory policy trains on the same masks.
+/// </summary>
+public static unsafe class LoraDropout
+{
+    /// <summary>Rows of dropped input formed at a time (bounds the buffer).</summary>
+    public const int BlockRows = 64;
+
+    /// <summary>0 (dropped) or 1/(1−p) (kept) for element (row, column) under <paramref name="seed"/>.</summary>
+    public static float Factor(ulong seed, long row, int column, float p)
+    {
+        // SplitMix64's finaliser over (seed, row, column): 24 uniform bits against p.
+        ulong z = seed + ((ulong)row * 0x9E3779B97F4A7C15UL) + ((ulong)column * 0xD1B54A32D192ED03UL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (z >> 40) * (1.0 / (1 << 24)) < p ? 0f : 1f / (1f - p);
+    }
+
+    /// <summary>destination[r, c] = source[r, c] · Factor(seed, firstRow + r, c) over rows × width.</summary>
+    internal static void Apply(float* source, int rows, int width, ulong seed, long firstRow, float p, float* destination)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* src = source + ((long)r * width), dst = destination + ((long)r * width);
+            for (int c = 0; c < width; c++)
+            {
+                dst[c] = src[c] * Factor(seed, firstRow + r, c, p);
+            }
+        }
+    }
 }
 
 /// <summary>Forward and backward of <see cref="LinearWeights"/> over a block of rows.</summary>
 public static unsafe class Linear
 {
-    /// <summary>y (rows × out) = x·Wᵀ (+ b), or y += x·Wᵀ (+ b) with <paramref name="accumulate"/>.</summary>
-    public static void Forward(float* x, int rows, in LinearWeights w, float* y, bool accumulate = false, ProfiledOp op = ProfiledOp.Other)
+    /// <summary>y (rows × out) = x·Wᵀ (+ b), or y += x·Wᵀ (+ b) with <paramref name="accumulate"/>; an adapter adds
+    /// s·(dropout(x)·Aᵀ)·Bᵀ, its dropout masks drawn for rows <paramref name="firstRow"/>… of the pass.</summary>
+    public static void Forward(float* x, int rows, in LinearWeights w, float* y, bool accumulate = false, ProfiledOp op = ProfiledOp.Other, long firstRow = 0)
     {
         using var scope = StepProfiler.Measure(op);
         int i = w.InFeatures, o = w.OutFeatures;
@@ -111,8 +155,37 @@ public static unsafe class Linear
             // y += s·(x·Aᵀ)·Bᵀ, as PEFT's lora_B(lora_A(x)) * scaling
             LinearAdapter a = w.Adapter;
             float* t = a.Scratch;
-            MatMul.Gemm(false, true, rows, a.Rank, i, 1f, x, i, a.A, i, 0f, t, a.Rank);
+            AdapterInput(x, rows, i, a, firstRow, t, null);
             MatMul.Gemm(false, true, rows, o, a.Rank, a.Scale, t, a.Rank, a.B, a.Rank, 1f, y, o);
+        }
+    }
+
+    /// <summary>t = dropout(x)·Aᵀ (rows × rank), block by block with dropout; with <paramref name="u"/>, also
+    /// dA += uᵀ·dropout(x) (the same blocks, so the dropped input is formed once).</summary>
+    private static void AdapterInput(float* x, int rows, int i, in LinearAdapter a, long firstRow, float* t, float* u)
+    {
+        int r = a.Rank;
+        if (a.Dropout == 0f)
+        {
+            MatMul.Gemm(false, true, rows, r, i, 1f, x, i, a.A, i, 0f, t, r);
+            if (u != null && a.AGrad != null)
+            {
+                MatMul.Gemm(true, false, r, i, rows, 1f, u, r, x, i, 1f, a.AGrad, i);
+            }
+
+            return;
+        }
+
+        for (int r0 = 0; r0 < rows; r0 += LoraDropout.BlockRows)
+        {
+            int n = Math.Min(LoraDropout.BlockRows, rows - r0);
+            float* xd = a.DropoutBuffer;
+            LoraDropout.Apply(x + ((long)r0 * i), n, i, a.DropoutSeed, firstRow + r0, a.Dropout, xd);
+            MatMul.Gemm(false, true, n, r, i, 1f, xd, i, a.A, i, 0f, t + ((long)r0 * r), r);
+            if (u != null && a.AGrad != null)
+            {
+                MatMul.Gemm(true, false, r, i, n, 1f, u + ((long)r0 * r), r, xd, i, 1f, a.AGrad, i);
+            }
         }
     }
 
@@ -120,7 +193,7 @@ public static unsafe class Linear
     /// dW += dyᵀ·x (when not frozen), db += Σ_rows dy (when there is a bias gradient), then dx = dy·W (or dx += dy·W with
     /// <paramref name="accumulateDx"/>; null <paramref name="dx"/> skips it). <paramref name="dx"/> may be <paramref name="x"/>.
     /// </summary>
-    public static void Backward(float* dy, float* x, int rows, in LinearWeights w, float* dx, bool accumulateDx = false, ProfiledOp op = ProfiledOp.Other)
+    public static void Backward(float* dy, float* x, int rows, in LinearWeights w, float* dx, bool accumulateDx = false, ProfiledOp op = ProfiledOp.Other, long firstRow = 0)
     {
         using var scope = StepProfiler.Measure(op);
         int i = w.InFeatures, o = w.OutFeatures;
@@ -128,20 +201,15 @@ public static unsafe class Linear
         float* u = a.Scratch + ((long)rows * a.Rank);
         if (a.IsPresent)
         {
-            // forward: y += s·t·Bᵀ with t = x·Aᵀ  →  dB += s·dyᵀ·t ; u = s·dy·B ; dA += uᵀ·x ; dx += u·A (below, after
-            // dx = dy·W: x is read here, before dx may overwrite it)
+            // forward: y += s·t·Bᵀ with t = xd·Aᵀ, xd = dropout(x)  →  u = s·dy·B ; dA += uᵀ·xd ; dB += s·dyᵀ·t ;
+            // dx += dropout(u·A) (below, after dx = dy·W: x is read here, before dx may overwrite it)
             int r = a.Rank;
             float* t = a.Scratch;
-            MatMul.Gemm(false, true, rows, r, i, 1f, x, i, a.A, i, 0f, t, r);
+            MatMul.Gemm(false, false, rows, r, o, a.Scale, dy, o, a.B, r, 0f, u, r);
+            AdapterInput(x, rows, i, a, firstRow, t, u);
             if (a.BGrad != null)
             {
                 MatMul.Gemm(true, false, o, r, rows, a.Scale, dy, o, t, r, 1f, a.BGrad, r);
-            }
-
-            MatMul.Gemm(false, false, rows, r, o, a.Scale, dy, o, a.B, r, 0f, u, r);
-            if (a.AGrad != null)
-            {
-                MatMul.Gemm(true, false, r, i, rows, 1f, u, r, x, i, 1f, a.AGrad, i);
             }
         }
 
@@ -162,9 +230,20 @@ public static unsafe class Linear
         if (dx != null)
         {
             MatMul.Gemm(false, false, rows, i, o, 1f, dy, o, w.Weight, i, accumulateDx ? 1f : 0f, dx, i);
-            if (a.IsPresent)
+            if (a.IsPresent && a.Dropout == 0f)
             {
                 MatMul.Gemm(false, false, rows, i, a.Rank, 1f, u, a.Rank, a.A, i, 1f, dx, i);
+            }
+            else if (a.IsPresent)
+            {
+                for (int r0 = 0; r0 < rows; r0 += LoraDropout.BlockRows)
+                {
+                    int n = Math.Min(LoraDropout.BlockRows, rows - r0);
+                    float* dxd = a.DropoutBuffer, dxBlock = dx + ((long)r0 * i);
+                    MatMul.Gemm(false, false, n, i, a.Rank, 1f, u + ((long)r0 * a.Rank), a.Rank, a.A, i, 0f, dxd, i);
+                    LoraDropout.Apply(dxd, n, i, a.DropoutSeed, firstRow + r0, a.Dropout, dxd);
+                    VectorOps.Add(dxBlock, dxd, (long)n * i, dxBlock);
+                }
             }
         }
     }

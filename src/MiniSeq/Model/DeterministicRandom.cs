@@ -21,6 +21,10 @@ public sealed class DeterministicRandom
         return z ^ (z >> 31);
     }
 
+    /// <summary>A seed derived from <paramref name="seed"/> and <paramref name="value"/> (one SplitMix64 step of their mix):
+    /// streams for (run, step, micro-batch, tensor) that do not overlap in practice.</summary>
+    public static ulong Mix(ulong seed, ulong value) => new DeterministicRandom(seed ^ (value * 0xD1B54A32D192ED03UL)).NextUInt64();
+
     /// <summary>Uniform in [0, 1).</summary>
     public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
 

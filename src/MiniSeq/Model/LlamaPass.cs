@@ -62,6 +62,10 @@ public sealed unsafe class LlamaPass : IDisposable
     /// <summary>The plan this pass runs.</summary>
     public PassPlan Plan { get; }
 
+    /// <summary>Seed of the LoRA dropout masks of the next <see cref="ForwardBackward"/> (null: no dropout); forward-only
+    /// calls never drop.</summary>
+    public ulong? DropoutSeed { get; set; }
+
     private int Rows => _ctx.Rows;
 
     private int Layers => _model.Config.NumHiddenLayers;
@@ -82,6 +86,19 @@ public sealed unsafe class LlamaPass : IDisposable
 
         CheckRows(tokens, labels);
         using var documents = new DocumentScope(this, documentIds);
+        _ctx.DropoutSeed = DropoutSeed;
+        try
+        {
+            return ForwardBackwardCore(tokens, labels, gradScale, gradients);
+        }
+        finally
+        {
+            _ctx.DropoutSeed = null;
+        }
+    }
+
+    private double ForwardBackwardCore(ReadOnlySpan<int> tokens, ReadOnlySpan<int> labels, float gradScale, TensorView gradients)
+    {
         fixed (int* tok = tokens, lab = labels)
         {
             if (_chunked is not null)

@@ -38,9 +38,9 @@ public sealed class PassPlan
     public const int ProjectionChunkRows = 1024;
 
     /// <summary>Builds the plan.</summary>
-    /// <remarks><paramref name="loraRank"/> &gt; 0: the model carries LoRA adapters of that rank, whose rows × rank
-    /// intermediates need <see cref="LoraRows"/>.</remarks>
-    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, int loraRank = 0)
+    /// <remarks><paramref name="lora"/>: the model carries LoRA adapters, whose rows × rank intermediates need
+    /// <see cref="LoraRows"/> (and, with dropout, a block of dropped inputs <see cref="LoraDropoutBlock"/>).</remarks>
+    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, Lora.LoraConfig? lora = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(policy);
@@ -52,8 +52,7 @@ public sealed class PassPlan
         Policy = policy;
         Training = training;
         Loss = loss ?? LossOptions.Default;
-        ArgumentOutOfRangeException.ThrowIfNegative(loraRank);
-        LoraRank = loraRank;
+        Lora = lora;
         Positions = positions ?? TokenPositions.Contiguous;
         Positions.RequireSupported(batchSize, seqLen);
         if (Rows > int.MaxValue)
@@ -147,6 +146,12 @@ public sealed class PassPlan
         if (LoraRank > 0)
         {
             LoraRows = Scratch.Add("lora_rows", 2 * rows * LoraRank);
+        }
+
+        if (Lora is { Dropout: > 0 })
+        {
+            int widest = Math.Max(Math.Max(Config.HiddenSize, Config.IntermediateSize), Config.QueryDim);
+            LoraDropoutBlock = Scratch.Add("lora_dropout_block", (long)LoraDropout.BlockRows * widest);
         }
     }
 
@@ -242,8 +247,14 @@ public sealed class PassPlan
         HeadDNorm = Training ? Scratch.Add("head_d_norm", rows * c) : default;
     }
 
+    /// <summary>The model's LoRA adapters' configuration, or null.</summary>
+    public Lora.LoraConfig? Lora { get; }
+
     /// <summary>Rank of the model's LoRA adapters (0 = none).</summary>
-    public int LoraRank { get; }
+    public int LoraRank => Lora?.Rank ?? 0;
+
+    /// <summary>With LoRA dropout: <see cref="LoraDropout.BlockRows"/> rows of the widest projection input.</summary>
+    public ArenaSlot LoraDropoutBlock { get; private set; }
 
     /// <summary>2 · rank floats per row of the largest projection call: the x·Aᵀ and dy·B intermediates of an adapter.</summary>
     public ArenaSlot LoraRows { get; private set; }

@@ -76,7 +76,7 @@ public static class MemoryPlanner
         long baseBytes = layout.Plan.TotalBytes;
         long trainable = lora is null ? baseBytes : new LoraLayout(layout, lora).Plan.TotalBytes;
         long parameters = baseBytes + (lora is null ? 0 : trainable);
-        var plan = new PassPlan(config, microBatchRows, seqLen, policy, loraRank: lora?.Rank ?? 0);
+        var plan = new PassPlan(config, microBatchRows, seqLen, policy, lora: lora);
         long rope = (long)plan.RopeRows * config.HeadDim * sizeof(float);
         return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, trainable, Optimizer.StateBytes(config, optimizer, lora),
             plan.Activations.TotalBytes + plan.LayerInputResidentBytes, plan.Scratch.TotalBytes + plan.LayerInputStagingBytes + rope, runtimeOverhead + GemmPackBytes(config, plan),

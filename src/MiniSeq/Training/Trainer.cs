@@ -26,6 +26,9 @@ public sealed record TrainerOptions
     /// <summary>Rows per micro-batch (null = the whole batch in one pass).</summary>
     public int? MicroBatchRows { get; init; }
 
+    /// <summary>Seed of the LoRA dropout masks (drawn per step and micro-batch from it, so a resumed run draws the same).</summary>
+    public ulong Seed { get; init; }
+
     /// <summary>Total optimizer steps planned (for the schedule).</summary>
     public int TotalSteps { get; init; } = 1;
 
@@ -74,7 +77,7 @@ public sealed unsafe class Trainer : IDisposable
         MicroBatchRows = Math.Clamp(options.MicroBatchRows ?? batchRows, 1, batchRows);
         ScheduleSteps = options.TotalSteps;
         options.Loss.Validate();
-        Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss, loraRank: model.Adapters?.Config.Rank ?? 0);
+        Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss, lora: model.Adapters?.Config);
         _trainable = model.Trainable;
         _gradients = new Arena(_trainable.PlanFor(MemoryCategory.Gradients), model.Ledger);
         _optimizer = new Optimizer(model, options.Optimizer);
@@ -148,6 +151,7 @@ public sealed unsafe class Trainer : IDisposable
         {
             // A short last micro-batch would need a differently sized plan; require divisibility instead.
             TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
+            _pass.DropoutSeed = DeterministicRandom.Mix(DeterministicRandom.Mix(Options.Seed, (ulong)_optimizer.StepCount + 1), (ulong)row);
             lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All, micro.DocumentIds);
         }
 
@@ -262,7 +266,7 @@ public static class Evaluator
         }
 
         policy ??= MemoryPolicy.MiniSequence(model.Config, (long)micro * seqLen, checkpoint: false);
-        using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, seqLen, policy, training: false, loraRank: model.Adapters?.Config.Rank ?? 0));
+        using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, seqLen, policy, training: false, lora: model.Adapters?.Config));
         return Evaluate(model, pass, batches.Select(batch => batch.BatchSize == batchSize && batch.SeqLen == seqLen ? batch
             : throw new ArgumentException($"Every batch must be {batchSize} × {seqLen}; got {batch.BatchSize} × {batch.SeqLen}.", nameof(batches))), micro);
     }

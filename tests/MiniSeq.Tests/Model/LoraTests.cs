@@ -212,3 +212,145 @@ public class LoraTests
         }
     }
 }
+
+/// <summary>LoRA dropout: the Linear op against a scalar reference with the same masks, every memory policy on the same
+/// masks, no dropout outside training.</summary>
+public unsafe class LoraDropoutTests
+{
+    [Theory]
+    [InlineData(1, 7, 5, 3, 0.3f)]
+    [InlineData(130, 24, 40, 4, 0.1f)]
+    [InlineData(65, 33, 17, 2, 0.5f)]
+    public void LinearWithDropout_MatchesScalarReference(int rows, int inF, int outF, int rank, float p)
+    {
+        var rng = new Random(rows + inF);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+        float[] x = Rand(rows * inF), w = Rand(outF * inF), a = Rand(rank * inF), b = Rand(outF * rank), dy = Rand(rows * outF);
+        float[] y = new float[rows * outF], dx = new float[rows * inF], dA = new float[rank * inF], dB = new float[outF * rank];
+        float[] scratch = new float[2 * rows * rank], block = new float[MiniSeq.Kernels.LoraDropout.BlockRows * inF];
+        const ulong seed = 77;
+        const long firstRow = 1000;
+        const float scale = 1.5f;
+        fixed (float* px = x, pw = w, pa = a, pb = b, pdy = dy, py = y, pdx = dx, pdA = dA, pdB = dB, ps = scratch, pblock = block)
+        {
+            var linear = new MiniSeq.Kernels.LinearWeights(pw, inF, outF) { Adapter = new MiniSeq.Kernels.LinearAdapter(pa, pb, rank, scale, ps, pdA, pdB) { Dropout = p, DropoutSeed = seed, DropoutBuffer = pblock } };
+            MiniSeq.Kernels.Linear.Forward(px, rows, linear, py, firstRow: firstRow);
+            MiniSeq.Kernels.Linear.Backward(pdy, px, rows, linear, pdx, firstRow: firstRow);
+        }
+
+        // Reference in double: xd = x ∘ mask; y = x·Wᵀ + s·(xd·Aᵀ)·Bᵀ; dB = s·dyᵀ·t; u = s·dy·B; dA = uᵀ·xd; dx = dy·W + (u·A) ∘ mask.
+        double Mask(int r, int c) => MiniSeq.Kernels.LoraDropout.Factor(seed, firstRow + r, c, p);
+        var t = new double[rows, rank];
+        var u = new double[rows, rank];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int k = 0; k < rank; k++)
+            {
+                for (int c = 0; c < inF; c++)
+                {
+                    t[r, k] += x[(r * inF) + c] * Mask(r, c) * a[(k * inF) + c];
+                }
+
+                for (int o = 0; o < outF; o++)
+                {
+                    u[r, k] += scale * dy[(r * outF) + o] * b[(o * rank) + k];
+                }
+            }
+        }
+
+        double[] yRef = new double[rows * outF], dxRef = new double[rows * inF], dARef = new double[rank * inF], dBRef = new double[outF * rank];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int o = 0; o < outF; o++)
+            {
+                double sum = 0;
+                for (int c = 0; c < inF; c++)
+                {
+                    sum += x[(r * inF) + c] * w[(o * inF) + c];
+                }
+
+                for (int k = 0; k < rank; k++)
+                {
+                    sum += scale * t[r, k] * b[(o * rank) + k];
+                    dBRef[(o * rank) + k] += scale * dy[(r * outF) + o] * t[r, k];
+                }
+
+                yRef[(r * outF) + o] = sum;
+            }
+
+            for (int c = 0; c < inF; c++)
+            {
+                double sum = 0, adapter = 0;
+                for (int o = 0; o < outF; o++)
+                {
+                    sum += dy[(r * outF) + o] * w[(o * inF) + c];
+                }
+
+                for (int k = 0; k < rank; k++)
+                {
+                    adapter += u[r, k] * a[(k * inF) + c];
+                    dARef[(k * inF) + c] += u[r, k] * x[(r * inF) + c] * Mask(r, c);
+                }
+
+                dxRef[(r * inF) + c] = sum + (adapter * Mask(r, c));
+            }
+        }
+
+        static float[] F(double[] d) => d.Select(v => (float)v).ToArray();
+        Compare.Close(y, F(yRef), 1e-5, "y");
+        Compare.Close(dx, F(dxRef), 1e-5, "dx");
+        Compare.Close(dA, F(dARef), 1e-5, "dA");
+        Compare.Close(dB, F(dBRef), 1e-5, "dB");
+        int dropped = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < inF; c++)
+            {
+                dropped += Mask(r, c) == 0 ? 1 : 0;
+            }
+        }
+
+        Assert.InRange(dropped / (double)(rows * inF), p - 0.15, p + 0.15);
+    }
+
+    [Fact]
+    public void EveryMemoryPolicy_TrainsOnTheSameMasks_AndEvaluationDropsNothing()
+    {
+        LlamaConfig config = ModelPresets.Tiny;
+        var batch = TokenBatch.FromInputIds(2, 24, Enumerable.Range(0, 48).Select(i => ((i * 37) + 5) % config.VocabSize).ToArray());
+        var lora = new LoraConfig { Rank = 4, Alpha = 8, Dropout = 0.25f, Targets = LoraConfig.ParseTargets("all,lm_head") };
+        float[]? reference = null;
+        double referenceLoss = 0;
+        foreach (MemoryPolicy policy in new[] { MemoryPolicy.Vanilla, MemoryPolicy.MiniSequence(config, 48, checkpoint: true), new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 5, Checkpoint = true }, MemoryPolicy.Chunked(config, 48, chunk: 7) })
+        {
+            using var model = new LlamaModel(config);
+            model.InitializeRandom(2);
+            LoraAdapters adapters = model.AttachAdapters(lora);
+            adapters.InitializePeft(3);
+            new DeterministicRandom(4).FillNormal(adapters.Weights[adapters.Layout.Pairs[0].B].Span, 0.05f); // a non-zero B everywhere
+            foreach (LoraPair pair in adapters.Layout.Pairs)
+            {
+                new DeterministicRandom((ulong)pair.B.ByteOffset).FillNormal(adapters.Weights[pair.B].Span, 0.05f);
+            }
+
+            using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, Seed = 9 }, batch.BatchSize, batch.SeqLen);
+            (double loss, _) = trainer.ComputeGradients(batch);
+            float[] gradients = trainer.Gradients.Span.ToArray();
+            if (reference is null)
+            {
+                reference = gradients;
+                referenceLoss = loss;
+
+                // Dropout changes the training loss; evaluation (no dropout) equals the merged model.
+                double evaluated = Evaluator.Evaluate(model, batch).Loss;
+                Assert.NotEqual(evaluated, loss);
+                model.MergeAdapters();
+                Compare.Close(Evaluator.Evaluate(model, batch).Loss, evaluated, 1e-6, "merged vs adapted evaluation");
+                continue;
+            }
+
+            Compare.Close(loss, referenceLoss, 1e-6, $"{policy.Describe()} loss");
+            Compare.Close(gradients, reference, 1e-5, $"{policy.Describe()} adapter gradients");
+        }
+    }
+}

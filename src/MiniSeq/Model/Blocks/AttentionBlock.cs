@@ -30,9 +30,9 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             int rows = Math.Min(plan.ProjectionRows, rowsTotal - r0);
             // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv)
             ctx.NormForward(hIn + ((long)r0 * c), w.AttentionNorm, rows, xn, rstd);
-            Linear.Forward(xn, rows, wq, q + ((long)r0 * hd), op: ProfiledOp.AttentionProjections);
-            Linear.Forward(xn, rows, wk, k + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections);
-            Linear.Forward(xn, rows, wv, v + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections);
+            Linear.Forward(xn, rows, wq, q + ((long)r0 * hd), op: ProfiledOp.AttentionProjections, firstRow: r0);
+            Linear.Forward(xn, rows, wk, k + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections, firstRow: r0);
+            Linear.Forward(xn, rows, wv, v + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections, firstRow: r0);
             if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
             {
                 // Qwen3: q = q_norm(q) per head, k = k_norm(k) per head, in place (rows·heads rows of width D)
@@ -103,16 +103,16 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             int rows = Math.Min(plan.ProjectionRows, rowsTotal - r0);
             float* hChunk = hIn + ((long)r0 * c);
             ctx.NormForward(hChunk, w.AttentionNorm, rows, xn, rstd);
-            ProjectionsBackward(l, hChunk, xn, rstd, rows, dq + ((long)r0 * hd), dk + ((long)r0 * kvd), dv + ((long)r0 * kvd), dxn, dRes + ((long)r0 * c), gradients);
+            ProjectionsBackward(l, hChunk, xn, rstd, rows, dq + ((long)r0 * hd), dk + ((long)r0 * kvd), dv + ((long)r0 * kvd), dxn, dRes + ((long)r0 * c), gradients, r0);
         }
     }
 
     /// <summary>
     /// Backward of xn = rmsnorm(h), q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ (+ Qwen3's q/k norms) over <paramref name="rows"/>
     /// rows, given dq, dk (after RoPE backward) and dv, xn and its rstd: weight gradients accumulate, dRes += dL/dh.
-    /// dxn is scratch of rows × C floats.
+    /// dxn is scratch of rows × C floats; the rows are pass rows <paramref name="firstRow"/>….
     /// </summary>
-    internal void ProjectionsBackward(int l, float* h, float* xn, float* rstd, int rows, float* dq, float* dk, float* dv, float* dxn, float* dRes, TensorView gradients)
+    internal void ProjectionsBackward(int l, float* h, float* xn, float* rstd, int rows, float* dq, float* dk, float* dv, float* dxn, float* dRes, TensorView gradients, long firstRow)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
@@ -122,18 +122,18 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         if (w.QueryNorm is { } qNorm)
         {
             // Qwen3, forward: q = q_norm(q'), k = k_norm(k') per head  →  dq' = q_norm_backward(dq), dk' likewise
-            dq = HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dq, gradients);
+            dq = HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dq, gradients, firstRow);
         }
 
         // forward: q' = xn·Wqᵀ (+ bq)  →  dWq += dq'ᵀ·xn, dbq += Σ dq', dxn = dq'·Wq
-        Linear.Backward(dq, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections);
+        Linear.Backward(dq, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
         if (w.KeyNorm is { } kNorm)
         {
-            dk = HeadNormBackward(xn, rows, wk, kNorm, cfg.NumKeyValueHeads, dk, gradients);
+            dk = HeadNormBackward(xn, rows, wk, kNorm, cfg.NumKeyValueHeads, dk, gradients, firstRow);
         }
 
-        Linear.Backward(dk, xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
-        Linear.Backward(dv, xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections);
+        Linear.Backward(dk, xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
+        Linear.Backward(dv, xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
 
         // forward: xn = rmsnorm(h)  →  dh += rmsnorm_backward(dxn) (dh already holds dm through the residual)
         ctx.NormBackward(dxn, h, w.AttentionNorm, rstd, rows, dRes, gradients);
@@ -144,12 +144,12 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
     /// its rstd (the same kernel calls as forward, so bit-identical), then returns dp = rmsnorm_backward(dOut) in scratch
     /// (valid until the next call) and accumulates the norm weight's gradient.
     /// </summary>
-    private float* HeadNormBackward(float* xn, int rows, in LinearWeights projection, ArenaSlot norm, int heads, float* dOut, TensorView gradients)
+    private float* HeadNormBackward(float* xn, int rows, in LinearWeights projection, ArenaSlot norm, int heads, float* dOut, TensorView gradients, long firstRow)
     {
         PassPlan plan = ctx.Plan;
         float* pre = ctx.Temp(plan.BackQkPre), rstd = ctx.Temp(plan.BackQkRstd), dPre = ctx.Temp(plan.BackQkDPre);
         long width = (long)rows * projection.OutFeatures;
-        Linear.Forward(xn, rows, projection, pre, op: ProfiledOp.AttentionProjections);
+        Linear.Forward(xn, rows, projection, pre, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
         ctx.HeadNormForward(pre, norm, rows, heads, dPre, rstd); // the normed output is not needed: dPre is overwritten below
         new TensorView(dPre, width).Clear();
         ctx.HeadNormBackward(dOut, pre, norm, rstd, rows, heads, dPre, gradients);

@@ -19,8 +19,8 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
         => ForwardBackward(h, labels, ctx.Rows, gradScale, dRes, gradients, recomputePass);
 
     /// <summary><see cref="ForwardBackward(float*, int*, float, float*, TensorView, bool)"/> over the first
-    /// <paramref name="rowsTotal"/> rows at h, labels and dRes.</summary>
-    public double ForwardBackward(float* h, int* labels, int rowsTotal, float gradScale, float* dRes, TensorView gradients, bool recomputePass = false)
+    /// <paramref name="rowsTotal"/> rows at h, labels and dRes (pass rows <paramref name="firstRow"/>…).</summary>
+    public double ForwardBackward(float* h, int* labels, int rowsTotal, float gradScale, float* dRes, TensorView gradients, bool recomputePass = false, long firstRow = 0)
     {
         PassPlan plan = ctx.Plan;
         int c = ctx.Config.HiddenSize, v = ctx.Config.VocabSize, chunk = plan.LmHeadChunkRows;
@@ -38,7 +38,7 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
 
             float* hChunk = h + ((long)r0 * c);
             ctx.NormForward(hChunk, ctx.Layout.FinalNorm, rows, xn, rstd);
-            Linear.Forward(xn, rows, head, logits, op: ProfiledOp.LmHeadGemms);
+            Linear.Forward(xn, rows, head, logits, op: ProfiledOp.LmHeadGemms, firstRow: firstRow + r0);
             using (StepProfiler.Measure(ProfiledOp.CrossEntropy))
             {
                 lossSum += CrossEntropy.ForwardBackward(logits, labels + r0, rows, v, plan.Loss.CrossEntropy, backward ? gradScale : 0f, rowLoss);
@@ -47,7 +47,7 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
             if (backward)
             {
                 float* dxn = ctx.Temp(plan.HeadDNorm);
-                Linear.Backward(logits, xn, rows, head, dxn, op: ProfiledOp.LmHeadGemms);
+                Linear.Backward(logits, xn, rows, head, dxn, op: ProfiledOp.LmHeadGemms, firstRow: firstRow + r0);
                 ctx.NormBackward(dxn, hChunk, ctx.Layout.FinalNorm, rstd, rows, dRes + ((long)r0 * c), gradients);
             }
         }
@@ -64,7 +64,7 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
         for (int i = 0; i < rows.Length; i++)
         {
             ctx.NormForward(h + ((long)rows[i] * c), ctx.Layout.FinalNorm, 1, xn, rstd);
-            Linear.Forward(xn, 1, head, destination + ((long)i * v), op: ProfiledOp.LmHeadGemms);
+            Linear.Forward(xn, 1, head, destination + ((long)i * v), op: ProfiledOp.LmHeadGemms, firstRow: rows[i]);
         }
     }
 

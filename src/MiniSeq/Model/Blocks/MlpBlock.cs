@@ -14,8 +14,9 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
     public void Forward(int l, LayerWorkspaceSlots ws, float* hOut) => Forward(l, ctx.Saved(ws.HMid), ctx.Rows, hOut, ws.Gate, ws.Up);
 
     /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)) over <paramref name="rowsTotal"/> rows, in chunks of the plan's MLP
-    /// chunk rows; gate/up go to the saved slots when given (unchunked MLP), else to scratch.</summary>
-    public void Forward(int l, float* hMid, int rowsTotal, float* hOut, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null)
+    /// chunk rows; gate/up go to the saved slots when given (unchunked MLP), else to scratch. <paramref name="firstRow"/>:
+    /// the pass row of hMid's first row (LoRA dropout masks).</summary>
+    public void Forward(int l, float* hMid, int rowsTotal, float* hOut, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null, long firstRow = 0)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         PassPlan plan = ctx.Plan;
@@ -30,14 +31,14 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
             float* g = gateSlot is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
             float* u = upSlot is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
             ctx.NormForward(hMid + ((long)r0 * c), w.MlpNorm, rows, xn, rstd);
-            Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms);
-            Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms);
+            Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
+            Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
             using (StepProfiler.Measure(ProfiledOp.SwiGlu))
             {
                 SwiGlu.Forward(g, u, (long)rows * f, p);
             }
 
-            Linear.Forward(p, rows, wd, hOut + ((long)r0 * c), accumulate: true, op: ProfiledOp.MlpGemms);
+            Linear.Forward(p, rows, wd, hOut + ((long)r0 * c), accumulate: true, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
         }
     }
 
@@ -47,7 +48,7 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
 
     /// <summary>Over <paramref name="rowsTotal"/> rows of h_mid: dRes enters as dL/dh_out and leaves as dL/dm; gate/up
     /// live in the saved slots when given, else in scratch, and are recomputed per chunk when asked.</summary>
-    public void Backward(int l, float* hMid, int rowsTotal, float* dRes, TensorView gradients, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null, bool recompute = true)
+    public void Backward(int l, float* hMid, int rowsTotal, float* dRes, TensorView gradients, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null, bool recompute = true, long firstRow = 0)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         PassPlan plan = ctx.Plan;
@@ -64,8 +65,8 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
             ctx.NormForward(mChunk, w.MlpNorm, rows, xn, rstd);
             if (recompute)
             {
-                Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms);
-                Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms);
+                Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
+                Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
             }
 
             // forward: out = p·Wdᵀ with p = silu(g)·u  →  dWd += doutᵀ·p ; dp = dout·Wd (into p)
@@ -74,7 +75,7 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
                 SwiGlu.Forward(g, u, (long)rows * f, p);
             }
 
-            Linear.Backward(dOut, p, rows, wd, p, op: ProfiledOp.MlpGemms);
+            Linear.Backward(dOut, p, rows, wd, p, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
 
             // g, u ← dg, du (in place)
             using (StepProfiler.Measure(ProfiledOp.SwiGlu))
@@ -83,8 +84,8 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
             }
 
             // forward: g = xn·Wgᵀ, u = xn·Wuᵀ  →  dWg += dgᵀ·xn ; dWu += duᵀ·xn ; dxn = dg·Wg + du·Wu
-            Linear.Backward(g, xn, rows, wg, dxn, op: ProfiledOp.MlpGemms);
-            Linear.Backward(u, xn, rows, wu, dxn, accumulateDx: true, op: ProfiledOp.MlpGemms);
+            Linear.Backward(g, xn, rows, wg, dxn, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
+            Linear.Backward(u, xn, rows, wu, dxn, accumulateDx: true, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
 
             // forward: xn = rmsnorm(m)  →  dm += rmsnorm_backward(dxn) (dm already holds the residual path's dout)
             ctx.NormBackward(dxn, mChunk, w.MlpNorm, rstd, rows, dOut, gradients);

@@ -24,6 +24,9 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// <summary>Where each token's document begins within its row (packed batch, B·T), or null: one document per row.</summary>
     public int* DocumentStarts { get; set; }
 
+    /// <summary>Seed of this training pass's LoRA dropout masks, or null: no dropout (evaluation, generation).</summary>
+    public ulong? DropoutSeed { get; set; }
+
     /// <summary>Token rows of the pass (B·T).</summary>
     public int Rows => (int)Plan.Rows;
 
@@ -56,16 +59,22 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
             return linear;
         }
 
-        if (Plan.LoraRank != adapters.Config.Rank)
+        if (Plan.Lora != adapters.Config)
         {
-            throw new InvalidOperationException($"The pass was planned for LoRA rank {Plan.LoraRank} but the model's adapters have rank {adapters.Config.Rank}.");
+            throw new InvalidOperationException("The pass was planned without the model's LoRA adapters (or for others): plan with lora: model.Adapters.Config.");
         }
 
         bool train = !gradients.IsEmpty;
+        bool dropout = DropoutSeed is not null && adapters.Config.Dropout > 0;
         return linear with
         {
             Adapter = new LinearAdapter(adapters.Weights[pair.A].Pointer, adapters.Weights[pair.B].Pointer, adapters.Config.Rank, adapters.Config.Scale, Temp(Plan.LoraRows),
-                train ? gradients.Pointer + pair.A.Offset : null, train ? gradients.Pointer + pair.B.Offset : null),
+                train ? gradients.Pointer + pair.A.Offset : null, train ? gradients.Pointer + pair.B.Offset : null)
+            {
+                Dropout = dropout ? adapters.Config.Dropout : 0f,
+                DropoutSeed = dropout ? DeterministicRandom.Mix(DropoutSeed!.Value, (ulong)pair.A.ByteOffset) : 0,
+                DropoutBuffer = dropout ? Temp(Plan.LoraDropoutBlock) : null,
+            },
         };
     }
 

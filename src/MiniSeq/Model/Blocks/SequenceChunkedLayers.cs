@@ -56,16 +56,16 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
 
                 float* mid = ctx.Temp(Plan.ChunkMid);
                 ProjectAndAttend(l, b, t0, rows, hc, keysAndValues: true, mid);
-                mlp.Forward(l, mid, rows, hc);
+                mlp.Forward(l, mid, rows, hc, firstRow: r0);
                 if (training && l == layers - 1)
                 {
                     // h_c is final: keep it in the h_mid buffer (free now) and turn the stream rows into dL/dh_c.
                     new TensorView(hc, (long)rows * c).CopyTo(new TensorView(mid, (long)rows * c));
                     new TensorView(hc, (long)rows * c).Clear();
-                    lossSum += head.ForwardBackward(mid, labels + r0, rows, gradScale, hc, gradients);
+                    lossSum += head.ForwardBackward(mid, labels + r0, rows, gradScale, hc, gradients, firstRow: r0);
                     if (Plan.Loss.LmHeadRecompute)
                     {
-                        head.ForwardBackward(mid, labels + r0, rows, gradScale, hc, gradients, recomputePass: true);
+                        head.ForwardBackward(mid, labels + r0, rows, gradScale, hc, gradients, recomputePass: true, firstRow: r0);
                     }
                 }
             }
@@ -111,10 +111,10 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                 ProjectAndAttend(l, b, t0, rows, hIn, keysAndValues: false, mid);
 
                 // MLP: dRes_c turns from dL/dh_out into dL/dm
-                mlp.Backward(l, mid, rows, dResC, gradients);
+                mlp.Backward(l, mid, rows, dResC, gradients, firstRow: r0);
 
                 // forward: m = h + o·Woᵀ  →  dWo += dmᵀ·o ; do = dm·Wo
-                Linear.Backward(dResC, o, rows, wo, dO, op: ProfiledOp.AttentionProjections);
+                Linear.Backward(dResC, o, rows, wo, dO, op: ProfiledOp.AttentionProjections, firstRow: r0);
 
                 // forward: o = attention(q, K, V)  →  dq (this chunk), dK and dV (keys up to the chunk's end) +=
                 new TensorView(dq, (long)rows * hd).Clear();
@@ -133,7 +133,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                     Rope.Backward(dkC, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, 0);
                 }
 
-                attention.ProjectionsBackward(l, hIn, xn, rstd, rows, dq, dkC, dvC, dxn, dResC, gradients);
+                attention.ProjectionsBackward(l, hIn, xn, rstd, rows, dq, dkC, dvC, dxn, dResC, gradients, r0);
             }
         }
     }
@@ -178,8 +178,8 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         float* kc = ctx.Saved(Plan.Key) + (r0 * kvd), vc = ctx.Saved(Plan.Value) + (r0 * kvd);
         FillRope(b, t0, rows);
         ctx.NormForward(hIn, w.AttentionNorm, rows, xn, rstd);
-        Linear.Forward(xn, rows, ctx.Projection(w.Key, c, kvd, default, w.KeyBias), kc, op: ProfiledOp.AttentionProjections);
-        Linear.Forward(xn, rows, ctx.Projection(w.Value, c, kvd, default, w.ValueBias), vc, op: ProfiledOp.AttentionProjections);
+        Linear.Forward(xn, rows, ctx.Projection(w.Key, c, kvd, default, w.KeyBias), kc, op: ProfiledOp.AttentionProjections, firstRow: r0);
+        Linear.Forward(xn, rows, ctx.Projection(w.Value, c, kvd, default, w.ValueBias), vc, op: ProfiledOp.AttentionProjections, firstRow: r0);
         if (w.KeyNorm is { } kNorm)
         {
             ctx.HeadNormForward(kc, kNorm, rows, cfg.NumKeyValueHeads, kc, ctx.Temp(Plan.ProjQkRstd));
@@ -198,6 +198,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, seqLen = Plan.SeqLen;
+        long r0 = ((long)b * seqLen) + t0;
         float* q = ctx.Temp(Plan.ChunkQuery), o = ctx.Temp(Plan.ChunkAttnOut), lse = ctx.Temp(Plan.ChunkLse);
         if (keysAndValues)
         {
@@ -210,7 +211,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         }
 
         float* xn = ctx.Temp(Plan.ProjNorm);
-        Linear.Forward(xn, rows, ctx.Projection(w.Query, c, hd, default, w.QueryBias), q, op: ProfiledOp.AttentionProjections);
+        Linear.Forward(xn, rows, ctx.Projection(w.Query, c, hd, default, w.QueryBias), q, op: ProfiledOp.AttentionProjections, firstRow: r0);
         if (w.QueryNorm is { } qNorm)
         {
             ctx.HeadNormForward(q, qNorm, rows, cfg.NumAttentionHeads, q, ctx.Temp(Plan.ProjQkRstd));
@@ -230,7 +231,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
 
         // m = h + o·Woᵀ
         new TensorView(hIn, (long)rows * c).CopyTo(new TensorView(mid, (long)rows * c));
-        Linear.Forward(o, rows, ctx.Projection(w.Output, hd, c, default), mid, accumulate: true, op: ProfiledOp.AttentionProjections);
+        Linear.Forward(o, rows, ctx.Projection(w.Output, hd, c, default), mid, accumulate: true, op: ProfiledOp.AttentionProjections, firstRow: r0);
     }
 
     /// <summary>The RoPE table's rows become this chunk's positions (absolute, restarting per document); RoPE of the
