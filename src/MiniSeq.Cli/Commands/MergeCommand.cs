@@ -12,12 +12,13 @@ internal static class MergeCommand
     private static readonly Option<string> ModelDir = new("--model") { Description = "Base model directory (the adapter's base)", Required = true };
     private static readonly Option<string> Adapter = new("--adapter") { Description = "PEFT adapter directory (adapter_config.json + adapter_model.safetensors)", Required = true };
     private static readonly Option<string> Out = new("--out") { Description = "Output model directory (new or empty)", Required = true };
+    private static readonly Option<string> SaveDType = new("--save-dtype") { DefaultValueFactory = _ => "f32", Description = "Weights of the merged model: f32 | bf16" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Write into a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
 
     public static Command Create()
     {
         var command = new Command("merge", "Fold a LoRA adapter into its base model and save the result as a Hugging Face model directory");
-        foreach (Option o in new Option[] { ModelDir, Adapter, Out, Overwrite })
+        foreach (Option o in new Option[] { ModelDir, Adapter, Out, SaveDType, Overwrite })
         {
             command.Options.Add(o);
         }
@@ -31,10 +32,11 @@ internal static class MergeCommand
             }
 
             ModelDirectory.CheckSaveTarget(outDir, p.GetValue(Overwrite));
+            IO.SafeTensorsDType dtype = ModelDirectory.ParseSaveDType(p.GetValue(SaveDType)!);
             using LlamaModel model = LoadAdapted(modelDir, adapterDir);
             string lora = LoraOptions.Describe(model.Adapters!.Config, model.Layout);
             model.MergeAdapters();
-            model.Save(outDir, p.GetValue(Overwrite));
+            model.Save(outDir, p.GetValue(Overwrite), dtype);
             if (Text.Tokenizer.PathOrModelDefault(null, modelDir) is string tokenizer)
             {
                 ModelDirectory.CopyTokenizerFiles(tokenizer, outDir);

@@ -1,9 +1,10 @@
 // `miniseq train`: with no arguments, the built-in demo (a small Llama learning associative recall, its memory
 // policy chosen by the planner under a budget); with --model and --tokens, training on a token file; with --model and
 // --data, training on text, chat or token shards packed into rows (TrainingData), with validation; saving an HF
-// directory with --save; --save-every/--keep/--resume write, prune and continue from DIR/checkpoint-STEP. A thin shell
-// over the library's TrainingData, TrainingRun and Checkpoints: parse and validate options, pick the batch source,
-// show progress, write metrics lines and their chart, save.
+// directory with --save (F32, or BF16 with --save-dtype: then the final training state goes to DIR/checkpoint-STEP in
+// F32, so a resume stays exact); --save-every/--keep/--resume write, prune and continue from DIR/checkpoint-STEP.
+// A thin shell over the library's TrainingData, TrainingRun and Checkpoints: parse and validate options, pick the
+// batch source, show progress, write metrics lines and their chart, save.
 using System.CommandLine;
 using System.Globalization;
 using MiniSeq.IO;
@@ -44,7 +45,8 @@ internal static class TrainCommand
     private static readonly Option<float> GradClip = new("--grad-clip") { DefaultValueFactory = _ => 0f, Description = "Global gradient-norm clipping (0 = off)" };
     private static readonly Option<int> Warmup = new("--warmup") { DefaultValueFactory = _ => 0, Description = "Linear warm-up steps" };
     private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine (demo default: cosine)" };
-    private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32) here, atomically; with --lora-rank, the adapter (PEFT directory)" };
+    private static readonly Option<string?> Save = new("--save") { Description = "Write the trained model (HF directory, F32 unless --save-dtype) here, atomically; with --lora-rank, the adapter (PEFT directory)" };
+    private static readonly Option<string> SaveDType = new("--save-dtype") { DefaultValueFactory = _ => "f32", Description = "Weights of the final --save model: f32 (exact) | bf16 (rounded to nearest even, half the size, as Hugging Face checkpoints usually are); checkpoints to resume from always stay f32" };
     private static readonly Option<ulong> Seed = new("--seed") { DefaultValueFactory = _ => 1UL, Description = "Seed of the demo's initialisation and data, and of LoRA's initialisation and dropout masks" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "Kernel threads (default: all cores)" };
     private static readonly Option<string> MstMlp = new("--mst-mlp") { DefaultValueFactory = _ => "off", Description = "Mini-sequence MLP: off | auto | M chunks" };
@@ -73,7 +75,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -193,6 +195,17 @@ internal static class TrainCommand
         else if (overwrite)
         {
             throw new ArgumentException("--overwrite applies to --save DIR; give --save too.");
+        }
+
+        SafeTensorsDType saveDType = ModelDirectory.ParseSaveDType(p.GetValue(SaveDType)!);
+        if (savePath is null && p.IsGiven(SaveDType))
+        {
+            throw new ArgumentException("--save-dtype applies to --save DIR; give --save too.");
+        }
+
+        if (saveDType != SafeTensorsDType.F32 && p.IsGiven(LoraOptions.Rank))
+        {
+            throw new ArgumentException("--save-dtype bf16 applies to full models: a LoRA adapter is saved in F32 (it is small); `miniseq merge --save-dtype bf16` writes the merged model in bf16.");
         }
 
         string? metricsPath = p.GetValue(Metrics);
@@ -342,6 +355,18 @@ internal static class TrainCommand
             TimeSpan? limit = timeLimit is double seconds ? TimeSpan.FromSeconds(seconds) : null;
             double? lastValidation = null;
             int firstStep = run.Trainer.StepCount;
+            int lastCheckpoint = -1;
+            void SaveCheckpointAt(int step)
+            {
+                // DIR/checkpoint-STEP holds only MiniSeq's files: written (or replaced) atomically as a whole; always F32.
+                run.SaveCheckpoint(Path.Combine(savePath!, Checkpoints.Name(step)), overwrite: true);
+                lastCheckpoint = step;
+                if (keep is int newest)
+                {
+                    Checkpoints.Prune(savePath!, newest);
+                }
+            }
+
             Progress.Run(steps - firstStep, report => run.Run(steps, limit, r =>
             {
                 // Validation every K steps and at the last step of the schedule.
@@ -353,12 +378,7 @@ internal static class TrainCommand
                 metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R}{valField},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
                 if (saveEvery > 0 && r.Step % saveEvery == 0)
                 {
-                    // DIR/checkpoint-STEP holds only MiniSeq's files: written (or replaced) atomically as a whole.
-                    run.SaveCheckpoint(Path.Combine(savePath!, Checkpoints.Name(r.Step)), overwrite: true);
-                    if (keep is int newest)
-                    {
-                        Checkpoints.Prune(savePath!, newest);
-                    }
+                    SaveCheckpointAt(r.Step);
                 }
 
                 report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
@@ -368,8 +388,10 @@ internal static class TrainCommand
             if (savePath is not null)
             {
                 // Checked above: the directory was empty, --overwrite was given, or it holds our own checkpoints. A run
-                // with checkpoints saves its final training state too (a resume from DIR then continues from there).
-                if (saveEvery > 0 || resumeDir is not null)
+                // with checkpoints saves its final training state too (a resume from DIR then continues from there):
+                // with the F32 model in DIR, or, when DIR gets a rounded (BF16) model, as DIR/checkpoint-STEP in F32.
+                bool keepState = saveEvery > 0 || resumeDir is not null;
+                if (keepState && (saveDType == SafeTensorsDType.F32 || model.Adapters is not null))
                 {
                     run.SaveCheckpoint(savePath, overwrite: true);
                 }
@@ -379,7 +401,12 @@ internal static class TrainCommand
                 }
                 else
                 {
-                    model.Save(savePath, overwrite: true);
+                    if (keepState && lastCheckpoint != run.Trainer.StepCount)
+                    {
+                        SaveCheckpointAt(run.Trainer.StepCount);
+                    }
+
+                    model.Save(savePath, overwrite: true, saveDType);
                 }
 
                 // Text in, text out: the saved directory works with generate and eval without --tokenizer.

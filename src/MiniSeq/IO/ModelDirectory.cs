@@ -1,6 +1,8 @@
 // A Hugging Face model directory: config.json plus model.safetensors, or plus model.safetensors.index.json and the
-// shards it names. Reads weights into the parameter arena by HF name with exact shape checks, and saves atomically.
-// Deliberately not: tokenizer files, PyTorch .bin checkpoints, or dtype choice on save (always F32).
+// shards it names. Reads weights into the parameter arena by HF name with exact shape checks, and saves atomically,
+// as F32 (exact, the default) or BF16 (rounded to nearest even, as Hugging Face checkpoints usually are). A save with
+// training state (a checkpoint to resume from) is always F32: a resume must start from the exact weights.
+// Deliberately not: tokenizer files, PyTorch .bin checkpoints, or saving as F16 (overflow past 65504).
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MiniSeq.Diagnostics;
@@ -50,16 +52,17 @@ public static partial class ModelDirectory
         }
     }
 
-    /// <summary>Writes the model's config.json and model.safetensors (F32, HF names) atomically; see
-    /// <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView, bool)"/> for <paramref name="overwrite"/>.</summary>
-    public static void Save(this LlamaModel model, string directory, bool overwrite = false)
+    /// <summary>Writes the model's config.json and model.safetensors (HF names; F32, or <paramref name="dtype"/>)
+    /// atomically; see <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView, bool, SafeTensorsDType)"/>.</summary>
+    public static void Save(this LlamaModel model, string directory, bool overwrite = false, SafeTensorsDType dtype = SafeTensorsDType.F32)
     {
         ArgumentNullException.ThrowIfNull(model);
-        Save(directory, model.Config, model.Layout, model.Parameters.All, long.MaxValue, afterFileWritten: null, overwrite);
+        Save(directory, model.Config, model.Layout, model.Parameters.All, long.MaxValue, afterFileWritten: null, overwrite, dtype: dtype);
     }
 
-    /// <summary>Saves the model as <see cref="Save(LlamaModel, string, bool)"/> does, and in the same atomic write the
-    /// files <paramref name="writeExtra"/> puts into the directory it is given (names from <see cref="TrainingStateFiles"/>).</summary>
+    /// <summary>Saves the model as <see cref="Save(LlamaModel, string, bool, SafeTensorsDType)"/> does (always F32: this
+    /// is the checkpoint a run resumes from, exactly), and in the same atomic write the files <paramref name="writeExtra"/>
+    /// puts into the directory it is given (names from <see cref="TrainingStateFiles"/>).</summary>
     public static void Save(this LlamaModel model, string directory, bool overwrite, Action<string> writeExtra)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -198,7 +201,7 @@ public static partial class ModelDirectory
         }
     }
 
-    /// <summary>Writes <c>config.json</c> and <c>model.safetensors</c> (F32, Hugging Face names) atomically.</summary>
+    /// <summary>Writes <c>config.json</c> and <c>model.safetensors</c> (Hugging Face names) atomically.</summary>
     /// <param name="directory">Created; or, with <paramref name="overwrite"/>, updated: MiniSeq's own files in it
     /// (<see cref="IsOwnedFile"/>) are replaced or removed, every other file is kept. A non-empty directory without
     /// <paramref name="overwrite"/> is refused (<see cref="OutputExistsException"/>).</param>
@@ -206,11 +209,47 @@ public static partial class ModelDirectory
     /// <param name="layout">Which tensors to write (the tied LM head is written once, as the embedding).</param>
     /// <param name="parameters">The parameter arena.</param>
     /// <param name="overwrite">Whether a non-empty directory may be updated.</param>
+    /// <param name="dtype">How the weights are stored: <see cref="SafeTensorsDType.F32"/> (exact, the default) or
+    /// <see cref="SafeTensorsDType.BF16"/> (each value rounded to nearest even, half the bytes; config.json then says
+    /// <c>"torch_dtype": "bfloat16"</c>). Loading widens BF16 back to fp32, exactly the rounded values.</param>
     /// <remarks>The files are written into a temporary sibling directory, flushed to disk, and renamed into place
     /// (<see cref="AtomicDirectory"/>): a crash at any point leaves the previous files or the new ones, never a partial
     /// file. Parameters with NaN/Inf (or diverged) values are never saved: <see cref="InvalidDataException"/>.</remarks>
-    public static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, bool overwrite = false)
-        => Save(directory, config, layout, parameters, long.MaxValue, afterFileWritten: null, overwrite);
+    /// <exception cref="ArgumentException"><paramref name="dtype"/> is neither F32 nor BF16.</exception>
+    public static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, bool overwrite = false, SafeTensorsDType dtype = SafeTensorsDType.F32)
+        => Save(directory, config, layout, parameters, long.MaxValue, afterFileWritten: null, overwrite, dtype: dtype);
+
+    /// <summary>The weight storage of a save option: <c>f32</c> (also <c>fp32</c>, <c>float32</c>) or <c>bf16</c> (also
+    /// <c>bfloat16</c>), case-insensitive.</summary>
+    /// <exception cref="ArgumentException">Anything else (the message names <paramref name="optionName"/> and the value).</exception>
+    public static SafeTensorsDType ParseSaveDType(string value, string optionName = "--save-dtype")
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return value.Trim().ToLowerInvariant() switch
+        {
+            "f32" or "fp32" or "float32" => SafeTensorsDType.F32,
+            "bf16" or "bfloat16" => SafeTensorsDType.BF16,
+            _ => throw new ArgumentException($"{optionName} must be f32 or bf16 (got '{value}')."),
+        };
+    }
+
+    /// <summary>The dtypes of the weights stored in <paramref name="directory"/> (headers only; nothing is read).</summary>
+    public static IReadOnlySet<SafeTensorsDType> StoredDTypes(string directory)
+    {
+        RequireDirectory(directory);
+        var dtypes = new HashSet<SafeTensorsDType>();
+        foreach (string file in ResolveWeightFiles(directory, out _).Values.Distinct(StringComparer.Ordinal))
+        {
+            string path = Path.Combine(directory, file);
+            if (File.Exists(path))
+            {
+                using SafeTensorsReader reader = SafeTensorsReader.Open(path);
+                dtypes.UnionWith(reader.Tensors.Select(t => t.DType));
+            }
+        }
+
+        return dtypes;
+    }
 
     /// <summary>Whether <paramref name="fileName"/> is one MiniSeq writes into a model directory (and so may replace
     /// or remove there with overwrite): config.json, model.safetensors, the shard index and its shards.</summary>
@@ -223,23 +262,34 @@ public static partial class ModelDirectory
     [System.Text.RegularExpressions.GeneratedRegex(@"^model-\d{5}-of-\d{5}\.safetensors$")]
     private static partial System.Text.RegularExpressions.Regex ShardName();
 
-    /// <summary>Like <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView, bool)"/> but splits the weights into
+    /// <summary>Like <see cref="Save(string, LlamaConfig, ParameterLayout, TensorView, bool, SafeTensorsDType)"/> but splits the weights into
     /// shards of at most <paramref name="maxShardBytes"/> data bytes (a larger tensor gets a shard of its own):
     /// <c>model-00001-of-0000N.safetensors</c> and <c>model.safetensors.index.json</c>. When everything fits in one
     /// shard, writes <c>model.safetensors</c> and no index, as Transformers does.</summary>
-    public static void SaveSharded(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, long maxShardBytes, bool overwrite = false)
+    public static void SaveSharded(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters, long maxShardBytes, bool overwrite = false, SafeTensorsDType dtype = SafeTensorsDType.F32)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
-        Save(directory, config, layout, parameters, maxShardBytes, afterFileWritten: null, overwrite);
+        Save(directory, config, layout, parameters, maxShardBytes, afterFileWritten: null, overwrite, dtype: dtype);
     }
 
     /// <summary>The save with a test hook called with each file's path after it is written (it may throw to
     /// simulate a crash mid-save).</summary>
     internal static void Save(string directory, LlamaConfig config, ParameterLayout layout, TensorView parameters,
-        long maxShardBytes, Action<string>? afterFileWritten, bool overwrite = false, Action<string>? writeExtra = null)
+        long maxShardBytes, Action<string>? afterFileWritten, bool overwrite = false, Action<string>? writeExtra = null,
+        SafeTensorsDType dtype = SafeTensorsDType.F32)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(layout);
+        string torchDtype = dtype switch
+        {
+            SafeTensorsDType.F32 => "float32",
+            SafeTensorsDType.BF16 => "bfloat16",
+            _ => throw new ArgumentException($"Models are saved as F32 or BF16, not {SafeTensors.DTypeName(dtype)}.", nameof(dtype)),
+        };
+        if (writeExtra is not null && dtype != SafeTensorsDType.F32)
+        {
+            throw new ArgumentException("Training state is saved only next to F32 weights: a resume from rounded weights would not continue the run exactly.", nameof(dtype));
+        }
         RequireArena(layout, parameters);
         RequireSameTensors(config, layout);
         CheckSaveTarget(directory, overwrite);
@@ -253,7 +303,7 @@ public static partial class ModelDirectory
         long shardBytes = 0;
         foreach (ParameterInfo parameter in layout.Tensors)
         {
-            long bytes = parameter.ElementCount * sizeof(float);
+            long bytes = parameter.ElementCount * SafeTensors.ElementSize(dtype);
             if (shards.Count == 0 || (shardBytes + bytes > maxShardBytes && shards[^1].Count > 0))
             {
                 shards.Add([]);
@@ -267,7 +317,7 @@ public static partial class ModelDirectory
         AtomicDirectory.Write(directory, temp =>
         {
             string configPath = Path.Combine(temp, ConfigFileName);
-            File.WriteAllText(configPath, config.ToJson() + "\n");
+            File.WriteAllText(configPath, config.ToJson(torchDtype) + "\n");
             afterFileWritten?.Invoke(configPath);
 
             var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
@@ -278,7 +328,7 @@ public static partial class ModelDirectory
                 writer.Metadata["format"] = "pt";
                 foreach (ParameterInfo parameter in shards[s])
                 {
-                    writer.Add(parameter.Name, parameter.Shape, parameters.Slice(parameter.Slot.Offset, parameter.Slot.Length));
+                    writer.Add(parameter.Name, parameter.Shape, parameters.Slice(parameter.Slot.Offset, parameter.Slot.Length), dtype);
                     weightMap[parameter.Name] = file;
                 }
 
@@ -291,7 +341,7 @@ public static partial class ModelDirectory
             {
                 var index = new JsonObject
                 {
-                    ["metadata"] = new JsonObject { ["total_size"] = layout.ParameterCount * sizeof(float) },
+                    ["metadata"] = new JsonObject { ["total_size"] = layout.ParameterCount * SafeTensors.ElementSize(dtype) },
                     ["weight_map"] = new JsonObject(weightMap.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value)))),
                 };
                 string indexPath = Path.Combine(temp, IndexFileName);

@@ -1,7 +1,8 @@
 // GEMM packing: copies a slice of op(A) or op(B) into a k-major micro-panel (kc rows of W floats, zero-padded past
 // the w valid lanes) so the micro-kernel reads both operands contiguously. The two source layouts are "contiguous"
 // (the W lanes are adjacent in memory: A transposed, B plain) and "transposed" (each lane is a row running along k:
-// A plain, B transposed), the latter done with 8×8 AVX transposes.
+// A plain, B transposed), the latter done with 8×8 AVX transposes. The source is fp32, or bf16 (a frozen weight as B)
+// widened exactly while copying (bits << 16), so the packed panel holds the same floats as packing the widened matrix.
 // Deliberately not: scaling by alpha (applied when C is stored) or any other arithmetic.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -16,9 +17,11 @@ public static unsafe partial class MatMul
     /// src[p·ld + q·W + j] for p &lt; kc, zero past the last valid lane. Walks 16 source rows at a time across all
     /// panels: the rows stay in L1 and each panel receives one contiguous run (a row-by-row walk would store to every
     /// panel at a power-of-two stride, thrashing one L1 set; a panel-by-panel walk would re-read each row many times).
+    /// <typeparamref name="T"/> is float or ushort (bf16 bits, widened).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackContiguous(float* src, nint ld, int kc, int cols, int width, float* dst, nint panelStride)
+    private static void PackContiguous<T>(T* src, nint ld, int kc, int cols, int width, float* dst, nint panelStride)
+        where T : unmanaged
     {
         const int RowBlock = 16;
         int fullPanels = cols / width;
@@ -33,7 +36,7 @@ public static unsafe partial class MatMul
                 for (int p = 0; p < next; p++)
                 {
                     byte* row = (byte*)(src + ((p0 + RowBlock + p) * ld));
-                    for (int offset = 0; offset < cols * sizeof(float); offset += 64)
+                    for (int offset = 0; offset < cols * sizeof(T); offset += 64)
                     {
                         Sse.Prefetch0(row + offset);
                     }
@@ -42,21 +45,21 @@ public static unsafe partial class MatMul
 
             for (int q = 0; q < fullPanels; q++)
             {
-                float* s = src + (p0 * ld) + (q * width);
+                T* s = src + (p0 * ld) + (q * width);
                 float* d = dst + (q * panelStride) + (p0 * width);
                 CopyRows(s, ld, rows, width, d);
             }
 
             if (tail > 0)
             {
-                float* s = src + (p0 * ld) + (fullPanels * width);
+                T* s = src + (p0 * ld) + (fullPanels * width);
                 float* d = dst + (fullPanels * panelStride) + (p0 * width);
                 for (int p = 0; p < rows; p++)
                 {
                     int j = 0;
                     for (; j < tail; j++)
                     {
-                        d[j] = s[j];
+                        d[j] = Widen(s + j);
                     }
 
                     for (; j < width; j++)
@@ -73,41 +76,51 @@ public static unsafe partial class MatMul
 
     // d[p·W .. p·W+W) = s[p·ld .. p·ld+W) for p < rows.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void CopyRows(float* s, nint ld, int rows, int width, float* d)
+    private static void CopyRows<T>(T* s, nint ld, int rows, int width, float* d)
+        where T : unmanaged
     {
         if (width == 32 && Vector512.IsHardwareAccelerated)
         {
             for (int p = 0; p < rows; p++)
             {
-                Vector512.Store(Vector512.Load(s), d);
-                Vector512.Store(Vector512.Load(s + 16), d + 16);
+                Vector512.Store(Load16(s), d);
+                Vector512.Store(Load16(s + 16), d + 16);
                 s += ld;
                 d += 32;
             }
         }
-        else if (width == 8 && Vector256.IsHardwareAccelerated)
+        else if (width % 8 == 0 && Vector256.IsHardwareAccelerated)
         {
             for (int p = 0; p < rows; p++)
             {
-                Vector256.Store(Vector256.Load(s), d);
+                for (int j = 0; j < width; j += 8)
+                {
+                    Vector256.Store(Load8(s + j), d + j);
+                }
+
                 s += ld;
-                d += 8;
+                d += width;
             }
         }
         else
         {
             for (int p = 0; p < rows; p++)
             {
-                new ReadOnlySpan<float>(s, width).CopyTo(new Span<float>(d, width));
+                for (int j = 0; j < width; j++)
+                {
+                    d[j] = Widen(s + j);
+                }
+
                 s += ld;
                 d += width;
             }
         }
     }
 
-    /// <summary>dst[p·W + r] = src[r·ld + p] for p &lt; kc, r &lt; w; zero for w ≤ r &lt; W.</summary>
+    /// <summary>dst[p·W + r] = src[r·ld + p] for p &lt; kc, r &lt; w; zero for w ≤ r &lt; W (<typeparamref name="T"/>: float or bf16 bits).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackTransposed(float* src, nint ld, int kc, int w, int width, float* dst)
+    private static void PackTransposed<T>(T* src, nint ld, int kc, int w, int width, float* dst)
+        where T : unmanaged
     {
         int r0 = 0;
         if (Avx.IsSupported)
@@ -116,13 +129,13 @@ public static unsafe partial class MatMul
             int kc8 = kc & ~7;
             for (; r0 + 8 <= w; r0 += 8)
             {
-                float* s = src + (r0 * ld);
+                T* s = src + (r0 * ld);
                 for (int p = 0; p < kc8; p += 8)
                 {
                     if ((p & 15) == 0 && Sse.IsSupported)
                     {
-                        // Eight rows a page or more apart defeat the hardware prefetcher: fetch 4 lines ahead.
-                        float* ahead = s + p + 64;
+                        // Eight rows a page or more apart defeat the hardware prefetcher: fetch 64 elements ahead.
+                        T* ahead = s + p + 64;
                         for (int r = 0; r < 8; r++)
                         {
                             Sse.Prefetch0(ahead + (r * ld));
@@ -136,7 +149,7 @@ public static unsafe partial class MatMul
                 {
                     for (int r = 0; r < 8; r++)
                     {
-                        dst[(p * width) + r0 + r] = s[(r * ld) + p];
+                        dst[(p * width) + r0 + r] = Widen(s + (r * ld) + p);
                     }
                 }
             }
@@ -145,10 +158,10 @@ public static unsafe partial class MatMul
         // Remaining lanes one row at a time (each row is contiguous along k), then zero padding.
         for (int r = r0; r < w; r++)
         {
-            float* s = src + (r * ld);
+            T* s = src + (r * ld);
             for (int p = 0; p < kc; p++)
             {
-                dst[(p * width) + r] = s[p];
+                dst[(p * width) + r] = Widen(s + p);
             }
         }
 
@@ -163,16 +176,17 @@ public static unsafe partial class MatMul
 
     // Reads rows s[r·ld .. r·ld+8) for r < 8 and writes column q of that block to d[q·dstStride .. +8).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* s, nint ld, float* d, nint dstStride)
+    private static void Transpose8x8<T>(T* s, nint ld, float* d, nint dstStride)
+        where T : unmanaged
     {
-        Vector256<float> r0 = Avx.LoadVector256(s);
-        Vector256<float> r1 = Avx.LoadVector256(s + ld);
-        Vector256<float> r2 = Avx.LoadVector256(s + (2 * ld));
-        Vector256<float> r3 = Avx.LoadVector256(s + (3 * ld));
-        Vector256<float> r4 = Avx.LoadVector256(s + (4 * ld));
-        Vector256<float> r5 = Avx.LoadVector256(s + (5 * ld));
-        Vector256<float> r6 = Avx.LoadVector256(s + (6 * ld));
-        Vector256<float> r7 = Avx.LoadVector256(s + (7 * ld));
+        Vector256<float> r0 = Load8(s);
+        Vector256<float> r1 = Load8(s + ld);
+        Vector256<float> r2 = Load8(s + (2 * ld));
+        Vector256<float> r3 = Load8(s + (3 * ld));
+        Vector256<float> r4 = Load8(s + (4 * ld));
+        Vector256<float> r5 = Load8(s + (5 * ld));
+        Vector256<float> r6 = Load8(s + (6 * ld));
+        Vector256<float> r7 = Load8(s + (7 * ld));
 
         Vector256<float> t0 = Avx.UnpackLow(r0, r1);
         Vector256<float> t1 = Avx.UnpackHigh(r0, r1);
@@ -201,4 +215,23 @@ public static unsafe partial class MatMul
         Avx.Store(d + (6 * dstStride), Avx.Permute2x128(u2, u6, 0x31));
         Avx.Store(d + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
     }
+
+    // Source elements as floats: float as is; ushort is bf16 bits, widened exactly (bits << 16). The type tests are
+    // JIT-time constants, so each instantiation compiles to its own plain load.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Widen<T>(T* p)
+        where T : unmanaged
+        => typeof(T) == typeof(float) ? *(float*)p : BitConverter.UInt32BitsToSingle((uint)*(ushort*)p << 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Load8<T>(T* p)
+        where T : unmanaged
+        => typeof(T) == typeof(float) ? Vector256.Load((float*)p)
+            : Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load((ushort*)p).ToVector256Unsafe()), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Load16<T>(T* p)
+        where T : unmanaged
+        => typeof(T) == typeof(float) ? Vector512.Load((float*)p)
+            : Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)p).ToVector512Unsafe()), 16).AsSingle();
 }

@@ -4,7 +4,8 @@
 // Packing absorbs every transpose, so there is one micro-kernel per width (IsaWidth: V512, V256, V128, Scalar, chosen
 // by KernelSelector.TiledWidth; a forced width is capped at the widest with hardware FMA). Threads split output tiles only (never k)
 // and every C element is reduced in the same fixed k order whatever the tiling or thread count, so results are
-// bit-identical for any KernelThreads.ThreadCount.
+// bit-identical for any KernelThreads.ThreadCount. B may be stored as bf16 bits (GemmBf16B, a frozen bf16 weight): it is
+// widened exactly while packed, so that GEMM equals the fp32 one on the widened B bit for bit.
 // Deliberately not: a general BLAS (no column-major entry, no complex/double), no k-splitting for short-wide shapes,
 // no runtime-emitted machine code.
 using System.Runtime.CompilerServices;
@@ -79,6 +80,27 @@ public static unsafe partial class MatMul
     /// <summary><see cref="Gemm(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/> with a forced micro-kernel variant (for tests and benchmarks).</summary>
     /// <remarks>An unsupported variant falls back to the widest supported one.</remarks>
     internal static void Gemm(IsaWidth variant, bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Gemm<float>(variant, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>
+    /// <see cref="Gemm(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/> with B stored as
+    /// bfloat16 bits (a frozen weight kept in bf16): C = beta·C + alpha·op(A)·op(widen(B)), with the same layouts and
+    /// strides (in elements) as the fp32 call.
+    /// </summary>
+    /// <remarks>
+    /// B is widened exactly (bits &lt;&lt; 16) while it is packed and the packed panels are fp32, so the result is bit for
+    /// bit the fp32 Gemm's on the widened B, at every width and thread count. Only B's memory traffic halves.
+    /// </remarks>
+    public static void GemmBf16B(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, ushort* b, int ldb, float beta, float* c, int ldc)
+        => Gemm(KernelSelector.TiledWidth, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary><see cref="GemmBf16B(bool, bool, int, int, int, float, float*, int, ushort*, int, float, float*, int)"/> with a forced micro-kernel variant (for tests).</summary>
+    internal static void GemmBf16B(IsaWidth variant, bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, ushort* b, int ldb, float beta, float* c, int ldc)
+        => Gemm<ushort>(variant, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    // TB is B's element type: float, or ushort (bf16 bits). It only changes how B is packed (PackBTask<TB>).
+    private static void Gemm<TB>(IsaWidth variant, bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, TB* b, int ldb, float beta, float* c, int ldc)
+        where TB : unmanaged
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
@@ -114,7 +136,7 @@ public static unsafe partial class MatMul
             {
                 int ks = Math.Min(KSuper, k - k0);
                 float* aSlice = transA ? a + ((nint)k0 * lda) : a + k0;
-                float* bSlice = transB ? b + k0 : b + ((nint)k0 * ldb);
+                TB* bSlice = transB ? b + k0 : b + ((nint)k0 * ldb);
                 Gemm(variant, transA, transB, m, n, ks, alpha, aSlice, lda, bSlice, ldb, k0 == 0 ? beta : 1f, c, ldc);
             }
 
@@ -197,7 +219,7 @@ public static unsafe partial class MatMul
         {
             for (int t = 0; t < packTasks; t++)
             {
-                PackBTask(&job, t);
+                PackBTask<TB>(&job, t);
             }
 
             for (int t = 0; t < tileTasks; t++)
@@ -207,7 +229,7 @@ public static unsafe partial class MatMul
         }
         else
         {
-            KernelThreads.For(packTasks, &PackBTask, &job);
+            KernelThreads.For(packTasks, &PackBTask<TB>, &job);
             KernelThreads.For(tileTasks, &TileTask, &job);
         }
     }
@@ -225,7 +247,7 @@ public static unsafe partial class MatMul
         public float Alpha;
         public float* A;
         public int Lda;
-        public float* B;
+        public void* B;
         public int Ldb;
         public float* C;
         public int Ldc;
@@ -242,11 +264,14 @@ public static unsafe partial class MatMul
         public nint BPanelStride;
     }
 
-    // Packs B panels [t·BPanelsPerTask, …): panel jp holds op(B)[0..K, jp·NR .. jp·NR+NR] as K rows of NR floats.
+    // Packs B panels [t·BPanelsPerTask, …): panel jp holds op(B)[0..K, jp·NR .. jp·NR+NR] as K rows of NR floats
+    // (B's elements are TB: float, or bf16 bits widened on the way).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackBTask(void* context, int task)
+    private static void PackBTask<TB>(void* context, int task)
+        where TB : unmanaged
     {
         ref GemmJob job = ref Unsafe.AsRef<GemmJob>(context);
+        TB* b = (TB*)job.B;
         int nr = job.Nr;
         int first = task * job.BPanelsPerTask;
         int last = Math.Min(job.BPanels, first + job.BPanelsPerTask);
@@ -255,13 +280,13 @@ public static unsafe partial class MatMul
             for (int jp = first; jp < last; jp++)
             {
                 int j0 = jp * nr;
-                PackTransposed(job.B + ((nint)j0 * job.Ldb), job.Ldb, job.K, Math.Min(nr, job.N - j0), nr, job.PackedB + (jp * job.BPanelStride));
+                PackTransposed(b + ((nint)j0 * job.Ldb), job.Ldb, job.K, Math.Min(nr, job.N - j0), nr, job.PackedB + (jp * job.BPanelStride));
             }
         }
         else
         {
             int j0 = first * nr;
-            PackContiguous(job.B + j0, job.Ldb, job.K, Math.Min(job.N, last * nr) - j0, nr, job.PackedB + (first * job.BPanelStride), job.BPanelStride);
+            PackContiguous(b + j0, job.Ldb, job.K, Math.Min(job.N, last * nr) - j0, nr, job.PackedB + (first * job.BPanelStride), job.BPanelStride);
         }
     }
 

@@ -381,13 +381,16 @@ public sealed record LlamaConfig
     }
 
     /// <summary>The config as Hugging Face <c>config.json</c> text (with architectures and model_type).</summary>
-    public string ToJson()
+    /// <param name="torchDtype">The <c>torch_dtype</c> to record: the PyTorch name of the type the weights are stored
+    /// in (<c>float32</c>, <c>bfloat16</c>).</param>
+    public string ToJson(string torchDtype = "float32")
     {
+        ArgumentException.ThrowIfNullOrEmpty(torchDtype);
         var node = JsonNode.Parse(JsonSerializer.Serialize(this, s_json))!.AsObject();
         node["architectures"] = new JsonArray(Architecture);
         node["model_type"] = ModelType;
         node["hidden_act"] = "silu";
-        node["torch_dtype"] = "float32";
+        node["torch_dtype"] = torchDtype;
         if (ModelType == Qwen2)
         {
             node["use_sliding_window"] = false; // q/k/v biases are implied by the family

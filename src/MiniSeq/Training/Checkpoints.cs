@@ -63,9 +63,13 @@ public static class Checkpoints
             all.Add((TrainingCheckpoint.ReadState(path).Step, path));
         }
 
+        // A model without training state (a plain --save, or a --save-dtype bf16 export) cannot be resumed exactly.
+        string modelOnly = File.Exists(System.IO.Path.Combine(path, ModelDirectory.ConfigFileName))
+            ? " It holds a model without training state (a final export: --save without --save-every, or --save-dtype bf16); train from it with --model instead."
+            : "";
         return all.Count > 0
             ? all.MaxBy(c => c.Step).Path
-            : throw new DirectoryNotFoundException($"--resume {path}: neither a checkpoint (weights and {TrainingCheckpoint.StateFileName}) nor a directory with checkpoint-* in it.");
+            : throw new DirectoryNotFoundException($"--resume {path}: neither a checkpoint (weights and {TrainingCheckpoint.StateFileName}) nor a directory with checkpoint-* in it.{modelOnly}");
     }
 
     /// <summary>Deletes all but the newest <paramref name="keep"/> checkpoints under <paramref name="directory"/>;

@@ -121,12 +121,19 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>Loads the optimizer state and step of <paramref name="directory"/> into <paramref name="trainer"/> and returns the scalars.</summary>
-    /// <exception cref="InvalidDataException">The files are missing, of another optimizer, or do not match the model.</exception>
+    /// <exception cref="InvalidDataException">The files are missing, of another optimizer, or do not match the model,
+    /// or the weights beside them are not stored as F32 (rounded weights would not continue the run exactly).</exception>
     public static TrainingState Read(string directory, Trainer trainer)
     {
         ArgumentNullException.ThrowIfNull(trainer);
         string statePath = Path.Combine(directory, StateFileName), tensorsPath = Path.Combine(directory, TensorsFileName);
         TrainingState state = ReadState(directory);
+        string[] rounded = ModelDirectory.StoredDTypes(directory).Where(d => d != SafeTensorsDType.F32).Select(SafeTensors.DTypeName).Order(StringComparer.Ordinal).ToArray();
+        if (rounded.Length > 0)
+        {
+            throw new InvalidDataException($"{directory}: the weights are stored as {string.Join("/", rounded)}, not F32; the training state "
+                + "belongs to the exact fp32 weights, so resuming from these would not continue the run. Resume from a checkpoint MiniSeq wrote (always F32).");
+        }
 
         if (!string.Equals(state.Optimizer, trainer.Optimizer.Options.Name, StringComparison.OrdinalIgnoreCase))
         {

@@ -1,5 +1,6 @@
-// Hugging Face model directories: round trips (single file, sharded, tied, BF16), missing/extra/misshaped tensors,
-// and atomic saving under simulated failures.
+// Hugging Face model directories: round trips (single file, sharded, tied, BF16 read and saved), missing/extra/misshaped
+// tensors, and atomic saving under simulated failures.
+using System.Text.Json;
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
@@ -141,6 +142,146 @@ public class ModelDirectoryTests
                 Assert.Equal(SafeTensors.BFloat16ToFloat(SafeTensors.FloatToBFloat16(expected[i])), actual[i]);
             }
         }
+    }
+
+    private static string TorchDtype(string model)
+    {
+        using JsonDocument config = JsonDocument.Parse(File.ReadAllText(Path.Combine(model, ModelDirectory.ConfigFileName)));
+        return config.RootElement.GetProperty("torch_dtype").GetString()!;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Save_Bf16_LoadsTheRoundedWeightsBitForBit(bool tied)
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model"), exact = dir.File("exact");
+        LlamaConfig config = tied ? s_tied : s_untied;
+        var layout = new ParameterLayout(config);
+        using var saved = Filled(layout, seed: 11);
+        using var loaded = new Arena(layout.Plan);
+        Span<float> all = saved.All.Span;
+        all[0] = -0f;
+        all[1] = 1e-40f; // a denormal
+        all[2] = BitConverter.UInt32BitsToSingle(0x3F808000); // a tie: rounds to even (1.0)
+        all[3] = BitConverter.UInt32BitsToSingle(0x3F818000); // a tie: rounds to even (up)
+
+        ModelDirectory.Save(model, config, layout, saved.All, dtype: SafeTensorsDType.BF16);
+        ModelDirectory.Save(exact, config, layout, saved.All);
+
+        Assert.Equal("bfloat16", TorchDtype(model));
+        Assert.Equal("float32", TorchDtype(exact));
+        Assert.Equal(config, ModelDirectory.ReadConfig(model));
+        using (SafeTensorsReader reader = SafeTensorsReader.Open(Path.Combine(model, ModelDirectory.WeightsFileName)))
+        {
+            Assert.Equal("pt", reader.Metadata["format"]);
+            Assert.All(reader.Tensors, t => Assert.Equal(SafeTensorsDType.BF16, t.DType));
+            Assert.Equal(layout.ParameterCount * 2, reader.Tensors.Sum(t => t.ByteLength));
+        }
+
+        Assert.Equal([SafeTensorsDType.BF16], ModelDirectory.StoredDTypes(model));
+        Assert.Equal([SafeTensorsDType.F32], ModelDirectory.StoredDTypes(exact));
+        ModelDirectory.ReadWeights(model, layout, loaded.All);
+        foreach (ParameterInfo p in layout.Tensors)
+        {
+            ReadOnlySpan<float> expected = saved[p.Slot].Span, actual = loaded[p.Slot].Span;
+            for (int i = 0; i < expected.Length; i++)
+            {
+                uint want = BitConverter.SingleToUInt32Bits(SafeTensors.BFloat16ToFloat(SafeTensors.FloatToBFloat16(expected[i])));
+                if (want != BitConverter.SingleToUInt32Bits(actual[i]))
+                {
+                    Assert.Fail($"{p.Name}[{i}]: saved {expected[i]:R}, loaded 0x{BitConverter.SingleToUInt32Bits(actual[i]):X8}, expected 0x{want:X8}");
+                }
+            }
+        }
+
+        Assert.Equal(0x80000000u, BitConverter.SingleToUInt32Bits(loaded.All.Span[0]));
+        Assert.Equal(1f, loaded.All.Span[2]);
+        Assert.Equal(BitConverter.UInt32BitsToSingle(0x3F820000), loaded.All.Span[3]);
+
+        // Saving what was loaded again as BF16 gives the same bytes: the rounded values are exactly representable.
+        ModelDirectory.Save(dir.File("again"), config, layout, loaded.All, dtype: SafeTensorsDType.BF16);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(model, ModelDirectory.WeightsFileName)), File.ReadAllBytes(Path.Combine(dir.File("again"), ModelDirectory.WeightsFileName)));
+    }
+
+    [Fact]
+    public void SaveSharded_Bf16_ShardsByBf16BytesAndRoundTrips()
+    {
+        using var dir = new TempDirectory();
+        string model = dir.File("model");
+        var layout = new ParameterLayout(s_untied);
+        using var saved = Filled(layout, seed: 12);
+        using var loaded = new Arena(layout.Plan);
+
+        ModelDirectory.SaveSharded(model, s_untied, layout, saved.All, maxShardBytes: 50_000, overwrite: false, SafeTensorsDType.BF16);
+
+        using JsonDocument index = JsonDocument.Parse(File.ReadAllText(Path.Combine(model, ModelDirectory.IndexFileName)));
+        Assert.Equal(layout.ParameterCount * 2, index.RootElement.GetProperty("metadata").GetProperty("total_size").GetInt64());
+        string[] shards = Directory.GetFiles(model, "model-*.safetensors");
+        Assert.True(shards.Length > 2);
+        foreach (string shard in shards)
+        {
+            using SafeTensorsReader reader = SafeTensorsReader.Open(shard);
+            Assert.All(reader.Tensors, t => Assert.Equal(SafeTensorsDType.BF16, t.DType));
+            Assert.True(reader.Tensors.Count == 1 || reader.Tensors.Sum(t => t.ByteLength) <= 50_000);
+        }
+
+        Assert.Equal("bfloat16", TorchDtype(model));
+        ModelDirectory.ReadWeights(model, layout, loaded.All);
+        Span<float> expected = saved.All.Span, actual = loaded.All.Span;
+        foreach (ParameterInfo p in layout.Tensors)
+        {
+            for (long i = p.Slot.Offset; i < p.Slot.Offset + p.Slot.Length; i++)
+            {
+                Assert.Equal(SafeTensors.BFloat16ToFloat(SafeTensors.FloatToBFloat16(expected[(int)i])), actual[(int)i]);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(SafeTensorsDType.F16)]
+    [InlineData(SafeTensorsDType.F64)]
+    [InlineData(SafeTensorsDType.I32)]
+    public void Save_OtherDType_ThrowsArgumentAndWritesNothing(SafeTensorsDType dtype)
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        var e = Assert.Throws<ArgumentException>(() => ModelDirectory.Save(dir.File("model"), s_tied, layout, arena.All, dtype: dtype));
+        Assert.Contains("F32 or BF16", e.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(dir.File("model")));
+    }
+
+    [Fact]
+    public void Save_TrainingStateWithBf16Weights_Refused()
+    {
+        using var dir = new TempDirectory();
+        var layout = new ParameterLayout(s_tied);
+        using var arena = new Arena(layout.Plan);
+        var e = Assert.Throws<ArgumentException>(() => ModelDirectory.Save(dir.File("model"), s_tied, layout, arena.All, long.MaxValue,
+            afterFileWritten: null, overwrite: false, writeExtra: _ => { }, dtype: SafeTensorsDType.BF16));
+        Assert.Contains("F32", e.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(dir.File("model")));
+    }
+
+    [Theory]
+    [InlineData("bf16", SafeTensorsDType.BF16)]
+    [InlineData(" BFloat16 ", SafeTensorsDType.BF16)]
+    [InlineData("f32", SafeTensorsDType.F32)]
+    [InlineData("FP32", SafeTensorsDType.F32)]
+    [InlineData("float32", SafeTensorsDType.F32)]
+    public void ParseSaveDType_KnownNames_Parsed(string text, SafeTensorsDType expected)
+        => Assert.Equal(expected, ModelDirectory.ParseSaveDType(text));
+
+    [Theory]
+    [InlineData("f16")]
+    [InlineData("")]
+    [InlineData("bf16x")]
+    public void ParseSaveDType_OtherText_ThrowsNamingOptionAndValue(string text)
+    {
+        var e = Assert.Throws<ArgumentException>(() => ModelDirectory.ParseSaveDType(text));
+        Assert.Equal($"--save-dtype must be f32 or bf16 (got '{text}').", e.Message);
     }
 
     [Fact]

@@ -1,8 +1,10 @@
 // MatMul.Gemm against the double-accumulating reference for every variant, transpose combination, beta and a spread
 // of awkward shapes (0, 1, odd, non-multiples of every tile, k across several 256-slices, padded strides), plus
-// thread-count determinism and argument checks.
+// thread-count determinism and argument checks. GemmBf16B (B stored as bf16 bits) against the fp32 Gemm on the widened
+// B, bit for bit, over the same shapes, every variant and transpose, 1 and 2 threads, the parallel and super-slice paths.
 // Deliberately not: performance checks (bench/ and docs/benchmarks/gemm.md), huge shapes (CI has 2 cores).
 using System.Runtime.InteropServices;
+using MiniSeq.IO;
 using MiniSeq.Kernels;
 using MiniSeq.Kernels.Reference;
 using MiniSeq.Threading;
@@ -341,6 +343,124 @@ public unsafe class MatMulTests
         {
             NativeMemory.Free(x);
         }
+    }
+
+    [Theory]
+    [MemberData(nameof(Combinations))]
+    public void GemmBf16B_ShapesAndStrides_BitIdenticalToFp32OnWidenedB(string variantName, bool transA, bool transB, float beta)
+    {
+        IsaWidth variant = Enum.Parse<IsaWidth>(variantName);
+        if (!MatMul.IsSupported(variant))
+        {
+            return;
+        }
+
+        var random = new Random(4321);
+        foreach ((int m, int n, int k) in s_shapes)
+        {
+            foreach (int pad in new[] { 0, 3 })
+            {
+                CheckBf16AgainstWidened(variant, transA, transB, m, n, k, pad, alpha: -0.75f, beta, random);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("V512")]
+    [InlineData("V256")]
+    [InlineData("V128")]
+    [InlineData("Scalar")]
+    public void GemmBf16B_ParallelAndSuperSlicePaths_BitIdenticalToFp32OnWidenedB(string variantName)
+    {
+        IsaWidth variant = Enum.Parse<IsaWidth>(variantName);
+        if (!MatMul.IsSupported(variant))
+        {
+            return;
+        }
+
+        // The two orientations Linear uses (forward: B = W transposed; dx: B = W plain), large enough for the
+        // multi-threaded pack and tile tasks and several M and N blocks, plus k beyond KSuper (packed in super-slices).
+        var random = new Random(8);
+        CheckBf16AgainstWidened(variant, transA: false, transB: true, 520, 100, 300, pad: 1, alpha: 1f, beta: 1f, random);
+        CheckBf16AgainstWidened(variant, transA: false, transB: false, 300, 203, 270, pad: 0, alpha: 1f, beta: 0f, random);
+        CheckBf16AgainstWidened(variant, transA: false, transB: true, 40, 72, MatMul.KSuper + 301, pad: 3, alpha: 0.5f, beta: 1f, random);
+        CheckBf16AgainstWidened(variant, transA: false, transB: false, 40, 72, MatMul.KSuper + 301, pad: 3, alpha: 0.5f, beta: 0f, random);
+    }
+
+    [Fact]
+    public void GemmBf16B_InvalidArguments_Throw()
+    {
+        float* x = (float*)NativeMemory.AllocZeroed(16 * sizeof(float));
+        ushort* w = (ushort*)NativeMemory.AllocZeroed(16 * sizeof(ushort));
+        try
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.GemmBf16B(false, true, 1, 1, 3, 1f, x, 3, w, 2, 0f, x, 1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.GemmBf16B(false, false, 1, 4, 1, 1f, x, 1, w, 3, 0f, x, 4));
+        }
+        finally
+        {
+            NativeMemory.Free(x);
+            NativeMemory.Free(w);
+        }
+    }
+
+    // Runs GemmBf16B on bf16 bits of B and the fp32 Gemm on the same bits widened, at the given variant, on 1 and on 2
+    // threads, and requires every C element (padding included) to match bit for bit.
+    private static void CheckBf16AgainstWidened(IsaWidth variant, bool transA, bool transB, int m, int n, int k, int pad, float alpha, float beta, Random random)
+    {
+        int lda = (transA ? m : k) + pad;
+        int ldb = (transB ? k : n) + pad;
+        int ldc = n + pad;
+        float[] a = RandomArray(random, Math.Max(1, (transA ? k : m) * lda));
+        ushort[] bits = RandomBf16(random, Math.Max(1, (transB ? n : k) * ldb));
+        float[] widened = Array.ConvertAll(bits, SafeTensors.BFloat16ToFloat);
+        float[] c0 = RandomArray(random, Math.Max(1, m * ldc));
+        if (beta == 0f)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                c0.AsSpan(i * ldc, n).Fill(float.NaN);
+            }
+        }
+
+        foreach (int threads in new[] { 1, 2 })
+        {
+            float[] expected = (float[])c0.Clone();
+            float[] actual = (float[])c0.Clone();
+            KernelTestHelpers.WithThreads(threads, () =>
+            {
+                fixed (float* pa = a, pw = widened, pe = expected, pc = actual)
+                fixed (ushort* pb = bits)
+                {
+                    MatMul.Gemm(variant, transA, transB, m, n, k, alpha, pa, lda, pw, ldb, beta, pe, ldc);
+                    MatMul.GemmBf16B(variant, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+                }
+            });
+
+            for (int i = 0; i < expected.Length; i++)
+            {
+                if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                {
+                    Assert.Fail($"{variant} transA={transA} transB={transB} m={m} n={n} k={k} pad={pad} beta={beta} threads={threads}: "
+                        + $"C[{i / ldc},{i % ldc}] = {actual[i]}, fp32 on widened B gives {expected[i]}");
+                }
+            }
+        }
+    }
+
+    // Random values rounded to bf16, with ±0 and denormals mixed in (exact after widening, so both paths see them).
+    private static ushort[] RandomBf16(Random random, int length)
+    {
+        ushort[] specials = [0x0000, 0x8000, 0x0001, 0x807F, 0x0080];
+        var bits = new ushort[length];
+        for (int i = 0; i < bits.Length; i++)
+        {
+            bits[i] = random.Next(16) == 0
+                ? specials[random.Next(specials.Length)]
+                : SafeTensors.FloatToBFloat16((float)((random.NextDouble() * 2) - 1));
+        }
+
+        return bits;
     }
 
     private static void CheckAgainstReference(IsaWidth variant, bool transA, bool transB, int m, int n, int k, int pad, float alpha, float beta, Random random)

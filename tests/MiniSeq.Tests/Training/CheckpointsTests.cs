@@ -39,6 +39,11 @@ public class CheckpointsTests
         Assert.Equal(tmp.Path, Checkpoints.Resolve(tmp.Path));
         Directory.CreateDirectory(tmp["empty"]);
         Assert.Throws<DirectoryNotFoundException>(() => Checkpoints.Resolve(tmp["empty"]));
+        Directory.CreateDirectory(tmp["export"]);
+        File.WriteAllText(tmp["export/config.json"], "{}");
+        File.WriteAllText(tmp["export/model.safetensors"], "w");
+        var e = Assert.Throws<DirectoryNotFoundException>(() => Checkpoints.Resolve(tmp["export"]));
+        Assert.Contains("model without training state", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -110,6 +110,25 @@ public class SeamTests
     }
 
     [Fact]
+    public void TrainingState_BesideBf16Weights_Refused()
+    {
+        // A checkpoint whose weights were replaced by a BF16 copy: the state belongs to the exact fp32 weights.
+        using var dir = new TempDirectory();
+        using var model = new LlamaModel(s_config);
+        model.InitializeRandom(1);
+        using var run = new TrainingRun(model, Options(1), Source());
+        run.Run(1);
+        run.SaveCheckpoint(dir.File("ckpt"), overwrite: false);
+        model.Save(dir.File("bf16"), dtype: SafeTensorsDType.BF16);
+        File.Copy(dir.File("bf16/model.safetensors"), dir.File("ckpt/model.safetensors"), overwrite: true);
+
+        using LlamaModel loaded = ModelDirectory.Load(dir.File("ckpt"));
+        using var resumed = new TrainingRun(loaded, Options(1), Source());
+        var e = Assert.Throws<InvalidDataException>(() => resumed.RestoreState(dir.File("ckpt")));
+        Assert.Contains("stored as BF16, not F32", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TokenFileSource_SameBatchEveryStep_CursorCounts()
     {
         TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(s_config, 2, 8, 4);
