@@ -128,7 +128,8 @@ public static class TrainingCheckpoint
         ArgumentNullException.ThrowIfNull(trainer);
         string statePath = Path.Combine(directory, StateFileName), tensorsPath = Path.Combine(directory, TensorsFileName);
         TrainingState state = ReadState(directory);
-        string[] rounded = ModelDirectory.StoredDTypes(directory).Where(d => d != SafeTensorsDType.F32).Select(SafeTensors.DTypeName).Order(StringComparer.Ordinal).ToArray();
+        // An adapter checkpoint holds no base weights (the base comes from --model); its adapters are always F32.
+        string[] rounded = PeftAdapter.Exists(directory) ? [] : ModelDirectory.StoredDTypes(directory).Where(d => d != SafeTensorsDType.F32).Select(SafeTensors.DTypeName).Order(StringComparer.Ordinal).ToArray();
         if (rounded.Length > 0)
         {
             throw new InvalidDataException($"{directory}: the weights are stored as {string.Join("/", rounded)}, not F32; the training state "
