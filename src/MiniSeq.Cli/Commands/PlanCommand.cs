@@ -17,12 +17,13 @@ internal static class PlanCommand
     private static readonly Option<int> Batch = new("--batch") { Description = "Rows per batch", DefaultValueFactory = _ => 1 };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch" };
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", Training.Optimizers.OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
+    private static readonly Option<float> Momentum = new("--momentum") { Description = "SGD momentum (> 0: one state buffer per parameter)", DefaultValueFactory = _ => 0f };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget, e.g. 1GiB" };
 
     public static Command Create()
     {
         var command = new Command("plan", "Predict peak memory per policy and pick the fastest policy that fits --budget");
-        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Budget }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Momentum, Budget }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -37,7 +38,8 @@ internal static class PlanCommand
                 throw new ArgumentException("--seq-len and --batch must be ≥ 1 and --micro-batch must divide --batch.");
             }
 
-            var optimizer = new OptimizerOptions { Name = Training.Optimizers.OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name };
+            var optimizer = new OptimizerOptions { Name = Training.Optimizers.OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name, Momentum = p.GetValue(Momentum) };
+            optimizer.Validate();
             Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
             IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora);
@@ -51,7 +53,8 @@ internal static class PlanCommand
             Dictionary<string, int>? largest = budget is long cap
                 ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora))
                 : null;
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens", largest);
+            string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}", largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;

@@ -37,11 +37,14 @@ internal static class TrainCommand
     private static readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (default 1 with --tokens; the demo: 480, cosine schedule, within --time-limit 180 s)" };
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
     private static readonly Option<float?> Lr = new("--lr") { Description = "Peak learning rate (default 1e-3; demo 3e-3)" };
-    private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay on matrices and embeddings", DefaultValueFactory = _ => 0f };
-    private static readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1" };
-    private static readonly Option<float?> Beta2 = new("--beta2") { Description = "AdamW β2 (default 0.999; demo 0.95)" };
-    private static readonly Option<float> Eps = new("--eps") { DefaultValueFactory = _ => 1e-8f, Description = "AdamW ε" };
+    private static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "Weight decay (on all but the --no-decay kinds)", DefaultValueFactory = _ => 0f };
+    private static readonly Option<string> NoDecay = new("--no-decay") { DefaultValueFactory = _ => "norms,biases", Description = "Parameter kinds without weight decay: comma list of norms, embeddings, biases, lm_head, or none" };
+    private static readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "β1 of AdamW, LAMB and Lion" };
+    private static readonly Option<float?> Beta2 = new("--beta2") { Description = "β2 of AdamW and LAMB (default 0.999; demo 0.95) and Lion (default 0.99)" };
+    private static readonly Option<float> Eps = new("--eps") { DefaultValueFactory = _ => 1e-8f, Description = "ε of AdamW and LAMB" };
     private static readonly Option<float> Momentum = new("--momentum") { DefaultValueFactory = _ => 0f, Description = "SGD momentum" };
+    private static readonly Option<float> Dampening = new("--dampening") { DefaultValueFactory = _ => 0f, Description = "SGD dampening of the momentum buffer (needs --momentum)" };
+    private static readonly Option<bool> Nesterov = new("--nesterov") { Description = "SGD Nesterov momentum (needs --momentum, no --dampening)" };
     private static readonly Option<float> GradClip = new("--grad-clip") { DefaultValueFactory = _ => 0f, Description = "Global gradient-norm clipping (0 = off)" };
     private static readonly Option<int> Warmup = new("--warmup") { DefaultValueFactory = _ => 0, Description = "Linear warm-up steps" };
     private static readonly Option<string> Schedule = new("--schedule") { DefaultValueFactory = _ => "constant", Description = "constant | cosine (demo default: cosine)" };
@@ -75,7 +78,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, Beta1, Beta2, Eps, Momentum, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -240,15 +243,20 @@ internal static class TrainCommand
         };
         loss.Validate();
 
+        IOptimizerRule rule = OptimizerRegistry.Get(p.GetValue(OptimizerName)!);
         var optimizerOptions = new OptimizerOptions
         {
-            Name = OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name,
+            Name = rule.Name,
+            Groups = new ParameterGroups { NoDecay = ParameterGroups.ParseNoDecay(p.GetValue(NoDecay)!) },
             LearningRate = p.GetValue(Lr) ?? (demo ? 3e-3f : 1e-3f),
             WeightDecay = p.GetValue(WeightDecay),
             Beta1 = p.GetValue(Beta1),
-            Beta2 = p.GetValue(Beta2) ?? (demo ? 0.95f : 0.999f),
+            // Not given: the rule's default (Lion 0.99), or the demo's 0.95 for the Adam-style rules.
+            Beta2 = p.GetValue(Beta2) ?? (demo && rule is not LionRule ? 0.95f : rule.DefaultBeta2),
             Epsilon = p.GetValue(Eps),
             Momentum = p.GetValue(Momentum),
+            Dampening = p.GetValue(Dampening),
+            Nesterov = p.GetValue(Nesterov),
             GradClip = demo && !p.IsGiven(GradClip) ? 1f : p.GetValue(GradClip),
             WarmupSteps = demo && !p.IsGiven(Warmup) ? 20 : p.GetValue(Warmup),
             Schedule = demo && !p.IsGiven(Schedule) ? ScheduleKind.Cosine : p.GetValue(Schedule)!.ToLowerInvariant() switch

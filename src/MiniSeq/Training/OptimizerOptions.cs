@@ -1,4 +1,5 @@
 // Optimizer and schedule settings (PyTorch names and defaults), and parameter groups as data.
+using System.Globalization;
 using MiniSeq.Model;
 using MiniSeq.Training.Optimizers;
 
@@ -10,8 +11,55 @@ public sealed record ParameterGroups
     /// <summary>The Hugging Face Trainer's default: decay everything but norm weights and biases; nothing frozen.</summary>
     public static ParameterGroups Default { get; } = new();
 
+    /// <summary>The names <see cref="ParseNoDecay"/> takes, each with the kind it stands for.</summary>
+    private static readonly (string Name, ParameterKind Kind)[] s_kindNames =
+    [
+        ("norms", ParameterKind.Norm),
+        ("embeddings", ParameterKind.Embedding),
+        ("biases", ParameterKind.Bias),
+        ("lm_head", ParameterKind.LmHead),
+    ];
+
     /// <summary>Kinds of parameters that get no weight decay.</summary>
     public IReadOnlySet<ParameterKind> NoDecay { get; init; } = new HashSet<ParameterKind> { ParameterKind.Norm, ParameterKind.Bias };
+
+    /// <summary>The kinds a --no-decay list names: a comma-separated list of <c>norms</c>, <c>embeddings</c>,
+    /// <c>biases</c>, <c>lm_head</c>, or <c>none</c> alone (decay everything). Projections are always decayed.</summary>
+    /// <exception cref="ArgumentException">An unknown name, or <c>none</c> with others.</exception>
+    public static IReadOnlySet<ParameterKind> ParseNoDecay(string list)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        string[] names = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var kinds = new HashSet<ParameterKind>();
+        if (names.Length == 1 && names[0].Equals("none", StringComparison.OrdinalIgnoreCase))
+        {
+            return kinds;
+        }
+
+        foreach (string name in names)
+        {
+            int i = Array.FindIndex(s_kindNames, k => k.Name.Equals(name, StringComparison.OrdinalIgnoreCase));
+            if (i < 0)
+            {
+                throw new ArgumentException($"--no-decay takes a comma list of {string.Join(", ", s_kindNames.Select(k => k.Name))}, or none (got '{list}').");
+            }
+
+            kinds.Add(s_kindNames[i].Kind);
+        }
+
+        return names.Length > 0 ? kinds : throw new ArgumentException($"--no-decay needs a kind or none (got '{list}').");
+    }
+
+    /// <summary><see cref="NoDecay"/> as <see cref="ParseNoDecay"/> reads it, in a fixed order (e.g. <c>norms,biases</c>;
+    /// <c>none</c> when empty).</summary>
+    public string DescribeNoDecay()
+    {
+        // Kinds without a --no-decay name (projections, set from code) by their enum name, so that no two sets read alike.
+        IEnumerable<string> others = Enum.GetValues<ParameterKind>().Where(k => NoDecay.Contains(k) && !s_kindNames.Any(n => n.Kind == k))
+            .Select(k => k.ToString().ToLowerInvariant());
+        string[] names = s_kindNames.Where(k => NoDecay.Contains(k.Kind)).Select(k => k.Name).Concat(others).ToArray();
+        return names.Length > 0 ? string.Join(',', names) : "none";
+    }
 
     /// <summary>Names of tensors the optimizer never updates.</summary>
     public IReadOnlySet<string> Frozen { get; init; } = new HashSet<string>(StringComparer.Ordinal);
@@ -51,20 +99,35 @@ public sealed record OptimizerOptions
     /// <summary>Final learning rate of the cosine schedule.</summary>
     public float MinLearningRate { get; init; }
 
-    /// <summary>Decoupled (AdamW) or coupled (SGD) weight decay, on the parameters <see cref="Groups"/> decays.</summary>
+    /// <summary>Weight decay on the parameters <see cref="Groups"/> decays: decoupled (AdamW, Lion: p *= 1 − lr·wd),
+    /// coupled (SGD: g += wd·p) or in the update before the trust ratio (LAMB: r += wd·p).</summary>
     public float WeightDecay { get; init; }
 
-    /// <summary>Adam β1.</summary>
+    /// <summary>β1: Adam's first-moment decay (AdamW, LAMB); Lion's interpolation of momentum and gradient for the sign.</summary>
     public float Beta1 { get; init; } = 0.9f;
 
-    /// <summary>Adam β2.</summary>
-    public float Beta2 { get; init; } = 0.999f;
+    /// <summary>β2: Adam's second-moment decay (AdamW, LAMB); Lion's momentum decay. When not set, the rule's default
+    /// (<see cref="IOptimizerRule.DefaultBeta2"/>: 0.999, Lion 0.99 as in its paper).</summary>
+    public float Beta2
+    {
+        get => _beta2 ?? OptimizerRegistry.Find(Name)?.DefaultBeta2 ?? 0.999f;
+        init => _beta2 = value;
+    }
 
-    /// <summary>Adam ε.</summary>
+    private readonly float? _beta2;
+
+    /// <summary>Adam ε (AdamW, LAMB).</summary>
     public float Epsilon { get; init; } = 1e-8f;
 
     /// <summary>SGD momentum (0 = none).</summary>
     public float Momentum { get; init; }
+
+    /// <summary>SGD dampening: buf = μ·buf + (1 − dampening)·g after the first step (torch.optim.SGD); needs momentum.</summary>
+    public float Dampening { get; init; }
+
+    /// <summary>SGD Nesterov momentum: the step is g + μ·buf (torch.optim.SGD nesterov=True); needs momentum and no
+    /// dampening.</summary>
+    public bool Nesterov { get; init; }
 
     /// <summary>Global-norm gradient clipping threshold (0 = off), torch.nn.utils.clip_grad_norm_ semantics.</summary>
     public float GradClip { get; init; }
@@ -87,7 +150,7 @@ public sealed record OptimizerOptions
             }
         }
 
-        static string F(float x) => x.ToString("G", System.Globalization.CultureInfo.InvariantCulture);
+        static string F(float x) => x.ToString("G", CultureInfo.InvariantCulture);
         Require(float.IsFinite(LearningRate) && LearningRate >= 0, $"--lr must be a finite number ≥ 0 (got {F(LearningRate)}).");
         Require(float.IsFinite(MinLearningRate) && MinLearningRate >= 0 && MinLearningRate <= LearningRate,
             $"the minimum learning rate must be finite, ≥ 0 and ≤ --lr (got {F(MinLearningRate)}).");
@@ -96,6 +159,7 @@ public sealed record OptimizerOptions
         Require(Beta2 is >= 0 and < 1, $"--beta2 must be in [0, 1) (got {F(Beta2)}).");
         Require(float.IsFinite(Epsilon) && Epsilon > 0, $"--eps must be a finite number > 0 (got {F(Epsilon)}).");
         Require(Momentum is >= 0 and < 1, $"--momentum must be in [0, 1) (got {F(Momentum)}).");
+        Require(Dampening is >= 0 and <= 1, $"--dampening must be in [0, 1] (got {F(Dampening)}).");
         Require(float.IsFinite(GradClip) && GradClip >= 0, $"--grad-clip must be a finite number ≥ 0, 0 = off (got {F(GradClip)}).");
         Require(WarmupSteps >= 0, $"--warmup must be ≥ 0 steps (got {WarmupSteps}).");
         Require(Enum.IsDefined(Schedule), "unknown schedule.");

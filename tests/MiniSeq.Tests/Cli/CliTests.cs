@@ -59,6 +59,24 @@ public class CliTests
         Assert.True(File.Exists(tmp["out/model.safetensors"]));
     }
 
+    [Fact]
+    public void Train_LionAndLamb_WithNoDecayNone_Work_PlanShowsTheirState()
+    {
+        using var tmp = new TempDir();
+        Assert.Equal(0, CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]).ExitCode);
+        WriteTokens(tmp["t.json"], rows: 1, seqLen: 17, vocab: 256, seed: 3);
+        foreach (string optimizer in new[] { "lion", "lamb" })
+        {
+            CliResult r = CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["t.json"], "--steps", "2", "--optimizer", optimizer, "--lr", "1e-3",
+                "--weight-decay", "0.1", "--no-decay", "none", "--save", tmp["out-" + optimizer]);
+            Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        }
+
+        CliResult plan = CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--optimizer", "lamb");
+        Assert.True(plan.ExitCode == 0, plan.Stderr);
+        Assert.Contains("lamb state: exp_avg, exp_avg_sq", plan.Stdout, StringComparison.Ordinal);
+    }
+
     public static TheoryData<string[], string> BadInputs => new()
     {
         { ["eval", "--model", "/nonexistent/model", "--tokens", "/nonexistent/t.json"], "not found" },
@@ -66,6 +84,9 @@ public class CliTests
         { ["train", "--model", "x"], "--tokens" },
         { ["init", "--config", "no-such-config", "--out", "/tmp/never-written"], "no-such-config" },
         { ["plan", "--config", "small", "--seq-len", "1000000", "--budget", "1GiB"], "" },
+        { ["train", "--optimizer", "sgd", "--nesterov"], "--nesterov needs --momentum" },
+        { ["train", "--no-decay", "norm"], "--no-decay" },
+        { ["plan", "--config", "tiny", "--seq-len", "64", "--optimizer", "lion", "--momentum", "0.9"], "--momentum applies to sgd" },
     };
 
     [Theory]

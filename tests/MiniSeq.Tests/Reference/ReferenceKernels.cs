@@ -192,19 +192,54 @@ internal static class ReferenceKernels
         }
     }
 
-    /// <summary>One SGD step in double (torch.optim.SGD, no dampening or Nesterov); momentum may be null when μ = 0.</summary>
-    public static void SgdStep(double[] p, double[] g, double[]? momentum, double lr, double mu, double weightDecay, int step)
+    /// <summary>One SGD step in double (torch.optim.SGD with dampening and Nesterov); momentum may be null when μ = 0.</summary>
+    public static void SgdStep(double[] p, double[] g, double[]? momentum, double lr, double mu, double dampening, bool nesterov, double weightDecay, int step)
     {
         for (int i = 0; i < p.Length; i++)
         {
             double d = g[i] + (weightDecay * p[i]);
             if (mu != 0)
             {
-                momentum![i] = step == 1 ? d : (mu * momentum[i]) + d;
-                d = momentum[i];
+                momentum![i] = step == 1 ? d : (mu * momentum[i]) + ((1 - dampening) * d);
+                d = nesterov ? d + (mu * momentum[i]) : momentum[i];
             }
 
             p[i] -= lr * d;
+        }
+    }
+
+    /// <summary>One Lion step in double (lion-pytorch's update_fn); sign(0) = 0 as torch.sign.</summary>
+    public static void LionStep(double[] p, double[] g, double[] m, double lr, double beta1, double beta2, double weightDecay)
+    {
+        for (int i = 0; i < p.Length; i++)
+        {
+            p[i] *= 1 - (lr * weightDecay);
+            p[i] -= lr * Math.Sign((beta1 * m[i]) + ((1 - beta1) * g[i]));
+            m[i] = (beta2 * m[i]) + ((1 - beta2) * g[i]);
+        }
+    }
+
+    /// <summary>One LAMB step in double over one tensor (the paper's trust ratio on every tensor, Adam's bias
+    /// correction, ε added to √v̂): r = m̂/(√v̂ + ε) + wd·p; p −= lr·(‖p‖/‖r‖)·r, the ratio 1 when a norm is 0.</summary>
+    public static void LambStep(double[] p, double[] g, double[] m, double[] v, double lr, double beta1, double beta2, double eps, double weightDecay, int step)
+    {
+        double bc1 = 1 - Math.Pow(beta1, step);
+        double bc2 = 1 - Math.Pow(beta2, step);
+        var r = new double[p.Length];
+        double rr = 0, pp = 0;
+        for (int i = 0; i < p.Length; i++)
+        {
+            m[i] = (beta1 * m[i]) + ((1 - beta1) * g[i]);
+            v[i] = (beta2 * v[i]) + ((1 - beta2) * g[i] * g[i]);
+            r[i] = (m[i] / bc1 / (Math.Sqrt(v[i] / bc2) + eps)) + (weightDecay * p[i]);
+            rr += r[i] * r[i];
+            pp += p[i] * p[i];
+        }
+
+        double trust = pp > 0 && rr > 0 ? Math.Sqrt(pp) / Math.Sqrt(rr) : 1;
+        for (int i = 0; i < p.Length; i++)
+        {
+            p[i] -= lr * trust * r[i];
         }
     }
 }

@@ -18,12 +18,12 @@ public class SeamTests
     [Fact]
     public void OptimizerRegistry_NamesRulesAndState()
     {
-        Assert.Equal(["adamw", "sgd"], OptimizerRegistry.Names);
+        Assert.Equal(["adamw", "sgd", "lion", "lamb"], OptimizerRegistry.Names);
         Assert.Equal(["exp_avg", "exp_avg_sq"], OptimizerRegistry.Get("AdamW").StateNames(new OptimizerOptions()));
         Assert.Empty(OptimizerRegistry.Get("sgd").StateNames(new OptimizerOptions { Name = "sgd" }));
         Assert.Single(OptimizerRegistry.Get("sgd").StateNames(new OptimizerOptions { Name = "sgd", Momentum = 0.9f }));
-        var e = Assert.Throws<ArgumentException>(() => OptimizerRegistry.Get("lamb"));
-        Assert.Contains("adamw, sgd", e.Message, StringComparison.Ordinal);
+        var e = Assert.Throws<ArgumentException>(() => OptimizerRegistry.Get("adagrad"));
+        Assert.Contains("adamw, sgd, lion, lamb", e.Message, StringComparison.Ordinal);
         long p = new ParameterLayout(s_config).Plan.TotalBytes;
         Assert.Equal(2 * p, Optimizer.StateBytes(s_config, new OptimizerOptions()));
         Assert.Equal(0, Optimizer.StateBytes(s_config, new OptimizerOptions { Name = "sgd" }));

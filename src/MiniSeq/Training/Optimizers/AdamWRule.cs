@@ -4,6 +4,8 @@ using MiniSeq.Kernels;
 namespace MiniSeq.Training.Optimizers;
 
 /// <summary>AdamW (PyTorch semantics).</summary>
+/// <remarks>State: <c>exp_avg</c>, <c>exp_avg_sq</c> (8 bytes per parameter). Hyper-parameters: β1, β2, ε and
+/// decoupled weight decay (p *= 1 − lr·wd).</remarks>
 public sealed class AdamWRule : IOptimizerRule
 {
     private static readonly string[] s_state = ["exp_avg", "exp_avg_sq"];
@@ -17,11 +19,7 @@ public sealed class AdamWRule : IOptimizerRule
     /// <inheritdoc/>
     public void Validate(OptimizerOptions options)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        if (options.Momentum != 0)
-        {
-            throw new ArgumentException("--momentum applies to sgd; AdamW's first moment is --beta1.");
-        }
+        SgdRule.RefuseSgdOptions(options, "AdamW's first moment is --beta1");
     }
 
     /// <inheritdoc/>

@@ -10,6 +10,10 @@ public interface IOptimizerRule
     /// <summary>Lower-case name, e.g. "adamw".</summary>
     string Name { get; }
 
+    /// <summary>β2 when <see cref="OptimizerOptions.Beta2"/> is not set: 0.999 (Adam's); rules with another
+    /// published default override it (Lion: 0.99).</summary>
+    float DefaultBeta2 => 0.999f;
+
     /// <summary>Names of the per-parameter state buffers under <paramref name="options"/> (PyTorch's state keys:
     /// <c>exp_avg</c>, <c>exp_avg_sq</c>, <c>momentum_buffer</c>); empty when the rule keeps none.</summary>
     IReadOnlyList<string> StateNames(OptimizerOptions options);

@@ -4,7 +4,7 @@ namespace MiniSeq.Training.Optimizers;
 /// <summary>Every optimizer rule by name.</summary>
 public static class OptimizerRegistry
 {
-    private static readonly IOptimizerRule[] s_rules = [new AdamWRule(), new SgdRule()];
+    private static readonly IOptimizerRule[] s_rules = [new AdamWRule(), new SgdRule(), new LionRule(), new LambRule()];
 
     /// <summary>The names, in the order help texts list them.</summary>
     public static IReadOnlyList<string> Names { get; } = s_rules.Select(r => r.Name).ToArray();
@@ -14,7 +14,10 @@ public static class OptimizerRegistry
     public static IOptimizerRule Get(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return s_rules.FirstOrDefault(r => string.Equals(r.Name, name.Trim(), StringComparison.OrdinalIgnoreCase))
-            ?? throw new ArgumentException($"--optimizer must be one of {string.Join(", ", Names)} (got '{name}').");
+        return Find(name) ?? throw new ArgumentException($"--optimizer must be one of {string.Join(", ", Names)} (got '{name}').");
     }
+
+    /// <summary>The rule called <paramref name="name"/> (case-insensitive), or null.</summary>
+    public static IOptimizerRule? Find(string? name)
+        => name is null ? null : s_rules.FirstOrDefault(r => string.Equals(r.Name, name.Trim(), StringComparison.OrdinalIgnoreCase));
 }
