@@ -62,15 +62,21 @@ public static class StepBenchmark
     /// Builds a model for <paramref name="config"/> (random init), a trainer with <paramref name="policy"/>, and runs
     /// <paramref name="steps"/> AdamW steps on random tokens (the first is a warm-up excluded from the median).
     /// </summary>
-    public static StepBenchmarkResult Run(LlamaConfig config, int seqLen, int batchSize, string mode, MemoryPolicy policy, int steps, Action<string>? log = null)
+    public static StepBenchmarkResult Run(LlamaConfig config, int seqLen, int batchSize, string mode, MemoryPolicy policy, int steps, Action<string>? log = null, TrainingVariant? variant = null)
     {
-        var optimizer = new OptimizerOptions { LearningRate = 1e-4f };
+        variant ??= TrainingVariant.Default;
+        OptimizerOptions optimizer = variant.Optimizer;
         var ledger = new MemoryLedger();
         long overhead = MemoryPlanner.MeasureRuntimeOverhead(ledger);
-        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode);
+        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode, variant.Lora);
         TokenBatch batch = RandomBatch(config, batchSize, seqLen, 12345);
         using var model = new LlamaModel(config, ledger);
         model.InitializeRandom(1);
+        if (variant.Lora is { } lora)
+        {
+            model.AttachAdapters(lora).InitializePeft(1);
+        }
+
         using var trainer = new Trainer(model, new TrainerOptions { Optimizer = optimizer, Policy = policy, TotalSteps = steps }, batchSize, seqLen);
         var times = new List<double>();
         var losses = new List<double>();
@@ -110,6 +116,64 @@ public sealed record PolicyTiming(string Mode, int SeqLen, double MedianStepSeco
 /// </summary>
 public static class PolicyComparison
 {
+    /// <summary>
+    /// Times <paramref name="variants"/> (each on its own model: LoRA attaches adapters) under one policy, alternating one
+    /// step of each per round; the first variant is the baseline.
+    /// </summary>
+    public static IReadOnlyList<PolicyTiming> RunVariants(LlamaConfig config, int seqLen, MemoryPolicy policy, IReadOnlyList<TrainingVariant> variants, int rounds, int warmup = 2, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(variants);
+        TokenBatch batch = StepBenchmark.RandomBatch(config, 1, seqLen, 777);
+        var models = new List<LlamaModel>();
+        var trainers = new List<Trainer>();
+        try
+        {
+            foreach (TrainingVariant v in variants)
+            {
+                var model = new LlamaModel(config);
+                models.Add(model);
+                model.InitializeRandom(1);
+                if (v.Lora is { } lora)
+                {
+                    model.AttachAdapters(lora).InitializePeft(1);
+                }
+
+                trainers.Add(new Trainer(model, new TrainerOptions { Policy = policy, Optimizer = v.Optimizer }, 1, seqLen));
+            }
+
+            return Time(trainers, variants.Select(v => v.Name).ToList(), batch, seqLen, rounds, warmup, log);
+        }
+        finally
+        {
+            trainers.ForEach(t => t.Dispose());
+            models.ForEach(m => m.Dispose());
+        }
+    }
+
+    private static List<PolicyTiming> Time(List<Trainer> trainers, List<string> names, TokenBatch batch, int seqLen, int rounds, int warmup, Action<string>? log)
+    {
+        var times = trainers.Select(_ => new List<double>()).ToList();
+        for (int round = 0; round < warmup + rounds; round++)
+        {
+            for (int i = 0; i < trainers.Count; i++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                trainers[i].Step(batch);
+                double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                if (round >= warmup)
+                {
+                    times[i].Add(seconds);
+                }
+            }
+
+            log?.Invoke(FormattableString.Invariant($"N={seqLen} round {round + 1}/{warmup + rounds}"));
+        }
+
+        double Median(List<double> x) => x.Order().ElementAt(x.Count / 2);
+        double baseline = Median(times[0]);
+        return names.Select((m, i) => new PolicyTiming(m, seqLen, Median(times[i]), seqLen / Median(times[i]), baseline / Median(times[i]))).ToList();
+    }
+
     /// <summary>Runs <paramref name="warmup"/> untimed then <paramref name="rounds"/> timed rounds; the first mode is the baseline.</summary>
     public static IReadOnlyList<PolicyTiming> Run(LlamaConfig config, int seqLen, IReadOnlyList<(string Mode, MemoryPolicy Policy)> modes, int rounds, int warmup = 2, Action<string>? log = null)
     {
@@ -119,26 +183,7 @@ public static class PolicyComparison
         var trainers = modes.Select(m => new Trainer(model, new TrainerOptions { Policy = m.Policy, Optimizer = new OptimizerOptions { LearningRate = 1e-5f } }, 1, seqLen)).ToList();
         try
         {
-            var times = modes.Select(_ => new List<double>()).ToList();
-            for (int round = 0; round < warmup + rounds; round++)
-            {
-                for (int i = 0; i < trainers.Count; i++)
-                {
-                    long t0 = Stopwatch.GetTimestamp();
-                    trainers[i].Step(batch);
-                    double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                    if (round >= warmup)
-                    {
-                        times[i].Add(seconds);
-                    }
-                }
-
-                log?.Invoke(FormattableString.Invariant($"N={seqLen} round {round + 1}/{warmup + rounds}"));
-            }
-
-            double Median(List<double> x) => x.Order().ElementAt(x.Count / 2);
-            double baseline = Median(times[0]);
-            return modes.Select((m, i) => new PolicyTiming(m.Mode, seqLen, Median(times[i]), seqLen / Median(times[i]), baseline / Median(times[i]))).ToList();
+            return Time(trainers, modes.Select(m => m.Mode).ToList(), batch, seqLen, rounds, warmup, log);
         }
         finally
         {

@@ -27,6 +27,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(Step());
         bench.Subcommands.Add(Memory());
         bench.Subcommands.Add(Overhead());
+        bench.Subcommands.Add(Toolbox());
         bench.Subcommands.Add(RunStep());
         return bench;
     }
@@ -141,8 +142,9 @@ internal static class BenchCommand
     {
         var seq = new Option<int>("--seq-len") { Required = true };
         var mode = new Option<string>("--mode") { Required = true };
+        var variant = new Option<string>("--variant") { DefaultValueFactory = _ => "full-adamw" };
         var command = new Command("run-step", "(internal) one training benchmark run, JSON output") { Hidden = true };
-        foreach (Option o in new Option[] { seq, mode, Steps, ConfigName, Batch, Budget })
+        foreach (Option o in new Option[] { seq, mode, Steps, ConfigName, Batch, Budget, variant })
         {
             command.Options.Add(o);
         }
@@ -153,14 +155,14 @@ internal static class BenchCommand
             int n = p.GetValue(seq), batch = p.GetValue(Batch);
             string m = p.GetValue(mode)!;
             MemoryPolicy policy = ModePolicy(m, config, batch, n, ByteSize.Parse(p.GetValue(Budget) ?? "1GiB"));
-            StepBenchmarkResult r = StepBenchmark.Run(config, n, batch, m, policy, p.GetValue(Steps), line => Console.Error.WriteLine(line));
+            StepBenchmarkResult r = StepBenchmark.Run(config, n, batch, m, policy, p.GetValue(Steps), line => Console.Error.WriteLine(line), TrainingVariant.Parse(p.GetValue(variant)!));
             Console.WriteLine(JsonSerializer.Serialize(r, s_json));
             return 0;
         });
         return command;
     }
 
-    private static StepBenchmarkResult? RunChild(string config, int seqLen, int batch, string mode, int steps, string budget)
+    private static StepBenchmarkResult? RunChild(string config, int seqLen, int batch, string mode, int steps, string budget, string variant = "full-adamw")
     {
         string dll = Environment.GetCommandLineArgs()[0];
         bool viaHost = Path.GetFileNameWithoutExtension(Environment.ProcessPath ?? "") == "dotnet";
@@ -170,7 +172,7 @@ internal static class BenchCommand
             psi.ArgumentList.Add(dll);
         }
 
-        foreach (string a in new[] { "bench", "run-step", "--seq-len", seqLen.ToString(CultureInfo.InvariantCulture), "--mode", mode, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--config", config, "--batch", batch.ToString(CultureInfo.InvariantCulture), "--budget", budget })
+        foreach (string a in new[] { "bench", "run-step", "--seq-len", seqLen.ToString(CultureInfo.InvariantCulture), "--mode", mode, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--config", config, "--batch", batch.ToString(CultureInfo.InvariantCulture), "--budget", budget, "--variant", variant })
         {
             psi.ArgumentList.Add(a);
         }
@@ -246,6 +248,53 @@ internal static class BenchCommand
             Console.Write(sb.ToString());
             if (p.GetValue(Out) is string prefix)
             {
+                File.WriteAllText(prefix + ".md", sb.ToString());
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Toolbox()
+    {
+        var variants = new Option<string>("--variants") { DefaultValueFactory = _ => "full-adamw,full-lion,lora16-adamw", Description = "Comma-separated: full[-OPTIMIZER] or loraR[-OPTIMIZER] (LoRA rank R, α = 2R, on every layer projection), the first is the baseline" };
+        var rounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 3, Description = "Timed rounds (one step of every variant per round)" };
+        var mode = new Option<string>("--mode") { DefaultValueFactory = _ => "mst+checkpoint", Description = "Memory policy of every run" };
+        var command = new Command("toolbox", "Memory (one process per run) and interleaved tokens/s of full vs LoRA fine-tuning and of each optimizer, per N");
+        foreach (Option o in new Option[] { SeqLens, mode, variants, Steps, ConfigName, rounds, Out })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction(p =>
+        {
+            string configName = p.GetValue(ConfigName)!, policyName = p.GetValue(mode)!;
+            LlamaConfig config = ModelPresets.Resolve(configName);
+            List<TrainingVariant> list = p.GetValue(variants)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(TrainingVariant.Parse).ToList();
+            var layout = new ParameterLayout(config);
+            var sb = new StringBuilder($"machine: {MachineLine()}\n\nconfig {configName}: d={config.HiddenSize}, L={config.NumHiddenLayers}, heads {config.NumAttentionHeads}/{config.NumKeyValueHeads}, I={config.IntermediateSize}, V={config.VocabSize} ({layout.ParameterCount:N0} parameters); batch 1; policy {policyName}; fp32\n\n");
+            sb.Append(CultureInfo.InvariantCulture, $"| N | variant | trainable parameters | gradients | optimizer state | peak RSS | predicted | median step s | tokens/s | tokens/s vs {list[0].Name} |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            foreach (int n in ParseList(p.GetValue(SeqLens)!))
+            {
+                MemoryPolicy policy = ModePolicy(policyName, config, 1, n, long.MaxValue);
+                var memory = list.Select(v => RunChild(configName, n, 1, policyName, p.GetValue(Steps), "1GiB", v.Name)).ToList();
+                IReadOnlyList<PolicyTiming> timing = PolicyComparison.RunVariants(config, n, policy, list, p.GetValue(rounds), log: l => Console.Error.WriteLine(l));
+                for (int i = 0; i < list.Count; i++)
+                {
+                    TrainingVariant v = list[i];
+                    long trainable = v.Lora is { } lora ? new Model.Lora.LoraLayout(layout, lora).ParameterCount : layout.ParameterCount;
+                    StepBenchmarkResult? r = memory[i];
+                    string mem = r is null ? "failed | failed | failed | failed"
+                        : FormattableString.Invariant($"{ByteSize.Format(r.PeakBytes[(int)MemoryCategory.Gradients])} | {ByteSize.Format(r.PeakBytes[(int)MemoryCategory.OptimizerState])} | {ByteSize.Format(r.ProcessPeakRssBytes)} | {ByteSize.Format(r.PredictedProcessPeakBytes)}");
+                    sb.Append(CultureInfo.InvariantCulture, $"| {n} | {v.Name} | {trainable:N0} | {mem} | {timing[i].MedianStepSeconds:F3} | {timing[i].TokensPerSecond:F0} | {timing[i].RelativeToFirst:F2}× |\n");
+                }
+            }
+
+            Console.Write(sb.ToString());
+            if (p.GetValue(Out) is string prefix)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(prefix))!);
                 File.WriteAllText(prefix + ".md", sb.ToString());
             }
 

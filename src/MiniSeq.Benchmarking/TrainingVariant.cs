@@ -1,0 +1,28 @@
+// What is trained and how, for the toolbox benchmarks: every weight or LoRA adapters, and which optimizer.
+// Named "full-adamw", "full-lion", "lora16-adamw" … on the command line.
+using MiniSeq.Model.Lora;
+using MiniSeq.Training;
+using MiniSeq.Training.Optimizers;
+
+namespace MiniSeq.Benchmarks;
+
+/// <summary>A full fine-tune or a LoRA one, with an optimizer.</summary>
+public sealed record TrainingVariant(string Name, OptimizerOptions Optimizer, LoraConfig? Lora)
+{
+    /// <summary>Full fine-tuning with AdamW (the benchmarks' default).</summary>
+    public static TrainingVariant Default { get; } = Parse("full-adamw");
+
+    /// <summary>Parses "full[-OPTIMIZER]" or "loraR[-OPTIMIZER]" (LoRA of rank R, α = 2R, on every projection of the layers).</summary>
+    /// <exception cref="ArgumentException">Another form, or an unknown optimizer.</exception>
+    public static TrainingVariant Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string[] parts = text.Trim().ToLowerInvariant().Split('-', 2);
+        string optimizer = OptimizerRegistry.Get(parts.Length > 1 ? parts[1] : "adamw").Name;
+        LoraConfig? lora = parts[0] == "full" ? null
+            : parts[0].StartsWith("lora", StringComparison.Ordinal) && int.TryParse(parts[0].AsSpan(4), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank) && rank > 0
+                ? new LoraConfig { Rank = rank, Alpha = 2 * rank, Targets = LoraConfig.ParseTargets("all") }
+                : throw new ArgumentException($"variant '{text}': use full[-OPTIMIZER] or loraR[-OPTIMIZER], e.g. full-adamw, lora16-lion.");
+        return new TrainingVariant($"{parts[0]}-{optimizer}", new OptimizerOptions { Name = optimizer, LearningRate = 1e-4f }, lora);
+    }
+}
