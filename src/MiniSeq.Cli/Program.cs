@@ -4,6 +4,13 @@ using System.CommandLine;
 using MiniSeq.Cli.Commands;
 using Spectre.Console;
 
+if (Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is not null)
+{
+    // mpirun hands each rank a pseudo-terminal and forwards it to wherever its own output goes (often a file): a
+    // terminal type without keypad modes keeps .NET's console set-up from writing escape codes into that output.
+    Environment.SetEnvironmentVariable("TERM", "dumb");
+}
+
 if (Console.IsOutputRedirected)
 {
     // Logs and pipes: no colour codes, and tables wide enough to stay readable.
@@ -28,4 +35,5 @@ root.Subcommands.Add(PlotCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(MergeCommand.Create());
+root.Subcommands.Add(MpiCheckCommand.Create());
 return Cli.Run(root, args);

@@ -30,17 +30,29 @@ internal static class Cli
             var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
             return parse.Invoke(config);
         }
-        catch (Exception e) when (!verbose)
-        {
-            Console.Error.WriteLine($"miniseq: {Describe(e)}");
-            return e is TrainingDivergedException ? 3 : 1;
-        }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"miniseq: {Describe(e)}");
-            Console.Error.WriteLine(e);
-            return 1;
+            // Under MPI, MpiSession.Fail also ends the job, so that no rank waits for this one forever.
+            int code = e is TrainingDivergedException && !verbose ? 3 : 1;
+            return MpiSession.Fail(Describe(e), verbose ? e.ToString() : null, EveryRankMeets(e), code);
         }
+    }
+
+    /// <summary>Whether every rank of a data-parallel job meets this error alike (it follows from the options, the
+    /// files, or the identical weights and gradients), so that rank 0 alone need report it.</summary>
+    private static bool EveryRankMeets(Exception e)
+        => Unwrap(e) is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or MemoryBudgetException or ArgumentException
+            or FormatException or TrainingDivergedException or IOException or Distributed.MpiException;
+
+    private static Exception Unwrap(Exception e)
+    {
+        Exception inner = e;
+        while (inner is System.Reflection.TargetInvocationException or AggregateException or TypeInitializationException && inner.InnerException is not null)
+        {
+            inner = inner.InnerException;
+        }
+
+        return inner;
     }
 
     // "Required command was not provided" and "Unrecognized command or argument" say little to a user who typed a
@@ -82,12 +94,7 @@ internal static class Cli
 
     private static string Describe(Exception e)
     {
-        Exception inner = e;
-        while (inner is System.Reflection.TargetInvocationException or AggregateException or TypeInitializationException && inner.InnerException is not null)
-        {
-            inner = inner.InnerException;
-        }
-
+        Exception inner = Unwrap(e);
         string message = inner.Message.ReplaceLineEndings(" ");
         return inner switch
         {

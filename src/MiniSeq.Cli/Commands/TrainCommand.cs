@@ -2,11 +2,13 @@
 // policy chosen by the planner under a budget); with --model and --tokens, training on a token file; with --model and
 // --data, training on text, chat or token shards packed into rows (TrainingData), with validation; saving an HF
 // directory with --save (F32, or BF16 with --save-dtype: then the final training state goes to DIR/checkpoint-STEP in
-// F32, so a resume stays exact); --save-every/--keep/--resume write, prune and continue from DIR/checkpoint-STEP.
-// A thin shell over the library's TrainingData, TrainingRun and Checkpoints: parse and validate options, pick the
-// batch source, show progress, write metrics lines and their chart, save.
+// F32, so a resume stays exact); --save-every/--keep/--resume write, prune and continue from DIR/checkpoint-STEP. Under
+// mpirun (or with --distributed), data parallel over the ranks: each takes its rows of every batch, rank 0 alone prints
+// and writes. A thin shell over the library's TrainingData, TrainingRun, Checkpoints and DataParallel: parse and
+// validate options, pick the batch source, show progress, write metrics lines and their chart, save.
 using System.CommandLine;
 using System.Globalization;
+using MiniSeq.Distributed;
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
@@ -74,11 +76,12 @@ internal static class TrainCommand
     private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none); a cosine schedule then ends at the last step that fits" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file (a new file, or an existing metrics file)" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
+    private static readonly Option<bool> Distributed = new("--distributed") { Description = "Data parallel over MPI (Open MPI) ranks: implied when started by mpirun (mpirun -np P dotnet miniseq.dll train …); each rank takes batch/P rows, --threads per rank" };
 
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite, Distributed }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -94,6 +97,13 @@ internal static class TrainCommand
             KernelThreads.SetThreadCount(threads);
         }
 
+        return MpiSession.Run(p.GetValue(Distributed), p.GetValue(Threads) is not null, world => Train(p, world));
+    }
+
+    /// <summary>The run, on every rank of <paramref name="world"/> (data parallel when it has more than one).</summary>
+    private static int Train(ParseResult p, ICommunicator world)
+    {
+        bool writer = world.Rank == 0; // only rank 0 writes files (models, checkpoints, metrics, charts)
         string? modelDir = p.GetValue(ModelDir), tokensPath = p.GetValue(Tokens), resumeOption = p.GetValue(Resume);
         string[] dataPaths = p.GetValue(Data) ?? [];
         string? resumeDir = resumeOption is null ? null : Checkpoints.Resolve(resumeOption);
@@ -129,7 +139,19 @@ internal static class TrainCommand
         else
         {
             config = ModelDirectory.ReadConfig(modelDir!);
+
+            // Rank 0 first, so that it alone tokenizes and writes the caches the other ranks then read.
+            if (!writer)
+            {
+                world.Barrier();
+            }
+
             (data, tokenizer, tokenizerPath) = LoadData(p, modelDir!, dataPaths, config);
+            if (writer)
+            {
+                world.Barrier();
+            }
+
             source = data.Training;
         }
 
@@ -164,10 +186,12 @@ internal static class TrainCommand
             throw new ArgumentException(FormattableString.Invariant($"--time-limit must be a number of seconds > 0 (got {t})."));
         }
 
+        // Data parallel: every rank draws the whole batch and keeps its rows; everything below sizes for those.
+        IBatchSource shard = DataParallel.Shard(source, world);
         int? micro = p.GetValue(MicroBatch);
-        if (micro is int m && (m < 1 || source.BatchSize % m != 0))
+        if (micro is int m && (m < 1 || shard.BatchSize % m != 0))
         {
-            throw new ArgumentException($"--micro-batch {m} must be between 1 and the batch's {source.BatchSize} rows and divide them.");
+            throw new ArgumentException($"--micro-batch {m} must be between 1 and the batch's {shard.BatchSize} rows{(world.Size > 1 ? " per rank" : "")} and divide them.");
         }
 
         string? savePath = p.GetValue(Save);
@@ -228,7 +252,7 @@ internal static class TrainCommand
             throw new ArgumentException($"--keep L needs L ≥ 1 and --save-every (got {k}).");
         }
 
-        int microRows = micro ?? source.BatchSize;
+        int microRows = micro ?? shard.BatchSize;
         MemoryPolicy policy = MemoryPolicy.FromOptions(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, (long)microRows * source.SeqLen,
             p.GetValue(SeqChunk)!, p.GetValue(ActivationDTypeOption)!, p.GetValue(Offload)!);
         var loss = new LossOptions
@@ -284,7 +308,13 @@ internal static class TrainCommand
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
         // resume with anything different is refused.
         string dataIdentity = demo ? DemoSourceDescription(p) : data is not null ? "packed" : "tokens fnv1a64=" + Checkpoints.FileHash(tokensPath!);
-        SortedDictionary<string, string> identity = Checkpoints.Identity(config, dataIdentity, source, optimizerOptions, loss, micro ?? source.BatchSize, steps);
+        SortedDictionary<string, string> identity = Checkpoints.Identity(config, dataIdentity, source, optimizerOptions, loss, microRows, steps);
+        if (world.Size > 1)
+        {
+            // The sum order of the gradients changes with the number of ranks, so a resume keeps it.
+            identity["data_parallel_ranks"] = world.Size.ToString(CultureInfo.InvariantCulture);
+        }
+
         if (data is not null)
         {
             // Checked in key order: a changed tokenizer is named before the corpus it changes.
@@ -335,7 +365,7 @@ internal static class TrainCommand
                 AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(attached.Config, model.Layout)));
             }
 
-            var options = new TrainerOptions
+            var options = DataParallel.Attach(new TrainerOptions
             {
                 Optimizer = optimizerOptions,
                 Policy = policy,
@@ -343,21 +373,26 @@ internal static class TrainCommand
                 MicroBatchRows = micro,
                 TotalSteps = steps,
                 Seed = p.GetValue(Seed),
-            };
+            }, world);
 
-            using var run = new TrainingRun(model, options, source) { Identity = identity, BaseModel = modelDir };
+            using var run = new TrainingRun(model, options, shard)
+            {
+                Identity = identity,
+                BaseModel = modelDir,
+                SynchronizeClock = world.Size > 1 ? DataParallel.SharedClock(world) : null,
+            };
             if (resumeDir is not null)
             {
                 TrainingState resumed = run.RestoreState(resumeDir);
                 AnsiConsole.MarkupLine(Markup.Escape($"resumed from {resumeDir} at step {resumed.Step}"));
             }
 
-            if (savePath is not null)
+            if (savePath is not null && writer)
             {
                 Checkpoints.RemoveStaleTemporaries(savePath);
             }
-            PrintHeader(model, source, run.Trainer, demo);
-            MetricsLog? metrics = metricsPath is null ? null : MetricsLog.Open(metricsPath);
+            PrintHeader(model, source, run.Trainer, demo, world);
+            MetricsLog? metrics = metricsPath is null || !writer ? null : MetricsLog.Open(metricsPath);
             using MetricsLog? metricsScope = metrics;
             var clock = System.Diagnostics.Stopwatch.StartNew();
             TimeSpan? limit = timeLimit is double seconds ? TimeSpan.FromSeconds(seconds) : null;
@@ -379,19 +414,33 @@ internal static class TrainCommand
             {
                 // Validation every K steps and at the last step of the schedule.
                 double? validation = data?.Validation is { } valSource && ((valEvery > 0 && r.Step % valEvery == 0) || r.Step == steps)
-                    ? run.Trainer.Evaluate(valSource.FirstEpoch()).Loss
+                    ? DataParallel.Evaluate(run.Trainer, valSource.FirstEpoch(), world).Loss
                     : null;
                 lastValidation = validation ?? lastValidation;
                 string valField = validation is double v ? FormattableString.Invariant($",\"val_loss\":{v:R}") : "";
                 metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R}{valField},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
                 if (saveEvery > 0 && r.Step % saveEvery == 0)
                 {
-                    SaveCheckpointAt(r.Step);
+                    DataParallel.CheckReplicasAgree(model.Trainable.Values.All, world, "the weights");
+                    if (writer)
+                    {
+                        SaveCheckpointAt(r.Step);
+                    }
                 }
 
                 report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
                 return true;
             }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
+
+            if (savePath is not null)
+            {
+                DataParallel.CheckReplicasAgree(model.Trainable.Values.All, world, "the weights");
+            }
+
+            if (!writer)
+            {
+                return 0;
+            }
 
             if (savePath is not null)
             {
@@ -430,7 +479,7 @@ internal static class TrainCommand
             Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), explicitPolicy ? null : budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
                 : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
                 : null;
-            PrintSummary(model, run.History, savePath, extraRows);
+            PrintSummary(model, run.History, savePath, extraRows, world);
             if (metricsPath is not null)
             {
                 metrics?.Dispose();
@@ -535,17 +584,24 @@ internal static class TrainCommand
         return choice.Policy;
     }
 
-    private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo)
+    private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo, ICommunicator world)
     {
         LlamaConfig c = model.Config;
         AnsiConsole.MarkupLine(Markup.Escape(demo
             ? $"MiniSeq demo: associative recall — {trainer.Plan.Policy.Describe()}"
             : $"MiniSeq train — {trainer.Plan.Policy.Describe()}"));
+        string threads = world.Size > 1 ? $"{KernelThreads.ThreadCount} threads per rank" : $"{KernelThreads.ThreadCount} threads";
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
-            $"model: d={c.HiddenSize} L={c.NumHiddenLayers} heads={c.NumAttentionHeads}/{c.NumKeyValueHeads} I={c.IntermediateSize} V={c.VocabSize} ({model.Layout.ParameterCount:N0} parameters); batch {batch.BatchSize}×{batch.SeqLen} tokens, micro-batch {trainer.MicroBatchRows}; {KernelThreads.ThreadCount} threads")));
+            $"model: d={c.HiddenSize} L={c.NumHiddenLayers} heads={c.NumAttentionHeads}/{c.NumKeyValueHeads} I={c.IntermediateSize} V={c.VocabSize} ({model.Layout.ParameterCount:N0} parameters); batch {batch.BatchSize}×{batch.SeqLen} tokens, micro-batch {trainer.MicroBatchRows}; {threads}")));
+        if (world.Size > 1)
+        {
+            long floats = trainer.Gradients.Length;
+            AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
+                $"data parallel over {world.Size} ranks ({world.Implementation}): {trainer.BatchRows} of the {batch.BatchSize} rows per rank; gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced in {DataParallel.BucketCount(floats)} bucket(s) per step, {ByteSize.Format((long)DataParallel.RingBytesPerStep(floats, world.Size))} sent per rank (ring)")));
+        }
     }
 
-    private static void PrintSummary(LlamaModel model, IReadOnlyList<StepResult> history, string? savePath, Action<Table>? demoRows)
+    private static void PrintSummary(LlamaModel model, IReadOnlyList<StepResult> history, string? savePath, Action<Table>? demoRows, ICommunicator world)
     {
         MemoryReport mem = model.Ledger.Snapshot();
         var table = new Table().Border(TableBorder.Rounded).AddColumn("summary").AddColumn(new TableColumn("value").RightAligned());
@@ -558,7 +614,18 @@ internal static class TrainCommand
         }
 
         table.AddRow("tokens/s", FormattableString.Invariant($"{tokens / Math.Max(seconds, 1e-9):F0}"));
+        if (history.Count >= 2)
+        {
+            // Without the first step (JIT compilation, first touch of every buffer): the figure to compare setups by.
+            double steadySeconds = seconds - history[0].Elapsed.TotalSeconds;
+            table.AddRow("tokens/s after the first step", FormattableString.Invariant($"{(tokens - history[0].Tokens) / Math.Max(steadySeconds, 1e-9):F0}"));
+        }
+
         table.AddRow("time", FormattableString.Invariant($"{seconds:F1} s"));
+        if (world.Size > 1)
+        {
+            table.AddRow("data parallel", FormattableString.Invariant($"{world.Size} ranks × {KernelThreads.ThreadCount} threads ({world.Implementation})"));
+        }
         demoRows?.Invoke(table);
 
         foreach (MemoryCategory cat in MemoryLedger.Categories)

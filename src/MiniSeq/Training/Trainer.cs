@@ -43,12 +43,24 @@ public sealed record TrainerOptions
     /// update. Nothing by default.
     /// </summary>
     public Action<TensorView>? ReduceGradients { get; init; }
+
+    /// <summary>
+    /// Turns this process's sum of token losses into the sum over every process (data parallel: all-reduce sum), so
+    /// that the reported loss is the global batch's. Identity by default. Called once per step, after the gradients.
+    /// </summary>
+    public Func<double, double> ReduceLossSum { get; init; } = static local => local;
+
+    /// <summary>
+    /// Processes that each take an equal share of every batch (data parallel), so that a step processes this many
+    /// times the local batch's tokens (<see cref="StepResult.Tokens"/>). 1 by default.
+    /// </summary>
+    public int DataParallelRanks { get; init; } = 1;
 }
 
 /// <summary>What one optimizer step did.</summary>
 public sealed record StepResult(int Step, double Loss, double GradNorm, float LearningRate, long Tokens, long ScoredTokens, TimeSpan Elapsed)
 {
-    /// <summary>Tokens processed per second.</summary>
+    /// <summary>Tokens processed per second (<see cref="Tokens"/>: the whole batch's, over every data-parallel rank).</summary>
     public double TokensPerSecond => Tokens / Math.Max(1e-9, Elapsed.TotalSeconds);
 }
 
@@ -164,13 +176,24 @@ public sealed unsafe class Trainer : IDisposable
     /// </summary>
     public EvalResult Evaluate(IEnumerable<TokenBatch> batches)
     {
+        (double sum, long scored, long tokens) = EvaluateSums(batches);
+        return FinishEvaluation(sum, scored, tokens);
+    }
+
+    /// <summary>The unnormalised parts of <see cref="Evaluate"/> (for a reduction across processes before
+    /// <see cref="FinishEvaluation"/>): token-loss sum, scored labels, tokens. Nothing scored is not an error here.</summary>
+    internal (double LossSum, long Scored, long Tokens) EvaluateSums(IEnumerable<TokenBatch> batches)
+    {
         ArgumentNullException.ThrowIfNull(batches);
-        return Evaluator.Evaluate(_model, _pass, batches.Select(b =>
+        return Evaluator.Sums(_pass, batches.Select(b =>
         {
             CheckShape(b);
             return b;
         }), MicroBatchRows);
     }
+
+    /// <summary>The mean loss of <see cref="EvaluateSums"/>' parts, with <see cref="Evaluate"/>'s checks.</summary>
+    internal EvalResult FinishEvaluation(double lossSum, long scored, long tokens) => Evaluator.Finish(_model, lossSum, scored, tokens);
 
     /// <summary>One optimizer step on <paramref name="batch"/>.</summary>
     public StepResult Step(TokenBatch batch)
@@ -183,7 +206,7 @@ public sealed unsafe class Trainer : IDisposable
             throw new InvalidDataException("The batch has no label to score (every label is -100): nothing to train on.");
         }
 
-        double loss = ComputeGradients(batch, scored) / scored;
+        double loss = Options.ReduceLossSum(ComputeGradients(batch, scored)) / scored;
         Options.ReduceGradients?.Invoke(_gradients.All);
         using var optimizerScope = StepProfiler.Measure(ProfiledOp.Optimizer);
         double norm = Math.Sqrt(VectorOps.SumOfSquares(_gradients.All.Pointer, _gradients.All.Length));
@@ -209,7 +232,7 @@ public sealed unsafe class Trainer : IDisposable
             throw new TrainingDivergedException(FormattableString.Invariant(
                 $"Step {step}: the update (learning rate {lr:G3}) left tensor {bad} — training diverged and the weights are unusable, so they were not saved. Lower --lr or enable --grad-clip."));
         }
-        return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen, scored, Stopwatch.GetElapsedTime(start));
+        return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen * Options.DataParallelRanks, scored, Stopwatch.GetElapsedTime(start));
     }
 
     private void CheckShape(TokenBatch batch)
@@ -275,6 +298,13 @@ public static class Evaluator
     /// of <paramref name="micro"/> rows; nothing scored, or a loss that is not finite, is an error.</summary>
     internal static EvalResult Evaluate(LlamaModel model, LlamaPass pass, IEnumerable<TokenBatch> batches, int micro)
     {
+        (double sum, long scored, long tokens) = Sums(pass, batches, micro);
+        return Finish(model, sum, scored, tokens);
+    }
+
+    /// <summary>Token-loss sum, scored labels and tokens of <paramref name="batches"/> through <paramref name="pass"/>.</summary>
+    internal static (double LossSum, long Scored, long Tokens) Sums(LlamaPass pass, IEnumerable<TokenBatch> batches, int micro)
+    {
         double sum = 0;
         long scored = 0, tokens = 0;
         foreach (TokenBatch batch in batches)
@@ -288,6 +318,12 @@ public static class Evaluator
             }
         }
 
+        return (sum, scored, tokens);
+    }
+
+    /// <summary>The mean loss; nothing scored, or a loss that is not finite, is an error.</summary>
+    internal static EvalResult Finish(LlamaModel model, double sum, long scored, long tokens)
+    {
         if (scored == 0)
         {
             throw new InvalidDataException("Nothing to score: every label is -100.");

@@ -49,6 +49,13 @@ public sealed class TrainingRun : IDisposable
     /// <summary>Where the base model came from (written as an adapter's <c>base_model_name_or_path</c>), or null.</summary>
     public string? BaseModel { get; set; }
 
+    /// <summary>
+    /// With a time limit, turns this process's elapsed time into the one every process acts on (data parallel: rank
+    /// 0's, broadcast), so that all ranks stop after the same step and shorten the schedule alike. Called once per step
+    /// of a time-limited <see cref="Run"/>; null: the local clock.
+    /// </summary>
+    public Func<TimeSpan, TimeSpan>? SynchronizeClock { get; set; }
+
     /// <summary>One optimizer step on the source's next batch.</summary>
     public StepResult Step()
     {
@@ -67,11 +74,20 @@ public sealed class TrainingRun : IDisposable
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         int first = _history.Count, done = 0;
-        while (Trainer.StepCount < steps && !(timeLimit is TimeSpan limit && clock.Elapsed >= limit))
+        while (Trainer.StepCount < steps)
         {
-            if (fitScheduleToTimeLimit && timeLimit is TimeSpan l)
+            if (timeLimit is TimeSpan limit)
             {
-                Trainer.ScheduleSteps = StepsWithin(steps, Trainer.StepCount, done, clock.Elapsed.TotalSeconds, l.TotalSeconds);
+                TimeSpan elapsed = SynchronizeClock?.Invoke(clock.Elapsed) ?? clock.Elapsed;
+                if (elapsed >= limit)
+                {
+                    break;
+                }
+
+                if (fitScheduleToTimeLimit)
+                {
+                    Trainer.ScheduleSteps = StepsWithin(steps, Trainer.StepCount, done, elapsed.TotalSeconds, limit.TotalSeconds);
+                }
             }
 
             StepResult r = Step();

@@ -7,7 +7,7 @@ internal sealed record CliResult(int ExitCode, string Stdout, string Stderr);
 
 internal static class CliRunner
 {
-    private static string CliDll
+    public static string CliDll
     {
         get
         {
@@ -45,15 +45,26 @@ internal static class CliRunner
         return process;
     }
 
-    private static CliResult Start(string? workingDirectory, IReadOnlyDictionary<string, string> environment, string[] args)
+    /// <summary>
+    /// Runs <c>mpirun -np <paramref name="ranks"/> dotnet miniseq.dll ARGS</c> (root allowed, oversubscribed, unbound:
+    /// any number of ranks on any machine), each rank with one kernel thread.
+    /// </summary>
+    public static CliResult RunUnderMpirun(int ranks, params string[] args)
+        => Start(null, new Dictionary<string, string>(), ["-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "dotnet", CliDll, .. args], program: "mpirun");
+
+    private static CliResult Start(string? workingDirectory, IReadOnlyDictionary<string, string> environment, string[] args, string? program = null)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(program ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (workingDirectory is not null)
         {
             psi.WorkingDirectory = workingDirectory;
         }
 
-        psi.ArgumentList.Add(CliDll);
+        if (program is null)
+        {
+            psi.ArgumentList.Add(CliDll);
+        }
+
         foreach (string a in args)
         {
             psi.ArgumentList.Add(a);
@@ -70,7 +81,7 @@ internal static class CliRunner
         if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException("miniseq " + string.Join(' ', args));
+            throw new TimeoutException((program ?? "miniseq") + " " + string.Join(' ', args));
         }
 
         return new CliResult(process.ExitCode, stdout.Result, stderr.Result);

@@ -1,0 +1,48 @@
+// The communicator contract without MPI: the single-process communicator and in-process groups of 1–4 ranks pass the
+// same self-test `miniseq mpi-check` runs under mpirun; misuse (unsupported types, bad blocks or counts, a root
+// outside the group) throws before anything is sent; Open MPI's version line shortens to "Open MPI x.y".
+using MiniSeq.Distributed;
+
+namespace MiniSeq.Tests.Distributed;
+
+public class CommunicatorTests
+{
+    [Fact]
+    public void SingleProcess_SelfTest_Passes()
+    {
+        using var single = new SingleProcessCommunicator();
+        Assert.Empty(CommunicatorSelfTest.Run(single));
+        Assert.Equal((0, 1), (single.Rank, single.Size));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void InProcessGroup_SelfTest_PassesOnEveryRank(int size)
+    {
+        IReadOnlyList<string>[] failures = InProcessGroup.Run(size, CommunicatorSelfTest.Run);
+        Assert.All(failures, Assert.Empty);
+    }
+
+    [Fact]
+    public void SingleProcess_Misuse_ThrowsNamingTheProblem()
+    {
+        using var c = new SingleProcessCommunicator();
+        Assert.Throws<NotSupportedException>(() => c.AllReduce<byte>(new byte[3]));
+        Assert.Throws<NotSupportedException>(() => c.Broadcast<char>(new char[3], 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => c.Broadcast<int>(new int[3], 1));
+        Assert.Throws<ArgumentException>(() => c.AllGather<float>(new float[2], new float[3]));
+        var e = Assert.Throws<ArgumentException>(() => c.AllToAllV<int>(new int[3], [2], new int[3], [3]));
+        Assert.Contains("sum to 2", e.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => c.AllToAllV<int>(new int[3], [3, 0], new int[3], [3]));
+    }
+
+    [Theory]
+    [InlineData("Open MPI v4.1.4, package: Debian OpenMPI, ident: 4.1.4, repo rev: v4.1.4, May 26, 2022", "Open MPI 4.1")]
+    [InlineData("Open MPI v5.0.3, package: Open MPI Distribution", "Open MPI 5.0")]
+    [InlineData("something else", "something else")]
+    public void ShortName_OfTheLibraryVersionLine(string version, string expected)
+        => Assert.Equal(expected, MpiLibrary.ShortNameOf(version));
+}
