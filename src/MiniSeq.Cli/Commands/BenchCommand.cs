@@ -260,9 +260,10 @@ internal static class BenchCommand
     {
         var variants = new Option<string>("--variants") { DefaultValueFactory = _ => "full-adamw,full-lion,lora16-adamw", Description = "Comma-separated: full[-OPTIMIZER] or loraR[-OPTIMIZER] (LoRA rank R, α = 2R, on every layer projection), the first is the baseline" };
         var rounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 3, Description = "Timed rounds (one step of every variant per round)" };
+        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1, Description = "Untimed rounds first" };
         var mode = new Option<string>("--mode") { DefaultValueFactory = _ => "mst+checkpoint", Description = "Memory policy of every run" };
         var command = new Command("toolbox", "Memory (one process per run) and interleaved tokens/s of full vs LoRA fine-tuning and of each optimizer, per N");
-        foreach (Option o in new Option[] { SeqLens, mode, variants, Steps, ConfigName, rounds, Out })
+        foreach (Option o in new Option[] { SeqLens, mode, variants, Steps, ConfigName, rounds, warmup, Out })
         {
             command.Options.Add(o);
         }
@@ -279,7 +280,7 @@ internal static class BenchCommand
             {
                 MemoryPolicy policy = ModePolicy(policyName, config, 1, n, long.MaxValue);
                 var memory = list.Select(v => RunChild(configName, n, 1, policyName, p.GetValue(Steps), "1GiB", v.Name)).ToList();
-                IReadOnlyList<PolicyTiming> timing = PolicyComparison.RunVariants(config, n, policy, list, p.GetValue(rounds), log: l => Console.Error.WriteLine(l));
+                IReadOnlyList<PolicyTiming> timing = PolicyComparison.RunVariants(config, n, policy, list, p.GetValue(rounds), p.GetValue(warmup), log: l => Console.Error.WriteLine(l));
                 for (int i = 0; i < list.Count; i++)
                 {
                     TrainingVariant v = list[i];

@@ -18,7 +18,7 @@ public sealed unsafe class Optimizer : IDisposable
     private readonly IReadOnlyList<string> _stateNames;
     private readonly Arena[] _state;
 
-    /// <summary>Allocates the state buffers the rule needs (AdamW: exp_avg, exp_avg_sq; SGD with momentum: one) for the
+    /// <summary>Allocates the state buffers the rule needs (AdamW and LAMB: two; Lion and SGD with momentum: one) for the
     /// model's trainable tensors (every parameter, or only the LoRA adapters when attached).</summary>
     public Optimizer(LlamaModel model, OptimizerOptions options)
     {
