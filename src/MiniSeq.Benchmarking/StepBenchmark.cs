@@ -68,9 +68,9 @@ public static class StepBenchmark
         OptimizerOptions optimizer = variant.Optimizer;
         var ledger = new MemoryLedger();
         long overhead = MemoryPlanner.MeasureRuntimeOverhead(ledger);
-        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode, variant.Lora);
+        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode, variant.Lora, variant.Bf16Base);
         TokenBatch batch = RandomBatch(config, batchSize, seqLen, 12345);
-        using var model = new LlamaModel(config, ledger);
+        using var model = new LlamaModel(config, ledger, variant.Bf16Base);
         model.InitializeRandom(1);
         if (variant.Lora is { } lora)
         {
@@ -130,7 +130,7 @@ public static class PolicyComparison
         {
             foreach (TrainingVariant v in variants)
             {
-                var model = new LlamaModel(config);
+                var model = new LlamaModel(config, bf16Projections: v.Bf16Base);
                 models.Add(model);
                 model.InitializeRandom(1);
                 if (v.Lora is { } lora)

@@ -7,22 +7,25 @@ using MiniSeq.Training.Optimizers;
 namespace MiniSeq.Benchmarks;
 
 /// <summary>A full fine-tune or a LoRA one, with an optimizer.</summary>
-public sealed record TrainingVariant(string Name, OptimizerOptions Optimizer, LoraConfig? Lora)
+public sealed record TrainingVariant(string Name, OptimizerOptions Optimizer, LoraConfig? Lora, bool Bf16Base = false)
 {
     /// <summary>Full fine-tuning with AdamW (the benchmarks' default).</summary>
     public static TrainingVariant Default { get; } = Parse("full-adamw");
 
-    /// <summary>Parses "full[-OPTIMIZER]" or "loraR[-OPTIMIZER]" (LoRA of rank R, α = 2R, on every projection of the layers).</summary>
+    /// <summary>Parses "full[-OPTIMIZER]" or "loraR[bf16][-OPTIMIZER]" (LoRA of rank R, α = 2R, on every projection of the
+    /// layers; "bf16": the frozen base's projections stored as bf16).</summary>
     /// <exception cref="ArgumentException">Another form, or an unknown optimizer.</exception>
     public static TrainingVariant Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
         string[] parts = text.Trim().ToLowerInvariant().Split('-', 2);
         string optimizer = OptimizerRegistry.Get(parts.Length > 1 ? parts[1] : "adamw").Name;
+        bool bf16Base = parts[0].StartsWith("lora", StringComparison.Ordinal) && parts[0].EndsWith("bf16", StringComparison.Ordinal);
+        string rankText = bf16Base ? parts[0][4..^4] : parts[0].StartsWith("lora", StringComparison.Ordinal) ? parts[0][4..] : "";
         LoraConfig? lora = parts[0] == "full" ? null
-            : parts[0].StartsWith("lora", StringComparison.Ordinal) && int.TryParse(parts[0].AsSpan(4), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank) && rank > 0
+            : int.TryParse(rankText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank) && rank > 0
                 ? new LoraConfig { Rank = rank, Alpha = 2 * rank, Targets = LoraConfig.ParseTargets("all") }
                 : throw new ArgumentException($"variant '{text}': use full[-OPTIMIZER] or loraR[-OPTIMIZER], e.g. full-adamw, lora16-lion.");
-        return new TrainingVariant($"{parts[0]}-{optimizer}", new OptimizerOptions { Name = optimizer, LearningRate = 1e-4f }, lora);
+        return new TrainingVariant($"{parts[0]}-{optimizer}", new OptimizerOptions { Name = optimizer, LearningRate = 1e-4f }, lora, bf16Base);
     }
 }

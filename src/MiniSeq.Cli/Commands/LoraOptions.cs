@@ -13,14 +13,25 @@ internal static class LoraOptions
     public static readonly Option<float> Dropout = new("--lora-dropout") { DefaultValueFactory = _ => 0f, Description = "LoRA dropout on the adapters' input (PEFT's lora_dropout)" };
     public static readonly Option<string> Targets = new("--lora-targets") { DefaultValueFactory = _ => "q,k,v,o,gate,up,down", Description = "Projections that get adapters: q,k,v,o,gate,up,down[,lm_head] (or all)" };
 
-    public static IEnumerable<Option> All => [Rank, Alpha, Dropout, Targets];
+    public static readonly Option<string> BaseDType = new("--lora-base-dtype") { DefaultValueFactory = _ => "f32", Description = "Storage of the frozen base's projection weights: f32 | bf16 (half their memory; computed exactly as fp32 on the rounded weights)" };
+
+    public static IEnumerable<Option> All => [Rank, Alpha, Dropout, Targets, BaseDType];
+
+    /// <summary>Whether --lora-base-dtype asks for a bf16 base (only with --lora-rank).</summary>
+    public static bool Bf16Base(ParseResult p) => p.GetValue(BaseDType)!.ToLowerInvariant() switch
+    {
+        "f32" or "fp32" => false,
+        "bf16" when p.GetValue(Rank) is not null => true,
+        "bf16" => throw new ArgumentException("--lora-base-dtype bf16 applies to a LoRA run: give --lora-rank too (a bf16 base is frozen)."),
+        string other => throw new ArgumentException($"--lora-base-dtype must be f32 or bf16 (got '{other}')."),
+    };
 
     /// <summary>The LoRA configuration the options describe, or null without --lora-rank.</summary>
     public static LoraConfig? Parse(ParseResult p)
     {
         if (p.GetValue(Rank) is not int rank)
         {
-            if (p.IsGiven(Alpha) || p.IsGiven(Dropout) || p.IsGiven(Targets))
+            if (p.IsGiven(Alpha) || p.IsGiven(Dropout) || p.IsGiven(Targets) || p.IsGiven(BaseDType))
             {
                 throw new ArgumentException("--lora-alpha, --lora-dropout and --lora-targets apply to a LoRA run: give --lora-rank too.");
             }

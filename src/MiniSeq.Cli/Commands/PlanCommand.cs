@@ -42,7 +42,8 @@ internal static class PlanCommand
             optimizer.Validate();
             Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
-            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora);
+            bool bf16Base = LoraOptions.Bf16Base(p);
+            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora, bf16Base);
             if (lora is not null)
             {
                 AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(lora, new ParameterLayout(config)) + "; the base is frozen: gradients and optimizer state for the adapters only"));
@@ -51,7 +52,7 @@ internal static class PlanCommand
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;
             // Per policy, the longest sequence (multiple of 1024) whose predicted peak fits the budget.
             Dictionary<string, int>? largest = budget is long cap
-                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora))
+                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora, bf16Base: bf16Base))
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
             Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}", largest);

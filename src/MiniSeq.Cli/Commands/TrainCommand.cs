@@ -292,6 +292,7 @@ internal static class TrainCommand
         };
         optimizerOptions.Validate();
         Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
+        bool bf16Base = LoraOptions.Bf16Base(p);
 
         // The console library loads before the runtime's footprint is measured, so that the plan counts it.
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));
@@ -302,7 +303,7 @@ internal static class TrainCommand
         bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint) || p.IsGiven(SeqChunk) || p.IsGiven(ActivationDTypeOption) || p.IsGiven(Offload);
         if (budgetOption is string budgetText)
         {
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead, lora);
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead, lora, bf16Base);
         }
 
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
@@ -324,7 +325,7 @@ internal static class TrainCommand
 
         if (lora is not null)
         {
-            identity["lora"] = FormattableString.Invariant($"r={lora.Rank} alpha={lora.Alpha:R} dropout={lora.Dropout:R} targets={string.Join(',', lora.TargetModules)} seed={p.GetValue(Seed)}");
+            identity["lora"] = FormattableString.Invariant($"r={lora.Rank} alpha={lora.Alpha:R} dropout={lora.Dropout:R} targets={string.Join(',', lora.TargetModules)} seed={p.GetValue(Seed)} base={(bf16Base ? "bf16" : "f32")}");
         }
 
         identity["memory_policy"] = (policy with { OffloadDirectory = null }).Describe(); // chunking, recomputation and bf16 storage change the numbers; where they are stored does not
@@ -340,12 +341,12 @@ internal static class TrainCommand
         }
         else if (demo)
         {
-            model = new LlamaModel(config);
+            model = new LlamaModel(config, bf16Projections: bf16Base);
             model.InitializeRandom(p.GetValue(Seed));
         }
         else
         {
-            model = ModelDirectory.Load(modelDir!, warn: w => Console.Error.WriteLine($"warning: {w}"));
+            model = ModelDirectory.Load(modelDir!, warn: w => Console.Error.WriteLine($"warning: {w}"), bf16Projections: bf16Base);
         }
 
         if (lora is not null && resumeDir is not null)
@@ -475,7 +476,7 @@ internal static class TrainCommand
 
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
             (double, int) recall = demo ? DemoSummary.RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + DemoSummary.HeldOutSeedOffset)) : default;
-            long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead).ProcessPeak : 0;
+            long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead, lora: lora, bf16Base: bf16Base).ProcessPeak : 0;
             Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), explicitPolicy ? null : budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
                 : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
                 : null;
@@ -564,11 +565,11 @@ internal static class TrainCommand
     private static string DemoSourceDescription(ParseResult p)
         => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");
 
-    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead, Model.Lora.LoraConfig? lora)
+    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead, Model.Lora.LoraConfig? lora, bool bf16Base)
     {
         if (explicitPolicy)
         {
-            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead, lora: lora);
+            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead, lora: lora, bf16Base: bf16Base);
             if (mine.ProcessPeak > budget)
             {
                 throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: {policy.Describe()} needs a predicted {ByteSize.Format(mine.ProcessPeak)} (activations {ByteSize.Format(mine.Activations)}, scratch {ByteSize.Format(mine.Scratch)}); nothing was allocated. Drop --mst-*/--checkpoint/--seq-chunk/--activation-dtype/--offload to let the planner choose, or see `miniseq plan`.");
@@ -577,7 +578,7 @@ internal static class TrainCommand
             return policy;
         }
 
-        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead, lora);
+        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead, lora, bf16Base);
         MemoryPrediction? choice = MemoryPlanner.Choose(all, budget)
             ?? throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: no policy fits; the smallest ({all.MinBy(x => x.ProcessPeak)!.PolicyName}) needs a predicted {ByteSize.Format(all.Min(x => x.ProcessPeak))}. Nothing was allocated. Shorten --seq-len, use --micro-batch, or raise the budget.");
         AnsiConsole.MarkupLine(Markup.Escape($"budget {ByteSize.Format(budget)}: chose {choice.PolicyName} ({choice.Policy.Describe()}), predicted peak {ByteSize.Format(choice.ProcessPeak)}"));

@@ -27,6 +27,11 @@ public sealed unsafe class Generator : IDisposable
             throw new InvalidOperationException("Generation runs on plain weights: merge the LoRA adapters first (LlamaModel.MergeAdapters; the CLI's generate --adapter does).");
         }
 
+        if (model.Layout.Bf16Projections)
+        {
+            throw new InvalidOperationException("Generation runs on fp32 weights: load the model without bf16 projections.");
+        }
+
         LlamaConfig cfg = model.Config;
         if (maxLength <= 0 || maxLength > cfg.MaxPositionEmbeddings)
         {

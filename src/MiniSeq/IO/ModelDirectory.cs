@@ -36,10 +36,12 @@ public static partial class ModelDirectory
     }
 
     /// <summary>Loads a Hugging Face model directory (config.json + model.safetensors or a sharded index) into a new model.</summary>
-    public static LlamaModel Load(string directory, MemoryLedger? ledger = null, Action<string>? warn = null)
+    /// <remarks>With <paramref name="bf16Projections"/> the projection weights are kept as bf16 (rounded to nearest even;
+    /// exact when the file holds BF16): a frozen base for LoRA in half the memory.</remarks>
+    public static LlamaModel Load(string directory, MemoryLedger? ledger = null, Action<string>? warn = null, bool bf16Projections = false)
     {
         LlamaConfig config = ReadConfig(directory);
-        var model = new LlamaModel(config, ledger);
+        var model = new LlamaModel(config, ledger, bf16Projections);
         try
         {
             ReadWeights(directory, model.Layout, model.Parameters.All, warn);
@@ -189,6 +191,12 @@ public static partial class ModelDirectory
             // Pass 2: read.
             foreach ((ParameterInfo parameter, SafeTensorsReader reader, SafeTensorInfo tensor) in plan)
             {
+                if (parameter.Slot.Type == ElementType.BF16)
+                {
+                    ReadAsBf16(reader, tensor, parameter, parameters);
+                    continue;
+                }
+
                 reader.ReadFloat32(tensor, parameters.Slice(parameter.Slot.Offset, parameter.Slot.Length));
             }
         }
@@ -280,6 +288,11 @@ public static partial class ModelDirectory
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(layout);
+        if (layout.Bf16Projections)
+        {
+            throw new ArgumentException("The model's projections are held as bf16 (a frozen LoRA base): save the adapter, or load the base in fp32 to save a model.", nameof(layout));
+        }
+
         string torchDtype = dtype switch
         {
             SafeTensorsDType.F32 => "float32",
@@ -423,6 +436,14 @@ public static partial class ModelDirectory
         {
             throw new DirectoryNotFoundException($"{directory}: model directory not found. Pass a directory with config.json and model.safetensors.");
         }
+    }
+
+    /// <summary>Reads one tensor as fp32 through a staging buffer and rounds it into its bf16 slot.</summary>
+    private static unsafe void ReadAsBf16(SafeTensorsReader reader, SafeTensorInfo tensor, ParameterInfo parameter, TensorView parameters)
+    {
+        using var staging = new NativeBuffer(parameter.ElementCount, MemoryCategory.Scratch, null, "bf16 load staging");
+        reader.ReadFloat32(tensor, staging.View);
+        Kernels.BFloat16.FromFloat(staging.Pointer, (ushort*)((byte*)parameters.Pointer + parameter.Slot.ByteOffset), parameter.ElementCount);
     }
 
     private static void RequireArena(ParameterLayout layout, TensorView parameters)

@@ -8,13 +8,14 @@ namespace MiniSeq.Model;
 /// <summary>The parameters of a Hugging Face <c>LlamaForCausalLM</c>, fp32, in one native arena.</summary>
 public sealed class LlamaModel : IDisposable
 {
-    /// <summary>Allocates zeroed parameters for <paramref name="config"/>.</summary>
-    public LlamaModel(LlamaConfig config, MemoryLedger? ledger = null)
+    /// <summary>Allocates zeroed parameters for <paramref name="config"/>; with <paramref name="bf16Projections"/> the
+    /// projection weights are stored as bf16 and the model trains only through LoRA adapters (the base is frozen).</summary>
+    public LlamaModel(LlamaConfig config, MemoryLedger? ledger = null, bool bf16Projections = false)
     {
         config.Validate();
         Config = config;
         Ledger = ledger ?? new MemoryLedger();
-        Layout = new ParameterLayout(config);
+        Layout = new ParameterLayout(config, bf16Projections: bf16Projections);
         Parameters = new Arena(Layout.Plan, Ledger);
         _base = new TrainableTensors(Layout.Tensors, Parameters, category => new ParameterLayout(config, category).Plan, Layout.TryGet);
     }
@@ -37,7 +38,10 @@ public sealed class LlamaModel : IDisposable
     public LoraAdapters? Adapters { get; private set; }
 
     /// <summary>What training updates: the adapters when attached (the base is then frozen), else every parameter.</summary>
-    public TrainableTensors Trainable => Adapters?.Trainable ?? _base;
+    /// <exception cref="InvalidOperationException">A bf16 base without adapters: it cannot be trained.</exception>
+    public TrainableTensors Trainable => Adapters?.Trainable ?? (Layout.Bf16Projections
+        ? throw new InvalidOperationException("The projection weights are stored as bf16 (a frozen base): attach LoRA adapters to train, or load the model in fp32.")
+        : _base);
 
     /// <summary>Attaches zero-initialised adapters (see <see cref="LoraAdapters.InitializePeft"/>); from now on every
     /// pass adds them and training updates only them. Owned by the model.</summary>
@@ -59,6 +63,11 @@ public sealed class LlamaModel : IDisposable
     public void MergeAdapters()
     {
         LoraAdapters adapters = Adapters ?? throw new InvalidOperationException("The model has no adapters to merge.");
+        if (Layout.Bf16Projections)
+        {
+            throw new InvalidOperationException("The base's projections are stored as bf16: load the base in fp32 to merge adapters into it (miniseq merge does).");
+        }
+
         if (Config.TieWordEmbeddings && adapters.Config.Targets.HasFlag(LoraTargets.LmHead))
         {
             throw new InvalidOperationException("An lm_head adapter cannot be merged into a model with tied embeddings: the head's weight is the embedding table, which the merge would change too.");
@@ -80,6 +89,22 @@ public sealed class LlamaModel : IDisposable
         float std = (float)Config.InitializerRange;
         foreach (ParameterInfo info in Layout.Tensors)
         {
+            if (info.Slot.Type == ElementType.BF16)
+            {
+                // Drawn in fp32 as for an fp32 model, then rounded: the same model up to bf16 rounding.
+                float[] values = new float[info.ElementCount];
+                rng.FillNormal(values, std);
+                unsafe
+                {
+                    fixed (float* v = values)
+                    {
+                        Kernels.BFloat16.FromFloat(v, Parameters.Bf16(info.Slot), values.Length);
+                    }
+                }
+
+                continue;
+            }
+
             Span<float> data = Parameters[info.Slot].Span;
             if (info.NormalInit)
             {

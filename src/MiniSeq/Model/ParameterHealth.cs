@@ -37,6 +37,11 @@ public static unsafe class ParameterHealth
         ArgumentNullException.ThrowIfNull(tensors);
         foreach (ParameterInfo tensor in tensors)
         {
+            if (tensor.Slot.Type != ElementType.F32)
+            {
+                continue; // a frozen bf16 base: rounded from checked fp32 values at load, never updated
+            }
+
             TensorView view = parameters.Slice(tensor.Slot.Offset, tensor.Slot.Length);
 
             // One vectorised pass decides the common case; only a bad tensor is scanned element by element.

@@ -62,10 +62,12 @@ public sealed class ParameterLayout
     private readonly Dictionary<string, ParameterInfo> _byName = new(StringComparer.Ordinal);
     private readonly List<ParameterInfo> _tensors = [];
 
-    /// <summary>Builds the layout for <paramref name="config"/>.</summary>
-    public ParameterLayout(LlamaConfig config, MemoryCategory category = MemoryCategory.Parameters)
+    /// <summary>Builds the layout for <paramref name="config"/>; with <paramref name="bf16Projections"/> the attention
+    /// and MLP projection weights are stored as bf16 (a frozen base under LoRA adapters: half their memory).</summary>
+    public ParameterLayout(LlamaConfig config, MemoryCategory category = MemoryCategory.Parameters, bool bf16Projections = false)
     {
         Config = config;
+        Bf16Projections = bf16Projections;
         Plan = new ArenaPlan(category.ToString(), category);
         int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize;
         Embedding = AddTensor(HfTensorNames.Embedding, [v, c], ParameterKind.Embedding);
@@ -97,6 +99,9 @@ public sealed class ParameterLayout
         FinalNorm = AddTensor(HfTensorNames.FinalNorm, [c], ParameterKind.Norm);
         LmHead = config.TieWordEmbeddings ? Embedding : AddTensor(HfTensorNames.LmHead, [v, c], ParameterKind.LmHead);
     }
+
+    /// <summary>Whether the projection weights are stored as bf16.</summary>
+    public bool Bf16Projections { get; }
 
     /// <summary>The config this layout was built from.</summary>
     public LlamaConfig Config { get; }
@@ -136,7 +141,7 @@ public sealed class ParameterLayout
             count *= d;
         }
 
-        ArenaSlot slot = Plan.Add(name, count);
+        ArenaSlot slot = Plan.Add(name, count, Bf16Projections && kind == ParameterKind.Projection ? ElementType.BF16 : ElementType.F32);
         var info = new ParameterInfo(name, shape, slot, kind);
         _tensors.Add(info);
         _byName.Add(name, info);

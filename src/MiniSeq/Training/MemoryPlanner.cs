@@ -69,10 +69,11 @@ public static class MemoryPlanner
     }
 
     /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>
-    /// (with <paramref name="lora"/>: a LoRA fine-tune, gradients and optimizer state for the adapters only).</summary>
-    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null, LoraConfig? lora = null)
+    /// (with <paramref name="lora"/>: a LoRA fine-tune, gradients and optimizer state for the adapters only; with
+    /// <paramref name="bf16Base"/> its frozen base holds the projection weights as bf16).</summary>
+    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null, LoraConfig? lora = null, bool bf16Base = false)
     {
-        var layout = new ParameterLayout(config);
+        var layout = new ParameterLayout(config, bf16Projections: bf16Base && lora is not null);
         long baseBytes = layout.Plan.TotalBytes;
         long trainable = lora is null ? baseBytes : new LoraLayout(layout, lora).Plan.TotalBytes;
         long parameters = baseBytes + (lora is null ? 0 : trainable);
@@ -84,19 +85,19 @@ public static class MemoryPlanner
     }
 
     /// <summary>Predictions for every standard policy.</summary>
-    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, LoraConfig? lora = null)
-        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name, lora)).ToList();
+    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, LoraConfig? lora = null, bool bf16Base = false)
+        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name, lora, bf16Base)).ToList();
 
     /// <summary>The fastest standard policy whose predicted process peak fits <paramref name="budgetBytes"/>, or null.</summary>
     public static MemoryPrediction? Choose(IReadOnlyList<MemoryPrediction> predictions, long budgetBytes)
         => predictions.FirstOrDefault(p => p.ProcessPeak <= budgetBytes);
 
     /// <summary>The largest sequence length (multiple of <paramref name="step"/>) whose predicted peak fits, for one policy.</summary>
-    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256, LoraConfig? lora = null)
+    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256, LoraConfig? lora = null, bool bf16Base = false)
     {
         var make = StandardPolicies.First(p => p.Name == policyName).Make;
         int lo = 0, hi = step;
-        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead, lora: lora).ProcessPeak <= budgetBytes;
+        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead, lora: lora, bf16Base: bf16Base).ProcessPeak <= budgetBytes;
         while (hi < (1 << 24) && Fits(hi))
         {
             lo = hi;

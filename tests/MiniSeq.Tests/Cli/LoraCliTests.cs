@@ -62,6 +62,12 @@ public class LoraCliTests
         CliAssert.OneLineError(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--lora-alpha", "4"), "--lora-rank");
         CliAssert.OneLineError(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--lora-rank", "4", "--lora-targets", "q,embed"), "embed");
         CliAssert.OneLineError(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--lora-rank", "0"), "--lora-rank");
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--lora-base-dtype", "bf16"), "--lora-rank");
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--lora-rank", "2", "--lora-base-dtype", "f16"), "--lora-base-dtype");
+
+        // A bf16 base trains its adapters and saves them (the base directory is untouched).
+        CliAssert.Ok(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--lora-rank", "2", "--lora-base-dtype", "bf16", "--steps", "2", "--save", tmp["bf16"]));
+        Assert.True(File.Exists(Path.Combine(tmp["bf16"], "adapter_model.safetensors")));
 
         // A full fine-tune's checkpoint cannot be resumed as a LoRA run (and the other way round).
         CliAssert.Ok(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "2", "--save", tmp["full"], "--save-every", "1"));

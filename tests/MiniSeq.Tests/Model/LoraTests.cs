@@ -354,3 +354,84 @@ public unsafe class LoraDropoutTests
         }
     }
 }
+
+/// <summary>A frozen base with bf16 projection weights: the same numbers as an fp32 base holding the rounded weights,
+/// bit for bit (the GEMM widens bf16 exactly while packing), in half the projection memory.</summary>
+public unsafe class LoraBf16BaseTests
+{
+    private static string Root => Path.Combine(AppContext.BaseDirectory, "TestData");
+
+    public static TheoryData<string, string> CasesAndPolicies
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (string c in Directory.GetDirectories(Path.Combine(Root, "lora")).Select(Path.GetFileName).Order()!)
+            {
+                data.Add(c, "vanilla");
+                data.Add(c, "mst+checkpoint");
+                data.Add(c, "chunked5");
+            }
+
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(CasesAndPolicies))]
+    public void Bf16Base_EqualsFp32BaseWithRoundedWeights_BitForBit(string caseName, string policyName)
+    {
+        string dir = Path.Combine(Root, "lora", caseName);
+        using JsonDocument info = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "case.json")));
+        string baseDir = Path.Combine(Root, "golden", info.RootElement.GetProperty("base").GetString()!);
+        TokenBatch batch = TokenBatch.Load(Path.Combine(baseDir, "tokens.json"));
+
+        using LlamaModel rounded = ModelDirectory.Load(baseDir);
+        foreach (ParameterInfo p in rounded.Layout.Tensors.Where(t => t.Kind == ParameterKind.Projection))
+        {
+            Span<float> w = rounded.Parameters[p.Slot].Span;
+            for (int i = 0; i < w.Length; i++)
+            {
+                w[i] = SafeTensors.BFloat16ToFloat(SafeTensors.FloatToBFloat16(w[i]));
+            }
+        }
+
+        using LlamaModel bf16 = ModelDirectory.Load(baseDir, bf16Projections: true);
+        PeftAdapter.Load(dir, rounded);
+        PeftAdapter.Load(dir, bf16);
+        long rows = (long)batch.BatchSize * batch.SeqLen;
+        MemoryPolicy policy = policyName switch
+        {
+            "vanilla" => MemoryPolicy.Vanilla,
+            "mst+checkpoint" => MemoryPolicy.MiniSequence(rounded.Config, rows, checkpoint: true),
+            _ => MemoryPolicy.Chunked(rounded.Config, rows, chunk: 5),
+        };
+        using var a = new Trainer(rounded, new TrainerOptions { Policy = policy }, batch.BatchSize, batch.SeqLen);
+        using var b = new Trainer(bf16, new TrainerOptions { Policy = policy }, batch.BatchSize, batch.SeqLen);
+        (double lossA, _) = a.ComputeGradients(batch);
+        (double lossB, _) = b.ComputeGradients(batch);
+        Assert.Equal(lossA, lossB);
+        Assert.True(a.Gradients.Span.SequenceEqual(b.Gradients.Span), "adapter gradients differ");
+
+        long projections = rounded.Layout.Tensors.Where(t => t.Kind == ParameterKind.Projection).Sum(t => t.ElementCount);
+        Assert.True(rounded.Layout.Plan.TotalBytes - bf16.Layout.Plan.TotalBytes >= (2 * projections) - (64L * rounded.Layout.Tensors.Count),
+            "bf16 projections should halve their memory");
+    }
+
+    [Fact]
+    public void Bf16Base_IsFrozen_CannotBeTrainedSavedMergedOrGenerated()
+    {
+        using var model = new LlamaModel(ModelPresets.Tiny, bf16Projections: true);
+        model.InitializeRandom(1);
+        Assert.Throws<InvalidOperationException>(() => new Trainer(model, new TrainerOptions(), 1, 8));
+        string dir = Path.Combine(Path.GetTempPath(), "miniseq-bf16-" + Guid.NewGuid().ToString("N"));
+        Assert.Throws<ArgumentException>(() => model.Save(dir));
+        Assert.False(Directory.Exists(dir));
+        Assert.Throws<InvalidOperationException>(() => new MiniSeq.Generation.Generator(model, 8));
+        model.AttachAdapters(new LoraConfig { Rank = 2 }).InitializePeft(1);
+        Assert.Throws<InvalidOperationException>(model.MergeAdapters);
+        using var trainer = new Trainer(model, new TrainerOptions(), 1, 8);
+        var batch = TokenBatch.FromInputIds(1, 8, [1, 2, 3, 4, 5, 6, 7, 8]);
+        Assert.True(double.IsFinite(trainer.Step(batch).Loss));
+    }
+}

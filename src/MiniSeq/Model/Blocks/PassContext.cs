@@ -52,8 +52,10 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// <paramref name="gradients"/> unless empty.</summary>
     public LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, TensorView gradients, ArenaSlot? bias = null)
     {
-        var linear = new LinearWeights(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight),
-            bias is { } b ? Weight(b) : null, bias is { } g ? GradientOf(gradients, g) : null);
+        float* biasValues = bias is { } b ? Weight(b) : null, biasGrad = bias is { } g ? GradientOf(gradients, g) : null;
+        var linear = weight.Type == ElementType.BF16
+            ? new LinearWeights(Model.Parameters.Bf16(weight), inFeatures, outFeatures, null, biasValues, biasGrad)
+            : new LinearWeights(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight), biasValues, biasGrad);
         if (Model.Adapters is not { } adapters || adapters.Layout.Find(weight) is not { } pair)
         {
             return linear;
