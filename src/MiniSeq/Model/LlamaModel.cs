@@ -91,15 +91,13 @@ public sealed class LlamaModel : IDisposable
         {
             if (info.Slot.Type == ElementType.BF16)
             {
-                // Drawn in fp32 as for an fp32 model, then rounded: the same model up to bf16 rounding.
-                float[] values = new float[info.ElementCount];
-                rng.FillNormal(values, std);
+                // Drawn in fp32 as for an fp32 model, then rounded: the same model up to bf16 rounding. Native staging,
+                // freed at once, so that the managed heap does not keep it.
+                using var staging = new NativeBuffer(info.ElementCount, MemoryCategory.Scratch, null, "bf16 init staging");
+                rng.FillNormal(staging.View.Span, std);
                 unsafe
                 {
-                    fixed (float* v = values)
-                    {
-                        Kernels.BFloat16.FromFloat(v, Parameters.Bf16(info.Slot), values.Length);
-                    }
+                    Kernels.BFloat16.FromFloat(staging.Pointer, Parameters.Bf16(info.Slot), info.ElementCount);
                 }
 
                 continue;
