@@ -94,8 +94,9 @@ def bf16_bits_to_f32(u16):
     return (u16.astype(np.uint32) << 16).view(np.float32)
 
 
-def save_safetensors(path, tensors, dtypes=None):
-    """tensors: dict name -> fp32 torch tensor (insertion order kept). dtypes: name -> 'F32'|'BF16'."""
+def save_safetensors(path, tensors, dtypes=None, metadata=None):
+    """tensors: dict name -> fp32 torch tensor (insertion order kept). dtypes: name -> 'F32'|'BF16'.
+    metadata: the __metadata__ strings (default {"format": "pt"})."""
     dtypes = dtypes or {}
     header = {}
     blobs = []
@@ -111,7 +112,7 @@ def save_safetensors(path, tensors, dtypes=None):
         header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
-    header["__metadata__"] = {"format": "pt"}
+    header["__metadata__"] = metadata if metadata is not None else {"format": "pt"}
     hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hjson += b" " * ((8 - len(hjson) % 8) % 8)
     with open(path, "wb") as f:

@@ -34,9 +34,13 @@ import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import make_golden as G  # noqa: E402  (the hand-written safetensors writer)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT = os.path.join(REPO, "tests", "MiniSeq.Tests", "TestData", "optimizers")
@@ -156,27 +160,6 @@ def make_optimizer(case, decay, no_decay):
 
 
 # --------------------------------------------------------------------------------------
-# safetensors by hand (F32 only)
-# --------------------------------------------------------------------------------------
-
-def save_safetensors(path, tensors, metadata):
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        raw = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    header["__metadata__"] = metadata
-    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hjson += b" " * ((8 - len(hjson) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        for b in blobs:
-            f.write(b)
-
-
-# --------------------------------------------------------------------------------------
 # Cases
 # --------------------------------------------------------------------------------------
 
@@ -268,7 +251,7 @@ def main():
     for i, case in enumerate(CASES):
         tensors, metadata = run_case(case, seed=1000 + i)
         path = os.path.join(OUT, case["case"] + ".safetensors")
-        save_safetensors(path, tensors, metadata)
+        G.save_safetensors(path, tensors, metadata=metadata)  # F32 only
         print(f"{case['case']}: {len(tensors)} tensors -> {os.path.relpath(path, REPO)}")
 
 
