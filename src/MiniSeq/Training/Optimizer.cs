@@ -111,12 +111,21 @@ public sealed unsafe class Optimizer : IDisposable
         }
     }
 
-    /// <summary>Bytes the optimizer state needs for <paramref name="config"/> (only the adapters' with <paramref name="lora"/>).</summary>
-    public static long StateBytes(LlamaConfig config, OptimizerOptions options, Model.Lora.LoraConfig? lora = null)
+    /// <summary>Bytes the optimizer state needs for <paramref name="config"/> (only the adapters' with <paramref name="lora"/>);
+    /// with <paramref name="zeroShards"/> P &gt; 1 (ZeRO-1), the most any rank holds: its range of
+    /// <see cref="OptimizerShard.Stride"/> floats per state buffer, 64-byte aligned.</summary>
+    public static long StateBytes(LlamaConfig config, OptimizerOptions options, Model.Lora.LoraConfig? lora = null, int zeroShards = 1)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(zeroShards);
         var layout = new ParameterLayout(config);
         long trainable = lora is null ? layout.Plan.TotalBytes : new Model.Lora.LoraLayout(layout, lora).Plan.TotalBytes;
+        if (zeroShards > 1)
+        {
+            long shard = OptimizerShard.Of(trainable / sizeof(float), 0, zeroShards).Length * sizeof(float);
+            trainable = (shard + ArenaPlan.Alignment - 1) / ArenaPlan.Alignment * ArenaPlan.Alignment;
+        }
+
         return options.Rule.StateNames(options).Count * trainable;
     }
 

@@ -90,6 +90,18 @@ public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
+    public void Plan_RanksZero1_OptimizerStatePerRankHalved()
+    {
+        CliResult zero = CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "2", "--ranks", "2", "--zero", "1");
+        CliResult plain = CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "2", "--ranks", "2");
+        CliAssert.Ok(zero);
+        CliAssert.Ok(plain);
+        Assert.Contains("per rank of 2 (1 rows each), ZeRO-1: optimizer state ÷ 2", zero.Stdout, StringComparison.Ordinal);
+        Assert.Contains("every rank the whole optimizer state", plain.Stdout, StringComparison.Ordinal);
+        CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "3", "--ranks", "2"), "must be ≥ 1 and divide --batch 3");
+    }
+
+    [Fact]
     public void Train_OneProcess_Zero1IsANoOp_UnknownStageOneLine()
     {
         using var tmp = new TempDir();

@@ -145,6 +145,24 @@ public class ZeroTests
         }
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void StateBytes_ZeroShards_PredictsTheLargestRanksState(int ranks)
+    {
+        long[] held = InProcessGroup.Run(ranks, c =>
+        {
+            using var model = new LlamaModel(s_config);
+            using var trainer = new Trainer(model, DataParallel.Attach(Options(1), c, zero: true), 1, 16);
+            return trainer.Optimizer.ResidentBytes;
+        });
+
+        OptimizerOptions adamw = Options(1).Optimizer;
+        Assert.Equal(held.Max(), Optimizer.StateBytes(s_config, adamw, zeroShards: ranks));
+        Assert.InRange(Optimizer.StateBytes(s_config, adamw, zeroShards: ranks), 0, (Optimizer.StateBytes(s_config, adamw) / ranks) + 256);
+        Assert.Equal(Optimizer.StateBytes(s_config, adamw, zeroShards: ranks), MemoryPlanner.Predict(s_config, 1, 16, MemoryPolicy.Vanilla, adamw, 0, zeroShards: ranks).OptimizerState);
+    }
+
     [Fact]
     public void Zero1_Lamb_RefusedInOneLine()
     {
