@@ -19,11 +19,13 @@ internal static class PlanCommand
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", Training.Optimizers.OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
     private static readonly Option<float> Momentum = new("--momentum") { Description = "SGD momentum (> 0: one state buffer per parameter)", DefaultValueFactory = _ => 0f };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget, e.g. 1GiB" };
+    private static readonly Option<int> Ranks = new("--ranks") { Description = "Data-parallel ranks sharing each batch (figures are per rank: batch/ranks rows each)", DefaultValueFactory = _ => 1 };
+    private static readonly Option<int> Zero = new("--zero") { Description = "0 | 1 (ZeRO-1: each rank holds 1/ranks of the optimizer state)", DefaultValueFactory = _ => 0 };
 
     public static Command Create()
     {
         var command = new Command("plan", "Predict peak memory per policy and pick the fastest policy that fits --budget");
-        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Momentum, Budget }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Momentum, Budget, Ranks, Zero }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -32,18 +34,34 @@ internal static class PlanCommand
         {
             LlamaConfig config = p.GetValue(ModelDir) is string dir ? ModelDirectory.ReadConfig(dir)
                 : ModelPresets.Resolve(p.GetValue(Config) ?? throw new ArgumentException("Give --model DIR or --config tiny|small|FILE."));
-            int seqLen = p.GetValue(SeqLen), batch = p.GetValue(Batch), micro = p.GetValue(MicroBatch) ?? batch;
-            if (seqLen < 1 || batch < 1 || micro < 1 || batch % micro != 0)
+            int seqLen = p.GetValue(SeqLen), batch = p.GetValue(Batch), ranks = p.GetValue(Ranks), zeroStage = p.GetValue(Zero);
+            if (ranks < 1 || batch % ranks != 0)
             {
-                throw new ArgumentException("--seq-len and --batch must be ≥ 1 and --micro-batch must divide --batch.");
+                throw new ArgumentException($"--ranks {ranks} must be ≥ 1 and divide --batch {batch} (each rank takes batch/ranks rows).");
+            }
+
+            if (zeroStage is not (0 or 1))
+            {
+                throw new ArgumentException($"--zero {zeroStage}: 0 or 1; ZeRO-2 and 3 are not implemented.");
+            }
+
+            int rows = batch / ranks, micro = p.GetValue(MicroBatch) ?? rows, shards = zeroStage == 1 ? ranks : 1;
+            if (seqLen < 1 || batch < 1 || micro < 1 || rows % micro != 0)
+            {
+                throw new ArgumentException("--seq-len and --batch must be ≥ 1 and --micro-batch must divide the rows per rank (--batch / --ranks).");
             }
 
             var optimizer = new OptimizerOptions { Name = Training.Optimizers.OptimizerRegistry.Get(p.GetValue(OptimizerName)!).Name, Momentum = p.GetValue(Momentum) };
             optimizer.Validate();
+            if (shards > 1 && !optimizer.Rule.IsElementwise)
+            {
+                throw new ArgumentException($"--zero 1 needs an element-wise optimizer (adamw, sgd, lion); {optimizer.Name}'s trust ratio needs whole-tensor norms.");
+            }
+
             Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
             bool bf16Base = LoraOptions.Bf16Base(p);
-            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora, bf16Base);
+            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora, bf16Base, shards);
             if (lora is not null)
             {
                 AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(lora, new ParameterLayout(config)) + "; the base is frozen: gradients and optimizer state for the adapters only"));
@@ -52,14 +70,18 @@ internal static class PlanCommand
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;
             // Per policy, the longest sequence (multiple of 1024) whose predicted peak fits the budget.
             Dictionary<string, int>? largest = budget is long cap
-                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora, bf16Base: bf16Base))
+                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora, bf16Base: bf16Base, zeroShards: shards))
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}", largest);
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}" + PerRank(ranks, rows, shards), largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;
     }
+
+    private static string PerRank(int ranks, int rows, int shards) => ranks == 1 ? ""
+        : shards > 1 ? $"; per rank of {ranks} ({rows} rows each), ZeRO-1: optimizer state ÷ {ranks}"
+        : $"; per rank of {ranks} ({rows} rows each), every rank the whole optimizer state";
 
     public static void Print(IReadOnlyList<MemoryPrediction> predictions, long? budget, string title, IReadOnlyDictionary<string, int>? largestSeqLen = null)
     {

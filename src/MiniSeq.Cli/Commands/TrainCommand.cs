@@ -78,10 +78,12 @@ internal static class TrainCommand
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
     private static readonly Option<bool> Distributed = new("--distributed") { Description = "Data parallel over MPI (Open MPI) ranks: implied when started by mpirun (mpirun -np P dotnet miniseq.dll train …); each rank takes batch/P rows, --threads per rank" };
 
+    private static readonly Option<int> Zero = new("--zero") { DefaultValueFactory = _ => 0, Description = "With data parallel: 0 = every rank holds the whole optimizer state | 1 = ZeRO-1, each rank holds and updates 1/P of it (gradients reduce-scattered, weights all-gathered; adamw, sgd, lion); a no-op in one process" };
+
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite, Distributed }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite, Distributed, Zero }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -104,6 +106,13 @@ internal static class TrainCommand
     private static int Train(ParseResult p, ICommunicator world)
     {
         bool writer = world.Rank == 0; // only rank 0 writes files (models, checkpoints, metrics, charts)
+        int zeroStage = p.GetValue(Zero);
+        if (zeroStage is not (0 or 1))
+        {
+            throw new ArgumentException($"--zero {zeroStage}: 0 (no sharding) or 1 (optimizer state sharded over the ranks); ZeRO-2 and 3 are not implemented.");
+        }
+
+        bool zero = zeroStage == 1 && world.Size > 1; // one process: one shard, nothing to do
         string? modelDir = p.GetValue(ModelDir), tokensPath = p.GetValue(Tokens), resumeOption = p.GetValue(Resume);
         string[] dataPaths = p.GetValue(Data) ?? [];
         string? resumeDir = resumeOption is null ? null : Checkpoints.Resolve(resumeOption);
@@ -314,6 +323,11 @@ internal static class TrainCommand
         {
             // The sum order of the gradients changes with the number of ranks, so a resume keeps it.
             identity["data_parallel_ranks"] = world.Size.ToString(CultureInfo.InvariantCulture);
+            if (zero)
+            {
+                // Reduce-scatter may sum in another order than all-reduce; the file itself is the same as without ZeRO.
+                identity["zero"] = "1";
+            }
         }
 
         if (data is not null)
@@ -374,7 +388,7 @@ internal static class TrainCommand
                 MicroBatchRows = micro,
                 TotalSteps = steps,
                 Seed = p.GetValue(Seed),
-            }, world);
+            }, world, zero: zero);
 
             using var run = new TrainingRun(model, options, shard)
             {
@@ -423,6 +437,7 @@ internal static class TrainCommand
                 if (saveEvery > 0 && r.Step % saveEvery == 0)
                 {
                     DataParallel.CheckReplicasAgree(model.Trainable.Values.All, world, "the weights");
+                    using IDisposable? gathered = run.Trainer.GatherOptimizerState(); // ZeRO-1: the shards to rank 0
                     if (writer)
                     {
                         SaveCheckpointAt(r.Step);
@@ -433,11 +448,14 @@ internal static class TrainCommand
                 return true;
             }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
 
+            bool keepState = saveEvery > 0 || resumeDir is not null;
             if (savePath is not null)
             {
                 DataParallel.CheckReplicasAgree(model.Trainable.Values.All, world, "the weights");
             }
 
+            // ZeRO-1: the final training state is gathered to rank 0 (held until it is written), collectively.
+            using IDisposable? finalState = savePath is not null && keepState ? run.Trainer.GatherOptimizerState() : null;
             if (!writer)
             {
                 return 0;
@@ -448,7 +466,6 @@ internal static class TrainCommand
                 // Checked above: the directory was empty, --overwrite was given, or it holds our own checkpoints. A run
                 // with checkpoints saves its final training state too (a resume from DIR then continues from there):
                 // with the F32 model in DIR, or, when DIR gets a rounded (BF16) model, as DIR/checkpoint-STEP in F32.
-                bool keepState = saveEvery > 0 || resumeDir is not null;
                 if (keepState && (saveDType == SafeTensorsDType.F32 || model.Adapters is not null))
                 {
                     run.SaveCheckpoint(savePath, overwrite: true);
@@ -597,8 +614,12 @@ internal static class TrainCommand
         if (world.Size > 1)
         {
             long floats = trainer.Gradients.Length;
+            string sent = ByteSize.Format((long)DataParallel.RingBytesPerStep(floats, world.Size));
+            string exchange = trainer.Optimizer.Shard is OptimizerShard own
+                ? $"ZeRO-1: optimizer state {ByteSize.Format(trainer.Optimizer.ResidentBytes)} per rank (its 1/{world.Size}: {ByteSize.Format(own.Length * sizeof(float))} of the weights), gradients ({ByteSize.Format(floats * sizeof(float))}) reduce-scattered and weights all-gathered per step, {sent} sent per rank (ring)"
+                : $"gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced in {DataParallel.BucketCount(floats)} bucket(s) per step, {sent} sent per rank (ring)";
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
-                $"data parallel over {world.Size} ranks ({world.Implementation}): {trainer.BatchRows} of the {batch.BatchSize} rows per rank; gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced in {DataParallel.BucketCount(floats)} bucket(s) per step, {ByteSize.Format((long)DataParallel.RingBytesPerStep(floats, world.Size))} sent per rank (ring)")));
+                $"data parallel over {world.Size} ranks ({world.Implementation}): {trainer.BatchRows} of the {batch.BatchSize} rows per rank; {exchange}")));
         }
     }
 

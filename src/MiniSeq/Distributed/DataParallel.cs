@@ -4,8 +4,11 @@
 // reduced before any backward), then the gradients (all-reduce sum in buckets, after the backward), and the loss for
 // the record. Every rank then clips and updates identical bits, so the replicas stay equal without ever exchanging
 // weights; the result differs from one process only by fp32 summation order. Per step each rank sends and receives
-// 2·(P − 1)/P · 4·(trainable parameters) bytes (ring all-reduce). Deliberately not yet: overlapping the all-reduce
-// with the backward of earlier layers, sharded optimizer state (ZeRO-1), sequence parallel.
+// 2·(P − 1)/P · 4·(trainable parameters) bytes (ring all-reduce). With ZeRO-1 (zero: true) each rank owns one
+// contiguous range of the flat trainable arena: the gradients are reduce-scattered to their owners, each owner clips
+// (by the global norm, summed from the ranges' parts) and updates its range with optimizer state for that range only
+// (÷ P), and the updated weights are all-gathered — the same bytes on the wire as one all-reduce. Deliberately not
+// yet: overlapping communication with the backward of earlier layers, ZeRO-2/3, sequence parallel.
 using MiniSeq.IO;
 using MiniSeq.Tensors;
 using MiniSeq.Training;
@@ -25,7 +28,9 @@ public static unsafe class DataParallel
     /// <paramref name="bucketBytes"/>), and <see cref="TrainerOptions.DataParallelRanks"/>. Replaces any reduction
     /// hooks already set. A group of one returns <paramref name="options"/> unchanged.
     /// </summary>
-    public static TrainerOptions Attach(TrainerOptions options, ICommunicator communicator, long bucketBytes = DefaultBucketBytes)
+    /// <remarks>With <paramref name="zero"/> (ZeRO-1) the gradients are reduce-scattered instead and
+    /// <see cref="TrainerOptions.Sharding"/> is set (<see cref="Sharding"/>); a group of one is unchanged either way.</remarks>
+    public static TrainerOptions Attach(TrainerOptions options, ICommunicator communicator, long bucketBytes = DefaultBucketBytes, bool zero = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(communicator);
@@ -42,6 +47,28 @@ public static unsafe class DataParallel
             ReduceLossSum = local => Sum(communicator, local),
             ReduceGradients = gradients => AllReduceInBuckets(communicator, gradients, bucketFloats),
             DataParallelRanks = communicator.Size,
+            Sharding = zero ? Sharding(communicator, bucketBytes) : null,
+        };
+    }
+
+    /// <summary>
+    /// The ZeRO-1 collectives over <paramref name="communicator"/>: rank r owns <see cref="OptimizerShard.Of"/>(L, r, P)
+    /// of a flat arena of L floats. The collectives take equal blocks, so each goes in rounds of at most
+    /// <paramref name="bucketBytes"/> through a staging buffer (allocated on first use, kept): round k moves elements
+    /// [k·b, (k + 1)·b) of every rank's range, zero-padded past the end of the arena.
+    /// </summary>
+    public static OptimizerSharding Sharding(ICommunicator communicator, long bucketBytes = DefaultBucketBytes)
+    {
+        ArgumentNullException.ThrowIfNull(communicator);
+        var staging = new ShardStaging(communicator, bucketBytes);
+        return new OptimizerSharding
+        {
+            Rank = communicator.Rank,
+            Ranks = communicator.Size,
+            ReduceScatterGradients = staging.ReduceScatter,
+            Sum = local => Sum(communicator, local),
+            AllGatherValues = values => staging.AllGather(values, values, keep: true),
+            GatherToRoot = (shard, whole) => staging.Gather(shard, whole),
         };
     }
 
@@ -185,5 +212,102 @@ public static unsafe class DataParallel
         Span<double> value = [local];
         communicator.AllReduce(value);
         return value[0];
+    }
+
+    /// <summary>Equal-block reduce-scatter and all-gather over the uneven, clipped ranges of a flat arena.</summary>
+    private sealed class ShardStaging(ICommunicator communicator, long bucketBytes)
+    {
+        private float[] _send = [];
+        private float[] _receive = [];
+
+        /// <summary>Sums <paramref name="values"/> (the whole arena) over the ranks into this rank's range of it.</summary>
+        public void ReduceScatter(TensorView values)
+        {
+            int p = communicator.Size;
+            long stride = OptimizerShard.Stride(values.Length, p);
+            foreach ((long k, int n) in Rounds(stride))
+            {
+                Span<float> send = _send.AsSpan(0, p * n), block = _receive.AsSpan(0, n);
+                for (int j = 0; j < p; j++)
+                {
+                    Copy(values, (j * stride) + k, n, send.Slice(j * n, n));
+                }
+
+                communicator.ReduceScatter<float>(send, block);
+                long start = (communicator.Rank * stride) + k;
+                int valid = (int)Math.Clamp(values.Length - start, 0, n);
+                block[..valid].CopyTo(Span(values, start, valid));
+            }
+        }
+
+        /// <summary>
+        /// Every rank's range: from <paramref name="source"/> (this rank's range of an arena of the length of
+        /// <paramref name="whole"/>, or the whole arena itself when they are the same view) into <paramref name="whole"/>
+        /// (when <paramref name="keep"/>).
+        /// </summary>
+        public void AllGather(TensorView source, TensorView whole, bool keep)
+        {
+            int p = communicator.Size;
+            long stride = OptimizerShard.Stride(whole.Length, p);
+            long sourceBase = source.Length == whole.Length ? communicator.Rank * stride : 0;
+            foreach ((long k, int n) in Rounds(stride))
+            {
+                Span<float> block = _send.AsSpan(0, n), all = _receive.AsSpan(0, p * n);
+                Copy(source, sourceBase + k, n, block, ownerEnd: sourceBase + OptimizerShard.Of(whole.Length, communicator.Rank, p).Length);
+                communicator.AllGather<float>(block, all);
+                for (int j = 0; keep && j < p; j++)
+                {
+                    long start = (j * stride) + k;
+                    int valid = (int)Math.Clamp(whole.Length - start, 0, n);
+                    all.Slice(j * n, valid).CopyTo(Span(whole, start, valid));
+                }
+            }
+        }
+
+        /// <summary>Every rank's <paramref name="shard"/> into <paramref name="whole"/> on rank 0 (empty elsewhere; its
+        /// length, the arena's, is broadcast from rank 0).</summary>
+        public void Gather(TensorView shard, TensorView whole)
+        {
+            Span<long> length = [whole.Length];
+            communicator.Broadcast(length, root: 0);
+            if (communicator.Rank == 0)
+            {
+                AllGather(shard, whole, keep: true);
+            }
+            else
+            {
+                AllGather(shard, new TensorView(null, length[0]), keep: false);
+            }
+        }
+
+        /// <summary>(offset within a range, floats) of each round over ranges of <paramref name="stride"/> floats; sizes the staging buffers.</summary>
+        private IEnumerable<(long Offset, int Length)> Rounds(long stride)
+        {
+            int p = communicator.Size;
+            long perRank = Math.Clamp(bucketBytes / sizeof(float) / p, OptimizerShard.Alignment, int.MaxValue / p);
+            int round = (int)Math.Min(perRank, stride);
+            if (_send.Length < (long)p * round)
+            {
+                _send = new float[p * round];
+                _receive = new float[p * round];
+            }
+
+            for (long k = 0; k < stride; k += round)
+            {
+                yield return (k, (int)Math.Min(round, stride - k));
+            }
+        }
+
+        /// <summary>Elements [<paramref name="start"/>, + destination length) of <paramref name="values"/>, zero past
+        /// min(its end, <paramref name="ownerEnd"/>).</summary>
+        private static void Copy(TensorView values, long start, int n, Span<float> destination, long ownerEnd = long.MaxValue)
+        {
+            int valid = (int)Math.Clamp(Math.Min(values.Length, ownerEnd) - start, 0, n);
+            Span(values, start, valid).CopyTo(destination);
+            destination[valid..].Clear();
+        }
+
+        private static Span<float> Span(TensorView values, long start, int length)
+            => length == 0 ? [] : new Span<float>(values.Pointer + start, length);
     }
 }

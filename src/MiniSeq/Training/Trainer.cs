@@ -55,6 +55,13 @@ public sealed record TrainerOptions
     /// times the local batch's tokens (<see cref="StepResult.Tokens"/>). 1 by default.
     /// </summary>
     public int DataParallelRanks { get; init; } = 1;
+
+    /// <summary>
+    /// ZeRO-1: each rank keeps optimizer state for, and updates, only its range of the weights; the gradients are
+    /// reduce-scattered (instead of <see cref="ReduceGradients"/>) and the updated weights all-gathered. Null (the
+    /// default): every rank updates everything.
+    /// </summary>
+    public OptimizerSharding? Sharding { get; init; }
 }
 
 /// <summary>What one optimizer step did.</summary>
@@ -92,7 +99,7 @@ public sealed unsafe class Trainer : IDisposable
         Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss, lora: model.Adapters?.Config);
         _trainable = model.Trainable;
         _gradients = new Arena(_trainable.PlanFor(MemoryCategory.Gradients), model.Ledger);
-        _optimizer = new Optimizer(model, options.Optimizer);
+        _optimizer = new Optimizer(model, options.Optimizer, options.Sharding?.ShardOf(_gradients.All.Length));
         _pass = new LlamaPass(model, Plan);
     }
 
@@ -117,7 +124,8 @@ public sealed unsafe class Trainer : IDisposable
     /// <summary>The memory plan of one micro-batch pass.</summary>
     public PassPlan Plan { get; }
 
-    /// <summary>Gradients (same layout as the trainable tensors: the parameters, or the LoRA adapters).</summary>
+    /// <summary>Gradients (same layout as the trainable tensors: the parameters, or the LoRA adapters). After a ZeRO-1
+    /// step only this rank's range (<see cref="Optimizer.Shard"/>) holds the reduced (and clipped) gradient.</summary>
     public TensorView Gradients => _gradients.All;
 
     /// <summary>Optimizer steps taken.</summary>
@@ -207,9 +215,24 @@ public sealed unsafe class Trainer : IDisposable
         }
 
         double loss = Options.ReduceLossSum(ComputeGradients(batch, scored)) / scored;
-        Options.ReduceGradients?.Invoke(_gradients.All);
+
+        // ZeRO-1: each rank reduces, clips and updates only its range; the global norm sums the ranges' parts.
+        OptimizerSharding? sharding = Options.Sharding;
+        TensorView reduced = _gradients.All;
+        if (sharding is not null)
+        {
+            sharding.ReduceScatterGradients(_gradients.All);
+            OptimizerShard own = _optimizer.Shard!.Value;
+            reduced = _gradients.All.Slice(own.Start, own.Length);
+        }
+        else
+        {
+            Options.ReduceGradients?.Invoke(_gradients.All);
+        }
+
         using var optimizerScope = StepProfiler.Measure(ProfiledOp.Optimizer);
-        double norm = Math.Sqrt(VectorOps.SumOfSquares(_gradients.All.Pointer, _gradients.All.Length));
+        double sumOfSquares = VectorOps.SumOfSquares(reduced.Pointer, reduced.Length);
+        double norm = Math.Sqrt(sharding is null ? sumOfSquares : sharding.Sum(sumOfSquares));
         int step = _optimizer.StepCount + 1;
         if (!double.IsFinite(loss) || !double.IsFinite(norm))
         {
@@ -220,11 +243,12 @@ public sealed unsafe class Trainer : IDisposable
         if (clip > 0 && norm > clip)
         {
             // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total_norm + 1e-6), applied when < 1.
-            VectorOps.Scale(_gradients.All.Pointer, _gradients.All.Length, (float)(clip / (norm + 1e-6)));
+            VectorOps.Scale(reduced.Pointer, reduced.Length, (float)(clip / (norm + 1e-6)));
         }
 
         float lr = Options.Optimizer.LearningRateAt(step, ScheduleSteps);
         _optimizer.Step(_gradients.All, lr);
+        sharding?.AllGatherValues(_trainable.Values.All.Slice(0, _gradients.All.Length));
 
         // Every step, the last included: an update that breaks the weights must never reach a saved model.
         if (ParameterHealth.FindUnhealthy(_trainable.Tensors, _trainable.Values.All) is UnhealthyTensor bad)
@@ -234,6 +258,12 @@ public sealed unsafe class Trainer : IDisposable
         }
         return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen * Options.DataParallelRanks, scored, Stopwatch.GetElapsedTime(start));
     }
+
+    /// <summary>
+    /// Under ZeRO-1, collective (every rank calls it): gathers the sharded optimizer state to rank 0, which can then
+    /// save a checkpoint (the same file as without ZeRO) until the result is disposed. Otherwise nothing; returns null.
+    /// </summary>
+    public IDisposable? GatherOptimizerState() => Options.Sharding is { } sharding ? _optimizer.GatherState(sharding) : null;
 
     private void CheckShape(TokenBatch batch)
     {

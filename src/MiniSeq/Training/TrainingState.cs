@@ -141,15 +141,26 @@ public static class TrainingCheckpoint
             throw new InvalidDataException($"{statePath}: the state is of optimizer '{state.Optimizer}' but this run uses '{trainer.Optimizer.Options.Name}'.");
         }
 
+        // Under ZeRO-1 each rank holds part of some tensors: it reads the whole tensor and keeps its part.
         using SafeTensorsReader reader = SafeTensorsReader.Open(tensorsPath);
-        foreach ((string name, Tensors.TensorView view) in Tensors(trainer))
+        foreach (OptimizerStatePiece piece in trainer.Optimizer.LocalState)
         {
-            if (!reader.TryGetTensor(name, out SafeTensorInfo info) || !info.HasShape([checked((int)view.Length)]))
+            string name = $"{piece.TensorName}/{piece.StateName}";
+            if (!reader.TryGetTensor(name, out SafeTensorInfo info) || !info.HasShape([checked((int)piece.TensorLength)]))
             {
                 throw new InvalidDataException($"{tensorsPath}: tensor '{name}' is missing or of another shape; the state belongs to another model or optimizer setting.");
             }
 
-            reader.ReadFloat32(info, view);
+            if (piece.View.Length == piece.TensorLength)
+            {
+                reader.ReadFloat32(info, piece.View);
+            }
+            else
+            {
+                using var whole = new MiniSeq.Tensors.NativeBuffer(piece.TensorLength, MiniSeq.Tensors.MemoryCategory.Scratch, name: "optimizer state being loaded");
+                reader.ReadFloat32(info, whole.View);
+                whole.View.Slice(piece.Offset, piece.View.Length).CopyTo(piece.View);
+            }
         }
 
         trainer.Optimizer.RestoreStepCount(state.Step);

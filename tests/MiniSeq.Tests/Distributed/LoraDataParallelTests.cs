@@ -1,5 +1,6 @@
-// LoRA under data parallel: only the adapters' gradients are all-reduced, and 2 ranks give the adapters, losses and
-// gradient norms of one process with the whole batch (relative 1e-5), the base untouched on every rank.
+// LoRA under data parallel (and ZeRO-1: the adapters' optimizer state sharded): only the adapters' gradients are
+// reduced, and 2 ranks give the adapters, losses and gradient norms of one process with the whole batch (relative
+// 1e-5), the base untouched on every rank.
 using MiniSeq.Distributed;
 using MiniSeq.Model;
 using MiniSeq.Model.Lora;
@@ -15,7 +16,7 @@ public class LoraDataParallelTests
 
     private sealed record RunResult(float[] Adapters, float[] Base, double[] Losses, double[] GradNorms, long GradientBytes);
 
-    private static RunResult Train(ICommunicator? communicator, int rows, int steps)
+    private static RunResult Train(ICommunicator? communicator, int rows, int steps, bool zero = false)
     {
         using var model = new LlamaModel(s_config);
         model.InitializeRandom(1);
@@ -30,7 +31,7 @@ public class LoraDataParallelTests
         IBatchSource source = new RecallDemoSource(new AssociativeRecall(s_config.VocabSize, 48, pairs: 4, meanGap: 2), batchSize: rows, seed: 9);
         if (communicator is not null)
         {
-            options = DataParallel.Attach(options, communicator);
+            options = DataParallel.Attach(options, communicator, zero: zero);
             source = DataParallel.Shard(source, communicator);
         }
 
@@ -40,12 +41,14 @@ public class LoraDataParallelTests
             [.. history.Select(h => h.Loss)], [.. history.Select(h => h.GradNorm)], run.Trainer.Gradients.Length * sizeof(float));
     }
 
-    [Fact]
-    public void TwoRanks_AdaptersLossesAndNorms_EqualOneProcess()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TwoRanks_AdaptersLossesAndNorms_EqualOneProcess(bool zero)
     {
         const int Steps = 3, Rows = 2;
         RunResult one = Train(null, Rows, Steps);
-        RunResult[] all = InProcessGroup.Run(2, c => Train(c, Rows, Steps));
+        RunResult[] all = InProcessGroup.Run(2, c => Train(c, Rows, Steps, zero));
         Assert.True(all[0].Adapters.AsSpan().SequenceEqual(all[1].Adapters), "the ranks' adapters differ");
         Compare.Close(all[0].Adapters, one.Adapters, 1e-5, "adapters after 3 steps");
         Assert.True(all[0].Base.AsSpan().SequenceEqual(one.Base), "the frozen base changed");

@@ -18,6 +18,11 @@ public interface IOptimizerRule
     /// <c>exp_avg</c>, <c>exp_avg_sq</c>, <c>momentum_buffer</c>); empty when the rule keeps none.</summary>
     IReadOnlyList<string> StateNames(OptimizerOptions options);
 
+    /// <summary>Whether <see cref="Step"/> on any sub-range of a tensor equals the same elements of a step on the
+    /// whole tensor (true for AdamW, SGD, Lion): what sharding the optimizer state at arbitrary boundaries (ZeRO-1)
+    /// needs. LAMB's trust ratio needs whole-tensor norms, so it is not.</summary>
+    bool IsElementwise => true;
+
     /// <summary>Throws <see cref="ArgumentException"/> for hyper-parameters this rule cannot use.</summary>
     void Validate(OptimizerOptions options);
 

@@ -23,6 +23,9 @@ public sealed class LambRule : IOptimizerRule
     public string Name => "lamb";
 
     /// <inheritdoc/>
+    public bool IsElementwise => false;
+
+    /// <inheritdoc/>
     public IReadOnlyList<string> StateNames(OptimizerOptions options) => s_state;
 
     /// <inheritdoc/>
