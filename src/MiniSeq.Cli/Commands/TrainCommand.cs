@@ -76,6 +76,7 @@ internal static class TrainCommand
     private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none); a cosine schedule then ends at the last step that fits" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file (a new file, or an existing metrics file)" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
+    private static readonly Option<int?> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses sequence parallel over P MPI ranks (P = mpirun -np): each rank holds seq-len/P positions of every row; attention heads are exchanged by all-to-all" };
     private static readonly Option<bool> Distributed = new("--distributed") { Description = "Data parallel over MPI (Open MPI) ranks: implied when started by mpirun (mpirun -np P dotnet miniseq.dll train …); each rank takes batch/P rows, --threads per rank" };
 
     private static readonly Option<int> Zero = new("--zero") { DefaultValueFactory = _ => 0, Description = "With data parallel: 0 = every rank holds the whole optimizer state | 1 = ZeRO-1, each rank holds and updates 1/P of it (gradients reduce-scattered, weights all-gathered; adamw, sgd, lion); a no-op in one process" };
@@ -83,7 +84,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite, Distributed, Zero }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite, Distributed, Zero, SequenceParallelRanks }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -99,7 +100,7 @@ internal static class TrainCommand
             KernelThreads.SetThreadCount(threads);
         }
 
-        return MpiSession.Run(p.GetValue(Distributed), p.GetValue(Threads) is not null, world => Train(p, world));
+        return MpiSession.Run(p.GetValue(Distributed) || p.GetValue(SequenceParallelRanks) is > 1, p.GetValue(Threads) is not null, world => Train(p, world));
     }
 
     /// <summary>The run, on every rank of <paramref name="world"/> (data parallel when it has more than one).</summary>
@@ -196,7 +197,14 @@ internal static class TrainCommand
         }
 
         // Data parallel: every rank draws the whole batch and keeps its rows; everything below sizes for those.
-        IBatchSource shard = DataParallel.Shard(source, world);
+        // Sequence parallel (Ulysses): every rank keeps its positions of every row instead.
+        bool ulysses = CheckSequenceParallel(p.GetValue(SequenceParallelRanks), world, data?.Validation is not null);
+        if (ulysses && zero)
+        {
+            throw new ArgumentException("--zero 1 with --sequence-parallel is not supported yet: ZeRO-1 shards the optimizer over data-parallel ranks; drop one of them.");
+        }
+
+        IBatchSource shard = ulysses ? SequenceParallel.Shard(source, world) : DataParallel.Shard(source, world);
         int? micro = p.GetValue(MicroBatch);
         if (micro is int m && (m < 1 || shard.BatchSize % m != 0))
         {
@@ -380,7 +388,7 @@ internal static class TrainCommand
                 AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(attached.Config, model.Layout)));
             }
 
-            var options = DataParallel.Attach(new TrainerOptions
+            var plain = new TrainerOptions
             {
                 Optimizer = optimizerOptions,
                 Policy = policy,
@@ -388,7 +396,8 @@ internal static class TrainCommand
                 MicroBatchRows = micro,
                 TotalSteps = steps,
                 Seed = p.GetValue(Seed),
-            }, world, zero: zero);
+            };
+            TrainerOptions options = ulysses ? SequenceParallel.Attach(plain, world) : DataParallel.Attach(plain, world, zero: zero);
 
             using var run = new TrainingRun(model, options, shard)
             {
@@ -602,6 +611,27 @@ internal static class TrainCommand
         return choice.Policy;
     }
 
+    /// <summary>Whether --sequence-parallel P asks for Ulysses; P must be the number of ranks (one line otherwise).</summary>
+    private static bool CheckSequenceParallel(int? ranks, ICommunicator world, bool validation)
+    {
+        if (ranks is not int sp || (sp == 1 && world.Size == 1))
+        {
+            return false;
+        }
+
+        if (sp != world.Size)
+        {
+            throw new ArgumentException($"--sequence-parallel {sp} needs {sp} MPI ranks (mpirun -np {sp}); this job has {world.Size}. Data parallel combined with sequence parallel is not supported yet.");
+        }
+
+        if (validation)
+        {
+            throw new ArgumentException("--sequence-parallel does not evaluate validation data yet: drop --val-data / --val-fraction.");
+        }
+
+        return true;
+    }
+
     private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo, ICommunicator world)
     {
         LlamaConfig c = model.Config;
@@ -611,7 +641,14 @@ internal static class TrainCommand
         string threads = world.Size > 1 ? $"{KernelThreads.ThreadCount} threads per rank" : $"{KernelThreads.ThreadCount} threads";
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
             $"model: d={c.HiddenSize} L={c.NumHiddenLayers} heads={c.NumAttentionHeads}/{c.NumKeyValueHeads} I={c.IntermediateSize} V={c.VocabSize} ({model.Layout.ParameterCount:N0} parameters); batch {batch.BatchSize}×{batch.SeqLen} tokens, micro-batch {trainer.MicroBatchRows}; {threads}")));
-        if (world.Size > 1)
+        if (trainer.Plan.SequenceParallel is { } heads)
+        {
+            long floats = trainer.Gradients.Length;
+            long perLayer = heads.FloatsPerLayer(c, (long)trainer.MicroBatchRows * trainer.SeqLen * world.Size, backward: true);
+            AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
+                $"Ulysses sequence parallel over {world.Size} ranks ({world.Implementation}): {trainer.SeqLen} of the {trainer.SeqLen * world.Size} positions of every row per rank (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")));
+        }
+        else if (world.Size > 1)
         {
             long floats = trainer.Gradients.Length;
             string sent = ByteSize.Format((long)DataParallel.RingBytesPerStep(floats, world.Size));

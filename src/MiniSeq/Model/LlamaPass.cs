@@ -32,7 +32,9 @@ public sealed unsafe class LlamaPass : IDisposable
     private NativeBuffer? _documentStarts; // (B·T) ints, allocated on the first packed batch
 
     /// <summary>Allocates the plan's arenas (accounted to the model's ledger).</summary>
-    public LlamaPass(LlamaModel model, PassPlan plan)
+    /// <remarks><paramref name="sequenceParallel"/>: the group of a Ulysses plan (<see cref="PassPlan.SequenceParallel"/>,
+    /// of the same size); every rank must run the same calls.</remarks>
+    public LlamaPass(LlamaModel model, PassPlan plan, Distributed.ICommunicator? sequenceParallel = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(plan);
@@ -41,7 +43,17 @@ public sealed unsafe class LlamaPass : IDisposable
         _activations = new Arena(plan.Activations, model.Ledger);
         _scratch = new Arena(plan.Scratch, model.Ledger);
         _rope = new RopeTable(model.Config.HeadDim, model.Config.RopeTheta, plan.RopeRows, model.Ledger, model.Config.RopeScaling);
-        _ctx = new PassContext(model, plan, _activations, _scratch, _rope);
+        if ((plan.SequenceParallel?.Ranks ?? 1) != (sequenceParallel?.Size ?? 1))
+        {
+            throw new ArgumentException($"The plan is for {plan.SequenceParallel?.Ranks ?? 1} sequence-parallel ranks; the communicator has {sequenceParallel?.Size ?? 1}.", nameof(sequenceParallel));
+        }
+
+        _ctx = new PassContext(model, plan, _activations, _scratch, _rope)
+        {
+            SequenceParallel = plan.SequenceParallel is { } heads
+                ? new Distributed.UlyssesAttention(sequenceParallel!, heads, plan.BatchSize, plan.SeqLen, model.Config.HeadDim)
+                : null,
+        };
         _attention = new AttentionBlock(_ctx);
         _mlp = new MlpBlock(_ctx);
         _head = new LmHeadBlock(_ctx);
@@ -192,6 +204,11 @@ public sealed unsafe class LlamaPass : IDisposable
             }
 
             PassPlan plan = pass.Plan;
+            if (plan.SequenceParallel is not null)
+            {
+                throw new ArgumentException("--sequence-parallel does not support packed documents (document masking across shards) yet: train on unpacked rows.", nameof(documentIds));
+            }
+
             if (documentIds.Length != pass.Rows)
             {
                 throw new ArgumentException($"The pass was planned for {pass.Rows} tokens; got {documentIds.Length} document ids.", nameof(documentIds));

@@ -40,7 +40,10 @@ public sealed class PassPlan
     /// <summary>Builds the plan.</summary>
     /// <remarks><paramref name="lora"/>: the model carries LoRA adapters, whose rows × rank intermediates need
     /// <see cref="LoraRows"/> (and, with dropout, a block of dropped inputs <see cref="LoraDropoutBlock"/>).</remarks>
-    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, Lora.LoraConfig? lora = null)
+    /// <remarks><paramref name="sequenceParallel"/> (Ulysses, P ranks): <paramref name="seqLen"/> is this rank's shard
+    /// of a sequence of P·seqLen tokens (<paramref name="positions"/> gives its offset); attention runs over the whole
+    /// sequence for H/P query heads in head-major scratch buffers (<see cref="HeadQuery"/> …).</remarks>
+    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, Lora.LoraConfig? lora = null, int sequenceParallel = 1)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(policy);
@@ -55,6 +58,12 @@ public sealed class PassPlan
         Lora = lora;
         Positions = positions ?? TokenPositions.Contiguous;
         Positions.RequireSupported(batchSize, seqLen);
+        SequenceParallel = sequenceParallel == 1 ? null : Distributed.UlyssesHeads.For(config, sequenceParallel);
+        if (SequenceParallel is not null && policy.SequenceChunked)
+        {
+            throw new ArgumentException($"--sequence-parallel does not combine with sequence-chunked layers (--seq-chunk {policy.SequenceChunk}) yet: drop one of them.");
+        }
+
         if (Rows > int.MaxValue)
         {
             throw new ArgumentException(FormattableString.Invariant(
@@ -105,6 +114,19 @@ public sealed class PassPlan
         Scratch = new ArenaPlan("scratch", MemoryCategory.Scratch);
         AddLoraRows(n); // the output projection runs over every row at once
         DResidual = training ? Scratch.Add("d_residual", n * c) : default;
+        if (SequenceParallel is { } sp)
+        {
+            // Ulysses: q, k, v and the attention output over the whole sequence (B·P·T rows) for this rank's heads,
+            // alive from the forward all-to-all through the backward attention (then reused for the local dq, dk, dv),
+            // and one row's exchange buffer.
+            long full = n * sp.Ranks;
+            HeadQuery = Scratch.Add("head_q", full * sp.LocalHeads * config.HeadDim);
+            HeadKey = Scratch.Add("head_k", Math.Max(full * sp.LocalKvHeads * config.HeadDim, n * kvd));
+            HeadValue = Scratch.Add("head_v", Math.Max(full * sp.LocalKvHeads * config.HeadDim, n * kvd));
+            HeadAttnOut = Scratch.Add("head_attn_out", full * sp.LocalHeads * config.HeadDim);
+            HeadExchange = Scratch.Add("head_exchange", (long)seqLen * Math.Max(hd, sp.Ranks * sp.LocalKvHeads * config.HeadDim));
+        }
+
         long phaseBase = Scratch.Cursor;
 
         // forward layer: norm + projection chunk, MLP chunk.
@@ -123,10 +145,24 @@ public sealed class PassPlan
         {
             Scratch.Rewind(phaseBase);
             DAttnOut = Scratch.Add("d_attn_out", n * hd);
-            DQuery = Scratch.Add("d_q", n * hd);
-            DKey = Scratch.Add("d_k", n * kvd);
-            DValue = Scratch.Add("d_v", n * kvd);
-            long partials = FlashAttention.BackwardWorkspaceFloats(batchSize, seqLen, config.NumKeyValueHeads, config.HeadDim);
+            long partials;
+            if (SequenceParallel is { } ulysses)
+            {
+                // dq, dk, dv of the local rows reuse head_q, head_k, head_v; d_attn_out becomes the heads' dq.
+                long full = n * ulysses.Ranks;
+                HeadDAttnOut = Scratch.Add("head_d_attn_out", full * ulysses.LocalHeads * config.HeadDim);
+                HeadDKey = Scratch.Add("head_d_k", full * ulysses.LocalKvHeads * config.HeadDim);
+                HeadDValue = Scratch.Add("head_d_v", full * ulysses.LocalKvHeads * config.HeadDim);
+                partials = FlashAttention.BackwardWorkspaceFloats(batchSize, seqLen * ulysses.Ranks, ulysses.LocalKvHeads, config.HeadDim);
+            }
+            else
+            {
+                DQuery = Scratch.Add("d_q", n * hd);
+                DKey = Scratch.Add("d_k", n * kvd);
+                DValue = Scratch.Add("d_v", n * kvd);
+                partials = FlashAttention.BackwardWorkspaceFloats(batchSize, seqLen, config.NumKeyValueHeads, config.HeadDim);
+            }
+
             AttentionPartials = partials > 0 ? Scratch.Add("attn_bwd_partials", partials) : default;
             BackProjNorm = Scratch.Add("back_proj_norm", pr * c);
             BackProjRstd = Scratch.Add("back_proj_rstd", pr);
@@ -317,6 +353,33 @@ public sealed class PassPlan
     public ArenaSlot HeadRowLoss { get; private set; }
     public ArenaSlot HeadDNorm { get; private set; }
     public ArenaSlot DAttnOut { get; private set; }
+
+    /// <summary>Ulysses sequence parallel over P ranks (heads per rank), or null: the whole sequence is local.</summary>
+    public Distributed.UlyssesHeads? SequenceParallel { get; }
+
+    /// <summary>Ulysses: q (B·P·T, H/P·D), head-major over the whole sequence; later the local dq (N, H·D).</summary>
+    public ArenaSlot HeadQuery { get; private set; }
+
+    /// <summary>Ulysses: k (B·P·T, KvH_local·D) over the whole sequence; later the local dk (N, KvH·D).</summary>
+    public ArenaSlot HeadKey { get; private set; }
+
+    /// <summary>Ulysses: v (B·P·T, KvH_local·D) over the whole sequence; later the local dv (N, KvH·D).</summary>
+    public ArenaSlot HeadValue { get; private set; }
+
+    /// <summary>Ulysses: attention output (B·P·T, H/P·D) over the whole sequence.</summary>
+    public ArenaSlot HeadAttnOut { get; private set; }
+
+    /// <summary>Ulysses: one row's all-to-all buffer (T, max(H·D, P·KvH_local·D)).</summary>
+    public ArenaSlot HeadExchange { get; private set; }
+
+    /// <summary>Ulysses: dL/d(attention output) (B·P·T, H/P·D) over the whole sequence.</summary>
+    public ArenaSlot HeadDAttnOut { get; private set; }
+
+    /// <summary>Ulysses: dk (B·P·T, KvH_local·D) over the whole sequence.</summary>
+    public ArenaSlot HeadDKey { get; private set; }
+
+    /// <summary>Ulysses: dv (B·P·T, KvH_local·D) over the whole sequence.</summary>
+    public ArenaSlot HeadDValue { get; private set; }
     public ArenaSlot DQuery { get; private set; }
     public ArenaSlot DKey { get; private set; }
     public ArenaSlot DValue { get; private set; }

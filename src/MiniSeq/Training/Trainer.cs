@@ -62,6 +62,12 @@ public sealed record TrainerOptions
     /// default): every rank updates everything.
     /// </summary>
     public OptimizerSharding? Sharding { get; init; }
+
+    /// <summary>
+    /// Ulysses sequence parallel: the group whose ranks each hold an equal, consecutive share of every row's positions
+    /// (batches of N/P positions; see <see cref="Distributed.SequenceParallel"/>), or null.
+    /// </summary>
+    public Distributed.ICommunicator? SequenceParallel { get; init; }
 }
 
 /// <summary>What one optimizer step did.</summary>
@@ -96,11 +102,13 @@ public sealed unsafe class Trainer : IDisposable
         MicroBatchRows = Math.Clamp(options.MicroBatchRows ?? batchRows, 1, batchRows);
         ScheduleSteps = options.TotalSteps;
         options.Loss.Validate();
-        Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss, lora: model.Adapters?.Config);
+        Distributed.ICommunicator? sp = options.SequenceParallel is { Size: > 1 } group ? group : null;
+        Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss, lora: model.Adapters?.Config,
+            positions: sp is null ? null : new TokenPositions { Offset = sp.Rank * seqLen }, sequenceParallel: sp?.Size ?? 1);
         _trainable = model.Trainable;
         _gradients = new Arena(_trainable.PlanFor(MemoryCategory.Gradients), model.Ledger);
         _optimizer = new Optimizer(model, options.Optimizer, options.Sharding?.ShardOf(_gradients.All.Length));
-        _pass = new LlamaPass(model, Plan);
+        _pass = new LlamaPass(model, Plan, sp);
     }
 
     /// <summary>Settings.</summary>

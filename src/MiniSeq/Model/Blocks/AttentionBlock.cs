@@ -54,7 +54,15 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
         {
-            FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
+            if (ctx.SequenceParallel is { } sp)
+            {
+                // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
+                sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn);
+            }
+            else
+            {
+                FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
+            }
         }
 
         // h_mid = h + a·Woᵀ
@@ -70,19 +78,34 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
         float* q = ctx.Saved(ws.Query), k = ctx.Saved(ws.Key), v = ctx.Saved(ws.Value), attn = ctx.Saved(ws.AttnOut);
-        float* dAttn = ctx.Temp(plan.DAttnOut), dq = ctx.Temp(plan.DQuery), dk = ctx.Temp(plan.DKey), dv = ctx.Temp(plan.DValue);
+        float* dAttn = ctx.Temp(plan.DAttnOut), dq, dk, dv;
 
         // forward: m = h + a·Woᵀ  →  dWo += dmᵀ·a ; da = dm·Wo
         Linear.Backward(dRes, attn, rowsTotal, ctx.Projection(w.Output, hd, c, gradients), dAttn, op: ProfiledOp.AttentionProjections);
 
         // forward: a = flash_attention(q, k, v)
-        ctx.Scratch[plan.DQuery].Clear();
-        ctx.Scratch[plan.DKey].Clear();
-        ctx.Scratch[plan.DValue].Clear();
-        using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
+        if (ctx.SequenceParallel is { } sp)
         {
-            FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
-                plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null);
+            using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
+            {
+                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut),
+                    ctx.Temp(plan.HeadDAttnOut), ctx.Temp(plan.HeadDKey), ctx.Temp(plan.HeadDValue), ctx.Temp(plan.HeadExchange), plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null,
+                    out dq, out dk, out dv);
+            }
+        }
+        else
+        {
+            dq = ctx.Temp(plan.DQuery);
+            dk = ctx.Temp(plan.DKey);
+            dv = ctx.Temp(plan.DValue);
+            ctx.Scratch[plan.DQuery].Clear();
+            ctx.Scratch[plan.DKey].Clear();
+            ctx.Scratch[plan.DValue].Clear();
+            using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
+            {
+                FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
+                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null);
+            }
         }
 
         // forward: q = rope(q'), k = rope(k')

@@ -21,6 +21,9 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
 
     public Arena Scratch { get; } = scratch;
 
+    /// <summary>Ulysses sequence parallel: the attention all-to-alls of this pass, or null.</summary>
+    public Distributed.UlyssesAttention? SequenceParallel { get; init; }
+
     /// <summary>Where each token's document begins within its row (packed batch, B·T), or null: one document per row.</summary>
     public int* DocumentStarts { get; set; }
 

@@ -1,0 +1,67 @@
+// Ulysses sequence parallel through the real executable under `mpirun -np 2`: the same weights (relative 1e-5 per
+// tensor) and losses as one process, with MsT + checkpointing; rank 0 alone prints, with the Ulysses header line; a
+// --sequence-parallel P that is not the number of ranks is a one-line error.
+using System.Text.Json;
+using MiniSeq.IO;
+using MiniSeq.Tests.Helpers;
+
+namespace MiniSeq.Tests.Distributed;
+
+public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    private static List<JsonElement> Metrics(string path) => [.. File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement)];
+
+    private static void WriteTokens(string path)
+    {
+        var rng = new Random(3);
+        int[][] ids = [.. Enumerable.Range(0, 2).Select(_ => Enumerable.Range(0, 64).Select(_ => rng.Next(256)).ToArray())];
+        File.WriteAllText(path, JsonSerializer.Serialize(new Dictionary<string, object> { ["input_ids"] = ids, ["labels"] = ids.Select(r => r.Skip(1).Append(-100).ToArray()).ToArray() }));
+    }
+
+    [OpenMpiFact]
+    public void Train_TwoRanks_MsTCheckpointing_SameWeightsAndLossesAsOneProcess()
+    {
+        using var tmp = new TempDir();
+        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
+        WriteTokens(tmp["tokens.json"]);
+        string[] common = ["train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "3", "--lr", "1e-3", "--weight-decay", "0.1", "--grad-clip", "1", "--mst-mlp", "2", "--mst-lm", "3", "--checkpoint", "on"];
+        CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["one"], "--metrics", tmp["one.jsonl"]]));
+        CliResult two = CliRunner.RunUnderMpirun(2, [.. common, "--sequence-parallel", "2", "--save", tmp["two"], "--metrics", tmp["two.jsonl"]]);
+        CliAssert.Ok(two);
+        Assert.Contains("Ulysses sequence parallel over 2 ranks (Open MPI ", two.Stdout, StringComparison.Ordinal);
+        Assert.Contains("32 of the 64 positions of every row per rank", two.Stdout, StringComparison.Ordinal);
+        Assert.Equal(1, two.Stdout.Split("MiniSeq train —").Length - 1);
+
+        using SafeTensorsReader actual = SafeTensorsReader.Open(Path.Combine(tmp["two"], "model.safetensors"));
+        using SafeTensorsReader expected = SafeTensorsReader.Open(Path.Combine(tmp["one"], "model.safetensors"));
+        double worst = 0;
+        foreach (SafeTensorInfo t in expected.Tensors)
+        {
+            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
+            Assert.True(error <= 1e-5, $"{t.Name}: relative error {error:E3}");
+            worst = Math.Max(worst, error);
+        }
+
+        List<JsonElement> a = Metrics(tmp["two.jsonl"]), e = Metrics(tmp["one.jsonl"]);
+        Assert.Equal(3, a.Count);
+        for (int i = 0; i < 3; i++)
+        {
+            Compare.Close(a[i].GetProperty("loss").GetDouble(), e[i].GetProperty("loss").GetDouble(), 1e-5, $"step {i + 1} loss");
+            Compare.Close(a[i].GetProperty("grad_norm").GetDouble(), e[i].GetProperty("grad_norm").GetDouble(), 1e-5, $"step {i + 1} grad_norm");
+        }
+
+        output.WriteLine(FormattableString.Invariant($"Ulysses 2 ranks against 1 process: largest per-tensor relative error {worst:E2}"));
+    }
+
+    [OpenMpiFact]
+    public void Train_SequenceParallelNotTheRankCount_OneLineError()
+    {
+        using var tmp = new TempDir();
+        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
+        WriteTokens(tmp["tokens.json"]);
+        CliResult r = CliRunner.RunUnderMpirun(2, "train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "1", "--sequence-parallel", "4");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--sequence-parallel 4 needs 4 MPI ranks", r.Stderr + r.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("Exception", r.Stderr + r.Stdout, StringComparison.Ordinal);
+    }
+}

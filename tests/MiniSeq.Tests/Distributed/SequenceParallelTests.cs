@@ -1,0 +1,141 @@
+// Ulysses sequence parallel without MPI: ranks as threads of one process (InProcessGroup). P ranks each holding N/P
+// positions of every row give the losses, gradients and weights of one process with whole rows (relative 1e-5), with
+// MsT + checkpointing, RoPE at global positions, GQA with split kv heads and MQA with replicated ones; refusals are one
+// line; per-rank activation memory is at most 0.55× one process's at 2 ranks.
+using MiniSeq.Distributed;
+using MiniSeq.IO;
+using MiniSeq.Model;
+using MiniSeq.Tests.Helpers;
+using MiniSeq.Tests.Model;
+using MiniSeq.Training;
+using MiniSeq.Training.Data;
+
+namespace MiniSeq.Tests.Distributed;
+
+public class SequenceParallelTests
+{
+    private sealed record RunResult(float[] Weights, float[] Gradients, double[] Losses, double[] GradNorms, long[] Tokens);
+
+    private static LlamaConfig ConfigFor(string name) => name switch
+    {
+        "tiny" => ModelPresets.Tiny, // H = 4, KvH = 2
+        "gqa" => ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 2 },
+        "mqa" => ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 1 },
+        "window" => ModelPresets.Tiny with { ModelType = LlamaConfig.Mistral, SlidingWindow = 7 },
+        _ => throw new ArgumentException(name),
+    };
+
+    private static TrainerOptions Options(int steps, bool checkpoint) => new()
+    {
+        Optimizer = new OptimizerOptions { LearningRate = 3e-3f, WeightDecay = 0.1f, GradClip = 1f, WarmupSteps = 1, Schedule = ScheduleKind.Cosine },
+        Policy = new MemoryPolicy { MlpChunks = 2, LmHeadChunks = 3, Checkpoint = checkpoint },
+        TotalSteps = steps,
+    };
+
+    private static RunResult Train(LlamaConfig config, ICommunicator? communicator, int rows, int seqLen, int steps, bool checkpoint = true)
+    {
+        using var model = new LlamaModel(config);
+        model.InitializeRandom(1);
+        TrainerOptions options = Options(steps, checkpoint);
+        IBatchSource source = new RecallDemoSource(new AssociativeRecall(config.VocabSize, seqLen, pairs: 4, meanGap: 2), batchSize: rows, seed: 9);
+        if (communicator is not null)
+        {
+            options = SequenceParallel.Attach(options, communicator, bucketBytes: 40_000);
+            source = SequenceParallel.Shard(source, communicator);
+        }
+
+        using var run = new TrainingRun(model, options, source);
+        IReadOnlyList<StepResult> history = run.Run(steps);
+        return new RunResult(model.Parameters.All.Span.ToArray(), run.Trainer.Gradients.Span.ToArray(),
+            [.. history.Select(h => h.Loss)], [.. history.Select(h => h.GradNorm)], [.. history.Select(h => h.Tokens)]);
+    }
+
+    [Theory]
+    [InlineData("tiny", 2, 1, true)]  // KvH 2 split over 2 ranks
+    [InlineData("tiny", 4, 2, true)]  // KvH 2 replicated over 4 ranks, 2 rows per batch
+    [InlineData("gqa", 2, 2, true)]   // H 8, KvH 2 split
+    [InlineData("mqa", 2, 1, true)]   // KvH 1 replicated
+    [InlineData("gqa", 2, 1, false)]  // no checkpointing: every layer's workspace saved
+    [InlineData("window", 2, 1, true)] // sliding window across the shard boundary
+    public void Ranks_MsTAndCheckpointing_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int rows, bool checkpoint)
+    {
+        const int Steps = 2, SeqLen = 48;
+        LlamaConfig config = ConfigFor(name);
+        RunResult one = Train(config, null, rows, SeqLen, Steps, checkpoint);
+        RunResult[] all = InProcessGroup.Run(ranks, c => Train(config, c, rows, SeqLen, Steps, checkpoint));
+
+        for (int r = 1; r < ranks; r++)
+        {
+            Assert.True(all[0].Weights.AsSpan().SequenceEqual(all[r].Weights), $"rank {r}'s weights differ from rank 0's");
+        }
+
+        RunResult sp = all[0];
+        foreach (ParameterInfo t in new ParameterLayout(config).Tensors)
+        {
+            Compare.Close(sp.Gradients.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), one.Gradients.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), 1e-5, $"gradient of {t.Name}");
+            Compare.Close(sp.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), one.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), 1e-5, t.Name);
+        }
+
+        for (int s = 0; s < Steps; s++)
+        {
+            Compare.Close(sp.Losses[s], one.Losses[s], 1e-5, $"loss of step {s + 1}");
+            Compare.Close(sp.GradNorms[s], one.GradNorms[s], 1e-5, $"gradient norm of step {s + 1}");
+            Assert.Equal(one.Tokens[s], sp.Tokens[s]);
+        }
+    }
+
+    [Fact]
+    public void SequenceShardSource_PositionsOfTheRank_TogetherTheWholeRows()
+    {
+        TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(ModelPresets.Tiny, 2, 6, 3);
+        for (int rank = 0; rank < 3; rank++)
+        {
+            TokenBatch shard = SequenceShardSource.Take(batch, rank, 3);
+            Assert.Equal(2, shard.BatchSize);
+            Assert.Equal(2, shard.SeqLen);
+            for (int b = 0; b < 2; b++)
+            {
+                Assert.Equal(batch.InputIds.AsSpan((b * 6) + (rank * 2), 2).ToArray(), shard.InputIds.AsSpan(b * 2, 2).ToArray());
+                Assert.Equal(batch.Labels.AsSpan((b * 6) + (rank * 2), 2).ToArray(), shard.Labels.AsSpan(b * 2, 2).ToArray());
+            }
+        }
+    }
+
+    [Fact]
+    public void Refusals_OneLineEach()
+    {
+        AssertOneLine(Assert.Throws<ArgumentException>(() => UlyssesHeads.For(ModelPresets.Tiny, 3)), "query heads to divide by 3");
+        AssertOneLine(Assert.Throws<ArgumentException>(() => UlyssesHeads.For(ModelPresets.Tiny with { NumAttentionHeads = 12, NumKeyValueHeads = 4, HiddenSize = 96 }, 6)), "neither holds");
+        AssertOneLine(Assert.Throws<ArgumentException>(() => SequenceShardSource.CheckDivisible(47, 2)), "divides by 2");
+        TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(ModelPresets.Tiny, 1, 8, 3);
+        var packed = new TokenBatch(1, 8, batch.InputIds, batch.Labels, [0, 0, 0, 1, 1, 1, 1, 1]);
+        AssertOneLine(Assert.Throws<ArgumentException>(() => SequenceShardSource.Take(packed, 0, 2)), "packed documents");
+        AssertOneLine(Assert.Throws<ArgumentException>(() => new PassPlan(ModelPresets.Tiny, 1, 8, new MemoryPolicy { SequenceChunk = 4 }, sequenceParallel: 2)), "sequence-chunked");
+
+        UlyssesHeads split = UlyssesHeads.For(ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 2 }, 2);
+        Assert.False(split.KvReplicated);
+        Assert.Equal((4, 1, 0, 1), (split.LocalHeads, split.LocalKvHeads, split.KvHeadStart(0), split.KvHeadStart(1)));
+        UlyssesHeads replicated = UlyssesHeads.For(ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 2 }, 4);
+        Assert.True(replicated.KvReplicated);
+        Assert.Equal([0, 0, 1, 1], Enumerable.Range(0, 4).Select(replicated.KvHeadStart));
+    }
+
+    [Fact]
+    public void PassPlan_TwoRanks_PerRankActivationsAtMost055OfOneProcess()
+    {
+        // 2048 tokens of a small model (C 256, H 8, KvH 2, 4 layers), MsT + checkpointing: saved activations plus scratch.
+        LlamaConfig config = ModelPresets.Tiny with { HiddenSize = 256, IntermediateSize = 704, NumHiddenLayers = 4, NumAttentionHeads = 8, NumKeyValueHeads = 2, VocabSize = 8192 };
+        MemoryPolicy policy = MemoryPolicy.MiniSequence(config, 2048, checkpoint: true);
+        var one = new PassPlan(config, 1, 2048, policy);
+        var two = new PassPlan(config, 1, 1024, policy, positions: new MiniSeq.Kernels.TokenPositions { Offset = 1024 }, sequenceParallel: 2);
+        long oneBytes = one.Activations.TotalBytes + one.Scratch.TotalBytes, twoBytes = two.Activations.TotalBytes + two.Scratch.TotalBytes;
+        Assert.True(twoBytes <= 0.55 * oneBytes, $"per-rank activations {twoBytes} > 0.55 × {oneBytes} ({(double)twoBytes / oneBytes:F3})");
+        Assert.True(two.Activations.TotalBytes <= 0.5 * one.Activations.TotalBytes + 1, "saved activations");
+    }
+
+    private static void AssertOneLine(Exception e, string contains)
+    {
+        Assert.Contains(contains, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+}
