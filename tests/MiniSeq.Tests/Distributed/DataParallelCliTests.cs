@@ -13,23 +13,6 @@ namespace MiniSeq.Tests.Distributed;
 
 public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private static string InitModel(TempDir tmp)
-    {
-        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
-        return tmp["m"];
-    }
-
-    private static string WriteTokens(TempDir tmp, int rows, int seqLen, int seed)
-    {
-        var rng = new Random(seed);
-        int[][] ids = [.. Enumerable.Range(0, rows).Select(_ => Enumerable.Range(0, seqLen).Select(_ => rng.Next(256)).ToArray())];
-        string path = tmp[$"tokens{rows}.json"];
-        File.WriteAllText(path, JsonSerializer.Serialize(new Dictionary<string, object> { ["input_ids"] = ids, ["labels"] = ids.Select(r => r.Skip(1).Append(-100).ToArray()).ToArray() }));
-        return path;
-    }
-
-    private static List<JsonElement> Metrics(string path) => [.. File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement)];
-
     private static int Count(string text, string what) => text.Split(what).Length - 1;
 
     /// <summary>Largest per-tensor relative error between two saved models (every tensor within <paramref name="tolerance"/>).</summary>
@@ -51,7 +34,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
 
     private static void CompareMetrics(string actualPath, string expectedPath, params string[] fields)
     {
-        List<JsonElement> actual = Metrics(actualPath), expected = Metrics(expectedPath);
+        List<JsonElement> actual = MpiCliFixtures.Metrics(actualPath), expected = MpiCliFixtures.Metrics(expectedPath);
         Assert.Equal(expected.Count, actual.Count);
         for (int i = 0; i < expected.Count; i++)
         {
@@ -71,7 +54,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Train_TwoRanks_MsTCheckpointing_SameWeightsAndLossesAsOneProcess(string mlp, string lm)
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 2, seqLen: 64, seed: 1);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 2, seqLen: 64, seed: 1);
         string[] common = ["train", "--model", model, "--tokens", tokens, "--steps", "3", "--lr", "1e-3", "--weight-decay", "0.1", "--grad-clip", "1", "--mst-mlp", mlp, "--mst-lm", lm, "--checkpoint", "on"];
         CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["one"], "--metrics", tmp["one.jsonl"]]));
         CliResult two = CliRunner.RunUnderMpirun(2, [.. common, "--save", tmp["two"], "--metrics", tmp["two.jsonl"]]);
@@ -85,7 +68,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
 
         double worst = CompareModels(tmp["two"], tmp["one"], 1e-5);
         CompareMetrics(tmp["two.jsonl"], tmp["one.jsonl"], "loss", "grad_norm");
-        Assert.Equal(3, Metrics(tmp["two.jsonl"]).Count);
+        Assert.Equal(3, MpiCliFixtures.Metrics(tmp["two.jsonl"]).Count);
         output.WriteLine(FormattableString.Invariant($"2 ranks against 1 process (mst-mlp {mlp}, mst-lm {lm}, checkpointing): largest per-tensor relative error {worst:E2}"));
     }
 
@@ -107,7 +90,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
         CliAssert.Ok(CliRunner.Run([.. common, "--metrics", tmp["one.jsonl"], "--save", tmp["one"]]));
 
         CompareMetrics(tmp["two.jsonl"], tmp["one.jsonl"], "loss", "grad_norm", "val_loss");
-        Assert.Equal(2, Metrics(tmp["two.jsonl"]).Count(m => m.TryGetProperty("val_loss", out _)));
+        Assert.Equal(2, MpiCliFixtures.Metrics(tmp["two.jsonl"]).Count(m => m.TryGetProperty("val_loss", out _)));
         CompareModels(tmp["two"], tmp["one"], 1e-5);
     }
 
@@ -115,7 +98,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Train_TwoRanks_ResumedFromACheckpoint_BitIdenticalToUninterrupted_OtherRankCountRefused()
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 4, seqLen: 32, seed: 2);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 4, seqLen: 32, seed: 2);
         string[] common = ["train", "--model", model, "--tokens", tokens, "--steps", "4", "--save-every", "2", "--schedule", "cosine", "--warmup", "1", "--mst-mlp", "2", "--checkpoint", "on"];
         CliAssert.Ok(CliRunner.RunUnderMpirun(2, [.. common, "--save", tmp["straight"]]));
         Assert.True(Directory.Exists(Path.Combine(tmp["straight"], "checkpoint-2")));
@@ -134,7 +117,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Train_TwoRanks_BatchRowsNotDivisible_OneLineError()
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 3, seqLen: 16, seed: 3);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 3, seqLen: 16, seed: 3);
         CliResult r = CliRunner.RunUnderMpirun(2, "train", "--model", model, "--tokens", tokens);
         Assert.NotEqual(0, r.ExitCode);
 
@@ -160,7 +143,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Train_NotStartedByMpirun_NeverLoadsMpi()
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 3, seqLen: 16, seed: 4);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 3, seqLen: 16, seed: 4);
         CliResult r = CliRunner.RunWith(new Dictionary<string, string> { ["MINISEQ_MPI_LIBRARY"] = "/nonexistent/libmpi.so" }, "train", "--model", model, "--tokens", tokens);
         CliAssert.Ok(r);
         Assert.DoesNotContain("data parallel", r.Stdout, StringComparison.Ordinal);
@@ -172,7 +155,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Train_DistributedWithoutOpenMpi_OneLineErrorNamingWhatWasFound(string library, string mention)
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 2, seqLen: 16, seed: 5);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 2, seqLen: 16, seed: 5);
         CliResult r = CliRunner.RunWith(new Dictionary<string, string> { ["MINISEQ_MPI_LIBRARY"] = library }, "train", "--model", model, "--tokens", tokens, "--distributed");
         CliAssert.OneLineError(r, mention);
         Assert.Contains(library, r.Stderr, StringComparison.Ordinal);
@@ -202,7 +185,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
             return;
         }
 
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 2, seqLen: 16, seed: 6);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 2, seqLen: 16, seed: 6);
         CliResult r = CliRunner.RunWith(new Dictionary<string, string> { ["MINISEQ_MPI_LIBRARY"] = tmp["libmpi.so.12"] }, "train", "--model", model, "--tokens", tokens, "--distributed");
         CliAssert.OneLineError(r, "MPICH Version: 4.0.2");
         Assert.Contains("supports Open MPI only", r.Stderr, StringComparison.Ordinal);

@@ -9,8 +9,6 @@ namespace MiniSeq.Tests.Distributed;
 
 public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private static List<JsonElement> Metrics(string path) => [.. File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement)];
-
     private static void WriteTokens(string path)
     {
         var rng = new Random(3);
@@ -42,7 +40,7 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
             worst = Math.Max(worst, error);
         }
 
-        List<JsonElement> a = Metrics(tmp["two.jsonl"]), e = Metrics(tmp["one.jsonl"]);
+        List<JsonElement> a = MpiCliFixtures.Metrics(tmp["two.jsonl"]), e = MpiCliFixtures.Metrics(tmp["one.jsonl"]);
         Assert.Equal(3, a.Count);
         for (int i = 0; i < 3; i++)
         {

@@ -10,21 +10,6 @@ namespace MiniSeq.Tests.Distributed;
 
 public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private static string InitModel(TempDir tmp)
-    {
-        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
-        return tmp["m"];
-    }
-
-    private static string WriteTokens(TempDir tmp, int rows, int seqLen, int seed)
-    {
-        var rng = new Random(seed);
-        int[][] ids = [.. Enumerable.Range(0, rows).Select(_ => Enumerable.Range(0, seqLen).Select(_ => rng.Next(256)).ToArray())];
-        string path = tmp[$"tokens{rows}.json"];
-        File.WriteAllText(path, JsonSerializer.Serialize(new Dictionary<string, object> { ["input_ids"] = ids, ["labels"] = ids.Select(r => r.Skip(1).Append(-100).ToArray()).ToArray() }));
-        return path;
-    }
-
     /// <summary>Largest per-tensor relative error between two safetensors files (every tensor within <paramref name="tolerance"/>).</summary>
     private static double CompareFiles(string actualPath, string expectedPath, double tolerance)
     {
@@ -42,13 +27,11 @@ public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
         return worst;
     }
 
-    private static List<JsonElement> Metrics(string path) => [.. File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement)];
-
     [OpenMpiFact]
     public void Train_TwoRanksZero1_MsTCheckpointing_SameWeightsLossesAndStateAsOneProcess()
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 2, seqLen: 64, seed: 1);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 2, seqLen: 64, seed: 1);
         string[] common = ["train", "--model", model, "--tokens", tokens, "--steps", "3", "--save-every", "3", "--lr", "1e-3", "--weight-decay", "0.1", "--grad-clip", "1", "--mst-mlp", "auto", "--mst-lm", "auto", "--checkpoint", "on"];
         CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["one"], "--metrics", tmp["one.jsonl"]]));
         CliResult two = CliRunner.RunUnderMpirun(2, [.. common, "--zero", "1", "--save", tmp["two"], "--metrics", tmp["two.jsonl"]]);
@@ -58,7 +41,7 @@ public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
 
         double weights = CompareFiles(Path.Combine(tmp["two"], "model.safetensors"), Path.Combine(tmp["one"], "model.safetensors"), 1e-5);
         double state = CompareFiles(Path.Combine(tmp["two"], "optimizer.safetensors"), Path.Combine(tmp["one"], "optimizer.safetensors"), 1e-5);
-        List<JsonElement> a = Metrics(tmp["two.jsonl"]), e = Metrics(tmp["one.jsonl"]);
+        List<JsonElement> a = MpiCliFixtures.Metrics(tmp["two.jsonl"]), e = MpiCliFixtures.Metrics(tmp["one.jsonl"]);
         Assert.Equal(3, a.Count);
         for (int i = 0; i < e.Count; i++)
         {
@@ -73,7 +56,7 @@ public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Train_TwoRanksZero1_ResumedFromACheckpoint_BitIdenticalToUninterrupted_ChangedZeroRefused()
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 4, seqLen: 32, seed: 2);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 4, seqLen: 32, seed: 2);
         string[] common = ["train", "--model", model, "--tokens", tokens, "--steps", "4", "--save-every", "2", "--schedule", "cosine", "--warmup", "1", "--mst-mlp", "auto", "--mst-lm", "auto", "--checkpoint", "on"];
         CliAssert.Ok(CliRunner.RunUnderMpirun(2, [.. common, "--zero", "1", "--save", tmp["straight"]]));
         string checkpoint = Path.Combine(tmp["straight"], "checkpoint-2");
@@ -105,7 +88,7 @@ public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Train_OneProcess_Zero1IsANoOp_UnknownStageOneLine()
     {
         using var tmp = new TempDir();
-        string model = InitModel(tmp), tokens = WriteTokens(tmp, rows: 2, seqLen: 16, seed: 3);
+        string model = MpiCliFixtures.InitModel(tmp), tokens = MpiCliFixtures.WriteTokens(tmp, rows: 2, seqLen: 16, seed: 3);
         CliResult r = CliRunner.Run("train", "--model", model, "--tokens", tokens, "--steps", "1", "--zero", "1");
         CliAssert.Ok(r);
         Assert.DoesNotContain("ZeRO", r.Stdout, StringComparison.Ordinal);
