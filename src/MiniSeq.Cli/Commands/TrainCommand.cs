@@ -211,6 +211,8 @@ internal static class TrainCommand
             throw new ArgumentException($"--micro-batch {m} must be between 1 and the batch's {shard.BatchSize} rows{(world.Size > 1 ? " per rank" : "")} and divide them.");
         }
 
+        Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
+        bool bf16Base = LoraOptions.Bf16Base(p);
         string? savePath = p.GetValue(Save);
         bool overwrite = p.GetValue(Overwrite);
         if (savePath is not null)
@@ -227,7 +229,7 @@ internal static class TrainCommand
 
             // Resuming into the directory the checkpoints are in: it holds only MiniSeq's own files, which are replaced.
             bool replaceOwn = overwrite || (resumeDir is not null && Checkpoints.HoldsOnlyOwn(savePath));
-            if (LoraOptions.Parse(p) is null)
+            if (lora is null)
             {
                 ModelDirectory.CheckSaveTarget(savePath, replaceOwn);
             }
@@ -247,7 +249,7 @@ internal static class TrainCommand
             throw new ArgumentException("--save-dtype applies to --save DIR; give --save too.");
         }
 
-        if (saveDType != SafeTensorsDType.F32 && p.IsGiven(LoraOptions.Rank))
+        if (saveDType != SafeTensorsDType.F32 && lora is not null)
         {
             throw new ArgumentException("--save-dtype bf16 applies to full models: a LoRA adapter is saved in F32 (it is small); `miniseq merge --save-dtype bf16` writes the merged model in bf16.");
         }
@@ -308,8 +310,6 @@ internal static class TrainCommand
             },
         };
         optimizerOptions.Validate();
-        Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
-        bool bf16Base = LoraOptions.Bf16Base(p);
 
         // The console library loads before the runtime's footprint is measured, so that the plan counts it.
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));

@@ -82,17 +82,21 @@ public static class PeftAdapter
         string path = Path.Combine(directory, WeightsFileName);
         using SafeTensorsReader reader = SafeTensorsReader.Open(path);
         var layout = new LoraLayout(model.Layout, config);
+        var byName = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
         foreach (SafeTensorInfo tensor in reader.Tensors)
         {
-            if (!layout.TryGet(Canonical(tensor.Name), out _))
+            string name = Canonical(tensor.Name);
+            if (!layout.TryGet(name, out _))
             {
                 throw new InvalidDataException($"{path}: tensor {tensor.Name} is not an adapter of r={config.Rank} on {string.Join(", ", config.TargetModules)} for this model.");
             }
+
+            byName[name] = tensor;
         }
 
         foreach (ParameterInfo info in layout.Tensors)
         {
-            SafeTensorInfo tensor = reader.Tensors.FirstOrDefault(t => Canonical(t.Name) == info.Name)
+            SafeTensorInfo tensor = byName.GetValueOrDefault(info.Name)
                 ?? throw new InvalidDataException($"{path}: tensor {info.Name} is missing.");
             if (!tensor.Shape.Select(d => (long)d).SequenceEqual(info.Shape.Select(d => (long)d)))
             {
@@ -101,10 +105,9 @@ public static class PeftAdapter
         }
 
         LoraAdapters adapters = model.AttachAdapters(config);
-        foreach (ParameterInfo info in layout.Tensors)
+        foreach (ParameterInfo info in adapters.Layout.Tensors)
         {
-            SafeTensorInfo tensor = reader.Tensors.First(t => Canonical(t.Name) == info.Name);
-            reader.ReadFloat32(tensor, adapters.Weights[info.Slot]);
+            reader.ReadFloat32(byName[info.Name], adapters.Weights[info.Slot]);
         }
 
         if (ParameterHealth.FindUnhealthy(adapters.Layout.Tensors, adapters.Weights.All) is UnhealthyTensor bad)

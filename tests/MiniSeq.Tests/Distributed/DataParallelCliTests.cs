@@ -5,7 +5,6 @@
 // mpirun: a plain run never loads MPI, and a missing, non-MPI or MPICH library is a one-line error naming it.
 using System.Diagnostics;
 using System.Text.Json;
-using MiniSeq.IO;
 using MiniSeq.Tests.Helpers;
 using MiniSeq.Tests.Text;
 
@@ -14,23 +13,6 @@ namespace MiniSeq.Tests.Distributed;
 public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static int Count(string text, string what) => text.Split(what).Length - 1;
-
-    /// <summary>Largest per-tensor relative error between two saved models (every tensor within <paramref name="tolerance"/>).</summary>
-    private static double CompareModels(string actualDir, string expectedDir, double tolerance)
-    {
-        using SafeTensorsReader actual = SafeTensorsReader.Open(Path.Combine(actualDir, "model.safetensors"));
-        using SafeTensorsReader expected = SafeTensorsReader.Open(Path.Combine(expectedDir, "model.safetensors"));
-        Assert.Equal(expected.Tensors.Select(t => t.Name), actual.Tensors.Select(t => t.Name));
-        double worst = 0;
-        foreach (SafeTensorInfo t in expected.Tensors)
-        {
-            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
-            Assert.True(error <= tolerance, $"{t.Name}: relative error {error:E3} > {tolerance:E1}");
-            worst = Math.Max(worst, error);
-        }
-
-        return worst;
-    }
 
     private static void CompareMetrics(string actualPath, string expectedPath, params string[] fields)
     {
@@ -66,7 +48,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal(1, Count(two.Stdout, "loss first → last"));
         Assert.Contains("1 of the 2 rows per rank", two.Stdout, StringComparison.Ordinal);
 
-        double worst = CompareModels(tmp["two"], tmp["one"], 1e-5);
+        double worst = MpiCliFixtures.CompareFiles(Path.Combine(tmp["two"], "model.safetensors"), Path.Combine(tmp["one"], "model.safetensors"), 1e-5);
         CompareMetrics(tmp["two.jsonl"], tmp["one.jsonl"], "loss", "grad_norm");
         Assert.Equal(3, MpiCliFixtures.Metrics(tmp["two.jsonl"]).Count);
         output.WriteLine(FormattableString.Invariant($"2 ranks against 1 process (mst-mlp {mlp}, mst-lm {lm}, checkpointing): largest per-tensor relative error {worst:E2}"));
@@ -91,7 +73,7 @@ public class DataParallelCliTests(Xunit.Abstractions.ITestOutputHelper output)
 
         CompareMetrics(tmp["two.jsonl"], tmp["one.jsonl"], "loss", "grad_norm", "val_loss");
         Assert.Equal(2, MpiCliFixtures.Metrics(tmp["two.jsonl"]).Count(m => m.TryGetProperty("val_loss", out _)));
-        CompareModels(tmp["two"], tmp["one"], 1e-5);
+        MpiCliFixtures.CompareFiles(Path.Combine(tmp["two"], "model.safetensors"), Path.Combine(tmp["one"], "model.safetensors"), 1e-5);
     }
 
     [OpenMpiFact]

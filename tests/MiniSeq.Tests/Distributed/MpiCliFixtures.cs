@@ -1,5 +1,7 @@
-// What the CLI tests under mpirun share: a tiny model directory, a token file and the metrics lines a run writes.
+// What the CLI tests under mpirun share: a tiny model directory, a token file, the metrics lines a run writes and the
+// comparison of two saved safetensors files.
 using System.Text.Json;
+using MiniSeq.IO;
 using MiniSeq.Tests.Helpers;
 
 namespace MiniSeq.Tests.Distributed;
@@ -25,4 +27,21 @@ internal static class MpiCliFixtures
 
     /// <summary>The JSON lines of a --metrics file.</summary>
     public static List<JsonElement> Metrics(string path) => [.. File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement)];
+
+    /// <summary>Largest per-tensor relative error between two safetensors files (every tensor within <paramref name="tolerance"/>).</summary>
+    public static double CompareFiles(string actualPath, string expectedPath, double tolerance)
+    {
+        using SafeTensorsReader actual = SafeTensorsReader.Open(actualPath);
+        using SafeTensorsReader expected = SafeTensorsReader.Open(expectedPath);
+        Assert.Equal(expected.Tensors.Select(t => t.Name), actual.Tensors.Select(t => t.Name));
+        double worst = 0;
+        foreach (SafeTensorInfo t in expected.Tensors)
+        {
+            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
+            Assert.True(error <= tolerance, $"{t.Name}: relative error {error:E3} > {tolerance:E1}");
+            worst = Math.Max(worst, error);
+        }
+
+        return worst;
+    }
 }

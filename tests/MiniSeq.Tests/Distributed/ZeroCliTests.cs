@@ -3,30 +3,12 @@
 // under ZeRO-1 is bit-identical to the uninterrupted run, and a resume that changes --zero is refused naming it. In one
 // process --zero 1 is a no-op and an unknown stage is one line.
 using System.Text.Json;
-using MiniSeq.IO;
 using MiniSeq.Tests.Helpers;
 
 namespace MiniSeq.Tests.Distributed;
 
 public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    /// <summary>Largest per-tensor relative error between two safetensors files (every tensor within <paramref name="tolerance"/>).</summary>
-    private static double CompareFiles(string actualPath, string expectedPath, double tolerance)
-    {
-        using SafeTensorsReader actual = SafeTensorsReader.Open(actualPath);
-        using SafeTensorsReader expected = SafeTensorsReader.Open(expectedPath);
-        Assert.Equal(expected.Tensors.Select(t => t.Name), actual.Tensors.Select(t => t.Name));
-        double worst = 0;
-        foreach (SafeTensorInfo t in expected.Tensors)
-        {
-            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
-            Assert.True(error <= tolerance, $"{t.Name}: relative error {error:E3} > {tolerance:E1}");
-            worst = Math.Max(worst, error);
-        }
-
-        return worst;
-    }
-
     [OpenMpiFact]
     public void Train_TwoRanksZero1_MsTCheckpointing_SameWeightsLossesAndStateAsOneProcess()
     {
@@ -39,8 +21,8 @@ public class ZeroCliTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Contains("ZeRO-1: optimizer state ", two.Stdout, StringComparison.Ordinal);
         Assert.Contains("per rank (its 1/2", two.Stdout, StringComparison.Ordinal);
 
-        double weights = CompareFiles(Path.Combine(tmp["two"], "model.safetensors"), Path.Combine(tmp["one"], "model.safetensors"), 1e-5);
-        double state = CompareFiles(Path.Combine(tmp["two"], "optimizer.safetensors"), Path.Combine(tmp["one"], "optimizer.safetensors"), 1e-5);
+        double weights = MpiCliFixtures.CompareFiles(Path.Combine(tmp["two"], "model.safetensors"), Path.Combine(tmp["one"], "model.safetensors"), 1e-5);
+        double state = MpiCliFixtures.CompareFiles(Path.Combine(tmp["two"], "optimizer.safetensors"), Path.Combine(tmp["one"], "optimizer.safetensors"), 1e-5);
         List<JsonElement> a = MpiCliFixtures.Metrics(tmp["two.jsonl"]), e = MpiCliFixtures.Metrics(tmp["one.jsonl"]);
         Assert.Equal(3, a.Count);
         for (int i = 0; i < e.Count; i++)
