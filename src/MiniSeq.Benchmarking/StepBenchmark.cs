@@ -68,7 +68,7 @@ public static class StepBenchmark
         OptimizerOptions optimizer = variant.Optimizer;
         var ledger = new MemoryLedger();
         long overhead = MemoryPlanner.MeasureRuntimeOverhead(ledger);
-        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode, variant.Lora, variant.Bf16Base);
+        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode, variant.Lora, variant.Bf16Base, precision: variant.Precision);
         TokenBatch batch = RandomBatch(config, batchSize, seqLen, 12345);
         using var model = new LlamaModel(config, ledger, variant.Bf16Base);
         model.InitializeRandom(1);
@@ -77,7 +77,7 @@ public static class StepBenchmark
             model.AttachAdapters(lora).InitializePeft(1);
         }
 
-        using var trainer = new Trainer(model, new TrainerOptions { Optimizer = optimizer, Policy = policy, TotalSteps = steps }, batchSize, seqLen);
+        using var trainer = new Trainer(model, new TrainerOptions { Optimizer = optimizer, Policy = policy, Precision = variant.Precision, TotalSteps = steps }, batchSize, seqLen);
         var times = new List<double>();
         var losses = new List<double>();
         StepProfiler.Enabled = true;
@@ -138,7 +138,7 @@ public static class PolicyComparison
                     model.AttachAdapters(lora).InitializePeft(1);
                 }
 
-                trainers.Add(new Trainer(model, new TrainerOptions { Policy = policy, Optimizer = v.Optimizer }, 1, seqLen));
+                trainers.Add(new Trainer(model, new TrainerOptions { Policy = policy, Optimizer = v.Optimizer, Precision = v.Precision }, 1, seqLen));
             }
 
             return Time(trainers, variants.Select(v => v.Name).ToList(), batch, seqLen, rounds, warmup, log);

@@ -20,12 +20,13 @@ internal static class PlanCommand
     private static readonly Option<float> Momentum = new("--momentum") { Description = "SGD momentum (> 0: one state buffer per parameter)", DefaultValueFactory = _ => 0f };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget, e.g. 1GiB" };
     private static readonly Option<int> Ranks = new("--ranks") { Description = "Data-parallel ranks sharing each batch (figures are per rank: batch/ranks rows each)", DefaultValueFactory = _ => 1 };
+    private static readonly Option<string> PrecisionOption = new("--precision") { Description = "fp32 | bf16 (mixed precision: + bf16 compute weights, bf16 checkpointed layer inputs)", DefaultValueFactory = _ => "fp32" };
     private static readonly Option<int> Zero = new("--zero") { Description = "0 | 1 (ZeRO-1: each rank holds 1/ranks of the optimizer state)", DefaultValueFactory = _ => 0 };
 
     public static Command Create()
     {
         var command = new Command("plan", "Predict peak memory per policy and pick the fastest policy that fits --budget");
-        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Momentum, Budget, Ranks, Zero }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Momentum, Budget, Ranks, Zero, PrecisionOption }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -61,7 +62,8 @@ internal static class PlanCommand
             Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
             bool bf16Base = LoraOptions.Bf16Base(p);
-            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora, bf16Base, shards);
+            Precision precision = Precisions.Parse(p.GetValue(PrecisionOption)!);
+            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora, bf16Base, shards, precision);
             if (lora is not null)
             {
                 AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(lora, new ParameterLayout(config)) + "; the base is frozen: gradients and optimizer state for the adapters only"));
@@ -70,10 +72,10 @@ internal static class PlanCommand
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;
             // Per policy, the longest sequence (multiple of 1024) whose predicted peak fits the budget.
             Dictionary<string, int>? largest = budget is long cap
-                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora, bf16Base: bf16Base, zeroShards: shards))
+                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora, bf16Base: bf16Base, zeroShards: shards, precision: precision))
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}" + PerRank(ranks, rows, shards), largest);
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + PerRank(ranks, rows, shards), largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;

@@ -59,6 +59,7 @@ internal static class TrainCommand
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
     private static readonly Option<string> SeqChunk = new("--seq-chunk") { DefaultValueFactory = _ => "off", Description = "Sequence-chunked layers (only K, V, dK, dV for the whole sequence; implies checkpointing): off | auto | S positions" };
     private static readonly Option<string> ActivationDTypeOption = new("--activation-dtype") { DefaultValueFactory = _ => "fp32", Description = "Storage of the checkpointed layer inputs of sequence-chunked layers: fp32 (exact) | bf16" };
+    private static readonly Option<string> PrecisionOption = new("--precision") { DefaultValueFactory = _ => "fp32", Description = "Arithmetic: fp32 | bf16 (mixed: bf16 compute weights and checkpointed layer inputs; fp32 master weights, gradients, optimizer state and accumulation)" };
     private static readonly Option<string> Offload = new("--offload") { DefaultValueFactory = _ => "off", Description = "Offload the checkpointed layer inputs of sequence-chunked layers: off | disk (temp dir) | disk:PATH" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
     private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Tokens per row (demo and --data)" };
@@ -84,7 +85,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a model (no arguments: the built-in associative-recall demo)");
-        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite, Distributed, Zero, SequenceParallelRanks }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Tokens, Data, TokenizerPath, Epochs, ValData, ValFraction, ValEvery, SplitBlankLines, DropLong, DocumentMask, TokenDtypeOption, NoCache, Steps, OptimizerName, Lr, WeightDecay, NoDecay, Beta1, Beta2, Eps, Momentum, Dampening, Nesterov, GradClip, Warmup, Schedule, Save, SaveDType, Seed, Threads, MstMlp, MstLm, Checkpoint, SeqChunk, ActivationDTypeOption, PrecisionOption, Offload, MicroBatch, SeqLen, Batch, Pairs, Gap, Budget, LabelSmoothing, ZLoss, SoftCap, LmHeadGrad, SaveEvery, Keep, Resume, TimeLimit, Metrics, Overwrite, Distributed, Zero, SequenceParallelRanks }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -274,6 +275,12 @@ internal static class TrainCommand
         int microRows = micro ?? shard.BatchSize;
         MemoryPolicy policy = MemoryPolicy.FromOptions(p.GetValue(MstMlp)!, p.GetValue(MstLm)!, p.GetValue(Checkpoint)!, config, (long)microRows * source.SeqLen,
             p.GetValue(SeqChunk)!, p.GetValue(ActivationDTypeOption)!, p.GetValue(Offload)!);
+        Precision precision = Precisions.Parse(p.GetValue(PrecisionOption)!);
+        if (precision == Precision.BFloat16 && lora is not null)
+        {
+            throw new ArgumentException("--precision bf16 does not combine with LoRA: the frozen base needs no fp32 master; use --lora-base-dtype bf16 for a bf16 base.");
+        }
+
         var loss = new LossOptions
         {
             CrossEntropy = new Kernels.CrossEntropyOptions(p.GetValue(LabelSmoothing), p.GetValue(ZLoss), p.GetValue(SoftCap)),
@@ -320,7 +327,7 @@ internal static class TrainCommand
         bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint) || p.IsGiven(SeqChunk) || p.IsGiven(ActivationDTypeOption) || p.IsGiven(Offload);
         if (budgetOption is string budgetText)
         {
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead, lora, bf16Base);
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead, lora, bf16Base, precision);
         }
 
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
@@ -348,6 +355,12 @@ internal static class TrainCommand
         if (lora is not null)
         {
             identity["lora"] = FormattableString.Invariant($"r={lora.Rank} alpha={lora.Alpha:R} dropout={lora.Dropout:R} targets={string.Join(',', lora.TargetModules)} seed={p.GetValue(Seed)} base={(bf16Base ? "bf16" : "f32")}");
+        }
+
+        if (precision != Precision.Float32)
+        {
+            // Recorded only when not fp32, so that fp32 checkpoints written before --precision existed still resume.
+            identity["precision"] = precision.Name();
         }
 
         identity["memory_policy"] = (policy with { OffloadDirectory = null }).Describe(); // chunking, recomputation and bf16 storage change the numbers; where they are stored does not
@@ -392,6 +405,7 @@ internal static class TrainCommand
             {
                 Optimizer = optimizerOptions,
                 Policy = policy,
+                Precision = precision,
                 Loss = loss,
                 MicroBatchRows = micro,
                 TotalSteps = steps,
@@ -442,7 +456,7 @@ internal static class TrainCommand
                     : null;
                 lastValidation = validation ?? lastValidation;
                 string valField = validation is double v ? FormattableString.Invariant($",\"val_loss\":{v:R}") : "";
-                metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R}{valField},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal}}}"));
+                metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R}{valField},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal},\"precision\":\"{precision.Name()}\"}}"));
                 if (saveEvery > 0 && r.Step % saveEvery == 0)
                 {
                     DataParallel.CheckReplicasAgree(model.Trainable.Values.All, world, "the weights");
@@ -502,7 +516,7 @@ internal static class TrainCommand
 
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
             (double, int) recall = demo ? DemoSummary.RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + DemoSummary.HeldOutSeedOffset)) : default;
-            long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead, lora: lora, bf16Base: bf16Base).ProcessPeak : 0;
+            long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead, lora: lora, bf16Base: bf16Base, precision: precision).ProcessPeak : 0;
             Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), explicitPolicy ? null : budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
                 : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
                 : null;
@@ -591,11 +605,11 @@ internal static class TrainCommand
     private static string DemoSourceDescription(ParseResult p)
         => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");
 
-    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead, Model.Lora.LoraConfig? lora, bool bf16Base)
+    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead, Model.Lora.LoraConfig? lora, bool bf16Base, Precision precision)
     {
         if (explicitPolicy)
         {
-            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead, lora: lora, bf16Base: bf16Base);
+            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead, lora: lora, bf16Base: bf16Base, precision: precision);
             if (mine.ProcessPeak > budget)
             {
                 throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: {policy.Describe()} needs a predicted {ByteSize.Format(mine.ProcessPeak)} (activations {ByteSize.Format(mine.Activations)}, scratch {ByteSize.Format(mine.Scratch)}); nothing was allocated. Drop --mst-*/--checkpoint/--seq-chunk/--activation-dtype/--offload to let the planner choose, or see `miniseq plan`.");
@@ -604,7 +618,7 @@ internal static class TrainCommand
             return policy;
         }
 
-        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead, lora, bf16Base);
+        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead, lora, bf16Base, precision: precision);
         MemoryPrediction? choice = MemoryPlanner.Choose(all, budget)
             ?? throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: no policy fits; the smallest ({all.MinBy(x => x.ProcessPeak)!.PolicyName}) needs a predicted {ByteSize.Format(all.Min(x => x.ProcessPeak))}. Nothing was allocated. Shorten --seq-len, use --micro-batch, or raise the budget.");
         AnsiConsole.MarkupLine(Markup.Escape($"budget {ByteSize.Format(budget)}: chose {choice.PolicyName} ({choice.Policy.Describe()}), predicted peak {ByteSize.Format(choice.ProcessPeak)}"));

@@ -1,16 +1,17 @@
 // The projection op every Linear layer of the model goes through: y = x·Wᵀ (+ b) with W stored (out, in) row-major
 // as in Hugging Face. Backward forms the weight gradient first (dW += dyᵀ·x, skipped for a frozen weight), then
 // dx = dy·W, so dx may overwrite x. A frozen weight, an adapter, a bias or another weight dtype is one change here
-// instead of one per call site. W is fp32 or bf16 (a frozen base for LoRA: half the weight memory); a bf16 W is
-// widened exactly inside the GEMM's packing (MatMul.GemmBf16B), so both compute in fp32 and give the fp32 results on
-// the widened weight bit for bit.
+// instead of one per call site. W is fp32 or bf16 (a frozen base for LoRA: half the weight memory; or, with
+// --precision bf16, the bf16 compute copy of an fp32 master weight, whose gradient is then formed in fp32); a bf16 W
+// is widened exactly inside the GEMM's packing (MatMul.GemmBf16B), so both compute in fp32 and give the fp32 results
+// on the widened weight bit for bit.
 using MiniSeq.Diagnostics;
 
 namespace MiniSeq.Kernels;
 
 /// <summary>
 /// A Linear layer's tensors: weight (out × in, fp32 or bf16), optional bias (out), their gradients (null = frozen / none).
-/// Exactly one of <see cref="Weight"/> and <see cref="WeightBf16"/> is set; a bf16 weight is always frozen.
+/// Exactly one of <see cref="Weight"/> and <see cref="WeightBf16"/> is set.
 /// </summary>
 public readonly unsafe struct LinearWeights
 {
@@ -28,10 +29,10 @@ public readonly unsafe struct LinearWeights
     }
 
     /// <summary>
-    /// Describes a projection whose weight is stored as bfloat16 bits. A bf16 weight is frozen (its gradient is never
-    /// formed): <paramref name="weightGrad"/> must be null, it is taken only so that a non-null one throws.
+    /// Describes a projection whose weight is stored as bfloat16 bits: a frozen bf16 base (null
+    /// <paramref name="weightGrad"/>), or the bf16 compute copy of an fp32 master weight (mixed precision), whose
+    /// gradient dW += dyᵀ·x is formed and accumulated in fp32 into <paramref name="weightGrad"/>.
     /// </summary>
-    /// <exception cref="ArgumentException"><paramref name="weightGrad"/> is not null.</exception>
     public LinearWeights(ushort* weightBf16, int inFeatures, int outFeatures, float* weightGrad = null, float* bias = null, float* biasGrad = null)
         : this(inFeatures, outFeatures, bias, biasGrad)
     {
@@ -40,12 +41,8 @@ public readonly unsafe struct LinearWeights
             throw new ArgumentNullException(nameof(weightBf16));
         }
 
-        if (weightGrad != null)
-        {
-            throw new ArgumentException("A bf16 weight is frozen and has no gradient: pass a null weightGrad (or keep the weight in fp32 to train it).", nameof(weightGrad));
-        }
-
         WeightBf16 = weightBf16;
+        WeightGrad = weightGrad;
     }
 
     private LinearWeights(int inFeatures, int outFeatures, float* bias, float* biasGrad)
@@ -61,7 +58,7 @@ public readonly unsafe struct LinearWeights
     /// <summary>W, out × in, row-major (fp32), or null when the weight is <see cref="WeightBf16"/>.</summary>
     public float* Weight { get; }
 
-    /// <summary>W, out × in, row-major, as bfloat16 bits (frozen), or null when the weight is <see cref="Weight"/>.</summary>
+    /// <summary>W, out × in, row-major, as bfloat16 bits, or null when the weight is <see cref="Weight"/>.</summary>
     public ushort* WeightBf16 { get; }
 
     /// <summary>dW (accumulated), or null when the weight is frozen.</summary>

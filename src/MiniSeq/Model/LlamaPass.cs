@@ -9,6 +9,9 @@
 // LmHeadBlock: loss = Σ_valid CE(rmsnorm(h_L)·Wlmᵀ, y) / N_valid, per LM-head chunk, the logit gradient formed in
 // forward (so no logits survive the chunk). Every projection is a Linear op. The RMSNorms are recomputed from their
 // saved inputs (cheap, row-wise) instead of being saved.
+// Mixed precision (plan Precision bf16): every pass first rounds the fp32 master weights into the plan's bf16 compute
+// copies (so a pass always sees the weights as they are now: after a load, an optimizer step, a resume or a ZeRO
+// all-gather), and every projection's GEMMs read the copy while its gradient accumulates in fp32.
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
 using MiniSeq.Model.Blocks;
@@ -22,6 +25,7 @@ public sealed unsafe class LlamaPass : IDisposable
     private readonly LlamaModel _model;
     private readonly Arena _activations;
     private readonly Arena _scratch;
+    private readonly Arena _computeWeights;
     private readonly RopeTable _rope;
     private readonly PassContext _ctx;
     private readonly AttentionBlock _attention;
@@ -40,15 +44,21 @@ public sealed unsafe class LlamaPass : IDisposable
         ArgumentNullException.ThrowIfNull(plan);
         _model = model;
         Plan = plan;
+        if (plan.Precision == Precision.BFloat16 && model.Layout.Bf16Projections)
+        {
+            throw new ArgumentException("--precision bf16 needs fp32 master weights; this model's projections are stored as bf16 (a frozen LoRA base): load it in fp32.", nameof(model));
+        }
+
         _activations = new Arena(plan.Activations, model.Ledger);
         _scratch = new Arena(plan.Scratch, model.Ledger);
+        _computeWeights = new Arena(plan.ComputeWeights, model.Ledger);
         _rope = new RopeTable(model.Config.HeadDim, model.Config.RopeTheta, plan.RopeRows, model.Ledger, model.Config.RopeScaling);
         if ((plan.SequenceParallel?.Ranks ?? 1) != (sequenceParallel?.Size ?? 1))
         {
             throw new ArgumentException($"The plan is for {plan.SequenceParallel?.Ranks ?? 1} sequence-parallel ranks; the communicator has {sequenceParallel?.Size ?? 1}.", nameof(sequenceParallel));
         }
 
-        _ctx = new PassContext(model, plan, _activations, _scratch, _rope)
+        _ctx = new PassContext(model, plan, _activations, _scratch, _rope, _computeWeights)
         {
             SequenceParallel = plan.SequenceParallel is { } heads
                 ? new Distributed.UlyssesAttention(sequenceParallel!, heads, plan.BatchSize, plan.SeqLen, model.Config.HeadDim)
@@ -57,16 +67,16 @@ public sealed unsafe class LlamaPass : IDisposable
         _attention = new AttentionBlock(_ctx);
         _mlp = new MlpBlock(_ctx);
         _head = new LmHeadBlock(_ctx);
+        MemoryPolicy policy = plan.Policy;
+        if (plan.LayerInputStoreLayers > 0)
+        {
+            _layerInputs = policy.OffloadDirectory is { } directory
+                ? LayerInputStore.OnDisk(directory, plan.LayerInputStoreLayers, plan.Rows, model.Config.HiddenSize, policy.LayerInputDType, plan.SequenceChunkRows, model.Ledger)
+                : LayerInputStore.InMemory(plan.LayerInputStoreLayers, plan.Rows, model.Config.HiddenSize, policy.LayerInputDType, model.Ledger);
+        }
+
         if (plan.SequenceChunkRows > 0)
         {
-            MemoryPolicy policy = plan.Policy;
-            if (plan.LayerInputStoreLayers > 0)
-            {
-                _layerInputs = policy.OffloadDirectory is { } directory
-                    ? LayerInputStore.OnDisk(directory, plan.LayerInputStoreLayers, plan.Rows, model.Config.HiddenSize, policy.LayerInputDType, plan.SequenceChunkRows, model.Ledger)
-                    : LayerInputStore.InMemory(plan.LayerInputStoreLayers, plan.Rows, model.Config.HiddenSize, policy.LayerInputDType, model.Ledger);
-            }
-
             _chunked = new SequenceChunkedLayers(_ctx, _attention, _mlp, _head, _layerInputs);
         }
     }
@@ -98,6 +108,7 @@ public sealed unsafe class LlamaPass : IDisposable
 
         CheckRows(tokens, labels);
         using var documents = new DocumentScope(this, documentIds);
+        RefreshComputeWeights();
         _ctx.DropoutSeed = DropoutSeed;
         try
         {
@@ -125,10 +136,9 @@ public sealed unsafe class LlamaPass : IDisposable
                 return chunkedLoss;
             }
 
-            RunLayersForward(tok, training: true);
+            float* hFinal = RunLayersForward(tok, training: true);
             float* dRes = _ctx.Temp(Plan.DResidual);
             _scratch[Plan.DResidual].Clear();
-            float* hFinal = _ctx.Saved(Plan.LayerInputs[Layers]);
             double lossSum = _head.ForwardBackward(hFinal, lab, gradScale, dRes, gradients);
             if (Plan.Loss.LmHeadRecompute)
             {
@@ -156,6 +166,7 @@ public sealed unsafe class LlamaPass : IDisposable
     {
         CheckRows(tokens, labels);
         using var documents = new DocumentScope(this, documentIds);
+        RefreshComputeWeights();
         fixed (int* tok = tokens, lab = labels)
         {
             float* h = RunLayersForward(tok, training: false);
@@ -173,11 +184,29 @@ public sealed unsafe class LlamaPass : IDisposable
             throw new ArgumentException($"Destination holds {destination.Length} floats; {rows.Length} rows × {v} are needed.", nameof(destination));
         }
 
+        RefreshComputeWeights();
         fixed (int* tok = tokens)
         fixed (float* dst = destination)
         {
             float* h = RunLayersForward(tok, training: false);
             _head.Logits(h, rows, dst);
+        }
+    }
+
+    /// <summary>Mixed precision: rounds the fp32 master weights into their bf16 compute copies (round to nearest even);
+    /// nothing in fp32. Cheap next to a pass (one read of the weights, one write of half their size).</summary>
+    private void RefreshComputeWeights()
+    {
+        if (Plan.ComputeWeights.Slots.Count == 0)
+        {
+            return;
+        }
+
+        using var scope = StepProfiler.Measure(ProfiledOp.Other);
+        int i = 0;
+        foreach (ParameterInfo master in PassPlan.ComputeWeightSources(_model.Layout))
+        {
+            BFloat16.FromFloat(_model.Parameters[master.Slot].Pointer, _computeWeights.Bf16(Plan.ComputeWeights.Slots[i++]), master.ElementCount);
         }
     }
 
@@ -243,17 +272,24 @@ public sealed unsafe class LlamaPass : IDisposable
             Embedding.Forward(tokens, Rows, _ctx.Weight(_model.Layout.Embedding), _model.Config.HiddenSize, h0);
         }
 
+        // Evaluation (and training with stored layer inputs) ping-pongs two layer buffers; training keeps every layer input.
+        bool keepAll = training && _layerInputs is null;
         for (int l = 0; l < Layers; l++)
         {
-            // Evaluation ping-pongs two layer buffers; training keeps every layer input.
-            float* hIn = _ctx.Saved(Plan.LayerInputs[training ? l : l % 2]);
-            float* hOut = _ctx.Saved(Plan.LayerInputs[training ? l + 1 : (l + 1) % 2]);
+            float* hIn = _ctx.Saved(Plan.LayerInputs[keepAll ? l : l % 2]);
+            float* hOut = _ctx.Saved(Plan.LayerInputs[keepAll ? l + 1 : (l + 1) % 2]);
+            if (training && _layerInputs is not null)
+            {
+                // checkpoint: store ← h_l (bf16, rounded to nearest even); the forward goes on with the fp32 h_l.
+                _layerInputs.Write(l, 0, Rows, hIn);
+            }
+
             LayerWorkspaceSlots ws = Workspace(l);
             _attention.Forward(l, hIn, ws);
             _mlp.Forward(l, ws, hOut);
         }
 
-        return _ctx.Saved(Plan.LayerInputs[training ? Layers : Layers % 2]);
+        return _ctx.Saved(Plan.LayerInputs[keepAll ? Layers : Layers % 2]);
     }
 
     private LayerWorkspaceSlots Workspace(int layer) => Plan.Workspaces[Plan.Workspaces.Length == 1 ? 0 : layer];
@@ -262,7 +298,19 @@ public sealed unsafe class LlamaPass : IDisposable
     private void LayerBackward(int l, float* dRes, TensorView gradients)
     {
         LayerWorkspaceSlots ws = Workspace(l);
-        float* hIn = _ctx.Saved(Plan.LayerInputs[l]);
+        float* hIn;
+        if (_layerInputs is not null)
+        {
+            // Stored (bf16) layer inputs: widen h_l into the first stream buffer (free once the LM head has run) and
+            // recompute the layer from it, as the sequence-chunked layers do.
+            hIn = _ctx.Saved(Plan.LayerInputs[0]);
+            _layerInputs.Read(l, 0, Rows, hIn);
+        }
+        else
+        {
+            hIn = _ctx.Saved(Plan.LayerInputs[l]);
+        }
+
         if (Plan.Policy.Recomputes)
         {
             // Recompute the attention half from the checkpointed layer input; the MLP half is recomputed per chunk below.
@@ -278,6 +326,7 @@ public sealed unsafe class LlamaPass : IDisposable
     {
         _activations.Dispose();
         _scratch.Dispose();
+        _computeWeights.Dispose();
         _rope.Dispose();
         _documentStarts?.Dispose();
         _layerInputs?.Dispose();

@@ -33,7 +33,9 @@ public sealed partial record MemoryPolicy
     /// </summary>
     public int? SequenceChunk { get; init; }
 
-    /// <summary>How the checkpointed layer inputs of sequence-chunked layers are stored: fp32 (exact) or bf16.</summary>
+    /// <summary>How the checkpointed layer inputs are stored: fp32 (exact) or bf16 — of sequence-chunked layers
+    /// (<c>--activation-dtype</c>), or of any recomputing policy under <c>--precision bf16</c> (<see cref="PassPlan"/>
+    /// sets it; Describe adds "+bf16").</summary>
     public ActivationDType LayerInputDType { get; init; } = ActivationDType.Float32;
 
     /// <summary>Directory the checkpointed layer inputs of sequence-chunked layers are offloaded to (null: kept in memory).</summary>
@@ -134,6 +136,11 @@ public sealed partial record MemoryPolicy
     {
         ArgumentNullException.ThrowIfNull(text);
         string t = text.Trim().ToLowerInvariant();
+        if (t == "checkpoint+bf16")
+        {
+            return new MemoryPolicy { Checkpoint = true, LayerInputDType = ActivationDType.BFloat16 };
+        }
+
         foreach ((string name, Func<LlamaConfig, long, MemoryPolicy> make) in Standard)
         {
             if (t == name)
@@ -249,7 +256,7 @@ public sealed partial record MemoryPolicy
             ? s
             : throw new ArgumentException($"A sequence chunk must be off, auto or a number of positions ≥ 1 (got '{value}').");
 
-    [GeneratedRegex(@"^mst\(mlp (?<mlp>\w+), lm (?<lm>\w+)\)(?:(?<ckpt>\+checkpoint)|\+chunked\((?<seq>\d+)\)(?<bf16>\+bf16)?)?$")]
+    [GeneratedRegex(@"^mst\(mlp (?<mlp>\w+), lm (?<lm>\w+)\)(?:(?:(?<ckpt>\+checkpoint)|\+chunked\((?<seq>\d+)\))(?<bf16>\+bf16)?)?$")]
     private static partial Regex Described();
 
     /// <summary>Short name, e.g. "mst(mlp 16, lm 32)+checkpoint".</summary>
@@ -267,6 +274,7 @@ public sealed partial record MemoryPolicy
             return FormattableString.Invariant($"{mstPart}+chunked({chunk}){storage}");
         }
 
-        return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") : mst;
+        string bf16 = Checkpoint && LayerInputDType == ActivationDType.BFloat16 ? "+bf16" : string.Empty; // mixed precision
+        return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") + bf16 : mst;
     }
 }

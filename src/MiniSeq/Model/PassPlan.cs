@@ -15,6 +15,10 @@
 //   gradient, per projection chunk, to the attention backward.
 // Sequence-chunked layers (policy SequenceChunk = S) plan differently, see PlanChunked: the residual stream, K and V,
 // dK and dV for the whole sequence; every other tensor for S positions of one sequence; layer inputs in a store.
+// Precision bf16 (mixed precision) adds the ComputeWeights arena (a bf16 copy of every projection weight and of the LM
+// head, category Parameters) and stores the checkpointed layer inputs of recomputing policies as bf16: with
+// checkpointing, LayerInputs becomes two fp32 buffers (forward ping-pongs them; backward widens each stored input into
+// the first) and the L layer inputs live in a bf16 LayerInputStore.
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
 
@@ -43,16 +47,30 @@ public sealed class PassPlan
     /// <remarks><paramref name="sequenceParallel"/> (Ulysses, P ranks): <paramref name="seqLen"/> is this rank's shard
     /// of a sequence of P·seqLen tokens (<paramref name="positions"/> gives its offset); attention runs over the whole
     /// sequence for H/P query heads in head-major scratch buffers (<see cref="HeadQuery"/> …).</remarks>
-    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, Lora.LoraConfig? lora = null, int sequenceParallel = 1)
+    /// <remarks><paramref name="precision"/> bf16: mixed precision (see <see cref="Model.Precision"/>); the policy's
+    /// checkpointed layer inputs become bf16 when it recomputes (<see cref="Policy"/> says so).</remarks>
+    public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, Lora.LoraConfig? lora = null, int sequenceParallel = 1, Precision precision = Precision.Float32)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(seqLen, 1);
+        if (precision == Precision.BFloat16 && lora is not null)
+        {
+            throw new ArgumentException("--precision bf16 does not combine with LoRA: the frozen base needs no fp32 master; store it as bf16 with --lora-base-dtype bf16 instead.");
+        }
+
+        if (precision == Precision.BFloat16 && policy.Recomputes)
+        {
+            policy = policy with { LayerInputDType = ActivationDType.BFloat16 };
+        }
+
         Config = config;
         BatchSize = batchSize;
         SeqLen = seqLen;
+        Precision = precision;
         Policy = policy;
+        ComputeWeights = PlanComputeWeights(config, precision);
         Training = training;
         Loss = loss ?? LossOptions.Default;
         Lora = lora;
@@ -88,7 +106,15 @@ public sealed class PassPlan
         // ---- activations ----
         Activations = new ArenaPlan("activations", MemoryCategory.Activations);
         bool keepAllLayers = training && !policy.Checkpoint;
-        int inputs = training ? layers + 1 : 2; // eval ping-pongs two buffers
+        bool storeInputs = training && policy.Checkpoint && policy.LayerInputDType != ActivationDType.Float32;
+        if (storeInputs)
+        {
+            // bf16 checkpointed inputs h_0 … h_{L−1} in the store; the fp32 stream ping-pongs two buffers.
+            LayerInputStoreLayers = layers;
+            LayerInputStoreBytes = LayerInputStore.BytesFor(layers, n, c, policy.LayerInputDType);
+        }
+
+        int inputs = training && !storeInputs ? layers + 1 : 2; // eval (and a stored-input pass) ping-pongs two buffers
         LayerInputs = new ArenaSlot[inputs];
         for (int i = 0; i < inputs; i++)
         {
@@ -176,6 +202,42 @@ public sealed class PassPlan
             }
         }
     }
+
+    /// <summary>bf16 compute copies of the projection weights and the LM head (empty in fp32), in parameter order.</summary>
+    private static ArenaPlan PlanComputeWeights(LlamaConfig config, Precision precision)
+    {
+        var plan = new ArenaPlan("compute_weights", MemoryCategory.Parameters);
+        if (precision == Precision.BFloat16)
+        {
+            foreach (ParameterInfo info in ComputeWeightSources(new ParameterLayout(config)))
+            {
+                plan.Add(info.Name, info.ElementCount, ElementType.BF16);
+            }
+        }
+
+        return plan;
+    }
+
+    /// <summary>The fp32 master tensors that have a bf16 compute copy under mixed precision: every projection weight and
+    /// the LM head (the embedding table when tied: the lookup reads the fp32 master, the LM-head GEMM its copy).</summary>
+    public static IEnumerable<ParameterInfo> ComputeWeightSources(ParameterLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        foreach (ParameterInfo info in layout.Tensors)
+        {
+            if (info.Kind is ParameterKind.Projection or ParameterKind.LmHead || (info.Kind == ParameterKind.Embedding && layout.Config.TieWordEmbeddings))
+            {
+                yield return info;
+            }
+        }
+    }
+
+    /// <summary>The arithmetic precision of the pass.</summary>
+    public Precision Precision { get; }
+
+    /// <summary>Mixed precision: the bf16 compute copies of the weights (see <see cref="ComputeWeightSources"/>), in
+    /// their order; empty in fp32.</summary>
+    public ArenaPlan ComputeWeights { get; }
 
     private void AddLoraRows(long rows)
     {
@@ -411,7 +473,8 @@ public sealed class PassPlan
     /// <summary>Positions per chunk of sequence-chunked layers (0 when the policy does not chunk layers).</summary>
     public int SequenceChunkRows { get; private set; }
 
-    /// <summary>Layer inputs kept in the <see cref="LayerInputStore"/> (L − 1 when training sequence-chunked, else 0).</summary>
+    /// <summary>Layer inputs kept in the <see cref="LayerInputStore"/> (L − 1 when training sequence-chunked, L when
+    /// training with checkpointing and bf16 layer inputs, else 0).</summary>
     public int LayerInputStoreLayers { get; private set; }
 
     /// <summary>Bytes of the layer-input store: resident when in memory, on disk when offloaded.</summary>

@@ -71,34 +71,36 @@ public static class MemoryPlanner
     /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>
     /// (with <paramref name="lora"/>: a LoRA fine-tune, gradients and optimizer state for the adapters only; with
     /// <paramref name="bf16Base"/> its frozen base holds the projection weights as bf16; with
-    /// <paramref name="zeroShards"/> P &gt; 1: one rank of a ZeRO-1 run, which holds 1/P of the optimizer state).</summary>
-    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1)
+    /// <paramref name="zeroShards"/> P &gt; 1: one rank of a ZeRO-1 run, which holds 1/P of the optimizer state; with
+    /// <paramref name="precision"/> bf16: the bf16 compute copies of the weights and bf16 checkpointed layer inputs).</summary>
+    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1, Precision precision = Precision.Float32)
     {
         var layout = new ParameterLayout(config, bf16Projections: bf16Base && lora is not null);
         long baseBytes = layout.Plan.TotalBytes;
         long trainable = lora is null ? baseBytes : new LoraLayout(layout, lora).Plan.TotalBytes;
-        long parameters = baseBytes + (lora is null ? 0 : trainable);
-        var plan = new PassPlan(config, microBatchRows, seqLen, policy, lora: lora);
+        var plan = new PassPlan(config, microBatchRows, seqLen, policy, lora: lora, precision: precision);
+        long parameters = baseBytes + (lora is null ? 0 : trainable) + plan.ComputeWeights.TotalBytes; // + bf16 compute copies
         long rope = (long)plan.RopeRows * config.HeadDim * sizeof(float);
+        policy = plan.Policy; // with --precision bf16 a recomputing policy stores bf16 layer inputs
         return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, trainable, Optimizer.StateBytes(config, optimizer, lora, zeroShards),
             plan.Activations.TotalBytes + plan.LayerInputResidentBytes, plan.Scratch.TotalBytes + plan.LayerInputStagingBytes + rope, runtimeOverhead + GemmPackBytes(config, plan),
             plan.LayerInputDiskBytes);
     }
 
     /// <summary>Predictions for every standard policy.</summary>
-    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1)
-        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name, lora, bf16Base, zeroShards)).ToList();
+    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1, Precision precision = Precision.Float32)
+        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name, lora, bf16Base, zeroShards, precision)).ToList();
 
     /// <summary>The fastest standard policy whose predicted process peak fits <paramref name="budgetBytes"/>, or null.</summary>
     public static MemoryPrediction? Choose(IReadOnlyList<MemoryPrediction> predictions, long budgetBytes)
         => predictions.FirstOrDefault(p => p.ProcessPeak <= budgetBytes);
 
     /// <summary>The largest sequence length (multiple of <paramref name="step"/>) whose predicted peak fits, for one policy.</summary>
-    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1)
+    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1, Precision precision = Precision.Float32)
     {
         var make = StandardPolicies.First(p => p.Name == policyName).Make;
         int lo = 0, hi = step;
-        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead, lora: lora, bf16Base: bf16Base, zeroShards: zeroShards).ProcessPeak <= budgetBytes;
+        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead, lora: lora, bf16Base: bf16Base, zeroShards: zeroShards, precision: precision).ProcessPeak <= budgetBytes;
         while (hi < (1 << 24) && Fits(hi))
         {
             lo = hi;

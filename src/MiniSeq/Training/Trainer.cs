@@ -17,6 +17,11 @@ public sealed record TrainerOptions
     /// <summary>Optimizer and schedule.</summary>
     public OptimizerOptions Optimizer { get; init; } = new();
 
+    /// <summary>Arithmetic precision of the training passes (<c>--precision</c>): fp32, or bf16 mixed precision (bf16
+    /// compute weights and checkpointed layer inputs; fp32 masters, gradients, optimizer state and accumulation).
+    /// Evaluation always runs in fp32 on the master weights.</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
+
     /// <summary>Memory policy (MsT chunking, checkpointing).</summary>
     public MemoryPolicy Policy { get; init; } = MemoryPolicy.Vanilla;
 
@@ -104,7 +109,7 @@ public sealed unsafe class Trainer : IDisposable
         options.Loss.Validate();
         Distributed.ICommunicator? sp = options.SequenceParallel is { Size: > 1 } group ? group : null;
         Plan = new PassPlan(model.Config, MicroBatchRows, seqLen, options.Policy, loss: options.Loss, lora: model.Adapters?.Config,
-            positions: sp is null ? null : new TokenPositions { Offset = sp.Rank * seqLen }, sequenceParallel: sp?.Size ?? 1);
+            positions: sp is null ? null : new TokenPositions { Offset = sp.Rank * seqLen }, sequenceParallel: sp?.Size ?? 1, precision: options.Precision);
         _trainable = model.Trainable;
         _gradients = new Arena(_trainable.PlanFor(MemoryCategory.Gradients), model.Ledger);
         _optimizer = new Optimizer(model, options.Optimizer, options.Sharding?.ShardOf(_gradients.All.Length));

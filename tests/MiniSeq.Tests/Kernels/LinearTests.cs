@@ -145,26 +145,37 @@ public unsafe class LinearTests
         float[] x = Random(rows * inF, 1), b = Random(outF, 3), dy = Random(rows * outF, 4);
         foreach (bool accumulate in new[] { false, true })
         {
-            float[] y0 = Random(rows * outF, 5), dx0 = Random(rows * inF, 8), db0 = Random(outF, 7);
-            (float[] Y, float[] Dx, float[] Db) fp32 = ((float[])y0.Clone(), (float[])dx0.Clone(), (float[])db0.Clone());
-            (float[] Y, float[] Dx, float[] Db) bf16 = ((float[])y0.Clone(), (float[])dx0.Clone(), (float[])db0.Clone());
-            fixed (float* px = x, pb = b, pdy = dy, pw = widened, py = fp32.Y, pdx = fp32.Dx, pdb = fp32.Db, qy = bf16.Y, qdx = bf16.Dx, qdb = bf16.Db)
+            float[] y0 = Random(rows * outF, 5), dx0 = Random(rows * inF, 8), db0 = Random(outF, 7), dw0 = Random(outF * inF, 9);
+            (float[] Y, float[] Dx, float[] Db, float[] Dw) fp32 = ((float[])y0.Clone(), (float[])dx0.Clone(), (float[])db0.Clone(), (float[])dw0.Clone());
+            (float[] Y, float[] Dx, float[] Db, float[] Dw) bf16 = ((float[])y0.Clone(), (float[])dx0.Clone(), (float[])db0.Clone(), (float[])dw0.Clone());
+            (float[] Y, float[] Dx, float[] Db) frozenOut = ((float[])y0.Clone(), (float[])dx0.Clone(), (float[])db0.Clone());
+            fixed (float* px = x, pb = b, pdy = dy, pw = widened, py = fp32.Y, pdx = fp32.Dx, pdb = fp32.Db, pdw = fp32.Dw, qy = bf16.Y, qdx = bf16.Dx, qdb = bf16.Db, qdw = bf16.Dw)
+            fixed (float* fy = frozenOut.Y, fdx = frozenOut.Dx, fdb = frozenOut.Db)
             fixed (ushort* pbits = bits)
             {
-                var reference = new LinearWeights(pw, inF, outF, null, pb, pdb);
+                var reference = new LinearWeights(pw, inF, outF, pdw, pb, pdb);
                 Linear.Forward(px, rows, reference, py, accumulate);
                 Linear.Backward(pdy, px, rows, reference, pdx, accumulate);
 
-                var frozen = new LinearWeights(pbits, inF, outF, null, pb, qdb);
+                // Mixed precision: the bf16 compute copy of a trained weight, its gradient accumulated in fp32.
+                var mixed = new LinearWeights(pbits, inF, outF, qdw, pb, qdb);
+                Assert.True(mixed.Weight == null && mixed.WeightGrad == qdw);
+                Linear.Forward(px, rows, mixed, qy, accumulate);
+                Linear.Backward(pdy, px, rows, mixed, qdx, accumulate);
+
+                var frozen = new LinearWeights(pbits, inF, outF, null, pb, fdb);
                 Assert.True(frozen.Weight == null && frozen.WeightGrad == null);
-                Linear.Forward(px, rows, frozen, qy, accumulate);
-                Linear.Backward(pdy, px, rows, frozen, qdx, accumulate);
+                Linear.Forward(px, rows, frozen, fy, accumulate);
+                Linear.Backward(pdy, px, rows, frozen, fdx, accumulate);
             }
 
             string where = $"{width} rows={rows} in={inF} out={outF} accumulate={accumulate}";
             Assert.True(fp32.Y.AsSpan().SequenceEqual(bf16.Y), $"{where}: y differs");
             Assert.True(fp32.Dx.AsSpan().SequenceEqual(bf16.Dx), $"{where}: dx differs");
             Assert.True(fp32.Db.AsSpan().SequenceEqual(bf16.Db), $"{where}: db differs");
+            Assert.True(fp32.Dw.AsSpan().SequenceEqual(bf16.Dw), $"{where}: dw differs");
+            Assert.True(fp32.Y.AsSpan().SequenceEqual(frozenOut.Y), $"{where}: frozen y differs");
+            Assert.True(fp32.Dx.AsSpan().SequenceEqual(frozenOut.Dx), $"{where}: frozen dx differs");
         }
     }
 
@@ -188,19 +199,9 @@ public unsafe class LinearTests
     }
 
     [Fact]
-    public void LinearWeights_Bf16WithWeightGradOrNullWeight_Throws()
+    public void LinearWeights_NullWeight_Throws()
     {
-        ushort[] bits = new ushort[6];
-        float[] grad = new float[6];
-        fixed (ushort* pw = bits)
-        fixed (float* pg = grad)
-        {
-            ushort* w = pw;
-            float* g = pg;
-            var error = Assert.Throws<ArgumentException>(() => new LinearWeights(w, 2, 3, g));
-            Assert.Equal("weightGrad", error.ParamName);
-            Assert.Throws<ArgumentNullException>(() => new LinearWeights((ushort*)null, 2, 3));
-            Assert.Throws<ArgumentNullException>(() => new LinearWeights((float*)null, 2, 3));
-        }
+        Assert.Throws<ArgumentNullException>(() => new LinearWeights((ushort*)null, 2, 3));
+        Assert.Throws<ArgumentNullException>(() => new LinearWeights((float*)null, 2, 3));
     }
 }

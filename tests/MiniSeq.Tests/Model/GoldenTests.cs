@@ -170,7 +170,7 @@ public class GoldenTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     /// <summary>One golden case directory: expected values, the model, the tokens and meta.json.</summary>
-    private sealed record GoldenCase(SafeTensorsReader Expected, LlamaModel Model, TokenBatch Batch, JsonDocument Meta) : IDisposable
+    internal sealed record GoldenCase(SafeTensorsReader Expected, LlamaModel Model, TokenBatch Batch, JsonDocument Meta) : IDisposable
     {
         public static GoldenCase Load(string caseName)
         {

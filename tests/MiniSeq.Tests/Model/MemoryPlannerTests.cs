@@ -10,20 +10,35 @@ public class MemoryPlannerTests
 {
     public static TheoryData<string> Policies => [.. MemoryPlanner.StandardPolicies.Select(p => p.Name)];
 
+    public static TheoryData<string, Precision> PoliciesAndPrecisions
+    {
+        get
+        {
+            var data = new TheoryData<string, Precision>();
+            foreach ((string name, _) in MemoryPlanner.StandardPolicies)
+            {
+                data.Add(name, Precision.Float32);
+                data.Add(name, Precision.BFloat16);
+            }
+
+            return data;
+        }
+    }
+
     [Theory]
-    [MemberData(nameof(Policies))]
-    public void Predict_EqualsMeasuredPeakPerCategory(string name)
+    [MemberData(nameof(PoliciesAndPrecisions))]
+    public void Predict_EqualsMeasuredPeakPerCategory(string name, Precision precision)
     {
         LlamaConfig config = ModelPresets.Tiny;
         const int Rows = 2, SeqLen = 96;
         MemoryPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * SeqLen);
         var optimizer = new OptimizerOptions();
-        MemoryPrediction predicted = MemoryPlanner.Predict(config, Rows, SeqLen, policy, optimizer, runtimeOverhead: 0);
+        MemoryPrediction predicted = MemoryPlanner.Predict(config, Rows, SeqLen, policy, optimizer, runtimeOverhead: 0, precision: precision);
 
         var ledger = new MemoryLedger();
         using var model = new LlamaModel(config, ledger);
         model.InitializeRandom(1);
-        using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, Optimizer = optimizer }, Rows, SeqLen);
+        using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, Optimizer = optimizer, Precision = precision }, Rows, SeqLen);
         trainer.Step(MiniSequenceEquivalenceTests.RandomBatch(config, Rows, SeqLen, 9));
         foreach (MemoryCategory c in MemoryLedger.Categories)
         {
@@ -31,6 +46,28 @@ public class MemoryPlannerTests
         }
 
         Assert.Equal(predicted.TrackedTotal, ledger.PeakTotal);
+    }
+
+    [Fact]
+    public void PredictBf16_AddsComputeWeightsAndHalvesCheckpointedInputs()
+    {
+        LlamaConfig config = ModelPresets.Small;
+        const int SeqLen = 8192;
+        MemoryPolicy policy = MemoryPolicy.MiniSequence(config, SeqLen, checkpoint: true);
+        MemoryPrediction fp32 = MemoryPlanner.Predict(config, 1, SeqLen, policy, new OptimizerOptions(), 0);
+        MemoryPrediction bf16 = MemoryPlanner.Predict(config, 1, SeqLen, policy, new OptimizerOptions(), 0, precision: Precision.BFloat16);
+        var layout = new ParameterLayout(config);
+        long copied = PassPlan.ComputeWeightSources(layout).Sum(p => p.ElementCount);
+        Assert.Equal(fp32.Parameters + (2 * copied), bf16.Parameters);
+        Assert.Equal(fp32.Gradients, bf16.Gradients);
+        Assert.Equal(fp32.OptimizerState, bf16.OptimizerState);
+
+        // L + 1 fp32 layer inputs become 2 fp32 stream buffers + L bf16 inputs.
+        long layerInput = (long)SeqLen * config.HiddenSize * sizeof(float);
+        int layers = config.NumHiddenLayers;
+        Assert.Equal(fp32.Activations - ((layers + 1) * layerInput) + (2 * layerInput) + (layers * layerInput / 2), bf16.Activations);
+        Assert.EndsWith("+checkpoint+bf16", bf16.Policy.Describe(), StringComparison.Ordinal);
+        Assert.Equal(bf16.Policy, MemoryPolicy.Parse(bf16.Policy.Describe(), config, SeqLen));
     }
 
     [Fact]

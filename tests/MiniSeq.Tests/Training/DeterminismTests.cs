@@ -19,7 +19,7 @@ public class DeterminismTests
     // two-thread run really splits every GEMM and attention pass between two threads.
     private const int Rows = 2, SeqLen = 600;
 
-    private static float[] Train(int threads, MemoryPolicy policy)
+    private static float[] Train(int threads, MemoryPolicy policy, Precision precision = Precision.Float32)
     {
         int previous = KernelThreads.ThreadCount;
         KernelThreads.SetThreadCount(threads);
@@ -31,6 +31,7 @@ public class DeterminismTests
             var options = new TrainerOptions
             {
                 Policy = policy,
+                Precision = precision,
                 Optimizer = new OptimizerOptions { LearningRate = 1e-2f, WeightDecay = 0.1f, GradClip = 0.5f, WarmupSteps = 1, Schedule = ScheduleKind.Cosine },
                 TotalSteps = 4,
                 MicroBatchRows = 1,
@@ -60,6 +61,17 @@ public class DeterminismTests
             Assert.True(KernelThreads.WorkerIndicesRun > workerIndices, "the two-thread run never used the second thread");
             Assert.True(one.AsSpan().SequenceEqual(two), $"parameters differ between 1 and 2 threads under {policy.Describe()}");
             Assert.True(Train(2, policy).AsSpan().SequenceEqual(two), "two runs with the same seed differ");
+        }
+    }
+
+    [Fact]
+    public void TrainingBf16Precision_OneVersusTwoThreads_BitIdentical()
+    {
+        foreach (MemoryPolicy policy in new[] { MemoryPolicy.Vanilla, new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 4, Checkpoint = true }, MemoryPolicy.Chunked(ModelPresets.Tiny, SeqLen, chunk: 128) })
+        {
+            float[] one = Train(1, policy, Precision.BFloat16);
+            float[] two = Train(2, policy, Precision.BFloat16);
+            Assert.True(one.AsSpan().SequenceEqual(two), $"bf16 parameters differ between 1 and 2 threads under {policy.Describe()}");
         }
     }
 

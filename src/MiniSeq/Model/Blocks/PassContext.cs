@@ -7,8 +7,12 @@ using MiniSeq.Tensors;
 namespace MiniSeq.Model.Blocks;
 
 /// <summary>The state one <see cref="LlamaPass"/> hands to its attention, MLP and LM-head blocks.</summary>
-internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena activations, Arena scratch, RopeTable rope)
+internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena activations, Arena scratch, RopeTable rope, Arena computeWeights)
 {
+    // Mixed precision: master slot offset → its bf16 compute copy (empty in fp32).
+    private readonly Dictionary<long, ArenaSlot> _computeCopies = PassPlan.ComputeWeightSources(model.Layout)
+        .Zip(plan.ComputeWeights.Slots).ToDictionary(p => p.First.Slot.ByteOffset, p => p.Second);
+
     public LlamaModel Model { get; } = model;
 
     public LlamaConfig Config { get; } = model.Config;
@@ -52,13 +56,16 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
 
     /// <summary>The Linear layer whose (out × in) weight lives in <paramref name="weight"/> (and its bias, if any, in
     /// <paramref name="bias"/>), with its LoRA adapter if the model has one there; gradients in
-    /// <paramref name="gradients"/> unless empty.</summary>
+    /// <paramref name="gradients"/> unless empty. Under mixed precision the GEMMs read the weight's bf16 compute copy
+    /// and its gradient is the fp32 master's.</summary>
     public LinearWeights Projection(ArenaSlot weight, int inFeatures, int outFeatures, TensorView gradients, ArenaSlot? bias = null)
     {
         float* biasValues = bias is { } b ? Weight(b) : null, biasGrad = bias is { } g ? GradientOf(gradients, g) : null;
         var linear = weight.Type == ElementType.BF16
             ? new LinearWeights(Model.Parameters.Bf16(weight), inFeatures, outFeatures, null, biasValues, biasGrad)
-            : new LinearWeights(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight), biasValues, biasGrad);
+            : _computeCopies.TryGetValue(weight.ByteOffset, out ArenaSlot copy)
+                ? new LinearWeights(computeWeights.Bf16(copy), inFeatures, outFeatures, GradientOf(gradients, weight), biasValues, biasGrad)
+                : new LinearWeights(Weight(weight), inFeatures, outFeatures, GradientOf(gradients, weight), biasValues, biasGrad);
         if (Model.Adapters is not { } adapters || adapters.Layout.Find(weight) is not { } pair)
         {
             return linear;
