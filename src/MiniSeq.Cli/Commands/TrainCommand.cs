@@ -646,12 +646,16 @@ internal static class TrainCommand
         return true;
     }
 
+    private static string PrecisionText(Precision precision) => precision == Precision.BFloat16
+        ? "; bf16 mixed precision (bf16 compute weights and checkpointed layer inputs, fp32 master weights, gradients, optimizer state and accumulation)"
+        : string.Empty;
+
     private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo, ICommunicator world)
     {
         LlamaConfig c = model.Config;
         AnsiConsole.MarkupLine(Markup.Escape(demo
-            ? $"MiniSeq demo: associative recall — {trainer.Plan.Policy.Describe()}"
-            : $"MiniSeq train — {trainer.Plan.Policy.Describe()}"));
+            ? $"MiniSeq demo: associative recall — {trainer.Plan.Policy.Describe()}{PrecisionText(trainer.Plan.Precision)}"
+            : $"MiniSeq train — {trainer.Plan.Policy.Describe()}{PrecisionText(trainer.Plan.Precision)}"));
         string threads = world.Size > 1 ? $"{KernelThreads.ThreadCount} threads per rank" : $"{KernelThreads.ThreadCount} threads";
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
             $"model: d={c.HiddenSize} L={c.NumHiddenLayers} heads={c.NumAttentionHeads}/{c.NumKeyValueHeads} I={c.IntermediateSize} V={c.VocabSize} ({model.Layout.ParameterCount:N0} parameters); batch {batch.BatchSize}×{batch.SeqLen} tokens, micro-batch {trainer.MicroBatchRows}; {threads}")));

@@ -1,6 +1,6 @@
 // The Linear op against a double-precision reference: bias forward/backward, accumulation, frozen weights, and dx
 // written over x (the MLP backward relies on it). A bf16 weight gives the fp32 results on the widened weight bit for
-// bit (forward, dx, bias gradient), at every width, and refuses a weight gradient.
+// bit (forward, dx, bias and weight gradients), at every width, frozen or with an fp32 weight gradient (mixed precision).
 using MiniSeq.IO;
 using MiniSeq.Kernels;
 using MiniSeq.Tests.Helpers;
