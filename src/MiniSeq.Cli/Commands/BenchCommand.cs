@@ -308,8 +308,9 @@ internal static class BenchCommand
     {
         var search = new Option<bool>("--search") { DefaultValueFactory = _ => true, Description = "Find the largest N within --budget per mode by real runs (bisection)" };
         var maxPredicted = new Option<string>("--skip-above") { DefaultValueFactory = _ => "12GiB", Description = "Skip runs whose predicted peak exceeds this" };
+        var precisions = new Option<string>("--precision") { DefaultValueFactory = _ => "fp32", Description = "Comma-separated: fp32, bf16 (mixed precision); each mode runs in each (rows of bf16 runs are labelled MODE@bf16)" };
         var command = new Command("memory", "Peak memory per category, RSS, prediction and tokens/s per N and mode; largest N within a budget; markdown + SVG");
-        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, search, maxPredicted })
+        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, search, maxPredicted, precisions })
         {
             command.Options.Add(o);
         }
@@ -322,6 +323,12 @@ internal static class BenchCommand
             string budgetText = p.GetValue(Budget)!;
             long budget = ByteSize.Parse(budgetText), skip = ByteSize.Parse(p.GetValue(maxPredicted)!);
             string[] modes = SplitModes(p.GetValue(Modes)!);
+            Precision[] precisionList = p.GetValue(precisions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Precisions.Parse).ToArray();
+            if (p.GetValue(search) && precisionList.Any(x => x != Precision.Float32))
+            {
+                throw new ArgumentException("bench memory --search runs fp32 only: add --search false with --precision bf16.");
+            }
+
             var rows = new List<StepBenchmarkResult>();
             Console.WriteLine($"machine: {MachineLine()}");
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
@@ -329,22 +336,26 @@ internal static class BenchCommand
             {
                 foreach (string mode in modes)
                 {
-                    var predicted = MemoryPlanner.Predict(config, batch, n, ModePolicy(mode, config, batch, n, budget), new OptimizerOptions(), overhead, mode);
-                    if (predicted.ProcessPeak > skip)
+                    foreach (Precision precision in precisionList)
                     {
-                        Console.WriteLine($"{mode,-16} N={n,6}: skipped (predicted {ByteSize.Format(predicted.ProcessPeak)} > --skip-above)");
-                        continue;
-                    }
+                        string label = precision == Precision.Float32 ? mode : $"{mode}@{precision.Name()}";
+                        var predicted = MemoryPlanner.Predict(config, batch, n, ModePolicy(mode, config, batch, n, budget), new OptimizerOptions(), overhead, mode, precision: precision);
+                        if (predicted.ProcessPeak > skip)
+                        {
+                            Console.WriteLine($"{label,-16} N={n,6}: skipped (predicted {ByteSize.Format(predicted.ProcessPeak)} > --skip-above)");
+                            continue;
+                        }
 
-                    StepBenchmarkResult? r = RunChild(configName, n, batch, mode, steps, budgetText);
-                    if (r is null)
-                    {
-                        Console.WriteLine($"{mode,-16} N={n,6}: failed");
-                        continue;
-                    }
+                        StepBenchmarkResult? r = RunChild(configName, n, batch, mode, steps, budgetText, precision == Precision.Float32 ? "full-adamw" : "full-adamw-bf16");
+                        if (r is null)
+                        {
+                            Console.WriteLine($"{label,-16} N={n,6}: failed");
+                            continue;
+                        }
 
-                    rows.Add(r);
-                    Console.WriteLine(FormattableString.Invariant($"{mode,-16} N={n,6}: {r.TokensPerSecond,8:F0} tok/s, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)} (predicted {ByteSize.Format(r.PredictedProcessPeakBytes)})"));
+                        rows.Add(r with { Mode = label });
+                        Console.WriteLine(FormattableString.Invariant($"{label,-16} N={n,6}: {r.TokensPerSecond,8:F0} tok/s, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)} (predicted {ByteSize.Format(r.PredictedProcessPeakBytes)})"));
+                    }
                 }
             }
 
@@ -360,7 +371,7 @@ internal static class BenchCommand
                 }
             }
 
-            string md = $"machine: {MachineLine()}\n\nconfig {configName}: d={config.HiddenSize}, L={config.NumHiddenLayers}, heads {config.NumAttentionHeads}/{config.NumKeyValueHeads}, I={config.IntermediateSize}, V={config.VocabSize}; batch {batch}; fp32 AdamW; budget {ByteSize.Format(budget)}\n\n"
+            string md = $"machine: {MachineLine()}\n\nconfig {configName}: d={config.HiddenSize}, L={config.NumHiddenLayers}, heads {config.NumAttentionHeads}/{config.NumKeyValueHeads}, I={config.IntermediateSize}, V={config.VocabSize}; batch {batch}; {string.Join(" and ", precisionList.Select(x => x.Name()))} AdamW; budget {ByteSize.Format(budget)}\n\n"
                 + MemoryTable(rows.OrderBy(r => r.Mode).ThenBy(r => r.SeqLen).ToList(), budget);
             if (largest.Count > 0)
             {

@@ -15,8 +15,9 @@ public class ZeroTests
 {
     private static readonly LlamaConfig s_config = ModelPresets.Tiny;
 
-    private static TrainerOptions Options(int steps, string optimizer = "adamw") => new()
+    private static TrainerOptions Options(int steps, string optimizer = "adamw", Precision precision = Precision.Float32) => new()
     {
+        Precision = precision,
         Optimizer = new OptimizerOptions { Name = optimizer, LearningRate = 3e-3f, WeightDecay = 0.1f, GradClip = 1f, WarmupSteps = 1, Schedule = ScheduleKind.Cosine },
         Policy = new MemoryPolicy { MlpChunks = 2, LmHeadChunks = 3, Checkpoint = true },
         TotalSteps = steps,
@@ -28,7 +29,7 @@ public class ZeroTests
 
     /// <summary>Trains <paramref name="steps"/> steps (after resuming from <paramref name="resume"/>), then, with
     /// <paramref name="save"/>, gathers the state and saves a checkpoint from rank 0.</summary>
-    private static RunResult Train(ICommunicator? communicator, bool zero, int rows, int steps, string optimizer = "adamw", string? save = null, string? resume = null, int totalSteps = 0)
+    private static RunResult Train(ICommunicator? communicator, bool zero, int rows, int steps, string optimizer = "adamw", string? save = null, string? resume = null, int totalSteps = 0, Precision precision = Precision.Float32)
     {
         using LlamaModel model = resume is null ? new LlamaModel(s_config) : ModelDirectory.Load(resume);
         if (resume is null)
@@ -36,7 +37,7 @@ public class ZeroTests
             model.InitializeRandom(1);
         }
 
-        TrainerOptions options = Options(Math.Max(steps, totalSteps), optimizer);
+        TrainerOptions options = Options(Math.Max(steps, totalSteps), optimizer, precision);
         IBatchSource source = Source(rows);
         if (communicator is not null)
         {
@@ -76,6 +77,20 @@ public class ZeroTests
             Compare.Close(actual.Losses[s], expected.Losses[s], 1e-5, $"{what}: loss of step {s + 1}");
             Compare.Close(actual.GradNorms[s], expected.GradNorms[s], 1e-5, $"{what}: gradient norm of step {s + 1}");
         }
+    }
+
+    /// <summary>--precision bf16 under ZeRO-1: every rank rounds its compute weights from the all-gathered masters at the
+    /// start of each pass, so the ranks stay identical and follow the one-process bf16 run.</summary>
+    [Fact]
+    public void Zero1_Bf16Precision_RanksIdenticalAndSameAsOneProcess()
+    {
+        const int Steps = 3, Ranks = 2;
+        RunResult one = Train(null, zero: false, Ranks, Steps, precision: Precision.BFloat16);
+        RunResult[] zero = InProcessGroup.Run(Ranks, c => Train(c, zero: true, Ranks, Steps, precision: Precision.BFloat16));
+        Assert.True(zero[0].Weights.AsSpan().SequenceEqual(zero[1].Weights), "rank 1's weights differ from rank 0's");
+        AssertSameRun(one, zero[0], "bf16 ZeRO-1 vs one process");
+        RunResult fp32 = Train(null, zero: false, Ranks, Steps);
+        Assert.False(fp32.Weights.AsSpan().SequenceEqual(one.Weights), "bf16 and fp32 runs are identical: the precision was not applied");
     }
 
     [Theory]
