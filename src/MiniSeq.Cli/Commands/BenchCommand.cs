@@ -258,7 +258,7 @@ internal static class BenchCommand
 
     private static Command Toolbox()
     {
-        var variants = new Option<string>("--variants") { DefaultValueFactory = _ => "full-adamw,full-lion,lora16-adamw", Description = "Comma-separated: full[-OPTIMIZER] or loraR[-OPTIMIZER] (LoRA rank R, α = 2R, on every layer projection), the first is the baseline" };
+        var variants = new Option<string>("--variants") { DefaultValueFactory = _ => "full-adamw,full-lion,lora16-adamw", Description = "Comma-separated: full[-OPTIMIZER][-bf16] or loraR[-OPTIMIZER] (LoRA rank R, α = 2R, on every layer projection; -bf16: --precision bf16), the first is the baseline" };
         var rounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 3, Description = "Timed rounds (one step of every variant per round)" };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1, Description = "Untimed rounds first" };
         var mode = new Option<string>("--mode") { DefaultValueFactory = _ => "mst+checkpoint", Description = "Memory policy of every run" };
@@ -274,8 +274,8 @@ internal static class BenchCommand
             LlamaConfig config = ModelPresets.Resolve(configName);
             List<TrainingVariant> list = p.GetValue(variants)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(TrainingVariant.Parse).ToList();
             var layout = new ParameterLayout(config);
-            var sb = new StringBuilder($"machine: {MachineLine()}\n\nconfig {configName}: d={config.HiddenSize}, L={config.NumHiddenLayers}, heads {config.NumAttentionHeads}/{config.NumKeyValueHeads}, I={config.IntermediateSize}, V={config.VocabSize} ({layout.ParameterCount:N0} parameters); batch 1; policy {policyName}; fp32\n\n");
-            sb.Append(CultureInfo.InvariantCulture, $"| N | variant | trainable parameters | gradients | optimizer state | peak RSS | predicted | median step s | tokens/s | tokens/s vs {list[0].Name} |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            var sb = new StringBuilder($"machine: {MachineLine()}\n\nconfig {configName}: d={config.HiddenSize}, L={config.NumHiddenLayers}, heads {config.NumAttentionHeads}/{config.NumKeyValueHeads}, I={config.IntermediateSize}, V={config.VocabSize} ({layout.ParameterCount:N0} parameters); batch 1; policy {policyName}; fp32 unless the variant ends in -bf16 (--precision bf16)\n\n");
+            sb.Append(CultureInfo.InvariantCulture, $"| N | variant | trainable parameters | parameters | gradients | optimizer state | activations | scratch | peak RSS | predicted | median step s | tokens/s | tokens/s vs {list[0].Name} |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             foreach (int n in ParseList(p.GetValue(SeqLens)!))
             {
                 MemoryPolicy policy = ModePolicy(policyName, config, 1, n, long.MaxValue);
@@ -286,8 +286,8 @@ internal static class BenchCommand
                     TrainingVariant v = list[i];
                     long trainable = v.Lora is { } lora ? new Model.Lora.LoraLayout(layout, lora).ParameterCount : layout.ParameterCount;
                     StepBenchmarkResult? r = memory[i];
-                    string mem = r is null ? "failed | failed | failed | failed"
-                        : FormattableString.Invariant($"{ByteSize.Format(r.PeakBytes[(int)MemoryCategory.Gradients])} | {ByteSize.Format(r.PeakBytes[(int)MemoryCategory.OptimizerState])} | {ByteSize.Format(r.ProcessPeakRssBytes)} | {ByteSize.Format(r.PredictedProcessPeakBytes)}");
+                    string mem = r is null ? "failed | failed | failed | failed | failed | failed | failed"
+                        : FormattableString.Invariant($"{ByteSize.Format(r.PeakBytes[(int)MemoryCategory.Parameters])} | {ByteSize.Format(r.PeakBytes[(int)MemoryCategory.Gradients])} | {ByteSize.Format(r.PeakBytes[(int)MemoryCategory.OptimizerState])} | {ByteSize.Format(r.PeakBytes[(int)MemoryCategory.Activations])} | {ByteSize.Format(r.PeakBytes[(int)MemoryCategory.Scratch])} | {ByteSize.Format(r.ProcessPeakRssBytes)} | {ByteSize.Format(r.PredictedProcessPeakBytes)}");
                     sb.Append(CultureInfo.InvariantCulture, $"| {n} | {v.Name} | {trainable:N0} | {mem} | {timing[i].MedianStepSeconds:F3} | {timing[i].TokensPerSecond:F0} | {timing[i].RelativeToFirst:F2}× |\n");
                 }
             }
