@@ -47,6 +47,7 @@ public static unsafe class DataParallel
             ReduceLossSum = local => Sum(communicator, local),
             ReduceGradients = gradients => AllReduceInBuckets(communicator, gradients, bucketFloats),
             DataParallelRanks = communicator.Size,
+            DataParallelRank = communicator.Rank,
             Sharding = zero ? Sharding(communicator, bucketBytes) : null,
         };
     }

@@ -130,13 +130,32 @@ public readonly unsafe struct LinearAdapter
     /// <summary>Seed of this adapter's dropout masks in this pass (see <see cref="LoraDropout"/>).</summary>
     public ulong DropoutSeed { get; init; }
 
+    /// <summary>Which token of the global batch each pass row is, for the dropout masks (default: the pass row).</summary>
+    public DropoutTokens DropoutTokens { get; init; }
+
     /// <summary>With dropout: <see cref="LoraDropout.BlockRows"/> × in floats for one block of dropped inputs.</summary>
     public float* DropoutBuffer { get; init; }
 }
 
 /// <summary>
-/// LoRA dropout masks as a function of (seed, row of the pass, column): the same element is kept or dropped in forward,
-/// in any recomputation and in backward, whatever the chunking, so every memory policy trains on the same masks.
+/// Which token of the global batch pass row r is: r = b·T + t (T positions of each row in this pass) is token
+/// (<see cref="FirstRow"/> + b·<see cref="RowStride"/>)·<see cref="GlobalSeqLen"/> + <see cref="PositionOffset"/> + t.
+/// Data-parallel ranks and micro-batches hold other rows (FirstRow, RowStride), Ulysses ranks other positions
+/// (PositionOffset), so keying the dropout masks by this token makes them the same whatever the rank count and the
+/// micro-batching. The default is the pass row.
+/// </summary>
+public readonly record struct DropoutTokens(long FirstRow, int RowStride, int SeqLen, long GlobalSeqLen, long PositionOffset)
+{
+    /// <summary>The global token index of pass row <paramref name="passRow"/>.</summary>
+    public long Of(long passRow) => SeqLen == 0 ? passRow
+        : ((FirstRow + (passRow / SeqLen * RowStride)) * GlobalSeqLen) + PositionOffset + (passRow % SeqLen);
+}
+
+/// <summary>
+/// LoRA dropout masks as a function of (seed, token, column), the token being the pass row's index in the global batch
+/// (<see cref="DropoutTokens"/>): the same element is kept or dropped in forward, in any recomputation and in backward,
+/// whatever the chunking, the micro-batching or the number of ranks, so every memory policy and every data or sequence
+/// parallel layout trains on the same masks.
 /// </summary>
 public static unsafe class LoraDropout
 {
@@ -154,15 +173,16 @@ public static unsafe class LoraDropout
         return (z >> 40) * (1.0 / (1 << 24)) < p ? 0f : 1f / (1f - p);
     }
 
-    /// <summary>destination[r, c] = source[r, c] · Factor(seed, firstRow + r, c) over rows × width.</summary>
-    internal static void Apply(float* source, int rows, int width, ulong seed, long firstRow, float p, float* destination)
+    /// <summary>destination[r, c] = source[r, c] · Factor(seed, tokens.Of(firstRow + r), c) over rows × width.</summary>
+    internal static void Apply(float* source, int rows, int width, ulong seed, long firstRow, in DropoutTokens tokens, float p, float* destination)
     {
         for (int r = 0; r < rows; r++)
         {
             float* src = source + ((long)r * width), dst = destination + ((long)r * width);
+            long token = tokens.Of(firstRow + r);
             for (int c = 0; c < width; c++)
             {
-                dst[c] = src[c] * Factor(seed, firstRow + r, c, p);
+                dst[c] = src[c] * Factor(seed, token, c, p);
             }
         }
     }
@@ -225,7 +245,7 @@ public static unsafe class Linear
         {
             int n = Math.Min(LoraDropout.BlockRows, rows - r0);
             float* xd = a.DropoutBuffer;
-            LoraDropout.Apply(x + ((long)r0 * i), n, i, a.DropoutSeed, firstRow + r0, a.Dropout, xd);
+            LoraDropout.Apply(x + ((long)r0 * i), n, i, a.DropoutSeed, firstRow + r0, a.DropoutTokens, a.Dropout, xd);
             MatMul.Gemm(false, true, n, r, i, 1f, xd, i, a.A, i, 0f, t + ((long)r0 * r), r);
             if (u != null && a.AGrad != null)
             {
@@ -295,7 +315,7 @@ public static unsafe class Linear
                     int n = Math.Min(LoraDropout.BlockRows, rows - r0);
                     float* dxd = a.DropoutBuffer, dxBlock = dx + ((long)r0 * i);
                     MatMul.Gemm(false, false, n, i, a.Rank, 1f, u + ((long)r0 * a.Rank), a.Rank, a.A, i, 0f, dxd, i);
-                    LoraDropout.Apply(dxd, n, i, a.DropoutSeed, firstRow + r0, a.Dropout, dxd);
+                    LoraDropout.Apply(dxd, n, i, a.DropoutSeed, firstRow + r0, a.DropoutTokens, a.Dropout, dxd);
                     VectorOps.Add(dxBlock, dxd, (long)n * i, dxBlock);
                 }
             }

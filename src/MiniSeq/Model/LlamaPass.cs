@@ -88,6 +88,10 @@ public sealed unsafe class LlamaPass : IDisposable
     /// calls never drop.</summary>
     public ulong? DropoutSeed { get; set; }
 
+    /// <summary>Which token of the global batch each row of the next <see cref="ForwardBackward"/> is, for the dropout
+    /// masks (default: the pass row; see <see cref="DropoutTokens"/>).</summary>
+    public DropoutTokens DropoutTokens { get; set; }
+
     private int Rows => _ctx.Rows;
 
     private int Layers => _model.Config.NumHiddenLayers;
@@ -110,6 +114,7 @@ public sealed unsafe class LlamaPass : IDisposable
         using var documents = new DocumentScope(this, documentIds);
         RefreshComputeWeights();
         _ctx.DropoutSeed = DropoutSeed;
+        _ctx.DropoutTokens = DropoutTokens;
         try
         {
             return ForwardBackwardCore(tokens, labels, gradScale, gradients);

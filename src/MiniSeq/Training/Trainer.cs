@@ -31,7 +31,7 @@ public sealed record TrainerOptions
     /// <summary>Rows per micro-batch (null = the whole batch in one pass).</summary>
     public int? MicroBatchRows { get; init; }
 
-    /// <summary>Seed of the LoRA dropout masks (drawn per step and micro-batch from it, so a resumed run draws the same).</summary>
+    /// <summary>Seed of the LoRA dropout masks (drawn per step and global token from it, so a resumed run draws the same).</summary>
     public ulong Seed { get; init; }
 
     /// <summary>Total optimizer steps planned (for the schedule).</summary>
@@ -60,6 +60,13 @@ public sealed record TrainerOptions
     /// times the local batch's tokens (<see cref="StepResult.Tokens"/>). 1 by default.
     /// </summary>
     public int DataParallelRanks { get; init; } = 1;
+
+    /// <summary>
+    /// This process's index among <see cref="DataParallelRanks"/> when they take different rows (data parallel: its
+    /// batches are rows rank, rank + P, … of the global batch, <see cref="Data.RankShardSource"/>). Keys the LoRA
+    /// dropout masks by global row, so a run draws the same masks whatever the number of ranks. 0 by default.
+    /// </summary>
+    public int DataParallelRank { get; init; }
 
     /// <summary>
     /// ZeRO-1: each rank keeps optimizer state for, and updates, only its range of the weights; the gradients are
@@ -184,12 +191,20 @@ public sealed unsafe class Trainer : IDisposable
         {
             // A short last micro-batch would need a differently sized plan; require divisibility instead.
             TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
-            _pass.DropoutSeed = DeterministicRandom.Mix(DeterministicRandom.Mix(Options.Seed, (ulong)_optimizer.StepCount + 1), (ulong)row);
+            _pass.DropoutSeed = DeterministicRandom.Mix(Options.Seed, (ulong)_optimizer.StepCount + 1);
+            _pass.DropoutTokens = DropoutTokensOf(row);
             lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All, micro.DocumentIds);
         }
 
         return lossSum;
     }
+
+    // The global tokens of the micro-batch starting at local row `row`: data-parallel rank r holds rows r, r + P, … of
+    // the global batch (RankShardSource), Ulysses rank r positions r·T … of the same rows (SequenceShardSource).
+    private DropoutTokens DropoutTokensOf(int row)
+        => Options.SequenceParallel is { } sp
+            ? new DropoutTokens(row, 1, SeqLen, (long)SeqLen * sp.Size, (long)SeqLen * sp.Rank)
+            : new DropoutTokens(Options.DataParallelRank + ((long)row * Options.DataParallelRanks), Options.DataParallelRanks, SeqLen, SeqLen, 0);
 
     /// <summary>
     /// Mean loss over <paramref name="batches"/> (each of the trainer's batch shape) through the training pass's own

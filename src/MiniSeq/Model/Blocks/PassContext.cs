@@ -34,6 +34,9 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// <summary>Seed of this training pass's LoRA dropout masks, or null: no dropout (evaluation, generation).</summary>
     public ulong? DropoutSeed { get; set; }
 
+    /// <summary>Which global token each pass row is, for the dropout masks (see <see cref="DropoutTokens"/>).</summary>
+    public DropoutTokens DropoutTokens { get; set; }
+
     /// <summary>Token rows of the pass (B·T).</summary>
     public int Rows => (int)Plan.Rows;
 
@@ -85,6 +88,7 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
             {
                 Dropout = dropout ? adapters.Config.Dropout : 0f,
                 DropoutSeed = dropout ? DeterministicRandom.Mix(DropoutSeed!.Value, (ulong)pair.A.ByteOffset) : 0,
+                DropoutTokens = DropoutTokens,
                 DropoutBuffer = dropout ? Temp(Plan.LoraDropoutBlock) : null,
             },
         };
