@@ -1,7 +1,8 @@
 // Ulysses sequence parallel without MPI: ranks as threads of one process (InProcessGroup). P ranks each holding N/P
 // positions of every row give the losses, gradients and weights of one process with whole rows (relative 1e-5), with
 // MsT + checkpointing, RoPE at global positions, GQA with split kv heads and MQA with replicated ones; refusals are one
-// line; per-rank activation memory is at most 0.55× one process's at 2 ranks.
+// line; per-rank activation memory is at most 0.55× one process's at 2 ranks (2,048 and 131,072 tokens), Ulysses adding
+// only its exchange buffer to the scratch of one process at the local length.
 using MiniSeq.Distributed;
 using MiniSeq.IO;
 using MiniSeq.Model;
@@ -50,19 +51,27 @@ public class SequenceParallelTests
             [.. history.Select(h => h.Loss)], [.. history.Select(h => h.GradNorm)], [.. history.Select(h => h.Tokens)]);
     }
 
+    // Ulysses backward overwrites the layer's saved q, k, v, a (the heads' output, dOutput, dk, dv): the runs without
+    // checkpointing (a workspace per layer, 2 layers) catch a buffer read after it was reused, for split and
+    // replicated kv heads; 2,560 tokens (1,280 per rank) cross UlyssesAttention.ExchangeRows, so the all-to-alls run
+    // in chunks with a partial last one.
     [Theory]
-    [InlineData("tiny", 2, 1, true)]  // KvH 2 split over 2 ranks
-    [InlineData("tiny", 4, 2, true)]  // KvH 2 replicated over 4 ranks, 2 rows per batch
-    [InlineData("gqa", 2, 2, true)]   // H 8, KvH 2 split
-    [InlineData("mqa", 2, 1, true)]   // KvH 1 replicated
-    [InlineData("gqa", 2, 1, false)]  // no checkpointing: every layer's workspace saved
-    [InlineData("window", 2, 1, true)] // sliding window across the shard boundary
-    public void Ranks_MsTAndCheckpointing_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int rows, bool checkpoint)
+    [InlineData("tiny", 2, 1, true, 48)]  // KvH 2 split over 2 ranks
+    [InlineData("tiny", 4, 2, true, 48)]  // KvH 2 replicated over 4 ranks, 2 rows per batch
+    [InlineData("gqa", 2, 2, true, 48)]   // H 8, KvH 2 split
+    [InlineData("mqa", 2, 1, true, 48)]   // KvH 1 replicated
+    [InlineData("gqa", 2, 1, false, 48)]  // no checkpointing: every layer's workspace saved
+    [InlineData("mqa", 2, 1, false, 48)]  // replicated kv heads without checkpointing
+    [InlineData("tiny", 4, 2, false, 48)] // replicated over 4 ranks, 2 rows, without checkpointing
+    [InlineData("window", 2, 1, true, 48)] // sliding window across the shard boundary
+    [InlineData("gqa", 2, 2, false, 2560)] // all-to-alls in chunks of ExchangeRows local positions, 2 rows
+    [InlineData("mqa", 4, 1, true, 4608)]  // 1,152 positions per rank over 4 ranks, replicated
+    public void Ranks_MsTAndCheckpointing_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int rows, bool checkpoint, int seqLen)
     {
-        const int Steps = 2, SeqLen = 48;
+        const int Steps = 2;
         LlamaConfig config = ConfigFor(name);
-        RunResult one = Train(config, null, rows, SeqLen, Steps, checkpoint);
-        RunResult[] all = InProcessGroup.Run(ranks, c => Train(config, c, rows, SeqLen, Steps, checkpoint));
+        RunResult one = Train(config, null, rows, seqLen, Steps, checkpoint);
+        RunResult[] all = InProcessGroup.Run(ranks, c => Train(config, c, rows, seqLen, Steps, checkpoint));
 
         for (int r = 1; r < ranks; r++)
         {
@@ -120,17 +129,38 @@ public class SequenceParallelTests
         Assert.Equal([0, 0, 1, 1], Enumerable.Range(0, 4).Select(replicated.KvHeadStart));
     }
 
-    [Fact]
-    public void PassPlan_TwoRanks_PerRankActivationsAtMost055OfOneProcess()
+    [Theory]
+    [InlineData(2048)]
+    [InlineData(131_072)] // the measured N (docs/scaling.md): 0.65× before the head-layout buffers were trimmed
+    public void PassPlan_TwoRanks_PerRankActivationsAtMost055OfOneProcess(int tokens)
     {
-        // 2048 tokens of a small model (C 256, H 8, KvH 2, 4 layers), MsT + checkpointing: saved activations plus scratch.
-        LlamaConfig config = ModelPresets.Tiny with { HiddenSize = 256, IntermediateSize = 704, NumHiddenLayers = 4, NumAttentionHeads = 8, NumKeyValueHeads = 2, VocabSize = 8192 };
-        MemoryPolicy policy = MemoryPolicy.MiniSequence(config, 2048, checkpoint: true);
-        var one = new PassPlan(config, 1, 2048, policy);
-        var two = new PassPlan(config, 1, 1024, policy, positions: new MiniSeq.Kernels.TokenPositions { Offset = 1024 }, sequenceParallel: 2);
+        // The small config (C 256, I 896, H 8, KvH 2, 4 layers, V 8192), MsT + checkpointing: saved activations plus scratch.
+        LlamaConfig config = ModelPresets.Small;
+        MemoryPolicy policy = MemoryPolicy.MiniSequence(config, tokens, checkpoint: true);
+        var one = new PassPlan(config, 1, tokens, policy);
+        var two = new PassPlan(config, 1, tokens / 2, policy, positions: new MiniSeq.Kernels.TokenPositions { Offset = tokens / 2 }, sequenceParallel: 2);
         long oneBytes = one.Activations.TotalBytes + one.Scratch.TotalBytes, twoBytes = two.Activations.TotalBytes + two.Scratch.TotalBytes;
         Assert.True(twoBytes <= 0.55 * oneBytes, $"per-rank activations {twoBytes} > 0.55 × {oneBytes} ({(double)twoBytes / oneBytes:F3})");
         Assert.True(two.Activations.TotalBytes <= 0.5 * one.Activations.TotalBytes + 1, "saved activations");
+
+        // Ulysses' scratch beyond one process's at the local length: the exchange buffer (one chunk) and the flash
+        // backward's partial dk/dv (one kv head per rank: B·KvH_local odd, split in two), no head-layout buffer.
+        var local = new PassPlan(config, 1, tokens / 2, policy);
+        long extra = two.Scratch.TotalBytes - local.Scratch.TotalBytes;
+        long bound = (MiniSeq.Distributed.UlyssesAttention.ExchangeFloats(two.SequenceParallel!, config, tokens / 2) + two.AttentionPartials.Length - local.AttentionPartials.Length) * sizeof(float);
+        Assert.True(extra <= bound + 4096, $"Ulysses adds {extra} B of scratch per rank at {tokens} tokens (bound {bound})");
+    }
+
+    [Fact]
+    public void PassPlan_ReplicatedKvHeads_DkDvInScratchOnlyThen()
+    {
+        LlamaConfig gqa = ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 2 };
+        var policy = new MemoryPolicy { MlpChunks = 2, LmHeadChunks = 2, Checkpoint = true };
+        var split = new PassPlan(gqa, 1, 64, policy, sequenceParallel: 2);
+        Assert.Equal(0, split.HeadDKey.Length + split.HeadDValue.Length);
+        var replicated = new PassPlan(gqa, 1, 64, policy, sequenceParallel: 4);
+        Assert.Equal(4L * 64 * 1 * gqa.HeadDim, replicated.HeadDKey.Length);
+        Assert.Equal(4L * 64 * 1 * gqa.HeadDim, replicated.BackHeadValue.Length);
     }
 
     private static void AssertOneLine(Exception e, string contains)

@@ -88,9 +88,10 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         {
             using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
             {
-                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut),
-                    ctx.Temp(plan.HeadDAttnOut), ctx.Temp(plan.HeadDKey), ctx.Temp(plan.HeadDValue), ctx.Temp(plan.HeadExchange), plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null,
-                    out dq, out dk, out dv);
+                // The saved q, k, v, a of this layer are overwritten (dead after this call; lse and h_mid are kept).
+                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.BackHeadQuery), ctx.Temp(plan.BackHeadKey), ctx.Temp(plan.BackHeadValue),
+                    plan.HeadDKey.Length > 0 ? ctx.Temp(plan.HeadDKey) : null, plan.HeadDValue.Length > 0 ? ctx.Temp(plan.HeadDValue) : null, ctx.Temp(plan.HeadExchange),
+                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, out dq, out dk, out dv);
             }
         }
         else
