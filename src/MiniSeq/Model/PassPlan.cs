@@ -430,9 +430,11 @@ public sealed class PassPlan
     public ArenaSlot ChunkMid { get; private set; }
 #pragma warning restore CS1591
 
-    /// <summary>Rows of the RoPE cos/sin table: every position of the sequence, or one chunk's rows when layers are
-    /// sequence-chunked (the table is refilled per chunk, see <see cref="RopeTable.FillRows"/>).</summary>
-    public int RopeRows => SequenceChunkRows > 0 ? SequenceChunkRows : Positions.Offset + SeqLen;
+    /// <summary>Rows of the RoPE cos/sin table: the pass's own positions [Offset, Offset + SeqLen), filled from
+    /// <see cref="TokenPositions.Offset"/> (so a Ulysses rank holds its N/P positions, not every position before its
+    /// shard; RoPE then runs at offset 0), or one chunk's rows when layers are sequence-chunked (the table is refilled
+    /// per chunk). See <see cref="RopeTable.FillRows"/>.</summary>
+    public int RopeRows => SequenceChunkRows > 0 ? SequenceChunkRows : SeqLen;
 
     /// <summary>Positions per chunk of sequence-chunked layers (0 when the policy does not chunk layers).</summary>
     public int SequenceChunkRows { get; private set; }
