@@ -264,7 +264,8 @@ public sealed unsafe class Trainer : IDisposable
             throw new TrainingDivergedException(FormattableString.Invariant(
                 $"Step {step}: the update (learning rate {lr:G3}) left tensor {bad} — training diverged and the weights are unusable, so they were not saved. Lower --lr or enable --grad-clip."));
         }
-        return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen * Options.DataParallelRanks, scored, Stopwatch.GetElapsedTime(start));
+        long tokens = ((long)batch.BatchSize * batch.SeqLen * Options.DataParallelRanks) - ((long)batch.BatchSize * batch.PaddedPositions);
+        return new StepResult(step, loss, norm, lr, tokens, scored, Stopwatch.GetElapsedTime(start));
     }
 
     /// <summary>

@@ -1,7 +1,8 @@
 // Ulysses sequence parallel without MPI: ranks as threads of one process (InProcessGroup). P ranks each holding N/P
 // positions of every row give the losses, gradients and weights of one process with whole rows (relative 1e-5), with
 // MsT + checkpointing, RoPE at global positions, GQA with split kv heads and MQA with replicated ones; refusals are one
-// line; per-rank activation memory is at most 0.55× one process's at 2 ranks (2,048 and 131,072 tokens), Ulysses adding
+// line; a length P does not divide is padded at the end of the last shard and gives one process's results on the
+// unpadded rows; per-rank activation memory is at most 0.55× one process's at 2 ranks (2,048 and 131,072 tokens), Ulysses adding
 // only its exchange buffer to the scratch of one process at the local length.
 using MiniSeq.Distributed;
 using MiniSeq.IO;
@@ -66,6 +67,11 @@ public class SequenceParallelTests
     [InlineData("window", 2, 1, true, 48)] // sliding window across the shard boundary
     [InlineData("gqa", 2, 2, false, 2560)] // all-to-alls in chunks of ExchangeRows local positions, 2 rows
     [InlineData("mqa", 4, 1, true, 4608)]  // 1,152 positions per rank over 4 ranks, replicated
+    [InlineData("tiny", 2, 1, true, 47)]   // N % P ≠ 0: the last shard padded by 1 (one process runs the 47 unpadded)
+    [InlineData("gqa", 2, 2, false, 47)]   // padded, 2 rows, without checkpointing
+    [InlineData("tiny", 4, 2, false, 45)]  // 4 ranks of 12: padded by 3, replicated kv heads
+    [InlineData("window", 2, 1, true, 47)] // padded, sliding window
+    [InlineData("window", 2, 1, true, 43)]
     public void Ranks_MsTAndCheckpointing_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int rows, bool checkpoint, int seqLen)
     {
         const int Steps = 2;
@@ -111,11 +117,36 @@ public class SequenceParallelTests
     }
 
     [Fact]
+    public void SequenceShardSource_UnevenLength_LastShardPaddedWithIgnoredLabels()
+    {
+        TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(ModelPresets.Tiny, 2, 7, 3);
+        var ids = new List<int>[2] { [], [] };
+        var labels = new List<int>[2] { [], [] };
+        for (int rank = 0; rank < 3; rank++)
+        {
+            TokenBatch shard = SequenceShardSource.Take(batch, rank, 3);
+            Assert.Equal((2, 3, 2), (shard.BatchSize, shard.SeqLen, shard.PaddedPositions));
+            for (int b = 0; b < 2; b++)
+            {
+                ids[b].AddRange(shard.InputIds.AsSpan(b * 3, 3).ToArray());
+                labels[b].AddRange(shard.Labels.AsSpan(b * 3, 3).ToArray());
+            }
+        }
+
+        for (int b = 0; b < 2; b++)
+        {
+            Assert.Equal([.. batch.InputIds.AsSpan(b * 7, 7).ToArray(), 0, 0], ids[b]);
+            Assert.Equal([.. batch.Labels.AsSpan(b * 7, 7).ToArray(), TokenBatch.IgnoreIndex, TokenBatch.IgnoreIndex], labels[b]);
+        }
+
+        Assert.Equal(0, SequenceShardSource.Take(MiniSequenceEquivalenceTests.RandomBatch(ModelPresets.Tiny, 1, 6, 3), 1, 3).PaddedPositions);
+    }
+
+    [Fact]
     public void Refusals_OneLineEach()
     {
         AssertOneLine(Assert.Throws<ArgumentException>(() => UlyssesHeads.For(ModelPresets.Tiny, 3)), "query heads to divide by 3");
         AssertOneLine(Assert.Throws<ArgumentException>(() => UlyssesHeads.For(ModelPresets.Tiny with { NumAttentionHeads = 12, NumKeyValueHeads = 4, HiddenSize = 96 }, 6)), "neither holds");
-        AssertOneLine(Assert.Throws<ArgumentException>(() => SequenceShardSource.CheckDivisible(47, 2)), "divides by 2");
         TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(ModelPresets.Tiny, 1, 8, 3);
         var packed = new TokenBatch(1, 8, batch.InputIds, batch.Labels, [0, 0, 0, 1, 1, 1, 1, 1]);
         AssertOneLine(Assert.Throws<ArgumentException>(() => SequenceShardSource.Take(packed, 0, 2)), "packed documents");
