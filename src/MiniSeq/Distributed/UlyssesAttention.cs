@@ -9,6 +9,7 @@
 // reach several ranks, so their gradients come back from several: ToSequence accumulates.
 using MiniSeq.Kernels;
 using MiniSeq.Model;
+using MiniSeq.Tensors;
 
 namespace MiniSeq.Distributed;
 
@@ -40,7 +41,7 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
         ToHeads(k, config.NumKeyValueHeads, kv: true, kh, exchange);
         ToHeads(v, config.NumKeyValueHeads, kv: true, vh, exchange);
         FlashAttention.Forward(qh, kh, vh, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, oh, lse, config.SlidingWindow ?? 0, null);
-        new Span<float>(attn, batchSize * seqLen * config.QueryDim).Clear();
+        new TensorView(attn, (long)batchSize * seqLen * config.QueryDim).Clear();
         ToSequence(oh, config.NumAttentionHeads, kv: false, attn, exchange);
     }
 
@@ -74,17 +75,17 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
         float* dQh = dAttn; // same size; dAttn is dead (sent to dOh)
         dKh = dKh == null ? k : dKh; // k, v are dead (sent to kh, vh)
         dVh = dVh == null ? v : dVh;
-        new Span<float>(dQh, checked((int)qFloats)).Clear();
-        new Span<float>(dKh, checked((int)kvFloats)).Clear();
-        new Span<float>(dVh, checked((int)kvFloats)).Clear();
+        new TensorView(dQh, qFloats).Clear();
+        new TensorView(dKh, kvFloats).Clear();
+        new TensorView(dVh, kvFloats).Clear();
         FlashAttention.Backward(dOh, qh, kh, vh, oh, lse, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, dQh, dKh, dVh, config.SlidingWindow ?? 0, null, partials);
 
         dq = qh;
         dk = kh;
         dv = vh;
-        new Span<float>(dq, checked((int)(n * config.QueryDim))).Clear();
-        new Span<float>(dk, checked((int)(n * config.KeyValueDim))).Clear();
-        new Span<float>(dv, checked((int)(n * config.KeyValueDim))).Clear();
+        new TensorView(dq, n * config.QueryDim).Clear();
+        new TensorView(dk, n * config.KeyValueDim).Clear();
+        new TensorView(dv, n * config.KeyValueDim).Clear();
         ToSequence(dQh, h, kv: false, dq, exchange);
         ToSequence(dKh, kvh, kv: true, dk, exchange);
         ToSequence(dVh, kvh, kv: true, dv, exchange);
