@@ -77,7 +77,7 @@ internal static class TrainCommand
     private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none); a cosine schedule then ends at the last step that fits" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file (a new file, or an existing metrics file)" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
-    private static readonly Option<int?> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses sequence parallel over P MPI ranks (P = mpirun -np): each rank holds seq-len/P positions of every row; attention heads are exchanged by all-to-all" };
+    private static readonly Option<int?> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses sequence parallel over P MPI ranks (P = mpirun -np): each rank holds ⌈seq-len/P⌉ positions of every row (the last shard padded at its end); attention heads are exchanged by all-to-all" };
     private static readonly Option<bool> Distributed = new("--distributed") { Description = "Data parallel over MPI (Open MPI) ranks: implied when started by mpirun (mpirun -np P dotnet miniseq.dll train …); each rank takes batch/P rows, --threads per rank" };
 
     private static readonly Option<int> Zero = new("--zero") { DefaultValueFactory = _ => 0, Description = "With data parallel: 0 = every rank holds the whole optimizer state | 1 = ZeRO-1, each rank holds and updates 1/P of it (gradients reduce-scattered, weights all-gathered; adamw, sgd, lion); a no-op in one process" };
@@ -662,9 +662,10 @@ internal static class TrainCommand
         if (trainer.Plan.SequenceParallel is { } heads)
         {
             long floats = trainer.Gradients.Length;
+            int padding = (trainer.SeqLen * world.Size) - batch.SeqLen;
             long perLayer = heads.FloatsPerLayer(c, (long)trainer.MicroBatchRows * trainer.SeqLen * world.Size, backward: true);
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
-                $"Ulysses sequence parallel over {world.Size} ranks ({world.Implementation}): {trainer.SeqLen} of the {trainer.SeqLen * world.Size} positions of every row per rank (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")));
+                $"Ulysses sequence parallel over {world.Size} ranks ({world.Implementation}): {trainer.SeqLen} of the {batch.SeqLen} positions of every row per rank{(padding > 0 ? $" (the last shard padded by {padding} ignored positions at its end)" : "")} (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")));
         }
         else if (world.Size > 1)
         {

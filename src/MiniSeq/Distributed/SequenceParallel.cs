@@ -6,8 +6,11 @@
 // it. Weight gradients are partial sums over each rank's tokens, so the data-parallel reductions (scored count, loss,
 // gradient all-reduce) make every rank's update that of one process. Labels are already aligned per position in
 // MiniSeq (no shift inside the model), so a shard's labels are its positions' labels and nothing is lost at shard
-// boundaries. Deliberately not yet: N % P ≠ 0, packed documents, sequence-chunked layers, data parallel × sequence
-// parallel in one run.
+// boundaries. A sequence that P does not divide is padded at its end to P·⌈N/P⌉ positions (the last shard's tail):
+// the padding has ignored labels and sits after every real position, so under the causal mask no real query sees it,
+// its zero loss gradient reaches nothing real, and the step equals one process's on the unpadded rows (StepResult's
+// token count leaves the padding out, TokenBatch.PaddedPositions). Deliberately not yet: packed documents,
+// sequence-chunked layers, data parallel × sequence parallel in one run.
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Training;
@@ -121,19 +124,21 @@ public static class SequenceParallel
     }
 }
 
-/// <summary>Positions [rank·T, (rank+1)·T) of every row of each batch of a global source (T = N/P).</summary>
+/// <summary>
+/// Positions [rank·T, (rank+1)·T) of every row of each batch of a global source, T = ⌈N/P⌉; positions at or past N
+/// (the end of the last shard when P does not divide N) are padding: token 0, label ignored.
+/// </summary>
 public sealed class SequenceShardSource : IBatchSource
 {
     private TokenBatch? _shard;
 
-    /// <summary>Wraps <paramref name="global"/>; its sequence length must be a multiple of <paramref name="ranks"/>.</summary>
+    /// <summary>Wraps <paramref name="global"/>.</summary>
     public SequenceShardSource(IBatchSource global, int rank, int ranks)
     {
         Global = global ?? throw new ArgumentNullException(nameof(global));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ranks);
         ArgumentOutOfRangeException.ThrowIfNegative(rank);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(rank, ranks);
-        CheckDivisible(global.SeqLen, ranks);
         Rank = rank;
         Ranks = ranks;
     }
@@ -151,7 +156,10 @@ public sealed class SequenceShardSource : IBatchSource
     public int BatchSize => Global.BatchSize;
 
     /// <inheritdoc/>
-    public int SeqLen => Global.SeqLen / Ranks;
+    public int SeqLen => ShardLength(Global.SeqLen, Ranks);
+
+    /// <summary>Padding positions at the end of every row (P·T − N, fewer than P).</summary>
+    public int PaddedPositions => (SeqLen * Ranks) - Global.SeqLen;
 
     /// <inheritdoc/>
     public long Cursor => Global.Cursor;
@@ -159,13 +167,12 @@ public sealed class SequenceShardSource : IBatchSource
     /// <inheritdoc/>
     public ulong? RngState => Global.RngState;
 
-    /// <summary>Throws the one-line error of a sequence of <paramref name="seqLen"/> tokens that <paramref name="ranks"/> cannot share evenly.</summary>
-    public static void CheckDivisible(int seqLen, int ranks)
+    /// <summary>Positions per shard of a sequence of <paramref name="seqLen"/> tokens over <paramref name="ranks"/> ranks: ⌈N/P⌉.</summary>
+    public static int ShardLength(int seqLen, int ranks)
     {
-        if (seqLen % ranks != 0)
-        {
-            throw new ArgumentException($"--sequence-parallel {ranks} needs a sequence length that divides by {ranks} (uneven shards are not supported yet), but it is {seqLen}: change --seq-len or the number of ranks.");
-        }
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(seqLen);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ranks);
+        return (int)(((long)seqLen + ranks - 1) / ranks);
     }
 
     /// <inheritdoc/>
@@ -174,11 +181,13 @@ public sealed class SequenceShardSource : IBatchSource
     /// <inheritdoc/>
     public void Restore(long cursor, ulong? rngState) => Global.Restore(cursor, rngState);
 
-    /// <summary>Positions [rank·T, (rank+1)·T) of every row of <paramref name="batch"/> (packed documents refused).</summary>
+    /// <summary>
+    /// Positions [rank·T, (rank+1)·T) of every row of <paramref name="batch"/>, T = ⌈N/P⌉, padded past N (packed
+    /// documents refused); <see cref="TokenBatch.PaddedPositions"/> = P·T − N on every rank.
+    /// </summary>
     public static TokenBatch Take(TokenBatch batch, int rank, int ranks, TokenBatch? reuse = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        CheckDivisible(batch.SeqLen, ranks);
         if (batch.DocumentIds is not null)
         {
             throw new ArgumentException("--sequence-parallel does not support packed documents (document masking across shards) yet: train on unpacked rows.");
@@ -189,13 +198,18 @@ public sealed class SequenceShardSource : IBatchSource
             return batch;
         }
 
-        int rows = batch.BatchSize, t = batch.SeqLen / ranks;
-        TokenBatch shard = reuse is not null && reuse.BatchSize == rows && reuse.SeqLen == t ? reuse : new TokenBatch(rows, t, new int[rows * t], new int[rows * t]);
+        int rows = batch.BatchSize, n = batch.SeqLen, t = ShardLength(n, ranks), padded = (t * ranks) - n;
+        TokenBatch shard = reuse is not null && reuse.BatchSize == rows && reuse.SeqLen == t && reuse.PaddedPositions == padded
+            ? reuse
+            : new TokenBatch(rows, t, new int[rows * t], new int[rows * t]) { PaddedPositions = padded };
+        int first = rank * t, real = Math.Clamp(n - first, 0, t); // positions of this shard before the padding
         for (int b = 0; b < rows; b++)
         {
-            int from = (b * batch.SeqLen) + (rank * t), to = b * t;
-            batch.InputIds.AsSpan(from, t).CopyTo(shard.InputIds.AsSpan(to, t));
-            batch.Labels.AsSpan(from, t).CopyTo(shard.Labels.AsSpan(to, t));
+            int from = (b * n) + first, to = b * t;
+            batch.InputIds.AsSpan(from, real).CopyTo(shard.InputIds.AsSpan(to, real));
+            batch.Labels.AsSpan(from, real).CopyTo(shard.Labels.AsSpan(to, real));
+            shard.InputIds.AsSpan(to + real, t - real).Clear();
+            shard.Labels.AsSpan(to + real, t - real).Fill(TokenBatch.IgnoreIndex);
         }
 
         return shard;

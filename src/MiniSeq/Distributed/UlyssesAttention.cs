@@ -1,21 +1,38 @@
 // The two all-to-alls of Ulysses attention and the flash-attention calls between them. Layouts (B rows, T local
 // positions per rank, P ranks, W = heads·D): a sequence shard is (B·T, W) row-major, all heads of this rank's tokens;
-// a head shard is (B·P·T, w) with w = this rank's heads·D, the whole sequence of each row in order. One all-to-all per
-// row b: ToHeads packs the shard's columns of rank j's heads in block j of a (P·T, w_j) buffer and receives rank i's
-// tokens straight into rows i·T … of row b of the head shard; ToSequence sends row b of the head shard as is (block j
-// = rank j's tokens) and unpacks what it receives into the columns of the sender's heads. Replicated kv heads reach
-// several ranks, so their gradients come back from several: ToSequence accumulates.
+// a head shard is (B·P·T, w) with w = this rank's heads·D, the whole sequence of each row in order. The all-to-alls go
+// per row b and per chunk of at most ExchangeRows local positions [i0, i0 + c): ToHeads packs the shard's columns of
+// rank j's heads in block j of a (P·c, w) send buffer and copies block i of what it receives (rank i's positions
+// i0 … i0 + c) to rows i·T + i0 … of row b of the head shard; ToSequence packs rows j·T + i0 … of the head shard
+// (rank j's positions) in block j and adds block i of what it receives into the columns of rank i's heads. The
+// exchange buffer is therefore 2·P·c·w floats (one chunk's send and receive), not a whole shard. Replicated kv heads
+// reach several ranks, so their gradients come back from several: ToSequence accumulates.
 using MiniSeq.Kernels;
 using MiniSeq.Model;
+using MiniSeq.Tensors;
 
 namespace MiniSeq.Distributed;
 
 /// <summary>Ulysses attention of one pass over a communicator (see the file comment).</summary>
 internal sealed unsafe class UlyssesAttention(ICommunicator communicator, UlyssesHeads heads, int batchSize, int seqLen, int headDim)
 {
+    /// <summary>Local positions per all-to-all (one chunk of the exchange buffer).</summary>
+    public const int ExchangeRows = 1024;
+
     public ICommunicator Communicator { get; } = communicator;
 
     private int P => heads.Ranks;
+
+    /// <summary>
+    /// Floats of the exchange buffer for <paramref name="seqLen"/> local positions: one chunk's send and receive
+    /// blocks, 2 · min(T, <see cref="ExchangeRows"/>) · max(H·D, P·KvH_local·D).
+    /// </summary>
+    public static long ExchangeFloats(UlyssesHeads heads, LlamaConfig config, int seqLen)
+    {
+        ArgumentNullException.ThrowIfNull(heads);
+        ArgumentNullException.ThrowIfNull(config);
+        return 2L * Math.Min(seqLen, ExchangeRows) * Math.Max(config.QueryDim, heads.Ranks * heads.LocalKvHeads * config.HeadDim);
+    }
 
     /// <summary>a = flash_attention(q, k, v) for the local tokens' q, k, v (N, ·), through head shards in scratch.</summary>
     public void Forward(float* q, float* k, float* v, LlamaConfig config, float* qh, float* kh, float* vh, float* oh, float* exchange, float* lse, float* attn)
@@ -24,37 +41,51 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
         ToHeads(k, config.NumKeyValueHeads, kv: true, kh, exchange);
         ToHeads(v, config.NumKeyValueHeads, kv: true, vh, exchange);
         FlashAttention.Forward(qh, kh, vh, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, oh, lse, config.SlidingWindow ?? 0, null);
-        new Span<float>(attn, batchSize * seqLen * config.QueryDim).Clear();
+        new TensorView(attn, (long)batchSize * seqLen * config.QueryDim).Clear();
         ToSequence(oh, config.NumAttentionHeads, kv: false, attn, exchange);
     }
 
     /// <summary>
-    /// Backward of <see cref="Forward"/>: writes dq, dk, dv of the local tokens (N, ·), which alias qh, kh, vh (dead
-    /// by then); dqh aliases dAttn (read first).
+    /// Backward of <see cref="Forward"/>: writes dq, dk, dv of the local tokens (N, ·) into qh, kh, vh. Besides qh, kh,
+    /// vh (scratch) it needs no head-layout buffer of its own: the saved local q, k, v, a of the layer are dead once
+    /// sent to heads and are overwritten (the workspace is used by one backward: recomputed per layer with
+    /// checkpointing, one per layer without; lse is kept): the heads' output goes to q's buffer (B·T·H·D = B·P·T·H/P·D
+    /// floats), dOutput to a's, and, when kv heads are split (B·P·T·KvH/P·D = B·T·KvH·D), dk and dv to k's and v's.
+    /// Replicated kv heads are larger than the local k, v: then <paramref name="dKh"/>, <paramref name="dVh"/> are
+    /// scratch (null otherwise). dqh aliases dAttn (read first).
     /// </summary>
-    public void Backward(float* dAttn, float* q, float* k, float* v, float* attn, float* lse, LlamaConfig config, float* qh, float* kh, float* vh, float* oh, float* dOh, float* dKh, float* dVh, float* exchange, float* partials,
+    public void Backward(float* dAttn, float* q, float* k, float* v, float* attn, float* lse, LlamaConfig config, float* qh, float* kh, float* vh, float* dKh, float* dVh, float* exchange, float* partials,
         out float* dq, out float* dk, out float* dv)
     {
         int h = config.NumAttentionHeads, kvh = config.NumKeyValueHeads;
-        long full = (long)batchSize * seqLen * P;
+        long full = (long)batchSize * seqLen * P, n = (long)batchSize * seqLen;
+        long qFloats = full * heads.LocalHeads * headDim, kvFloats = full * heads.LocalKvHeads * headDim;
+        if (qFloats != n * config.QueryDim || ((dKh == null || dVh == null) && kvFloats != n * config.KeyValueDim))
+        {
+            throw new InvalidOperationException("Ulysses backward: a head-layout buffer does not fit the local buffer it reuses.");
+        }
+
         ToHeads(q, h, kv: false, qh, exchange);
         ToHeads(k, kvh, kv: true, kh, exchange);
         ToHeads(v, kvh, kv: true, vh, exchange);
+        float* oh = q; // q is dead (sent to qh)
         ToHeads(attn, h, kv: false, oh, exchange);
+        float* dOh = attn; // a is dead (sent to oh)
         ToHeads(dAttn, h, kv: false, dOh, exchange);
-        float* dQh = dAttn; // same size (B·N·H·D/P); dAttn is dead now
-        new Span<float>(dQh, (int)(full * heads.LocalHeads * headDim)).Clear();
-        new Span<float>(dKh, (int)(full * heads.LocalKvHeads * headDim)).Clear();
-        new Span<float>(dVh, (int)(full * heads.LocalKvHeads * headDim)).Clear();
+        float* dQh = dAttn; // same size; dAttn is dead (sent to dOh)
+        dKh = dKh == null ? k : dKh; // k, v are dead (sent to kh, vh)
+        dVh = dVh == null ? v : dVh;
+        new TensorView(dQh, qFloats).Clear();
+        new TensorView(dKh, kvFloats).Clear();
+        new TensorView(dVh, kvFloats).Clear();
         FlashAttention.Backward(dOh, qh, kh, vh, oh, lse, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, dQh, dKh, dVh, config.SlidingWindow ?? 0, null, partials);
 
         dq = qh;
         dk = kh;
         dv = vh;
-        long n = (long)batchSize * seqLen;
-        new Span<float>(dq, (int)(n * config.QueryDim)).Clear();
-        new Span<float>(dk, (int)(n * config.KeyValueDim)).Clear();
-        new Span<float>(dv, (int)(n * config.KeyValueDim)).Clear();
+        new TensorView(dq, n * config.QueryDim).Clear();
+        new TensorView(dk, n * config.KeyValueDim).Clear();
+        new TensorView(dv, n * config.KeyValueDim).Clear();
         ToSequence(dQh, h, kv: false, dq, exchange);
         ToSequence(dKh, kvh, kv: true, dk, exchange);
         ToSequence(dVh, kvh, kv: true, dv, exchange);
@@ -67,38 +98,55 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
     /// <summary>(B·T, totalHeads·D) sequence shard → (B·P·T, local heads·D) head shard.</summary>
     private void ToHeads(float* shard, int totalHeads, bool kv, float* headShard, float* exchange)
     {
-        int t = seqLen, width = totalHeads * headDim, w = Count(kv) * headDim;
-        int block = t * w;
+        int t = seqLen, width = totalHeads * headDim, w = Count(kv) * headDim, chunk = Math.Min(t, ExchangeRows);
+        float* send = exchange, receive = exchange + ((long)P * chunk * w);
         for (int b = 0; b < batchSize; b++)
         {
-            for (int j = 0; j < P; j++)
+            for (int i0 = 0; i0 < t; i0 += chunk)
             {
-                int column = Start(j, kv) * headDim;
-                for (int i = 0; i < t; i++)
+                int rows = Math.Min(chunk, t - i0), block = rows * w;
+                for (int j = 0; j < P; j++)
                 {
-                    new ReadOnlySpan<float>(shard + ((((long)b * t) + i) * width) + column, w).CopyTo(new Span<float>(exchange + ((long)j * block) + ((long)i * w), w));
+                    int column = Start(j, kv) * headDim;
+                    for (int i = 0; i < rows; i++)
+                    {
+                        new ReadOnlySpan<float>(shard + ((((long)b * t) + i0 + i) * width) + column, w).CopyTo(new Span<float>(send + ((long)j * block) + ((long)i * w), w));
+                    }
+                }
+
+                Communicator.AllToAll(new ReadOnlySpan<float>(send, P * block), new Span<float>(receive, P * block));
+                for (int i = 0; i < P; i++)
+                {
+                    new ReadOnlySpan<float>(receive + ((long)i * block), block).CopyTo(new Span<float>(headShard + ((((long)b * P * t) + ((long)i * t) + i0) * w), block));
                 }
             }
-
-            Communicator.AllToAll(new ReadOnlySpan<float>(exchange, P * block), new Span<float>(headShard + ((long)b * P * block), P * block));
         }
     }
 
     /// <summary>(B·P·T, local heads·D) head shard → accumulated into the (B·T, totalHeads·D) sequence shard.</summary>
     private void ToSequence(float* headShard, int totalHeads, bool kv, float* shard, float* exchange)
     {
-        int t = seqLen, width = totalHeads * headDim, w = Count(kv) * headDim;
-        int block = t * w;
+        int t = seqLen, width = totalHeads * headDim, w = Count(kv) * headDim, chunk = Math.Min(t, ExchangeRows);
+        float* send = exchange, receive = exchange + ((long)P * chunk * w);
         for (int b = 0; b < batchSize; b++)
         {
-            Communicator.AllToAll(new ReadOnlySpan<float>(headShard + ((long)b * P * block), P * block), new Span<float>(exchange, P * block));
-            for (int j = 0; j < P; j++)
+            for (int i0 = 0; i0 < t; i0 += chunk)
             {
-                int column = Start(j, kv) * headDim;
-                for (int i = 0; i < t; i++)
+                int rows = Math.Min(chunk, t - i0), block = rows * w;
+                for (int j = 0; j < P; j++)
                 {
-                    float* to = shard + ((((long)b * t) + i) * width) + column;
-                    VectorOps.Add(exchange + ((long)j * block) + ((long)i * w), to, w, to);
+                    new ReadOnlySpan<float>(headShard + ((((long)b * P * t) + ((long)j * t) + i0) * w), block).CopyTo(new Span<float>(send + ((long)j * block), block));
+                }
+
+                Communicator.AllToAll(new ReadOnlySpan<float>(send, P * block), new Span<float>(receive, P * block));
+                for (int j = 0; j < P; j++)
+                {
+                    int column = Start(j, kv) * headDim;
+                    for (int i = 0; i < rows; i++)
+                    {
+                        float* to = shard + ((((long)b * t) + i0 + i) * width) + column;
+                        VectorOps.Add(receive + ((long)j * block) + ((long)i * w), to, w, to);
+                    }
                 }
             }
         }

@@ -70,6 +70,12 @@ public sealed class TokenBatch
     /// <summary>B·T.</summary>
     public int TokenCount => InputIds.Length;
 
+    /// <summary>
+    /// Ulysses shards of a row that the ranks do not divide: padding positions per row of the whole padded sequence
+    /// (on every rank's shard, wherever the padding sits), left out of a step's token count. 0 otherwise.
+    /// </summary>
+    public int PaddedPositions { get; init; }
+
     /// <summary>A batch whose labels are <paramref name="inputIds"/> shifted left by one per row, with
     /// <see cref="IgnoreIndex"/> at the end of each row (next-token prediction).</summary>
     public static TokenBatch FromInputIds(int batchSize, int seqLen, int[] inputIds, int[]? documentIds = null)

@@ -53,6 +53,10 @@ public sealed unsafe class LlamaPass : IDisposable
         _scratch = new Arena(plan.Scratch, model.Ledger);
         _computeWeights = new Arena(plan.ComputeWeights, model.Ledger);
         _rope = new RopeTable(model.Config.HeadDim, model.Config.RopeTheta, plan.RopeRows, model.Ledger, model.Config.RopeScaling);
+        if (plan.SequenceChunkRows == 0 && plan.Positions.Offset > 0)
+        {
+            _rope.FillRows(plan.Positions.Offset, plan.SeqLen, null); // row t = position Offset + t (PassPlan.RopeRows)
+        }
         if ((plan.SequenceParallel?.Ranks ?? 1) != (sequenceParallel?.Size ?? 1))
         {
             throw new ArgumentException($"The plan is for {plan.SequenceParallel?.Ranks ?? 1} sequence-parallel ranks; the communicator has {sequenceParallel?.Size ?? 1}.", nameof(sequenceParallel));

@@ -13,6 +13,11 @@
 //   backward splits the query blocks of an odd number of (batch, kv head) pairs) }.
 //   Qwen3 adds the per-head q/k norm's rstd to the forward layer and (q or k) before the norm, its rstd and its
 //   gradient, per projection chunk, to the attention backward.
+//   Ulysses (sequence parallel over P ranks) adds one chunk's all-to-all exchange buffer before the union, a phase
+//   of its own for the attention forward's head-layout q, k, v, output (B·P·T rows, H/P and KvH_local heads), and
+//   head-layout q, k, v (later the local dq, dk, dv) in place of dq, dk, dv in the attention backward; the backward's
+//   head-layout output, dOutput, dk, dv reuse the workspace's dead q, a, k, v (dk, dv in scratch only when kv heads
+//   are replicated, P > KvH).
 // Sequence-chunked layers (policy SequenceChunk = S) plan differently, see PlanChunked: the residual stream, K and V,
 // dK and dV for the whole sequence; every other tensor for S positions of one sequence; layer inputs in a store.
 // Precision bf16 (mixed precision) adds the ComputeWeights arena (a bf16 copy of every projection weight and of the LM
@@ -46,7 +51,8 @@ public sealed class PassPlan
     /// <see cref="LoraRows"/> (and, with dropout, a block of dropped inputs <see cref="LoraDropoutBlock"/>).</remarks>
     /// <remarks><paramref name="sequenceParallel"/> (Ulysses, P ranks): <paramref name="seqLen"/> is this rank's shard
     /// of a sequence of P·seqLen tokens (<paramref name="positions"/> gives its offset); attention runs over the whole
-    /// sequence for H/P query heads in head-major scratch buffers (<see cref="HeadQuery"/> …).</remarks>
+    /// sequence for H/P query heads in head-major scratch buffers (<see cref="HeadQuery"/> … forward,
+    /// <see cref="BackHeadQuery"/> … backward).</remarks>
     /// <remarks><paramref name="precision"/> bf16: mixed precision (see <see cref="Model.Precision"/>); the policy's
     /// checkpointed layer inputs become bf16 when it recomputes (<see cref="Policy"/> says so).</remarks>
     public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, Lora.LoraConfig? lora = null, int sequenceParallel = 1, Precision precision = Precision.Float32)
@@ -142,15 +148,8 @@ public sealed class PassPlan
         DResidual = training ? Scratch.Add("d_residual", n * c) : default;
         if (SequenceParallel is { } sp)
         {
-            // Ulysses: q, k, v and the attention output over the whole sequence (B·P·T rows) for this rank's heads,
-            // alive from the forward all-to-all through the backward attention (then reused for the local dq, dk, dv),
-            // and one row's exchange buffer.
-            long full = n * sp.Ranks;
-            HeadQuery = Scratch.Add("head_q", full * sp.LocalHeads * config.HeadDim);
-            HeadKey = Scratch.Add("head_k", Math.Max(full * sp.LocalKvHeads * config.HeadDim, n * kvd));
-            HeadValue = Scratch.Add("head_v", Math.Max(full * sp.LocalKvHeads * config.HeadDim, n * kvd));
-            HeadAttnOut = Scratch.Add("head_attn_out", full * sp.LocalHeads * config.HeadDim);
-            HeadExchange = Scratch.Add("head_exchange", (long)seqLen * Math.Max(hd, sp.Ranks * sp.LocalKvHeads * config.HeadDim));
+            // Ulysses: the all-to-alls' send and receive blocks of one chunk of local positions.
+            HeadExchange = Scratch.Add("head_exchange", Distributed.UlyssesAttention.ExchangeFloats(sp, config, seqLen));
         }
 
         long phaseBase = Scratch.Cursor;
@@ -161,6 +160,18 @@ public sealed class PassPlan
         ProjRstd = Scratch.Add("proj_rstd", pr);
         ProjQkRstd = config.QkNorm ? Scratch.Add("proj_qk_rstd", pr * heads) : default;
         AddMlpChunkSlots(mr, gateAndUp: !mlpSaved);
+        if (SequenceParallel is { } forward)
+        {
+            // Ulysses attention forward: q, k, v and the output over the whole sequence (B·P·T rows) for this rank's
+            // heads, alive only inside the attention call (after the projection chunks, before the MLP): a phase of
+            // its own, sharing memory with the norm + projection and MLP chunks above.
+            Scratch.Rewind(phaseBase);
+            long full = n * forward.Ranks, headFloats = full * forward.LocalHeads * config.HeadDim, kvFloats = full * forward.LocalKvHeads * config.HeadDim;
+            HeadQuery = Scratch.Add("head_q", headFloats);
+            HeadKey = Scratch.Add("head_k", kvFloats);
+            HeadValue = Scratch.Add("head_v", kvFloats);
+            HeadAttnOut = Scratch.Add("head_attn_out", headFloats);
+        }
 
         // LM head chunk.
         Scratch.Rewind(phaseBase);
@@ -174,11 +185,20 @@ public sealed class PassPlan
             long partials;
             if (SequenceParallel is { } ulysses)
             {
-                // dq, dk, dv of the local rows reuse head_q, head_k, head_v; d_attn_out becomes the heads' dq.
-                long full = n * ulysses.Ranks;
-                HeadDAttnOut = Scratch.Add("head_d_attn_out", full * ulysses.LocalHeads * config.HeadDim);
-                HeadDKey = Scratch.Add("head_d_k", full * ulysses.LocalKvHeads * config.HeadDim);
-                HeadDValue = Scratch.Add("head_d_v", full * ulysses.LocalKvHeads * config.HeadDim);
+                // q, k, v over the whole sequence for this rank's heads, later the local dq, dk, dv (the same sizes as
+                // one process's dq, dk, dv when kv heads are split). The heads' output, dOutput, dk and dv reuse the
+                // local q, a, k and v of the workspace (see UlyssesAttention.Backward), and the heads' dq reuses
+                // d_attn_out; only replicated kv heads (larger than the local k, v) need dk and dv buffers here.
+                long full = n * ulysses.Ranks, kvFloats = full * ulysses.LocalKvHeads * config.HeadDim;
+                BackHeadQuery = Scratch.Add("back_head_q", full * ulysses.LocalHeads * config.HeadDim);
+                BackHeadKey = Scratch.Add("back_head_k", Math.Max(kvFloats, n * kvd));
+                BackHeadValue = Scratch.Add("back_head_v", Math.Max(kvFloats, n * kvd));
+                if (kvFloats != n * kvd)
+                {
+                    HeadDKey = Scratch.Add("head_d_k", kvFloats);
+                    HeadDValue = Scratch.Add("head_d_v", kvFloats);
+                }
+
                 partials = FlashAttention.BackwardWorkspaceFloats(batchSize, seqLen * ulysses.Ranks, ulysses.LocalKvHeads, config.HeadDim);
             }
             else
@@ -419,28 +439,34 @@ public sealed class PassPlan
     /// <summary>Ulysses sequence parallel over P ranks (heads per rank), or null: the whole sequence is local.</summary>
     public Distributed.UlyssesHeads? SequenceParallel { get; }
 
-    /// <summary>Ulysses: q (B·P·T, H/P·D), head-major over the whole sequence; later the local dq (N, H·D).</summary>
+    /// <summary>Ulysses forward: q (B·P·T, H/P·D), head-major over the whole sequence (attention forward only).</summary>
     public ArenaSlot HeadQuery { get; private set; }
 
-    /// <summary>Ulysses: k (B·P·T, KvH_local·D) over the whole sequence; later the local dk (N, KvH·D).</summary>
+    /// <summary>Ulysses forward: k (B·P·T, KvH_local·D) over the whole sequence.</summary>
     public ArenaSlot HeadKey { get; private set; }
 
-    /// <summary>Ulysses: v (B·P·T, KvH_local·D) over the whole sequence; later the local dv (N, KvH·D).</summary>
+    /// <summary>Ulysses forward: v (B·P·T, KvH_local·D) over the whole sequence.</summary>
     public ArenaSlot HeadValue { get; private set; }
 
-    /// <summary>Ulysses: attention output (B·P·T, H/P·D) over the whole sequence.</summary>
+    /// <summary>Ulysses forward: attention output (B·P·T, H/P·D) over the whole sequence.</summary>
     public ArenaSlot HeadAttnOut { get; private set; }
 
-    /// <summary>Ulysses: one row's all-to-all buffer (T, max(H·D, P·KvH_local·D)).</summary>
+    /// <summary>Ulysses: one chunk's all-to-all send and receive blocks (see UlyssesAttention.ExchangeFloats).</summary>
     public ArenaSlot HeadExchange { get; private set; }
 
-    /// <summary>Ulysses: dL/d(attention output) (B·P·T, H/P·D) over the whole sequence.</summary>
-    public ArenaSlot HeadDAttnOut { get; private set; }
+    /// <summary>Ulysses backward: q (B·P·T, H/P·D) over the whole sequence; later the local dq (N, H·D).</summary>
+    public ArenaSlot BackHeadQuery { get; private set; }
 
-    /// <summary>Ulysses: dk (B·P·T, KvH_local·D) over the whole sequence.</summary>
+    /// <summary>Ulysses backward: k (B·P·T, KvH_local·D) over the whole sequence; later the local dk (N, KvH·D).</summary>
+    public ArenaSlot BackHeadKey { get; private set; }
+
+    /// <summary>Ulysses backward: v (B·P·T, KvH_local·D) over the whole sequence; later the local dv (N, KvH·D).</summary>
+    public ArenaSlot BackHeadValue { get; private set; }
+
+    /// <summary>Ulysses backward, replicated kv heads only: dk (B·P·T, KvH_local·D); split kv heads reuse the local k.</summary>
     public ArenaSlot HeadDKey { get; private set; }
 
-    /// <summary>Ulysses: dv (B·P·T, KvH_local·D) over the whole sequence.</summary>
+    /// <summary>Ulysses backward, replicated kv heads only: dv (B·P·T, KvH_local·D); split kv heads reuse the local v.</summary>
     public ArenaSlot HeadDValue { get; private set; }
     public ArenaSlot DQuery { get; private set; }
     public ArenaSlot DKey { get; private set; }
@@ -466,9 +492,11 @@ public sealed class PassPlan
     public ArenaSlot ChunkMid { get; private set; }
 #pragma warning restore CS1591
 
-    /// <summary>Rows of the RoPE cos/sin table: every position of the sequence, or one chunk's rows when layers are
-    /// sequence-chunked (the table is refilled per chunk, see <see cref="RopeTable.FillRows"/>).</summary>
-    public int RopeRows => SequenceChunkRows > 0 ? SequenceChunkRows : Positions.Offset + SeqLen;
+    /// <summary>Rows of the RoPE cos/sin table: the pass's own positions [Offset, Offset + SeqLen), filled from
+    /// <see cref="TokenPositions.Offset"/> (so a Ulysses rank holds its N/P positions, not every position before its
+    /// shard; RoPE then runs at offset 0), or one chunk's rows when layers are sequence-chunked (the table is refilled
+    /// per chunk). See <see cref="RopeTable.FillRows"/>.</summary>
+    public int RopeRows => SequenceChunkRows > 0 ? SequenceChunkRows : SeqLen;
 
     /// <summary>Positions per chunk of sequence-chunked layers (0 when the policy does not chunk layers).</summary>
     public int SequenceChunkRows { get; private set; }

@@ -192,7 +192,7 @@ public sealed unsafe class Trainer : IDisposable
             // A short last micro-batch would need a differently sized plan; require divisibility instead.
             TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
             _pass.DropoutSeed = DeterministicRandom.Mix(Options.Seed, (ulong)_optimizer.StepCount + 1);
-            _pass.DropoutTokens = DropoutTokensOf(row);
+            _pass.DropoutTokens = DropoutTokensOf(row, batch.PaddedPositions);
             lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All, micro.DocumentIds);
         }
 
@@ -200,10 +200,11 @@ public sealed unsafe class Trainer : IDisposable
     }
 
     // The global tokens of the micro-batch starting at local row `row`: data-parallel rank r holds rows r, r + P, … of
-    // the global batch (RankShardSource), Ulysses rank r positions r·T … of the same rows (SequenceShardSource).
-    private DropoutTokens DropoutTokensOf(int row)
+    // the global batch (RankShardSource), Ulysses rank r positions r·T … of the same rows (SequenceShardSource; rows of
+    // P·T − padded real positions: the padding's keys are never those of a real token of the same row).
+    private DropoutTokens DropoutTokensOf(int row, int padded)
         => Options.SequenceParallel is { } sp
-            ? new DropoutTokens(row, 1, SeqLen, (long)SeqLen * sp.Size, (long)SeqLen * sp.Rank)
+            ? new DropoutTokens(row, 1, SeqLen, ((long)SeqLen * sp.Size) - padded, (long)SeqLen * sp.Rank)
             : new DropoutTokens(Options.DataParallelRank + ((long)row * Options.DataParallelRanks), Options.DataParallelRanks, SeqLen, SeqLen, 0);
 
     /// <summary>
@@ -284,7 +285,8 @@ public sealed unsafe class Trainer : IDisposable
             throw new TrainingDivergedException(FormattableString.Invariant(
                 $"Step {step}: the update (learning rate {lr:G3}) left tensor {bad} — training diverged and the weights are unusable, so they were not saved. Lower --lr or enable --grad-clip."));
         }
-        return new StepResult(step, loss, norm, lr, (long)batch.BatchSize * batch.SeqLen * Options.DataParallelRanks, scored, Stopwatch.GetElapsedTime(start));
+        long tokens = ((long)batch.BatchSize * batch.SeqLen * Options.DataParallelRanks) - ((long)batch.BatchSize * batch.PaddedPositions);
+        return new StepResult(step, loss, norm, lr, tokens, scored, Stopwatch.GetElapsedTime(start));
     }
 
     /// <summary>

@@ -3,7 +3,8 @@
 // the projection and before RoPE. Forward saves q, k (normed, rotated), v, the attention output, one log-sum-exp per row
 // and head, and m (h_mid); the input norm (and Qwen3's pre-norm q, k) is recomputed per projection chunk from h.
 // Mistral's sliding window and the document boundaries of packed rows are honoured inside the flash-attention
-// tiles; RoPE positions restart at each document. Backward accumulates into the gradient arena
+// tiles; RoPE positions restart at each document. The RoPE table's row t holds position Offset + t (a Ulysses shard's
+// global positions; PassPlan.RopeRows), so RoPE runs at offset 0. Backward accumulates into the gradient arena
 // and adds dL/dh into dRes.
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
@@ -44,12 +45,12 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
+            Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, 0, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
+            Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, 0, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
@@ -88,9 +89,10 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         {
             using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
             {
-                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut),
-                    ctx.Temp(plan.HeadDAttnOut), ctx.Temp(plan.HeadDKey), ctx.Temp(plan.HeadDValue), ctx.Temp(plan.HeadExchange), plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null,
-                    out dq, out dk, out dv);
+                // The saved q, k, v, a of this layer are overwritten (dead after this call; lse and h_mid are kept).
+                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.BackHeadQuery), ctx.Temp(plan.BackHeadKey), ctx.Temp(plan.BackHeadValue),
+                    plan.HeadDKey.Length > 0 ? ctx.Temp(plan.HeadDKey) : null, plan.HeadDValue.Length > 0 ? ctx.Temp(plan.HeadDValue) : null, ctx.Temp(plan.HeadExchange),
+                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, out dq, out dk, out dv);
             }
         }
         else
@@ -111,12 +113,12 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         // forward: q = rope(q'), k = rope(k')
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Backward(dq, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
+            Rope.Backward(dq, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, 0, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Backward(dk, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, plan.Positions.Offset, ctx.DocumentStarts);
+            Rope.Backward(dk, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, 0, ctx.DocumentStarts);
         }
 
         // forward: q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ with xn = rmsnorm(h), per projection chunk
