@@ -68,7 +68,7 @@ public static class StepBenchmark
         OptimizerOptions optimizer = variant.Optimizer;
         var ledger = new MemoryLedger();
         long overhead = MemoryPlanner.MeasureRuntimeOverhead(ledger);
-        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode, variant.Lora, variant.Bf16Base, precision: variant.Precision);
+        MemoryPrediction prediction = MemoryPlanner.Predict(config, batchSize, seqLen, policy, optimizer, overhead, mode, new TrainingSetup { Lora = variant.Lora, Bf16Base = variant.Bf16Base, Precision = variant.Precision });
         TokenBatch batch = RandomBatch(config, batchSize, seqLen, 12345);
         using var model = new LlamaModel(config, ledger, variant.Bf16Base);
         model.InitializeRandom(1);

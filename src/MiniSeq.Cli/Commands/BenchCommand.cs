@@ -339,7 +339,7 @@ internal static class BenchCommand
                     foreach (Precision precision in precisionList)
                     {
                         string label = precision == Precision.Float32 ? mode : $"{mode}@{precision.Name()}";
-                        var predicted = MemoryPlanner.Predict(config, batch, n, ModePolicy(mode, config, batch, n, budget), new OptimizerOptions(), overhead, mode, precision: precision);
+                        var predicted = MemoryPlanner.Predict(config, batch, n, ModePolicy(mode, config, batch, n, budget), new OptimizerOptions(), overhead, mode, new TrainingSetup { Precision = precision });
                         if (predicted.ProcessPeak > skip)
                         {
                             Console.WriteLine($"{label,-16} N={n,6}: skipped (predicted {ByteSize.Format(predicted.ProcessPeak)} > --skip-above)");

@@ -22,11 +22,12 @@ internal static class PlanCommand
     private static readonly Option<int> Ranks = new("--ranks") { Description = "Data-parallel ranks sharing each batch (figures are per rank: batch/ranks rows each)", DefaultValueFactory = _ => 1 };
     private static readonly Option<string> PrecisionOption = new("--precision") { Description = "fp32 | bf16 (mixed precision: + bf16 compute weights, bf16 checkpointed layer inputs)", DefaultValueFactory = _ => "fp32" };
     private static readonly Option<int> Zero = new("--zero") { Description = "0 | 1 (ZeRO-1: each rank holds 1/ranks of the optimizer state)", DefaultValueFactory = _ => 0 };
+    private static readonly Option<int> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses ranks P: figures per rank, each holding ⌈seq-len/P⌉ positions of every row", DefaultValueFactory = _ => 1 };
 
     public static Command Create()
     {
         var command = new Command("plan", "Predict peak memory per policy and pick the fastest policy that fits --budget");
-        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Momentum, Budget, Ranks, Zero, PrecisionOption }.Concat(LoraOptions.All))
+        foreach (Option o in new Option[] { ModelDir, Config, SeqLen, Batch, MicroBatch, OptimizerName, Momentum, Budget, Ranks, Zero, SequenceParallelRanks, PrecisionOption }.Concat(LoraOptions.All))
         {
             command.Options.Add(o);
         }
@@ -46,6 +47,12 @@ internal static class PlanCommand
                 throw new ArgumentException($"--zero {zeroStage}: 0 or 1; ZeRO-2 and 3 are not implemented.");
             }
 
+            int sequenceParallel = p.GetValue(SequenceParallelRanks);
+            if (sequenceParallel < 1 || (sequenceParallel > 1 && (ranks > 1 || zeroStage == 1)))
+            {
+                throw new ArgumentException($"--sequence-parallel {sequenceParallel}: ≥ 1, and not with --ranks or --zero (data × sequence parallel and ZeRO-1 with Ulysses are not supported).");
+            }
+
             int rows = batch / ranks, micro = p.GetValue(MicroBatch) ?? rows, shards = zeroStage == 1 ? ranks : 1;
             if (seqLen < 1 || batch < 1 || micro < 1 || rows % micro != 0)
             {
@@ -63,7 +70,8 @@ internal static class PlanCommand
             long overhead = MemoryPlanner.MeasureRuntimeOverhead();
             bool bf16Base = LoraOptions.Bf16Base(p);
             Precision precision = Precisions.Parse(p.GetValue(PrecisionOption)!);
-            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, lora, bf16Base, shards, precision);
+            var setup = new TrainingSetup { Lora = lora, Bf16Base = bf16Base, ZeroShards = shards, Precision = precision, SequenceParallel = sequenceParallel };
+            IReadOnlyList<MemoryPrediction> predictions = MemoryPlanner.PredictAll(config, micro, seqLen, optimizer, overhead, setup);
             if (lora is not null)
             {
                 AnsiConsole.MarkupLine(Markup.Escape(LoraOptions.Describe(lora, new ParameterLayout(config)) + "; the base is frozen: gradients and optimizer state for the adapters only"));
@@ -72,13 +80,25 @@ internal static class PlanCommand
             long? budget = p.GetValue(Budget) is string b ? ByteSize.Parse(b) : null;
             // Per policy, the longest sequence (multiple of 1024) whose predicted peak fits the budget.
             Dictionary<string, int>? largest = budget is long cap
-                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, lora: lora, bf16Base: bf16Base, zeroShards: shards, precision: precision))
+                ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, setup: setup))
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + PerRank(ranks, rows, shards), largest);
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + PerRank(ranks, rows, shards) + Ulysses(config, seqLen, sequenceParallel), largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;
+    }
+
+    private static string Ulysses(LlamaConfig config, int seqLen, int ranks)
+    {
+        if (ranks == 1)
+        {
+            return "";
+        }
+
+        var heads = Distributed.UlyssesHeads.For(config, ranks); // refuses head counts P does not fit, in one line
+        int local = Distributed.SequenceShardSource.ShardLength(seqLen, ranks);
+        return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {local} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); sequence-chunked policies do not combine with Ulysses");
     }
 
     private static string PerRank(int ranks, int rows, int shards) => ranks == 1 ? ""

@@ -318,6 +318,10 @@ internal static class TrainCommand
         };
         optimizerOptions.Validate();
 
+        // Besides the policy, what shapes this rank's memory: the planner predicts one rank's peak (ZeRO-1: 1/P of the
+        // optimizer state; Ulysses: ⌈N/P⌉ positions of every row).
+        var setup = new TrainingSetup { Lora = lora, Bf16Base = bf16Base, Precision = precision, ZeroShards = zero ? world.Size : 1, SequenceParallel = ulysses ? world.Size : 1 };
+
         // The console library loads before the runtime's footprint is measured, so that the plan counts it.
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));
         string? budgetOption = p.GetValue(Budget) ?? (demo ? DemoSummary.DefaultBudget : null);
@@ -327,7 +331,7 @@ internal static class TrainCommand
         bool explicitPolicy = p.IsGiven(MstMlp) || p.IsGiven(MstLm) || p.IsGiven(Checkpoint) || p.IsGiven(SeqChunk) || p.IsGiven(ActivationDTypeOption) || p.IsGiven(Offload);
         if (budgetOption is string budgetText)
         {
-            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead, lora, bf16Base, precision);
+            policy = ApplyBudget(config, ByteSize.Parse(budgetText), policy, explicitPolicy, microRows, source.SeqLen, optimizerOptions, runtimeOverhead, setup);
         }
 
         // What defines the run (the memory policy included: it changes the bits), saved with every checkpoint; a
@@ -516,7 +520,7 @@ internal static class TrainCommand
 
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass
             (double, int) recall = demo ? DemoSummary.RecallAccuracy(model, task!, new DeterministicRandom(p.GetValue(Seed) + DemoSummary.HeldOutSeedOffset)) : default;
-            long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead, lora: lora, bf16Base: bf16Base, precision: precision).ProcessPeak : 0;
+            long policyPeak = demo ? MemoryPlanner.Predict(config, microRows, source.SeqLen, policy, optimizerOptions, runtimeOverhead, setup: setup).ProcessPeak : 0;
             Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), explicitPolicy ? null : budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
                 : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
                 : null;
@@ -605,11 +609,11 @@ internal static class TrainCommand
     private static string DemoSourceDescription(ParseResult p)
         => FormattableString.Invariant($"recall seq_len={p.GetValue(SeqLen)} pairs={p.GetValue(Pairs)} gap={p.GetValue(Gap)} seed={p.GetValue(Seed)}");
 
-    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead, Model.Lora.LoraConfig? lora, bool bf16Base, Precision precision)
+    private static MemoryPolicy ApplyBudget(LlamaConfig config, long budget, MemoryPolicy policy, bool explicitPolicy, int microRows, int seqLen, OptimizerOptions optimizer, long overhead, TrainingSetup setup)
     {
         if (explicitPolicy)
         {
-            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead, lora: lora, bf16Base: bf16Base, precision: precision);
+            MemoryPrediction mine = MemoryPlanner.Predict(config, microRows, seqLen, policy, optimizer, overhead, setup: setup);
             if (mine.ProcessPeak > budget)
             {
                 throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: {policy.Describe()} needs a predicted {ByteSize.Format(mine.ProcessPeak)} (activations {ByteSize.Format(mine.Activations)}, scratch {ByteSize.Format(mine.Scratch)}); nothing was allocated. Drop --mst-*/--checkpoint/--seq-chunk/--activation-dtype/--offload to let the planner choose, or see `miniseq plan`.");
@@ -618,7 +622,7 @@ internal static class TrainCommand
             return policy;
         }
 
-        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead, lora, bf16Base, precision: precision);
+        IReadOnlyList<MemoryPrediction> all = MemoryPlanner.PredictAll(config, microRows, seqLen, optimizer, overhead, setup);
         MemoryPrediction? choice = MemoryPlanner.Choose(all, budget)
             ?? throw new MemoryBudgetException($"--budget {ByteSize.Format(budget)}: no policy fits; the smallest ({all.MinBy(x => x.ProcessPeak)!.PolicyName}) needs a predicted {ByteSize.Format(all.Min(x => x.ProcessPeak))}. Nothing was allocated. Shorten --seq-len, use --micro-batch, or raise the budget.");
         AnsiConsole.MarkupLine(Markup.Escape($"budget {ByteSize.Format(budget)}: chose {choice.PolicyName} ({choice.Policy.Describe()}), predicted peak {ByteSize.Format(choice.ProcessPeak)}"));

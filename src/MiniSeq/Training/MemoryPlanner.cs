@@ -69,38 +69,47 @@ public static class MemoryPlanner
     }
 
     /// <summary>Predicts the peak of one optimizer step with micro-batches of <paramref name="microBatchRows"/> × <paramref name="seqLen"/>
-    /// (with <paramref name="lora"/>: a LoRA fine-tune, gradients and optimizer state for the adapters only; with
-    /// <paramref name="bf16Base"/> its frozen base holds the projection weights as bf16; with
-    /// <paramref name="zeroShards"/> P &gt; 1: one rank of a ZeRO-1 run, which holds 1/P of the optimizer state; with
-    /// <paramref name="precision"/> bf16: the bf16 compute copies of the weights and bf16 checkpointed layer inputs).</summary>
-    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1, Precision precision = Precision.Float32)
+    /// of a run shaped by <paramref name="setup"/> (LoRA, a bf16 frozen base, ZeRO-1 shards, mixed precision, Ulysses
+    /// ranks; default: a plain fp32 run in one process). Under Ulysses the figures are one rank's, which holds
+    /// ⌈<paramref name="seqLen"/>/P⌉ positions of every row (the last rank's shard, padded when P does not divide N).</summary>
+    public static MemoryPrediction Predict(LlamaConfig config, int microBatchRows, int seqLen, MemoryPolicy policy, OptimizerOptions optimizer, long runtimeOverhead, string? name = null, TrainingSetup? setup = null)
     {
-        var layout = new ParameterLayout(config, bf16Projections: bf16Base && lora is not null);
+        setup ??= TrainingSetup.Default;
+        LoraConfig? lora = setup.Lora;
+        var layout = new ParameterLayout(config, bf16Projections: setup.Bf16Base && lora is not null);
         long baseBytes = layout.Plan.TotalBytes;
         long trainable = lora is null ? baseBytes : new LoraLayout(layout, lora).Plan.TotalBytes;
-        var plan = new PassPlan(config, microBatchRows, seqLen, policy, lora: lora, precision: precision);
+        int ranks = setup.SequenceParallel, local = setup.LocalSeqLen(seqLen);
+        var plan = new PassPlan(config, microBatchRows, local, policy, lora: lora, precision: setup.Precision,
+            positions: ranks > 1 ? new Kernels.TokenPositions { Offset = (ranks - 1) * local } : null, sequenceParallel: ranks);
         long parameters = baseBytes + (lora is null ? 0 : trainable) + plan.ComputeWeights.TotalBytes; // + bf16 compute copies
         long rope = (long)plan.RopeRows * config.HeadDim * sizeof(float);
         policy = plan.Policy; // with --precision bf16 a recomputing policy stores bf16 layer inputs
-        return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, trainable, Optimizer.StateBytes(config, optimizer, lora, zeroShards),
+        return new MemoryPrediction(name ?? policy.Describe(), policy, parameters, trainable, Optimizer.StateBytes(config, optimizer, lora, setup.ZeroShards),
             plan.Activations.TotalBytes + plan.LayerInputResidentBytes, plan.Scratch.TotalBytes + plan.LayerInputStagingBytes + rope, runtimeOverhead + GemmPackBytes(config, plan),
             plan.LayerInputDiskBytes);
     }
 
-    /// <summary>Predictions for every standard policy.</summary>
-    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1, Precision precision = Precision.Float32)
-        => StandardPolicies.Select(p => Predict(config, microBatchRows, seqLen, p.Make(config, (long)microBatchRows * seqLen), optimizer, runtimeOverhead, p.Name, lora, bf16Base, zeroShards, precision)).ToList();
+    /// <summary>Predictions for every standard policy the run can use (Ulysses: not the sequence-chunked ones).</summary>
+    public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, TrainingSetup? setup = null)
+        => [.. Policies(config, microBatchRows, seqLen, setup).Select(p => Predict(config, microBatchRows, seqLen, p.Policy, optimizer, runtimeOverhead, p.Name, setup))];
+
+    // The standard policies for rows × seqLen tokens (made from the whole rows' token count, as train makes them), without
+    // the sequence-chunked ones under Ulysses, which does not combine with them.
+    private static IEnumerable<(string Name, MemoryPolicy Policy)> Policies(LlamaConfig config, int microBatchRows, int seqLen, TrainingSetup? setup)
+        => StandardPolicies.Select(p => (p.Name, Policy: p.Make(config, (long)microBatchRows * seqLen)))
+            .Where(p => (setup?.SequenceParallel ?? 1) == 1 || !p.Policy.SequenceChunked);
 
     /// <summary>The fastest standard policy whose predicted process peak fits <paramref name="budgetBytes"/>, or null.</summary>
     public static MemoryPrediction? Choose(IReadOnlyList<MemoryPrediction> predictions, long budgetBytes)
         => predictions.FirstOrDefault(p => p.ProcessPeak <= budgetBytes);
 
     /// <summary>The largest sequence length (multiple of <paramref name="step"/>) whose predicted peak fits, for one policy.</summary>
-    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256, LoraConfig? lora = null, bool bf16Base = false, int zeroShards = 1, Precision precision = Precision.Float32)
+    public static int LargestFittingSeqLen(LlamaConfig config, int microBatchRows, string policyName, OptimizerOptions optimizer, long runtimeOverhead, long budgetBytes, int step = 256, TrainingSetup? setup = null)
     {
         var make = StandardPolicies.First(p => p.Name == policyName).Make;
         int lo = 0, hi = step;
-        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead, lora: lora, bf16Base: bf16Base, zeroShards: zeroShards, precision: precision).ProcessPeak <= budgetBytes;
+        bool Fits(int t) => Predict(config, microBatchRows, t, make(config, (long)microBatchRows * t), optimizer, runtimeOverhead, setup: setup).ProcessPeak <= budgetBytes;
         while (hi < (1 << 24) && Fits(hi))
         {
             lo = hi;
@@ -131,3 +140,33 @@ public static class MemoryPlanner
 
 /// <summary>Thrown before allocation when a run's predicted peak exceeds the memory budget.</summary>
 public sealed class MemoryBudgetException(string message) : Exception(message);
+
+/// <summary>
+/// What shapes a run's memory beyond the model, the batch and the policy: LoRA adapters (and a bf16 frozen base), ZeRO-1
+/// shards of the optimizer state, mixed precision, Ulysses sequence-parallel ranks. The default is a plain fp32 full
+/// fine-tune in one process.
+/// </summary>
+public sealed record TrainingSetup
+{
+    /// <summary>A plain fp32 run in one process.</summary>
+    public static TrainingSetup Default { get; } = new();
+
+    /// <summary>LoRA adapters (gradients and optimizer state for them only), or null.</summary>
+    public LoraConfig? Lora { get; init; }
+
+    /// <summary>With <see cref="Lora"/>: the frozen base holds its projection weights as bf16.</summary>
+    public bool Bf16Base { get; init; }
+
+    /// <summary>ZeRO-1 over this many ranks: each holds 1/P of the optimizer state (1: no sharding).</summary>
+    public int ZeroShards { get; init; } = 1;
+
+    /// <summary>fp32, or bf16 mixed precision (bf16 compute copies of the weights, bf16 checkpointed layer inputs).</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
+
+    /// <summary>Ulysses ranks P (1: none); each holds ⌈N/P⌉ positions of every row.</summary>
+    public int SequenceParallel { get; init; } = 1;
+
+    /// <summary>The positions of every row one rank holds for a sequence of <paramref name="seqLen"/>.</summary>
+    public int LocalSeqLen(int seqLen) => SequenceParallel == 1 ? seqLen : Distributed.SequenceShardSource.ShardLength(seqLen, SequenceParallel);
+}
+

@@ -175,7 +175,7 @@ public class ZeroTests
         OptimizerOptions adamw = Options(1).Optimizer;
         Assert.Equal(held.Max(), Optimizer.StateBytes(s_config, adamw, zeroShards: ranks));
         Assert.InRange(Optimizer.StateBytes(s_config, adamw, zeroShards: ranks), 0, (Optimizer.StateBytes(s_config, adamw) / ranks) + 256);
-        Assert.Equal(Optimizer.StateBytes(s_config, adamw, zeroShards: ranks), MemoryPlanner.Predict(s_config, 1, 16, MemoryPolicy.Vanilla, adamw, 0, zeroShards: ranks).OptimizerState);
+        Assert.Equal(Optimizer.StateBytes(s_config, adamw, zeroShards: ranks), MemoryPlanner.Predict(s_config, 1, 16, MemoryPolicy.Vanilla, adamw, 0, setup: new TrainingSetup { ZeroShards = ranks }).OptimizerState);
     }
 
     [Fact]

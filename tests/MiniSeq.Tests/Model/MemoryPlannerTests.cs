@@ -1,7 +1,10 @@
 // The planner predicts, per category, exactly the bytes a training step allocates (it sizes from the same plans),
 // and picks the fastest policy that fits.
+using MiniSeq.Distributed;
+using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
+using MiniSeq.Tests.Distributed;
 using MiniSeq.Training;
 
 namespace MiniSeq.Tests.Model;
@@ -33,7 +36,7 @@ public class MemoryPlannerTests
         const int Rows = 2, SeqLen = 96;
         MemoryPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * SeqLen);
         var optimizer = new OptimizerOptions();
-        MemoryPrediction predicted = MemoryPlanner.Predict(config, Rows, SeqLen, policy, optimizer, runtimeOverhead: 0, precision: precision);
+        MemoryPrediction predicted = MemoryPlanner.Predict(config, Rows, SeqLen, policy, optimizer, runtimeOverhead: 0, setup: new TrainingSetup { Precision = precision });
 
         var ledger = new MemoryLedger();
         using var model = new LlamaModel(config, ledger);
@@ -48,6 +51,47 @@ public class MemoryPlannerTests
         Assert.Equal(predicted.TrackedTotal, ledger.PeakTotal);
     }
 
+    // Ulysses: the plan predicts one rank's memory (⌈N/P⌉ positions of every row, the head-layout buffers, the rank's
+    // own RoPE positions), which every rank allocates, N divisible by P or padded.
+    [Theory]
+    [InlineData("vanilla", 96, false)]
+    [InlineData("mst+checkpoint", 96, false)]
+    [InlineData("checkpoint", 95, false)]
+    [InlineData("mst+checkpoint", 95, true)]
+    public void PredictUlysses_EqualsEveryRanksMeasuredPeakPerCategory(string name, int seqLen, bool bf16)
+    {
+        LlamaConfig config = ModelPresets.Tiny;
+        const int Rows = 2, Ranks = 2;
+        MemoryPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * seqLen);
+        var optimizer = new OptimizerOptions();
+        Precision precision = bf16 ? Precision.BFloat16 : Precision.Float32;
+        MemoryPrediction predicted = MemoryPlanner.Predict(config, Rows, seqLen, policy, optimizer, runtimeOverhead: 0, setup: new TrainingSetup { Precision = precision, SequenceParallel = Ranks });
+        TokenBatch global = MiniSequenceEquivalenceTests.RandomBatch(config, Rows, seqLen, 9);
+        long[][] peaks = InProcessGroup.Run(Ranks, communicator =>
+        {
+            var ledger = new MemoryLedger();
+            using var model = new LlamaModel(config, ledger);
+            model.InitializeRandom(1);
+            TrainerOptions options = SequenceParallel.Attach(new TrainerOptions { Policy = policy, Optimizer = optimizer, Precision = precision }, communicator);
+            TokenBatch shard = SequenceShardSource.Take(global, communicator.Rank, Ranks);
+            using var trainer = new Trainer(model, options, Rows, shard.SeqLen);
+            trainer.Step(shard);
+            return MemoryLedger.Categories.Select(ledger.Peak).ToArray();
+        });
+        foreach (long[] rank in peaks)
+        {
+            Assert.Equal(MemoryLedger.Categories.Select(predicted.Of), rank);
+        }
+    }
+
+    [Fact]
+    public void PredictAllUlysses_LeavesOutSequenceChunkedPolicies()
+    {
+        var all = MemoryPlanner.PredictAll(ModelPresets.Small, 1, 32768, new OptimizerOptions(), 0, new TrainingSetup { SequenceParallel = 2 });
+        Assert.Contains(all, p => p.PolicyName == "mst+checkpoint");
+        Assert.DoesNotContain(all, p => p.Policy.SequenceChunked);
+    }
+
     [Fact]
     public void PredictBf16_AddsComputeWeightsAndHalvesCheckpointedInputs()
     {
@@ -55,7 +99,7 @@ public class MemoryPlannerTests
         const int SeqLen = 8192;
         MemoryPolicy policy = MemoryPolicy.MiniSequence(config, SeqLen, checkpoint: true);
         MemoryPrediction fp32 = MemoryPlanner.Predict(config, 1, SeqLen, policy, new OptimizerOptions(), 0);
-        MemoryPrediction bf16 = MemoryPlanner.Predict(config, 1, SeqLen, policy, new OptimizerOptions(), 0, precision: Precision.BFloat16);
+        MemoryPrediction bf16 = MemoryPlanner.Predict(config, 1, SeqLen, policy, new OptimizerOptions(), 0, setup: new TrainingSetup { Precision = Precision.BFloat16 });
         var layout = new ParameterLayout(config);
         long copied = PassPlan.ComputeWeightSources(layout).Sum(p => p.ElementCount);
         Assert.Equal(fp32.Parameters + (2 * copied), bf16.Parameters);
