@@ -80,15 +80,23 @@ public class GoldenTests(Xunit.Abstractions.ITestOutputHelper output)
         using var trainer = new Trainer(model, options, batch.BatchSize, batch.SeqLen);
         (double loss, _) = trainer.ComputeGradients(batch);
         Compare.Close(loss, expected.ReadFloat32("loss")[0], Tolerance, $"{caseName} loss");
+        double worst = CheckGradients(trainer, model, expected, BFloat16Tolerance, caseName);
+        output.WriteLine(FormattableString.Invariant($"{caseName}: worst gradient relative error with bf16 layer inputs {worst:E2}"));
+    }
+
+    /// <summary>Every gradient tensor of <paramref name="trainer"/> within <paramref name="tolerance"/> (relative, by
+    /// norm) of the golden file's; returns the worst error.</summary>
+    internal static double CheckGradients(Trainer trainer, LlamaModel model, SafeTensorsReader expected, double tolerance, string what)
+    {
         double worst = 0;
         foreach (ParameterInfo p in model.Layout.Tensors)
         {
             double error = Compare.RelativeError(trainer.Gradient(p.Name).Span, expected.ReadFloat32("grad." + p.Name));
-            Assert.True(error <= BFloat16Tolerance, $"{caseName} grad {p.Name}: relative error {error:E2} > {BFloat16Tolerance:E2}");
+            Assert.True(error <= tolerance, $"{what} grad {p.Name}: relative error {error:E2} > {tolerance:E2}");
             worst = Math.Max(worst, error);
         }
 
-        output.WriteLine(FormattableString.Invariant($"{caseName}: worst gradient relative error with bf16 layer inputs {worst:E2}"));
+        return worst;
     }
 
     /// <summary>Stated tolerance of gradients with bf16 layer-input storage (relative, by norm, per tensor).</summary>

@@ -7,7 +7,6 @@ using MiniSeq.IO;
 using MiniSeq.Kernels;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
-using MiniSeq.Tests.Helpers;
 using MiniSeq.Training;
 
 namespace MiniSeq.Tests.Model;
@@ -131,14 +130,7 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
             double expectedLoss = expected.ReadFloat32("loss")[0];
             double lossError = Math.Abs(loss - expectedLoss) / Math.Abs(expectedLoss);
             Assert.True(lossError <= LossTolerance, $"{caseName} {policy.Describe()}: loss relative error {lossError:E2}");
-            double worst = 0;
-            foreach (ParameterInfo p in model.Layout.Tensors)
-            {
-                double error = Compare.RelativeError(trainer.Gradient(p.Name).Span, expected.ReadFloat32("grad." + p.Name));
-                Assert.True(error <= GradientTolerance, $"{caseName} {policy.Describe()} grad {p.Name}: relative error {error:E2} > {GradientTolerance:E2}");
-                worst = Math.Max(worst, error);
-            }
-
+            double worst = GoldenTests.CheckGradients(trainer, model, expected, GradientTolerance, $"{caseName} {policy.Describe()}");
             output.WriteLine(FormattableString.Invariant($"{caseName} {policy.Describe()}: loss relative error {lossError:E2}, worst gradient relative error {worst:E2}"));
         }
     }
