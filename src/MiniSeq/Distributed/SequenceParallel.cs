@@ -9,8 +9,9 @@
 // boundaries. A sequence that P does not divide is padded at its end to P·⌈N/P⌉ positions (the last shard's tail):
 // the padding has ignored labels and sits after every real position, so under the causal mask no real query sees it,
 // its zero loss gradient reaches nothing real, and the step equals one process's on the unpadded rows (StepResult's
-// token count leaves the padding out, TokenBatch.PaddedPositions). Deliberately not yet: packed documents,
-// sequence-chunked layers, data parallel × sequence parallel in one run.
+// token count leaves the padding out, TokenBatch.PaddedPositions). Packed rows: each shard keeps its positions'
+// document ids and the pass gathers the whole rows' (LlamaPass.DocumentScope) for attention and RoPE. Deliberately not
+// yet: sequence-chunked layers, data parallel × sequence parallel in one run.
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Training;
@@ -182,26 +183,23 @@ public sealed class SequenceShardSource : IBatchSource
     public void Restore(long cursor, ulong? rngState) => Global.Restore(cursor, rngState);
 
     /// <summary>
-    /// Positions [rank·T, (rank+1)·T) of every row of <paramref name="batch"/>, T = ⌈N/P⌉, padded past N (packed
-    /// documents refused); <see cref="TokenBatch.PaddedPositions"/> = P·T − N on every rank.
+    /// Positions [rank·T, (rank+1)·T) of every row of <paramref name="batch"/>, T = ⌈N/P⌉, padded past N;
+    /// <see cref="TokenBatch.PaddedPositions"/> = P·T − N on every rank. Packed rows keep their document ids (the pass
+    /// gathers the whole rows' ids for attention); the padding is a document of its own.
     /// </summary>
     public static TokenBatch Take(TokenBatch batch, int rank, int ranks, TokenBatch? reuse = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        if (batch.DocumentIds is not null)
-        {
-            throw new ArgumentException("--sequence-parallel does not support packed documents (document masking across shards) yet: train on unpacked rows.");
-        }
-
         if (ranks == 1)
         {
             return batch;
         }
 
         int rows = batch.BatchSize, n = batch.SeqLen, t = ShardLength(n, ranks), padded = (t * ranks) - n;
-        TokenBatch shard = reuse is not null && reuse.BatchSize == rows && reuse.SeqLen == t && reuse.PaddedPositions == padded
+        bool documents = batch.DocumentIds is not null;
+        TokenBatch shard = reuse is not null && reuse.BatchSize == rows && reuse.SeqLen == t && reuse.PaddedPositions == padded && (reuse.DocumentIds is not null) == documents
             ? reuse
-            : new TokenBatch(rows, t, new int[rows * t], new int[rows * t]) { PaddedPositions = padded };
+            : new TokenBatch(rows, t, new int[rows * t], new int[rows * t], documents ? new int[rows * t] : null) { PaddedPositions = padded };
         int first = rank * t, real = Math.Clamp(n - first, 0, t); // positions of this shard before the padding
         for (int b = 0; b < rows; b++)
         {
@@ -210,6 +208,13 @@ public sealed class SequenceShardSource : IBatchSource
             batch.Labels.AsSpan(from, real).CopyTo(shard.Labels.AsSpan(to, real));
             shard.InputIds.AsSpan(to + real, t - real).Clear();
             shard.Labels.AsSpan(to + real, t - real).Fill(TokenBatch.IgnoreIndex);
+            if (batch.DocumentIds is { } ids)
+            {
+                // The padding follows the row's last document as a document of its own (any other id).
+                int last = ids[(b * n) + n - 1];
+                ids.AsSpan(from, real).CopyTo(shard.DocumentIds!.AsSpan(to, real));
+                shard.DocumentIds!.AsSpan(to + real, t - real).Fill(last == -1 ? -2 : -1);
+            }
         }
 
         return shard;

@@ -35,12 +35,12 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
     }
 
     /// <summary>a = flash_attention(q, k, v) for the local tokens' q, k, v (N, ·), through head shards in scratch.</summary>
-    public void Forward(float* q, float* k, float* v, LlamaConfig config, float* qh, float* kh, float* vh, float* oh, float* exchange, float* lse, float* attn)
+    public void Forward(float* q, float* k, float* v, LlamaConfig config, float* qh, float* kh, float* vh, float* oh, float* exchange, float* lse, float* attn, int* documentStarts)
     {
         ToHeads(q, config.NumAttentionHeads, kv: false, qh, exchange);
         ToHeads(k, config.NumKeyValueHeads, kv: true, kh, exchange);
         ToHeads(v, config.NumKeyValueHeads, kv: true, vh, exchange);
-        FlashAttention.Forward(qh, kh, vh, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, oh, lse, config.SlidingWindow ?? 0, null);
+        FlashAttention.Forward(qh, kh, vh, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, oh, lse, config.SlidingWindow ?? 0, documentStarts);
         new TensorView(attn, (long)batchSize * seqLen * config.QueryDim).Clear();
         ToSequence(oh, config.NumAttentionHeads, kv: false, attn, exchange);
     }
@@ -54,7 +54,7 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
     /// Replicated kv heads are larger than the local k, v: then <paramref name="dKh"/>, <paramref name="dVh"/> are
     /// scratch (null otherwise). dqh aliases dAttn (read first).
     /// </summary>
-    public void Backward(float* dAttn, float* q, float* k, float* v, float* attn, float* lse, LlamaConfig config, float* qh, float* kh, float* vh, float* dKh, float* dVh, float* exchange, float* partials,
+    public void Backward(float* dAttn, float* q, float* k, float* v, float* attn, float* lse, LlamaConfig config, float* qh, float* kh, float* vh, float* dKh, float* dVh, float* exchange, float* partials, int* documentStarts,
         out float* dq, out float* dk, out float* dv)
     {
         int h = config.NumAttentionHeads, kvh = config.NumKeyValueHeads;
@@ -78,7 +78,7 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
         new TensorView(dQh, qFloats).Clear();
         new TensorView(dKh, kvFloats).Clear();
         new TensorView(dVh, kvFloats).Clear();
-        FlashAttention.Backward(dOh, qh, kh, vh, oh, lse, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, dQh, dKh, dVh, config.SlidingWindow ?? 0, null, partials);
+        FlashAttention.Backward(dOh, qh, kh, vh, oh, lse, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, dQh, dKh, dVh, config.SlidingWindow ?? 0, documentStarts, partials);
 
         dq = qh;
         dk = kh;

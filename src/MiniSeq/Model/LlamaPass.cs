@@ -34,6 +34,8 @@ public sealed unsafe class LlamaPass : IDisposable
     private readonly LayerInputStore? _layerInputs;
     private readonly SequenceChunkedLayers? _chunked;
     private NativeBuffer? _documentStarts; // (B·T) ints, allocated on the first packed batch
+    private NativeBuffer? _sequenceDocuments; // Ulysses: the whole rows' (B·P·T) document ids, then their starts
+    private RopeTable? _documentRope; // Ulysses with packed rows: positions [0, Offset + T)
 
     /// <summary>Allocates the plan's arenas (accounted to the model's ledger).</summary>
     /// <remarks><paramref name="sequenceParallel"/>: the group of a Ulysses plan (<see cref="PassPlan.SequenceParallel"/>,
@@ -231,10 +233,12 @@ public sealed unsafe class LlamaPass : IDisposable
     private readonly ref struct DocumentScope
     {
         private readonly PassContext _ctx;
+        private readonly RopeTable _rope;
 
         public DocumentScope(LlamaPass pass, ReadOnlySpan<int> documentIds)
         {
             _ctx = pass._ctx;
+            _rope = pass._rope;
             _ctx.DocumentStarts = null;
             if (documentIds.IsEmpty)
             {
@@ -242,14 +246,15 @@ public sealed unsafe class LlamaPass : IDisposable
             }
 
             PassPlan plan = pass.Plan;
-            if (plan.SequenceParallel is not null)
-            {
-                throw new ArgumentException("--sequence-parallel does not support packed documents (document masking across shards) yet: train on unpacked rows.", nameof(documentIds));
-            }
-
             if (documentIds.Length != pass.Rows)
             {
                 throw new ArgumentException($"The pass was planned for {pass.Rows} tokens; got {documentIds.Length} document ids.", nameof(documentIds));
+            }
+
+            if (_ctx.SequenceParallel is { } ulysses)
+            {
+                SequenceStarts(pass, ulysses.Communicator, documentIds);
+                return;
             }
 
             if (!DocumentLayout.HasBoundaries(documentIds, plan.BatchSize, plan.SeqLen))
@@ -264,7 +269,54 @@ public sealed unsafe class LlamaPass : IDisposable
             _ctx.DocumentStarts = starts;
         }
 
-        public void Dispose() => _ctx.DocumentStarts = null;
+        public void Dispose()
+        {
+            _ctx.DocumentStarts = null;
+            _ctx.SequenceDocumentStarts = null;
+            _ctx.Rope = _rope;
+            _ctx.RopeOffset = 0;
+        }
+
+        // Ulysses: attention runs over the whole rows, so every rank gathers the rows' document ids (in rank order they
+        // are the rows' positions in order), takes their starts for attention, and keeps its own positions' starts (in
+        // whole-row coordinates, which RoPE's position offset expects) for RoPE. The decision to mask is the whole
+        // rows', so every rank takes the same path.
+        private void SequenceStarts(LlamaPass pass, Distributed.ICommunicator communicator, ReadOnlySpan<int> documentIds)
+        {
+            PassPlan plan = pass.Plan;
+            int ranks = communicator.Size, t = plan.SeqLen, whole = t * ranks, rows = plan.BatchSize;
+            long wholeTokens = (long)pass.Rows * ranks;
+            pass._sequenceDocuments ??= new NativeBuffer(2 * wholeTokens, MemoryCategory.Activations, pass._model.Ledger, "document ids and starts of the whole rows");
+            var ids = new Span<int>(pass._sequenceDocuments.Pointer, (int)wholeTokens);
+            var starts = new Span<int>(pass._sequenceDocuments.Pointer + wholeTokens, (int)wholeTokens);
+            for (int b = 0; b < rows; b++)
+            {
+                communicator.AllGather(documentIds.Slice(b * t, t), ids.Slice(b * whole, whole));
+            }
+
+            if (!DocumentLayout.HasBoundaries(ids, rows, whole))
+            {
+                return; // one document per row: the plain causal path, bit for bit
+            }
+
+            DocumentLayout.Starts(ids, rows, whole, starts);
+            pass._documentStarts ??= new NativeBuffer(pass.Rows, MemoryCategory.Activations, pass._model.Ledger, "document starts");
+            var local = new Span<int>(pass._documentStarts.Pointer, pass.Rows);
+            for (int b = 0; b < rows; b++)
+            {
+                starts.Slice((b * whole) + (communicator.Rank * t), t).CopyTo(local.Slice(b * t, t));
+            }
+
+            _ctx.DocumentStarts = (int*)pass._documentStarts.Pointer;
+            _ctx.SequenceDocumentStarts = (int*)pass._sequenceDocuments.Pointer + wholeTokens;
+
+            // A document that began in an earlier shard restarts RoPE below this shard's first position.
+            int offset = plan.Positions.Offset;
+            LlamaConfig config = pass._model.Config;
+            pass._documentRope ??= new RopeTable(config.HeadDim, config.RopeTheta, offset + t, pass._model.Ledger, config.RopeScaling);
+            _ctx.Rope = pass._documentRope;
+            _ctx.RopeOffset = offset;
+        }
     }
 
     private float* RunLayersForward(int* tokens, bool training)
@@ -338,6 +390,8 @@ public sealed unsafe class LlamaPass : IDisposable
         _computeWeights.Dispose();
         _rope.Dispose();
         _documentStarts?.Dispose();
+        _sequenceDocuments?.Dispose();
+        _documentRope?.Dispose();
         _layerInputs?.Dispose();
     }
 }

@@ -45,12 +45,12 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, 0, ctx.DocumentStarts);
+            Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, 0, ctx.DocumentStarts);
+            Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
@@ -58,7 +58,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             if (ctx.SequenceParallel is { } sp)
             {
                 // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
-                sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn);
+                sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn, ctx.SequenceDocumentStarts);
             }
             else
             {
@@ -92,7 +92,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
                 // The saved q, k, v, a of this layer are overwritten (dead after this call; lse and h_mid are kept).
                 sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.BackHeadQuery), ctx.Temp(plan.BackHeadKey), ctx.Temp(plan.BackHeadValue),
                     plan.HeadDKey.Length > 0 ? ctx.Temp(plan.HeadDKey) : null, plan.HeadDValue.Length > 0 ? ctx.Temp(plan.HeadDValue) : null, ctx.Temp(plan.HeadExchange),
-                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, out dq, out dk, out dv);
+                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, ctx.SequenceDocumentStarts, out dq, out dk, out dv);
             }
         }
         else
@@ -113,12 +113,12 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         // forward: q = rope(q'), k = rope(k')
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Backward(dq, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, 0, ctx.DocumentStarts);
+            Rope.Backward(dq, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
         }
 
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
-            Rope.Backward(dk, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, 0, ctx.DocumentStarts);
+            Rope.Backward(dk, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
         }
 
         // forward: q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ with xn = rmsnorm(h), per projection chunk

@@ -21,7 +21,12 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
 
     public PassPlan Plan { get; } = plan;
 
-    public RopeTable Rope { get; } = rope;
+    public RopeTable Rope { get; set; } = rope;
+
+    /// <summary>The position offset RoPE reads <see cref="Rope"/> with: 0 for the pass's own table (row t = position
+    /// Offset + t); Ulysses with packed rows swaps in a table of every position up to the shard's end and sets the
+    /// shard's offset, because a document that began in an earlier shard restarts below it.</summary>
+    public int RopeOffset { get; set; }
 
     public Arena Scratch { get; } = scratch;
 
@@ -30,6 +35,10 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
 
     /// <summary>Where each token's document begins within its row (packed batch, B·T), or null: one document per row.</summary>
     public int* DocumentStarts { get; set; }
+
+    /// <summary>Ulysses with packed rows: the document starts of the whole rows (B·P·T), which attention over the whole
+    /// sequence needs, or null.</summary>
+    public int* SequenceDocumentStarts { get; set; }
 
     /// <summary>Seed of this training pass's LoRA dropout masks, or null: no dropout (evaluation, generation).</summary>
     public ulong? DropoutSeed { get; set; }
