@@ -199,7 +199,7 @@ internal static class TrainCommand
 
         // Data parallel: every rank draws the whole batch and keeps its rows; everything below sizes for those.
         // Sequence parallel (Ulysses): every rank keeps its positions of every row instead.
-        bool ulysses = CheckSequenceParallel(p.GetValue(SequenceParallelRanks), world, data?.Validation is not null);
+        bool ulysses = CheckSequenceParallel(p.GetValue(SequenceParallelRanks), world);
         if (ulysses && zero)
         {
             throw new ArgumentException("--zero 1 with --sequence-parallel is not supported yet: ZeRO-1 shards the optimizer over data-parallel ranks; drop one of them.");
@@ -630,7 +630,7 @@ internal static class TrainCommand
     }
 
     /// <summary>Whether --sequence-parallel P asks for Ulysses; P must be the number of ranks (one line otherwise).</summary>
-    private static bool CheckSequenceParallel(int? ranks, ICommunicator world, bool validation)
+    private static bool CheckSequenceParallel(int? ranks, ICommunicator world)
     {
         if (ranks is not int sp || (sp == 1 && world.Size == 1))
         {
@@ -640,11 +640,6 @@ internal static class TrainCommand
         if (sp != world.Size)
         {
             throw new ArgumentException($"--sequence-parallel {sp} needs {sp} MPI ranks (mpirun -np {sp}); this job has {world.Size}. Data parallel combined with sequence parallel is not supported yet.");
-        }
-
-        if (validation)
-        {
-            throw new ArgumentException("--sequence-parallel does not evaluate validation data yet: drop --val-data / --val-fraction.");
         }
 
         return true;

@@ -111,7 +111,8 @@ public static unsafe class DataParallel
 
     /// <summary>
     /// The validation loss of <paramref name="globalBatches"/> (each of the global batch shape): each rank evaluates its
-    /// rows, then the loss sums and token counts are all-reduced, so every rank returns the global mean.
+    /// rows (Ulysses: its positions of every row), then the loss sums and token counts are all-reduced, so every rank
+    /// returns the global mean.
     /// </summary>
     public static EvalResult Evaluate(Trainer trainer, IEnumerable<TokenBatch> globalBatches, ICommunicator communicator)
     {
@@ -124,10 +125,18 @@ public static unsafe class DataParallel
         }
 
         // A rank whose rows score nothing is fine as long as the whole batch scores something: check after the sum.
+        // Ulysses ranks hold positions of the same rows instead of rows (the last shard's padding is no token).
         TokenBatch? shard = null;
-        (double lossSum, long scored, long tokens) = trainer.EvaluateSums(globalBatches.Select(b => shard = RankShardSource.Take(b, communicator.Rank, communicator.Size, shard)));
+        bool ulysses = trainer.Options.SequenceParallel is not null;
+        long padding = 0;
+        (double lossSum, long scored, long tokens) = trainer.EvaluateSums(globalBatches.Select(b =>
+        {
+            shard = ulysses ? SequenceShardSource.Take(b, communicator.Rank, communicator.Size, shard) : RankShardSource.Take(b, communicator.Rank, communicator.Size, shard);
+            padding += communicator.Rank == communicator.Size - 1 ? (long)shard.BatchSize * shard.PaddedPositions : 0;
+            return shard;
+        }));
         Span<double> sum = [lossSum];
-        Span<long> counts = [scored, tokens];
+        Span<long> counts = [scored, tokens - padding];
         communicator.AllReduce(sum);
         communicator.AllReduce(counts);
         return trainer.FinishEvaluation(sum[0], counts[0], counts[1]);

@@ -169,6 +169,42 @@ public class SequenceParallelTests
         Assert.NotEqual(one.Losses[0], trainer.Step(plain).Loss, 6);
     }
 
+    // Validation under Ulysses: every rank evaluates its positions of the same rows; the all-reduced mean equals one
+    // process's (padding and packed documents included).
+    [Theory]
+    [InlineData(48, false)]
+    [InlineData(47, true)]
+    public void Evaluate_Ranks_SameLossAndCountsAsOneProcess(int seqLen, bool packed)
+    {
+        LlamaConfig config = ConfigFor("gqa");
+        TokenBatch plain = MiniSequenceEquivalenceTests.RandomBatch(config, 2, seqLen, 11);
+        TokenBatch batch = packed ? new TokenBatch(2, seqLen, plain.InputIds, plain.Labels, [.. Enumerable.Range(0, 2 * seqLen).Select(i => (i % seqLen) / 17)]) : plain;
+        TokenBatch[] batches = [batch, MiniSequenceEquivalenceTests.RandomBatch(config, 2, seqLen, 12)];
+        EvalResult Evaluate(ICommunicator? communicator)
+        {
+            using var model = new LlamaModel(config);
+            model.InitializeRandom(1);
+            TrainerOptions options = Options(1, checkpoint: true);
+            int local = seqLen;
+            if (communicator is not null)
+            {
+                options = SequenceParallel.Attach(options, communicator);
+                local = SequenceShardSource.ShardLength(seqLen, communicator.Size);
+            }
+
+            using var trainer = new Trainer(model, options, 2, local);
+            return communicator is null ? trainer.Evaluate(batches) : DataParallel.Evaluate(trainer, batches, communicator);
+        }
+
+        EvalResult one = Evaluate(null);
+        foreach (EvalResult rank in InProcessGroup.Run(2, Evaluate))
+        {
+            Compare.Close(rank.Loss, one.Loss, 1e-5, "validation loss");
+            Assert.Equal(one.Tokens, rank.Tokens);
+            Assert.Equal(one.ScoredTokens, rank.ScoredTokens);
+        }
+    }
+
     [Fact]
     public void SequenceShardSource_PositionsOfTheRank_TogetherTheWholeRows()
     {
