@@ -19,7 +19,7 @@ public sealed record TrainerOptions
 
     /// <summary>Arithmetic precision of the training passes (<c>--precision</c>): fp32, or bf16 mixed precision (bf16
     /// compute weights and checkpointed layer inputs; fp32 masters, gradients, optimizer state and accumulation).
-    /// Evaluation always runs in fp32 on the master weights.</summary>
+    /// Trainer.Evaluate goes through the training pass, so under bf16 it reads the bf16 compute copies too.</summary>
     public Precision Precision { get; init; } = Precision.Float32;
 
     /// <summary>Memory policy (MsT chunking, checkpointing).</summary>
