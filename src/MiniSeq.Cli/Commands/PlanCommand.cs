@@ -83,22 +83,22 @@ internal static class PlanCommand
                 ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, setup: setup))
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + PerRank(ranks, rows, shards) + Ulysses(config, seqLen, sequenceParallel), largest);
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + PerRank(ranks, rows, shards) + Ulysses(config, seqLen, setup), largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;
     }
 
-    private static string Ulysses(LlamaConfig config, int seqLen, int ranks)
+    private static string Ulysses(LlamaConfig config, int seqLen, TrainingSetup setup)
     {
+        int ranks = setup.SequenceParallel;
         if (ranks == 1)
         {
             return "";
         }
 
-        var heads = Distributed.UlyssesHeads.For(config, ranks); // refuses head counts P does not fit, in one line
-        int local = Distributed.SequenceShardSource.ShardLength(seqLen, ranks);
-        return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {local} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); sequence-chunked policies do not combine with Ulysses");
+        var heads = Distributed.UlyssesHeads.For(config, ranks);
+        return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {setup.LocalSeqLen(seqLen)} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); sequence-chunked policies do not combine with Ulysses");
     }
 
     private static string PerRank(int ranks, int rows, int shards) => ranks == 1 ? ""
