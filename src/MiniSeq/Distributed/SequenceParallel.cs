@@ -10,8 +10,9 @@
 // the padding has ignored labels and sits after every real position, so under the causal mask no real query sees it,
 // its zero loss gradient reaches nothing real, and the step equals one process's on the unpadded rows (StepResult's
 // token count leaves the padding out, TokenBatch.PaddedPositions). Packed rows: each shard keeps its positions'
-// document ids and the pass gathers the whole rows' (LlamaPass.DocumentScope) for attention and RoPE. Deliberately not
-// yet: sequence-chunked layers, data parallel × sequence parallel in one run.
+// document ids and the pass gathers the whole rows' (LlamaPass.DocumentScope) for attention and RoPE. Sequence-chunked
+// layers (and their offload) run on the local positions (SequenceChunkedLayers). Deliberately not yet: data parallel ×
+// sequence parallel in one run.
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Training;
@@ -106,11 +107,6 @@ public static class SequenceParallel
         if (communicator.Size == 1)
         {
             return options;
-        }
-
-        if (options.Policy.SequenceChunked)
-        {
-            throw new ArgumentException($"--sequence-parallel does not combine with sequence-chunked layers (--seq-chunk {options.Policy.SequenceChunk}) yet: drop one of them.");
         }
 
         return DataParallel.Attach(options, communicator, bucketBytes) with { SequenceParallel = communicator };

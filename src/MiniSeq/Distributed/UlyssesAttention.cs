@@ -98,55 +98,76 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
     /// <summary>(B·T, totalHeads·D) sequence shard → (B·P·T, local heads·D) head shard.</summary>
     private void ToHeads(float* shard, int totalHeads, bool kv, float* headShard, float* exchange)
     {
-        int t = seqLen, width = totalHeads * headDim, w = Count(kv) * headDim, chunk = Math.Min(t, ExchangeRows);
-        float* send = exchange, receive = exchange + ((long)P * chunk * w);
+        int width = totalHeads * headDim;
         for (int b = 0; b < batchSize; b++)
         {
-            for (int i0 = 0; i0 < t; i0 += chunk)
-            {
-                int rows = Math.Min(chunk, t - i0), block = rows * w;
-                for (int j = 0; j < P; j++)
-                {
-                    int column = Start(j, kv) * headDim;
-                    for (int i = 0; i < rows; i++)
-                    {
-                        new ReadOnlySpan<float>(shard + ((((long)b * t) + i0 + i) * width) + column, w).CopyTo(new Span<float>(send + ((long)j * block) + ((long)i * w), w));
-                    }
-                }
-
-                Communicator.AllToAll(new ReadOnlySpan<float>(send, P * block), new Span<float>(receive, P * block));
-                for (int i = 0; i < P; i++)
-                {
-                    new ReadOnlySpan<float>(receive + ((long)i * block), block).CopyTo(new Span<float>(headShard + ((((long)b * P * t) + ((long)i * t) + i0) * w), block));
-                }
-            }
+            ToHeads(shard + ((long)b * seqLen * width), seqLen, totalHeads, kv, headShard, (long)b * P * seqLen, seqLen, exchange);
         }
     }
 
     /// <summary>(B·P·T, local heads·D) head shard → accumulated into the (B·T, totalHeads·D) sequence shard.</summary>
     private void ToSequence(float* headShard, int totalHeads, bool kv, float* shard, float* exchange)
     {
-        int t = seqLen, width = totalHeads * headDim, w = Count(kv) * headDim, chunk = Math.Min(t, ExchangeRows);
-        float* send = exchange, receive = exchange + ((long)P * chunk * w);
+        int width = totalHeads * headDim;
         for (int b = 0; b < batchSize; b++)
         {
-            for (int i0 = 0; i0 < t; i0 += chunk)
-            {
-                int rows = Math.Min(chunk, t - i0), block = rows * w;
-                for (int j = 0; j < P; j++)
-                {
-                    new ReadOnlySpan<float>(headShard + ((((long)b * P * t) + ((long)j * t) + i0) * w), block).CopyTo(new Span<float>(send + ((long)j * block), block));
-                }
+            ToSequence(headShard, (long)b * P * seqLen, seqLen, totalHeads, kv, shard + ((long)b * seqLen * width), seqLen, exchange);
+        }
+    }
 
-                Communicator.AllToAll(new ReadOnlySpan<float>(send, P * block), new Span<float>(receive, P * block));
-                for (int j = 0; j < P; j++)
+    /// <summary>
+    /// <paramref name="rows"/> consecutive local positions (rows × totalHeads·D, every rank the same positions of its
+    /// shard) → this rank's heads of every rank's rows: rank i's row s goes to row <paramref name="firstRow"/> + i ·
+    /// <paramref name="rankStride"/> + s of <paramref name="heads"/> (local heads·D wide). A whole row of the sequence:
+    /// firstRow = b·P·T + i0, rankStride = T; one chunk's (P·rows) block: firstRow = 0, rankStride = rows.
+    /// </summary>
+    public void ToHeads(float* rowsOfShard, int rows, int totalHeads, bool kv, float* heads, long firstRow, long rankStride, float* exchange)
+    {
+        int width = totalHeads * headDim, w = Count(kv) * headDim, chunk = Math.Min(rows, ExchangeRows);
+        float* send = exchange, receive = exchange + ((long)P * chunk * w);
+        for (int i0 = 0; i0 < rows; i0 += chunk)
+        {
+            int n = Math.Min(chunk, rows - i0), block = n * w;
+            for (int j = 0; j < P; j++)
+            {
+                int column = Start(j, kv) * headDim;
+                for (int i = 0; i < n; i++)
                 {
-                    int column = Start(j, kv) * headDim;
-                    for (int i = 0; i < rows; i++)
-                    {
-                        float* to = shard + ((((long)b * t) + i0 + i) * width) + column;
-                        VectorOps.Add(receive + ((long)j * block) + ((long)i * w), to, w, to);
-                    }
+                    new ReadOnlySpan<float>(rowsOfShard + (((long)i0 + i) * width) + column, w).CopyTo(new Span<float>(send + ((long)j * block) + ((long)i * w), w));
+                }
+            }
+
+            Communicator.AllToAll(new ReadOnlySpan<float>(send, P * block), new Span<float>(receive, P * block));
+            for (int i = 0; i < P; i++)
+            {
+                new ReadOnlySpan<float>(receive + ((long)i * block), block).CopyTo(new Span<float>(heads + ((firstRow + (i * rankStride) + i0) * w), block));
+            }
+        }
+    }
+
+    /// <summary>The inverse of <see cref="ToHeads(float*, int, int, bool, float*, long, long, float*)"/>, accumulating:
+    /// rows firstRow + j · rankStride + s of <paramref name="heads"/> (rank j's positions) are added into the columns of
+    /// rank j's heads of local row s of <paramref name="rowsOfShard"/>.</summary>
+    public void ToSequence(float* heads, long firstRow, long rankStride, int totalHeads, bool kv, float* rowsOfShard, int rows, float* exchange)
+    {
+        int width = totalHeads * headDim, w = Count(kv) * headDim, chunk = Math.Min(rows, ExchangeRows);
+        float* send = exchange, receive = exchange + ((long)P * chunk * w);
+        for (int i0 = 0; i0 < rows; i0 += chunk)
+        {
+            int n = Math.Min(chunk, rows - i0), block = n * w;
+            for (int j = 0; j < P; j++)
+            {
+                new ReadOnlySpan<float>(heads + ((firstRow + (j * rankStride) + i0) * w), block).CopyTo(new Span<float>(send + ((long)j * block), block));
+            }
+
+            Communicator.AllToAll(new ReadOnlySpan<float>(send, P * block), new Span<float>(receive, P * block));
+            for (int j = 0; j < P; j++)
+            {
+                int column = Start(j, kv) * headDim;
+                for (int i = 0; i < n; i++)
+                {
+                    float* to = rowsOfShard + (((long)i0 + i) * width) + column;
+                    VectorOps.Add(receive + ((long)j * block) + ((long)i * w), to, w, to);
                 }
             }
         }

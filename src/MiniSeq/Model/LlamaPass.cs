@@ -310,6 +310,11 @@ public sealed unsafe class LlamaPass : IDisposable
             _ctx.DocumentStarts = (int*)pass._documentStarts.Pointer;
             _ctx.SequenceDocumentStarts = (int*)pass._sequenceDocuments.Pointer + wholeTokens;
 
+            if (plan.SequenceChunkRows > 0)
+            {
+                return; // sequence-chunked layers refill their chunk-sized RoPE table per chunk from the local starts
+            }
+
             // A document that began in an earlier shard restarts RoPE below this shard's first position.
             int offset = plan.Positions.Offset;
             LlamaConfig config = pass._model.Config;

@@ -20,6 +20,8 @@
 //   are replicated, P > KvH).
 // Sequence-chunked layers (policy SequenceChunk = S) plan differently, see PlanChunked: the residual stream, K and V,
 // dK and dV for the whole sequence; every other tensor for S positions of one sequence; layer inputs in a store.
+// Under Ulysses, K, V, dK, dV are in head layout over the whole rows (this rank's kv heads), and one chunk's q and
+// attention output have head-layout twins (HeadQuery, HeadAttnOut: P blocks of S rows).
 // Precision bf16 (mixed precision) adds the ComputeWeights arena (a bf16 copy of every projection weight and of the LM
 // head, category Parameters) and stores the checkpointed layer inputs of recomputing policies as bf16: with
 // checkpointing, LayerInputs becomes two fp32 buffers (forward ping-pongs them; backward widens each stored input into
@@ -83,11 +85,6 @@ public sealed class PassPlan
         Positions = positions ?? TokenPositions.Contiguous;
         Positions.RequireSupported(batchSize, seqLen);
         SequenceParallel = sequenceParallel == 1 ? null : Distributed.UlyssesHeads.For(config, sequenceParallel);
-        if (SequenceParallel is not null && policy.SequenceChunked)
-        {
-            throw new ArgumentException($"--sequence-parallel does not combine with sequence-chunked layers (--seq-chunk {policy.SequenceChunk}) yet: drop one of them.");
-        }
-
         if (Rows > int.MaxValue)
         {
             throw new ArgumentException(FormattableString.Invariant(
@@ -297,8 +294,13 @@ public sealed class PassPlan
         Stream = Activations.Add("residual_stream", n * c);
         LayerInputs = []; // the stream and the LayerInputStore take their place
         Workspaces = [];
-        Key = Activations.Add("k", n * kvd);
-        Value = Activations.Add("v", n * kvd);
+
+        // K and V of the whole sequence: (N, KvH·D) in one process; under Ulysses in head layout, (B·P·T, KvH_local·D)
+        // for this rank's kv heads over the whole rows (the size of the local K, V when kv heads are split).
+        Distributed.UlyssesHeads? sp = SequenceParallel;
+        long kvCache = sp is null ? n * kvd : n * sp.Ranks * sp.LocalKvHeads * config.HeadDim;
+        Key = Activations.Add("k", kvCache);
+        Value = Activations.Add("v", kvCache);
         int stored = Training ? config.NumHiddenLayers - 1 : 0;
         LayerInputStoreLayers = stored;
         LayerInputStoreBytes = stored > 0 ? LayerInputStore.BytesFor(stored, n, c, Policy.LayerInputDType) : 0;
@@ -306,11 +308,24 @@ public sealed class PassPlan
 
         Scratch = new ArenaPlan("scratch", MemoryCategory.Scratch);
         AddLoraRows(s); // every projection runs over one chunk
+        if (sp is not null)
+        {
+            // Ulysses: one chunk's all-to-all blocks; the chunk's local K, V before they go to head layout (in backward
+            // later its dK, dV back from it); its q and attention output in head layout, P blocks of S rows (H/P heads).
+            HeadExchange = Scratch.Add("head_exchange", Distributed.UlyssesAttention.ExchangeFloats(sp, config, s));
+            ChunkKey = Scratch.Add("chunk_k", (long)s * kvd);
+            ChunkValue = Scratch.Add("chunk_v", (long)s * kvd);
+            HeadQuery = Scratch.Add("head_chunk_q", (long)s * hd);
+            HeadAttnOut = Scratch.Add("head_chunk_attn_out", (long)s * hd);
+        }
+
         if (Training)
         {
-            DKey = Scratch.Add("d_k", n * kvd);
-            DValue = Scratch.Add("d_v", n * kvd);
-            long partials = FlashAttention.BackwardQueriesWorkspaceFloats(0, SeqLen, config.NumKeyValueHeads, config.HeadDim);
+            DKey = Scratch.Add("d_k", kvCache);
+            DValue = Scratch.Add("d_v", kvCache);
+            long partials = sp is null
+                ? FlashAttention.BackwardQueriesWorkspaceFloats(0, SeqLen, config.NumKeyValueHeads, config.HeadDim)
+                : FlashAttention.BackwardQueriesWorkspaceFloats(0, SeqLen * sp.Ranks, sp.LocalKvHeads, config.HeadDim);
             AttentionPartials = partials > 0 ? Scratch.Add("attn_bwd_partials", partials) : default;
             ChunkInput = Scratch.Add("chunk_input", (long)s * c);
         }
@@ -490,6 +505,8 @@ public sealed class PassPlan
     public ArenaSlot ChunkAttnOut { get; private set; }
     public ArenaSlot ChunkLse { get; private set; }
     public ArenaSlot ChunkMid { get; private set; }
+    public ArenaSlot ChunkKey { get; private set; }   // Ulysses only
+    public ArenaSlot ChunkValue { get; private set; } // Ulysses only
 #pragma warning restore CS1591
 
     /// <summary>Rows of the RoPE cos/sin table: the pass's own positions [Offset, Offset + SeqLen), filled from

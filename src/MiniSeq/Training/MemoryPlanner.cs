@@ -90,15 +90,13 @@ public static class MemoryPlanner
             plan.LayerInputDiskBytes);
     }
 
-    /// <summary>Predictions for every standard policy the run can use (Ulysses: not the sequence-chunked ones).</summary>
+    /// <summary>Predictions for every standard policy.</summary>
     public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, TrainingSetup? setup = null)
-        => [.. Policies(config, microBatchRows, seqLen, setup).Select(p => Predict(config, microBatchRows, seqLen, p.Policy, optimizer, runtimeOverhead, p.Name, setup))];
+        => [.. Policies(config, microBatchRows, seqLen).Select(p => Predict(config, microBatchRows, seqLen, p.Policy, optimizer, runtimeOverhead, p.Name, setup))];
 
-    // The standard policies for rows × seqLen tokens (made from the whole rows' token count, as train makes them), without
-    // the sequence-chunked ones under Ulysses, which does not combine with them.
-    private static IEnumerable<(string Name, MemoryPolicy Policy)> Policies(LlamaConfig config, int microBatchRows, int seqLen, TrainingSetup? setup)
-        => StandardPolicies.Select(p => (p.Name, Policy: p.Make(config, (long)microBatchRows * seqLen)))
-            .Where(p => (setup?.SequenceParallel ?? 1) == 1 || !p.Policy.SequenceChunked);
+    // The standard policies for rows × seqLen tokens (made from the whole rows' token count, as train makes them).
+    private static IEnumerable<(string Name, MemoryPolicy Policy)> Policies(LlamaConfig config, int microBatchRows, int seqLen)
+        => StandardPolicies.Select(p => (p.Name, Policy: p.Make(config, (long)microBatchRows * seqLen)));
 
     /// <summary>The fastest standard policy whose predicted process peak fits <paramref name="budgetBytes"/>, or null.</summary>
     public static MemoryPrediction? Choose(IReadOnlyList<MemoryPrediction> predictions, long budgetBytes)

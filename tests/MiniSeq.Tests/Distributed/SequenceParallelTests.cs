@@ -7,6 +7,7 @@
 using MiniSeq.Distributed;
 using MiniSeq.IO;
 using MiniSeq.Model;
+using MiniSeq.Tensors;
 using MiniSeq.Tests.Helpers;
 using MiniSeq.Tests.Model;
 using MiniSeq.Training;
@@ -24,6 +25,7 @@ public class SequenceParallelTests
         "gqa" => ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 2 },
         "mqa" => ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 1 },
         "window" => ModelPresets.Tiny with { ModelType = LlamaConfig.Mistral, SlidingWindow = 7 },
+        "qwen3" => ModelPresets.Tiny with { ModelType = LlamaConfig.Qwen3, HeadDimOverride = 16 }, // per-head q/k norms
         _ => throw new ArgumentException(name),
     };
 
@@ -34,11 +36,12 @@ public class SequenceParallelTests
         TotalSteps = steps,
     };
 
-    private static RunResult Train(LlamaConfig config, ICommunicator? communicator, int rows, int seqLen, int steps, bool checkpoint = true, bool bf16 = false)
+    private static RunResult Train(LlamaConfig config, ICommunicator? communicator, int rows, int seqLen, int steps, bool checkpoint = true, bool bf16 = false, MemoryPolicy? policy = null)
     {
         using var model = new LlamaModel(config);
         model.InitializeRandom(1);
         TrainerOptions options = Options(steps, checkpoint) with { Precision = bf16 ? Precision.BFloat16 : Precision.Float32 };
+        options = policy is null ? options : options with { Policy = policy };
         IBatchSource source = new RecallDemoSource(new AssociativeRecall(config.VocabSize, seqLen, pairs: 4, meanGap: 2), batchSize: rows, seed: 9);
         if (communicator is not null)
         {
@@ -105,6 +108,72 @@ public class SequenceParallelTests
         }
     }
 
+    // Sequence-chunked layers under Ulysses: every rank runs its local positions in chunks of S (a tail chunk when S does
+    // not divide T), K and V in head layout over the whole rows, the queries' pass, then dK/dV back in a third pass; =
+    // one process with whole rows and the same policy at 1e-5 (sequence-chunked = plain is SequenceChunkedLayerTests').
+    // Offloaded layer inputs: every rank's own file, none left behind.
+    [Theory]
+    [InlineData("tiny", 2, 1, 48, 5, "")]      // T 24: chunks 5 … 5, 4
+    [InlineData("gqa", 2, 2, 47, 7, "")]       // padded, 2 rows
+    [InlineData("mqa", 2, 1, 48, 8, "")]       // replicated kv head
+    [InlineData("tiny", 4, 2, 45, 5, "")]      // 4 ranks of 12, padded by 3, replicated kv heads
+    [InlineData("window", 2, 1, 48, 5, "")]    // sliding window across chunk and shard boundaries
+    [InlineData("qwen3", 2, 1, 48, 6, "")]     // per-head q/k norms (k's backward in the third pass)
+    [InlineData("gqa", 2, 1, 48, 64, "")]      // one chunk per row
+    [InlineData("gqa", 2, 1, 2560, 1100, "")]  // all-to-alls of a chunk in pieces of ExchangeRows
+    [InlineData("gqa", 2, 1, 48, 5, "offload")]
+    [InlineData("mqa", 2, 2, 47, 6, "bf16")]   // bf16 layer inputs
+    [InlineData("gqa", 2, 1, 48, 5, "precision")] // --precision bf16
+    public void SequenceChunkedLayers_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int rows, int seqLen, int chunk, string variant)
+    {
+        const int Steps = 2;
+        LlamaConfig config = ConfigFor(name);
+        string? offload = variant == "offload" ? Directory.CreateTempSubdirectory("miniseq-sp-offload-").FullName : null;
+        try
+        {
+            MemoryPolicy policy = MemoryPolicy.Chunked(config, (long)rows * seqLen, chunk) with
+            {
+                MlpChunks = 2,
+                LmHeadChunks = 3,
+                OffloadDirectory = offload,
+                LayerInputDType = variant == "bf16" ? ActivationDType.BFloat16 : ActivationDType.Float32,
+            };
+            bool bf16 = variant == "precision";
+
+            RunResult one = Train(config, null, rows, seqLen, Steps, checkpoint: true, bf16, policy);
+            RunResult[] all = InProcessGroup.Run(ranks, c => Train(config, c, rows, seqLen, Steps, checkpoint: true, bf16, policy));
+            for (int r = 1; r < ranks; r++)
+            {
+                Assert.True(all[0].Weights.AsSpan().SequenceEqual(all[r].Weights), $"rank {r}'s weights differ from rank 0's");
+            }
+
+            double tolerance = variant is "bf16" or "precision" ? 1e-4 : 1e-5;
+            foreach (ParameterInfo t in new ParameterLayout(config).Tensors)
+            {
+                Compare.Close(all[0].Gradients.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), one.Gradients.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), tolerance, $"gradient of {t.Name}");
+                Compare.Close(all[0].Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), one.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), tolerance, t.Name);
+            }
+
+            for (int s = 0; s < Steps; s++)
+            {
+                Compare.Close(all[0].Losses[s], one.Losses[s], tolerance, $"loss of step {s + 1}");
+                Assert.Equal(one.Tokens[s], all[0].Tokens[s]);
+            }
+
+            if (offload is not null)
+            {
+                Assert.Empty(Directory.EnumerateFileSystemEntries(offload));
+            }
+        }
+        finally
+        {
+            if (offload is not null)
+            {
+                Directory.Delete(offload, recursive: true);
+            }
+        }
+    }
+
     // Packed rows: attention over the whole rows stays inside each document (the ranks gather the rows' document ids)
     // and RoPE restarts at each document, also for a document that began in an earlier shard. Boundaries inside a
     // shard, exactly at a shard boundary and documents spanning shards; padded lengths; P = 4 with replicated kv heads.
@@ -113,7 +182,9 @@ public class SequenceParallelTests
     [InlineData("gqa", 2, 47, false)]
     [InlineData("tiny", 4, 45, true)]
     [InlineData("window", 2, 48, true)]
-    public void PackedDocuments_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int seqLen, bool checkpoint)
+    [InlineData("gqa", 2, 47, true, 5)]    // sequence-chunked layers: RoPE per chunk from the local starts
+    [InlineData("tiny", 4, 45, true, 4)]
+    public void PackedDocuments_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int seqLen, bool checkpoint, int chunk = 0)
     {
         const int Steps = 2, Rows = 2;
         LlamaConfig config = ConfigFor(name);
@@ -137,6 +208,7 @@ public class SequenceParallelTests
             model.InitializeRandom(1);
             TrainerOptions options = Options(Steps, checkpoint);
             IBatchSource source = new TokenFileSource(batch);
+            options = chunk == 0 ? options : options with { Policy = MemoryPolicy.Chunked(config, Rows * seqLen, chunk) with { MlpChunks = 2, LmHeadChunks = 3 } };
             if (communicator is not null)
             {
                 options = SequenceParallel.Attach(options, communicator);
@@ -174,7 +246,8 @@ public class SequenceParallelTests
     [Theory]
     [InlineData(48, false)]
     [InlineData(47, true)]
-    public void Evaluate_Ranks_SameLossAndCountsAsOneProcess(int seqLen, bool packed)
+    [InlineData(47, true, 5)] // sequence-chunked layers
+    public void Evaluate_Ranks_SameLossAndCountsAsOneProcess(int seqLen, bool packed, int chunk = 0)
     {
         LlamaConfig config = ConfigFor("gqa");
         TokenBatch plain = MiniSequenceEquivalenceTests.RandomBatch(config, 2, seqLen, 11);
@@ -188,6 +261,7 @@ public class SequenceParallelTests
             int local = seqLen;
             if (communicator is not null)
             {
+                options = chunk == 0 ? options : options with { Policy = MemoryPolicy.Chunked(config, 2 * seqLen, chunk) };
                 options = SequenceParallel.Attach(options, communicator);
                 local = SequenceShardSource.ShardLength(seqLen, communicator.Size);
             }
@@ -253,7 +327,6 @@ public class SequenceParallelTests
     {
         AssertOneLine(Assert.Throws<ArgumentException>(() => UlyssesHeads.For(ModelPresets.Tiny, 3)), "query heads to divide by 3");
         AssertOneLine(Assert.Throws<ArgumentException>(() => UlyssesHeads.For(ModelPresets.Tiny with { NumAttentionHeads = 12, NumKeyValueHeads = 4, HiddenSize = 96 }, 6)), "neither holds");
-        AssertOneLine(Assert.Throws<ArgumentException>(() => new PassPlan(ModelPresets.Tiny, 1, 8, new MemoryPolicy { SequenceChunk = 4 }, sequenceParallel: 2)), "sequence-chunked");
 
         UlyssesHeads split = UlyssesHeads.For(ModelPresets.Tiny with { NumAttentionHeads = 8, NumKeyValueHeads = 2 }, 2);
         Assert.False(split.KvReplicated);

@@ -58,6 +58,9 @@ public class MemoryPlannerTests
     [InlineData("mst+checkpoint", 96, false)]
     [InlineData("checkpoint", 95, false)]
     [InlineData("mst+checkpoint", 95, true)]
+    [InlineData("chunked", 96, false)]         // sequence-chunked layers: head-layout K, V, dK, dV of the whole rows
+    [InlineData("chunked+bf16+offload", 95, false)]
+    [InlineData("chunked", 95, true)]
     public void PredictUlysses_EqualsEveryRanksMeasuredPeakPerCategory(string name, int seqLen, bool bf16)
     {
         LlamaConfig config = ModelPresets.Tiny;
@@ -85,11 +88,22 @@ public class MemoryPlannerTests
     }
 
     [Fact]
-    public void PredictAllUlysses_LeavesOutSequenceChunkedPolicies()
+    public void PredictAllUlysses_SequenceChunkedPoliciesHalveOneProcesssActivations()
     {
-        var all = MemoryPlanner.PredictAll(ModelPresets.Small, 1, 32768, new OptimizerOptions(), 0, new TrainingSetup { SequenceParallel = 2 });
+        var all = MemoryPlanner.PredictAll(ModelPresets.Small, 1, 131_072, new OptimizerOptions(), 0, new TrainingSetup { SequenceParallel = 2 });
+        var one = MemoryPlanner.PredictAll(ModelPresets.Small, 1, 131_072, new OptimizerOptions(), 0);
         Assert.Contains(all, p => p.PolicyName == "mst+checkpoint");
-        Assert.DoesNotContain(all, p => p.Policy.SequenceChunked);
+        foreach (string name in new[] { "chunked", "chunked+offload", "chunked+bf16", "chunked+bf16+offload" })
+        {
+            MemoryPrediction rank = all.Single(p => p.PolicyName == name), whole = one.Single(p => p.PolicyName == name);
+            Assert.Equal(whole.Activations / 2, rank.Activations);
+            Assert.Equal(whole.Disk / 2, rank.Disk);
+
+            // Scratch does not halve: one kv head per rank is an odd count, so the chunk backward splits its queries in
+            // two for the second core and keeps the first half's dK, dV over the whole rows (2·N·D floats), which one
+            // process (2 kv heads) does not need; dK, dV themselves halve. It stays below one process's.
+            Assert.True(rank.Scratch <= whole.Scratch, $"{name}: scratch {rank.Scratch} B per rank vs {whole.Scratch} B in one process");
+        }
     }
 
     [Fact]

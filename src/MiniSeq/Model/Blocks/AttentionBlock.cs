@@ -135,30 +135,39 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
     /// <summary>
     /// Backward of xn = rmsnorm(h), q' = xn·Wqᵀ, k' = xn·Wkᵀ, v = xn·Wvᵀ (+ Qwen3's q/k norms) over <paramref name="rows"/>
     /// rows, given dq, dk (after RoPE backward) and dv, xn and its rstd: weight gradients accumulate, dRes += dL/dh.
-    /// dxn is scratch of rows × C floats; the rows are pass rows <paramref name="firstRow"/>….
+    /// dxn is scratch of rows × C floats; the rows are pass rows <paramref name="firstRow"/>…. dq null: only the K/V
+    /// projections' part; dk and dv null: only the q projection's (the norm's backward is linear in dxn, so the two
+    /// parts add up to the whole: the Ulysses sequence-chunked layers run them at different times).
     /// </summary>
     internal void ProjectionsBackward(int l, float* h, float* xn, float* rstd, int rows, float* dq, float* dk, float* dv, float* dxn, float* dRes, TensorView gradients, long firstRow)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim;
-        LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, gradients, w.KeyBias),
-            wv = ctx.Projection(w.Value, c, kvd, gradients, w.ValueBias);
-        if (w.QueryNorm is { } qNorm)
+        if (dq != null)
         {
-            // Qwen3, forward: q = q_norm(q'), k = k_norm(k') per head  →  dq' = q_norm_backward(dq), dk' likewise
-            dq = HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dq, gradients, firstRow);
+            LinearWeights wq = ctx.Projection(w.Query, c, hd, gradients, w.QueryBias);
+            if (w.QueryNorm is { } qNorm)
+            {
+                // Qwen3, forward: q = q_norm(q'), k = k_norm(k') per head  →  dq' = q_norm_backward(dq), dk' likewise
+                dq = HeadNormBackward(xn, rows, wq, qNorm, cfg.NumAttentionHeads, dq, gradients, firstRow);
+            }
+
+            // forward: q' = xn·Wqᵀ (+ bq)  →  dWq += dq'ᵀ·xn, dbq += Σ dq', dxn = dq'·Wq
+            Linear.Backward(dq, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
         }
 
-        // forward: q' = xn·Wqᵀ (+ bq)  →  dWq += dq'ᵀ·xn, dbq += Σ dq', dxn = dq'·Wq
-        Linear.Backward(dq, xn, rows, wq, dxn, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
-        if (w.KeyNorm is { } kNorm)
+        if (dk != null)
         {
-            dk = HeadNormBackward(xn, rows, wk, kNorm, cfg.NumKeyValueHeads, dk, gradients, firstRow);
-        }
+            LinearWeights wk = ctx.Projection(w.Key, c, kvd, gradients, w.KeyBias), wv = ctx.Projection(w.Value, c, kvd, gradients, w.ValueBias);
+            if (w.KeyNorm is { } kNorm)
+            {
+                dk = HeadNormBackward(xn, rows, wk, kNorm, cfg.NumKeyValueHeads, dk, gradients, firstRow);
+            }
 
-        Linear.Backward(dk, xn, rows, wk, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
-        Linear.Backward(dv, xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
+            Linear.Backward(dk, xn, rows, wk, dxn, accumulateDx: dq != null, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
+            Linear.Backward(dv, xn, rows, wv, dxn, accumulateDx: true, op: ProfiledOp.AttentionProjections, firstRow: firstRow);
+        }
 
         // forward: xn = rmsnorm(h)  →  dh += rmsnorm_backward(dxn) (dh already holds dm through the residual)
         ctx.NormBackward(dxn, h, w.AttentionNorm, rstd, rows, dRes, gradients);

@@ -11,6 +11,16 @@
 // order recompute q_c, o_c, m_c and run MLP, output projection and attention backward. dK, dV of chunk c's keys are
 // complete once every chunk at or after c has run (only queries at or after a key see it), so the K/V projections'
 // backward runs for chunk c right away. Exact: the same math as the unchunked layer, summed in a different order.
+//
+// Under Ulysses (P ranks, each T positions of every row, chunks of S local positions, every rank the same chunk at
+// once): K and V live in head layout over the whole rows (this rank's kv heads), so a query sees keys of every rank.
+// A query of rank j's chunk needs the keys of all earlier ranks' positions, later chunks included, so each layer
+// first runs a K/V pass over all chunks (norm, projections, RoPE, all-to-all into the head-layout cache), then the
+// chunks' queries: q to head layout (P blocks of S rows, rank j's block at positions j·T + t0 …), attention per
+// block, the output back to sequence layout. Backward likewise: dK, dV (head layout) are complete only after every
+// chunk's queries, so the queries' pass runs only the q projection's backward and a third pass sends dK, dV back to
+// sequence layout and runs the K/V projections' backward (RMSNorm's backward is linear in dxn: its q and kv parts add
+// up to the whole).
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
@@ -42,10 +52,12 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         }
 
         double lossSum = 0;
+        bool ulysses = ctx.SequenceParallel is not null;
         for (int l = 0; l < layers; l++)
         {
-            for (int i = 0; i < ChunkCount; i++)
+            for (int i = 0; ulysses && i < ChunkCount; i++)
             {
+                // Ulysses: K and V of every rank's positions before any query (see the file comment).
                 (int b, int t0, int rows) = Chunk(i);
                 long r0 = ((long)b * Plan.SeqLen) + t0;
                 float* hc = h + (r0 * c);
@@ -54,8 +66,21 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                     store!.Write(l - 1, r0, rows, hc);
                 }
 
+                ProjectKeysAndValues(l, b, t0, rows, hc);
+            }
+
+            for (int i = 0; i < ChunkCount; i++)
+            {
+                (int b, int t0, int rows) = Chunk(i);
+                long r0 = ((long)b * Plan.SeqLen) + t0;
+                float* hc = h + (r0 * c);
+                if (training && l >= 1 && !ulysses)
+                {
+                    store!.Write(l - 1, r0, rows, hc);
+                }
+
                 float* mid = ctx.Temp(Plan.ChunkMid);
-                ProjectAndAttend(l, b, t0, rows, hc, keysAndValues: true, mid);
+                ProjectAndAttend(l, b, t0, rows, hc, keysAndValues: !ulysses, mid);
                 mlp.Forward(l, mid, rows, hc, firstRow: r0);
                 if (training && l == layers - 1)
                 {
@@ -118,6 +143,23 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
 
                 // forward: o = attention(q, K, V)  →  dq (this chunk), dK and dV (keys up to the chunk's end) +=
                 new TensorView(dq, (long)rows * hd).Clear();
+                if (ctx.SequenceParallel is { } sp)
+                {
+                    using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
+                    {
+                        AttendBackwardInHeads(sp, b, t0, rows, dO, q, lse, dq, partials);
+                    }
+
+                    using (StepProfiler.Measure(ProfiledOp.Rope))
+                    {
+                        Rope.Backward(dq, rows, rows, cfg.NumAttentionHeads, ctx.Rope, 0);
+                    }
+
+                    // dK, dV are complete only after every chunk's queries: only the q projection's backward here.
+                    attention.ProjectionsBackward(l, hIn, xn, rstd, rows, dq, null, null, dxn, dResC, gradients, r0);
+                    continue;
+                }
+
                 long kvOffset = (long)b * seqLen * kvd;
                 using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
                 {
@@ -135,7 +177,95 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
 
                 attention.ProjectionsBackward(l, hIn, xn, rstd, rows, dq, dkC, dvC, dxn, dResC, gradients, r0);
             }
+
+            if (ctx.SequenceParallel is { } ulysses)
+            {
+                KeysAndValuesBackward(ulysses, l, tokens, hIn, dxn, gradients);
+            }
         }
+    }
+
+    /// <summary>
+    /// Ulysses, after every chunk's queries of layer l: dK and dV of each chunk's positions back from head layout to
+    /// sequence layout, then RoPE's, the K/V projections' and the input norm's backward into the residual gradient.
+    /// </summary>
+    private void KeysAndValuesBackward(Distributed.UlyssesAttention sp, int l, int* tokens, float* hIn, float* dxn, TensorView gradients)
+    {
+        LlamaConfig cfg = ctx.Config;
+        int c = cfg.HiddenSize, kvd = cfg.KeyValueDim, t = Plan.SeqLen, ranks = Plan.SequenceParallel!.Ranks;
+        float* dRes = ctx.Saved(Plan.Stream), xn = ctx.Temp(Plan.ProjNorm), rstd = ctx.Temp(Plan.ProjRstd);
+        float* dkC = ctx.Temp(Plan.ChunkKey), dvC = ctx.Temp(Plan.ChunkValue), exchange = ctx.Temp(Plan.HeadExchange);
+        for (int i = 0; i < ChunkCount; i++)
+        {
+            (int b, int t0, int rows) = Chunk(i);
+            long r0 = ((long)b * t) + t0, firstRow = ((long)b * ranks * t) + t0;
+            LoadInput(l, i, tokens, hIn, prefetch: i + 1 < ChunkCount ? i + 1 : i);
+            FillRope(b, t0, rows);
+            ctx.NormForward(hIn, ctx.Layout.Layers[l].AttentionNorm, rows, xn, rstd);
+            new TensorView(dkC, (long)rows * kvd).Clear();
+            new TensorView(dvC, (long)rows * kvd).Clear();
+            using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
+            {
+                sp.ToSequence(ctx.Temp(Plan.DKey), firstRow, t, cfg.NumKeyValueHeads, kv: true, dkC, rows, exchange);
+                sp.ToSequence(ctx.Temp(Plan.DValue), firstRow, t, cfg.NumKeyValueHeads, kv: true, dvC, rows, exchange);
+            }
+
+            using (StepProfiler.Measure(ProfiledOp.Rope))
+            {
+                Rope.Backward(dkC, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, 0);
+            }
+
+            attention.ProjectionsBackward(l, hIn, xn, rstd, rows, null, dkC, dvC, dxn, dRes + (r0 * c), gradients, r0);
+        }
+    }
+
+    /// <summary>
+    /// Ulysses attention of one chunk's queries (q, rows × H·D, RoPE applied): q to head layout (P blocks of
+    /// <paramref name="rows"/> rows, rank j's block at positions j·T + t0 …), flash attention of each block over the
+    /// head-layout K, V of the whole row, the output back to sequence layout in <paramref name="o"/>. Leaves the
+    /// head-layout q, output and lse (P blocks of H/P × rows) for <see cref="AttendBackwardInHeads"/>.
+    /// </summary>
+    private void AttendInHeads(Distributed.UlyssesAttention sp, int b, int t0, int rows, float* q, float* o, float* lse)
+    {
+        LlamaConfig cfg = ctx.Config;
+        Distributed.UlyssesHeads heads = Plan.SequenceParallel!;
+        int t = Plan.SeqLen, block = rows * heads.LocalHeads * cfg.HeadDim;
+        long kvOffset = (long)b * heads.Ranks * t * heads.LocalKvHeads * cfg.HeadDim;
+        float* qh = ctx.Temp(Plan.HeadQuery), oh = ctx.Temp(Plan.HeadAttnOut), exchange = ctx.Temp(Plan.HeadExchange);
+        sp.ToHeads(q, rows, cfg.NumAttentionHeads, kv: false, qh, 0, rows, exchange);
+        for (int j = 0; j < heads.Ranks; j++)
+        {
+            FlashAttention.ForwardQueries(qh + ((long)j * block), ctx.Saved(Plan.Key) + kvOffset, ctx.Saved(Plan.Value) + kvOffset, (j * t) + t0, rows,
+                heads.LocalHeads, heads.LocalKvHeads, cfg.HeadDim, oh + ((long)j * block), lse + ((long)j * heads.LocalHeads * rows), cfg.SlidingWindow ?? 0, SequenceRowDocumentStarts(b));
+        }
+
+        new TensorView(o, (long)rows * cfg.QueryDim).Clear();
+        sp.ToSequence(oh, 0, rows, cfg.NumAttentionHeads, kv: false, o, rows, exchange);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="AttendInHeads"/> (which must have just run for this chunk): dOutput to head layout (into
+    /// the chunk's q buffer, dead once q went to heads), the blocks' backward accumulating into the head-layout dK, dV
+    /// of the whole row, and dq back to sequence layout, added into <paramref name="dq"/>. Overwrites dOutput.
+    /// </summary>
+    private void AttendBackwardInHeads(Distributed.UlyssesAttention sp, int b, int t0, int rows, float* dO, float* q, float* lse, float* dq, float* partials)
+    {
+        LlamaConfig cfg = ctx.Config;
+        Distributed.UlyssesHeads heads = Plan.SequenceParallel!;
+        int t = Plan.SeqLen, block = rows * heads.LocalHeads * cfg.HeadDim;
+        long kvOffset = (long)b * heads.Ranks * t * heads.LocalKvHeads * cfg.HeadDim;
+        float* qh = ctx.Temp(Plan.HeadQuery), oh = ctx.Temp(Plan.HeadAttnOut), exchange = ctx.Temp(Plan.HeadExchange);
+        float* dOh = q, dQh = dO;
+        sp.ToHeads(dO, rows, cfg.NumAttentionHeads, kv: false, dOh, 0, rows, exchange);
+        new TensorView(dQh, (long)rows * cfg.QueryDim).Clear();
+        for (int j = 0; j < heads.Ranks; j++)
+        {
+            FlashAttention.BackwardQueries(dOh + ((long)j * block), qh + ((long)j * block), ctx.Saved(Plan.Key) + kvOffset, ctx.Saved(Plan.Value) + kvOffset,
+                oh + ((long)j * block), lse + ((long)j * heads.LocalHeads * rows), (j * t) + t0, rows, heads.LocalHeads, heads.LocalKvHeads, cfg.HeadDim,
+                dQh + ((long)j * block), ctx.Temp(Plan.DKey) + kvOffset, ctx.Temp(Plan.DValue) + kvOffset, cfg.SlidingWindow ?? 0, SequenceRowDocumentStarts(b), partials);
+        }
+
+        sp.ToSequence(dQh, 0, rows, cfg.NumAttentionHeads, kv: false, dq, rows, exchange);
     }
 
     /// <summary>Row b, first position and positions of chunk i (chunks in position order, row by row).</summary>
@@ -175,7 +305,9 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         int c = cfg.HiddenSize, kvd = cfg.KeyValueDim;
         long r0 = ((long)b * Plan.SeqLen) + t0;
         float* xn = ctx.Temp(Plan.ProjNorm), rstd = ctx.Temp(Plan.ProjRstd);
-        float* kc = ctx.Saved(Plan.Key) + (r0 * kvd), vc = ctx.Saved(Plan.Value) + (r0 * kvd);
+        Distributed.UlyssesAttention? sp = ctx.SequenceParallel;
+        float* kc = sp is null ? ctx.Saved(Plan.Key) + (r0 * kvd) : ctx.Temp(Plan.ChunkKey);
+        float* vc = sp is null ? ctx.Saved(Plan.Value) + (r0 * kvd) : ctx.Temp(Plan.ChunkValue);
         FillRope(b, t0, rows);
         ctx.NormForward(hIn, w.AttentionNorm, rows, xn, rstd);
         Linear.Forward(xn, rows, ctx.Projection(w.Key, c, kvd, default, w.KeyBias), kc, op: ProfiledOp.AttentionProjections, firstRow: r0);
@@ -185,8 +317,19 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
             ctx.HeadNormForward(kc, kNorm, rows, cfg.NumKeyValueHeads, kc, ctx.Temp(Plan.ProjQkRstd));
         }
 
-        using var scope = StepProfiler.Measure(ProfiledOp.Rope);
-        Rope.Forward(kc, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, 0);
+        using (StepProfiler.Measure(ProfiledOp.Rope))
+        {
+            Rope.Forward(kc, rows, rows, cfg.NumKeyValueHeads, ctx.Rope, 0);
+        }
+
+        if (sp is not null)
+        {
+            // Ulysses: into the head-layout K, V of the whole row (rank i's chunk rows at positions i·T + t0 …).
+            using var scope = StepProfiler.Measure(ProfiledOp.AttentionForward);
+            long firstRow = ((long)b * Plan.SequenceParallel!.Ranks * Plan.SeqLen) + t0;
+            sp.ToHeads(kc, rows, cfg.NumKeyValueHeads, kv: true, ctx.Saved(Plan.Key), firstRow, Plan.SeqLen, ctx.Temp(Plan.HeadExchange));
+            sp.ToHeads(vc, rows, cfg.NumKeyValueHeads, kv: true, ctx.Saved(Plan.Value), firstRow, Plan.SeqLen, ctx.Temp(Plan.HeadExchange));
+        }
     }
 
     /// <summary>
@@ -225,8 +368,15 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
         long kvOffset = (long)b * seqLen * kvd;
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
         {
-            FlashAttention.ForwardQueries(q, ctx.Saved(Plan.Key) + kvOffset, ctx.Saved(Plan.Value) + kvOffset, t0, rows, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim,
-                o, lse, cfg.SlidingWindow ?? 0, RowDocumentStarts(b));
+            if (ctx.SequenceParallel is { } sp)
+            {
+                AttendInHeads(sp, b, t0, rows, q, o, lse);
+            }
+            else
+            {
+                FlashAttention.ForwardQueries(q, ctx.Saved(Plan.Key) + kvOffset, ctx.Saved(Plan.Value) + kvOffset, t0, rows, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim,
+                    o, lse, cfg.SlidingWindow ?? 0, RowDocumentStarts(b));
+            }
         }
 
         // m = h + o·Woᵀ
@@ -243,6 +393,9 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
     }
 
     private int* RowDocumentStarts(int b) => ctx.DocumentStarts == null ? null : ctx.DocumentStarts + ((long)b * Plan.SeqLen);
+
+    /// <summary>Ulysses: the document starts of the whole row b (P·T positions), or null.</summary>
+    private int* SequenceRowDocumentStarts(int b) => ctx.SequenceDocumentStarts == null ? null : ctx.SequenceDocumentStarts + ((long)b * Plan.SequenceParallel!.Ranks * Plan.SeqLen);
 
     private int* ChunkDocumentStarts(int b, int t0) => ctx.DocumentStarts == null ? null : ctx.DocumentStarts + ((long)b * Plan.SeqLen) + t0;
 }
