@@ -98,7 +98,7 @@ internal static class PlanCommand
         }
 
         var heads = Distributed.UlyssesHeads.For(config, ranks);
-        return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {setup.LocalSeqLen(seqLen)} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); sequence-chunked policies do not combine with Ulysses");
+        return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {setup.LocalSeqLen(seqLen)} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")})");
     }
 
     private static string PerRank(int ranks, int rows, int shards) => ranks == 1 ? ""

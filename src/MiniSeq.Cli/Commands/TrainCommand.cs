@@ -107,6 +107,9 @@ internal static class TrainCommand
     /// <summary>The run, on every rank of <paramref name="world"/> (data parallel when it has more than one).</summary>
     private static int Train(ParseResult p, ICommunicator world)
     {
+        // Under mpirun, every collective is timed: the step line, the metrics and the summary show the communication.
+        TimedCommunicator? timed = world.Size > 1 ? new TimedCommunicator(world) : null;
+        world = timed ?? world;
         bool writer = world.Rank == 0; // only rank 0 writes files (models, checkpoints, metrics, charts)
         int zeroStage = p.GetValue(Zero);
         if (zeroStage is not (0 or 1))
@@ -441,6 +444,8 @@ internal static class TrainCommand
             double? lastValidation = null;
             int firstStep = run.Trainer.StepCount;
             int lastCheckpoint = -1;
+            var stepCollectives = new List<(double Reduction, double AllToAll)>(); // seconds per step, under mpirun
+            (double Reduction, double AllToAll) collectiveMark = timed is null ? default : (timed.Seconds(CollectiveKind.Reduction), timed.Seconds(CollectiveKind.AllToAll));
             void SaveCheckpointAt(int step)
             {
                 // DIR/checkpoint-STEP holds only MiniSeq's files: written (or replaced) atomically as a whole; always F32.
@@ -454,13 +459,24 @@ internal static class TrainCommand
 
             Progress.Run(steps - firstStep, report => run.Run(steps, limit, r =>
             {
+                // Time in collectives since the previous step's callback (validation and saving excluded below).
+                string commField = "", commText = "";
+                if (timed is not null)
+                {
+                    (double Reduction, double AllToAll) now = (timed.Seconds(CollectiveKind.Reduction), timed.Seconds(CollectiveKind.AllToAll));
+                    (double reduction, double allToAll) = (now.Reduction - collectiveMark.Reduction, now.AllToAll - collectiveMark.AllToAll);
+                    stepCollectives.Add((reduction, allToAll));
+                    commField = FormattableString.Invariant($",\"comm_s\":{reduction + allToAll:F4},\"all_to_all_s\":{allToAll:F4}");
+                    commText = FormattableString.Invariant($"  comm {reduction + allToAll:F2} s");
+                }
+
                 // Validation every K steps and at the last step of the schedule.
                 double? validation = data?.Validation is { } valSource && ((valEvery > 0 && r.Step % valEvery == 0) || r.Step == steps)
                     ? DataParallel.Evaluate(run.Trainer, valSource.FirstEpoch(), world).Loss
                     : null;
                 lastValidation = validation ?? lastValidation;
                 string valField = validation is double v ? FormattableString.Invariant($",\"val_loss\":{v:R}") : "";
-                metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R}{valField},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1},\"peak_bytes\":{model.Ledger.PeakTotal},\"precision\":\"{precision.Name()}\"}}"));
+                metrics?.Append(FormattableString.Invariant($"{{\"step\":{r.Step},\"loss\":{r.Loss:R}{valField},\"grad_norm\":{r.GradNorm:R},\"lr\":{r.LearningRate:R},\"tokens_per_s\":{r.TokensPerSecond:F1}{commField},\"peak_bytes\":{model.Ledger.PeakTotal},\"precision\":\"{precision.Name()}\"}}"));
                 if (saveEvery > 0 && r.Step % saveEvery == 0)
                 {
                     DataParallel.CheckReplicasAgree(model.Trainable.Values.All, world, "the weights");
@@ -471,7 +487,8 @@ internal static class TrainCommand
                     }
                 }
 
-                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
+                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + commText + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
+                collectiveMark = timed is null ? default : (timed.Seconds(CollectiveKind.Reduction), timed.Seconds(CollectiveKind.AllToAll));
                 return true;
             }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
 
@@ -524,7 +541,7 @@ internal static class TrainCommand
             Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), explicitPolicy ? null : budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
                 : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
                 : null;
-            PrintSummary(model, run.History, savePath, extraRows, world);
+            PrintSummary(model, run.History, savePath, extraRows, world, ulysses, stepCollectives);
             if (metricsPath is not null)
             {
                 metrics?.Dispose();
@@ -662,7 +679,13 @@ internal static class TrainCommand
         {
             long floats = trainer.Gradients.Length;
             int padding = (trainer.SeqLen * world.Size) - batch.SeqLen;
-            long perLayer = heads.FloatsPerLayer(c, (long)trainer.MicroBatchRows * trainer.SeqLen * world.Size, backward: true);
+            long tokens = (long)trainer.MicroBatchRows * trainer.SeqLen * world.Size;
+            long perLayer = heads.FloatsPerLayer(c, tokens, backward: true);
+            if (trainer.Plan.Policy.Checkpoint && !trainer.Plan.Policy.SequenceChunked)
+            {
+                perLayer += heads.FloatsPerLayer(c, tokens, backward: false); // the recomputed forward's all-to-alls
+            }
+
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
                 $"Ulysses sequence parallel over {world.Size} ranks ({world.Implementation}): {trainer.SeqLen} of the {batch.SeqLen} positions of every row per rank{(padding > 0 ? $" (the last shard padded by {padding} ignored positions at its end)" : "")} (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")));
         }
@@ -678,7 +701,8 @@ internal static class TrainCommand
         }
     }
 
-    private static void PrintSummary(LlamaModel model, IReadOnlyList<StepResult> history, string? savePath, Action<Table>? demoRows, ICommunicator world)
+    private static void PrintSummary(LlamaModel model, IReadOnlyList<StepResult> history, string? savePath, Action<Table>? demoRows, ICommunicator world, bool ulysses = false,
+        IReadOnlyList<(double Reduction, double AllToAll)>? collectives = null)
     {
         MemoryReport mem = model.Ledger.Snapshot();
         var table = new Table().Border(TableBorder.Rounded).AddColumn("summary").AddColumn(new TableColumn("value").RightAligned());
@@ -701,7 +725,20 @@ internal static class TrainCommand
         table.AddRow("time", FormattableString.Invariant($"{seconds:F1} s"));
         if (world.Size > 1)
         {
-            table.AddRow("data parallel", FormattableString.Invariant($"{world.Size} ranks × {KernelThreads.ThreadCount} threads ({world.Implementation})"));
+            table.AddRow(ulysses ? "sequence parallel (Ulysses)" : "data parallel", FormattableString.Invariant($"{world.Size} ranks × {KernelThreads.ThreadCount} threads ({world.Implementation})"));
+        }
+
+        if (collectives is { Count: > 0 } && collectives.Count == history.Count)
+        {
+            // Rank 0's time inside collectives (transfer + waiting for the other ranks): what communication costs, and
+            // the most that overlapping it with computation could win back.
+            // After the first step when there are more (its collectives mostly wait for the other ranks' JIT warm-up).
+            int skip = history.Count >= 2 ? 1 : 0;
+            double reduction = collectives.Skip(skip).Sum(c => c.Reduction), allToAll = collectives.Skip(skip).Sum(c => c.AllToAll);
+            double stepSeconds = history.Skip(skip).Sum(h => h.Elapsed.TotalSeconds);
+            string split = allToAll > 0 ? FormattableString.Invariant($" (all-to-all {allToAll:F2} s, reductions {reduction:F2} s)") : "";
+            table.AddRow(skip == 1 ? "time in collectives after the first step (rank 0)" : "time in collectives (rank 0)",
+                FormattableString.Invariant($"{reduction + allToAll:F2} s = {100 * (reduction + allToAll) / Math.Max(stepSeconds, 1e-9):F1} % of the steps' time{split}"));
         }
         demoRows?.Invoke(table);
 

@@ -78,8 +78,10 @@ public sealed record UlyssesHeads
     /// <summary>
     /// Floats each rank sends (and receives the same) per layer, forward and backward, for B rows of N tokens as
     /// implemented: forward q, k, v to heads and the output back (4 all-to-alls); backward q, k, v, output, dOutput to
-    /// heads and dq, dk, dv back (8; checkpointing adds the forward's 4 again). Each all-to-all of a (B·N/P, W) shard
-    /// sends (P − 1)/P of it.
+    /// heads and dq, dk, dv back (8; checkpointing adds the forward's 4 again). Sequence-chunked layers send the same
+    /// floats in per-chunk pieces: forward K, V, then each chunk's q and output; backward K, V again, q and output
+    /// (recompute), dOutput and dq, then dK, dV back: the forward's 4 and the backward's 8 with the recompute included.
+    /// Each all-to-all of a (B·N/P, W) shard sends (P − 1)/P of it.
     /// </summary>
     public long FloatsPerLayer(LlamaConfig config, long rowsTimesSeqLen, bool backward)
     {

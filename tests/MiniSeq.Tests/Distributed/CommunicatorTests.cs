@@ -1,6 +1,7 @@
 // The communicator contract without MPI: the single-process communicator and in-process groups of 1–4 ranks pass the
 // same self-test `miniseq mpi-check` runs under mpirun; misuse (unsupported types, bad blocks or counts, a root
-// outside the group) throws before anything is sent; Open MPI's version line shortens to "Open MPI x.y".
+// outside the group) throws before anything is sent; Open MPI's version line shortens to "Open MPI x.y"; the timing
+// decorator forwards every collective and counts its time.
 using MiniSeq.Distributed;
 
 namespace MiniSeq.Tests.Distributed;
@@ -24,6 +25,23 @@ public class CommunicatorTests
     {
         IReadOnlyList<string>[] failures = InProcessGroup.Run(size, CommunicatorSelfTest.Run);
         Assert.All(failures, Assert.Empty);
+    }
+
+    // The timing decorator passes the self-test on every rank (it only forwards) and counts time per kind.
+    [Fact]
+    public void Timed_SelfTestPasses_AndTimeAccumulatesPerKind()
+    {
+        (IReadOnlyList<string> Failures, double Reduction, double AllToAll)[] ranks = InProcessGroup.Run(2, c =>
+        {
+            var timed = new TimedCommunicator(c);
+            IReadOnlyList<string> failures = CommunicatorSelfTest.Run(timed);
+            return (failures, timed.Seconds(CollectiveKind.Reduction), timed.Seconds(CollectiveKind.AllToAll));
+        });
+        foreach (var (failures, reduction, allToAll) in ranks)
+        {
+            Assert.Empty(failures);
+            Assert.True(reduction > 0 && allToAll > 0, $"reductions {reduction} s, all-to-all {allToAll} s");
+        }
     }
 
     [Fact]

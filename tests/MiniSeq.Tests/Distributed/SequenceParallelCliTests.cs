@@ -1,6 +1,7 @@
 // Ulysses sequence parallel through the real executable under `mpirun -np 2`: the same weights (relative 1e-5 per
-// tensor) and losses as one process, with MsT + checkpointing; rank 0 alone prints, with the Ulysses header line; a
-// --sequence-parallel P that is not the number of ranks is a one-line error.
+// tensor) and losses as one process, with MsT + checkpointing and with sequence-chunked layers offloaded to disk; rank 0
+// alone prints, with the Ulysses header line and the time in collectives; a --sequence-parallel P that is not the
+// number of ranks is a one-line error.
 using System.Text.Json;
 using MiniSeq.IO;
 using MiniSeq.Tests.Helpers;
@@ -49,6 +50,42 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         }
 
         output.WriteLine(FormattableString.Invariant($"Ulysses 2 ranks against 1 process: largest per-tensor relative error {worst:E2}"));
+    }
+
+    // Sequence-chunked layers with their inputs offloaded to disk, under Ulysses: every rank's own offload file, none
+    // left; the same weights and losses as one process with the same policy; the time in collectives in every metrics
+    // line and the summary.
+    [OpenMpiFact]
+    public void Train_TwoRanks_SequenceChunkedOffload_SameAsOneProcess_CollectivesTimed()
+    {
+        using var tmp = new TempDir();
+        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
+        WriteTokens(tmp["tokens.json"]);
+        Directory.CreateDirectory(tmp["off"]);
+        string[] common = ["train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "3", "--lr", "1e-3", "--mst-mlp", "2", "--mst-lm", "3", "--seq-chunk", "10", "--offload", "disk:" + tmp["off"]];
+        CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["one"], "--metrics", tmp["one.jsonl"]]));
+        CliResult two = CliRunner.RunUnderMpirun(2, [.. common, "--sequence-parallel", "2", "--save", tmp["two"], "--metrics", tmp["two.jsonl"]]);
+        CliAssert.Ok(two);
+        Assert.Contains("+chunked(10)+offload", two.Stdout, StringComparison.Ordinal);
+        Assert.Contains("time in collectives after the first step (rank 0)", two.Stdout, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(tmp["off"]));
+
+        using SafeTensorsReader actual = SafeTensorsReader.Open(Path.Combine(tmp["two"], "model.safetensors"));
+        using SafeTensorsReader expected = SafeTensorsReader.Open(Path.Combine(tmp["one"], "model.safetensors"));
+        foreach (SafeTensorInfo t in expected.Tensors)
+        {
+            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
+            Assert.True(error <= 1e-5, $"{t.Name}: relative error {error:E3}");
+        }
+
+        List<JsonElement> a = MpiCliFixtures.Metrics(tmp["two.jsonl"]), e = MpiCliFixtures.Metrics(tmp["one.jsonl"]);
+        for (int i = 0; i < 3; i++)
+        {
+            Compare.Close(a[i].GetProperty("loss").GetDouble(), e[i].GetProperty("loss").GetDouble(), 1e-5, $"step {i + 1} loss");
+            Assert.True(a[i].GetProperty("all_to_all_s").GetDouble() > 0, "all-to-all time");
+            Assert.True(a[i].GetProperty("comm_s").GetDouble() >= a[i].GetProperty("all_to_all_s").GetDouble(), "time in collectives");
+            Assert.False(e[i].TryGetProperty("comm_s", out _), "one process has no collectives");
+        }
     }
 
     [OpenMpiFact]

@@ -1,0 +1,110 @@
+// A communicator that measures how long its caller spends inside collectives: the communication overhead of a
+// distributed run made visible (the step line, the metrics and the summary of `miniseq train` under mpirun). The time
+// of a blocking collective is transfer plus waiting for the slowest rank to arrive, i.e. the time this rank did not
+// compute; it is also the most that overlapping the collective with computation could hide.
+using System.Diagnostics;
+
+namespace MiniSeq.Distributed;
+
+/// <summary>What a collective is for, as <see cref="TimedCommunicator"/> accounts it.</summary>
+public enum CollectiveKind
+{
+    /// <summary>All-reduce, reduce-scatter, all-gather, broadcast, barrier: gradients, losses, counts, ZeRO-1.</summary>
+    Reduction,
+
+    /// <summary>All-to-all(v): Ulysses attention's head exchanges.</summary>
+    AllToAll,
+}
+
+/// <summary>Forwards every call to <see cref="Inner"/> and adds the time spent in it to a running total per kind.</summary>
+public sealed class TimedCommunicator(ICommunicator inner) : ICommunicator
+{
+    private readonly long[] _ticks = new long[2];
+
+    /// <summary>The communicator that carries the calls.</summary>
+    public ICommunicator Inner { get; } = inner ?? throw new ArgumentNullException(nameof(inner));
+
+    /// <inheritdoc/>
+    public int Rank => Inner.Rank;
+
+    /// <inheritdoc/>
+    public int Size => Inner.Size;
+
+    /// <inheritdoc/>
+    public string Implementation => Inner.Implementation;
+
+    /// <summary>Seconds spent in collectives of <paramref name="kind"/> since construction.</summary>
+    public double Seconds(CollectiveKind kind) => (double)Volatile.Read(ref _ticks[(int)kind]) / Stopwatch.Frequency;
+
+    /// <summary>Seconds spent in every collective since construction.</summary>
+    public double TotalSeconds => Seconds(CollectiveKind.Reduction) + Seconds(CollectiveKind.AllToAll);
+
+    /// <inheritdoc/>
+    public void Barrier()
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inner.Barrier();
+        Add(CollectiveKind.Reduction, start);
+    }
+
+    /// <inheritdoc/>
+    public void AllReduce<T>(Span<T> values, ReduceOp op = ReduceOp.Sum)
+        where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inner.AllReduce(values, op);
+        Add(CollectiveKind.Reduction, start);
+    }
+
+    /// <inheritdoc/>
+    public void Broadcast<T>(Span<T> values, int root)
+        where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inner.Broadcast(values, root);
+        Add(CollectiveKind.Reduction, start);
+    }
+
+    /// <inheritdoc/>
+    public void ReduceScatter<T>(ReadOnlySpan<T> values, Span<T> block, ReduceOp op = ReduceOp.Sum)
+        where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inner.ReduceScatter(values, block, op);
+        Add(CollectiveKind.Reduction, start);
+    }
+
+    /// <inheritdoc/>
+    public void AllGather<T>(ReadOnlySpan<T> block, Span<T> values)
+        where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inner.AllGather(block, values);
+        Add(CollectiveKind.Reduction, start);
+    }
+
+    /// <inheritdoc/>
+    public void AllToAll<T>(ReadOnlySpan<T> send, Span<T> receive)
+        where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inner.AllToAll(send, receive);
+        Add(CollectiveKind.AllToAll, start);
+    }
+
+    /// <inheritdoc/>
+    public void AllToAllV<T>(ReadOnlySpan<T> send, ReadOnlySpan<int> sendCounts, Span<T> receive, ReadOnlySpan<int> receiveCounts)
+        where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inner.AllToAllV(send, sendCounts, receive, receiveCounts);
+        Add(CollectiveKind.AllToAll, start);
+    }
+
+    /// <summary>Nothing: <see cref="Inner"/> belongs to whoever made it.</summary>
+    public void Dispose()
+    {
+    }
+
+    private void Add(CollectiveKind kind, long start) => Interlocked.Add(ref _ticks[(int)kind], Stopwatch.GetTimestamp() - start);
+}
