@@ -48,12 +48,13 @@ internal static class PlanCommand
             }
 
             int sequenceParallel = p.GetValue(SequenceParallelRanks);
-            if (sequenceParallel < 1 || (sequenceParallel > 1 && (ranks > 1 || zeroStage == 1)))
+            if (sequenceParallel < 1 || (sequenceParallel > 1 && ranks > 1))
             {
-                throw new ArgumentException($"--sequence-parallel {sequenceParallel}: ≥ 1, and not with --ranks or --zero (data × sequence parallel and ZeRO-1 with Ulysses are not supported).");
+                throw new ArgumentException($"--sequence-parallel {sequenceParallel}: ≥ 1, and not with --ranks (data × sequence parallel is not supported).");
             }
 
-            int rows = batch / ranks, micro = p.GetValue(MicroBatch) ?? rows, shards = zeroStage == 1 ? ranks : 1;
+            // ZeRO-1 shards the optimizer state over every rank of the job: the data-parallel ones, or the Ulysses ones.
+            int rows = batch / ranks, micro = p.GetValue(MicroBatch) ?? rows, shards = zeroStage == 1 ? Math.Max(ranks, sequenceParallel) : 1;
             if (seqLen < 1 || batch < 1 || micro < 1 || rows % micro != 0)
             {
                 throw new ArgumentException("--seq-len and --batch must be ≥ 1 and --micro-batch must divide the rows per rank (--batch / --ranks).");
@@ -98,7 +99,7 @@ internal static class PlanCommand
         }
 
         var heads = Distributed.UlyssesHeads.For(config, ranks);
-        return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {setup.LocalSeqLen(seqLen)} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")})");
+        return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {setup.LocalSeqLen(seqLen)} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}){(setup.ZeroShards > 1 ? $", ZeRO-1: optimizer state ÷ {setup.ZeroShards}" : "")}");
     }
 
     private static string PerRank(int ranks, int rows, int shards) => ranks == 1 ? ""

@@ -80,7 +80,7 @@ internal static class TrainCommand
     private static readonly Option<int?> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses sequence parallel over P MPI ranks (P = mpirun -np): each rank holds ⌈seq-len/P⌉ positions of every row (the last shard padded at its end); attention heads are exchanged by all-to-all" };
     private static readonly Option<bool> Distributed = new("--distributed") { Description = "Data parallel over MPI (Open MPI) ranks: implied when started by mpirun (mpirun -np P dotnet miniseq.dll train …); each rank takes batch/P rows, --threads per rank" };
 
-    private static readonly Option<int> Zero = new("--zero") { DefaultValueFactory = _ => 0, Description = "With data parallel: 0 = every rank holds the whole optimizer state | 1 = ZeRO-1, each rank holds and updates 1/P of it (gradients reduce-scattered, weights all-gathered; adamw, sgd, lion); a no-op in one process" };
+    private static readonly Option<int> Zero = new("--zero") { DefaultValueFactory = _ => 0, Description = "With data or sequence parallel: 0 = every rank holds the whole optimizer state | 1 = ZeRO-1, each rank holds and updates 1/P of it (gradients reduce-scattered, weights all-gathered; adamw, sgd, lion); a no-op in one process" };
 
     public static Command Create()
     {
@@ -203,11 +203,6 @@ internal static class TrainCommand
         // Data parallel: every rank draws the whole batch and keeps its rows; everything below sizes for those.
         // Sequence parallel (Ulysses): every rank keeps its positions of every row instead.
         bool ulysses = CheckSequenceParallel(p.GetValue(SequenceParallelRanks), world);
-        if (ulysses && zero)
-        {
-            throw new ArgumentException("--zero 1 with --sequence-parallel is not supported yet: ZeRO-1 shards the optimizer over data-parallel ranks; drop one of them.");
-        }
-
         IBatchSource shard = ulysses ? SequenceParallel.Shard(source, world) : DataParallel.Shard(source, world);
         int? micro = p.GetValue(MicroBatch);
         if (micro is int m && (m < 1 || shard.BatchSize % m != 0))
@@ -418,7 +413,7 @@ internal static class TrainCommand
                 TotalSteps = steps,
                 Seed = p.GetValue(Seed),
             };
-            TrainerOptions options = ulysses ? SequenceParallel.Attach(plain, world) : DataParallel.Attach(plain, world, zero: zero);
+            TrainerOptions options = ulysses ? SequenceParallel.Attach(plain, world, zero: zero) : DataParallel.Attach(plain, world, zero: zero);
 
             using var run = new TrainingRun(model, options, shard)
             {
@@ -687,7 +682,7 @@ internal static class TrainCommand
             }
 
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
-                $"Ulysses sequence parallel over {world.Size} ranks ({world.Implementation}): {trainer.SeqLen} of the {batch.SeqLen} positions of every row per rank{(padding > 0 ? $" (the last shard padded by {padding} ignored positions at its end)" : "")} (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")));
+                $"Ulysses sequence parallel over {world.Size} ranks ({world.Implementation}): {trainer.SeqLen} of the {batch.SeqLen} positions of every row per rank{(padding > 0 ? $" (the last shard padded by {padding} ignored positions at its end)" : "")} (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); {(trainer.Optimizer.Shard is OptimizerShard own ? $"ZeRO-1: optimizer state {ByteSize.Format(trainer.Optimizer.ResidentBytes)} per rank (its 1/{world.Size}: {ByteSize.Format(own.Length * sizeof(float))} of the weights), gradients ({ByteSize.Format(floats * sizeof(float))}) reduce-scattered and weights all-gathered" : $"gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")}")));
         }
         else if (world.Size > 1)
         {

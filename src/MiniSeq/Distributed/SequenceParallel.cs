@@ -100,9 +100,10 @@ public static class SequenceParallel
     /// <summary>
     /// <paramref name="options"/> with the data-parallel reductions (scored count, loss sum, gradient all-reduce: each
     /// rank's weight gradients are partial sums over its tokens) and <see cref="TrainerOptions.SequenceParallel"/>.
-    /// A group of one returns <paramref name="options"/> unchanged.
+    /// A group of one returns <paramref name="options"/> unchanged. <paramref name="zero"/>: ZeRO-1 over the same
+    /// ranks (every rank's gradients are partial sums over its positions, reduce-scattered to the owner of each range).
     /// </summary>
-    public static TrainerOptions Attach(TrainerOptions options, ICommunicator communicator, long bucketBytes = DataParallel.DefaultBucketBytes)
+    public static TrainerOptions Attach(TrainerOptions options, ICommunicator communicator, long bucketBytes = DataParallel.DefaultBucketBytes, bool zero = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(communicator);
@@ -111,7 +112,7 @@ public static class SequenceParallel
             return options;
         }
 
-        return DataParallel.Attach(options, communicator, bucketBytes) with { SequenceParallel = communicator };
+        return DataParallel.Attach(options, communicator, bucketBytes, zero) with { SequenceParallel = communicator };
     }
 
     /// <summary>This rank's sequence shard of <paramref name="global"/> (the source itself for a group of one).</summary>

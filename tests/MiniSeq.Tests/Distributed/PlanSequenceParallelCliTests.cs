@@ -1,4 +1,5 @@
-// `plan --sequence-parallel P`: one Ulysses rank's memory (its positions; the sequence-chunked policies too); refusals in one line.
+// `plan --sequence-parallel P`: one Ulysses rank's memory (its positions; the sequence-chunked policies too; ZeRO-1 over
+// the Ulysses ranks); refusals in one line.
 using MiniSeq.Tests.Helpers;
 
 namespace MiniSeq.Tests.Distributed;
@@ -14,6 +15,9 @@ public class PlanSequenceParallelCliTests
         Assert.Contains("mst+checkpoint", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("chunked+offload", r.Stdout, StringComparison.Ordinal);
         CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--sequence-parallel", "3"), "query heads to divide by 3");
-        CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "2", "--ranks", "2", "--sequence-parallel", "2"), "not with --ranks or --zero");
+        CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "2", "--ranks", "2", "--sequence-parallel", "2"), "not with --ranks");
+        CliResult zero = CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--sequence-parallel", "2", "--zero", "1");
+        CliAssert.Ok(zero);
+        Assert.Contains("ZeRO-1: optimizer state ÷ 2", zero.Stdout, StringComparison.Ordinal);
     }
 }

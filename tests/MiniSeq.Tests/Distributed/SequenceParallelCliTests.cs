@@ -52,11 +52,11 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         output.WriteLine(FormattableString.Invariant($"Ulysses 2 ranks against 1 process: largest per-tensor relative error {worst:E2}"));
     }
 
-    // Sequence-chunked layers with their inputs offloaded to disk, under Ulysses: every rank's own offload file, none
-    // left; the same weights and losses as one process with the same policy; the time in collectives in every metrics
-    // line and the summary.
+    // Sequence-chunked layers with their inputs offloaded to disk, under Ulysses with ZeRO-1: every rank's own offload
+    // file, none left; the same weights and losses as one process with the same policy; the time in collectives in
+    // every metrics line and the summary.
     [OpenMpiFact]
-    public void Train_TwoRanks_SequenceChunkedOffload_SameAsOneProcess_CollectivesTimed()
+    public void Train_TwoRanks_SequenceChunkedOffloadZeroOne_SameAsOneProcess_CollectivesTimed()
     {
         using var tmp = new TempDir();
         CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
@@ -64,9 +64,10 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         Directory.CreateDirectory(tmp["off"]);
         string[] common = ["train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "3", "--lr", "1e-3", "--mst-mlp", "2", "--mst-lm", "3", "--seq-chunk", "10", "--offload", "disk:" + tmp["off"]];
         CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["one"], "--metrics", tmp["one.jsonl"]]));
-        CliResult two = CliRunner.RunUnderMpirun(2, [.. common, "--sequence-parallel", "2", "--save", tmp["two"], "--metrics", tmp["two.jsonl"]]);
+        CliResult two = CliRunner.RunUnderMpirun(2, [.. common, "--sequence-parallel", "2", "--zero", "1", "--save", tmp["two"], "--metrics", tmp["two.jsonl"]]);
         CliAssert.Ok(two);
         Assert.Contains("+chunked(10)+offload", two.Stdout, StringComparison.Ordinal);
+        Assert.Contains("ZeRO-1: optimizer state", two.Stdout, StringComparison.Ordinal);
         Assert.Contains("time in collectives after the first step (rank 0)", two.Stdout, StringComparison.Ordinal);
         Assert.Empty(Directory.EnumerateFileSystemEntries(tmp["off"]));
 

@@ -36,7 +36,7 @@ public class SequenceParallelTests
         TotalSteps = steps,
     };
 
-    private static RunResult Train(LlamaConfig config, ICommunicator? communicator, int rows, int seqLen, int steps, bool checkpoint = true, bool bf16 = false, MemoryPolicy? policy = null)
+    private static RunResult Train(LlamaConfig config, ICommunicator? communicator, int rows, int seqLen, int steps, bool checkpoint = true, bool bf16 = false, MemoryPolicy? policy = null, bool zero = false)
     {
         using var model = new LlamaModel(config);
         model.InitializeRandom(1);
@@ -45,7 +45,7 @@ public class SequenceParallelTests
         IBatchSource source = new RecallDemoSource(new AssociativeRecall(config.VocabSize, seqLen, pairs: 4, meanGap: 2), batchSize: rows, seed: 9);
         if (communicator is not null)
         {
-            options = SequenceParallel.Attach(options, communicator, bucketBytes: 40_000);
+            options = SequenceParallel.Attach(options, communicator, bucketBytes: 40_000, zero: zero);
             source = SequenceParallel.Shard(source, communicator);
         }
 
@@ -171,6 +171,37 @@ public class SequenceParallelTests
             {
                 Directory.Delete(offload, recursive: true);
             }
+        }
+    }
+
+    // ZeRO-1 over the Ulysses ranks: each rank's gradients (partial sums over its positions) are reduce-scattered to the
+    // owner of each range, which updates it with its 1/P of the optimizer state; the weights are all-gathered. = one
+    // process at 1e-5, with MsT + checkpointing and with sequence-chunked layers.
+    [Theory]
+    [InlineData("gqa", 2, 1, 48, 0)]
+    [InlineData("tiny", 4, 2, 45, 0)] // 4 ranks, padded, replicated kv heads
+    [InlineData("gqa", 2, 2, 47, 5)]  // sequence-chunked layers
+    public void ZeroOne_SameLossesGradientsAndWeightsAsOneProcess(string name, int ranks, int rows, int seqLen, int chunk)
+    {
+        const int Steps = 3;
+        LlamaConfig config = ConfigFor(name);
+        MemoryPolicy? policy = chunk == 0 ? null : MemoryPolicy.Chunked(config, (long)rows * seqLen, chunk) with { MlpChunks = 2, LmHeadChunks = 3 };
+        RunResult one = Train(config, null, rows, seqLen, Steps, policy: policy);
+        RunResult[] all = InProcessGroup.Run(ranks, c => Train(config, c, rows, seqLen, Steps, policy: policy, zero: true));
+        for (int r = 1; r < ranks; r++)
+        {
+            Assert.True(all[0].Weights.AsSpan().SequenceEqual(all[r].Weights), $"rank {r}'s weights differ from rank 0's");
+        }
+
+        foreach (ParameterInfo t in new ParameterLayout(config).Tensors)
+        {
+            Compare.Close(all[0].Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), one.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), 1e-5, t.Name);
+        }
+
+        for (int s = 0; s < Steps; s++)
+        {
+            Compare.Close(all[0].Losses[s], one.Losses[s], 1e-5, $"loss of step {s + 1}");
+            Compare.Close(all[0].GradNorms[s], one.GradNorms[s], 1e-5, $"gradient norm of step {s + 1}");
         }
     }
 
