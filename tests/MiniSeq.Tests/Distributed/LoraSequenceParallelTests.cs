@@ -1,6 +1,7 @@
 // LoRA under Ulysses sequence parallel (ranks as threads, InProcessGroup): every projection and its adapter is row-wise,
 // so P ranks holding N/P positions of every row train the adapters of one process with whole rows (relative 1e-5) —
-// with dropout too, because the masks are keyed by the token's place in the global batch (DropoutTokens).
+// with dropout too, because the masks are keyed by the token's place in the global batch (DropoutTokens), and with
+// sequence-chunked layers.
 using MiniSeq.Distributed;
 using MiniSeq.Model;
 using MiniSeq.Model.Lora;
@@ -14,7 +15,7 @@ public class LoraSequenceParallelTests
 {
     private static readonly LlamaConfig s_config = ModelPresets.Tiny;
 
-    private static (float[] Adapters, double[] Losses) Train(ICommunicator? communicator, float dropout, int seqLen)
+    private static (float[] Adapters, double[] Losses) Train(ICommunicator? communicator, float dropout, int seqLen, int chunk = 0)
     {
         const int Steps = 2, Rows = 2;
         using var model = new LlamaModel(s_config);
@@ -24,7 +25,8 @@ public class LoraSequenceParallelTests
         var options = new TrainerOptions
         {
             Optimizer = new OptimizerOptions { LearningRate = 1e-2f },
-            Policy = new MemoryPolicy { MlpChunks = 2, LmHeadChunks = 3, Checkpoint = true },
+            Policy = chunk == 0 ? new MemoryPolicy { MlpChunks = 2, LmHeadChunks = 3, Checkpoint = true }
+                : MemoryPolicy.Chunked(s_config, Rows * seqLen, chunk) with { MlpChunks = 2, LmHeadChunks = 3 },
             TotalSteps = Steps,
             Seed = 5,
         };
@@ -44,10 +46,11 @@ public class LoraSequenceParallelTests
     [InlineData(0f, 48)]
     [InlineData(0.25f, 48)]
     [InlineData(0.25f, 47)] // padded to 2 × 24: the padding's masks never reach a real token
-    public void TwoRanks_Adapters_EqualOneProcess(float dropout, int seqLen)
+    [InlineData(0.25f, 47, 5)] // sequence-chunked layers on every rank (one process with the same policy)
+    public void TwoRanks_Adapters_EqualOneProcess(float dropout, int seqLen, int chunk = 0)
     {
-        (float[] Adapters, double[] Losses) one = Train(null, dropout, seqLen);
-        (float[] Adapters, double[] Losses)[] all = InProcessGroup.Run(2, c => Train(c, dropout, seqLen));
+        (float[] Adapters, double[] Losses) one = Train(null, dropout, seqLen, chunk);
+        (float[] Adapters, double[] Losses)[] all = InProcessGroup.Run(2, c => Train(c, dropout, seqLen, chunk));
         Assert.True(all[0].Adapters.AsSpan().SequenceEqual(all[1].Adapters), "the ranks' adapters differ");
         Compare.Close(all[0].Adapters, one.Adapters, 1e-5, "adapters after 2 steps");
         for (int s = 0; s < one.Losses.Length; s++)
