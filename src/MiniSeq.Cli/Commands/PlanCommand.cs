@@ -19,7 +19,7 @@ internal static class PlanCommand
     private static readonly Option<string> OptimizerName = new("--optimizer") { Description = "Optimizer: " + string.Join(" | ", Training.Optimizers.OptimizerRegistry.Names), DefaultValueFactory = _ => "adamw" };
     private static readonly Option<float> Momentum = new("--momentum") { Description = "SGD momentum (> 0: one state buffer per parameter)", DefaultValueFactory = _ => 0f };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget, e.g. 1GiB" };
-    private static readonly Option<int> Ranks = new("--ranks") { Description = "Data-parallel ranks sharing each batch (figures are per rank: batch/ranks rows each)", DefaultValueFactory = _ => 1 };
+    private static readonly Option<int> Ranks = new("--ranks") { Description = "Data-parallel ranks sharing each batch (figures are per rank: batch/ranks rows each; with --sequence-parallel P, replicas of P Ulysses ranks each)", DefaultValueFactory = _ => 1 };
     private static readonly Option<string> PrecisionOption = new("--precision") { Description = "fp32 | bf16 (mixed precision: + bf16 compute weights, bf16 checkpointed layer inputs)", DefaultValueFactory = _ => "fp32" };
     private static readonly Option<int> Zero = new("--zero") { Description = "0 | 1 (ZeRO-1: each rank holds 1/ranks of the optimizer state)", DefaultValueFactory = _ => 0 };
     private static readonly Option<int> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses ranks P: figures per rank, each holding ⌈seq-len/P⌉ positions of every row", DefaultValueFactory = _ => 1 };
@@ -48,13 +48,14 @@ internal static class PlanCommand
             }
 
             int sequenceParallel = p.GetValue(SequenceParallelRanks);
-            if (sequenceParallel < 1 || (sequenceParallel > 1 && ranks > 1))
+            if (sequenceParallel < 1)
             {
-                throw new ArgumentException($"--sequence-parallel {sequenceParallel}: ≥ 1, and not with --ranks (data × sequence parallel is not supported).");
+                throw new ArgumentException($"--sequence-parallel {sequenceParallel} must be ≥ 1.");
             }
 
-            // ZeRO-1 shards the optimizer state over every rank of the job: the data-parallel ones, or the Ulysses ones.
-            int rows = batch / ranks, micro = p.GetValue(MicroBatch) ?? rows, shards = zeroStage == 1 ? Math.Max(ranks, sequenceParallel) : 1;
+            // Data × sequence parallel: --ranks data-parallel replicas of --sequence-parallel Ulysses ranks each; ZeRO-1
+            // shards the optimizer state over every rank of the job.
+            int rows = batch / ranks, micro = p.GetValue(MicroBatch) ?? rows, shards = zeroStage == 1 ? ranks * sequenceParallel : 1;
             if (seqLen < 1 || batch < 1 || micro < 1 || rows % micro != 0)
             {
                 throw new ArgumentException("--seq-len and --batch must be ≥ 1 and --micro-batch must divide the rows per rank (--batch / --ranks).");
@@ -84,7 +85,7 @@ internal static class PlanCommand
                 ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, setup: setup))
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + PerRank(ranks, rows, shards) + Ulysses(config, seqLen, setup), largest);
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + (sequenceParallel > 1 ? Replicas(ranks, rows) : PerRank(ranks, rows, shards)) + Ulysses(config, seqLen, setup), largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;
@@ -102,8 +103,10 @@ internal static class PlanCommand
         return FormattableString.Invariant($"; per rank of {ranks} Ulysses ranks: {setup.LocalSeqLen(seqLen)} positions of every row, {heads.LocalHeads} query heads ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}){(setup.ZeroShards > 1 ? $", ZeRO-1: optimizer state ÷ {setup.ZeroShards}" : "")}");
     }
 
+    private static string Replicas(int replicas, int rows) => replicas == 1 ? "" : $"; {replicas} data-parallel replicas ({rows} row{(rows == 1 ? "" : "s")} each)";
+
     private static string PerRank(int ranks, int rows, int shards) => ranks == 1 ? ""
-        : shards > 1 ? $"; per rank of {ranks} ({rows} rows each), ZeRO-1: optimizer state ÷ {ranks}"
+        : shards > 1 ? $"; per rank of {ranks} ({rows} rows each), ZeRO-1: optimizer state ÷ {shards}"
         : $"; per rank of {ranks} ({rows} rows each), every rank the whole optimizer state";
 
     public static void Print(IReadOnlyList<MemoryPrediction> predictions, long? budget, string title, IReadOnlyDictionary<string, int>? largestSeqLen = null)

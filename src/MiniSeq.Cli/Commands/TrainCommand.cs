@@ -77,7 +77,7 @@ internal static class TrainCommand
     private static readonly Option<double?> TimeLimit = new("--time-limit") { Description = "Stop after this many seconds (demo default 180; otherwise none); a cosine schedule then ends at the last step that fits" };
     private static readonly Option<string?> Metrics = new("--metrics") { Description = "Append one JSON line per step to this file (a new file, or an existing metrics file)" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Let --save update a non-empty directory: only MiniSeq's own files there are replaced, others are kept" };
-    private static readonly Option<int?> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses sequence parallel over P MPI ranks (P = mpirun -np): each rank holds ⌈seq-len/P⌉ positions of every row (the last shard padded at its end); attention heads are exchanged by all-to-all" };
+    private static readonly Option<int?> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses sequence parallel over P MPI ranks (P = mpirun -np; or a divisor of it: groups of P consecutive ranks, each a data-parallel replica of its rows): each rank holds ⌈seq-len/P⌉ positions of every row of its replica (the last shard padded at its end); attention heads are exchanged by all-to-all within the group" };
     private static readonly Option<bool> Distributed = new("--distributed") { Description = "Data parallel over MPI (Open MPI) ranks: implied when started by mpirun (mpirun -np P dotnet miniseq.dll train …); each rank takes batch/P rows, --threads per rank" };
 
     private static readonly Option<int> Zero = new("--zero") { DefaultValueFactory = _ => 0, Description = "With data or sequence parallel: 0 = every rank holds the whole optimizer state | 1 = ZeRO-1, each rank holds and updates 1/P of it (gradients reduce-scattered, weights all-gathered; adamw, sgd, lion); a no-op in one process" };
@@ -202,8 +202,12 @@ internal static class TrainCommand
 
         // Data parallel: every rank draws the whole batch and keeps its rows; everything below sizes for those.
         // Sequence parallel (Ulysses): every rank keeps its positions of every row instead.
-        bool ulysses = CheckSequenceParallel(p.GetValue(SequenceParallelRanks), world);
-        IBatchSource shard = ulysses ? SequenceParallel.Shard(source, world) : DataParallel.Shard(source, world);
+        // Data × sequence parallel: groups of P consecutive ranks, each a data-parallel replica (P = the world: Ulysses alone).
+        int ulyssesRanks = CheckSequenceParallel(p.GetValue(SequenceParallelRanks), world);
+        bool ulysses = ulyssesRanks > 1;
+        using ICommunicator? ulyssesSplit = ulysses && ulyssesRanks < world.Size ? SequenceParallel.Group(world, ulyssesRanks) : null;
+        ICommunicator ulyssesGroup = ulyssesSplit ?? world;
+        IBatchSource shard = ulysses ? SequenceParallel.Shard(source, world, ulyssesGroup) : DataParallel.Shard(source, world);
         int? micro = p.GetValue(MicroBatch);
         if (micro is int m && (m < 1 || shard.BatchSize % m != 0))
         {
@@ -318,7 +322,7 @@ internal static class TrainCommand
 
         // Besides the policy, what shapes this rank's memory: the planner predicts one rank's peak (ZeRO-1: 1/P of the
         // optimizer state; Ulysses: ⌈N/P⌉ positions of every row).
-        var setup = new TrainingSetup { Lora = lora, Bf16Base = bf16Base, Precision = precision, ZeroShards = zero ? world.Size : 1, SequenceParallel = ulysses ? world.Size : 1 };
+        var setup = new TrainingSetup { Lora = lora, Bf16Base = bf16Base, Precision = precision, ZeroShards = zero ? world.Size : 1, SequenceParallel = ulysses ? ulyssesRanks : 1 };
 
         // The console library loads before the runtime's footprint is measured, so that the plan counts it.
         AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant($"MiniSeq {(demo ? "demo" : "train")}: {source.BatchSize} × {source.SeqLen} tokens per step, planning memory")));
@@ -413,7 +417,7 @@ internal static class TrainCommand
                 TotalSteps = steps,
                 Seed = p.GetValue(Seed),
             };
-            TrainerOptions options = ulysses ? SequenceParallel.Attach(plain, world, zero: zero) : DataParallel.Attach(plain, world, zero: zero);
+            TrainerOptions options = ulysses ? SequenceParallel.Attach(plain, world, ulyssesGroup, zero: zero) : DataParallel.Attach(plain, world, zero: zero);
 
             using var run = new TrainingRun(model, options, shard)
             {
@@ -431,7 +435,7 @@ internal static class TrainCommand
             {
                 Checkpoints.RemoveStaleTemporaries(savePath);
             }
-            PrintHeader(model, source, run.Trainer, demo, world);
+            PrintHeader(model, source, run.Trainer, demo, world, ulyssesRanks);
             MetricsLog? metrics = metricsPath is null || !writer ? null : MetricsLog.Open(metricsPath);
             using MetricsLog? metricsScope = metrics;
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -536,7 +540,7 @@ internal static class TrainCommand
             Action<Table>? extraRows = demo ? table => DemoSummary.AddRows(table, task!, recall, policy.Describe(), explicitPolicy ? null : budgetOption, policyPeak, vanillaPeak!.Value, trainingPeakRss)
                 : lastValidation is double finalValidation ? table => table.AddRow("validation loss (perplexity)", FormattableString.Invariant($"{finalValidation:F4} ({Math.Exp(finalValidation):F2})"))
                 : null;
-            PrintSummary(model, run.History, savePath, extraRows, world, ulysses, stepCollectives);
+            PrintSummary(model, run.History, savePath, extraRows, world, ulyssesRanks, stepCollectives);
             if (metricsPath is not null)
             {
                 metrics?.Dispose();
@@ -641,27 +645,28 @@ internal static class TrainCommand
         return choice.Policy;
     }
 
-    /// <summary>Whether --sequence-parallel P asks for Ulysses; P must be the number of ranks (one line otherwise).</summary>
-    private static bool CheckSequenceParallel(int? ranks, ICommunicator world)
+    /// <summary>The Ulysses ranks P of --sequence-parallel P (1: none); P must divide the number of ranks (one line
+    /// otherwise): the world / P groups are data-parallel replicas.</summary>
+    private static int CheckSequenceParallel(int? ranks, ICommunicator world)
     {
-        if (ranks is not int sp || (sp == 1 && world.Size == 1))
+        if (ranks is not int sp || sp == 1)
         {
-            return false;
+            return 1;
         }
 
-        if (sp != world.Size)
+        if (sp < 1 || world.Size % sp != 0)
         {
-            throw new ArgumentException($"--sequence-parallel {sp} needs {sp} MPI ranks (mpirun -np {sp}); this job has {world.Size}. Data parallel combined with sequence parallel is not supported yet.");
+            throw new ArgumentException($"--sequence-parallel {sp} needs a number of MPI ranks that {sp} divides (mpirun -np {sp}, or a multiple of {sp} for data × sequence parallel); this job has {world.Size}.");
         }
 
-        return true;
+        return sp;
     }
 
     private static string PrecisionText(Precision precision) => precision == Precision.BFloat16
         ? "; bf16 mixed precision (bf16 compute weights and checkpointed layer inputs, fp32 master weights, gradients, optimizer state and accumulation)"
         : string.Empty;
 
-    private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo, ICommunicator world)
+    private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo, ICommunicator world, int ulyssesRanks)
     {
         LlamaConfig c = model.Config;
         AnsiConsole.MarkupLine(Markup.Escape(demo
@@ -673,8 +678,8 @@ internal static class TrainCommand
         if (trainer.Plan.SequenceParallel is { } heads)
         {
             long floats = trainer.Gradients.Length;
-            int padding = (trainer.SeqLen * world.Size) - batch.SeqLen;
-            long tokens = (long)trainer.MicroBatchRows * trainer.SeqLen * world.Size;
+            int padding = (trainer.SeqLen * ulyssesRanks) - batch.SeqLen, replicas = world.Size / ulyssesRanks;
+            long tokens = (long)trainer.MicroBatchRows * trainer.SeqLen * ulyssesRanks;
             long perLayer = heads.FloatsPerLayer(c, tokens, backward: true);
             if (trainer.Plan.Policy.Checkpoint && !trainer.Plan.Policy.SequenceChunked)
             {
@@ -682,7 +687,7 @@ internal static class TrainCommand
             }
 
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
-                $"Ulysses sequence parallel over {world.Size} ranks ({world.Implementation}): {trainer.SeqLen} of the {batch.SeqLen} positions of every row per rank{(padding > 0 ? $" (the last shard padded by {padding} ignored positions at its end)" : "")} (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); {(trainer.Optimizer.Shard is OptimizerShard own ? $"ZeRO-1: optimizer state {ByteSize.Format(trainer.Optimizer.ResidentBytes)} per rank (its 1/{world.Size}: {ByteSize.Format(own.Length * sizeof(float))} of the weights), gradients ({ByteSize.Format(floats * sizeof(float))}) reduce-scattered and weights all-gathered" : $"gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")}")));
+                $"Ulysses sequence parallel over {ulyssesRanks} ranks ({world.Implementation}){(replicas > 1 ? $" × {replicas} data-parallel replicas ({trainer.BatchRows} of the {batch.BatchSize} rows each)" : "")}: {trainer.SeqLen} of the {batch.SeqLen} positions of every row per rank{(padding > 0 ? $" (the last shard padded by {padding} ignored positions at its end)" : "")} (RoPE from position {trainer.Plan.Positions.Offset}); {heads.LocalHeads} query heads and {heads.LocalKvHeads} kv head(s) per rank ({(heads.KvReplicated ? "kv heads replicated" : "kv heads split")}); all-to-all {ByteSize.Format(perLayer * sizeof(float))} sent per rank per layer and micro-batch (forward + backward); {(trainer.Optimizer.Shard is OptimizerShard own ? $"ZeRO-1: optimizer state {ByteSize.Format(trainer.Optimizer.ResidentBytes)} per rank (its 1/{world.Size}: {ByteSize.Format(own.Length * sizeof(float))} of the weights), gradients ({ByteSize.Format(floats * sizeof(float))}) reduce-scattered and weights all-gathered" : $"gradients ({ByteSize.Format(floats * sizeof(float))}) all-reduced")}")));
         }
         else if (world.Size > 1)
         {
@@ -696,7 +701,7 @@ internal static class TrainCommand
         }
     }
 
-    private static void PrintSummary(LlamaModel model, IReadOnlyList<StepResult> history, string? savePath, Action<Table>? demoRows, ICommunicator world, bool ulysses = false,
+    private static void PrintSummary(LlamaModel model, IReadOnlyList<StepResult> history, string? savePath, Action<Table>? demoRows, ICommunicator world, int ulyssesRanks = 1,
         IReadOnlyList<(double Reduction, double AllToAll)>? collectives = null)
     {
         MemoryReport mem = model.Ledger.Snapshot();
@@ -720,7 +725,8 @@ internal static class TrainCommand
         table.AddRow("time", FormattableString.Invariant($"{seconds:F1} s"));
         if (world.Size > 1)
         {
-            table.AddRow(ulysses ? "sequence parallel (Ulysses)" : "data parallel", FormattableString.Invariant($"{world.Size} ranks × {KernelThreads.ThreadCount} threads ({world.Implementation})"));
+            string layout = ulyssesRanks == 1 ? "data parallel" : ulyssesRanks == world.Size ? "sequence parallel (Ulysses)" : $"data × sequence parallel ({world.Size / ulyssesRanks} × {ulyssesRanks})";
+            table.AddRow(layout, FormattableString.Invariant($"{world.Size} ranks × {KernelThreads.ThreadCount} threads ({world.Implementation})"));
         }
 
         if (collectives is { Count: > 0 } && collectives.Count == history.Count)

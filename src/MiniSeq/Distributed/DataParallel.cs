@@ -8,7 +8,8 @@
 // contiguous range of the flat trainable arena: the gradients are reduce-scattered to their owners, each owner clips
 // (by the global norm, summed from the ranges' parts) and updates its range with optimizer state for that range only
 // (÷ P), and the updated weights are all-gathered — the same bytes on the wire as one all-reduce. Deliberately not
-// yet: overlapping communication with the backward of earlier layers, ZeRO-2/3, sequence parallel.
+// yet: overlapping communication with the backward of earlier layers (measured at 0.2 % of a step, docs/scaling.md),
+// ZeRO-2/3.
 using MiniSeq.IO;
 using MiniSeq.Tensors;
 using MiniSeq.Training;
@@ -125,15 +126,19 @@ public static unsafe class DataParallel
         }
 
         // A rank whose rows score nothing is fine as long as the whole batch scores something: check after the sum.
-        // Ulysses ranks hold positions of the same rows instead of rows (the last shard's padding is no token).
-        TokenBatch? shard = null;
-        bool ulysses = trainer.Options.SequenceParallel is not null;
+        // Ulysses ranks hold positions of their replica's rows (the last shard's padding is no token); data-parallel
+        // replicas (one per Ulysses group, or one per rank) hold rows.
+        TokenBatch? rows = null, shard = null;
+        ICommunicator? group = trainer.Options.SequenceParallel;
+        int replica = group is null ? communicator.Rank : trainer.Options.DataParallelRank;
+        int replicas = group is null ? communicator.Size : trainer.Options.DataParallelRanks;
+        int rank = group?.Rank ?? 0, ranks = group?.Size ?? 1;
         long padding = 0;
         (double lossSum, long scored, long tokens) = trainer.EvaluateSums(globalBatches.Select(b =>
         {
-            shard = ulysses ? SequenceShardSource.Take(b, communicator.Rank, communicator.Size, shard) : RankShardSource.Take(b, communicator.Rank, communicator.Size, shard);
-            padding += communicator.Rank == communicator.Size - 1 ? (long)shard.BatchSize * shard.PaddedPositions : 0;
-            return shard;
+            TokenBatch mine = SequenceParallel.Take(b, replica, replicas, rank, ranks, ref rows, ref shard);
+            padding += rank == ranks - 1 ? (long)mine.BatchSize * mine.PaddedPositions : 0;
+            return mine;
         }));
         Span<double> sum = [lossSum];
         Span<long> counts = [scored, tokens - padding];

@@ -1,8 +1,9 @@
 // The collectives a distributed run needs, over a fixed group of processes ("ranks"): all-reduce and broadcast for
 // data parallel; reduce-scatter and all-gather for sharded optimizer state (ZeRO); all-to-all(v) for sequence parallel
 // (Ulysses); barrier. Two implementations: MpiCommunicator (Open MPI by P/Invoke) and SingleProcessCommunicator (one
-// rank, every collective the identity), so that a 1-rank run and the tests need no MPI. Deliberately not: point-to-point
-// messages, non-blocking requests, sub-communicators — none has a user yet.
+// rank, every collective the identity), so that a 1-rank run and the tests need no MPI. Split makes sub-groups (data ×
+// sequence parallel: the Ulysses groups inside the world). Deliberately not: point-to-point messages, non-blocking
+// requests — none has a user yet.
 namespace MiniSeq.Distributed;
 
 /// <summary>How <see cref="ICommunicator.AllReduce{T}"/> and <see cref="ICommunicator.ReduceScatter{T}"/> combine values.</summary>
@@ -72,4 +73,10 @@ public interface ICommunicator : IDisposable
     /// </summary>
     void AllToAllV<T>(ReadOnlySpan<T> send, ReadOnlySpan<int> sendCounts, Span<T> receive, ReadOnlySpan<int> receiveCounts)
         where T : unmanaged;
+
+    /// <summary>
+    /// The group of the ranks that pass the same <paramref name="color"/> (MPI_Comm_split), ranked by
+    /// <paramref name="key"/>, then by rank here. Collective: every rank calls it. The caller disposes the result.
+    /// </summary>
+    ICommunicator Split(int color, int key);
 }

@@ -1,4 +1,5 @@
-// MPI_COMM_WORLD of Open MPI by P/Invoke: MPI_Init_thread on creation, MPI_Finalize on dispose, the collectives of
+// MPI_COMM_WORLD of Open MPI (or a sub-group split from it) by P/Invoke: MPI_Init_thread on creation, MPI_Finalize on
+// dispose (MPI_Comm_free for a sub-group), the collectives of
 // ICommunicator as blocking MPI calls on pinned spans (all-reduce in place). One per process: MPI cannot be initialised
 // again after MPI_Finalize. Errors abort the job (MPI_ERRORS_ARE_FATAL, MPI's default); a failed return code is
 // thrown as MpiException all the same. Deliberately not: MPICH's ABI (MpiLibrary says why), non-blocking calls.
@@ -6,7 +7,7 @@ using System.Globalization;
 
 namespace MiniSeq.Distributed;
 
-/// <summary>The world communicator of an Open MPI job.</summary>
+/// <summary>The world communicator of an Open MPI job, or a sub-group of it (<see cref="Split"/>).</summary>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
     // MPI_THREAD_SERIALIZED: any thread may call MPI, one at a time (the same value in Open MPI and MPICH).
@@ -16,11 +17,15 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     private static bool s_used;
 
     private readonly MpiLibrary _mpi;
+    private readonly bool _isWorld;
+    private nint _comm;
     private bool _finalized;
 
-    private MpiCommunicator(MpiLibrary mpi, int rank, int size)
+    private MpiCommunicator(MpiLibrary mpi, nint comm, bool isWorld, int rank, int size)
     {
         _mpi = mpi;
+        _comm = comm;
+        _isWorld = isWorld;
         Rank = rank;
         Size = size;
     }
@@ -80,7 +85,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
             s_used = true;
             Check(mpi.CommRank(mpi.CommWorld, &rank), "MPI_Comm_rank");
             Check(mpi.CommSize(mpi.CommWorld, &size), "MPI_Comm_size");
-            var world = new MpiCommunicator(mpi, rank, size);
+            var world = new MpiCommunicator(mpi, mpi.CommWorld, isWorld: true, rank, size);
             string? expected = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE");
             if (expected is not null && expected != size.ToString(CultureInfo.InvariantCulture))
             {
@@ -93,7 +98,19 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     }
 
     /// <inheritdoc/>
-    public void Barrier() => Check(_mpi.Barrier(_mpi.CommWorld), "MPI_Barrier");
+    public void Barrier() => Check(_mpi.Barrier(_comm), "MPI_Barrier");
+
+    /// <inheritdoc/>
+    public ICommunicator Split(int color, int key)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(color);
+        nint sub = 0;
+        int rank = 0, size = 0;
+        Check(_mpi.CommSplit(_comm, color, key, &sub), "MPI_Comm_split");
+        Check(_mpi.CommRank(sub, &rank), "MPI_Comm_rank");
+        Check(_mpi.CommSize(sub, &size), "MPI_Comm_size");
+        return new MpiCommunicator(_mpi, sub, isWorld: false, rank, size);
+    }
 
     /// <inheritdoc/>
     public void AllReduce<T>(Span<T> values, ReduceOp op = ReduceOp.Sum)
@@ -102,7 +119,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         CollectiveChecks.ElementType<T>(reduction: true);
         fixed (T* p = values)
         {
-            Check(_mpi.Allreduce(MpiLibrary.InPlace, p, values.Length, Type<T>(), Op(op), _mpi.CommWorld), "MPI_Allreduce");
+            Check(_mpi.Allreduce(MpiLibrary.InPlace, p, values.Length, Type<T>(), Op(op), _comm), "MPI_Allreduce");
         }
     }
 
@@ -114,7 +131,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         CollectiveChecks.Root(root, Size);
         fixed (T* p = values)
         {
-            Check(_mpi.Bcast(p, values.Length, Type<T>(), root, _mpi.CommWorld), "MPI_Bcast");
+            Check(_mpi.Bcast(p, values.Length, Type<T>(), root, _comm), "MPI_Bcast");
         }
     }
 
@@ -127,7 +144,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         fixed (T* send = values)
         fixed (T* receive = block)
         {
-            Check(_mpi.ReduceScatterBlock(send, receive, block.Length, Type<T>(), Op(op), _mpi.CommWorld), "MPI_Reduce_scatter_block");
+            Check(_mpi.ReduceScatterBlock(send, receive, block.Length, Type<T>(), Op(op), _comm), "MPI_Reduce_scatter_block");
         }
     }
 
@@ -141,7 +158,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         fixed (T* receive = values)
         {
             nint type = Type<T>();
-            Check(_mpi.Allgather(send, block.Length, type, receive, block.Length, type, _mpi.CommWorld), "MPI_Allgather");
+            Check(_mpi.Allgather(send, block.Length, type, receive, block.Length, type, _comm), "MPI_Allgather");
         }
     }
 
@@ -157,7 +174,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         fixed (T* r = receive)
         {
             nint type = Type<T>();
-            Check(_mpi.Alltoall(s, block, type, r, block, type, _mpi.CommWorld), "MPI_Alltoall");
+            Check(_mpi.Alltoall(s, block, type, r, block, type, _comm), "MPI_Alltoall");
         }
     }
 
@@ -177,7 +194,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         fixed (int* rd = receiveDisplacements)
         {
             nint type = Type<T>();
-            Check(_mpi.Alltoallv(s, sc, sd, type, r, rc, rd, type, _mpi.CommWorld), "MPI_Alltoallv");
+            Check(_mpi.Alltoallv(s, sc, sd, type, r, rc, rd, type, _comm), "MPI_Alltoallv");
         }
     }
 
@@ -191,7 +208,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         throw new MpiException($"MPI_Abort returned (MPI error {code}).");
     }
 
-    /// <summary>MPI_Finalize (once; every rank must call it).</summary>
+    /// <summary>MPI_Finalize for the world (once; every rank must call it, after disposing its sub-groups); MPI_Comm_free
+    /// for a sub-group made by <see cref="Split"/>.</summary>
     public void Dispose()
     {
         if (_finalized)
@@ -200,6 +218,20 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         }
 
         _finalized = true;
+        if (!_isWorld)
+        {
+            int done = 0;
+            Check(_mpi.Finalized(&done), "MPI_Finalized");
+            if (done == 0)
+            {
+                nint comm = _comm;
+                Check(_mpi.CommFree(&comm), "MPI_Comm_free");
+                _comm = comm;
+            }
+
+            return;
+        }
+
         int finalized = 0;
         Check(_mpi.Finalized(&finalized), "MPI_Finalized");
         if (finalized == 0)

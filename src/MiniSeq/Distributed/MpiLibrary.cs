@@ -36,6 +36,8 @@ internal sealed unsafe partial class MpiLibrary
     public readonly delegate* unmanaged<nint, int*, int> CommRank;
     public readonly delegate* unmanaged<nint, int*, int> CommSize;
     public readonly delegate* unmanaged<nint, int> Barrier;
+    public readonly delegate* unmanaged<nint, int, int, nint*, int> CommSplit;
+    public readonly delegate* unmanaged<nint*, int> CommFree;
     public readonly delegate* unmanaged<void*, int, nint, int, nint, int> Bcast;
     public readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> Allreduce;
     public readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> ReduceScatterBlock;
@@ -57,6 +59,8 @@ internal sealed unsafe partial class MpiLibrary
         CommRank = (delegate* unmanaged<nint, int*, int>)Export(handle, "MPI_Comm_rank");
         CommSize = (delegate* unmanaged<nint, int*, int>)Export(handle, "MPI_Comm_size");
         Barrier = (delegate* unmanaged<nint, int>)Export(handle, "MPI_Barrier");
+        CommSplit = (delegate* unmanaged<nint, int, int, nint*, int>)Export(handle, "MPI_Comm_split");
+        CommFree = (delegate* unmanaged<nint*, int>)Export(handle, "MPI_Comm_free");
         Bcast = (delegate* unmanaged<void*, int, nint, int, nint, int>)Export(handle, "MPI_Bcast");
         Allreduce = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)Export(handle, "MPI_Allreduce");
         ReduceScatterBlock = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)Export(handle, "MPI_Reduce_scatter_block");

@@ -11,8 +11,10 @@
 // its zero loss gradient reaches nothing real, and the step equals one process's on the unpadded rows (StepResult's
 // token count leaves the padding out, TokenBatch.PaddedPositions). Packed rows: each shard keeps its positions'
 // document ids and the pass gathers the whole rows' (LlamaPass.DocumentScope) for attention and RoPE. Sequence-chunked
-// layers (and their offload) run on the local positions (SequenceChunkedLayers). Deliberately not yet: data parallel ×
-// sequence parallel in one run.
+// layers (and their offload) run on the local positions (SequenceChunkedLayers). Data × sequence parallel: the world
+// splits into groups of P consecutive ranks; each group is one data-parallel replica holding its rows, the all-to-alls
+// stay inside the group, and the reductions span the world (every rank's gradients are partial sums over its rows ×
+// positions).
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Training;
@@ -94,7 +96,11 @@ public sealed record UlyssesHeads
     }
 }
 
-/// <summary>Hooks a trainer and its batch source up to a communicator for Ulysses sequence-parallel training.</summary>
+/// <summary>
+/// Hooks a trainer and its batch source up to a communicator for Ulysses sequence-parallel training: every rank of the
+/// world one Ulysses rank, or (data × sequence parallel) the world split into groups of P consecutive ranks
+/// (<see cref="Group"/>), each group a data-parallel replica that takes rows g, g + D, … of every batch (D = world / P).
+/// </summary>
 public static class SequenceParallel
 {
     /// <summary>
@@ -105,22 +111,84 @@ public static class SequenceParallel
     /// </summary>
     public static TrainerOptions Attach(TrainerOptions options, ICommunicator communicator, long bucketBytes = DataParallel.DefaultBucketBytes, bool zero = false)
     {
-        ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(communicator);
-        if (communicator.Size == 1)
+        return Attach(options, communicator, communicator, bucketBytes, zero);
+    }
+
+    /// <summary>
+    /// Data × sequence parallel: the reductions (and ZeRO-1's shards) over every rank of <paramref name="world"/>,
+    /// attention's all-to-alls inside <paramref name="group"/> (this rank's Ulysses group, from <see cref="Group"/>),
+    /// and this replica's rows (<see cref="TrainerOptions.DataParallelRank"/> of <see cref="TrainerOptions.DataParallelRanks"/>
+    /// = world / P) for the token count and the dropout masks. A group of one is data parallel alone.
+    /// </summary>
+    public static TrainerOptions Attach(TrainerOptions options, ICommunicator world, ICommunicator group, long bucketBytes = DataParallel.DefaultBucketBytes, bool zero = false)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(world);
+        ArgumentNullException.ThrowIfNull(group);
+        CheckGroup(world, group);
+        if (group.Size == 1)
         {
-            return options;
+            return DataParallel.Attach(options, world, bucketBytes, zero);
         }
 
-        return DataParallel.Attach(options, communicator, bucketBytes, zero) with { SequenceParallel = communicator };
+        return DataParallel.Attach(options, world, bucketBytes, zero) with
+        {
+            SequenceParallel = group,
+            DataParallelRanks = world.Size / group.Size,
+            DataParallelRank = world.Rank / group.Size,
+        };
+    }
+
+    /// <summary>
+    /// This rank's Ulysses group of <paramref name="ranks"/> consecutive ranks of <paramref name="world"/> (world ranks
+    /// g·P … g·P + P − 1 form replica g). Collective; the caller disposes it. P must divide the world's size.
+    /// </summary>
+    public static ICommunicator Group(ICommunicator world, int ranks)
+    {
+        ArgumentNullException.ThrowIfNull(world);
+        if (ranks < 1 || world.Size % ranks != 0)
+        {
+            throw new ArgumentException($"--sequence-parallel {ranks} needs a number of MPI ranks it divides (P ranks per Ulysses group, one group per data-parallel replica); this job has {world.Size}.");
+        }
+
+        return world.Split(world.Rank / ranks, world.Rank);
     }
 
     /// <summary>This rank's sequence shard of <paramref name="global"/> (the source itself for a group of one).</summary>
     public static IBatchSource Shard(IBatchSource global, ICommunicator communicator)
     {
-        ArgumentNullException.ThrowIfNull(global);
         ArgumentNullException.ThrowIfNull(communicator);
-        return communicator.Size == 1 ? global : new SequenceShardSource(global, communicator.Rank, communicator.Size);
+        return Shard(global, communicator, communicator);
+    }
+
+    /// <summary>Data × sequence parallel: this replica's rows of <paramref name="global"/> (<see cref="RankShardSource"/>,
+    /// replica world.Rank / P of world.Size / P), then this rank's positions of them within <paramref name="group"/>.</summary>
+    public static IBatchSource Shard(IBatchSource global, ICommunicator world, ICommunicator group)
+    {
+        ArgumentNullException.ThrowIfNull(global);
+        ArgumentNullException.ThrowIfNull(world);
+        ArgumentNullException.ThrowIfNull(group);
+        CheckGroup(world, group);
+        int replicas = world.Size / group.Size;
+        IBatchSource rows = replicas == 1 ? global : new RankShardSource(global, world.Rank / group.Size, replicas);
+        return group.Size == 1 ? rows : new SequenceShardSource(rows, group.Rank, group.Size);
+    }
+
+    /// <summary>This rank's part of one global batch, as <see cref="Shard(IBatchSource, ICommunicator, ICommunicator)"/>
+    /// cuts every batch (for evaluation batches that do not come from a source).</summary>
+    internal static TokenBatch Take(TokenBatch global, int replica, int replicas, int rank, int ranks, ref TokenBatch? rowsReuse, ref TokenBatch? shardReuse)
+    {
+        TokenBatch rows = replicas == 1 ? global : rowsReuse = RankShardSource.Take(global, replica, replicas, rowsReuse);
+        return ranks == 1 ? rows : shardReuse = SequenceShardSource.Take(rows, rank, ranks, shardReuse);
+    }
+
+    private static void CheckGroup(ICommunicator world, ICommunicator group)
+    {
+        if (world.Size % group.Size != 0 || group.Rank != world.Rank % group.Size)
+        {
+            throw new ArgumentException($"The Ulysses group (rank {group.Rank} of {group.Size}) is not a block of consecutive ranks of the world (rank {world.Rank} of {world.Size}): make it with SequenceParallel.Group.");
+        }
     }
 }
 

@@ -20,6 +20,9 @@ public sealed class SingleProcessCommunicator : ICommunicator
     }
 
     /// <inheritdoc/>
+    public ICommunicator Split(int color, int key) => new SingleProcessCommunicator();
+
+    /// <inheritdoc/>
     public void AllReduce<T>(Span<T> values, ReduceOp op = ReduceOp.Sum)
         where T : unmanaged
         => CollectiveChecks.ElementType<T>(reduction: true);

@@ -17,12 +17,26 @@ public enum CollectiveKind
 }
 
 /// <summary>Forwards every call to <see cref="Inner"/> and adds the time spent in it to a running total per kind.</summary>
-public sealed class TimedCommunicator(ICommunicator inner) : ICommunicator
+public sealed class TimedCommunicator : ICommunicator
 {
-    private readonly long[] _ticks = new long[2];
+    private readonly long[] _ticks;
+    private readonly bool _ownsInner;
+
+    /// <summary>Times the calls made through it to <paramref name="inner"/> (which it does not dispose).</summary>
+    public TimedCommunicator(ICommunicator inner)
+        : this(inner ?? throw new ArgumentNullException(nameof(inner)), new long[2], ownsInner: false)
+    {
+    }
+
+    private TimedCommunicator(ICommunicator inner, long[] ticks, bool ownsInner)
+    {
+        Inner = inner;
+        _ticks = ticks;
+        _ownsInner = ownsInner;
+    }
 
     /// <summary>The communicator that carries the calls.</summary>
-    public ICommunicator Inner { get; } = inner ?? throw new ArgumentNullException(nameof(inner));
+    public ICommunicator Inner { get; }
 
     /// <inheritdoc/>
     public int Rank => Inner.Rank;
@@ -101,9 +115,17 @@ public sealed class TimedCommunicator(ICommunicator inner) : ICommunicator
         Add(CollectiveKind.AllToAll, start);
     }
 
-    /// <summary>Nothing: <see cref="Inner"/> belongs to whoever made it.</summary>
+    /// <summary>A sub-group whose collectives add to the same totals as this one's.</summary>
+    public ICommunicator Split(int color, int key) => new TimedCommunicator(Inner.Split(color, key), _ticks, ownsInner: true);
+
+    /// <summary>Disposes <see cref="Inner"/> only when it is a sub-group made by <see cref="Split"/>; the communicator
+    /// given to the constructor belongs to whoever made it.</summary>
     public void Dispose()
     {
+        if (_ownsInner)
+        {
+            Inner.Dispose();
+        }
     }
 
     private void Add(CollectiveKind kind, long start) => Interlocked.Add(ref _ticks[(int)kind], Stopwatch.GetTimestamp() - start);

@@ -56,8 +56,9 @@ public sealed record TrainerOptions
     public Func<double, double> ReduceLossSum { get; init; } = static local => local;
 
     /// <summary>
-    /// Processes that each take an equal share of every batch (data parallel), so that a step processes this many
-    /// times the local batch's tokens (<see cref="StepResult.Tokens"/>). 1 by default.
+    /// Data-parallel replicas that each take an equal share of the rows of every batch (one per rank, or one per Ulysses
+    /// group under data × sequence parallel), so that a step processes this many times the replica's tokens
+    /// (<see cref="StepResult.Tokens"/>). 1 by default.
     /// </summary>
     public int DataParallelRanks { get; init; } = 1;
 
@@ -199,12 +200,12 @@ public sealed unsafe class Trainer : IDisposable
         return lossSum;
     }
 
-    // The global tokens of the micro-batch starting at local row `row`: data-parallel rank r holds rows r, r + P, … of
-    // the global batch (RankShardSource), Ulysses rank r positions r·T … of the same rows (SequenceShardSource; rows of
-    // P·T − padded real positions: the padding's keys are never those of a real token of the same row).
+    // The global tokens of the micro-batch starting at local row `row`: data-parallel replica g holds rows g, g + D, …
+    // of the global batch (RankShardSource), and within it Ulysses rank r positions r·T … of those rows
+    // (SequenceShardSource; rows of P·T − padded real positions: the padding's keys are never those of a real token).
     private DropoutTokens DropoutTokensOf(int row, int padded)
         => Options.SequenceParallel is { } sp
-            ? new DropoutTokens(row, 1, SeqLen, ((long)SeqLen * sp.Size) - padded, (long)SeqLen * sp.Rank)
+            ? new DropoutTokens(Options.DataParallelRank + ((long)row * Options.DataParallelRanks), Options.DataParallelRanks, SeqLen, ((long)SeqLen * sp.Size) - padded, (long)SeqLen * sp.Rank)
             : new DropoutTokens(Options.DataParallelRank + ((long)row * Options.DataParallelRanks), Options.DataParallelRanks, SeqLen, SeqLen, 0);
 
     /// <summary>
@@ -285,7 +286,9 @@ public sealed unsafe class Trainer : IDisposable
             throw new TrainingDivergedException(FormattableString.Invariant(
                 $"Step {step}: the update (learning rate {lr:G3}) left tensor {bad} — training diverged and the weights are unusable, so they were not saved. Lower --lr or enable --grad-clip."));
         }
-        long tokens = ((long)batch.BatchSize * batch.SeqLen * Options.DataParallelRanks) - ((long)batch.BatchSize * batch.PaddedPositions);
+        // Every replica's rows (data parallel), each the whole row over the Ulysses group, without the padding.
+        int ulyssesRanks = Options.SequenceParallel?.Size ?? 1;
+        long tokens = (((long)batch.BatchSize * batch.SeqLen * ulyssesRanks) - ((long)batch.BatchSize * batch.PaddedPositions)) * Options.DataParallelRanks;
         return new StepResult(step, loss, norm, lr, tokens, scored, Stopwatch.GetElapsedTime(start));
     }
 

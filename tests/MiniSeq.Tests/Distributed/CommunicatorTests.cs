@@ -27,6 +27,32 @@ public class CommunicatorTests
         Assert.All(failures, Assert.Empty);
     }
 
+    // Split: 4 ranks into 2 groups of 2 consecutive ranks (and the other way round, by key) pass the self-test inside
+    // each group; the timed decorator's sub-groups count into the same totals.
+    [Fact]
+    public void Split_Subgroups_PassTheSelfTest()
+    {
+        (int Rank, int Size, int Reversed, IReadOnlyList<string> Failures, double Seconds)[] ranks = InProcessGroup.Run(4, c =>
+        {
+            var timed = new TimedCommunicator(c);
+            using ICommunicator group = timed.Split(c.Rank / 2, c.Rank);
+            using ICommunicator reversed = timed.Split(c.Rank % 2, -c.Rank);
+            IReadOnlyList<string> failures = [.. CommunicatorSelfTest.Run(group), .. CommunicatorSelfTest.Run(reversed)];
+            return (group.Rank, group.Size, reversed.Rank, failures, timed.TotalSeconds);
+        });
+        for (int r = 0; r < 4; r++)
+        {
+            Assert.Empty(ranks[r].Failures);
+            Assert.Equal((r % 2, 2), (ranks[r].Rank, ranks[r].Size));
+            Assert.Equal(r < 2 ? 1 : 0, ranks[r].Reversed); // keys −r: rank 2 before rank 0, rank 3 before rank 1
+            Assert.True(ranks[r].Seconds > 0);
+        }
+
+        using var single = new SingleProcessCommunicator();
+        using ICommunicator alone = single.Split(0, 0);
+        Assert.Equal((0, 1), (alone.Rank, alone.Size));
+    }
+
     // The timing decorator passes the self-test on every rank (it only forwards) and counts time per kind.
     [Fact]
     public void Timed_SelfTestPasses_AndTimeAccumulatesPerKind()

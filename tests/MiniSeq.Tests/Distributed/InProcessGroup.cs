@@ -10,6 +10,7 @@ internal sealed class InProcessGroup
 {
     private readonly Barrier _barrier;
     private readonly object?[] _slots;
+    private readonly Dictionary<(int Call, int Color), InProcessGroup> _subgroups = [];
 
     private InProcessGroup(int size)
     {
@@ -55,7 +56,30 @@ internal sealed class InProcessGroup
 
     private sealed class Member(InProcessGroup group, int rank) : ICommunicator
     {
+        private int _splits;
+
         public int Rank => rank;
+
+        // The ranks of the same color, by (key, rank); every member of a new group gets the same InProcessGroup
+        // (looked up by the how-many-th split this is and the color).
+        public ICommunicator Split(int color, int key)
+        {
+            int[][] all = [];
+            Exchange<int>([color, key], a => all = a);
+            int[] members = [.. Enumerable.Range(0, Size).Where(r => all[r][0] == color).OrderBy(r => all[r][1]).ThenBy(r => r)];
+            int call = _splits++;
+            InProcessGroup sub;
+            lock (group._subgroups)
+            {
+                if (!group._subgroups.TryGetValue((call, color), out sub!))
+                {
+                    sub = new InProcessGroup(members.Length);
+                    group._subgroups[(call, color)] = sub;
+                }
+            }
+
+            return new Member(sub, Array.IndexOf(members, rank));
+        }
 
         public int Size => group._slots.Length;
 

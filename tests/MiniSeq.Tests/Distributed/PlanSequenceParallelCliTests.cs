@@ -15,7 +15,11 @@ public class PlanSequenceParallelCliTests
         Assert.Contains("mst+checkpoint", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("chunked+offload", r.Stdout, StringComparison.Ordinal);
         CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--sequence-parallel", "3"), "query heads to divide by 3");
-        CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "2", "--ranks", "2", "--sequence-parallel", "2"), "not with --ranks");
+        CliResult both = CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "2", "--ranks", "2", "--sequence-parallel", "2", "--zero", "1");
+        CliAssert.Ok(both);
+        Assert.Contains("2 data-parallel replicas (1 row each)", both.Stdout, StringComparison.Ordinal);
+        Assert.Contains("ZeRO-1: optimizer state ÷ 4", both.Stdout, StringComparison.Ordinal);
+        CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--sequence-parallel", "0"), "must be ≥ 1");
         CliResult zero = CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--sequence-parallel", "2", "--zero", "1");
         CliAssert.Ok(zero);
         Assert.Contains("ZeRO-1: optimizer state ÷ 2", zero.Stdout, StringComparison.Ordinal);

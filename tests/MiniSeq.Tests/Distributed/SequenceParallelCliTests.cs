@@ -1,7 +1,7 @@
 // Ulysses sequence parallel through the real executable under `mpirun -np 2`: the same weights (relative 1e-5 per
 // tensor) and losses as one process, with MsT + checkpointing and with sequence-chunked layers offloaded to disk; rank 0
-// alone prints, with the Ulysses header line and the time in collectives; a --sequence-parallel P that is not the
-// number of ranks is a one-line error.
+// alone prints, with the Ulysses header line and the time in collectives; 4 ranks as 2 data-parallel replicas × 2
+// Ulysses ranks; a --sequence-parallel P that does not divide the number of ranks is a one-line error.
 using System.Text.Json;
 using MiniSeq.IO;
 using MiniSeq.Tests.Helpers;
@@ -89,6 +89,37 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         }
     }
 
+    // Data × sequence parallel through mpirun: 4 ranks = 2 replicas × 2 Ulysses ranks, one row each; the same weights
+    // and losses as one process with both rows.
+    [OpenMpiFact]
+    public void Train_FourRanks_DataTimesSequence_SameAsOneProcess()
+    {
+        using var tmp = new TempDir();
+        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
+        WriteTokens(tmp["tokens.json"]);
+        string[] common = ["train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "2", "--lr", "1e-3", "--mst-mlp", "2", "--mst-lm", "3", "--checkpoint", "on"];
+        CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["one"], "--metrics", tmp["one.jsonl"]]));
+        CliResult four = CliRunner.RunUnderMpirun(4, [.. common, "--sequence-parallel", "2", "--save", tmp["four"], "--metrics", tmp["four.jsonl"]]);
+        CliAssert.Ok(four);
+        Assert.Contains("Ulysses sequence parallel over 2 ranks (Open MPI ", four.Stdout, StringComparison.Ordinal);
+        Assert.Contains("× 2 data-parallel replicas (1 of the 2 rows each)", four.Stdout, StringComparison.Ordinal);
+        Assert.Contains("data × sequence parallel (2 × 2)", four.Stdout, StringComparison.Ordinal);
+
+        using SafeTensorsReader actual = SafeTensorsReader.Open(Path.Combine(tmp["four"], "model.safetensors"));
+        using SafeTensorsReader expected = SafeTensorsReader.Open(Path.Combine(tmp["one"], "model.safetensors"));
+        foreach (SafeTensorInfo t in expected.Tensors)
+        {
+            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
+            Assert.True(error <= 1e-5, $"{t.Name}: relative error {error:E3}");
+        }
+
+        List<JsonElement> a = MpiCliFixtures.Metrics(tmp["four.jsonl"]), e = MpiCliFixtures.Metrics(tmp["one.jsonl"]);
+        for (int i = 0; i < 2; i++)
+        {
+            Compare.Close(a[i].GetProperty("loss").GetDouble(), e[i].GetProperty("loss").GetDouble(), 1e-5, $"step {i + 1} loss");
+        }
+    }
+
     [OpenMpiFact]
     public void Train_SequenceParallelNotTheRankCount_OneLineError()
     {
@@ -97,7 +128,7 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         WriteTokens(tmp["tokens.json"]);
         CliResult r = CliRunner.RunUnderMpirun(2, "train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "1", "--sequence-parallel", "4");
         Assert.NotEqual(0, r.ExitCode);
-        Assert.Contains("--sequence-parallel 4 needs 4 MPI ranks", r.Stderr + r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("--sequence-parallel 4 needs a number of MPI ranks that 4 divides", r.Stderr + r.Stdout, StringComparison.Ordinal);
         Assert.DoesNotContain("Exception", r.Stderr + r.Stdout, StringComparison.Ordinal);
     }
 }

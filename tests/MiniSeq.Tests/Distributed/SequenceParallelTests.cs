@@ -36,23 +36,60 @@ public class SequenceParallelTests
         TotalSteps = steps,
     };
 
-    private static RunResult Train(LlamaConfig config, ICommunicator? communicator, int rows, int seqLen, int steps, bool checkpoint = true, bool bf16 = false, MemoryPolicy? policy = null, bool zero = false)
+    private static RunResult Train(LlamaConfig config, ICommunicator? communicator, int rows, int seqLen, int steps, bool checkpoint = true, bool bf16 = false, MemoryPolicy? policy = null, bool zero = false, int ulyssesRanks = 0, float loraDropout = -1)
     {
         using var model = new LlamaModel(config);
         model.InitializeRandom(1);
-        TrainerOptions options = Options(steps, checkpoint) with { Precision = bf16 ? Precision.BFloat16 : Precision.Float32 };
+        if (loraDropout >= 0)
+        {
+            model.AttachAdapters(new MiniSeq.Model.Lora.LoraConfig { Rank = 4, Alpha = 8, Dropout = loraDropout, Targets = MiniSeq.Model.Lora.LoraConfig.ParseTargets("all") }).InitializePeft(2);
+        }
+
+        TrainerOptions options = Options(steps, checkpoint) with { Precision = bf16 ? Precision.BFloat16 : Precision.Float32, Seed = 5 };
         options = policy is null ? options : options with { Policy = policy };
         IBatchSource source = new RecallDemoSource(new AssociativeRecall(config.VocabSize, seqLen, pairs: 4, meanGap: 2), batchSize: rows, seed: 9);
+        using ICommunicator? group = communicator is not null && ulyssesRanks > 0 ? SequenceParallel.Group(communicator, ulyssesRanks) : null;
         if (communicator is not null)
         {
-            options = SequenceParallel.Attach(options, communicator, bucketBytes: 40_000, zero: zero);
-            source = SequenceParallel.Shard(source, communicator);
+            options = SequenceParallel.Attach(options, communicator, group ?? communicator, bucketBytes: 40_000, zero: zero);
+            source = SequenceParallel.Shard(source, communicator, group ?? communicator);
         }
 
         using var run = new TrainingRun(model, options, source);
         IReadOnlyList<StepResult> history = run.Run(steps);
-        return new RunResult(model.Parameters.All.Span.ToArray(), run.Trainer.Gradients.Span.ToArray(),
+        float[] weights = loraDropout >= 0 ? model.Adapters!.Weights.All.Span.ToArray() : model.Parameters.All.Span.ToArray();
+        return new RunResult(weights, run.Trainer.Gradients.Span.ToArray(),
             [.. history.Select(h => h.Loss)], [.. history.Select(h => h.GradNorm)], [.. history.Select(h => h.Tokens)]);
+    }
+
+    // Data × sequence parallel: the world split into Ulysses groups of P consecutive ranks, each a data-parallel replica
+    // of its rows; = one process on the whole batch at 1e-5 (every parameter, loss, gradient norm, token count), with
+    // MsT + checkpointing, sequence-chunked layers, padding, ZeRO-1 over the world, and LoRA with dropout (masks keyed
+    // by global row and position).
+    [Theory]
+    [InlineData("gqa", 4, 2, 2, 48, 0, false, -1f)]    // 2 replicas × 2 Ulysses ranks
+    [InlineData("gqa", 4, 2, 4, 47, 5, false, -1f)]    // 2 rows per replica, padded, sequence-chunked layers
+    [InlineData("mqa", 4, 2, 2, 47, 0, true, -1f)]     // replicated kv head, ZeRO-1 over 4 ranks
+    [InlineData("tiny", 4, 2, 2, 48, 0, false, 0.25f)] // LoRA with dropout: the adapters after 2 steps
+    public void DataTimesSequence_SameAsOneProcess(string name, int world, int ulyssesRanks, int rows, int seqLen, int chunk, bool zero, float loraDropout)
+    {
+        const int Steps = 2;
+        LlamaConfig config = ConfigFor(name);
+        MemoryPolicy? policy = chunk == 0 ? null : MemoryPolicy.Chunked(config, (long)rows * seqLen, chunk) with { MlpChunks = 2, LmHeadChunks = 3 };
+        RunResult one = Train(config, null, rows, seqLen, Steps, policy: policy, loraDropout: loraDropout);
+        RunResult[] all = InProcessGroup.Run(world, c => Train(config, c, rows, seqLen, Steps, policy: policy, zero: zero, ulyssesRanks: ulyssesRanks, loraDropout: loraDropout));
+        for (int r = 1; r < world; r++)
+        {
+            Assert.True(all[0].Weights.AsSpan().SequenceEqual(all[r].Weights), $"rank {r}'s weights differ from rank 0's");
+        }
+
+        Compare.Close(all[0].Weights, one.Weights, 1e-5, "weights after 2 steps");
+        for (int s = 0; s < Steps; s++)
+        {
+            Compare.Close(all[0].Losses[s], one.Losses[s], 1e-5, $"loss of step {s + 1}");
+            Compare.Close(all[0].GradNorms[s], one.GradNorms[s], 1e-5, $"gradient norm of step {s + 1}");
+            Assert.Equal(one.Tokens[s], all[0].Tokens[s]);
+        }
     }
 
     // Ulysses backward overwrites the layer's saved q, k, v, a (the heads' output, dOutput, dk, dv): the runs without
@@ -278,7 +315,8 @@ public class SequenceParallelTests
     [InlineData(48, false)]
     [InlineData(47, true)]
     [InlineData(47, true, 5)] // sequence-chunked layers
-    public void Evaluate_Ranks_SameLossAndCountsAsOneProcess(int seqLen, bool packed, int chunk = 0)
+    [InlineData(47, true, 0, 4)] // 4 ranks: 2 data-parallel replicas × 2 Ulysses ranks
+    public void Evaluate_Ranks_SameLossAndCountsAsOneProcess(int seqLen, bool packed, int chunk = 0, int world = 2)
     {
         LlamaConfig config = ConfigFor("gqa");
         TokenBatch plain = MiniSequenceEquivalenceTests.RandomBatch(config, 2, seqLen, 11);
@@ -289,20 +327,22 @@ public class SequenceParallelTests
             using var model = new LlamaModel(config);
             model.InitializeRandom(1);
             TrainerOptions options = Options(1, checkpoint: true);
-            int local = seqLen;
+            int local = seqLen, rows = 2;
+            using ICommunicator? group = communicator is { Size: > 2 } ? SequenceParallel.Group(communicator, 2) : null;
             if (communicator is not null)
             {
                 options = chunk == 0 ? options : options with { Policy = MemoryPolicy.Chunked(config, 2 * seqLen, chunk) };
-                options = SequenceParallel.Attach(options, communicator);
-                local = SequenceShardSource.ShardLength(seqLen, communicator.Size);
+                options = SequenceParallel.Attach(options, communicator, group ?? communicator);
+                local = SequenceShardSource.ShardLength(seqLen, 2);
+                rows = 2 / (communicator.Size / 2);
             }
 
-            using var trainer = new Trainer(model, options, 2, local);
+            using var trainer = new Trainer(model, options, rows, local);
             return communicator is null ? trainer.Evaluate(batches) : DataParallel.Evaluate(trainer, batches, communicator);
         }
 
         EvalResult one = Evaluate(null);
-        foreach (EvalResult rank in InProcessGroup.Run(2, Evaluate))
+        foreach (EvalResult rank in InProcessGroup.Run(world, Evaluate))
         {
             Compare.Close(rank.Loss, one.Loss, 1e-5, "validation loss");
             Assert.Equal(one.Tokens, rank.Tokens);
