@@ -15,8 +15,10 @@ namespace MiniSeq.Kernels;
 
 public static unsafe partial class FlashAttention
 {
-    // Keys per tile, for every width; a multiple of 12 (the key blocking of the kernels below).
-    private const int ForwardKeyTile = 48;
+    // Keys per tile, for every width; a multiple of 12 (the key blocking of the kernels below). Forward 96 rather than
+    // 48 (half the per-tile rescaling and statistics): +2 % (V512) and +4 % (V256) forward GFLOP/s at T = 4096
+    // (docs/benchmarks/attention.md, 2026-12-02); the backward keeps 48, its four tile buffers sized to stay in L1.
+    private const int ForwardKeyTile = 96;
     private const int BackwardKeyTile = 48;
 
     /// <summary>Forward for query positions [t0, t0 + Bq), t0 = QueryStart + qb·Bq, of every query head of kv head kvh in batch b.</summary>
