@@ -344,6 +344,12 @@ internal static class TrainCommand
         {
             // The sum order of the gradients changes with the number of ranks, so a resume keeps it.
             identity["data_parallel_ranks"] = world.Size.ToString(CultureInfo.InvariantCulture);
+            if (ulysses && ulyssesRanks < world.Size)
+            {
+                // Data × sequence parallel sums in another order than Ulysses or data parallel over as many ranks.
+                identity["sequence_parallel"] = ulyssesRanks.ToString(CultureInfo.InvariantCulture);
+            }
+
             if (zero)
             {
                 // Reduce-scatter may sum in another order than all-reduce; the file itself is the same as without ZeRO.

@@ -99,8 +99,9 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         WriteTokens(tmp["tokens.json"]);
         string[] common = ["train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "2", "--lr", "1e-3", "--mst-mlp", "2", "--mst-lm", "3", "--checkpoint", "on"];
         CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["one"], "--metrics", tmp["one.jsonl"]]));
-        CliResult four = CliRunner.RunUnderMpirun(4, [.. common, "--sequence-parallel", "2", "--save", tmp["four"], "--metrics", tmp["four.jsonl"]]);
+        CliResult four = CliRunner.RunUnderMpirun(4, [.. common, "--sequence-parallel", "2", "--save", tmp["four"], "--save-every", "2", "--metrics", tmp["four.jsonl"]]);
         CliAssert.Ok(four);
+        Assert.Contains("\"sequence_parallel\": \"2\"", File.ReadAllText(Path.Combine(tmp["four"], "checkpoint-2", "trainer_state.json")), StringComparison.Ordinal);
         Assert.Contains("Ulysses sequence parallel over 2 ranks (Open MPI ", four.Stdout, StringComparison.Ordinal);
         Assert.Contains("× 2 data-parallel replicas (1 of the 2 rows each)", four.Stdout, StringComparison.Ordinal);
         Assert.Contains("data × sequence parallel (2 × 2)", four.Stdout, StringComparison.Ordinal);
