@@ -71,13 +71,7 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         Assert.Contains("time in collectives after the first step (rank 0)", two.Stdout, StringComparison.Ordinal);
         Assert.Empty(Directory.EnumerateFileSystemEntries(tmp["off"]));
 
-        using SafeTensorsReader actual = SafeTensorsReader.Open(Path.Combine(tmp["two"], "model.safetensors"));
-        using SafeTensorsReader expected = SafeTensorsReader.Open(Path.Combine(tmp["one"], "model.safetensors"));
-        foreach (SafeTensorInfo t in expected.Tensors)
-        {
-            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
-            Assert.True(error <= 1e-5, $"{t.Name}: relative error {error:E3}");
-        }
+        MpiCliFixtures.CompareFiles(Path.Combine(tmp["two"], "model.safetensors"), Path.Combine(tmp["one"], "model.safetensors"), 1e-5);
 
         List<JsonElement> a = MpiCliFixtures.Metrics(tmp["two.jsonl"]), e = MpiCliFixtures.Metrics(tmp["one.jsonl"]);
         for (int i = 0; i < 3; i++)
@@ -106,13 +100,7 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         Assert.Contains("× 2 data-parallel replicas (1 of the 2 rows each)", four.Stdout, StringComparison.Ordinal);
         Assert.Contains("data × sequence parallel (2 × 2)", four.Stdout, StringComparison.Ordinal);
 
-        using SafeTensorsReader actual = SafeTensorsReader.Open(Path.Combine(tmp["four"], "model.safetensors"));
-        using SafeTensorsReader expected = SafeTensorsReader.Open(Path.Combine(tmp["one"], "model.safetensors"));
-        foreach (SafeTensorInfo t in expected.Tensors)
-        {
-            double error = Compare.RelativeError(actual.ReadFloat32(t.Name), expected.ReadFloat32(t.Name));
-            Assert.True(error <= 1e-5, $"{t.Name}: relative error {error:E3}");
-        }
+        MpiCliFixtures.CompareFiles(Path.Combine(tmp["four"], "model.safetensors"), Path.Combine(tmp["one"], "model.safetensors"), 1e-5);
 
         List<JsonElement> a = MpiCliFixtures.Metrics(tmp["four.jsonl"]), e = MpiCliFixtures.Metrics(tmp["one.jsonl"]);
         for (int i = 0; i < 2; i++)
