@@ -89,6 +89,18 @@ public static unsafe partial class MatMul
                 d += 32;
             }
         }
+        else if (width == 6 && typeof(T) == typeof(float) && Vector128.IsHardwareAccelerated)
+        {
+            // The V256 and V128 A panels (MR = 6): 4 lanes by vector, 2 by scalar moves.
+            for (int p = 0; p < rows; p++)
+            {
+                Vector128.Store(Vector128.Load((float*)s), d);
+                d[4] = *(float*)(s + 4);
+                d[5] = *(float*)(s + 5);
+                s += ld;
+                d += 6;
+            }
+        }
         else if (width % 8 == 0 && Vector256.IsHardwareAccelerated)
         {
             for (int p = 0; p < rows; p++)
@@ -155,6 +167,29 @@ public static unsafe partial class MatMul
             }
         }
 
+        if (Avx.IsSupported && w - r0 == 6 && width == 6)
+        {
+            // A V256/V128 A panel (MR = 6): 8×8 transposes of the 6 rows and 2 zero rows, stored at a stride of 6 in
+            // increasing k, so that each store's last 2 lanes (from the zero rows) land on the next k step's first 2
+            // and are overwritten by it; the last store's spill lands in the panel's padding (PanelPad).
+            int kc8 = kc & ~7;
+            T* s = src + (r0 * ld);
+            for (int p = 0; p < kc8; p += 8)
+            {
+                Transpose8x8(s + p, ld, dst + (p * width) + r0, width, rows: 6);
+            }
+
+            for (int p = kc8; p < kc; p++)
+            {
+                for (int r = 0; r < 6; r++)
+                {
+                    dst[(p * width) + r0 + r] = Widen(s + (r * ld) + p);
+                }
+            }
+
+            r0 = w;
+        }
+
         // Remaining lanes one row at a time (each row is contiguous along k), then zero padding.
         for (int r = r0; r < w; r++)
         {
@@ -174,9 +209,10 @@ public static unsafe partial class MatMul
         }
     }
 
-    // Reads rows s[r·ld .. r·ld+8) for r < 8 and writes column q of that block to d[q·dstStride .. +8).
+    // Reads rows s[r·ld .. r·ld+8) for r < rows (8, or 6 with zeros for rows 6 and 7) and writes column q of that
+    // block to d[q·dstStride .. +8), q in increasing order.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8<T>(T* s, nint ld, float* d, nint dstStride)
+    private static void Transpose8x8<T>(T* s, nint ld, float* d, nint dstStride, int rows = 8)
         where T : unmanaged
     {
         Vector256<float> r0 = Load8(s);
@@ -185,8 +221,8 @@ public static unsafe partial class MatMul
         Vector256<float> r3 = Load8(s + (3 * ld));
         Vector256<float> r4 = Load8(s + (4 * ld));
         Vector256<float> r5 = Load8(s + (5 * ld));
-        Vector256<float> r6 = Load8(s + (6 * ld));
-        Vector256<float> r7 = Load8(s + (7 * ld));
+        Vector256<float> r6 = rows == 8 ? Load8(s + (6 * ld)) : Vector256<float>.Zero;
+        Vector256<float> r7 = rows == 8 ? Load8(s + (7 * ld)) : Vector256<float>.Zero;
 
         Vector256<float> t0 = Avx.UnpackLow(r0, r1);
         Vector256<float> t1 = Avx.UnpackHigh(r0, r1);
