@@ -450,7 +450,7 @@ internal static class TrainCommand
             int firstStep = run.Trainer.StepCount;
             int lastCheckpoint = -1;
             var stepCollectives = new List<(double Reduction, double AllToAll)>(); // seconds per step, under mpirun
-            (double Reduction, double AllToAll) collectiveMark = timed is null ? default : (timed.Seconds(CollectiveKind.Reduction), timed.Seconds(CollectiveKind.AllToAll));
+            (double Reduction, double AllToAll) collectiveMark = timed?.Snapshot() ?? default;
             void SaveCheckpointAt(int step)
             {
                 // DIR/checkpoint-STEP holds only MiniSeq's files: written (or replaced) atomically as a whole; always F32.
@@ -468,7 +468,7 @@ internal static class TrainCommand
                 string commField = "", commText = "";
                 if (timed is not null)
                 {
-                    (double Reduction, double AllToAll) now = (timed.Seconds(CollectiveKind.Reduction), timed.Seconds(CollectiveKind.AllToAll));
+                    (double Reduction, double AllToAll) now = timed.Snapshot();
                     (double reduction, double allToAll) = (now.Reduction - collectiveMark.Reduction, now.AllToAll - collectiveMark.AllToAll);
                     stepCollectives.Add((reduction, allToAll));
                     commField = FormattableString.Invariant($",\"comm_s\":{reduction + allToAll:F4},\"all_to_all_s\":{allToAll:F4}");
@@ -493,7 +493,7 @@ internal static class TrainCommand
                 }
 
                 report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + commText + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
-                collectiveMark = timed is null ? default : (timed.Seconds(CollectiveKind.Reduction), timed.Seconds(CollectiveKind.AllToAll));
+                collectiveMark = timed?.Snapshot() ?? default;
                 return true;
             }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
 

@@ -50,6 +50,9 @@ public sealed class TimedCommunicator : ICommunicator
     /// <summary>Seconds spent in collectives of <paramref name="kind"/> since construction.</summary>
     public double Seconds(CollectiveKind kind) => (double)Volatile.Read(ref _ticks[(int)kind]) / Stopwatch.Frequency;
 
+    /// <summary>Seconds spent so far in reductions and in all-to-alls (subtract two snapshots for an interval).</summary>
+    public (double Reduction, double AllToAll) Snapshot() => (Seconds(CollectiveKind.Reduction), Seconds(CollectiveKind.AllToAll));
+
     /// <summary>Seconds spent in every collective since construction.</summary>
     public double TotalSeconds => Seconds(CollectiveKind.Reduction) + Seconds(CollectiveKind.AllToAll);
 

@@ -137,57 +137,37 @@ public static unsafe partial class MatMul
         int r0 = 0;
         if (Avx.IsSupported)
         {
-            // Full groups of 8 lanes: 8×8 register transposes along k, scalar for the k tail.
+            // Groups of 8 lanes: 8×8 register transposes along k, scalar for the k tail. An A panel of the V256/V128
+            // kernels (MR = 6, W = 6) is one group of 6 lanes, transposed with 2 zero rows and stored at a stride of 6
+            // in increasing k: each store's last 2 lanes (from the zero rows) land on the next k step's first 2 and are
+            // overwritten by it; the last store's spill lands in the panel's padding (PanelPad).
             int kc8 = kc & ~7;
-            for (; r0 + 8 <= w; r0 += 8)
+            for (int lanes; (lanes = w - r0 >= 8 ? 8 : w - r0 == 6 && width == 6 ? 6 : 0) > 0; r0 += lanes)
             {
                 T* s = src + (r0 * ld);
                 for (int p = 0; p < kc8; p += 8)
                 {
                     if ((p & 15) == 0 && Sse.IsSupported)
                     {
-                        // Eight rows a page or more apart defeat the hardware prefetcher: fetch 64 elements ahead.
+                        // Rows a page or more apart defeat the hardware prefetcher: fetch 64 elements ahead.
                         T* ahead = s + p + 64;
-                        for (int r = 0; r < 8; r++)
+                        for (int r = 0; r < lanes; r++)
                         {
                             Sse.Prefetch0(ahead + (r * ld));
                         }
                     }
 
-                    Transpose8x8(s + p, ld, dst + (p * width) + r0, width);
+                    Transpose8x8(s + p, ld, dst + (p * width) + r0, width, lanes);
                 }
 
                 for (int p = kc8; p < kc; p++)
                 {
-                    for (int r = 0; r < 8; r++)
+                    for (int r = 0; r < lanes; r++)
                     {
                         dst[(p * width) + r0 + r] = Widen(s + (r * ld) + p);
                     }
                 }
             }
-        }
-
-        if (Avx.IsSupported && w - r0 == 6 && width == 6)
-        {
-            // A V256/V128 A panel (MR = 6): 8×8 transposes of the 6 rows and 2 zero rows, stored at a stride of 6 in
-            // increasing k, so that each store's last 2 lanes (from the zero rows) land on the next k step's first 2
-            // and are overwritten by it; the last store's spill lands in the panel's padding (PanelPad).
-            int kc8 = kc & ~7;
-            T* s = src + (r0 * ld);
-            for (int p = 0; p < kc8; p += 8)
-            {
-                Transpose8x8(s + p, ld, dst + (p * width) + r0, width, rows: 6);
-            }
-
-            for (int p = kc8; p < kc; p++)
-            {
-                for (int r = 0; r < 6; r++)
-                {
-                    dst[(p * width) + r0 + r] = Widen(s + (r * ld) + p);
-                }
-            }
-
-            r0 = w;
         }
 
         // Remaining lanes one row at a time (each row is contiguous along k), then zero padding.

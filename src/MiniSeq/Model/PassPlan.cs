@@ -454,7 +454,8 @@ public sealed class PassPlan
     /// <summary>Ulysses sequence parallel over P ranks (heads per rank), or null: the whole sequence is local.</summary>
     public Distributed.UlyssesHeads? SequenceParallel { get; }
 
-    /// <summary>Ulysses forward: q (B·P·T, H/P·D), head-major over the whole sequence (attention forward only).</summary>
+    /// <summary>Ulysses forward: q (B·P·T, H/P·D), head-major over the whole sequence (attention forward only); with
+    /// sequence-chunked layers one chunk's q in head layout (P blocks of S rows, S·H·D floats).</summary>
     public ArenaSlot HeadQuery { get; private set; }
 
     /// <summary>Ulysses forward: k (B·P·T, KvH_local·D) over the whole sequence.</summary>
@@ -463,7 +464,8 @@ public sealed class PassPlan
     /// <summary>Ulysses forward: v (B·P·T, KvH_local·D) over the whole sequence.</summary>
     public ArenaSlot HeadValue { get; private set; }
 
-    /// <summary>Ulysses forward: attention output (B·P·T, H/P·D) over the whole sequence.</summary>
+    /// <summary>Ulysses forward: attention output (B·P·T, H/P·D) over the whole sequence; with sequence-chunked layers
+    /// one chunk's output in head layout (P blocks of S rows).</summary>
     public ArenaSlot HeadAttnOut { get; private set; }
 
     /// <summary>Ulysses: one chunk's all-to-all send and receive blocks (see UlyssesAttention.ExchangeFloats).</summary>
