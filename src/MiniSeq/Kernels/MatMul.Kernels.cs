@@ -1,7 +1,8 @@
 // GEMM micro-kernels: C tile (MR×NR) = A micro-panel (kc×MR, packed k-major) · B micro-panel (kc×NR, packed k-major),
 // accumulators held in registers for the whole kc loop, then stored as C = alpha·acc (overwrite) or
-// C = fma(acc, alpha, C) (or non-temporal C = alpha·acc for huge outputs). One kernel per width; the driver (MatMul.cs)
-// handles edges and blocking. The V512 and V256 kernels also prefetch a caller-chosen line every 4 k steps (the next B
+// C = fma(acc, alpha, C) (or non-temporal C = alpha·acc for huge outputs). One kernel per width, plus, for outputs at
+// most 16 wide, a V512 16×16 tile and "Rows" variants reading a row-major A in place; the driver (MatMul.cs) handles
+// edges and blocking. The V512 and V256 kernels also prefetch a caller-chosen line every 4 k steps (the next B
 // panel) and, when they accumulate, the C tile before the k loop.
 // Deliberately not: edge handling (edge tiles go through a scratch tile), k-loop unrolling (the JIT's loop is 16 FMAs,
 // 2 loads and 8 broadcasts per k step with no spills; checked with DOTNET_JitDisasm).
@@ -15,13 +16,15 @@ public static unsafe partial class MatMul
 {
     internal const int MrV512 = 8;
     internal const int NrV512 = 32;
+    internal const int MrV512Narrow = 16;
+    internal const int NrV512Narrow = 16;
     internal const int MrV256 = 6;
     internal const int NrV256 = 16;
     internal const int MrV128 = 6;
     internal const int NrV128 = 8;
     internal const int MrScalar = 4;
     internal const int NrScalar = 4;
-    private const int MaxTile = MrV512 * NrV512;
+    private const int MaxTile = MrV512 * NrV512; // ≥ MrV512Narrow · NrV512Narrow
 
     // 8 rows × 32 columns: 16 zmm accumulators, 2 B loads and 8 broadcasts per k step (16 FMAs).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -111,6 +114,152 @@ public static unsafe partial class MatMul
         }
     }
 
+    // 16 rows × 16 columns, for outputs at most 16 wide (LoRA's rank-16 intermediates x·Aᵀ, dy·B and dB): the 8 × 32 tile
+    // would leave half its lanes idle and route every tile through the edge path. 16 zmm accumulators, 1 B load and 16
+    // broadcasts per k step (16 FMAs). Same per-element arithmetic as every kernel, so the result does not change.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV512Narrow(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
+    {
+        if (store == StoreAccumulate)
+        {
+            for (int i = 0; i < MrV512Narrow; i++)
+            {
+                Sse.Prefetch0(c + (i * ldc));
+            }
+        }
+
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        Vector512<float> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            if ((p & 3) == 0)
+            {
+                Sse.Prefetch1(prefetch);
+                prefetch += 16;
+            }
+
+            Vector512<float> b0 = Vector512.Load(b);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4);
+            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c5);
+            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6);
+            c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a[7]), b0, c7);
+            c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a[8]), b0, c8);
+            c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a[9]), b0, c9);
+            c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a[10]), b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a[11]), b0, c11);
+            c12 = Vector512.FusedMultiplyAdd(Vector512.Create(a[12]), b0, c12);
+            c13 = Vector512.FusedMultiplyAdd(Vector512.Create(a[13]), b0, c13);
+            c14 = Vector512.FusedMultiplyAdd(Vector512.Create(a[14]), b0, c14);
+            c15 = Vector512.FusedMultiplyAdd(Vector512.Create(a[15]), b0, c15);
+            a += MrV512Narrow;
+            b += NrV512Narrow;
+        }
+
+        Vector512<float> va = Vector512.Create(alpha);
+        StoreRowV512(c, c0, va, store);
+        StoreRowV512(c + ldc, c1, va, store);
+        StoreRowV512(c + (2 * ldc), c2, va, store);
+        StoreRowV512(c + (3 * ldc), c3, va, store);
+        StoreRowV512(c + (4 * ldc), c4, va, store);
+        StoreRowV512(c + (5 * ldc), c5, va, store);
+        StoreRowV512(c + (6 * ldc), c6, va, store);
+        StoreRowV512(c + (7 * ldc), c7, va, store);
+        StoreRowV512(c + (8 * ldc), c8, va, store);
+        StoreRowV512(c + (9 * ldc), c9, va, store);
+        StoreRowV512(c + (10 * ldc), c10, va, store);
+        StoreRowV512(c + (11 * ldc), c11, va, store);
+        StoreRowV512(c + (12 * ldc), c12, va, store);
+        StoreRowV512(c + (13 * ldc), c13, va, store);
+        StoreRowV512(c + (14 * ldc), c14, va, store);
+        StoreRowV512(c + (15 * ldc), c15, va, store);
+    }
+
+    // KernelV512Narrow reading A where it lies (16 rows of a row-major op(A), each contiguous along k, lda apart)
+    // instead of from a packed panel: with only 16 output columns, transposing A into panels costs as much as the
+    // FMAs. Six row pointers cover the 16 rows as [row], [row + lda], [row + 2·lda] (x86 scaled-index addressing).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV512NarrowRows(int kc, float* a, nint lda, float* b, float* c, nint ldc, float alpha, int store)
+    {
+        if (store == StoreAccumulate)
+        {
+            for (int i = 0; i < MrV512Narrow; i++)
+            {
+                Sse.Prefetch0(c + (i * ldc));
+            }
+        }
+
+        nint l = lda, l2 = 2 * lda;
+        float* a0 = a, a3 = a + (3 * l), a6 = a + (6 * l), a9 = a + (9 * l), a12 = a + (12 * l), a15 = a + (15 * l);
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        Vector512<float> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            Vector512<float> b0 = Vector512.Load(b);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[0]), b0, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[l]), b0, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[l2]), b0, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a3[0]), b0, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a3[l]), b0, c4);
+            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a3[l2]), b0, c5);
+            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a6[0]), b0, c6);
+            c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a6[l]), b0, c7);
+            c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a6[l2]), b0, c8);
+            c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a9[0]), b0, c9);
+            c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a9[l]), b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a9[l2]), b0, c11);
+            c12 = Vector512.FusedMultiplyAdd(Vector512.Create(a12[0]), b0, c12);
+            c13 = Vector512.FusedMultiplyAdd(Vector512.Create(a12[l]), b0, c13);
+            c14 = Vector512.FusedMultiplyAdd(Vector512.Create(a12[l2]), b0, c14);
+            c15 = Vector512.FusedMultiplyAdd(Vector512.Create(a15[0]), b0, c15);
+            a0++;
+            a3++;
+            a6++;
+            a9++;
+            a12++;
+            a15++;
+            b += NrV512Narrow;
+        }
+
+        Vector512<float> va = Vector512.Create(alpha);
+        StoreRowV512(c, c0, va, store);
+        StoreRowV512(c + ldc, c1, va, store);
+        StoreRowV512(c + (2 * ldc), c2, va, store);
+        StoreRowV512(c + (3 * ldc), c3, va, store);
+        StoreRowV512(c + (4 * ldc), c4, va, store);
+        StoreRowV512(c + (5 * ldc), c5, va, store);
+        StoreRowV512(c + (6 * ldc), c6, va, store);
+        StoreRowV512(c + (7 * ldc), c7, va, store);
+        StoreRowV512(c + (8 * ldc), c8, va, store);
+        StoreRowV512(c + (9 * ldc), c9, va, store);
+        StoreRowV512(c + (10 * ldc), c10, va, store);
+        StoreRowV512(c + (11 * ldc), c11, va, store);
+        StoreRowV512(c + (12 * ldc), c12, va, store);
+        StoreRowV512(c + (13 * ldc), c13, va, store);
+        StoreRowV512(c + (14 * ldc), c14, va, store);
+        StoreRowV512(c + (15 * ldc), c15, va, store);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRowV512(float* c, Vector512<float> x, Vector512<float> alpha, int store)
+    {
+        if (store == StoreStream)
+        {
+            Avx512F.StoreAlignedNonTemporal(c, x * alpha);
+        }
+        else if (store == StoreOverwrite)
+        {
+            Vector512.Store(x * alpha, c);
+        }
+        else
+        {
+            Vector512.Store(Vector512.FusedMultiplyAdd(x, alpha, Vector512.Load(c)), c);
+        }
+    }
+
     // 6 rows × 16 columns: 12 ymm accumulators, 2 B loads and 6 broadcasts per k step (12 FMAs).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
@@ -158,6 +307,61 @@ public static unsafe partial class MatMul
             c50 = Vector256.FusedMultiplyAdd(av, b0, c50);
             c51 = Vector256.FusedMultiplyAdd(av, b1, c51);
             a += MrV256;
+            b += NrV256;
+        }
+
+        Vector256<float> va = Vector256.Create(alpha);
+        StoreRowV256(c, c00, c01, va, store);
+        StoreRowV256(c + ldc, c10, c11, va, store);
+        StoreRowV256(c + (2 * ldc), c20, c21, va, store);
+        StoreRowV256(c + (3 * ldc), c30, c31, va, store);
+        StoreRowV256(c + (4 * ldc), c40, c41, va, store);
+        StoreRowV256(c + (5 * ldc), c50, c51, va, store);
+    }
+
+    // KernelV256 reading A where it lies (6 rows of a row-major op(A), lda apart: [row], [row + lda], [row + 2·lda]
+    // from two pointers) for outputs at most 16 wide: one B panel, so packing A would be pure overhead.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV256Rows(int kc, float* a, nint lda, float* b, float* c, nint ldc, float alpha, int store)
+    {
+        if (store == StoreAccumulate)
+        {
+            for (int i = 0; i < MrV256; i++)
+            {
+                Sse.Prefetch0(c + (i * ldc));
+                Sse.Prefetch0(c + (i * ldc) + 15);
+            }
+        }
+
+        nint l = lda, l2 = 2 * lda;
+        float* a0 = a, a3 = a + (3 * l);
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector256<float> c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            Vector256<float> b0 = Vector256.Load(b);
+            Vector256<float> b1 = Vector256.Load(b + 8);
+            Vector256<float> av = Vector256.Create(a0[0]);
+            c00 = Vector256.FusedMultiplyAdd(av, b0, c00);
+            c01 = Vector256.FusedMultiplyAdd(av, b1, c01);
+            av = Vector256.Create(a0[l]);
+            c10 = Vector256.FusedMultiplyAdd(av, b0, c10);
+            c11 = Vector256.FusedMultiplyAdd(av, b1, c11);
+            av = Vector256.Create(a0[l2]);
+            c20 = Vector256.FusedMultiplyAdd(av, b0, c20);
+            c21 = Vector256.FusedMultiplyAdd(av, b1, c21);
+            av = Vector256.Create(a3[0]);
+            c30 = Vector256.FusedMultiplyAdd(av, b0, c30);
+            c31 = Vector256.FusedMultiplyAdd(av, b1, c31);
+            av = Vector256.Create(a3[l]);
+            c40 = Vector256.FusedMultiplyAdd(av, b0, c40);
+            c41 = Vector256.FusedMultiplyAdd(av, b1, c41);
+            av = Vector256.Create(a3[l2]);
+            c50 = Vector256.FusedMultiplyAdd(av, b0, c50);
+            c51 = Vector256.FusedMultiplyAdd(av, b1, c51);
+            a0++;
+            a3++;
             b += NrV256;
         }
 

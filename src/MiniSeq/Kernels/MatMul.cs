@@ -162,6 +162,12 @@ public static unsafe partial class MatMul
 
         switch (variant)
         {
+            case IsaWidth.V512 when n <= NrV512Narrow:
+                job.Mr = MrV512Narrow;
+                job.Nr = NrV512Narrow;
+                job.Kernel = &KernelV512Narrow;
+                job.RowsKernel = transA ? null : &KernelV512NarrowRows;
+                break;
             case IsaWidth.V512:
                 job.Mr = MrV512;
                 job.Nr = NrV512;
@@ -171,6 +177,7 @@ public static unsafe partial class MatMul
                 job.Mr = MrV256;
                 job.Nr = NrV256;
                 job.Kernel = &KernelV256;
+                job.RowsKernel = transA || n > NrV256 ? null : &KernelV256Rows;
                 break;
             case IsaWidth.V128:
                 job.Mr = MrV128;
@@ -254,6 +261,10 @@ public static unsafe partial class MatMul
         public int Mr;
         public int Nr;
         public delegate*<int, float*, float*, float*, nint, float, int, float*, void> Kernel;
+
+        // With a single B panel (n ≤ NR) and op(A) row-major: the kernel that reads full MR-row panels of A where they
+        // lie (no packing); null otherwise.
+        public delegate*<int, float*, nint, float*, float*, nint, float, int, void> RowsKernel;
         public int Mc;
         public int Nc;
         public int MBlocks;
@@ -318,6 +329,16 @@ public static unsafe partial class MatMul
             {
                 PackContiguous(job.A + ((nint)pc * job.Lda) + i0, job.Lda, kc, mc, mr, packA, aStride);
             }
+            else if (job.RowsKernel != null)
+            {
+                // Only a partial last panel is packed; the full ones are read in place.
+                int full = (job.M - i0) / mr;
+                if (full < aPanels)
+                {
+                    int r0 = i0 + (full * mr);
+                    PackTransposed(job.A + ((nint)r0 * job.Lda) + pc, job.Lda, kc, job.M - r0, mr, packA + (full * aStride));
+                }
+            }
             else
             {
                 for (int ip = 0; ip < aPanels; ip++)
@@ -350,15 +371,31 @@ public static unsafe partial class MatMul
                     int line = ip * (kc / 4);
                     float* prefetch = line < nextLines ? bNext + (line * 16) : aPanel;
                     float* cTile = job.C + (ci * ldc) + cj;
+                    float* aRows = job.RowsKernel != null && h == mr ? job.A + ((nint)ci * job.Lda) + pc : null;
                     if (h == mr && w == nr)
                     {
-                        kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store, prefetch);
+                        if (aRows != null)
+                        {
+                            job.RowsKernel(kc, aRows, job.Lda, bPanel, cTile, ldc, alpha, store);
+                        }
+                        else
+                        {
+                            kernel(kc, aPanel, bPanel, cTile, ldc, alpha, store, prefetch);
+                        }
                     }
                     else
                     {
                         // Edge tile: the kernel writes the raw sums to a scratch tile, then the valid part is merged
                         // with the same alpha/FMA arithmetic the full-tile store uses.
-                        kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite, prefetch);
+                        if (aRows != null)
+                        {
+                            job.RowsKernel(kc, aRows, job.Lda, bPanel, edge, nr, 1f, StoreOverwrite);
+                        }
+                        else
+                        {
+                            kernel(kc, aPanel, bPanel, edge, nr, 1f, StoreOverwrite, prefetch);
+                        }
+
                         MergeEdge(edge, nr, h, w, alpha, overwrite, cTile, ldc);
                     }
                 }

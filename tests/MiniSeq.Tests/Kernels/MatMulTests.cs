@@ -18,6 +18,7 @@ public unsafe class MatMulTests
         (0, 5, 3), (5, 0, 3), (4, 5, 0), (1, 1, 1), (1, 37, 1), (7, 1, 300), (2, 3, 4),
         (8, 32, 256), (6, 16, 17), (9, 33, 257), (17, 65, 513), (33, 31, 70), (13, 100, 5),
         (300, 70, 20), (64, 130, 40), (130, 200, 48),
+        (16, 16, 16), (40, 16, 300), (35, 13, 520), // at most 16 wide: the narrow V512 tile, A read in place
     ];
 
     public static TheoryData<string, bool, bool, float> Combinations()
@@ -193,11 +194,18 @@ public unsafe class MatMulTests
             return;
         }
 
-        const int M = 150, N = 90, K = 600;
+        foreach ((int m, int n, int k) in new[] { (150, 90, 600), (150, 16, 600), (37, 11, 300) })
+        {
+            CheckVariantAgainstScalarOnOneAndTwoThreads(variant, m, n, k);
+        }
+    }
+
+    private static void CheckVariantAgainstScalarOnOneAndTwoThreads(IsaWidth variant, int m, int n, int k)
+    {
         var random = new Random(13);
-        float[] a = RandomArray(random, M * K);
-        float[] b = RandomArray(random, N * K);
-        float[] c0 = RandomArray(random, M * N);
+        float[] a = RandomArray(random, m * k);
+        float[] b = RandomArray(random, n * k);
+        float[] c0 = RandomArray(random, m * n);
         float[] scalar = (float[])c0.Clone();
         float[] single = (float[])c0.Clone();
         float[] dual = (float[])c0.Clone();
@@ -207,10 +215,10 @@ public unsafe class MatMulTests
             fixed (float* pa = a, pb = b, ps = scalar, p1 = single, p2 = dual)
             {
                 KernelThreads.SetThreadCount(1);
-                MatMul.Gemm(IsaWidth.Scalar, false, true, M, N, K, 0.5f, pa, K, pb, K, 1f, ps, N);
-                MatMul.Gemm(variant, false, true, M, N, K, 0.5f, pa, K, pb, K, 1f, p1, N);
+                MatMul.Gemm(IsaWidth.Scalar, false, true, m, n, k, 0.5f, pa, k, pb, k, 1f, ps, n);
+                MatMul.Gemm(variant, false, true, m, n, k, 0.5f, pa, k, pb, k, 1f, p1, n);
                 KernelThreads.SetThreadCount(2);
-                MatMul.Gemm(variant, false, true, M, N, K, 0.5f, pa, K, pb, K, 1f, p2, N);
+                MatMul.Gemm(variant, false, true, m, n, k, 0.5f, pa, k, pb, k, 1f, p2, n);
             }
         }
         finally
@@ -218,8 +226,8 @@ public unsafe class MatMulTests
             KernelThreads.SetThreadCount(saved);
         }
 
-        Assert.True(single.AsSpan().SequenceEqual(dual), $"{variant}: results differ between 1 and 2 threads");
-        Assert.True(scalar.AsSpan().SequenceEqual(single), $"{variant}: results differ from the scalar kernel");
+        Assert.True(single.AsSpan().SequenceEqual(dual), $"{variant} {m}×{n}×{k}: results differ between 1 and 2 threads");
+        Assert.True(scalar.AsSpan().SequenceEqual(single), $"{variant} {m}×{n}×{k}: results differ from the scalar kernel");
     }
 
     [Fact]
