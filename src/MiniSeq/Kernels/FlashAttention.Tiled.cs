@@ -9,6 +9,7 @@
 // Deliberately not here: dispatch, validation, threading (FlashAttention.cs), the scalar fallback
 // (FlashAttention.Scalar.cs) and any T-sized buffer.
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using MiniSeq.Kernels.Simd;
 
 namespace MiniSeq.Kernels;
@@ -104,16 +105,22 @@ public static unsafe partial class FlashAttention
             float* lseRow = a.Lse + a.LseIndex(b, h, t0);
             for (int r = 0; r < rows; r++)
             {
-                float sum = stats[bq + r];
-                float inv = 1f / sum;
-                float* outRow = a.Output + rowOffset + (g * d) + (r * qStride);
-                for (int i = 0; i < d; i++)
-                {
-                    outRow[i] = oT[(i * bq) + r] * inv;
-                }
-
-                lseRow[r] = (stats[r] + MathF.Log2(sum)) * Ln2;
+                lseRow[r] = (stats[r] + MathF.Log2(stats[bq + r])) * Ln2;
             }
+
+            // oᵀ·(1/l) lane-wise (rows past T: 0·(1/l)), then transposed into the output rows.
+            TV one = TW.Create(1f);
+            TV inv0 = TW.Divide(one, TW.Load(stats + bq)), inv1 = TW.Divide(one, TW.Load(stats + bq + w));
+            TV inv2 = TW.Divide(one, TW.Load(stats + bq + (2 * w))), inv3 = TW.Divide(one, TW.Load(stats + bq + (3 * w)));
+            for (float* x = oT, end = oT + (d * bq); x < end; x += bq)
+            {
+                TW.Store(TW.Multiply(TW.Load(x), inv0), x);
+                TW.Store(TW.Multiply(TW.Load(x + w), inv1), x + w);
+                TW.Store(TW.Multiply(TW.Load(x + (2 * w)), inv2), x + (2 * w));
+                TW.Store(TW.Multiply(TW.Load(x + (3 * w)), inv3), x + (3 * w));
+            }
+
+            StoreTransposed<TW, TV>(oT, rows, d, a.Output + rowOffset + (g * d), qStride, accumulate: false, null);
         }
     }
 
@@ -283,8 +290,6 @@ public static unsafe partial class FlashAttention
             {
                 int n = Math.Min(bk, kEnd - j0);
                 int nR = RoundUp(n, 12);
-                new Span<float>(dkTile, nR * dp).Clear();
-                new Span<float>(dvTile, nR * dp).Clear();
 
                 // dk/dv rows are read-modified-written once per query block, long after they left L1/L2: ask for
                 // them now, they are added to at the end of this tile.
@@ -322,10 +327,10 @@ public static unsafe partial class FlashAttention
                     // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
                     Scores<TW, TV>(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT);
                     SoftmaxGrad<TW, TV>(pT, dsT, nR, lse2, rowDot, a.Scale);
-                    AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile);
+                    AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile, overwrite: g == 0);
 
                     // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
-                    AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile);
+                    AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile, overwrite: g == 0);
                     Accumulate<TW, TV>(kHead, kvStride, j0, n, d, dsT, dqT);
                 }
 
@@ -335,15 +340,9 @@ public static unsafe partial class FlashAttention
 
             for (int g = 0; g < group; g++)
             {
+                // dq rows += dqᵀ transposed, through the head's q rows (dead until the next block reloads them).
                 float* dqT = scratch + (g * perHead) + (2 * d * bq);
-                for (int r = 0; r < rows; r++)
-                {
-                    float* dqRow = a.DQ + rowOffset + (g * d) + (r * qStride);
-                    for (int i = 0; i < d; i++)
-                    {
-                        dqRow[i] += dqT[(i * bq) + r];
-                    }
-                }
+                StoreTransposed<TW, TV>(dqT, rows, d, a.DQ + rowOffset + (g * d), qStride, accumulate: true, dqT + (d * bq));
             }
         }
     }
@@ -567,9 +566,10 @@ public static unsafe partial class FlashAttention
         }
     }
 
-    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 12): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp).</summary>
+    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 12): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp); with
+    /// <paramref name="overwrite"/>, c = Σ … (the sums start from +0, as they would from a cleared c).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRows<TW, TV>(float* pT, int nR, float* x, int dp, float* c)
+    private static void AccumulateRows<TW, TV>(float* pT, int nR, float* x, int dp, float* c, bool overwrite)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
@@ -580,18 +580,37 @@ public static unsafe partial class FlashAttention
             for (int i = 0; i < dp; i += 2 * w)
             {
                 float* cp = c + (jg * dp) + i;
-                TV c00 = TW.Load(cp), c01 = TW.Load(cp + w);
-                TV c10 = TW.Load(cp + dp), c11 = TW.Load(cp + dp + w);
-                TV c20 = TW.Load(cp + (2 * dp)), c21 = TW.Load(cp + (2 * dp) + w);
-                TV c30 = TW.Load(cp + (3 * dp)), c31 = TW.Load(cp + (3 * dp) + w);
-                TV c40 = TW.Load(cp + (4 * dp)), c41 = TW.Load(cp + (4 * dp) + w);
-                TV c50 = TW.Load(cp + (5 * dp)), c51 = TW.Load(cp + (5 * dp) + w);
-                TV c60 = TW.Load(cp + (6 * dp)), c61 = TW.Load(cp + (6 * dp) + w);
-                TV c70 = TW.Load(cp + (7 * dp)), c71 = TW.Load(cp + (7 * dp) + w);
-                TV c80 = TW.Load(cp + (8 * dp)), c81 = TW.Load(cp + (8 * dp) + w);
-                TV c90 = TW.Load(cp + (9 * dp)), c91 = TW.Load(cp + (9 * dp) + w);
-                TV ca0 = TW.Load(cp + (10 * dp)), ca1 = TW.Load(cp + (10 * dp) + w);
-                TV cb0 = TW.Load(cp + (11 * dp)), cb1 = TW.Load(cp + (11 * dp) + w);
+                TV c00 = TW.Create(0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+                TV c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+                TV c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+                if (!overwrite)
+                {
+                    c00 = TW.Load(cp);
+                    c01 = TW.Load(cp + w);
+                    c10 = TW.Load(cp + dp);
+                    c11 = TW.Load(cp + dp + w);
+                    c20 = TW.Load(cp + (2 * dp));
+                    c21 = TW.Load(cp + (2 * dp) + w);
+                    c30 = TW.Load(cp + (3 * dp));
+                    c31 = TW.Load(cp + (3 * dp) + w);
+                    c40 = TW.Load(cp + (4 * dp));
+                    c41 = TW.Load(cp + (4 * dp) + w);
+                    c50 = TW.Load(cp + (5 * dp));
+                    c51 = TW.Load(cp + (5 * dp) + w);
+                    c60 = TW.Load(cp + (6 * dp));
+                    c61 = TW.Load(cp + (6 * dp) + w);
+                    c70 = TW.Load(cp + (7 * dp));
+                    c71 = TW.Load(cp + (7 * dp) + w);
+                    c80 = TW.Load(cp + (8 * dp));
+                    c81 = TW.Load(cp + (8 * dp) + w);
+                    c90 = TW.Load(cp + (9 * dp));
+                    c91 = TW.Load(cp + (9 * dp) + w);
+                    ca0 = TW.Load(cp + (10 * dp));
+                    ca1 = TW.Load(cp + (10 * dp) + w);
+                    cb0 = TW.Load(cp + (11 * dp));
+                    cb1 = TW.Load(cp + (11 * dp) + w);
+                }
+
                 float* pp = pT + (jg * bq);
                 float* xp = x + i;
                 for (int r = 0; r < bq; r++, pp++, xp += dp)
@@ -734,23 +753,77 @@ public static unsafe partial class FlashAttention
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
-        int bq = 4 * TW.Count;
-        for (int r = 0; r < bq; r++)
+        int w = TW.Count;
+        int bq = 4 * w;
+        int r8 = Avx.IsSupported ? rows & ~7 : 0, d8 = d & ~7;
+        for (int r = 0; r < r8; r += 8)
         {
-            if (r < rows)
+            for (int i = 0; i < d8; i += 8)
             {
-                float* row = src + (r * stride);
-                for (int i = 0; i < d; i++)
+                MatMul.Transpose8x8(src + (r * stride) + i, (nint)stride, dstT + (i * bq) + r, bq);
+            }
+
+            for (int i = d8; i < d; i++)
+            {
+                for (int q = r; q < r + 8; q++)
                 {
-                    dstT[(i * bq) + r] = row[i] * factor;
+                    dstT[(i * bq) + q] = src[(q * stride) + i];
                 }
             }
-            else
+        }
+
+        for (int r = r8; r < bq; r++)
+        {
+            float* row = src + (r * stride);
+            for (int i = 0; i < d; i++)
             {
-                for (int i = 0; i < d; i++)
-                {
-                    dstT[(i * bq) + r] = 0;
-                }
+                dstT[(i * bq) + r] = r < rows ? row[i] : 0f;
+            }
+        }
+
+        if (factor != 1f)
+        {
+            // Scaled after the transpose: the same products, on contiguous lanes (padding stays 0).
+            TV f = TW.Create(factor);
+            for (float* x = dstT, end = dstT + (d * bq); x < end; x += w)
+            {
+                TW.Store(TW.Multiply(TW.Load(x), f), x);
+            }
+        }
+    }
+
+    /// <summary>dst[r·stride + i] (+)= srcᵀ[i, r] for r &lt; rows, i &lt; d: (rows, D) with row stride from (D, Bq).
+    /// <paramref name="rowsScratch"/> holds Bq·D floats when <paramref name="accumulate"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void StoreTransposed<TW, TV>(float* srcT, int rows, int d, float* dst, long stride, bool accumulate, float* rowsScratch)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int bq = 4 * TW.Count;
+        float* target = accumulate ? rowsScratch : dst;
+        long targetStride = accumulate ? d : stride;
+        int r8 = Avx.IsSupported ? rows & ~7 : 0, d8 = d & ~7;
+        for (int r = 0; r < r8; r += 8)
+        {
+            for (int i = 0; i < d8; i += 8)
+            {
+                MatMul.Transpose8x8(srcT + (i * bq) + r, bq, target + (r * targetStride) + i, (nint)targetStride);
+            }
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = r < r8 ? d8 : 0; i < d; i++)
+            {
+                target[(r * targetStride) + i] = srcT[(i * bq) + r];
+            }
+        }
+
+        if (accumulate)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                VectorOps.Add(dst + (r * stride), rowsScratch + (r * d), d, dst + (r * stride));
             }
         }
     }

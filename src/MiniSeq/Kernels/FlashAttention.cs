@@ -12,6 +12,7 @@
 // Deliberately not here: RoPE (q and k arrive rotated), dropout, non-causal or padded masks, and any T×T buffer —
 // memory stays O(T·D): output, lse and per-thread scratch sized by the tile, never by T.
 // Derivation and measurements: docs/kernels/attention.md.
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -401,6 +402,7 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>Software prefetch (into all cache levels) of rows [0, rows) of width d; a no-op off x86.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PrefetchRows(float* first, long stride, int rows, int d)
     {
         if (!Sse.IsSupported)
@@ -408,6 +410,9 @@ public static unsafe partial class FlashAttention
             return;
         }
 
+        // A row's last line needs its own fetch only when rows do not start on a line (then d floats can span one
+        // line more than d/16).
+        bool lineAligned = ((nint)first & 63) == 0 && stride % 16 == 0 && d % 16 == 0;
         for (int r = 0; r < rows; r++)
         {
             float* row = first + (r * stride);
@@ -416,7 +421,10 @@ public static unsafe partial class FlashAttention
                 Sse.Prefetch0(row + i);
             }
 
-            Sse.Prefetch0(row + d - 1);
+            if (!lineAligned)
+            {
+                Sse.Prefetch0(row + d - 1);
+            }
         }
     }
 

@@ -190,9 +190,10 @@ public static unsafe partial class MatMul
     }
 
     // Reads rows s[r·ld .. r·ld+8) for r < rows (8, or 6 with zeros for rows 6 and 7) and writes column q of that
-    // block to d[q·dstStride .. +8), q in increasing order.
+    // block to d[q·dstStride .. +8), q in increasing order. Needs AVX. Also the block transpose of flash attention's
+    // query-major ↔ lane-major copies.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8<T>(T* s, nint ld, float* d, nint dstStride, int rows = 8)
+    internal static void Transpose8x8<T>(T* s, nint ld, float* d, nint dstStride, int rows = 8)
         where T : unmanaged
     {
         Vector256<float> r0 = Load8(s);

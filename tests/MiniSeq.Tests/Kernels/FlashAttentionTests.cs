@@ -24,6 +24,8 @@ public unsafe class FlashAttentionTests
         { 1, 100, 4, 4, 6 },
         { 1, 65, 4, 1, 64 },
         { 1, 33, 2, 1, 128 },
+        { 1, 45, 2, 1, 12 }, // D not a multiple of 8: the block transposes' scalar columns
+        { 1, 77, 4, 2, 20 },
     };
 
     public static TheoryData<int, int, int, int, int, string> ShapesAndIsas()
