@@ -117,8 +117,20 @@ public static unsafe partial class MatMul
     // 16 rows × 16 columns, for outputs at most 16 wide (LoRA's rank-16 intermediates x·Aᵀ, dy·B and dB): the 8 × 32 tile
     // would leave half its lanes idle and route every tile through the edge path. 16 zmm accumulators, 1 B load and 16
     // broadcasts per k step (16 FMAs). Same per-element arithmetic as every kernel, so the result does not change.
+    // A from a packed panel, or ("Rows") read where it lies: 16 rows of a row-major op(A), lda apart — with only 16
+    // output columns, transposing A into panels costs as much as the FMAs.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelV512Narrow(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
+        => KernelV512NarrowStrided(kc, a, 1, MrV512Narrow, b, c, ldc, alpha, store, prefetch);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV512NarrowRows(int kc, float* a, nint lda, float* b, float* c, nint ldc, float alpha, int store)
+        => KernelV512NarrowStrided(kc, a, lda, 1, b, c, ldc, alpha, store, b);
+
+    // A element (i, p) at a[i·rowStride + p·kStride]: six row pointers cover the 16 rows as [row], [row + rowStride],
+    // [row + 2·rowStride] (x86 scaled-index addressing, or immediate offsets once inlined with rowStride = 1).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void KernelV512NarrowStrided(int kc, float* a, nint rowStride, nint kStride, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
     {
         if (store == StoreAccumulate)
         {
@@ -128,76 +140,19 @@ public static unsafe partial class MatMul
             }
         }
 
+        nint l = rowStride, l2 = 2 * rowStride;
+        float* a0 = a, a3 = a + (3 * l), a6 = a + (6 * l), a9 = a + (9 * l), a12 = a + (12 * l), a15 = a + (15 * l);
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         Vector512<float> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
         for (int p = 0; p < kc; p++)
         {
             if ((p & 3) == 0)
             {
+                // One line of the caller's next B micro-panel per 4 steps (see MatMul.TileTask).
                 Sse.Prefetch1(prefetch);
                 prefetch += 16;
             }
 
-            Vector512<float> b0 = Vector512.Load(b);
-            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0);
-            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c1);
-            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2);
-            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c3);
-            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4);
-            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c5);
-            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6);
-            c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a[7]), b0, c7);
-            c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a[8]), b0, c8);
-            c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a[9]), b0, c9);
-            c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a[10]), b0, c10);
-            c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a[11]), b0, c11);
-            c12 = Vector512.FusedMultiplyAdd(Vector512.Create(a[12]), b0, c12);
-            c13 = Vector512.FusedMultiplyAdd(Vector512.Create(a[13]), b0, c13);
-            c14 = Vector512.FusedMultiplyAdd(Vector512.Create(a[14]), b0, c14);
-            c15 = Vector512.FusedMultiplyAdd(Vector512.Create(a[15]), b0, c15);
-            a += MrV512Narrow;
-            b += NrV512Narrow;
-        }
-
-        Vector512<float> va = Vector512.Create(alpha);
-        StoreRowV512(c, c0, va, store);
-        StoreRowV512(c + ldc, c1, va, store);
-        StoreRowV512(c + (2 * ldc), c2, va, store);
-        StoreRowV512(c + (3 * ldc), c3, va, store);
-        StoreRowV512(c + (4 * ldc), c4, va, store);
-        StoreRowV512(c + (5 * ldc), c5, va, store);
-        StoreRowV512(c + (6 * ldc), c6, va, store);
-        StoreRowV512(c + (7 * ldc), c7, va, store);
-        StoreRowV512(c + (8 * ldc), c8, va, store);
-        StoreRowV512(c + (9 * ldc), c9, va, store);
-        StoreRowV512(c + (10 * ldc), c10, va, store);
-        StoreRowV512(c + (11 * ldc), c11, va, store);
-        StoreRowV512(c + (12 * ldc), c12, va, store);
-        StoreRowV512(c + (13 * ldc), c13, va, store);
-        StoreRowV512(c + (14 * ldc), c14, va, store);
-        StoreRowV512(c + (15 * ldc), c15, va, store);
-    }
-
-    // KernelV512Narrow reading A where it lies (16 rows of a row-major op(A), each contiguous along k, lda apart)
-    // instead of from a packed panel: with only 16 output columns, transposing A into panels costs as much as the
-    // FMAs. Six row pointers cover the 16 rows as [row], [row + lda], [row + 2·lda] (x86 scaled-index addressing).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void KernelV512NarrowRows(int kc, float* a, nint lda, float* b, float* c, nint ldc, float alpha, int store)
-    {
-        if (store == StoreAccumulate)
-        {
-            for (int i = 0; i < MrV512Narrow; i++)
-            {
-                Sse.Prefetch0(c + (i * ldc));
-            }
-        }
-
-        nint l = lda, l2 = 2 * lda;
-        float* a0 = a, a3 = a + (3 * l), a6 = a + (6 * l), a9 = a + (9 * l), a12 = a + (12 * l), a15 = a + (15 * l);
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
-        Vector512<float> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
-        for (int p = 0; p < kc; p++)
-        {
             Vector512<float> b0 = Vector512.Load(b);
             c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[0]), b0, c0);
             c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[l]), b0, c1);
@@ -215,12 +170,12 @@ public static unsafe partial class MatMul
             c13 = Vector512.FusedMultiplyAdd(Vector512.Create(a12[l]), b0, c13);
             c14 = Vector512.FusedMultiplyAdd(Vector512.Create(a12[l2]), b0, c14);
             c15 = Vector512.FusedMultiplyAdd(Vector512.Create(a15[0]), b0, c15);
-            a0++;
-            a3++;
-            a6++;
-            a9++;
-            a12++;
-            a15++;
+            a0 += kStride;
+            a3 += kStride;
+            a6 += kStride;
+            a9 += kStride;
+            a12 += kStride;
+            a15 += kStride;
             b += NrV512Narrow;
         }
 
@@ -260,9 +215,19 @@ public static unsafe partial class MatMul
         }
     }
 
-    // 6 rows × 16 columns: 12 ymm accumulators, 2 B loads and 6 broadcasts per k step (12 FMAs).
+    // 6 rows × 16 columns: 12 ymm accumulators, 2 B loads and 6 broadcasts per k step (12 FMAs). A from a packed panel,
+    // or ("Rows", for outputs at most 16 wide: one B panel, so packing A would be pure overhead) read where it lies.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelV256(int kc, float* a, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
+        => KernelV256Strided(kc, a, 1, MrV256, b, c, ldc, alpha, store, prefetch);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelV256Rows(int kc, float* a, nint lda, float* b, float* c, nint ldc, float alpha, int store)
+        => KernelV256Strided(kc, a, lda, 1, b, c, ldc, alpha, store, b);
+
+    // A element (i, p) at a[i·rowStride + p·kStride], from two row pointers: [row], [row + rowStride], [row + 2·rowStride].
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void KernelV256Strided(int kc, float* a, nint rowStride, nint kStride, float* b, float* c, nint ldc, float alpha, int store, float* prefetch)
     {
         if (store == StoreAccumulate)
         {
@@ -274,6 +239,8 @@ public static unsafe partial class MatMul
             }
         }
 
+        nint l = rowStride, l2 = 2 * rowStride;
+        float* a0 = a, a3 = a + (3 * l);
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
         Vector256<float> c40 = default, c41 = default, c50 = default, c51 = default;
@@ -286,60 +253,6 @@ public static unsafe partial class MatMul
                 prefetch += 16;
             }
 
-            Vector256<float> b0 = Vector256.Load(b);
-            Vector256<float> b1 = Vector256.Load(b + 8);
-            Vector256<float> av = Vector256.Create(a[0]);
-            c00 = Vector256.FusedMultiplyAdd(av, b0, c00);
-            c01 = Vector256.FusedMultiplyAdd(av, b1, c01);
-            av = Vector256.Create(a[1]);
-            c10 = Vector256.FusedMultiplyAdd(av, b0, c10);
-            c11 = Vector256.FusedMultiplyAdd(av, b1, c11);
-            av = Vector256.Create(a[2]);
-            c20 = Vector256.FusedMultiplyAdd(av, b0, c20);
-            c21 = Vector256.FusedMultiplyAdd(av, b1, c21);
-            av = Vector256.Create(a[3]);
-            c30 = Vector256.FusedMultiplyAdd(av, b0, c30);
-            c31 = Vector256.FusedMultiplyAdd(av, b1, c31);
-            av = Vector256.Create(a[4]);
-            c40 = Vector256.FusedMultiplyAdd(av, b0, c40);
-            c41 = Vector256.FusedMultiplyAdd(av, b1, c41);
-            av = Vector256.Create(a[5]);
-            c50 = Vector256.FusedMultiplyAdd(av, b0, c50);
-            c51 = Vector256.FusedMultiplyAdd(av, b1, c51);
-            a += MrV256;
-            b += NrV256;
-        }
-
-        Vector256<float> va = Vector256.Create(alpha);
-        StoreRowV256(c, c00, c01, va, store);
-        StoreRowV256(c + ldc, c10, c11, va, store);
-        StoreRowV256(c + (2 * ldc), c20, c21, va, store);
-        StoreRowV256(c + (3 * ldc), c30, c31, va, store);
-        StoreRowV256(c + (4 * ldc), c40, c41, va, store);
-        StoreRowV256(c + (5 * ldc), c50, c51, va, store);
-    }
-
-    // KernelV256 reading A where it lies (6 rows of a row-major op(A), lda apart: [row], [row + lda], [row + 2·lda]
-    // from two pointers) for outputs at most 16 wide: one B panel, so packing A would be pure overhead.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void KernelV256Rows(int kc, float* a, nint lda, float* b, float* c, nint ldc, float alpha, int store)
-    {
-        if (store == StoreAccumulate)
-        {
-            for (int i = 0; i < MrV256; i++)
-            {
-                Sse.Prefetch0(c + (i * ldc));
-                Sse.Prefetch0(c + (i * ldc) + 15);
-            }
-        }
-
-        nint l = lda, l2 = 2 * lda;
-        float* a0 = a, a3 = a + (3 * l);
-        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
-        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
-        Vector256<float> c40 = default, c41 = default, c50 = default, c51 = default;
-        for (int p = 0; p < kc; p++)
-        {
             Vector256<float> b0 = Vector256.Load(b);
             Vector256<float> b1 = Vector256.Load(b + 8);
             Vector256<float> av = Vector256.Create(a0[0]);
@@ -360,8 +273,8 @@ public static unsafe partial class MatMul
             av = Vector256.Create(a3[l2]);
             c50 = Vector256.FusedMultiplyAdd(av, b0, c50);
             c51 = Vector256.FusedMultiplyAdd(av, b1, c51);
-            a0++;
-            a3++;
+            a0 += kStride;
+            a3 += kStride;
             b += NrV256;
         }
 
