@@ -580,37 +580,18 @@ public static unsafe partial class FlashAttention
             for (int i = 0; i < dp; i += 2 * w)
             {
                 float* cp = c + (jg * dp) + i;
-                TV c00 = TW.Create(0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-                TV c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-                TV c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
-                if (!overwrite)
-                {
-                    c00 = TW.Load(cp);
-                    c01 = TW.Load(cp + w);
-                    c10 = TW.Load(cp + dp);
-                    c11 = TW.Load(cp + dp + w);
-                    c20 = TW.Load(cp + (2 * dp));
-                    c21 = TW.Load(cp + (2 * dp) + w);
-                    c30 = TW.Load(cp + (3 * dp));
-                    c31 = TW.Load(cp + (3 * dp) + w);
-                    c40 = TW.Load(cp + (4 * dp));
-                    c41 = TW.Load(cp + (4 * dp) + w);
-                    c50 = TW.Load(cp + (5 * dp));
-                    c51 = TW.Load(cp + (5 * dp) + w);
-                    c60 = TW.Load(cp + (6 * dp));
-                    c61 = TW.Load(cp + (6 * dp) + w);
-                    c70 = TW.Load(cp + (7 * dp));
-                    c71 = TW.Load(cp + (7 * dp) + w);
-                    c80 = TW.Load(cp + (8 * dp));
-                    c81 = TW.Load(cp + (8 * dp) + w);
-                    c90 = TW.Load(cp + (9 * dp));
-                    c91 = TW.Load(cp + (9 * dp) + w);
-                    ca0 = TW.Load(cp + (10 * dp));
-                    ca1 = TW.Load(cp + (10 * dp) + w);
-                    cb0 = TW.Load(cp + (11 * dp));
-                    cb1 = TW.Load(cp + (11 * dp) + w);
-                }
-
+                TV c00 = LoadOrZero<TW, TV>(cp, overwrite), c01 = LoadOrZero<TW, TV>(cp + w, overwrite);
+                TV c10 = LoadOrZero<TW, TV>(cp + dp, overwrite), c11 = LoadOrZero<TW, TV>(cp + dp + w, overwrite);
+                TV c20 = LoadOrZero<TW, TV>(cp + (2 * dp), overwrite), c21 = LoadOrZero<TW, TV>(cp + (2 * dp) + w, overwrite);
+                TV c30 = LoadOrZero<TW, TV>(cp + (3 * dp), overwrite), c31 = LoadOrZero<TW, TV>(cp + (3 * dp) + w, overwrite);
+                TV c40 = LoadOrZero<TW, TV>(cp + (4 * dp), overwrite), c41 = LoadOrZero<TW, TV>(cp + (4 * dp) + w, overwrite);
+                TV c50 = LoadOrZero<TW, TV>(cp + (5 * dp), overwrite), c51 = LoadOrZero<TW, TV>(cp + (5 * dp) + w, overwrite);
+                TV c60 = LoadOrZero<TW, TV>(cp + (6 * dp), overwrite), c61 = LoadOrZero<TW, TV>(cp + (6 * dp) + w, overwrite);
+                TV c70 = LoadOrZero<TW, TV>(cp + (7 * dp), overwrite), c71 = LoadOrZero<TW, TV>(cp + (7 * dp) + w, overwrite);
+                TV c80 = LoadOrZero<TW, TV>(cp + (8 * dp), overwrite), c81 = LoadOrZero<TW, TV>(cp + (8 * dp) + w, overwrite);
+                TV c90 = LoadOrZero<TW, TV>(cp + (9 * dp), overwrite), c91 = LoadOrZero<TW, TV>(cp + (9 * dp) + w, overwrite);
+                TV ca0 = LoadOrZero<TW, TV>(cp + (10 * dp), overwrite), ca1 = LoadOrZero<TW, TV>(cp + (10 * dp) + w, overwrite);
+                TV cb0 = LoadOrZero<TW, TV>(cp + (11 * dp), overwrite), cb1 = LoadOrZero<TW, TV>(cp + (11 * dp) + w, overwrite);
                 float* pp = pT + (jg * bq);
                 float* xp = x + i;
                 for (int r = 0; r < bq; r++, pp++, xp += dp)
@@ -682,6 +663,12 @@ public static unsafe partial class FlashAttention
             }
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV LoadOrZero<TW, TV>(float* p, bool zero)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+        => zero ? TW.Create(0f) : TW.Load(p);
 
     /// <summary>sᵀ[j, r] = −∞ where key j0 + j is after query t0 + r (the causal mask).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
