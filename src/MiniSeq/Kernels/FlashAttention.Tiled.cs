@@ -742,30 +742,10 @@ public static unsafe partial class FlashAttention
     {
         int w = TW.Count;
         int bq = 4 * w;
-        int r8 = Avx.IsSupported ? rows & ~7 : 0, d8 = d & ~7;
-        for (int r = 0; r < r8; r += 8)
+        Transpose(src, (nint)stride, rows, d, dstT, bq);
+        for (int i = 0; i < d; i++)
         {
-            for (int i = 0; i < d8; i += 8)
-            {
-                MatMul.Transpose8x8(src + (r * stride) + i, (nint)stride, dstT + (i * bq) + r, bq);
-            }
-
-            for (int i = d8; i < d; i++)
-            {
-                for (int q = r; q < r + 8; q++)
-                {
-                    dstT[(i * bq) + q] = src[(q * stride) + i];
-                }
-            }
-        }
-
-        for (int r = r8; r < bq; r++)
-        {
-            float* row = src + (r * stride);
-            for (int i = 0; i < d; i++)
-            {
-                dstT[(i * bq) + r] = r < rows ? row[i] : 0f;
-            }
+            new Span<float>(dstT + (i * bq) + rows, bq - rows).Clear();
         }
 
         if (factor != 1f)
@@ -788,29 +768,35 @@ public static unsafe partial class FlashAttention
     {
         int bq = 4 * TW.Count;
         float* target = accumulate ? rowsScratch : dst;
-        long targetStride = accumulate ? d : stride;
-        int r8 = Avx.IsSupported ? rows & ~7 : 0, d8 = d & ~7;
-        for (int r = 0; r < r8; r += 8)
-        {
-            for (int i = 0; i < d8; i += 8)
-            {
-                MatMul.Transpose8x8(srcT + (i * bq) + r, bq, target + (r * targetStride) + i, (nint)targetStride);
-            }
-        }
-
-        for (int r = 0; r < rows; r++)
-        {
-            for (int i = r < r8 ? d8 : 0; i < d; i++)
-            {
-                target[(r * targetStride) + i] = srcT[(i * bq) + r];
-            }
-        }
-
+        Transpose(srcT, bq, d, rows, target, accumulate ? d : (nint)stride);
         if (accumulate)
         {
             for (int r = 0; r < rows; r++)
             {
                 VectorOps.Add(dst + (r * stride), rowsScratch + (r * d), d, dst + (r * stride));
+            }
+        }
+    }
+
+    /// <summary>dst[c·dstStride + r] = src[r·srcStride + c] for r &lt; rows, c &lt; cols: 8×8 register transposes where
+    /// AVX allows, scalar moves at the edges.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Transpose(float* src, nint srcStride, int rows, int cols, float* dst, nint dstStride)
+    {
+        int r8 = Avx.IsSupported ? rows & ~7 : 0, c8 = cols & ~7;
+        for (int r = 0; r < r8; r += 8)
+        {
+            for (int c = 0; c < c8; c += 8)
+            {
+                MatMul.Transpose8x8(src + (r * srcStride) + c, srcStride, dst + (c * dstStride) + r, dstStride);
+            }
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = r < r8 ? c8 : 0; c < cols; c++)
+            {
+                dst[(c * dstStride) + r] = src[(r * srcStride) + c];
             }
         }
     }
