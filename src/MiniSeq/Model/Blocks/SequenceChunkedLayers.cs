@@ -60,13 +60,7 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                 // Ulysses: K and V of every rank's positions before any query (see the file comment).
                 (int b, int t0, int rows) = Chunk(i);
                 long r0 = ((long)b * Plan.SeqLen) + t0;
-                float* hc = h + (r0 * c);
-                if (training && l >= 1)
-                {
-                    store!.Write(l - 1, r0, rows, hc);
-                }
-
-                ProjectKeysAndValues(l, b, t0, rows, hc);
+                ProjectKeysAndValues(l, b, t0, rows, h + (r0 * c));
             }
 
             for (int i = 0; i < ChunkCount; i++)
@@ -74,8 +68,9 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                 (int b, int t0, int rows) = Chunk(i);
                 long r0 = ((long)b * Plan.SeqLen) + t0;
                 float* hc = h + (r0 * c);
-                if (training && l >= 1 && !ulysses)
+                if (training && l >= 1)
                 {
+                    // The layer input of this chunk (untouched by a Ulysses K/V pass above) before the layer updates it.
                     store!.Write(l - 1, r0, rows, hc);
                 }
 
