@@ -204,9 +204,11 @@ public sealed unsafe class Trainer : IDisposable
     // of the global batch (RankShardSource), and within it Ulysses rank r positions r·T … of those rows
     // (SequenceShardSource; rows of P·T − padded real positions: the padding's keys are never those of a real token).
     private DropoutTokens DropoutTokensOf(int row, int padded)
-        => Options.SequenceParallel is { } sp
-            ? new DropoutTokens(Options.DataParallelRank + ((long)row * Options.DataParallelRanks), Options.DataParallelRanks, SeqLen, ((long)SeqLen * sp.Size) - padded, (long)SeqLen * sp.Rank)
-            : new DropoutTokens(Options.DataParallelRank + ((long)row * Options.DataParallelRanks), Options.DataParallelRanks, SeqLen, SeqLen, 0);
+    {
+        int ulyssesRank = Options.SequenceParallel?.Rank ?? 0, ulyssesRanks = Options.SequenceParallel?.Size ?? 1;
+        return new DropoutTokens(Options.DataParallelRank + ((long)row * Options.DataParallelRanks), Options.DataParallelRanks, SeqLen,
+            ((long)SeqLen * ulyssesRanks) - padded, (long)SeqLen * ulyssesRank);
+    }
 
     /// <summary>
     /// Mean loss over <paramref name="batches"/> (each of the trainer's batch shape) through the training pass's own
