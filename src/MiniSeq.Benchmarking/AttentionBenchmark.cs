@@ -1,5 +1,6 @@
 // Library timing routine for FlashAttention: best-of-N wall time of the forward and of forward+backward for one
-// shape, with the FLOP counts used in docs/kernels/attention.md. Deliberately no Console output and no statistics
+// shape, with the FLOP counts used in docs/kernels/attention.md, and optionally each run's share of a peak measured
+// right before it. Deliberately no Console output and no statistics
 // beyond the minimum: callers (CLI, scripts, BenchmarkDotNet) print and aggregate.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -12,7 +13,11 @@ namespace MiniSeq.Benchmarks;
 /// <param name="ForwardBackwardSeconds">Best forward + backward time (gradient zeroing excluded).</param>
 /// <param name="ForwardGflops">Forward GFLOP/s, counting 4·T²·D·H/2 FLOPs per batch (causal).</param>
 /// <param name="ForwardBackwardGflops">Forward + backward GFLOP/s, counting 3.5× the forward FLOPs.</param>
-public readonly record struct AttentionTiming(double ForwardSeconds, double ForwardBackwardSeconds, double ForwardGflops, double ForwardBackwardGflops);
+/// <param name="PairedPeakGFlops">With a peak probe: the median of the peaks measured right before each forward + backward
+/// run; else null.</param>
+/// <param name="PairedPeakShare">With a peak probe: the median over the forward + backward runs of each run's GFLOP/s ÷
+/// the peak measured right before it (<see cref="CpuPeak.MedianShare"/>); else null.</param>
+public readonly record struct AttentionTiming(double ForwardSeconds, double ForwardBackwardSeconds, double ForwardGflops, double ForwardBackwardGflops, double? PairedPeakGFlops = null, double? PairedPeakShare = null);
 
 /// <summary>Times <see cref="FlashAttention"/> on random inputs.</summary>
 public static unsafe class AttentionBenchmark
@@ -21,8 +26,12 @@ public static unsafe class AttentionBenchmark
     public static double ForwardFlops(int batchSize, int seqLen, int headCount, int headDim)
         => 4.0 * seqLen * seqLen * headDim * headCount / 2 * batchSize;
 
-    /// <summary>Runs forward and forward+backward <paramref name="repetitions"/> times each (after one warm-up) and keeps the best.</summary>
-    public static AttentionTiming Run(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, int repetitions = 3)
+    /// <summary>
+    /// Runs forward and forward+backward <paramref name="repetitions"/> times each (after one warm-up) and keeps the best;
+    /// with <paramref name="peakProbe"/> (GFLOP/s, e.g. <see cref="CpuPeak.Measure"/>), also measures the peak right
+    /// before each timed forward + backward run and reports the median share of it.
+    /// </summary>
+    public static AttentionTiming Run(int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, int repetitions = 3, Func<double>? peakProbe = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
         long qCount = (long)batchSize * seqLen * headCount * headDim;
@@ -38,7 +47,10 @@ public static unsafe class AttentionBenchmark
             Fill(rng, k, kvCount, 1f);
             Fill(rng, v, kvCount, 1f);
             Fill(rng, dOutput, qCount, 1f);
+            double flops = ForwardFlops(batchSize, seqLen, headCount, headDim);
             double bestForward = double.MaxValue, bestBoth = double.MaxValue;
+            var runGflops = new List<double>();
+            var peaks = new List<double>();
             for (int rep = 0; rep <= repetitions; rep++)
             {
                 long start = Stopwatch.GetTimestamp();
@@ -48,6 +60,11 @@ public static unsafe class AttentionBenchmark
                 NativeMemory.Clear(dq, (nuint)(qCount * sizeof(float)));
                 NativeMemory.Clear(dk, (nuint)(kvCount * sizeof(float)));
                 NativeMemory.Clear(dv, (nuint)(kvCount * sizeof(float)));
+                if (rep > 0 && peakProbe is not null)
+                {
+                    peaks.Add(peakProbe());
+                }
+
                 start = Stopwatch.GetTimestamp();
                 FlashAttention.Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse);
                 FlashAttention.Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv);
@@ -56,11 +73,12 @@ public static unsafe class AttentionBenchmark
                 {
                     bestForward = Math.Min(bestForward, forward);
                     bestBoth = Math.Min(bestBoth, both);
+                    runGflops.Add(3.5 * flops / both / 1e9);
                 }
             }
 
-            double flops = ForwardFlops(batchSize, seqLen, headCount, headDim);
-            return new AttentionTiming(bestForward, bestBoth, flops / bestForward / 1e9, 3.5 * flops / bestBoth / 1e9);
+            return new AttentionTiming(bestForward, bestBoth, flops / bestForward / 1e9, 3.5 * flops / bestBoth / 1e9,
+                peakProbe is null ? null : CpuPeak.Median(peaks), peakProbe is null ? null : CpuPeak.MedianShare(runGflops, peaks));
         }
         finally
         {

@@ -91,6 +91,33 @@ public static class CpuPeak
     }
 
     /// <summary>
+    /// Median over runs of achieved ÷ peak, each run divided by the peak measured right next to it (see
+    /// <see cref="Measure"/>): the host's clock moves by 5–10 % within the hour, so a kernel timed minutes after the one
+    /// peak measurement of a process can land above or below it; a run and its own peak see the same clock.
+    /// </summary>
+    public static double MedianShare(IReadOnlyList<double> gflops, IReadOnlyList<double> peakGFlops)
+    {
+        ArgumentNullException.ThrowIfNull(gflops);
+        ArgumentNullException.ThrowIfNull(peakGFlops);
+        if (gflops.Count == 0 || gflops.Count != peakGFlops.Count)
+        {
+            throw new ArgumentException($"Need one peak per run ({gflops.Count} runs, {peakGFlops.Count} peaks).", nameof(peakGFlops));
+        }
+
+        return Median(gflops.Select((g, i) => g / peakGFlops[i]).ToList());
+    }
+
+    /// <summary>The median of <paramref name="values"/> (the mean of the middle two for an even count).</summary>
+    public static double Median(IReadOnlyList<double> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentOutOfRangeException.ThrowIfZero(values.Count);
+        List<double> sorted = values.Order().ToList();
+        int mid = sorted.Count / 2;
+        return sorted.Count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+
+    /// <summary>
     /// Measured fp32 peak in GFLOP/s: <paramref name="threads"/> threads run register-only bursts of 12 independent
     /// accumulator chains of <paramref name="width"/> vectors (FMAs, or multiply then add without FMA; ≈1–2 ms each),
     /// started together; the best burst over <paramref name="bursts"/> tries. This captures the real (boost) clock,

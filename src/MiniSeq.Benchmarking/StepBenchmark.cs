@@ -25,7 +25,18 @@ public sealed record StepBenchmarkResult(
     long ProcessPeakRssBytes,
     long PredictedTrackedBytes,
     long PredictedProcessPeakBytes,
-    Dictionary<string, double> ProfileSecondsPerStep);
+    Dictionary<string, double> ProfileSecondsPerStep,
+    double[]? TimedStepSeconds = null,
+    double[]? StepPeakGFlops = null)
+{
+    /// <summary>
+    /// With <see cref="StepPeakGFlops"/> (a peak measured right before each timed step): the median over the timed
+    /// steps of each step's model GFLOP/s ÷ its own peak (<see cref="CpuPeak.MedianShare"/>); else null.
+    /// </summary>
+    public double? PairedPeakShare(double modelFlopsPerStep) => StepPeakGFlops is { Length: > 0 } peaks && TimedStepSeconds is { } seconds
+        ? CpuPeak.MedianShare(seconds.Select(t => modelFlopsPerStep / t / 1e9).ToList(), peaks)
+        : null;
+}
 
 /// <summary>Times real training steps.</summary>
 public static class StepBenchmark
@@ -60,9 +71,10 @@ public static class StepBenchmark
 
     /// <summary>
     /// Builds a model for <paramref name="config"/> (random init), a trainer with <paramref name="policy"/>, and runs
-    /// <paramref name="steps"/> AdamW steps on random tokens (the first is a warm-up excluded from the median).
+    /// <paramref name="steps"/> AdamW steps on random tokens (the first is a warm-up excluded from the median). With
+    /// <paramref name="peakProbe"/> (GFLOP/s), the peak is measured again right before each timed step.
     /// </summary>
-    public static StepBenchmarkResult Run(LlamaConfig config, int seqLen, int batchSize, string mode, MemoryPolicy policy, int steps, Action<string>? log = null, TrainingVariant? variant = null)
+    public static StepBenchmarkResult Run(LlamaConfig config, int seqLen, int batchSize, string mode, MemoryPolicy policy, int steps, Action<string>? log = null, TrainingVariant? variant = null, Func<double>? peakProbe = null)
     {
         variant ??= TrainingVariant.Default;
         OptimizerOptions optimizer = variant.Optimizer;
@@ -80,12 +92,18 @@ public static class StepBenchmark
         using var trainer = new Trainer(model, new TrainerOptions { Optimizer = optimizer, Policy = policy, Precision = variant.Precision, TotalSteps = steps }, batchSize, seqLen);
         var times = new List<double>();
         var losses = new List<double>();
+        var peaks = new List<double>();
         StepProfiler.Enabled = true;
         for (int s = 0; s < steps; s++)
         {
             if (s == 1)
             {
                 StepProfiler.Reset(); // profile the timed steps only
+            }
+
+            if (s >= 1 && peakProbe is not null)
+            {
+                peaks.Add(peakProbe());
             }
 
             long t0 = Stopwatch.GetTimestamp();
@@ -103,7 +121,8 @@ public static class StepBenchmark
         List<double> timed = times.Count > 1 ? times.Skip(1).Order().ToList() : times;
         double median = timed[timed.Count / 2];
         return new StepBenchmarkResult(mode, seqLen, batchSize, steps, median, batchSize * seqLen / median, losses[0], losses[^1],
-            mem.PeakBytes, mem.PeakTotalBytes, mem.ProcessPeakRssBytes, prediction.TrackedTotal, prediction.ProcessPeak, profile);
+            mem.PeakBytes, mem.PeakTotalBytes, mem.ProcessPeakRssBytes, prediction.TrackedTotal, prediction.ProcessPeak, profile,
+            times.Count > 1 ? times.Skip(1).ToArray() : times.ToArray(), peakProbe is null || peaks.Count == 0 ? null : peaks.ToArray());
     }
 }
 

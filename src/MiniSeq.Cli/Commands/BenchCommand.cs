@@ -85,6 +85,7 @@ internal static class BenchCommand
     private static readonly Option<string> ConfigName = new("--config") { DefaultValueFactory = _ => "small", Description = "tiny | small | demo | config.json" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 1, Description = "Rows per batch" };
     private static readonly Option<string?> Budget = new("--budget") { DefaultValueFactory = _ => "1GiB", Description = "Memory budget for 'fits' and the largest-N search" };
+    private static readonly Option<bool> PairedPeak = new("--paired-peak") { DefaultValueFactory = _ => false, Description = "Measure the peak again right before each timed step and report the median share of it (the host's clock drifts within the hour)" };
     private static readonly Option<string?> Out = new("--out") { Description = "Write results (markdown, and for memory an SVG chart) with this path prefix" };
 
     private static int[] ParseList(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -144,7 +145,7 @@ internal static class BenchCommand
         var mode = new Option<string>("--mode") { Required = true };
         var variant = new Option<string>("--variant") { DefaultValueFactory = _ => "full-adamw" };
         var command = new Command("run-step", "(internal) one training benchmark run, JSON output") { Hidden = true };
-        foreach (Option o in new Option[] { seq, mode, Steps, ConfigName, Batch, Budget, variant })
+        foreach (Option o in new Option[] { seq, mode, Steps, ConfigName, Batch, Budget, variant, PairedPeak })
         {
             command.Options.Add(o);
         }
@@ -155,14 +156,15 @@ internal static class BenchCommand
             int n = p.GetValue(seq), batch = p.GetValue(Batch);
             string m = p.GetValue(mode)!;
             MemoryPolicy policy = ModePolicy(m, config, batch, n, ByteSize.Parse(p.GetValue(Budget) ?? "1GiB"));
-            StepBenchmarkResult r = StepBenchmark.Run(config, n, batch, m, policy, p.GetValue(Steps), line => Console.Error.WriteLine(line), TrainingVariant.Parse(p.GetValue(variant)!));
+            Func<double>? probe = p.GetValue(PairedPeak) ? () => CpuPeak.Measure(KernelSelector.TiledWidth, KernelThreads.ThreadCount).GFlops : null;
+            StepBenchmarkResult r = StepBenchmark.Run(config, n, batch, m, policy, p.GetValue(Steps), line => Console.Error.WriteLine(line), TrainingVariant.Parse(p.GetValue(variant)!), probe);
             Console.WriteLine(JsonSerializer.Serialize(r, s_json));
             return 0;
         });
         return command;
     }
 
-    private static StepBenchmarkResult? RunChild(string config, int seqLen, int batch, string mode, int steps, string budget, string variant = "full-adamw")
+    private static StepBenchmarkResult? RunChild(string config, int seqLen, int batch, string mode, int steps, string budget, string variant = "full-adamw", bool pairedPeak = false)
     {
         string dll = Environment.GetCommandLineArgs()[0];
         bool viaHost = Path.GetFileNameWithoutExtension(Environment.ProcessPath ?? "") == "dotnet";
@@ -172,7 +174,7 @@ internal static class BenchCommand
             psi.ArgumentList.Add(dll);
         }
 
-        foreach (string a in new[] { "bench", "run-step", "--seq-len", seqLen.ToString(CultureInfo.InvariantCulture), "--mode", mode, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--config", config, "--batch", batch.ToString(CultureInfo.InvariantCulture), "--budget", budget, "--variant", variant })
+        foreach (string a in new[] { "bench", "run-step", "--seq-len", seqLen.ToString(CultureInfo.InvariantCulture), "--mode", mode, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--config", config, "--batch", batch.ToString(CultureInfo.InvariantCulture), "--budget", budget, "--variant", variant, "--paired-peak", pairedPeak ? "true" : "false" })
         {
             psi.ArgumentList.Add(a);
         }
@@ -187,7 +189,8 @@ internal static class BenchCommand
     private static Command Step()
     {
         var command = new Command("step", "End-to-end training tokens/s and peak memory per N and mode (one process per run)");
-        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out })
+        var paired = new Option<bool>("--paired-peak") { DefaultValueFactory = _ => true, Description = "Measure the peak again right before each timed step and report the median share of it (the host's clock drifts within the hour)" };
+        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, paired })
         {
             command.Options.Add(o);
         }
@@ -200,12 +203,14 @@ internal static class BenchCommand
             {
                 foreach (string mode in SplitModes(p.GetValue(Modes)!))
                 {
-                    StepBenchmarkResult? r = RunChild(p.GetValue(ConfigName)!, n, p.GetValue(Batch), mode.Trim(), p.GetValue(Steps), p.GetValue(Budget)!);
+                    StepBenchmarkResult? r = RunChild(p.GetValue(ConfigName)!, n, p.GetValue(Batch), mode.Trim(), p.GetValue(Steps), p.GetValue(Budget)!, pairedPeak: p.GetValue(paired));
                     if (r is not null)
                     {
                         rows.Add(r);
-                        double flops = StepBenchmark.ModelFlops(ModelPresets.Resolve(p.GetValue(ConfigName)!), r.BatchSize, r.SeqLen) / r.MedianStepSeconds / 1e9;
-                        Console.WriteLine(FormattableString.Invariant($"{r.Mode,-16} N={r.SeqLen,6}: {r.TokensPerSecond,8:F0} tok/s, model {flops:F0} GFLOP/s = {100 * flops / Peak.GFlops:F1} % of peak, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)}"));
+                        double modelFlops = StepBenchmark.ModelFlops(ModelPresets.Resolve(p.GetValue(ConfigName)!), r.BatchSize, r.SeqLen);
+                        double flops = modelFlops / r.MedianStepSeconds / 1e9;
+                        string pairedShare = r.PairedPeakShare(modelFlops) is double share ? FormattableString.Invariant($" ({100 * share:F1} % of the peak measured before each step, median)") : "";
+                        Console.WriteLine(FormattableString.Invariant($"{r.Mode,-16} N={r.SeqLen,6}: {r.TokensPerSecond,8:F0} tok/s, model {flops:F0} GFLOP/s = {100 * flops / Peak.GFlops:F1} % of peak{pairedShare}, peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)}"));
                     }
                 }
             }
@@ -463,11 +468,21 @@ internal static class BenchCommand
     /// <summary>Model FLOPs per step (6·P·tokens + causal attention, no recomputation) against the machine's peak.</summary>
     internal static string FlopsTable(IReadOnlyList<StepBenchmarkResult> rows, LlamaConfig config)
     {
-        var sb = new StringBuilder(FormattableString.Invariant($"| mode | N | median step s | model GFLOP per step | model GFLOP/s | % of peak ({Peak.GFlops:F0}) |\n|---|---:|---:|---:|---:|---:|\n"));
+        bool paired = rows.Any(r => r.StepPeakGFlops is not null);
+        var sb = new StringBuilder(FormattableString.Invariant($"| mode | N | median step s | model GFLOP per step | model GFLOP/s | % of peak ({Peak.GFlops:F0}) |"));
+        sb.Append(paired ? " peak before each step (median) | % of it (median of steps) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n" : "\n|---|---:|---:|---:|---:|---:|\n");
         foreach (StepBenchmarkResult r in rows)
         {
             double gflop = StepBenchmark.ModelFlops(config, r.BatchSize, r.SeqLen) / 1e9;
-            sb.Append(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.SeqLen} | {r.MedianStepSeconds:F3} | {gflop:F1} | {gflop / r.MedianStepSeconds:F0} | {100 * gflop / r.MedianStepSeconds / Peak.GFlops:F1} % |\n");
+            sb.Append(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.SeqLen} | {r.MedianStepSeconds:F3} | {gflop:F1} | {gflop / r.MedianStepSeconds:F0} | {100 * gflop / r.MedianStepSeconds / Peak.GFlops:F1} % |");
+            if (paired)
+            {
+                sb.Append(r.PairedPeakShare(gflop * 1e9) is double share
+                    ? FormattableString.Invariant($" {CpuPeak.Median(r.StepPeakGFlops!):F0} | {100 * share:F1} % |")
+                    : " n/a | n/a |");
+            }
+
+            sb.Append('\n');
         }
 
         return sb.ToString();

@@ -67,4 +67,36 @@ public class CpuPeakTests
         Assert.True(peak.GFlops >= peak.MeasuredGFlops);
         Assert.Equal(CpuPeak.HasFma(width), peak.NominalGFlops is not null);
     }
+
+    [Fact]
+    public void MedianShare_EachRunAgainstItsOwnPeak()
+    {
+        // A run on a slow-clock minute and its own low peak count as the same share as a fast run and a high peak.
+        Assert.Equal(0.55, CpuPeak.MedianShare([100, 220, 150], [200, 400, 250]), 12); // 0.5, 0.55, 0.6
+        Assert.Equal(0.525, CpuPeak.MedianShare([100, 220], [200, 400]), 12);
+        Assert.Throws<ArgumentException>(() => CpuPeak.MedianShare([100, 200], [200]));
+        Assert.Throws<ArgumentException>(() => CpuPeak.MedianShare([], []));
+        Assert.Equal(2.5, CpuPeak.Median([4, 1, 3, 2]));
+        Assert.Equal(3, CpuPeak.Median([5, 1, 3]));
+    }
+
+    [Fact]
+    public void AttentionBenchmark_WithProbe_MeasuresAPeakBeforeEachRun()
+    {
+        int calls = 0;
+        AttentionTiming t = AttentionBenchmark.Run(1, 64, 2, 1, 16, repetitions: 3, peakProbe: () => 1000 + (100 * calls++));
+        Assert.Equal(3, calls); // one per timed forward + backward run, none for the warm-up
+        Assert.Equal(1100, t.PairedPeakGFlops);
+        Assert.InRange(t.PairedPeakShare!.Value, 0, t.ForwardBackwardGflops / 1000);
+        Assert.Null(AttentionBenchmark.Run(1, 64, 2, 1, 16, repetitions: 1).PairedPeakShare);
+    }
+
+    [Fact]
+    public void StepBenchmarkResult_PairedPeakShare_MedianOfStepsOverTheirPeaks()
+    {
+        var result = new StepBenchmarkResult("vanilla", 64, 1, 4, 1.0, 64, 1, 1, [], 0, 0, 0, 0, [],
+            TimedStepSeconds: [1.0, 2.0, 1.0], StepPeakGFlops: [200, 50, 400]);
+        Assert.Equal(0.5, result.PairedPeakShare(1e11)!.Value, 12); // 100, 50, 100 GFLOP/s: shares 0.5, 1.0, 0.25
+        Assert.Null((result with { StepPeakGFlops = null }).PairedPeakShare(1e11));
+    }
 }

@@ -195,4 +195,26 @@ public class CliTests
         Assert.True(json.RootElement.GetProperty("PredictedTrackedBytes").GetInt64() == json.RootElement.GetProperty("TrackedPeakBytes").GetInt64());
         Assert.True(json.RootElement.GetProperty("ProfileSecondsPerStep").GetProperty("AttentionForward").GetDouble() > 0);
     }
+
+    [Fact]
+    public void BenchRunStep_PairedPeak_OnePeakPerTimedStep()
+    {
+        CliResult r = CliRunner.Run("bench", "run-step", "--config", "tiny", "--seq-len", "64", "--mode", "vanilla", "--steps", "3", "--paired-peak", "true");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using JsonDocument json = JsonDocument.Parse(r.Stdout.Trim().Split('\n')[^1]);
+        Assert.Equal(2, json.RootElement.GetProperty("TimedStepSeconds").GetArrayLength());
+        JsonElement peaks = json.RootElement.GetProperty("StepPeakGFlops");
+        Assert.Equal(2, peaks.GetArrayLength());
+        Assert.All(peaks.EnumerateArray(), p => Assert.True(p.GetDouble() > 0));
+    }
+
+    [Fact]
+    public void BenchAttention_PairedPeakColumns()
+    {
+        CliResult r = CliRunner.Run("bench", "attention", "--seq-len", "64", "--heads", "2", "--kv-heads", "1", "--head-dim", "16", "--runs", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("% of paired peak (median of runs)", r.Stdout, StringComparison.Ordinal);
+        string row = r.Stdout.Split('\n').Single(l => l.StartsWith("| 64 |", StringComparison.Ordinal));
+        Assert.Equal(11, row.Count(ch => ch == '|'));
+    }
 }
