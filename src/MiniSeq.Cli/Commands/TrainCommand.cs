@@ -660,7 +660,12 @@ internal static class TrainCommand
             return 1;
         }
 
-        if (sp < 1 || world.Size % sp != 0)
+        if (sp < 1)
+        {
+            throw new ArgumentException($"--sequence-parallel {sp} must be ≥ 1 (the number of Ulysses ranks sharing each sequence).");
+        }
+
+        if (world.Size % sp != 0)
         {
             throw new ArgumentException($"--sequence-parallel {sp} needs a number of MPI ranks that {sp} divides (mpirun -np {sp}, or a multiple of {sp} for data × sequence parallel); this job has {world.Size}.");
         }

@@ -120,4 +120,13 @@ public class SequenceParallelCliTests(Xunit.Abstractions.ITestOutputHelper outpu
         Assert.Contains("--sequence-parallel 4 needs a number of MPI ranks that 4 divides", r.Stderr + r.Stdout, StringComparison.Ordinal);
         Assert.DoesNotContain("Exception", r.Stderr + r.Stdout, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Train_SequenceParallelZero_OneLineError()
+    {
+        using var tmp = new TempDir();
+        CliAssert.Ok(CliRunner.Run("init", "--config", "tiny", "--out", tmp["m"]));
+        WriteTokens(tmp["tokens.json"]);
+        CliAssert.OneLineError(CliRunner.Run("train", "--model", tmp["m"], "--tokens", tmp["tokens.json"], "--steps", "1", "--sequence-parallel", "0"), "--sequence-parallel 0 must be ≥ 1");
+    }
 }
