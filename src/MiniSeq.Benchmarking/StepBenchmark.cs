@@ -118,11 +118,11 @@ public static class StepBenchmark
         var profile = StepProfiler.Seconds().ToDictionary(kv => kv.Key.ToString(), kv => kv.Value / profiled);
         StepProfiler.Enabled = false;
         MemoryReport mem = ledger.Snapshot();
-        List<double> timed = times.Count > 1 ? times.Skip(1).Order().ToList() : times;
-        double median = timed[timed.Count / 2];
+        double[] timedSteps = times.Count > 1 ? times.Skip(1).ToArray() : times.ToArray();
+        double median = timedSteps.Order().ElementAt(timedSteps.Length / 2);
         return new StepBenchmarkResult(mode, seqLen, batchSize, steps, median, batchSize * seqLen / median, losses[0], losses[^1],
             mem.PeakBytes, mem.PeakTotalBytes, mem.ProcessPeakRssBytes, prediction.TrackedTotal, prediction.ProcessPeak, profile,
-            times.Count > 1 ? times.Skip(1).ToArray() : times.ToArray(), peakProbe is null || peaks.Count == 0 ? null : peaks.ToArray());
+            timedSteps, peaks.Count == 0 ? null : peaks.ToArray());
     }
 }
 

@@ -2,8 +2,6 @@
 using System.CommandLine;
 using System.Globalization;
 using MiniSeq.Benchmarks;
-using MiniSeq.Kernels;
-using MiniSeq.Threading;
 
 namespace MiniSeq.Cli.Commands;
 
@@ -16,7 +14,7 @@ internal static class AttentionBench
         var kvHeads = new Option<int>("--kv-heads") { DefaultValueFactory = _ => 2, Description = "Key/value heads" };
         var headDim = new Option<int>("--head-dim") { DefaultValueFactory = _ => 32, Description = "Head dimension" };
         var reps = new Option<int>("--runs") { DefaultValueFactory = _ => 3, Description = "Timed repetitions (best is kept)" };
-        var paired = new Option<bool>("--paired-peak") { DefaultValueFactory = _ => true, Description = "Measure the peak again right before each forward+backward run and report the median share of it (the host's clock drifts within the hour)" };
+        Option<bool> paired = BenchCommand.PairedPeakOption(true, "forward+backward run");
         var command = new Command("attention", "Flash attention forward and forward+backward GFLOP/s (causal: 4·T²·D·H/2 forward, 2.5× that backward)");
         foreach (Option o in new Option[] { seq, heads, kvHeads, headDim, reps, paired })
         {
@@ -29,7 +27,7 @@ internal static class AttentionBench
             double peak = BenchCommand.Peak.GFlops;
             Console.WriteLine();
             bool pairedPeak = p.GetValue(paired);
-            Func<double>? probe = pairedPeak ? () => CpuPeak.Measure(KernelSelector.TiledWidth, KernelThreads.ThreadCount).GFlops : null;
+            Func<double>? probe = pairedPeak ? () => BenchCommand.MeasurePeak().GFlops : null;
             Console.WriteLine($"| T | H/KvH | D | forward s | forward GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s | % of peak ({peak:F0}) |" + (pairedPeak ? " paired peak (median) | % of paired peak (median of runs) |" : ""));
             Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|" + (pairedPeak ? "---:|---:|" : ""));
             foreach (string s in p.GetValue(seq)!.Split(','))

@@ -36,7 +36,17 @@ internal static class BenchCommand
 
     /// <summary>fp32 peak of the kernel threads at the width GEMM and attention run at: the larger of the nominal figure
     /// and register-only FMA bursts (the vCPUs boost well above the clock /proc/cpuinfo reports).</summary>
-    internal static PeakEstimate Peak => s_peak ??= CpuPeak.Measure(KernelSelector.TiledWidth, KernelThreads.ThreadCount);
+    internal static PeakEstimate Peak => s_peak ??= MeasurePeak();
+
+    /// <summary>The peak measured now (not cached): the probe of the paired measurements (--paired-peak).</summary>
+    internal static PeakEstimate MeasurePeak() => CpuPeak.Measure(KernelSelector.TiledWidth, KernelThreads.ThreadCount);
+
+    /// <summary>--paired-peak: measure the peak again right before each timed <paramref name="run"/>.</summary>
+    internal static Option<bool> PairedPeakOption(bool defaultValue, string run) => new("--paired-peak")
+    {
+        DefaultValueFactory = _ => defaultValue,
+        Description = $"Measure the peak again right before each {run} and report the median share of it (the host's clock drifts within the hour)",
+    };
 
     internal static string MachineLine()
     {
@@ -85,7 +95,7 @@ internal static class BenchCommand
     private static readonly Option<string> ConfigName = new("--config") { DefaultValueFactory = _ => "small", Description = "tiny | small | demo | config.json" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 1, Description = "Rows per batch" };
     private static readonly Option<string?> Budget = new("--budget") { DefaultValueFactory = _ => "1GiB", Description = "Memory budget for 'fits' and the largest-N search" };
-    private static readonly Option<bool> PairedPeak = new("--paired-peak") { DefaultValueFactory = _ => false, Description = "Measure the peak again right before each timed step and report the median share of it (the host's clock drifts within the hour)" };
+    private static readonly Option<bool> PairedPeak = PairedPeakOption(false, "timed step");
     private static readonly Option<string?> Out = new("--out") { Description = "Write results (markdown, and for memory an SVG chart) with this path prefix" };
 
     private static int[] ParseList(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -156,7 +166,7 @@ internal static class BenchCommand
             int n = p.GetValue(seq), batch = p.GetValue(Batch);
             string m = p.GetValue(mode)!;
             MemoryPolicy policy = ModePolicy(m, config, batch, n, ByteSize.Parse(p.GetValue(Budget) ?? "1GiB"));
-            Func<double>? probe = p.GetValue(PairedPeak) ? () => CpuPeak.Measure(KernelSelector.TiledWidth, KernelThreads.ThreadCount).GFlops : null;
+            Func<double>? probe = p.GetValue(PairedPeak) ? () => MeasurePeak().GFlops : null;
             StepBenchmarkResult r = StepBenchmark.Run(config, n, batch, m, policy, p.GetValue(Steps), line => Console.Error.WriteLine(line), TrainingVariant.Parse(p.GetValue(variant)!), probe);
             Console.WriteLine(JsonSerializer.Serialize(r, s_json));
             return 0;
@@ -189,7 +199,7 @@ internal static class BenchCommand
     private static Command Step()
     {
         var command = new Command("step", "End-to-end training tokens/s and peak memory per N and mode (one process per run)");
-        var paired = new Option<bool>("--paired-peak") { DefaultValueFactory = _ => true, Description = "Measure the peak again right before each timed step and report the median share of it (the host's clock drifts within the hour)" };
+        Option<bool> paired = PairedPeakOption(true, "timed step");
         foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, paired })
         {
             command.Options.Add(o);
