@@ -36,7 +36,7 @@ for part in $parts; do
     pytorch) run "$out/pytorch.md" "MiniSeq vs PyTorch 1.13 (CPU, OpenBLAS, 2 threads): same model, same mode, same N, batch 1, fp32 AdamW" \
         python3 bench/compare_torch.py --seq-len 4096,8192,16384 --modes vanilla,mst+checkpoint --steps 3 ;;
     memory) dotnet "$bin/miniseq.dll" bench memory --seq-len 1024,2048,4096,8192,16384,32768,65536 \
-        --modes vanilla,checkpoint,mst,mst+checkpoint,auto --steps 2 --budget 1GiB --skip-above 3GiB --out "$out/memory" > "$out/memory.log" 2>&1
+        --modes vanilla,checkpoint,mst,mst+checkpoint,auto --steps 2 --budget 1GiB --skip-above 3GiB --out "$out/memory" --overwrite > "$out/memory.log" 2>&1
         echo "wrote $out/memory.md, $out/memory.svg" ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
     esac

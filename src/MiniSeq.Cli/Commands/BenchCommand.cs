@@ -6,6 +6,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using MiniSeq.Benchmarks;
+using MiniSeq.IO;
 using MiniSeq.Kernels;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
@@ -97,6 +98,34 @@ internal static class BenchCommand
     private static readonly Option<string?> Budget = new("--budget") { DefaultValueFactory = _ => "1GiB", Description = "Memory budget for 'fits' and the largest-N search" };
     private static readonly Option<bool> PairedPeak = PairedPeakOption(false, "timed step");
     private static readonly Option<string?> Out = new("--out") { Description = "Write results (markdown, and for memory an SVG chart) with this path prefix" };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Replace --out files that already exist" };
+
+    // --out PREFIX: refused before the (long) run when a file is there and --overwrite was not given; written atomically
+    // at the end (AtomicFile).
+    private static void CheckOut(ParseResult p, params string[] extensions)
+    {
+        if (p.GetValue(Out) is string prefix)
+        {
+            foreach (string extension in extensions)
+            {
+                AtomicFile.CheckWritable(prefix + extension, p.GetValue(Overwrite));
+            }
+        }
+    }
+
+    private static void WriteOut(ParseResult p, params (string Extension, string Contents)[] files)
+    {
+        if (p.GetValue(Out) is not string prefix)
+        {
+            return;
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(prefix))!);
+        foreach ((string extension, string contents) in files)
+        {
+            AtomicFile.WriteAllText(prefix + extension, contents, p.GetValue(Overwrite));
+        }
+    }
 
     private static int[] ParseList(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
         .Select(s => s.EndsWith('k') || s.EndsWith('K') ? int.Parse(s[..^1], CultureInfo.InvariantCulture) * 1024 : int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
@@ -200,13 +229,14 @@ internal static class BenchCommand
     {
         var command = new Command("step", "End-to-end training tokens/s and peak memory per N and mode (one process per run)");
         Option<bool> paired = PairedPeakOption(true, "timed step");
-        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, paired })
+        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, Overwrite, paired })
         {
             command.Options.Add(o);
         }
 
         command.SetAction(p =>
         {
+            CheckOut(p, ".md");
             var rows = new List<StepBenchmarkResult>();
             Console.WriteLine($"machine: {MachineLine()}");
             foreach (int n in ParseList(p.GetValue(SeqLens)!))
@@ -227,10 +257,7 @@ internal static class BenchCommand
 
             string md = $"machine: {MachineLine()}\n\n" + MemoryTable(rows, null) + "\n" + FlopsTable(rows, ModelPresets.Resolve(p.GetValue(ConfigName)!)) + "\n" + ProfileTable(rows);
             Console.Write(md);
-            if (p.GetValue(Out) is string prefix)
-            {
-                File.WriteAllText(prefix + ".md", md);
-            }
+            WriteOut(p, (".md", md));
 
             return 0;
         });
@@ -241,13 +268,14 @@ internal static class BenchCommand
     {
         var rounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 5, Description = "Timed rounds (one step of every mode per round)" };
         var command = new Command("overhead", "Tokens/s of each policy relative to the first, interleaved step by step in one process");
-        foreach (Option o in new Option[] { SeqLens, Modes, ConfigName, rounds, Out })
+        foreach (Option o in new Option[] { SeqLens, Modes, ConfigName, rounds, Out, Overwrite })
         {
             command.Options.Add(o);
         }
 
         command.SetAction(p =>
         {
+            CheckOut(p, ".md");
             LlamaConfig config = ModelPresets.Resolve(p.GetValue(ConfigName)!);
             string[] modes = SplitModes(p.GetValue(Modes)!);
             var sb = new StringBuilder($"machine: {MachineLine()}\n\n| N | mode | median step s | tokens/s | tokens/s vs {modes[0]} |\n|---:|---|---:|---:|---:|\n");
@@ -261,10 +289,7 @@ internal static class BenchCommand
             }
 
             Console.Write(sb.ToString());
-            if (p.GetValue(Out) is string prefix)
-            {
-                File.WriteAllText(prefix + ".md", sb.ToString());
-            }
+            WriteOut(p, (".md", sb.ToString()));
 
             return 0;
         });
@@ -278,13 +303,14 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1, Description = "Untimed rounds first" };
         var mode = new Option<string>("--mode") { DefaultValueFactory = _ => "mst+checkpoint", Description = "Memory policy of every run" };
         var command = new Command("toolbox", "Memory (one process per run) and interleaved tokens/s of full vs LoRA fine-tuning and of each optimizer, per N");
-        foreach (Option o in new Option[] { SeqLens, mode, variants, Steps, ConfigName, rounds, warmup, Out })
+        foreach (Option o in new Option[] { SeqLens, mode, variants, Steps, ConfigName, rounds, warmup, Out, Overwrite })
         {
             command.Options.Add(o);
         }
 
         command.SetAction(p =>
         {
+            CheckOut(p, ".md");
             string configName = p.GetValue(ConfigName)!, policyName = p.GetValue(mode)!;
             LlamaConfig config = ModelPresets.Resolve(configName);
             List<TrainingVariant> list = p.GetValue(variants)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(TrainingVariant.Parse).ToList();
@@ -308,11 +334,7 @@ internal static class BenchCommand
             }
 
             Console.Write(sb.ToString());
-            if (p.GetValue(Out) is string prefix)
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(prefix))!);
-                File.WriteAllText(prefix + ".md", sb.ToString());
-            }
+            WriteOut(p, (".md", sb.ToString()));
 
             return 0;
         });
@@ -325,13 +347,14 @@ internal static class BenchCommand
         var maxPredicted = new Option<string>("--skip-above") { DefaultValueFactory = _ => "12GiB", Description = "Skip runs whose predicted peak exceeds this" };
         var precisions = new Option<string>("--precision") { DefaultValueFactory = _ => "fp32", Description = "Comma-separated: fp32, bf16 (mixed precision); each mode runs in each (rows of bf16 runs are labelled MODE@bf16)" };
         var command = new Command("memory", "Peak memory per category, RSS, prediction and tokens/s per N and mode; largest N within a budget; markdown + SVG");
-        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, search, maxPredicted, precisions })
+        foreach (Option o in new Option[] { SeqLens, Modes, Steps, ConfigName, Batch, Budget, Out, Overwrite, search, maxPredicted, precisions })
         {
             command.Options.Add(o);
         }
 
         command.SetAction(p =>
         {
+            CheckOut(p, ".md", ".svg");
             string configName = p.GetValue(ConfigName)!;
             LlamaConfig config = ModelPresets.Resolve(configName);
             int batch = p.GetValue(Batch), steps = p.GetValue(Steps);
@@ -395,12 +418,7 @@ internal static class BenchCommand
             }
 
             Console.Write(md);
-            if (p.GetValue(Out) is string prefix)
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(prefix))!);
-                File.WriteAllText(prefix + ".md", md);
-                File.WriteAllText(prefix + ".svg", Svg.PeakMemoryChart(rows, budget));
-            }
+            WriteOut(p, (".md", md), (".svg", Svg.PeakMemoryChart(rows, budget)));
 
             return 0;
         });

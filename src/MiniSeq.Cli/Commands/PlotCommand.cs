@@ -58,10 +58,7 @@ internal static class PlotCommand
     /// <summary>Renders <paramref name="metricsPath"/> into <paramref name="svgPath"/> (temp file + rename).</summary>
     public static void Write(string metricsPath, string svgPath, bool overwrite)
     {
-        if (Directory.Exists(svgPath) || (File.Exists(svgPath) && !overwrite))
-        {
-            throw new IOException($"--out {svgPath}: exists; pass --overwrite to replace it, or choose another file.");
-        }
+        AtomicFile.CheckWritable(svgPath, overwrite);
 
         // A resumed run logs again the steps after its checkpoint: the last line of each step wins.
         IReadOnlyList<IReadOnlyDictionary<string, double>> rows = [.. MetricsLog.Read(metricsPath)
@@ -74,8 +71,6 @@ internal static class PlotCommand
             throw new InvalidDataException($"{metricsPath}: no metrics lines to plot.");
         }
 
-        string temp = svgPath + $".tmp-{Environment.ProcessId}";
-        File.WriteAllText(temp, Svg.MetricsChart(rows, Path.GetFileName(metricsPath)));
-        File.Move(temp, svgPath, overwrite: true);
+        AtomicFile.WriteAllText(svgPath, Svg.MetricsChart(rows, Path.GetFileName(metricsPath)), overwrite);
     }
 }

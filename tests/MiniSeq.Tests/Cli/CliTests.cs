@@ -217,4 +217,19 @@ public class CliTests
         string row = r.Stdout.Split('\n').Single(l => l.StartsWith("| 64 |", StringComparison.Ordinal));
         Assert.Equal(11, row.Count(ch => ch == '|'));
     }
+
+    [Fact]
+    public void BenchStep_OutExists_RefusedBeforeTheRun_OverwriteReplaces()
+    {
+        using var tmp = new TempDir();
+        File.WriteAllText(tmp["r.md"], "the user's notes");
+        CliResult refused = CliRunner.Run("bench", "step", "--config", "tiny", "--seq-len", "64", "--modes", "vanilla", "--steps", "2", "--out", tmp["r"]);
+        CliAssert.OneLineError(refused, "--overwrite");
+        Assert.DoesNotContain("step 1/2", refused.Stderr, StringComparison.Ordinal); // refused before running
+        Assert.Equal("the user's notes", File.ReadAllText(tmp["r.md"]));
+        CliResult replaced = CliRunner.Run("bench", "step", "--config", "tiny", "--seq-len", "64", "--modes", "vanilla", "--steps", "2", "--out", tmp["r"], "--overwrite");
+        Assert.True(replaced.ExitCode == 0, replaced.Stderr);
+        Assert.StartsWith("machine: ", File.ReadAllText(tmp["r.md"]), StringComparison.Ordinal);
+        Assert.Equal(["r.md"], Directory.GetFileSystemEntries(tmp.Path).Select(Path.GetFileName));
+    }
 }
