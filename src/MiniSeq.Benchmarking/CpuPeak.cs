@@ -3,8 +3,11 @@
 // bursts with that width's vectors, which see the real, boosted clock). Benchmarks use the larger of the two, so a
 // kernel can never show more than 100 %.
 // Deliberately not: CPU model detection. The table assumes two FMA pipes at the full width (Zen 5 server AVX-512;
-// AVX2 on Zen 2–4 and Intel client cores); where a core has one 512-bit pipe or double-pumps 256-bit halves (Zen 4,
-// Intel client AVX-512) the nominal figure is an overstatement and stays the larger one, which only lowers the %.
+// AVX2 on Zen 2–4 and Intel client cores); where a core runs 512-bit FMAs at half that rate (Zen 4 splits them into
+// two 256-bit halves; Intel parts with one 512-bit FMA unit) the measurement says so: 512-bit bursts then reach less
+// than 1.5× the 256-bit ones, and the V512 entry becomes 32 FLOP/cycle/core. (Before, such a core kept the 64 entry,
+// and its nominal peak — 332 GFLOP/s on a Zen 4 that measures 236 — was the larger figure: every % of peak was ≈ 0.7×
+// what the core can reach.)
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -20,15 +23,19 @@ namespace MiniSeq.Benchmarks;
 /// <param name="Fma">Whether that width has hardware fused multiply-add.</param>
 /// <param name="Threads">Cores (threads) both figures cover.</param>
 /// <param name="ClockGHz">The clock the nominal figure uses (/proc/cpuinfo, 2.6 GHz if unreadable).</param>
-/// <param name="NominalGFlops">Threads × <see cref="CpuPeak.FlopsPerCycle"/> × clock; null without FMA (no table entry).</param>
+/// <param name="FlopsPerCycle">fp32 FLOP/cycle/core at <paramref name="Width"/> (<see cref="CpuPeak.FlopsPerCycle"/>); null without FMA (no table entry).</param>
 /// <param name="MeasuredGFlops">Best FMA burst (multiply + add bursts without FMA) at <paramref name="Width"/>.</param>
-public sealed record PeakEstimate(IsaWidth Width, bool Fma, int Threads, double ClockGHz, double? NominalGFlops, double MeasuredGFlops)
+/// <param name="HalfRate512">Whether 512-bit FMAs were measured to run at half the two-pipe rate (<see cref="CpuPeak.HalfRate512"/>).</param>
+public sealed record PeakEstimate(IsaWidth Width, bool Fma, int Threads, double ClockGHz, int? FlopsPerCycle, double MeasuredGFlops, bool HalfRate512 = false)
 {
+    /// <summary>Threads × <see cref="FlopsPerCycle"/> × clock; null without FMA.</summary>
+    public double? NominalGFlops => FlopsPerCycle * Threads * ClockGHz;
+
     /// <summary>The peak to divide by: the larger of nominal and measured, so no kernel exceeds 100 %.</summary>
     public double GFlops => Math.Max(NominalGFlops ?? 0, MeasuredGFlops);
 
     /// <summary>The clock the measured figure implies (measured / (FLOP/cycle × threads)); null without FMA.</summary>
-    public double? EffectiveGHz => CpuPeak.FlopsPerCycle(Width, Fma) is int f ? MeasuredGFlops / (f * Threads) : null;
+    public double? EffectiveGHz => FlopsPerCycle is int f ? MeasuredGFlops / (f * Threads) : null;
 }
 
 /// <summary>Nominal and measured fp32 peak per SIMD width.</summary>
@@ -45,12 +52,33 @@ public static class CpuPeak
 
     /// <summary>
     /// fp32 FLOP per cycle per core with FMAs at <paramref name="width"/>: 2 FMA pipes × lanes × 2 (V512 64, V256 32,
-    /// V128 16, scalar 4); null without FMA, where the table has no entry.
+    /// V128 16, scalar 4), V512 32 where <paramref name="halfRate512"/>; null without FMA, where the table has no entry.
     /// </summary>
-    public static int? FlopsPerCycle(IsaWidth width, bool fma) => fma ? 2 * Lanes(width) * 2 : null;
+    public static int? FlopsPerCycle(IsaWidth width, bool fma, bool halfRate512 = false)
+        => !fma ? null : width == IsaWidth.V512 && halfRate512 ? 2 * Lanes(IsaWidth.V256) * 2 : 2 * Lanes(width) * 2;
 
     /// <summary>Nominal peak in GFLOP/s: <paramref name="cores"/> × <see cref="FlopsPerCycle"/> × <paramref name="ghz"/>; null without FMA.</summary>
-    public static double? NominalGFlops(IsaWidth width, bool fma, int cores, double ghz) => FlopsPerCycle(width, fma) * cores * ghz;
+    public static double? NominalGFlops(IsaWidth width, bool fma, int cores, double ghz, bool halfRate512 = false)
+        => FlopsPerCycle(width, fma, halfRate512) * cores * ghz;
+
+    /// <summary>
+    /// Whether this core runs 512-bit FMAs at half the rate of two full-width pipes (Zen 4, which splits each into two
+    /// 256-bit halves; Intel parts with one 512-bit FMA unit): one core's 512-bit bursts reach less than 1.5× its
+    /// 256-bit bursts (≈ 1.0× on a Zen 4, ≈ 2× on a Zen 5). Measured once per process (≈ 0.2 s); false without AVX-512.
+    /// </summary>
+    public static bool HalfRate512 => s_halfRate512.Value;
+
+    private static readonly Lazy<bool> s_halfRate512 = new(() => HasFma(IsaWidth.V512) && HasFma(IsaWidth.V256)
+        && IsHalfRate512(MeasureGFlops(IsaWidth.V512, true, 1, 50), MeasureGFlops(IsaWidth.V256, true, 1, 50)));
+
+    /// <summary>The rule behind <see cref="HalfRate512"/>: 512-bit bursts below 1.5× the 256-bit ones on the same core.</summary>
+    public static bool IsHalfRate512(double v512GFlops, double v256GFlops) => v512GFlops < 1.5 * v256GFlops;
+
+    /// <summary>The FMA datapath behind <paramref name="width"/>'s table entry, e.g. "2 × 512-bit FMA".</summary>
+    public static string DescribeFmaPipes(IsaWidth width, bool halfRate512)
+        => width == IsaWidth.V512 && halfRate512
+            ? "512-bit FMAs at half rate: this core's 512-bit bursts measured < 1.5× its 256-bit ones"
+            : $"2 × {Lanes(width) * 32}-bit FMA";
 
     /// <summary>Whether <paramref name="width"/> has hardware fused multiply-add on this machine.</summary>
     public static bool HasFma(IsaWidth width) => width switch
@@ -87,7 +115,8 @@ public static class CpuPeak
     {
         bool fma = HasFma(width);
         double ghz = (GemmBenchmark.ReadCpuMHz() ?? 2600) / 1000;
-        return new PeakEstimate(width, fma, threads, ghz, NominalGFlops(width, fma, threads, ghz), MeasureGFlops(width, fma, threads, bursts));
+        bool halfRate = width == IsaWidth.V512 && HalfRate512;
+        return new PeakEstimate(width, fma, threads, ghz, FlopsPerCycle(width, fma, halfRate), MeasureGFlops(width, fma, threads, bursts), halfRate);
     }
 
     /// <summary>

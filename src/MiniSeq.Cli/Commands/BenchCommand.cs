@@ -54,7 +54,7 @@ internal static class BenchCommand
         PeakEstimate peak = Peak;
         string width = peak.Width.ToString();
         string nominal = peak.NominalGFlops is double n
-            ? FormattableString.Invariant($"nominal {n:F0} GFLOP/s ({CpuPeak.FlopsPerCycle(peak.Width, peak.Fma)} FLOP/cycle/core: 2 × {CpuPeak.Lanes(peak.Width) * 32}-bit FMA, at the {peak.ClockGHz:F2} GHz of /proc/cpuinfo)")
+            ? FormattableString.Invariant($"nominal {n:F0} GFLOP/s ({peak.FlopsPerCycle} FLOP/cycle/core: {CpuPeak.DescribeFmaPipes(peak.Width, peak.HalfRate512)}, at the {peak.ClockGHz:F2} GHz of /proc/cpuinfo)")
             : $"nominal n/a (no FMA at {width})";
         string measured = peak.EffectiveGHz is double ghz
             ? FormattableString.Invariant($"measured {peak.MeasuredGFlops:F0} GFLOP/s ({width} FMA bursts; ≈{ghz:F1} GHz effective)")

@@ -31,6 +31,7 @@ public static unsafe partial class FlashAttention
         int w = TW.Count;
         int bq = 4 * w;
         const int bk = ForwardKeyTile;
+        bool wide = HasWideTiles<TW, TV>();
         int d = a.HeadDim;
         int seqLen = a.SeqLen;
         int group = a.HeadCount / a.KvHeadCount;
@@ -78,7 +79,7 @@ public static unsafe partial class FlashAttention
             {
                 float* qT = scratch + (g * perHead);
                 float* oT = qT + (d * bq);
-                Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT);
+                Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT, wide);
                 if (j0 + nR - 1 > t0)
                 {
                     MaskCausal<TW, TV>(sT, j0, nR, t0);
@@ -92,7 +93,7 @@ public static unsafe partial class FlashAttention
                 OnlineSoftmax<TW, TV>(sT, nR, oT + (d * bq), oT, d, masked);
 
                 // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
-                Accumulate<TW, TV>(vHead, kvStride, j0, n, d, sT, oT);
+                Accumulate<TW, TV>(vHead, kvStride, j0, n, d, sT, oT, wide);
             }
         }
 
@@ -209,6 +210,7 @@ public static unsafe partial class FlashAttention
         int w = TW.Count;
         int bq = 4 * w;
         const int bk = BackwardKeyTile;
+        bool wide = HasWideTiles<TW, TV>();
         int d = a.HeadDim;
         int dp = RoundUp(d, 2 * w);
         int seqLen = a.SeqLen;
@@ -313,7 +315,7 @@ public static unsafe partial class FlashAttention
                     float* rowDot = lse2 + bq;
 
                     // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
-                    Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, pT);
+                    Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, pT, wide);
                     if (j0 + nR - 1 > t0)
                     {
                         MaskCausal<TW, TV>(pT, j0, nR, t0);
@@ -325,13 +327,13 @@ public static unsafe partial class FlashAttention
                     }
 
                     // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
-                    Scores<TW, TV>(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT);
+                    Scores<TW, TV>(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT, wide);
                     SoftmaxGrad<TW, TV>(pT, dsT, nR, lse2, rowDot, a.Scale);
-                    AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile, overwrite: g == 0);
+                    AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile, overwrite: g == 0, wide);
 
                     // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
-                    AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile, overwrite: g == 0);
-                    Accumulate<TW, TV>(kHead, kvStride, j0, n, d, dsT, dqT);
+                    AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile, overwrite: g == 0, wide);
+                    Accumulate<TW, TV>(kHead, kvStride, j0, n, d, dsT, dqT, wide);
                 }
 
                 AddRows<TW, TV>(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
@@ -380,10 +382,16 @@ public static unsafe partial class FlashAttention
     /// Rows of a past jLast read row jLast (finite values; the causal mask discards them).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores<TW, TV>(float* aHead, long stride, int j0, int jLast, int nR, int d, float* bT, float* outT)
+    internal static void Scores<TW, TV>(float* aHead, long stride, int j0, int jLast, int nR, int d, float* bT, float* outT, bool wide)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
+        if (!wide)
+        {
+            ScoresNarrow<TW, TV>(aHead, stride, j0, jLast, nR, d, bT, outT);
+            return;
+        }
+
         int w = TW.Count;
         int bq = 4 * w;
         for (int jg = 0; jg < nR; jg += 6)
@@ -472,9 +480,84 @@ public static unsafe partial class FlashAttention
         }
     }
 
+    /// <summary>
+    /// Whether the micro-kernels below use their wide register tiles (6 × 4 vectors = 24 accumulators in <see cref="Scores"/>,
+    /// 4 × 4 in <see cref="Accumulate"/>, 12 × 2 in <see cref="AccumulateRows"/>): only at Vector512, whose AVX-512 has 32
+    /// vector registers. AVX2 and SSE have 16: there the wide tiles spilled half their accumulators to the stack on
+    /// every step (attention at ≈ 40 % of peak on AVX2), so V256 and V128 use tiles of 12 accumulators, two passes per
+    /// query block. Each output is the same chain of FMAs in the same order either way: the results are bit-identical.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool HasWideTiles<TW, TV>()
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+        => TW.Count >= 16;
+
+    /// <summary><see cref="Scores"/> in 16 registers: 6 rows of a × 2 vectors of bᵀ (12 accumulators, 2 loads, 1 broadcast).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresNarrow<TW, TV>(float* aHead, long stride, int j0, int jLast, int nR, int d, float* bT, float* outT)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        for (int jg = 0; jg < nR; jg += 6)
+        {
+            float* a0 = aHead + (Math.Min(j0 + jg, jLast) * stride);
+            float* a1 = aHead + (Math.Min(j0 + jg + 1, jLast) * stride);
+            float* a2 = aHead + (Math.Min(j0 + jg + 2, jLast) * stride);
+            float* a3 = aHead + (Math.Min(j0 + jg + 3, jLast) * stride);
+            float* a4 = aHead + (Math.Min(j0 + jg + 4, jLast) * stride);
+            float* a5 = aHead + (Math.Min(j0 + jg + 5, jLast) * stride);
+            for (int h = 0; h < bq; h += 2 * w)
+            {
+                TV c00 = TW.Create(0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+                TV c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+                float* bp = bT + h;
+                for (int i = 0; i < d; i++, bp += bq)
+                {
+                    TV b0 = TW.Load(bp);
+                    TV b1 = TW.Load(bp + w);
+                    TV x = TW.Create(a0[i]);
+                    c00 = TW.FusedMultiplyAdd(x, b0, c00);
+                    c01 = TW.FusedMultiplyAdd(x, b1, c01);
+                    x = TW.Create(a1[i]);
+                    c10 = TW.FusedMultiplyAdd(x, b0, c10);
+                    c11 = TW.FusedMultiplyAdd(x, b1, c11);
+                    x = TW.Create(a2[i]);
+                    c20 = TW.FusedMultiplyAdd(x, b0, c20);
+                    c21 = TW.FusedMultiplyAdd(x, b1, c21);
+                    x = TW.Create(a3[i]);
+                    c30 = TW.FusedMultiplyAdd(x, b0, c30);
+                    c31 = TW.FusedMultiplyAdd(x, b1, c31);
+                    x = TW.Create(a4[i]);
+                    c40 = TW.FusedMultiplyAdd(x, b0, c40);
+                    c41 = TW.FusedMultiplyAdd(x, b1, c41);
+                    x = TW.Create(a5[i]);
+                    c50 = TW.FusedMultiplyAdd(x, b0, c50);
+                    c51 = TW.FusedMultiplyAdd(x, b1, c51);
+                }
+
+                float* o = outT + (jg * bq) + h;
+                TW.Store(c00, o);
+                TW.Store(c01, o + w);
+                TW.Store(c10, o + bq);
+                TW.Store(c11, o + bq + w);
+                TW.Store(c20, o + (2 * bq));
+                TW.Store(c21, o + (2 * bq) + w);
+                TW.Store(c30, o + (3 * bq));
+                TW.Store(c31, o + (3 * bq) + w);
+                TW.Store(c40, o + (4 * bq));
+                TW.Store(c41, o + (4 * bq) + w);
+                TW.Store(c50, o + (5 * bq));
+                TW.Store(c51, o + (5 * bq) + w);
+            }
+        }
+    }
+
     /// <summary>cᵀ[i, r] += Σ_{j&lt;n} a[j0 + j, i]·pᵀ[j, r]: (D, Bq) += (n, D)ᵀ·(n, Bq).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Accumulate<TW, TV>(float* aHead, long stride, int j0, int n, int d, float* pT, float* cT)
+    internal static void Accumulate<TW, TV>(float* aHead, long stride, int j0, int n, int d, float* pT, float* cT, bool wide)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
@@ -482,6 +565,11 @@ public static unsafe partial class FlashAttention
         int bq = 4 * w;
         float* aTile = aHead + (j0 * stride);
         int i = 0;
+        if (!wide)
+        {
+            i = AccumulateNarrow<TW, TV>(aTile, stride, n, d, pT, cT);
+        }
+
         for (; i + 4 <= d; i += 4)
         {
             float* cp = cT + (i * bq);
@@ -566,13 +654,122 @@ public static unsafe partial class FlashAttention
         }
     }
 
-    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 12): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp); with
-    /// <paramref name="overwrite"/>, c = Σ … (the sums start from +0, as they would from a cleared c).</summary>
+    /// <summary>
+    /// <see cref="Accumulate"/> in 16 registers for the rows i of cᵀ in blocks of 6: 6 rows × 2 vectors (12 accumulators,
+    /// 2 loads, 1 broadcast), two passes per block; returns the first row left (fewer than 6 remain).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRows<TW, TV>(float* pT, int nR, float* x, int dp, float* c, bool overwrite)
+    private static int AccumulateNarrow<TW, TV>(float* aTile, long stride, int n, int d, float* pT, float* cT)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
+        int w = TW.Count;
+        int bq = 4 * w;
+        int i = 0;
+        for (; i + 6 <= d; i += 6)
+        {
+            for (int h = 0; h < bq; h += 2 * w)
+            {
+                float* cp = cT + (i * bq) + h;
+                TV c00 = TW.Load(cp), c01 = TW.Load(cp + w);
+                TV c10 = TW.Load(cp + bq), c11 = TW.Load(cp + bq + w);
+                TV c20 = TW.Load(cp + (2 * bq)), c21 = TW.Load(cp + (2 * bq) + w);
+                TV c30 = TW.Load(cp + (3 * bq)), c31 = TW.Load(cp + (3 * bq) + w);
+                TV c40 = TW.Load(cp + (4 * bq)), c41 = TW.Load(cp + (4 * bq) + w);
+                TV c50 = TW.Load(cp + (5 * bq)), c51 = TW.Load(cp + (5 * bq) + w);
+                float* ap = aTile + i;
+                float* pp = pT + h;
+                for (int j = 0; j < n; j++, ap += stride, pp += bq)
+                {
+                    TV p0 = TW.Load(pp);
+                    TV p1 = TW.Load(pp + w);
+                    TV x = TW.Create(ap[0]);
+                    c00 = TW.FusedMultiplyAdd(x, p0, c00);
+                    c01 = TW.FusedMultiplyAdd(x, p1, c01);
+                    x = TW.Create(ap[1]);
+                    c10 = TW.FusedMultiplyAdd(x, p0, c10);
+                    c11 = TW.FusedMultiplyAdd(x, p1, c11);
+                    x = TW.Create(ap[2]);
+                    c20 = TW.FusedMultiplyAdd(x, p0, c20);
+                    c21 = TW.FusedMultiplyAdd(x, p1, c21);
+                    x = TW.Create(ap[3]);
+                    c30 = TW.FusedMultiplyAdd(x, p0, c30);
+                    c31 = TW.FusedMultiplyAdd(x, p1, c31);
+                    x = TW.Create(ap[4]);
+                    c40 = TW.FusedMultiplyAdd(x, p0, c40);
+                    c41 = TW.FusedMultiplyAdd(x, p1, c41);
+                    x = TW.Create(ap[5]);
+                    c50 = TW.FusedMultiplyAdd(x, p0, c50);
+                    c51 = TW.FusedMultiplyAdd(x, p1, c51);
+                }
+
+                TW.Store(c00, cp);
+                TW.Store(c01, cp + w);
+                TW.Store(c10, cp + bq);
+                TW.Store(c11, cp + bq + w);
+                TW.Store(c20, cp + (2 * bq));
+                TW.Store(c21, cp + (2 * bq) + w);
+                TW.Store(c30, cp + (3 * bq));
+                TW.Store(c31, cp + (3 * bq) + w);
+                TW.Store(c40, cp + (4 * bq));
+                TW.Store(c41, cp + (4 * bq) + w);
+                TW.Store(c50, cp + (5 * bq));
+                TW.Store(c51, cp + (5 * bq) + w);
+            }
+        }
+
+        for (; i + 2 <= d; i += 2)
+        {
+            // 2 rows × 4 vectors (8 accumulators, 4 loads, 1 broadcast) for the rows the blocks of 6 leave.
+            float* cp = cT + (i * bq);
+            TV c00 = TW.Load(cp), c01 = TW.Load(cp + w), c02 = TW.Load(cp + (2 * w)), c03 = TW.Load(cp + (3 * w));
+            TV c10 = TW.Load(cp + bq), c11 = TW.Load(cp + bq + w), c12 = TW.Load(cp + bq + (2 * w)), c13 = TW.Load(cp + bq + (3 * w));
+            float* ap = aTile + i;
+            float* pp = pT;
+            for (int j = 0; j < n; j++, ap += stride, pp += bq)
+            {
+                TV p0 = TW.Load(pp);
+                TV p1 = TW.Load(pp + w);
+                TV p2 = TW.Load(pp + (2 * w));
+                TV p3 = TW.Load(pp + (3 * w));
+                TV x = TW.Create(ap[0]);
+                c00 = TW.FusedMultiplyAdd(x, p0, c00);
+                c01 = TW.FusedMultiplyAdd(x, p1, c01);
+                c02 = TW.FusedMultiplyAdd(x, p2, c02);
+                c03 = TW.FusedMultiplyAdd(x, p3, c03);
+                x = TW.Create(ap[1]);
+                c10 = TW.FusedMultiplyAdd(x, p0, c10);
+                c11 = TW.FusedMultiplyAdd(x, p1, c11);
+                c12 = TW.FusedMultiplyAdd(x, p2, c12);
+                c13 = TW.FusedMultiplyAdd(x, p3, c13);
+            }
+
+            TW.Store(c00, cp);
+            TW.Store(c01, cp + w);
+            TW.Store(c02, cp + (2 * w));
+            TW.Store(c03, cp + (3 * w));
+            TW.Store(c10, cp + bq);
+            TW.Store(c11, cp + bq + w);
+            TW.Store(c12, cp + bq + (2 * w));
+            TW.Store(c13, cp + bq + (3 * w));
+        }
+
+        return i;
+    }
+
+    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 12): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp); with
+    /// <paramref name="overwrite"/>, c = Σ … (the sums start from +0, as they would from a cleared c).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void AccumulateRows<TW, TV>(float* pT, int nR, float* x, int dp, float* c, bool overwrite, bool wide)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        if (!wide)
+        {
+            AccumulateRowsNarrow<TW, TV>(pT, nR, x, dp, c, overwrite);
+            return;
+        }
+
         int w = TW.Count;
         int bq = 4 * w;
         for (int jg = 0; jg < nR; jg += 12)
@@ -660,6 +857,67 @@ public static unsafe partial class FlashAttention
                 TW.Store(ca1, cp + (10 * dp) + w);
                 TW.Store(cb0, cp + (11 * dp));
                 TW.Store(cb1, cp + (11 * dp) + w);
+            }
+        }
+    }
+
+    /// <summary><see cref="AccumulateRows"/> in 16 registers: 6 rows of c × 2 vectors (12 accumulators, 2 loads, 1 broadcast).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateRowsNarrow<TW, TV>(float* pT, int nR, float* x, int dp, float* c, bool overwrite)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        for (int jg = 0; jg < nR; jg += 6)
+        {
+            for (int i = 0; i < dp; i += 2 * w)
+            {
+                float* cp = c + (jg * dp) + i;
+                TV c00 = LoadOrZero<TW, TV>(cp, overwrite), c01 = LoadOrZero<TW, TV>(cp + w, overwrite);
+                TV c10 = LoadOrZero<TW, TV>(cp + dp, overwrite), c11 = LoadOrZero<TW, TV>(cp + dp + w, overwrite);
+                TV c20 = LoadOrZero<TW, TV>(cp + (2 * dp), overwrite), c21 = LoadOrZero<TW, TV>(cp + (2 * dp) + w, overwrite);
+                TV c30 = LoadOrZero<TW, TV>(cp + (3 * dp), overwrite), c31 = LoadOrZero<TW, TV>(cp + (3 * dp) + w, overwrite);
+                TV c40 = LoadOrZero<TW, TV>(cp + (4 * dp), overwrite), c41 = LoadOrZero<TW, TV>(cp + (4 * dp) + w, overwrite);
+                TV c50 = LoadOrZero<TW, TV>(cp + (5 * dp), overwrite), c51 = LoadOrZero<TW, TV>(cp + (5 * dp) + w, overwrite);
+                float* pp = pT + (jg * bq);
+                float* xp = x + i;
+                for (int r = 0; r < bq; r++, pp++, xp += dp)
+                {
+                    TV x0 = TW.Load(xp);
+                    TV x1 = TW.Load(xp + w);
+                    TV y = TW.Create(pp[0]);
+                    c00 = TW.FusedMultiplyAdd(y, x0, c00);
+                    c01 = TW.FusedMultiplyAdd(y, x1, c01);
+                    y = TW.Create(pp[bq]);
+                    c10 = TW.FusedMultiplyAdd(y, x0, c10);
+                    c11 = TW.FusedMultiplyAdd(y, x1, c11);
+                    y = TW.Create(pp[2 * bq]);
+                    c20 = TW.FusedMultiplyAdd(y, x0, c20);
+                    c21 = TW.FusedMultiplyAdd(y, x1, c21);
+                    y = TW.Create(pp[3 * bq]);
+                    c30 = TW.FusedMultiplyAdd(y, x0, c30);
+                    c31 = TW.FusedMultiplyAdd(y, x1, c31);
+                    y = TW.Create(pp[4 * bq]);
+                    c40 = TW.FusedMultiplyAdd(y, x0, c40);
+                    c41 = TW.FusedMultiplyAdd(y, x1, c41);
+                    y = TW.Create(pp[5 * bq]);
+                    c50 = TW.FusedMultiplyAdd(y, x0, c50);
+                    c51 = TW.FusedMultiplyAdd(y, x1, c51);
+                }
+
+                TW.Store(c00, cp);
+                TW.Store(c01, cp + w);
+                TW.Store(c10, cp + dp);
+                TW.Store(c11, cp + dp + w);
+                TW.Store(c20, cp + (2 * dp));
+                TW.Store(c21, cp + (2 * dp) + w);
+                TW.Store(c30, cp + (3 * dp));
+                TW.Store(c31, cp + (3 * dp) + w);
+                TW.Store(c40, cp + (4 * dp));
+                TW.Store(c41, cp + (4 * dp) + w);
+                TW.Store(c50, cp + (5 * dp));
+                TW.Store(c51, cp + (5 * dp) + w);
             }
         }
     }

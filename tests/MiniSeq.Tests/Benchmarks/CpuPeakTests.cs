@@ -38,14 +38,48 @@ public class CpuPeakTests
     [Fact]
     public void PeakEstimate_UsesTheLargerFigure()
     {
-        var boosted = new PeakEstimate(IsaWidth.V256, true, 2, 2.45, 156.8, 200);
+        var boosted = new PeakEstimate(IsaWidth.V256, true, 2, 2.45, 32, 200);
+        Assert.Equal(156.8, boosted.NominalGFlops!.Value, 9);
         Assert.Equal(200, boosted.GFlops);
         Assert.Equal(200 / (32.0 * 2), boosted.EffectiveGHz!.Value, 9);
-        var underclocked = new PeakEstimate(IsaWidth.V512, true, 2, 2.6, 332.8, 250);
-        Assert.Equal(332.8, underclocked.GFlops);
+        var underclocked = new PeakEstimate(IsaWidth.V512, true, 2, 2.6, 64, 250);
+        Assert.Equal(332.8, underclocked.GFlops, 9);
         var noFma = new PeakEstimate(IsaWidth.V128, false, 1, 2, null, 10);
         Assert.Equal(10, noFma.GFlops);
         Assert.Null(noFma.EffectiveGHz);
+    }
+
+    [Fact]
+    public void HalfRate512_Zen4_V512EntryIs32FlopPerCycle()
+    {
+        // The case this fixes: a Zen 4 (512-bit FMAs as two 256-bit halves) measured 236 GFLOP/s with 512-bit bursts
+        // and with 256-bit ones, but the V512 entry of 64 FLOP/cycle made its nominal 332 the peak every % divided by.
+        Assert.True(CpuPeak.IsHalfRate512(236, 236));
+        Assert.True(CpuPeak.IsHalfRate512(300, 236));
+        Assert.False(CpuPeak.IsHalfRate512(470, 236)); // Zen 5: two full 512-bit pipes
+        Assert.Equal(32, CpuPeak.FlopsPerCycle(IsaWidth.V512, fma: true, halfRate512: true));
+        Assert.Equal(32, CpuPeak.FlopsPerCycle(IsaWidth.V256, fma: true, halfRate512: true)); // only V512 changes
+        Assert.Null(CpuPeak.FlopsPerCycle(IsaWidth.V512, fma: false, halfRate512: true));
+        var zen4 = new PeakEstimate(IsaWidth.V512, true, 2, 2.6, CpuPeak.FlopsPerCycle(IsaWidth.V512, true, true), 236, HalfRate512: true);
+        Assert.Equal(2 * 32 * 2.6, zen4.NominalGFlops!.Value, 9);
+        Assert.Equal(236, zen4.GFlops);
+        Assert.Equal(236 / 64.0, zen4.EffectiveGHz!.Value, 9);
+        Assert.StartsWith("512-bit FMAs at half rate", CpuPeak.DescribeFmaPipes(IsaWidth.V512, halfRate512: true), StringComparison.Ordinal);
+        Assert.Equal("2 × 512-bit FMA", CpuPeak.DescribeFmaPipes(IsaWidth.V512, halfRate512: false));
+    }
+
+    [Fact]
+    public void Measure_V512_UsesTheMeasuredDatapath()
+    {
+        if (!CpuPeak.HasFma(IsaWidth.V512))
+        {
+            Assert.False(CpuPeak.HalfRate512);
+            return;
+        }
+
+        PeakEstimate peak = CpuPeak.Measure(IsaWidth.V512, threads: 1, bursts: 3);
+        Assert.Equal(CpuPeak.HalfRate512, peak.HalfRate512);
+        Assert.Equal(CpuPeak.HalfRate512 ? 32 : 64, peak.FlopsPerCycle);
     }
 
     [Fact]
