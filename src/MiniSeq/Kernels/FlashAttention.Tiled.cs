@@ -166,21 +166,30 @@ public static unsafe partial class FlashAttention
 
         TV alpha0 = Exp2<TW, TV>(TW.Subtract(m0, x0)), alpha1 = Exp2<TW, TV>(TW.Subtract(m1, x1)), alpha2 = Exp2<TW, TV>(TW.Subtract(m2, x2)), alpha3 = Exp2<TW, TV>(TW.Subtract(m3, x3));
         TV sum0 = TW.Create(0f), sum1 = sum0, sum2 = sum0, sum3 = sum0;
-        s = sT;
-        for (int j = 0; j < nR; j++, s += bq)
+        if (!HasWideTiles<TW, TV>())
         {
-            TV p0 = Exp2<TW, TV>(TW.Subtract(TW.Load(s), x0));
-            TV p1 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + w), x1));
-            TV p2 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + (2 * w)), x2));
-            TV p3 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + (3 * w)), x3));
-            TW.Store(p0, s);
-            TW.Store(p1, s + w);
-            TW.Store(p2, s + (2 * w));
-            TW.Store(p3, s + (3 * w));
-            sum0 = TW.Add(sum0, p0);
-            sum1 = TW.Add(sum1, p1);
-            sum2 = TW.Add(sum2, p2);
-            sum3 = TW.Add(sum3, p3);
+            // 16 registers: two vectors of rows at a time (four chains of exp2 and their constants spilled).
+            (sum0, sum1) = ExpInPlace<TW, TV>(sT, nR, x0, x1);
+            (sum2, sum3) = ExpInPlace<TW, TV>(sT + (2 * w), nR, x2, x3);
+        }
+        else
+        {
+            s = sT;
+            for (int j = 0; j < nR; j++, s += bq)
+            {
+                TV p0 = Exp2<TW, TV>(TW.Subtract(TW.Load(s), x0));
+                TV p1 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + w), x1));
+                TV p2 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + (2 * w)), x2));
+                TV p3 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + (3 * w)), x3));
+                TW.Store(p0, s);
+                TW.Store(p1, s + w);
+                TW.Store(p2, s + (2 * w));
+                TW.Store(p3, s + (3 * w));
+                sum0 = TW.Add(sum0, p0);
+                sum1 = TW.Add(sum1, p1);
+                sum2 = TW.Add(sum2, p2);
+                sum3 = TW.Add(sum3, p3);
+            }
         }
 
         float* l = stats + bq;
@@ -349,6 +358,31 @@ public static unsafe partial class FlashAttention
         }
     }
 
+    /// <summary>
+    /// pᵀ = exp2(sᵀ − x) in place for two vectors of rows (columns [0, 2w) of sᵀ from <paramref name="s"/>, row
+    /// stride Bq), with the sums over the nR keys: <see cref="OnlineSoftmax"/>'s loop, two vectors at a time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (TV Sum0, TV Sum1) ExpInPlace<TW, TV>(float* s, int nR, TV x0, TV x1)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        TV sum0 = TW.Create(0f), sum1 = sum0;
+        for (int j = 0; j < nR; j++, s += bq)
+        {
+            TV p0 = Exp2<TW, TV>(TW.Subtract(TW.Load(s), x0));
+            TV p1 = Exp2<TW, TV>(TW.Subtract(TW.Load(s + w), x1));
+            TW.Store(p0, s);
+            TW.Store(p1, s + w);
+            sum0 = TW.Add(sum0, p0);
+            sum1 = TW.Add(sum1, p1);
+        }
+
+        return (sum0, sum1);
+    }
+
     /// <summary>pᵀ = exp2(sᵀ − lse2) in place; dsᵀ = scale·p∘(dpᵀ − D) in place of dpᵀ. Both (nR, Bq).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SoftmaxGrad<TW, TV>(float* pT, float* dsT, int nR, float* lse2, float* rowDot, float scale)
@@ -357,6 +391,14 @@ public static unsafe partial class FlashAttention
     {
         int w = TW.Count;
         int bq = 4 * w;
+        if (!HasWideTiles<TW, TV>())
+        {
+            // 16 registers: two vectors of rows at a time (four chains of exp2 and their constants spilled).
+            SoftmaxGradHalf<TW, TV>(pT, dsT, nR, lse2, rowDot, scale);
+            SoftmaxGradHalf<TW, TV>(pT + (2 * w), dsT + (2 * w), nR, lse2 + (2 * w), rowDot + (2 * w), scale);
+            return;
+        }
+
         TV l0 = TW.Load(lse2), l1 = TW.Load(lse2 + w), l2 = TW.Load(lse2 + (2 * w)), l3 = TW.Load(lse2 + (3 * w));
         TV r0 = TW.Load(rowDot), r1 = TW.Load(rowDot + w), r2 = TW.Load(rowDot + (2 * w)), r3 = TW.Load(rowDot + (3 * w));
         TV c = TW.Create(scale);
@@ -374,6 +416,28 @@ public static unsafe partial class FlashAttention
             TW.Store(TW.Multiply(TW.Multiply(p1, c), TW.Subtract(TW.Load(dsT + w), r1)), dsT + w);
             TW.Store(TW.Multiply(TW.Multiply(p2, c), TW.Subtract(TW.Load(dsT + (2 * w)), r2)), dsT + (2 * w));
             TW.Store(TW.Multiply(TW.Multiply(p3, c), TW.Subtract(TW.Load(dsT + (3 * w)), r3)), dsT + (3 * w));
+        }
+    }
+
+    /// <summary><see cref="SoftmaxGrad"/> for two vectors of rows (columns [0, 2w) of the (nR, Bq) tiles).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SoftmaxGradHalf<TW, TV>(float* pT, float* dsT, int nR, float* lse2, float* rowDot, float scale)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        int bq = 4 * w;
+        TV l0 = TW.Load(lse2), l1 = TW.Load(lse2 + w);
+        TV r0 = TW.Load(rowDot), r1 = TW.Load(rowDot + w);
+        TV c = TW.Create(scale);
+        for (int j = 0; j < nR; j++, pT += bq, dsT += bq)
+        {
+            TV p0 = Exp2<TW, TV>(TW.Subtract(TW.Load(pT), l0));
+            TV p1 = Exp2<TW, TV>(TW.Subtract(TW.Load(pT + w), l1));
+            TW.Store(p0, pT);
+            TW.Store(p1, pT + w);
+            TW.Store(TW.Multiply(TW.Multiply(p0, c), TW.Subtract(TW.Load(dsT), r0)), dsT);
+            TW.Store(TW.Multiply(TW.Multiply(p1, c), TW.Subtract(TW.Load(dsT + w), r1)), dsT + w);
         }
     }
 
