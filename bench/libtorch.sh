@@ -15,14 +15,15 @@
 #   --threads T         MINISEQ_THREADS and torch.set_num_threads [2]
 #   --mmap              also run LibTorch with MALLOC_MMAP_THRESHOLD_=131072 (glibc returns big blocks to the OS at once)
 #   --lt-env 'K=V …'    extra environment for every LibTorch run, e.g. 'OMP_WAIT_POLICY=passive' or
-#                       'ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2' (to pair with MINISEQ_FORCE_ISA=V256) []
+#                       'ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2' (to pair with DOTNET_EnableAVX512=0) []
 #   --lm-head K         LibTorch MsT LM head: grad-in-forward (MiniSeq's default) | recompute [grad-in-forward]
 #   --check-seq-len N   N of the correctness check [1024]
 #   --out FILE          [docs/benchmarks/libtorch.md; with --smoke: artifacts/libtorch-smoke.md]
 #   --work DIR          model, JSON lines, logs [artifacts/libtorch-bench]
 #   --no-build          skip the two dotnet builds
 #   --smoke             N=512, 1 step, 1 round unless given; the markdown says it is a smoke test
-# Environment: MINISEQ_FORCE_ISA=Scalar|V128|V256|V512 is passed to MiniSeq (LibTorch picks its own ISA path).
+# Environment: MINISEQ_FORCE_ISA=Scalar|V128|V256|V512 is passed to MiniSeq (LibTorch picks its own ISA path);
+# DOTNET_EnableAVX512=0 turns AVX-512 off in .NET's JIT: MiniSeq then runs as on an AVX2 CPU (V256, 16 registers).
 #
 # Never run by CI (TorchSharp is not part of MiniSeq.slnx). Timings mean something only on an otherwise idle machine.
 set -euo pipefail
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
     --work) WORK=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --smoke) SMOKE=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

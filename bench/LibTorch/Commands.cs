@@ -42,6 +42,7 @@ internal static class Commands
             ["logical_cpus"] = Environment.ProcessorCount,
             ["miniseq_isa"] = KernelSelector.Width.ToString(),
             ["MINISEQ_FORCE_ISA"] = Environment.GetEnvironmentVariable(KernelSelector.ForceIsaVariable),
+            ["DOTNET_EnableAVX512"] = Environment.GetEnvironmentVariable("DOTNET_EnableAVX512"),
             ["MALLOC_MMAP_THRESHOLD_"] = Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_"),
             ["dotnet"] = Environment.Version.ToString(),
         };

@@ -103,11 +103,48 @@ public static class CpuPeak
     /// MINISEQ_FORCE_ISA)"; says when a forced width was wider than the hardware and the kernels fell back.
     /// </summary>
     public static string DescribePath(IsaWidth requested, bool forced, IsaWidth used)
+        => DescribePath(requested, forced, used, Avx512F.IsSupported, CpuListsAvx512());
+
+    /// <summary>
+    /// <see cref="DescribePath(IsaWidth, bool, IsaWidth)"/> given whether the JIT emits AVX-512 and whether the CPU has
+    /// it. Below 512 bits the register count matters: with AVX-512 the JIT encodes Vector256 code with EVEX and 32
+    /// registers, which an AVX2 CPU does not have (16), so a forced V256 there is not an AVX2 machine; the line says so,
+    /// and says when AVX-512 was turned off in the JIT (DOTNET_EnableAVX512=0), which makes it one.
+    /// </summary>
+    public static string DescribePath(IsaWidth requested, bool forced, IsaWidth used, bool jitUsesAvx512, bool? cpuHasAvx512)
     {
         string why = !forced ? "widest with FMA"
             : requested == used ? $"forced by {KernelSelector.ForceIsaVariable}"
             : $"{KernelSelector.ForceIsaVariable}={requested} is wider than this machine's FMA: fell back to the widest supported";
-        return $"ISA path {used} ({Describe(used)}; {why})";
+        string registers = used is IsaWidth.V256 or IsaWidth.V128 && (jitUsesAvx512 || cpuHasAvx512 == true)
+            ? jitUsesAvx512
+                ? "; 32 vector registers, AVX-512's: an AVX2 CPU has 16 (DOTNET_EnableAVX512=0 runs as one)"
+                : "; AVX-512 turned off in the JIT (DOTNET_EnableAVX512=0): 16 vector registers, as on an AVX2 CPU"
+            : "";
+        return $"ISA path {used} ({Describe(used)}; {why}{registers})";
+    }
+
+    /// <summary>Whether /proc/cpuinfo lists avx512f (the CPU has AVX-512, used by the JIT or not); null where unreadable.</summary>
+    public static bool? CpuListsAvx512()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/cpuinfo"))
+            {
+                if (line.StartsWith("flags", StringComparison.Ordinal))
+                {
+                    return line.Split(' ').Contains("avx512f");
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+
+        return null;
     }
 
     /// <summary>Nominal and measured peak of <paramref name="threads"/> cores at <paramref name="width"/>.</summary>

@@ -86,9 +86,19 @@ public class CpuPeakTests
     public void DescribePath_ForcedAndFallBack_SaySo()
     {
         Assert.StartsWith("ISA path V128 (", CpuPeak.DescribePath(IsaWidth.V128, forced: true, IsaWidth.V128), StringComparison.Ordinal);
-        Assert.EndsWith("; forced by MINISEQ_FORCE_ISA)", CpuPeak.DescribePath(IsaWidth.V128, forced: true, IsaWidth.V128), StringComparison.Ordinal);
+        Assert.EndsWith("; forced by MINISEQ_FORCE_ISA)", CpuPeak.DescribePath(IsaWidth.V128, forced: true, IsaWidth.V128, jitUsesAvx512: false, cpuHasAvx512: false), StringComparison.Ordinal);
         Assert.Contains("MINISEQ_FORCE_ISA=V512 is wider", CpuPeak.DescribePath(IsaWidth.V512, forced: true, IsaWidth.V256), StringComparison.Ordinal);
         Assert.EndsWith("; widest with FMA)", CpuPeak.DescribePath(IsaWidth.V512, forced: false, IsaWidth.V512), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void DescribePath_NarrowWidthOnAvx512_SaysWhichRegisterFile()
+    {
+        // Forced V256 with AVX-512 in the JIT: 32 registers, not an AVX2 CPU (the attention tiles spilled only on one).
+        Assert.Contains("32 vector registers, AVX-512's", CpuPeak.DescribePath(IsaWidth.V256, true, IsaWidth.V256, jitUsesAvx512: true, cpuHasAvx512: true), StringComparison.Ordinal);
+        Assert.Contains("AVX-512 turned off in the JIT", CpuPeak.DescribePath(IsaWidth.V256, false, IsaWidth.V256, jitUsesAvx512: false, cpuHasAvx512: true), StringComparison.Ordinal);
+        Assert.EndsWith("; widest with FMA)", CpuPeak.DescribePath(IsaWidth.V256, false, IsaWidth.V256, jitUsesAvx512: false, cpuHasAvx512: false), StringComparison.Ordinal);
+        Assert.EndsWith("; widest with FMA)", CpuPeak.DescribePath(IsaWidth.V512, false, IsaWidth.V512, jitUsesAvx512: true, cpuHasAvx512: true), StringComparison.Ordinal);
     }
 
     [Fact]
