@@ -575,46 +575,7 @@ public static unsafe partial class FlashAttention
             float* a5 = aHead + (Math.Min(j0 + jg + 5, jLast) * stride);
             for (int h = 0; h < bq; h += 2 * w)
             {
-                TV c00 = TW.Create(0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-                TV c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-                float* bp = bT + h;
-                for (int i = 0; i < d; i++, bp += bq)
-                {
-                    TV b0 = TW.Load(bp);
-                    TV b1 = TW.Load(bp + w);
-                    TV x = TW.Create(a0[i]);
-                    c00 = TW.FusedMultiplyAdd(x, b0, c00);
-                    c01 = TW.FusedMultiplyAdd(x, b1, c01);
-                    x = TW.Create(a1[i]);
-                    c10 = TW.FusedMultiplyAdd(x, b0, c10);
-                    c11 = TW.FusedMultiplyAdd(x, b1, c11);
-                    x = TW.Create(a2[i]);
-                    c20 = TW.FusedMultiplyAdd(x, b0, c20);
-                    c21 = TW.FusedMultiplyAdd(x, b1, c21);
-                    x = TW.Create(a3[i]);
-                    c30 = TW.FusedMultiplyAdd(x, b0, c30);
-                    c31 = TW.FusedMultiplyAdd(x, b1, c31);
-                    x = TW.Create(a4[i]);
-                    c40 = TW.FusedMultiplyAdd(x, b0, c40);
-                    c41 = TW.FusedMultiplyAdd(x, b1, c41);
-                    x = TW.Create(a5[i]);
-                    c50 = TW.FusedMultiplyAdd(x, b0, c50);
-                    c51 = TW.FusedMultiplyAdd(x, b1, c51);
-                }
-
-                float* o = outT + (jg * bq) + h;
-                TW.Store(c00, o);
-                TW.Store(c01, o + w);
-                TW.Store(c10, o + bq);
-                TW.Store(c11, o + bq + w);
-                TW.Store(c20, o + (2 * bq));
-                TW.Store(c21, o + (2 * bq) + w);
-                TW.Store(c30, o + (3 * bq));
-                TW.Store(c31, o + (3 * bq) + w);
-                TW.Store(c40, o + (4 * bq));
-                TW.Store(c41, o + (4 * bq) + w);
-                TW.Store(c50, o + (5 * bq));
-                TW.Store(c51, o + (5 * bq) + w);
+                Tile6x2<TW, TV>(d, a0, a1, a2, a3, a4, a5, 1, bT + h, bq, outT + (jg * bq) + h, bq, load: false);
             }
         }
     }
@@ -732,53 +693,10 @@ public static unsafe partial class FlashAttention
         int i = 0;
         for (; i + 6 <= d; i += 6)
         {
+            float* a = aTile + i;
             for (int h = 0; h < bq; h += 2 * w)
             {
-                float* cp = cT + (i * bq) + h;
-                TV c00 = TW.Load(cp), c01 = TW.Load(cp + w);
-                TV c10 = TW.Load(cp + bq), c11 = TW.Load(cp + bq + w);
-                TV c20 = TW.Load(cp + (2 * bq)), c21 = TW.Load(cp + (2 * bq) + w);
-                TV c30 = TW.Load(cp + (3 * bq)), c31 = TW.Load(cp + (3 * bq) + w);
-                TV c40 = TW.Load(cp + (4 * bq)), c41 = TW.Load(cp + (4 * bq) + w);
-                TV c50 = TW.Load(cp + (5 * bq)), c51 = TW.Load(cp + (5 * bq) + w);
-                float* ap = aTile + i;
-                float* pp = pT + h;
-                for (int j = 0; j < n; j++, ap += stride, pp += bq)
-                {
-                    TV p0 = TW.Load(pp);
-                    TV p1 = TW.Load(pp + w);
-                    TV x = TW.Create(ap[0]);
-                    c00 = TW.FusedMultiplyAdd(x, p0, c00);
-                    c01 = TW.FusedMultiplyAdd(x, p1, c01);
-                    x = TW.Create(ap[1]);
-                    c10 = TW.FusedMultiplyAdd(x, p0, c10);
-                    c11 = TW.FusedMultiplyAdd(x, p1, c11);
-                    x = TW.Create(ap[2]);
-                    c20 = TW.FusedMultiplyAdd(x, p0, c20);
-                    c21 = TW.FusedMultiplyAdd(x, p1, c21);
-                    x = TW.Create(ap[3]);
-                    c30 = TW.FusedMultiplyAdd(x, p0, c30);
-                    c31 = TW.FusedMultiplyAdd(x, p1, c31);
-                    x = TW.Create(ap[4]);
-                    c40 = TW.FusedMultiplyAdd(x, p0, c40);
-                    c41 = TW.FusedMultiplyAdd(x, p1, c41);
-                    x = TW.Create(ap[5]);
-                    c50 = TW.FusedMultiplyAdd(x, p0, c50);
-                    c51 = TW.FusedMultiplyAdd(x, p1, c51);
-                }
-
-                TW.Store(c00, cp);
-                TW.Store(c01, cp + w);
-                TW.Store(c10, cp + bq);
-                TW.Store(c11, cp + bq + w);
-                TW.Store(c20, cp + (2 * bq));
-                TW.Store(c21, cp + (2 * bq) + w);
-                TW.Store(c30, cp + (3 * bq));
-                TW.Store(c31, cp + (3 * bq) + w);
-                TW.Store(c40, cp + (4 * bq));
-                TW.Store(c41, cp + (4 * bq) + w);
-                TW.Store(c50, cp + (5 * bq));
-                TW.Store(c51, cp + (5 * bq) + w);
+                Tile6x2<TW, TV>(n, a, a + 1, a + 2, a + 3, a + 4, a + 5, (nint)stride, pT + h, bq, cT + (i * bq) + h, bq, load: true);
             }
         }
 
@@ -935,55 +853,69 @@ public static unsafe partial class FlashAttention
         int bq = 4 * w;
         for (int jg = 0; jg < nR; jg += 6)
         {
+            float* a = pT + (jg * bq);
             for (int i = 0; i < dp; i += 2 * w)
             {
-                float* cp = c + (jg * dp) + i;
-                TV c00 = LoadOrZero<TW, TV>(cp, overwrite), c01 = LoadOrZero<TW, TV>(cp + w, overwrite);
-                TV c10 = LoadOrZero<TW, TV>(cp + dp, overwrite), c11 = LoadOrZero<TW, TV>(cp + dp + w, overwrite);
-                TV c20 = LoadOrZero<TW, TV>(cp + (2 * dp), overwrite), c21 = LoadOrZero<TW, TV>(cp + (2 * dp) + w, overwrite);
-                TV c30 = LoadOrZero<TW, TV>(cp + (3 * dp), overwrite), c31 = LoadOrZero<TW, TV>(cp + (3 * dp) + w, overwrite);
-                TV c40 = LoadOrZero<TW, TV>(cp + (4 * dp), overwrite), c41 = LoadOrZero<TW, TV>(cp + (4 * dp) + w, overwrite);
-                TV c50 = LoadOrZero<TW, TV>(cp + (5 * dp), overwrite), c51 = LoadOrZero<TW, TV>(cp + (5 * dp) + w, overwrite);
-                float* pp = pT + (jg * bq);
-                float* xp = x + i;
-                for (int r = 0; r < bq; r++, pp++, xp += dp)
-                {
-                    TV x0 = TW.Load(xp);
-                    TV x1 = TW.Load(xp + w);
-                    TV y = TW.Create(pp[0]);
-                    c00 = TW.FusedMultiplyAdd(y, x0, c00);
-                    c01 = TW.FusedMultiplyAdd(y, x1, c01);
-                    y = TW.Create(pp[bq]);
-                    c10 = TW.FusedMultiplyAdd(y, x0, c10);
-                    c11 = TW.FusedMultiplyAdd(y, x1, c11);
-                    y = TW.Create(pp[2 * bq]);
-                    c20 = TW.FusedMultiplyAdd(y, x0, c20);
-                    c21 = TW.FusedMultiplyAdd(y, x1, c21);
-                    y = TW.Create(pp[3 * bq]);
-                    c30 = TW.FusedMultiplyAdd(y, x0, c30);
-                    c31 = TW.FusedMultiplyAdd(y, x1, c31);
-                    y = TW.Create(pp[4 * bq]);
-                    c40 = TW.FusedMultiplyAdd(y, x0, c40);
-                    c41 = TW.FusedMultiplyAdd(y, x1, c41);
-                    y = TW.Create(pp[5 * bq]);
-                    c50 = TW.FusedMultiplyAdd(y, x0, c50);
-                    c51 = TW.FusedMultiplyAdd(y, x1, c51);
-                }
-
-                TW.Store(c00, cp);
-                TW.Store(c01, cp + w);
-                TW.Store(c10, cp + dp);
-                TW.Store(c11, cp + dp + w);
-                TW.Store(c20, cp + (2 * dp));
-                TW.Store(c21, cp + (2 * dp) + w);
-                TW.Store(c30, cp + (3 * dp));
-                TW.Store(c31, cp + (3 * dp) + w);
-                TW.Store(c40, cp + (4 * dp));
-                TW.Store(c41, cp + (4 * dp) + w);
-                TW.Store(c50, cp + (5 * dp));
-                TW.Store(c51, cp + (5 * dp) + w);
+                Tile6x2<TW, TV>(bq, a, a + bq, a + (2 * bq), a + (3 * bq), a + (4 * bq), a + (5 * bq), 1, x + i, dp, c + (jg * dp) + i, dp, load: !overwrite);
             }
         }
+    }
+
+    /// <summary>
+    /// The register tile of the 16-register kernels: c[m·ldc + (0..2w)] = (c or 0) + Σ_{p&lt;k} a_m[p·kStride]·b[p·bStride + (0..2w)]
+    /// for the six rows m, one FMA chain per output in increasing p: 12 accumulators, 2 loads and 6 broadcasts per step.
+    /// <see cref="ScoresNarrow"/> (rows: keys, p: head dims), <see cref="AccumulateNarrow"/> (rows: head dims, p: keys) and
+    /// <see cref="AccumulateRowsNarrow"/> (rows: keys, p: query rows) are this tile over their operands' layouts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile6x2<TW, TV>(int k, float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, nint kStride, float* b, nint bStride, float* c, nint ldc, bool load)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int w = TW.Count;
+        TV c00 = LoadOrZero<TW, TV>(c, !load), c01 = LoadOrZero<TW, TV>(c + w, !load);
+        TV c10 = LoadOrZero<TW, TV>(c + ldc, !load), c11 = LoadOrZero<TW, TV>(c + ldc + w, !load);
+        TV c20 = LoadOrZero<TW, TV>(c + (2 * ldc), !load), c21 = LoadOrZero<TW, TV>(c + (2 * ldc) + w, !load);
+        TV c30 = LoadOrZero<TW, TV>(c + (3 * ldc), !load), c31 = LoadOrZero<TW, TV>(c + (3 * ldc) + w, !load);
+        TV c40 = LoadOrZero<TW, TV>(c + (4 * ldc), !load), c41 = LoadOrZero<TW, TV>(c + (4 * ldc) + w, !load);
+        TV c50 = LoadOrZero<TW, TV>(c + (5 * ldc), !load), c51 = LoadOrZero<TW, TV>(c + (5 * ldc) + w, !load);
+        nint at = 0;
+        for (int p = 0; p < k; p++, at += kStride, b += bStride)
+        {
+            TV b0 = TW.Load(b);
+            TV b1 = TW.Load(b + w);
+            TV x = TW.Create(a0[at]);
+            c00 = TW.FusedMultiplyAdd(x, b0, c00);
+            c01 = TW.FusedMultiplyAdd(x, b1, c01);
+            x = TW.Create(a1[at]);
+            c10 = TW.FusedMultiplyAdd(x, b0, c10);
+            c11 = TW.FusedMultiplyAdd(x, b1, c11);
+            x = TW.Create(a2[at]);
+            c20 = TW.FusedMultiplyAdd(x, b0, c20);
+            c21 = TW.FusedMultiplyAdd(x, b1, c21);
+            x = TW.Create(a3[at]);
+            c30 = TW.FusedMultiplyAdd(x, b0, c30);
+            c31 = TW.FusedMultiplyAdd(x, b1, c31);
+            x = TW.Create(a4[at]);
+            c40 = TW.FusedMultiplyAdd(x, b0, c40);
+            c41 = TW.FusedMultiplyAdd(x, b1, c41);
+            x = TW.Create(a5[at]);
+            c50 = TW.FusedMultiplyAdd(x, b0, c50);
+            c51 = TW.FusedMultiplyAdd(x, b1, c51);
+        }
+
+        TW.Store(c00, c);
+        TW.Store(c01, c + w);
+        TW.Store(c10, c + ldc);
+        TW.Store(c11, c + ldc + w);
+        TW.Store(c20, c + (2 * ldc));
+        TW.Store(c21, c + (2 * ldc) + w);
+        TW.Store(c30, c + (3 * ldc));
+        TW.Store(c31, c + (3 * ldc) + w);
+        TW.Store(c40, c + (4 * ldc));
+        TW.Store(c41, c + (4 * ldc) + w);
+        TW.Store(c50, c + (5 * ldc));
+        TW.Store(c51, c + (5 * ldc) + w);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
