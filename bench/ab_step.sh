@@ -6,7 +6,7 @@
 set -euo pipefail
 a=$1 b=$2 rounds=${3:-3} lens=${4:-4096,8192} modes=${5:-vanilla,mst+checkpoint} steps=${6:-3}
 tmp=$(mktemp)
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); MINISEQ_FORCE_ISA=${MINISEQ_FORCE_ISA:-unset}; rounds $rounds, $steps steps per run (the first is warm-up)"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); MINISEQ_FORCE_ISA=${MINISEQ_FORCE_ISA:-unset}; DOTNET_EnableAVX512=${DOTNET_EnableAVX512:-unset}; rounds $rounds, $steps steps per run (the first is warm-up)"
 for r in $(seq "$rounds"); do
     for n in ${lens//,/ }; do
         for m in ${modes//,/ }; do
