@@ -22,6 +22,11 @@ public static unsafe partial class FlashAttention
     private const int ForwardKeyTile = 96;
     private const int BackwardKeyTile = 48;
 
+    // Query blocks per pass over the key tiles in backward: the dK/dV tile of a pass is summed over its blocks and
+    // added to dk/dv once, so the read-modify-write of dk/dv rows (and its prefetches) is paid once per 2·Bq rows.
+    // Removing that work outright made the AVX2 8/2 backward ≈ 13 % faster at 4K (docs/benchmarks/attention.md).
+    private const int BlocksPerPass = 2;
+
     /// <summary>Forward for query positions [t0, t0 + Bq), t0 = QueryStart + qb·Bq, of every query head of kv head kvh in batch b.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardGroup<TW, TV>(ref Args a, int b, int kvh, int qb)
@@ -241,69 +246,78 @@ public static unsafe partial class FlashAttention
             }
         }
 
-        // Per query head of the group: its blocks of q, dO, dq and row statistics; shared: the tile buffers.
+        // Per query block of a pass and query head of the group: its blocks of q, dO, dq and row statistics, and per
+        // block the rows' first keys; shared: the tile buffers.
         long perHead = (3L * d * bq) + (2L * bq * dp) + (2L * bq);
-        float* scratch = Scratch((group * perHead) + (2L * bk * bq) + (2L * bk * dp) + bq);
-        float* pT = scratch + (group * perHead); // (Bk, Bq): p
+        long perBlock = (group * perHead) + bq;
+        float* scratch = Scratch((BlocksPerPass * perBlock) + (2L * bk * bq) + (2L * bk * dp));
+        float* pT = scratch + (BlocksPerPass * perBlock); // (Bk, Bq): p
         float* dsT = pT + (bk * bq);             // (Bk, Bq): dp, then ds/√D
-        float* dkTile = dsT + (bk * bq);         // (Bk, Dp): this tile's dk, summed over the group's heads
-        float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the group's heads
-        float* firstKeys = dvTile + (bk * dp);   // (Bq): each row's first visible key (window or document mask)
+        float* dkTile = dsT + (bk * bq);         // (Bk, Dp): this tile's dk, summed over the pass's blocks and heads
+        float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the pass's blocks and heads
+        Span<int> maskEnds = stackalloc int[BlocksPerPass];
 
-        for (int qb = firstBlock; qb < endBlock; qb++)
+        for (int qb0 = firstBlock; qb0 < endBlock; qb0 += BlocksPerPass)
         {
-            int t0 = a.QueryStart + (qb * bq); // absolute position of the block's first query
-            int rows = Math.Min(bq, seqLen - t0);
-            long rowOffset = (a.QueryRow(b, t0) * qStride) + ((long)kvh * group * d); // first head of the group
-            for (int g = 0; g < group; g++)
+            int blocks = Math.Min(BlocksPerPass, endBlock - qb0);
+            int kStart = int.MaxValue; // the pass's first tile: tiles before every row's first key are masked for all
+            int kEnd = 0;              // the last row of the last block attends to keys [0, kEnd)
+            for (int u = 0; u < blocks; u++)
             {
-                float* qT = scratch + (g * perHead); // (D, Bq): q·log2(e)/√D transposed
-                float* dOT = qT + (d * bq);          // (D, Bq): dO transposed
-                float* dqT = dOT + (d * bq);         // (D, Bq): dq of the block, transposed
-                float* qRows = dqT + (d * bq);       // (Bq, Dp): q, zero padded
-                float* dORows = qRows + (bq * dp);   // (Bq, Dp): dO, zero padded
-                float* lse2 = dORows + (bq * dp);    // (Bq): lse·log2(e), +∞ past T so p = 0 there
-                float* rowDot = lse2 + bq;           // (Bq): D_t = rowsum(dO∘O)
-                long headOffset = rowOffset + (g * d);
-                LoadTransposed<TW, TV>(a.Q + headOffset, qStride, rows, d, a.Scale * Log2E, qT);
-                LoadTransposed<TW, TV>(a.DOutput + headOffset, qStride, rows, d, 1f, dOT);
-                LoadRows(a.Q + headOffset, qStride, rows, d, dp, bq, qRows);
-                LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
-                new Span<float>(dqT, d * bq).Clear();
-                float* lseRow = a.Lse + a.LseIndex(b, (kvh * group) + g, t0);
-                for (int r = 0; r < bq; r++)
+                int t0 = a.QueryStart + ((qb0 + u) * bq); // absolute position of the block's first query
+                int rows = Math.Min(bq, seqLen - t0);
+                long rowOffset = (a.QueryRow(b, t0) * qStride) + ((long)kvh * group * d); // first head of the group
+                float* blockScratch = scratch + (u * perBlock);
+                for (int g = 0; g < group; g++)
                 {
-                    if (r < rows)
+                    float* qT = blockScratch + (g * perHead); // (D, Bq): q·log2(e)/√D transposed
+                    float* dOT = qT + (d * bq);          // (D, Bq): dO transposed
+                    float* dqT = dOT + (d * bq);         // (D, Bq): dq of the block, transposed
+                    float* qRows = dqT + (d * bq);       // (Bq, Dp): q, zero padded
+                    float* dORows = qRows + (bq * dp);   // (Bq, Dp): dO, zero padded
+                    float* lse2 = dORows + (bq * dp);    // (Bq): lse·log2(e), +∞ past T so p = 0 there
+                    float* rowDot = lse2 + bq;           // (Bq): D_t = rowsum(dO∘O)
+                    long headOffset = rowOffset + (g * d);
+                    LoadTransposed<TW, TV>(a.Q + headOffset, qStride, rows, d, a.Scale * Log2E, qT);
+                    LoadTransposed<TW, TV>(a.DOutput + headOffset, qStride, rows, d, 1f, dOT);
+                    LoadRows(a.Q + headOffset, qStride, rows, d, dp, bq, qRows);
+                    LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
+                    new Span<float>(dqT, d * bq).Clear();
+                    float* lseRow = a.Lse + a.LseIndex(b, (kvh * group) + g, t0);
+                    for (int r = 0; r < bq; r++)
                     {
-                        float* dORow = a.DOutput + headOffset + (r * qStride);
-                        float* oRow = a.Output + headOffset + (r * qStride);
-                        float dot = 0;
-                        for (int i = 0; i < d; i++)
+                        if (r < rows)
                         {
-                            dot += dORow[i] * oRow[i];
-                        }
+                            float* dORow = a.DOutput + headOffset + (r * qStride);
+                            float* oRow = a.Output + headOffset + (r * qStride);
+                            float dot = 0;
+                            for (int i = 0; i < d; i++)
+                            {
+                                dot += dORow[i] * oRow[i];
+                            }
 
-                        lse2[r] = lseRow[r] * Log2E;
-                        rowDot[r] = dot;
-                    }
-                    else
-                    {
-                        lse2[r] = float.PositiveInfinity;
-                        rowDot[r] = 0;
+                            lse2[r] = lseRow[r] * Log2E;
+                            rowDot[r] = dot;
+                        }
+                        else
+                        {
+                            lse2[r] = float.PositiveInfinity;
+                            rowDot[r] = 0;
+                        }
                     }
                 }
+
+                kStart = Math.Min(kStart, FirstKey(ref a, b, t0));
+                kEnd = Math.Max(kEnd, t0 + rows);
+                maskEnds[u] = a.Masked ? FirstKeys(ref a, b, t0, rows, bq, blockScratch + (group * perHead)) : 0;
             }
 
-            int kEnd = t0 + rows;
-            int kStart = FirstKey(ref a, b, t0); // tiles before the first row's first key are masked for every row
-            int maskEnd = a.Masked ? FirstKeys(ref a, b, t0, rows, bq, firstKeys) : 0;
             for (int j0 = kStart; j0 < kEnd; j0 += bk)
             {
                 int n = Math.Min(bk, kEnd - j0);
-                int nR = RoundUp(n, 12);
 
-                // dk/dv rows are read-modified-written once per query block, long after they left L1/L2: ask for
-                // them now, they are added to at the end of this tile.
+                // dk/dv rows are read-modified-written once per pass, long after they left L1/L2: ask for them now,
+                // they are added to at the end of this tile.
                 PrefetchRows(dkHead + (j0 * kvStride), kvStride, n, d);
                 PrefetchRows(dvHead + (j0 * kvStride), kvStride, n, d);
                 int nextKeys = Math.Min(bk, kEnd - j0 - bk);
@@ -313,47 +327,73 @@ public static unsafe partial class FlashAttention
                     PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
                 }
 
-                for (int g = 0; g < group; g++)
+                // The last block sees the most keys of the tile: it starts the dK/dV tile sums (overwrite), the
+                // earlier one adds to the rows it sees.
+                bool firstTerm = true;
+                for (int u = blocks - 1; u >= 0; u--)
                 {
-                    float* qT = scratch + (g * perHead);
-                    float* dOT = qT + (d * bq);
-                    float* dqT = dOT + (d * bq);
-                    float* qRows = dqT + (d * bq);
-                    float* dORows = qRows + (bq * dp);
-                    float* lse2 = dORows + (bq * dp);
-                    float* rowDot = lse2 + bq;
-
-                    // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
-                    Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, pT, wide);
-                    if (j0 + nR - 1 > t0)
+                    int t0 = a.QueryStart + ((qb0 + u) * bq);
+                    int blockEnd = Math.Min(t0 + bq, seqLen);
+                    if (j0 >= blockEnd)
                     {
-                        MaskCausal<TW, TV>(pT, j0, nR, t0);
+                        continue;
                     }
 
-                    if (j0 < maskEnd)
+                    int nb = Math.Min(bk, blockEnd - j0);
+                    int nR = RoundUp(nb, 12);
+                    float* blockScratch = scratch + (u * perBlock);
+                    float* firstKeys = blockScratch + (group * perHead); // (Bq): each row's first visible key
+                    for (int g = 0; g < group; g++)
                     {
-                        MaskBefore<TW, TV>(pT, j0, Math.Min(nR, maskEnd - j0), firstKeys);
+                        float* qT = blockScratch + (g * perHead);
+                        float* dOT = qT + (d * bq);
+                        float* dqT = dOT + (d * bq);
+                        float* qRows = dqT + (d * bq);
+                        float* dORows = qRows + (bq * dp);
+                        float* lse2 = dORows + (bq * dp);
+                        float* rowDot = lse2 + bq;
+                        bool overwrite = firstTerm && g == 0;
+
+                        // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
+                        Scores<TW, TV>(kHead, kvStride, j0, blockEnd - 1, nR, d, qT, pT, wide);
+                        if (j0 + nR - 1 > t0)
+                        {
+                            MaskCausal<TW, TV>(pT, j0, nR, t0);
+                        }
+
+                        if (j0 < maskEnds[u])
+                        {
+                            MaskBefore<TW, TV>(pT, j0, Math.Min(nR, maskEnds[u] - j0), firstKeys);
+                        }
+
+                        // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
+                        Scores<TW, TV>(vHead, kvStride, j0, blockEnd - 1, nR, d, dOT, dsT, wide);
+                        SoftmaxGrad<TW, TV>(pT, dsT, nR, lse2, rowDot, a.Scale);
+                        AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile, overwrite, wide);
+
+                        // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
+                        AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile, overwrite, wide);
+                        Accumulate<TW, TV>(kHead, kvStride, j0, nb, d, dsT, dqT, wide);
                     }
 
-                    // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
-                    Scores<TW, TV>(vHead, kvStride, j0, kEnd - 1, nR, d, dOT, dsT, wide);
-                    SoftmaxGrad<TW, TV>(pT, dsT, nR, lse2, rowDot, a.Scale);
-                    AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile, overwrite: g == 0, wide);
-
-                    // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
-                    AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile, overwrite: g == 0, wide);
-                    Accumulate<TW, TV>(kHead, kvStride, j0, n, d, dsT, dqT, wide);
+                    firstTerm = false;
                 }
 
                 AddRows<TW, TV>(dvTile, dp, n, d, dvHead + (j0 * kvStride), kvStride);
                 AddRows<TW, TV>(dkTile, dp, n, d, dkHead + (j0 * kvStride), kvStride);
             }
 
-            for (int g = 0; g < group; g++)
+            for (int u = 0; u < blocks; u++)
             {
-                // dq rows += dqᵀ transposed, through the head's q rows (dead until the next block reloads them).
-                float* dqT = scratch + (g * perHead) + (2 * d * bq);
-                StoreTransposed<TW, TV>(dqT, rows, d, a.DQ + rowOffset + (g * d), qStride, accumulate: true, dqT + (d * bq));
+                int t0 = a.QueryStart + ((qb0 + u) * bq);
+                int rows = Math.Min(bq, seqLen - t0);
+                long rowOffset = (a.QueryRow(b, t0) * qStride) + ((long)kvh * group * d);
+                for (int g = 0; g < group; g++)
+                {
+                    // dq rows += dqᵀ transposed, through the head's q rows (dead until the next pass reloads them).
+                    float* dqT = scratch + (u * perBlock) + (g * perHead) + (2 * d * bq);
+                    StoreTransposed<TW, TV>(dqT, rows, d, a.DQ + rowOffset + (g * d), qStride, accumulate: true, dqT + (d * bq));
+                }
             }
         }
     }
