@@ -12,12 +12,15 @@ internal static class TokenizerFiles
 {
     public static readonly string[] Names = ["llama2", "llama3", "qwen3"];
 
-    private static readonly ConcurrentDictionary<string, string> s_directories = new();
+    private static readonly ConcurrentDictionary<string, Lazy<string>> s_directories = new();
     private static readonly ConcurrentDictionary<string, Lazy<Tokenizer>> s_ours = new();
     private static readonly ConcurrentDictionary<string, Lazy<Tokenizers.DotNet.Tokenizer>> s_oracles = new();
 
     /// <summary>A directory holding tokenizer.json (uncompressed) and tokenizer_config.json.</summary>
-    public static string Directory(string name) => s_directories.GetOrAdd(name, static n =>
+    // Lazy: GetOrAdd may run its factory on two threads at once, and two unpackings of one file collide.
+    public static string Directory(string name) => s_directories.GetOrAdd(name, static n => new Lazy<string>(() => Unpack(n))).Value;
+
+    private static string Unpack(string n)
     {
         string source = Path.Combine(AppContext.BaseDirectory, "TestData", "tokenizers", n);
         string target = Path.Combine(Path.GetTempPath(), $"miniseq-tokenizers-{Environment.ProcessId}", n);
@@ -37,7 +40,7 @@ internal static class TokenizerFiles
             }
         }
         return target;
-    });
+    }
 
     public static Tokenizer Ours(string name) =>
         s_ours.GetOrAdd(name, n => new Lazy<Tokenizer>(() => Tokenizer.Load(Directory(n)))).Value;
