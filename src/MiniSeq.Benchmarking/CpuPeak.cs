@@ -125,27 +125,7 @@ public static class CpuPeak
     }
 
     /// <summary>Whether /proc/cpuinfo lists avx512f (the CPU has AVX-512, used by the JIT or not); null where unreadable.</summary>
-    public static bool? CpuListsAvx512()
-    {
-        try
-        {
-            foreach (string line in File.ReadLines("/proc/cpuinfo"))
-            {
-                if (line.StartsWith("flags", StringComparison.Ordinal))
-                {
-                    return line.Split(' ').Contains("avx512f");
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-
-        return null;
-    }
+    public static bool? CpuListsAvx512() => GemmBenchmark.ReadCpuInfo("flags")?.Split(' ').Contains("avx512f");
 
     /// <summary>Nominal and measured peak of <paramref name="threads"/> cores at <paramref name="width"/>.</summary>
     public static PeakEstimate Measure(IsaWidth width, int threads, int bursts = 200)

@@ -68,36 +68,19 @@ public static unsafe class GemmBenchmark
 
     /// <summary>The first "cpu MHz" in /proc/cpuinfo, or null where it cannot be read.</summary>
     public static double? ReadCpuMHz()
-    {
-        try
-        {
-            foreach (string line in File.ReadLines("/proc/cpuinfo"))
-            {
-                if (line.StartsWith("cpu MHz", StringComparison.Ordinal))
-                {
-                    string value = line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
-                    return double.Parse(value, CultureInfo.InvariantCulture);
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-
-        return null;
-    }
+        => ReadCpuInfo("cpu MHz") is string value ? double.Parse(value, CultureInfo.InvariantCulture) : null;
 
     /// <summary>The "model name" in /proc/cpuinfo, or the OS description.</summary>
-    public static string ReadCpuName()
+    public static string ReadCpuName() => ReadCpuInfo("model name") ?? RuntimeInformation.OSDescription;
+
+    /// <summary>The value (after the colon, trimmed) of the first /proc/cpuinfo line starting with <paramref name="key"/>; null where there is none or the file cannot be read.</summary>
+    public static string? ReadCpuInfo(string key)
     {
         try
         {
             foreach (string line in File.ReadLines("/proc/cpuinfo"))
             {
-                if (line.StartsWith("model name", StringComparison.Ordinal))
+                if (line.StartsWith(key, StringComparison.Ordinal))
                 {
                     return line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
                 }
@@ -110,7 +93,7 @@ public static unsafe class GemmBenchmark
         {
         }
 
-        return RuntimeInformation.OSDescription;
+        return null;
     }
 
     /// <summary>Times every shape with MatMul.Gemm and, when requested and loadable, OpenBLAS.</summary>
