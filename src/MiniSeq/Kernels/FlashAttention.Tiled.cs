@@ -16,7 +16,7 @@ namespace MiniSeq.Kernels;
 
 public static unsafe partial class FlashAttention
 {
-    // Keys per tile, for every width; a multiple of 12 (the key blocking of the kernels below). Forward 96 rather than
+    // Keys per tile, for every width; a multiple of 6 (the key blocking of the tile below). Forward 96 rather than
     // 48 (half the per-tile rescaling and statistics): +2 % (V512) and +4 % (V256) forward GFLOP/s at T = 4096
     // (docs/benchmarks/attention.md, 2026-12-02); the backward keeps 48, its four tile buffers sized to stay in L1.
     private const int ForwardKeyTile = 96;
@@ -340,7 +340,7 @@ public static unsafe partial class FlashAttention
                     }
 
                     int nb = Math.Min(bk, blockEnd - j0);
-                    int nR = RoundUp(nb, 12);
+                    int nR = RoundUp(nb, 6);
                     float* blockScratch = scratch + (u * perBlock);
                     float* firstKeys = blockScratch + (group * perHead); // (Bq): each row's first visible key
                     for (int g = 0; g < group; g++)
@@ -490,12 +490,6 @@ public static unsafe partial class FlashAttention
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
-        if (!wide)
-        {
-            ScoresNarrow<TW, TV>(aHead, stride, j0, jLast, nR, d, bT, outT);
-            return;
-        }
-
         int w = TW.Count;
         int bq = 4 * w;
         for (int jg = 0; jg < nR; jg += 6)
@@ -506,119 +500,31 @@ public static unsafe partial class FlashAttention
             float* a3 = aHead + (Math.Min(j0 + jg + 3, jLast) * stride);
             float* a4 = aHead + (Math.Min(j0 + jg + 4, jLast) * stride);
             float* a5 = aHead + (Math.Min(j0 + jg + 5, jLast) * stride);
-            TV c00 = TW.Create(0f), c01 = c00, c02 = c00, c03 = c00;
-            TV c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-            TV c20 = c00, c21 = c00, c22 = c00, c23 = c00;
-            TV c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-            TV c40 = c00, c41 = c00, c42 = c00, c43 = c00;
-            TV c50 = c00, c51 = c00, c52 = c00, c53 = c00;
-            float* bp = bT;
-            for (int i = 0; i < d; i++, bp += bq)
-            {
-                TV b0 = TW.Load(bp);
-                TV b1 = TW.Load(bp + w);
-                TV b2 = TW.Load(bp + (2 * w));
-                TV b3 = TW.Load(bp + (3 * w));
-                TV x = TW.Create(a0[i]);
-                c00 = TW.FusedMultiplyAdd(x, b0, c00);
-                c01 = TW.FusedMultiplyAdd(x, b1, c01);
-                c02 = TW.FusedMultiplyAdd(x, b2, c02);
-                c03 = TW.FusedMultiplyAdd(x, b3, c03);
-                x = TW.Create(a1[i]);
-                c10 = TW.FusedMultiplyAdd(x, b0, c10);
-                c11 = TW.FusedMultiplyAdd(x, b1, c11);
-                c12 = TW.FusedMultiplyAdd(x, b2, c12);
-                c13 = TW.FusedMultiplyAdd(x, b3, c13);
-                x = TW.Create(a2[i]);
-                c20 = TW.FusedMultiplyAdd(x, b0, c20);
-                c21 = TW.FusedMultiplyAdd(x, b1, c21);
-                c22 = TW.FusedMultiplyAdd(x, b2, c22);
-                c23 = TW.FusedMultiplyAdd(x, b3, c23);
-                x = TW.Create(a3[i]);
-                c30 = TW.FusedMultiplyAdd(x, b0, c30);
-                c31 = TW.FusedMultiplyAdd(x, b1, c31);
-                c32 = TW.FusedMultiplyAdd(x, b2, c32);
-                c33 = TW.FusedMultiplyAdd(x, b3, c33);
-                x = TW.Create(a4[i]);
-                c40 = TW.FusedMultiplyAdd(x, b0, c40);
-                c41 = TW.FusedMultiplyAdd(x, b1, c41);
-                c42 = TW.FusedMultiplyAdd(x, b2, c42);
-                c43 = TW.FusedMultiplyAdd(x, b3, c43);
-                x = TW.Create(a5[i]);
-                c50 = TW.FusedMultiplyAdd(x, b0, c50);
-                c51 = TW.FusedMultiplyAdd(x, b1, c51);
-                c52 = TW.FusedMultiplyAdd(x, b2, c52);
-                c53 = TW.FusedMultiplyAdd(x, b3, c53);
-            }
-
             float* o = outT + (jg * bq);
-            TW.Store(c00, o);
-            TW.Store(c01, o + w);
-            TW.Store(c02, o + (2 * w));
-            TW.Store(c03, o + (3 * w));
-            o += bq;
-            TW.Store(c10, o);
-            TW.Store(c11, o + w);
-            TW.Store(c12, o + (2 * w));
-            TW.Store(c13, o + (3 * w));
-            o += bq;
-            TW.Store(c20, o);
-            TW.Store(c21, o + w);
-            TW.Store(c22, o + (2 * w));
-            TW.Store(c23, o + (3 * w));
-            o += bq;
-            TW.Store(c30, o);
-            TW.Store(c31, o + w);
-            TW.Store(c32, o + (2 * w));
-            TW.Store(c33, o + (3 * w));
-            o += bq;
-            TW.Store(c40, o);
-            TW.Store(c41, o + w);
-            TW.Store(c42, o + (2 * w));
-            TW.Store(c43, o + (3 * w));
-            o += bq;
-            TW.Store(c50, o);
-            TW.Store(c51, o + w);
-            TW.Store(c52, o + (2 * w));
-            TW.Store(c53, o + (3 * w));
+            if (wide && HasWideTiles<TW, TV>())
+            {
+                Tile<TW, TV, Rows6x4>(d, a0, a1, a2, a3, a4, a5, 1, bT, bq, o, bq, load: false);
+            }
+            else
+            {
+                Tile<TW, TV, Rows6x2>(d, a0, a1, a2, a3, a4, a5, 1, bT, bq, o, bq, load: false);
+                Tile<TW, TV, Rows6x2>(d, a0, a1, a2, a3, a4, a5, 1, bT + (2 * w), bq, o + (2 * w), bq, load: false);
+            }
         }
     }
 
     /// <summary>
-    /// Whether the micro-kernels below use their wide register tiles (6 × 4 vectors = 24 accumulators in <see cref="Scores"/>,
-    /// 4 × 4 in <see cref="Accumulate"/>, 12 × 2 in <see cref="AccumulateRows"/>): only at Vector512, whose AVX-512 has 32
-    /// vector registers. AVX2 and SSE have 16: there the wide tiles spilled half their accumulators to the stack on
-    /// every step (attention at ≈ 40 % of peak on AVX2), so V256 and V128 use tiles of 12 accumulators, two passes per
-    /// query block. Each output is the same chain of FMAs in the same order either way: the results are bit-identical.
+    /// Whether the micro-kernels below use the wide register tile (6 rows × 4 vectors = 24 accumulators): only at
+    /// Vector512, whose AVX-512 has 32 vector registers. AVX2 and SSE have 16: there 24 accumulators spilled to the
+    /// stack on every step (attention at ≈ 40 % of peak on AVX2), so V256 and V128 use 6 × 2 tiles of 12
+    /// accumulators, two passes per query block. Each output is the same chain of FMAs in the same order either way:
+    /// the results are bit-identical.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool HasWideTiles<TW, TV>()
         where TW : struct, IVectorWidth<TV>
         where TV : struct
         => TW.Count >= 16;
-
-    /// <summary><see cref="Scores"/> in 16 registers: 6 rows of a × 2 vectors of bᵀ (12 accumulators, 2 loads, 1 broadcast).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScoresNarrow<TW, TV>(float* aHead, long stride, int j0, int jLast, int nR, int d, float* bT, float* outT)
-        where TW : struct, IVectorWidth<TV>
-        where TV : struct
-    {
-        int w = TW.Count;
-        int bq = 4 * w;
-        for (int jg = 0; jg < nR; jg += 6)
-        {
-            float* a0 = aHead + (Math.Min(j0 + jg, jLast) * stride);
-            float* a1 = aHead + (Math.Min(j0 + jg + 1, jLast) * stride);
-            float* a2 = aHead + (Math.Min(j0 + jg + 2, jLast) * stride);
-            float* a3 = aHead + (Math.Min(j0 + jg + 3, jLast) * stride);
-            float* a4 = aHead + (Math.Min(j0 + jg + 4, jLast) * stride);
-            float* a5 = aHead + (Math.Min(j0 + jg + 5, jLast) * stride);
-            for (int h = 0; h < bq; h += 2 * w)
-            {
-                Tile6x2<TW, TV>(d, a0, a1, a2, a3, a4, a5, 1, bT + h, bq, outT + (jg * bq) + h, bq, load: false);
-            }
-        }
-    }
 
     /// <summary>cᵀ[i, r] += Σ_{j&lt;n} a[j0 + j, i]·pᵀ[j, r]: (D, Bq) += (n, D)ᵀ·(n, Bq).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -628,264 +534,40 @@ public static unsafe partial class FlashAttention
     {
         int w = TW.Count;
         int bq = 4 * w;
-        float* aTile = aHead + (j0 * stride);
-        int i = 0;
-        if (!wide)
-        {
-            i = AccumulateNarrow<TW, TV>(aTile, stride, n, d, pT, cT);
-        }
-
-        for (; i + 4 <= d; i += 4)
-        {
-            float* cp = cT + (i * bq);
-            TV c00 = TW.Load(cp), c01 = TW.Load(cp + w), c02 = TW.Load(cp + (2 * w)), c03 = TW.Load(cp + (3 * w));
-            cp += bq;
-            TV c10 = TW.Load(cp), c11 = TW.Load(cp + w), c12 = TW.Load(cp + (2 * w)), c13 = TW.Load(cp + (3 * w));
-            cp += bq;
-            TV c20 = TW.Load(cp), c21 = TW.Load(cp + w), c22 = TW.Load(cp + (2 * w)), c23 = TW.Load(cp + (3 * w));
-            cp += bq;
-            TV c30 = TW.Load(cp), c31 = TW.Load(cp + w), c32 = TW.Load(cp + (2 * w)), c33 = TW.Load(cp + (3 * w));
-            float* ap = aTile + i;
-            float* pp = pT;
-            for (int j = 0; j < n; j++, ap += stride, pp += bq)
-            {
-                TV p0 = TW.Load(pp);
-                TV p1 = TW.Load(pp + w);
-                TV p2 = TW.Load(pp + (2 * w));
-                TV p3 = TW.Load(pp + (3 * w));
-                TV x = TW.Create(ap[0]);
-                c00 = TW.FusedMultiplyAdd(x, p0, c00);
-                c01 = TW.FusedMultiplyAdd(x, p1, c01);
-                c02 = TW.FusedMultiplyAdd(x, p2, c02);
-                c03 = TW.FusedMultiplyAdd(x, p3, c03);
-                x = TW.Create(ap[1]);
-                c10 = TW.FusedMultiplyAdd(x, p0, c10);
-                c11 = TW.FusedMultiplyAdd(x, p1, c11);
-                c12 = TW.FusedMultiplyAdd(x, p2, c12);
-                c13 = TW.FusedMultiplyAdd(x, p3, c13);
-                x = TW.Create(ap[2]);
-                c20 = TW.FusedMultiplyAdd(x, p0, c20);
-                c21 = TW.FusedMultiplyAdd(x, p1, c21);
-                c22 = TW.FusedMultiplyAdd(x, p2, c22);
-                c23 = TW.FusedMultiplyAdd(x, p3, c23);
-                x = TW.Create(ap[3]);
-                c30 = TW.FusedMultiplyAdd(x, p0, c30);
-                c31 = TW.FusedMultiplyAdd(x, p1, c31);
-                c32 = TW.FusedMultiplyAdd(x, p2, c32);
-                c33 = TW.FusedMultiplyAdd(x, p3, c33);
-            }
-
-            cp = cT + (i * bq);
-            TW.Store(c00, cp);
-            TW.Store(c01, cp + w);
-            TW.Store(c02, cp + (2 * w));
-            TW.Store(c03, cp + (3 * w));
-            cp += bq;
-            TW.Store(c10, cp);
-            TW.Store(c11, cp + w);
-            TW.Store(c12, cp + (2 * w));
-            TW.Store(c13, cp + (3 * w));
-            cp += bq;
-            TW.Store(c20, cp);
-            TW.Store(c21, cp + w);
-            TW.Store(c22, cp + (2 * w));
-            TW.Store(c23, cp + (3 * w));
-            cp += bq;
-            TW.Store(c30, cp);
-            TW.Store(c31, cp + w);
-            TW.Store(c32, cp + (2 * w));
-            TW.Store(c33, cp + (3 * w));
-        }
-
-        for (; i < d; i++)
-        {
-            float* cp = cT + (i * bq);
-            TV c0 = TW.Load(cp), c1 = TW.Load(cp + w), c2 = TW.Load(cp + (2 * w)), c3 = TW.Load(cp + (3 * w));
-            float* ap = aTile + i;
-            float* pp = pT;
-            for (int j = 0; j < n; j++, ap += stride, pp += bq)
-            {
-                TV x = TW.Create(ap[0]);
-                c0 = TW.FusedMultiplyAdd(x, TW.Load(pp), c0);
-                c1 = TW.FusedMultiplyAdd(x, TW.Load(pp + w), c1);
-                c2 = TW.FusedMultiplyAdd(x, TW.Load(pp + (2 * w)), c2);
-                c3 = TW.FusedMultiplyAdd(x, TW.Load(pp + (3 * w)), c3);
-            }
-
-            TW.Store(c0, cp);
-            TW.Store(c1, cp + w);
-            TW.Store(c2, cp + (2 * w));
-            TW.Store(c3, cp + (3 * w));
-        }
-    }
-
-    /// <summary>
-    /// <see cref="Accumulate"/> in 16 registers for the rows i of cᵀ in blocks of 6: 6 rows × 2 vectors (12 accumulators,
-    /// 2 loads, 1 broadcast), two passes per block; returns the first row left (fewer than 6 remain).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int AccumulateNarrow<TW, TV>(float* aTile, long stride, int n, int d, float* pT, float* cT)
-        where TW : struct, IVectorWidth<TV>
-        where TV : struct
-    {
-        int w = TW.Count;
-        int bq = 4 * w;
+        float* a = aHead + (j0 * stride);
+        nint s = (nint)stride;
         int i = 0;
         for (; i + 6 <= d; i += 6)
         {
-            float* a = aTile + i;
-            for (int h = 0; h < bq; h += 2 * w)
+            float* ai = a + i;
+            float* ci = cT + (i * bq);
+            if (wide && HasWideTiles<TW, TV>())
             {
-                Tile6x2<TW, TV>(n, a, a + 1, a + 2, a + 3, a + 4, a + 5, (nint)stride, pT + h, bq, cT + (i * bq) + h, bq, load: true);
+                Tile<TW, TV, Rows6x4>(n, ai, ai + 1, ai + 2, ai + 3, ai + 4, ai + 5, s, pT, bq, ci, bq, load: true);
+            }
+            else
+            {
+                Tile<TW, TV, Rows6x2>(n, ai, ai + 1, ai + 2, ai + 3, ai + 4, ai + 5, s, pT, bq, ci, bq, load: true);
+                Tile<TW, TV, Rows6x2>(n, ai, ai + 1, ai + 2, ai + 3, ai + 4, ai + 5, s, pT + (2 * w), bq, ci + (2 * w), bq, load: true);
             }
         }
 
+        // The head dims the blocks of 6 leave (2 for D = 32): 2 rows × 4 vectors (8 accumulators) fit either register file.
         for (; i + 2 <= d; i += 2)
         {
-            // 2 rows × 4 vectors (8 accumulators, 4 loads, 1 broadcast) for the rows the blocks of 6 leave.
-            float* cp = cT + (i * bq);
-            TV c00 = TW.Load(cp), c01 = TW.Load(cp + w), c02 = TW.Load(cp + (2 * w)), c03 = TW.Load(cp + (3 * w));
-            TV c10 = TW.Load(cp + bq), c11 = TW.Load(cp + bq + w), c12 = TW.Load(cp + bq + (2 * w)), c13 = TW.Load(cp + bq + (3 * w));
-            float* ap = aTile + i;
-            float* pp = pT;
-            for (int j = 0; j < n; j++, ap += stride, pp += bq)
-            {
-                TV p0 = TW.Load(pp);
-                TV p1 = TW.Load(pp + w);
-                TV p2 = TW.Load(pp + (2 * w));
-                TV p3 = TW.Load(pp + (3 * w));
-                TV x = TW.Create(ap[0]);
-                c00 = TW.FusedMultiplyAdd(x, p0, c00);
-                c01 = TW.FusedMultiplyAdd(x, p1, c01);
-                c02 = TW.FusedMultiplyAdd(x, p2, c02);
-                c03 = TW.FusedMultiplyAdd(x, p3, c03);
-                x = TW.Create(ap[1]);
-                c10 = TW.FusedMultiplyAdd(x, p0, c10);
-                c11 = TW.FusedMultiplyAdd(x, p1, c11);
-                c12 = TW.FusedMultiplyAdd(x, p2, c12);
-                c13 = TW.FusedMultiplyAdd(x, p3, c13);
-            }
-
-            TW.Store(c00, cp);
-            TW.Store(c01, cp + w);
-            TW.Store(c02, cp + (2 * w));
-            TW.Store(c03, cp + (3 * w));
-            TW.Store(c10, cp + bq);
-            TW.Store(c11, cp + bq + w);
-            TW.Store(c12, cp + bq + (2 * w));
-            TW.Store(c13, cp + bq + (3 * w));
+            Tile<TW, TV, Rows2x4>(n, a + i, a + i + 1, null, null, null, null, s, pT, bq, cT + (i * bq), bq, load: true);
         }
 
-        return i;
+        if (i < d)
+        {
+            Tile<TW, TV, Rows1x4>(n, a + i, null, null, null, null, null, s, pT, bq, cT + (i * bq), bq, load: true);
+        }
     }
 
-    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 12): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp); with
+    /// <summary>c[j, i] += Σ_r pᵀ[j, r]·x[r, i] for j &lt; nR (a multiple of 6): (nR, Dp) += (Bq, nR)ᵀ·(Bq, Dp); with
     /// <paramref name="overwrite"/>, c = Σ … (the sums start from +0, as they would from a cleared c).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void AccumulateRows<TW, TV>(float* pT, int nR, float* x, int dp, float* c, bool overwrite, bool wide)
-        where TW : struct, IVectorWidth<TV>
-        where TV : struct
-    {
-        if (!wide)
-        {
-            AccumulateRowsNarrow<TW, TV>(pT, nR, x, dp, c, overwrite);
-            return;
-        }
-
-        int w = TW.Count;
-        int bq = 4 * w;
-        for (int jg = 0; jg < nR; jg += 12)
-        {
-            for (int i = 0; i < dp; i += 2 * w)
-            {
-                float* cp = c + (jg * dp) + i;
-                TV c00 = LoadOrZero<TW, TV>(cp, overwrite), c01 = LoadOrZero<TW, TV>(cp + w, overwrite);
-                TV c10 = LoadOrZero<TW, TV>(cp + dp, overwrite), c11 = LoadOrZero<TW, TV>(cp + dp + w, overwrite);
-                TV c20 = LoadOrZero<TW, TV>(cp + (2 * dp), overwrite), c21 = LoadOrZero<TW, TV>(cp + (2 * dp) + w, overwrite);
-                TV c30 = LoadOrZero<TW, TV>(cp + (3 * dp), overwrite), c31 = LoadOrZero<TW, TV>(cp + (3 * dp) + w, overwrite);
-                TV c40 = LoadOrZero<TW, TV>(cp + (4 * dp), overwrite), c41 = LoadOrZero<TW, TV>(cp + (4 * dp) + w, overwrite);
-                TV c50 = LoadOrZero<TW, TV>(cp + (5 * dp), overwrite), c51 = LoadOrZero<TW, TV>(cp + (5 * dp) + w, overwrite);
-                TV c60 = LoadOrZero<TW, TV>(cp + (6 * dp), overwrite), c61 = LoadOrZero<TW, TV>(cp + (6 * dp) + w, overwrite);
-                TV c70 = LoadOrZero<TW, TV>(cp + (7 * dp), overwrite), c71 = LoadOrZero<TW, TV>(cp + (7 * dp) + w, overwrite);
-                TV c80 = LoadOrZero<TW, TV>(cp + (8 * dp), overwrite), c81 = LoadOrZero<TW, TV>(cp + (8 * dp) + w, overwrite);
-                TV c90 = LoadOrZero<TW, TV>(cp + (9 * dp), overwrite), c91 = LoadOrZero<TW, TV>(cp + (9 * dp) + w, overwrite);
-                TV ca0 = LoadOrZero<TW, TV>(cp + (10 * dp), overwrite), ca1 = LoadOrZero<TW, TV>(cp + (10 * dp) + w, overwrite);
-                TV cb0 = LoadOrZero<TW, TV>(cp + (11 * dp), overwrite), cb1 = LoadOrZero<TW, TV>(cp + (11 * dp) + w, overwrite);
-                float* pp = pT + (jg * bq);
-                float* xp = x + i;
-                for (int r = 0; r < bq; r++, pp++, xp += dp)
-                {
-                    TV x0 = TW.Load(xp);
-                    TV x1 = TW.Load(xp + w);
-                    TV y = TW.Create(pp[0]);
-                    c00 = TW.FusedMultiplyAdd(y, x0, c00);
-                    c01 = TW.FusedMultiplyAdd(y, x1, c01);
-                    y = TW.Create(pp[bq]);
-                    c10 = TW.FusedMultiplyAdd(y, x0, c10);
-                    c11 = TW.FusedMultiplyAdd(y, x1, c11);
-                    y = TW.Create(pp[2 * bq]);
-                    c20 = TW.FusedMultiplyAdd(y, x0, c20);
-                    c21 = TW.FusedMultiplyAdd(y, x1, c21);
-                    y = TW.Create(pp[3 * bq]);
-                    c30 = TW.FusedMultiplyAdd(y, x0, c30);
-                    c31 = TW.FusedMultiplyAdd(y, x1, c31);
-                    y = TW.Create(pp[4 * bq]);
-                    c40 = TW.FusedMultiplyAdd(y, x0, c40);
-                    c41 = TW.FusedMultiplyAdd(y, x1, c41);
-                    y = TW.Create(pp[5 * bq]);
-                    c50 = TW.FusedMultiplyAdd(y, x0, c50);
-                    c51 = TW.FusedMultiplyAdd(y, x1, c51);
-                    y = TW.Create(pp[6 * bq]);
-                    c60 = TW.FusedMultiplyAdd(y, x0, c60);
-                    c61 = TW.FusedMultiplyAdd(y, x1, c61);
-                    y = TW.Create(pp[7 * bq]);
-                    c70 = TW.FusedMultiplyAdd(y, x0, c70);
-                    c71 = TW.FusedMultiplyAdd(y, x1, c71);
-                    y = TW.Create(pp[8 * bq]);
-                    c80 = TW.FusedMultiplyAdd(y, x0, c80);
-                    c81 = TW.FusedMultiplyAdd(y, x1, c81);
-                    y = TW.Create(pp[9 * bq]);
-                    c90 = TW.FusedMultiplyAdd(y, x0, c90);
-                    c91 = TW.FusedMultiplyAdd(y, x1, c91);
-                    y = TW.Create(pp[10 * bq]);
-                    ca0 = TW.FusedMultiplyAdd(y, x0, ca0);
-                    ca1 = TW.FusedMultiplyAdd(y, x1, ca1);
-                    y = TW.Create(pp[11 * bq]);
-                    cb0 = TW.FusedMultiplyAdd(y, x0, cb0);
-                    cb1 = TW.FusedMultiplyAdd(y, x1, cb1);
-                }
-
-                TW.Store(c00, cp);
-                TW.Store(c01, cp + w);
-                TW.Store(c10, cp + dp);
-                TW.Store(c11, cp + dp + w);
-                TW.Store(c20, cp + (2 * dp));
-                TW.Store(c21, cp + (2 * dp) + w);
-                TW.Store(c30, cp + (3 * dp));
-                TW.Store(c31, cp + (3 * dp) + w);
-                TW.Store(c40, cp + (4 * dp));
-                TW.Store(c41, cp + (4 * dp) + w);
-                TW.Store(c50, cp + (5 * dp));
-                TW.Store(c51, cp + (5 * dp) + w);
-                TW.Store(c60, cp + (6 * dp));
-                TW.Store(c61, cp + (6 * dp) + w);
-                TW.Store(c70, cp + (7 * dp));
-                TW.Store(c71, cp + (7 * dp) + w);
-                TW.Store(c80, cp + (8 * dp));
-                TW.Store(c81, cp + (8 * dp) + w);
-                TW.Store(c90, cp + (9 * dp));
-                TW.Store(c91, cp + (9 * dp) + w);
-                TW.Store(ca0, cp + (10 * dp));
-                TW.Store(ca1, cp + (10 * dp) + w);
-                TW.Store(cb0, cp + (11 * dp));
-                TW.Store(cb1, cp + (11 * dp) + w);
-            }
-        }
-    }
-
-    /// <summary><see cref="AccumulateRows"/> in 16 registers: 6 rows of c × 2 vectors (12 accumulators, 2 loads, 1 broadcast).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRowsNarrow<TW, TV>(float* pT, int nR, float* x, int dp, float* c, bool overwrite)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
     {
@@ -894,76 +576,173 @@ public static unsafe partial class FlashAttention
         for (int jg = 0; jg < nR; jg += 6)
         {
             float* a = pT + (jg * bq);
-            for (int i = 0; i < dp; i += 2 * w)
+            float* cj = c + (jg * dp);
+            int i = 0;
+            for (; wide && HasWideTiles<TW, TV>() && i + (4 * w) <= dp; i += 4 * w)
             {
-                Tile6x2<TW, TV>(bq, a, a + bq, a + (2 * bq), a + (3 * bq), a + (4 * bq), a + (5 * bq), 1, x + i, dp, c + (jg * dp) + i, dp, load: !overwrite);
+                Tile<TW, TV, Rows6x4>(bq, a, a + bq, a + (2 * bq), a + (3 * bq), a + (4 * bq), a + (5 * bq), 1, x + i, dp, cj + i, dp, load: !overwrite);
+            }
+
+            for (; i < dp; i += 2 * w)
+            {
+                Tile<TW, TV, Rows6x2>(bq, a, a + bq, a + (2 * bq), a + (3 * bq), a + (4 * bq), a + (5 * bq), 1, x + i, dp, cj + i, dp, load: !overwrite);
             }
         }
     }
 
     /// <summary>
-    /// The register tile of the 16-register kernels: c[m·ldc + (0..2w)] = (c or 0) + Σ_{p&lt;k} a_m[p·kStride]·b[p·bStride + (0..2w)]
-    /// for the six rows m, one FMA chain per output in increasing p: 12 accumulators, 2 loads and 6 broadcasts per step.
-    /// <see cref="ScoresNarrow"/> (rows: keys, p: head dims), <see cref="AccumulateNarrow"/> (rows: head dims, p: keys) and
-    /// <see cref="AccumulateRowsNarrow"/> (rows: keys, p: query rows) are this tile over their operands' layouts.
+    /// The one register tile of the attention micro-kernels: c[m·ldc + (0..V·w)] = (c or 0) + Σ_{p&lt;k}
+    /// a_m[p·kStride]·b[p·bStride + (0..V·w)] for the rows m &lt; R of the shape (R × V vectors, <see cref="ITileShape"/>),
+    /// one FMA chain per output in increasing p: R·V accumulators, V loads and R broadcasts per step.
+    /// <see cref="Scores"/> (rows: keys, p: head dims), <see cref="Accumulate"/> (rows: head dims, p: keys) and
+    /// <see cref="AccumulateRows"/> (rows: keys, p: query rows) are this tile over their operands' layouts. The shape is a
+    /// type, so each instantiation compiles to straight-line code with only its R·V accumulators (the guards fold away).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile6x2<TW, TV>(int k, float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, nint kStride, float* b, nint bStride, float* c, nint ldc, bool load)
+    private static void Tile<TW, TV, TS>(int k, float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, nint kStride, float* b, nint bStride, float* c, nint ldc, bool load)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
+        where TS : struct, ITileShape
     {
-        int w = TW.Count;
-        TV c00 = LoadOrZero<TW, TV>(c, !load), c01 = LoadOrZero<TW, TV>(c + w, !load);
-        TV c10 = LoadOrZero<TW, TV>(c + ldc, !load), c11 = LoadOrZero<TW, TV>(c + ldc + w, !load);
-        TV c20 = LoadOrZero<TW, TV>(c + (2 * ldc), !load), c21 = LoadOrZero<TW, TV>(c + (2 * ldc) + w, !load);
-        TV c30 = LoadOrZero<TW, TV>(c + (3 * ldc), !load), c31 = LoadOrZero<TW, TV>(c + (3 * ldc) + w, !load);
-        TV c40 = LoadOrZero<TW, TV>(c + (4 * ldc), !load), c41 = LoadOrZero<TW, TV>(c + (4 * ldc) + w, !load);
-        TV c50 = LoadOrZero<TW, TV>(c + (5 * ldc), !load), c51 = LoadOrZero<TW, TV>(c + (5 * ldc) + w, !load);
+        // At most 32 IL locals, or the JIT declines to inline the tile into its callers: no locals beyond the
+        // accumulators, the four b vectors and the loop counters (TW.Count and the shape fold to constants).
+        TV c00 = TW.Create(0f), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        TV c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        TV c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+        if (load)
+        {
+            LoadRow<TW, TV, TS>(c, ref c00, ref c01, ref c02, ref c03);
+            if (TS.Rows >= 2)
+            {
+                LoadRow<TW, TV, TS>(c + ldc, ref c10, ref c11, ref c12, ref c13);
+            }
+
+            if (TS.Rows == 6)
+            {
+                LoadRow<TW, TV, TS>(c + (2 * ldc), ref c20, ref c21, ref c22, ref c23);
+                LoadRow<TW, TV, TS>(c + (3 * ldc), ref c30, ref c31, ref c32, ref c33);
+                LoadRow<TW, TV, TS>(c + (4 * ldc), ref c40, ref c41, ref c42, ref c43);
+                LoadRow<TW, TV, TS>(c + (5 * ldc), ref c50, ref c51, ref c52, ref c53);
+            }
+        }
+
         nint at = 0;
         for (int p = 0; p < k; p++, at += kStride, b += bStride)
         {
             TV b0 = TW.Load(b);
-            TV b1 = TW.Load(b + w);
-            TV x = TW.Create(a0[at]);
-            c00 = TW.FusedMultiplyAdd(x, b0, c00);
-            c01 = TW.FusedMultiplyAdd(x, b1, c01);
-            x = TW.Create(a1[at]);
-            c10 = TW.FusedMultiplyAdd(x, b0, c10);
-            c11 = TW.FusedMultiplyAdd(x, b1, c11);
-            x = TW.Create(a2[at]);
-            c20 = TW.FusedMultiplyAdd(x, b0, c20);
-            c21 = TW.FusedMultiplyAdd(x, b1, c21);
-            x = TW.Create(a3[at]);
-            c30 = TW.FusedMultiplyAdd(x, b0, c30);
-            c31 = TW.FusedMultiplyAdd(x, b1, c31);
-            x = TW.Create(a4[at]);
-            c40 = TW.FusedMultiplyAdd(x, b0, c40);
-            c41 = TW.FusedMultiplyAdd(x, b1, c41);
-            x = TW.Create(a5[at]);
-            c50 = TW.FusedMultiplyAdd(x, b0, c50);
-            c51 = TW.FusedMultiplyAdd(x, b1, c51);
+            TV b1 = TW.Load(b + TW.Count);
+            TV b2 = TS.Vectors == 4 ? TW.Load(b + (2 * TW.Count)) : b0;
+            TV b3 = TS.Vectors == 4 ? TW.Load(b + (3 * TW.Count)) : b0;
+            FmaRow<TW, TV, TS>(TW.Create(a0[at]), b0, b1, b2, b3, ref c00, ref c01, ref c02, ref c03);
+            if (TS.Rows >= 2)
+            {
+                FmaRow<TW, TV, TS>(TW.Create(a1[at]), b0, b1, b2, b3, ref c10, ref c11, ref c12, ref c13);
+            }
+
+            if (TS.Rows == 6)
+            {
+                FmaRow<TW, TV, TS>(TW.Create(a2[at]), b0, b1, b2, b3, ref c20, ref c21, ref c22, ref c23);
+                FmaRow<TW, TV, TS>(TW.Create(a3[at]), b0, b1, b2, b3, ref c30, ref c31, ref c32, ref c33);
+                FmaRow<TW, TV, TS>(TW.Create(a4[at]), b0, b1, b2, b3, ref c40, ref c41, ref c42, ref c43);
+                FmaRow<TW, TV, TS>(TW.Create(a5[at]), b0, b1, b2, b3, ref c50, ref c51, ref c52, ref c53);
+            }
         }
 
-        TW.Store(c00, c);
-        TW.Store(c01, c + w);
-        TW.Store(c10, c + ldc);
-        TW.Store(c11, c + ldc + w);
-        TW.Store(c20, c + (2 * ldc));
-        TW.Store(c21, c + (2 * ldc) + w);
-        TW.Store(c30, c + (3 * ldc));
-        TW.Store(c31, c + (3 * ldc) + w);
-        TW.Store(c40, c + (4 * ldc));
-        TW.Store(c41, c + (4 * ldc) + w);
-        TW.Store(c50, c + (5 * ldc));
-        TW.Store(c51, c + (5 * ldc) + w);
+        StoreRow<TW, TV, TS>(c, c00, c01, c02, c03);
+        if (TS.Rows >= 2)
+        {
+            StoreRow<TW, TV, TS>(c + ldc, c10, c11, c12, c13);
+        }
+
+        if (TS.Rows == 6)
+        {
+            StoreRow<TW, TV, TS>(c + (2 * ldc), c20, c21, c22, c23);
+            StoreRow<TW, TV, TS>(c + (3 * ldc), c30, c31, c32, c33);
+            StoreRow<TW, TV, TS>(c + (4 * ldc), c40, c41, c42, c43);
+            StoreRow<TW, TV, TS>(c + (5 * ldc), c50, c51, c52, c53);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV LoadOrZero<TW, TV>(float* p, bool zero)
+    private static void FmaRow<TW, TV, TS>(TV x, TV b0, TV b1, TV b2, TV b3, ref TV c0, ref TV c1, ref TV c2, ref TV c3)
         where TW : struct, IVectorWidth<TV>
         where TV : struct
-        => zero ? TW.Create(0f) : TW.Load(p);
+        where TS : struct, ITileShape
+    {
+        c0 = TW.FusedMultiplyAdd(x, b0, c0);
+        c1 = TW.FusedMultiplyAdd(x, b1, c1);
+        if (TS.Vectors == 4)
+        {
+            c2 = TW.FusedMultiplyAdd(x, b2, c2);
+            c3 = TW.FusedMultiplyAdd(x, b3, c3);
+        }
+    }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadRow<TW, TV, TS>(float* c, ref TV c0, ref TV c1, ref TV c2, ref TV c3)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+        where TS : struct, ITileShape
+    {
+        c0 = TW.Load(c);
+        c1 = TW.Load(c + TW.Count);
+        if (TS.Vectors == 4)
+        {
+            c2 = TW.Load(c + (2 * TW.Count));
+            c3 = TW.Load(c + (3 * TW.Count));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow<TW, TV, TS>(float* c, TV c0, TV c1, TV c2, TV c3)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+        where TS : struct, ITileShape
+    {
+        TW.Store(c0, c);
+        TW.Store(c1, c + TW.Count);
+        if (TS.Vectors == 4)
+        {
+            TW.Store(c2, c + (2 * TW.Count));
+            TW.Store(c3, c + (3 * TW.Count));
+        }
+    }
+
+    /// <summary>The shape of <see cref="Tile"/>: rows (1, 2 or 6) × vectors per row (2 or 4), as JIT-time constants.</summary>
+    internal interface ITileShape
+    {
+        static abstract int Rows { get; }
+
+        static abstract int Vectors { get; }
+    }
+
+    private struct Rows6x4 : ITileShape
+    {
+        public static int Rows => 6;
+
+        public static int Vectors => 4;
+    }
+
+    private struct Rows6x2 : ITileShape
+    {
+        public static int Rows => 6;
+
+        public static int Vectors => 2;
+    }
+
+    private struct Rows2x4 : ITileShape
+    {
+        public static int Rows => 2;
+
+        public static int Vectors => 4;
+    }
+
+    private struct Rows1x4 : ITileShape
+    {
+        public static int Rows => 1;
+
+        public static int Vectors => 4;
+    }
     /// <summary>sᵀ[j, r] = −∞ where key j0 + j is after query t0 + r (the causal mask).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MaskCausal<TW, TV>(float* sT, int j0, int nR, int t0)

@@ -1,6 +1,8 @@
-// The flash-attention micro-kernels' two register tilings — wide (24 accumulators, for AVX-512's 32 registers) and
-// narrow (12, for AVX2's and SSE's 16) — give bit-identical results at every width, for the head dims, key counts and
-// both accumulate modes the kernels see, so the tile choice per width changes speed only.
+// The flash-attention micro-kernels (Scores, Accumulate, AccumulateRows: one register tile over three operand layouts)
+// compute every output as one scalar FMA chain in increasing summation order, so they equal a scalar
+// MathF.FusedMultiplyAdd loop bit for bit; and their two register tilings — wide (6 × 4 vectors, for AVX-512's 32
+// registers) and narrow (6 × 2, for AVX2's and SSE's 16) — agree bit for bit at every width, for the head dims, key
+// counts and both accumulate modes the kernels see, so the tile choice per width changes speed only.
 // Deliberately not: accuracy (FlashAttentionTests checks the kernels against the double-precision reference).
 using System.Runtime.Intrinsics;
 using MiniSeq.Kernels;
@@ -77,11 +79,42 @@ public unsafe class FlashAttentionTileTests
                 }
 
                 AssertBitwise(wide, narrow, $"Scores nR={nR}");
+                float[] scores = new float[nR * bq];
+                for (int j = 0; j < nR; j++)
+                {
+                    for (int r = 0; r < bq; r++)
+                    {
+                        float acc = 0f;
+                        for (int i = 0; i < d; i++)
+                        {
+                            acc = MathF.FusedMultiplyAdd(a[(Math.Min(j, jLast) * Stride) + i], bT[(i * bq) + r], acc);
+                        }
 
-                // AccumulateRows (nR a multiple of 12, as in the backward), from a cleared c and onto an existing one.
-                foreach (bool overwrite in nR % 12 == 0 ? new[] { true, false } : [])
+                        scores[(j * bq) + r] = acc;
+                    }
+                }
+
+                AssertBitwise(scores, wide, $"Scores nR={nR} vs scalar FMA chain");
+
+                // AccumulateRows (nR a multiple of 6, as in the backward), from a cleared c and onto an existing one.
+                foreach (bool overwrite in new[] { true, false })
                 {
                     float[] cWide = Fill(new Random(nR), (long)nR * dp), cNarrow = (float[])cWide.Clone();
+                    float[] rows = (float[])cWide.Clone();
+                    for (int j = 0; j < nR; j++)
+                    {
+                        for (int i = 0; i < dp; i++)
+                        {
+                            float acc = overwrite ? 0f : rows[(j * dp) + i];
+                            for (int r = 0; r < bq; r++)
+                            {
+                                acc = MathF.FusedMultiplyAdd(pT[(j * bq) + r], x[(r * dp) + i], acc);
+                            }
+
+                            rows[(j * dp) + i] = acc;
+                        }
+                    }
+
                     fixed (float* w = cWide, n = cNarrow)
                     {
                         FlashAttention.AccumulateRows<TW, TV>(pp, nR, xp, dp, w, overwrite, wide: true);
@@ -89,12 +122,27 @@ public unsafe class FlashAttentionTileTests
                     }
 
                     AssertBitwise(cWide, cNarrow, $"AccumulateRows nR={nR} overwrite={overwrite}");
+                    AssertBitwise(rows, cWide, $"AccumulateRows nR={nR} overwrite={overwrite} vs scalar FMA chain");
                 }
             }
 
             foreach (int n in new[] { 1, 7, 48, 96 })
             {
                 float[] cWide = Fill(new Random(n), (long)d * bq), cNarrow = (float[])cWide.Clone();
+                float[] sums = (float[])cWide.Clone();
+                for (int i = 0; i < d; i++)
+                {
+                    for (int r = 0; r < bq; r++)
+                    {
+                        float acc = sums[(i * bq) + r];
+                        for (int j = 0; j < n; j++)
+                        {
+                            acc = MathF.FusedMultiplyAdd(a[(j * Stride) + i], pT[(j * bq) + r], acc);
+                        }
+
+                        sums[(i * bq) + r] = acc;
+                    }
+                }
                 fixed (float* w = cWide, nc = cNarrow)
                 {
                     FlashAttention.Accumulate<TW, TV>(ap, Stride, 0, n, d, pp, w, wide: true);
@@ -102,6 +150,7 @@ public unsafe class FlashAttentionTileTests
                 }
 
                 AssertBitwise(cWide, cNarrow, $"Accumulate n={n}");
+                AssertBitwise(sums, cWide, $"Accumulate n={n} vs scalar FMA chain");
             }
         }
     }
