@@ -56,7 +56,7 @@ internal static class TrainCommand
     private static readonly Option<int?> Threads = new("--threads") { Description = "Kernel threads (default: all cores)" };
     private static readonly Option<string> MstMlp = new("--mst-mlp") { DefaultValueFactory = _ => "off", Description = "Mini-sequence MLP: off | auto | M chunks" };
     private static readonly Option<string> MstLm = new("--mst-lm") { DefaultValueFactory = _ => "off", Description = "Mini-sequence LM head + loss: off | auto | M chunks" };
-    private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on" };
+    private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on | attn (on, keeping each layer's attention output and log-sum-exp: N·(H·D + H) floats per layer more, no flash-attention forward in the recompute)" };
     private static readonly Option<string> SeqChunk = new("--seq-chunk") { DefaultValueFactory = _ => "off", Description = "Sequence-chunked layers (only K, V, dK, dV for the whole sequence; implies checkpointing): off | auto | S positions" };
     private static readonly Option<string> ActivationDTypeOption = new("--activation-dtype") { DefaultValueFactory = _ => "fp32", Description = "Storage of the checkpointed layer inputs of sequence-chunked layers: fp32 (exact) | bf16" };
     private static readonly Option<string> PrecisionOption = new("--precision") { DefaultValueFactory = _ => "fp32", Description = "Arithmetic: fp32 | bf16 (mixed: bf16 compute weights and checkpointed layer inputs; fp32 master weights, gradients, optimizer state and accumulation)" };
@@ -692,7 +692,7 @@ internal static class TrainCommand
             int padding = (trainer.SeqLen * ulyssesRanks) - batch.SeqLen, replicas = world.Size / ulyssesRanks;
             long tokens = (long)trainer.MicroBatchRows * trainer.SeqLen * ulyssesRanks;
             long perLayer = heads.FloatsPerLayer(c, tokens, backward: true);
-            if (trainer.Plan.Policy.Checkpoint && !trainer.Plan.Policy.SequenceChunked)
+            if (trainer.Plan.Policy.Checkpoint && !trainer.Plan.Policy.SequenceChunked && !trainer.Plan.KeepsAttention)
             {
                 perLayer += heads.FloatsPerLayer(c, tokens, backward: false); // the recomputed forward's all-to-alls
             }

@@ -379,8 +379,9 @@ public sealed unsafe class LlamaPass : IDisposable
 
         if (Plan.Policy.Recomputes)
         {
-            // Recompute the attention half from the checkpointed layer input; the MLP half is recomputed per chunk below.
-            _attention.Forward(l, hIn, ws);
+            // Recompute the attention half from the checkpointed layer input (without flash attention when this layer's
+            // output and lse were kept); the MLP half is recomputed per chunk below.
+            _attention.Forward(l, hIn, ws, attentionKept: Plan.KeepsAttention);
         }
 
         _mlp.Backward(l, ws, dRes, gradients);

@@ -27,6 +27,15 @@ public sealed partial record MemoryPolicy
     public bool Checkpoint { get; init; }
 
     /// <summary>
+    /// With <see cref="Checkpoint"/> (not sequence-chunked): also keep each layer's attention output and log-sum-exp
+    /// (N·(H·D + H) floats per layer), so the backward's recompute skips the flash-attention forward — at long N the
+    /// costliest part of the recompute — and redoes only the projections, RoPE and the output projection (selective
+    /// checkpointing, as torchtitan keeps SDPA's outputs). Exact: the kept tensors are the ones the recompute would
+    /// produce, bit for bit. Name suffix "+attn" (<c>--checkpoint attn</c>).
+    /// </summary>
+    public bool KeepAttention { get; init; }
+
+    /// <summary>
     /// Sequence-chunked layers: null = off; S = every layer (projections, RoPE, attention, output projection, MLP) runs
     /// in chunks of S positions of one sequence, forward and backward, so only K and V (and dK, dV in backward) exist for
     /// the whole sequence. Implies checkpointing (each layer is recomputed chunk by chunk in backward).
@@ -91,6 +100,8 @@ public sealed partial record MemoryPolicy
     [
         ("vanilla", (_, _) => Vanilla),
         ("mst", (c, rows) => MiniSequence(c, rows, checkpoint: false)),
+        ("checkpoint+attn", (_, _) => new MemoryPolicy { Checkpoint = true, KeepAttention = true }),
+        ("mst+checkpoint+attn", (c, rows) => MiniSequence(c, rows, checkpoint: true) with { KeepAttention = true }),
         ("checkpoint", (_, _) => new MemoryPolicy { Checkpoint = true }),
         ("mst+checkpoint", (c, rows) => MiniSequence(c, rows, checkpoint: true)),
         ("chunked", (c, rows) => Chunked(c, rows)),
@@ -136,6 +147,13 @@ public sealed partial record MemoryPolicy
     {
         ArgumentNullException.ThrowIfNull(text);
         string t = text.Trim().ToLowerInvariant();
+        if (t.Contains("checkpoint+attn", StringComparison.Ordinal))
+        {
+            // "checkpoint+attn", "mst+checkpoint+attn", "mst(mlp 4, lm 2)+checkpoint+attn+bf16": the policy without
+            // "+attn", keeping the attention outputs.
+            return Parse(t.Replace("checkpoint+attn", "checkpoint", StringComparison.Ordinal), config, rows) with { KeepAttention = true };
+        }
+
         if (t == "checkpoint+bf16")
         {
             return new MemoryPolicy { Checkpoint = true, LayerInputDType = ActivationDType.BFloat16 };
@@ -162,11 +180,12 @@ public sealed partial record MemoryPolicy
             };
         }
 
-        throw new ArgumentException($"'{text}' is not a memory policy: use vanilla, mst, checkpoint, mst+checkpoint, chunked or e.g. mst(mlp 4, lm 2)+checkpoint, mst(mlp 1, lm 4)+chunked(2048).");
+        throw new ArgumentException($"'{text}' is not a memory policy: use vanilla, mst, checkpoint, mst+checkpoint, checkpoint+attn, mst+checkpoint+attn, chunked or e.g. mst(mlp 4, lm 2)+checkpoint, mst(mlp 1, lm 4)+chunked(2048).");
     }
 
     /// <summary>
-    /// The policy of the CLI options <c>--mst-mlp off|auto|M</c>, <c>--mst-lm off|auto|M</c>, <c>--checkpoint off|on</c>,
+    /// The policy of the CLI options <c>--mst-mlp off|auto|M</c>, <c>--mst-lm off|auto|M</c>, <c>--checkpoint off|on|attn</c>
+    /// (attn: checkpointing that keeps each layer's attention output, <see cref="KeepAttention"/>),
     /// <c>--seq-chunk off|auto|S</c>, <c>--activation-dtype fp32|bf16</c> and <c>--offload off|disk|disk:PATH</c>
     /// (bf16 storage and offload are of the layer inputs of sequence-chunked layers: they imply <c>--seq-chunk auto</c>).
     /// </summary>
@@ -176,6 +195,11 @@ public sealed partial record MemoryPolicy
         ActivationDType dtype = ParseActivationDType(activationDType);
         string? directory = ParseOffload(offload);
         int? chunk = ParseSequenceChunk(seqChunk) ?? (dtype != ActivationDType.Float32 || directory is not null ? AutoSequenceChunk : null);
+        if (chunk is not null && checkpoint.Equals("attn", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException("--checkpoint attn keeps whole-sequence attention outputs per layer; sequence-chunked layers (--seq-chunk, --activation-dtype bf16, --offload) keep none: use one or the other.");
+        }
+
         return new()
         {
             SequenceChunk = chunk,
@@ -185,10 +209,11 @@ public sealed partial record MemoryPolicy
             LmHeadChunks = Chunks("--mst-lm", lm, config, rows, AutoLmHeadChunks),
             Checkpoint = checkpoint.ToLowerInvariant() switch
             {
-                "on" or "true" => true,
+                "on" or "true" or "attn" => true,
                 "off" or "false" => false,
-                _ => throw new ArgumentException($"--checkpoint must be on or off (got '{checkpoint}')."),
+                _ => throw new ArgumentException($"--checkpoint must be on, off or attn (got '{checkpoint}')."),
             },
+            KeepAttention = checkpoint.Equals("attn", StringComparison.OrdinalIgnoreCase),
         };
     }
 
@@ -275,6 +300,7 @@ public sealed partial record MemoryPolicy
         }
 
         string bf16 = Checkpoint && LayerInputDType == ActivationDType.BFloat16 ? "+bf16" : string.Empty; // mixed precision
-        return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") + bf16 : mst;
+        string attn = KeepAttention ? "+attn" : string.Empty;
+        return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") + attn + bf16 : mst;
     }
 }

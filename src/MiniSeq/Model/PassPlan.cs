@@ -4,7 +4,9 @@
 //
 // Activations arena:
 //   LayerInputs[0..L]  (N, C) each: the residual stream entering each layer (LayerInputs[L] = final hidden state).
-//   Workspaces[w]      one per layer without checkpointing, one shared with checkpointing (or for eval):
+//   Workspaces[w]      one per layer without checkpointing, one shared with checkpointing (or for eval) — with
+//                      checkpointing that keeps attention (policy KeepAttention) one per layer whose AttnOut and Lse
+//                      are its own and the rest shared:
 //                      Q (N, H·D) post-RoPE, K, V (N, KvH·D), AttnOut (N, H·D), Lse (B, H, T), HMid (N, C),
 //                      and Gate, Up (N, F) only when the MLP is not chunked.
 // Scratch arena (phases that never overlap share memory):
@@ -73,6 +75,13 @@ public sealed class PassPlan
             policy = policy with { LayerInputDType = ActivationDType.BFloat16 };
         }
 
+        if (training && policy.KeepAttention && policy.Checkpoint && policy.LayerInputDType != ActivationDType.Float32)
+        {
+            // The recompute starts from the bf16-rounded layer input, the forward ran on the fp32 one: attention outputs
+            // kept from the forward would not match the recomputed q, k, v of the backward.
+            throw new ArgumentException("--checkpoint attn needs fp32 layer inputs: under --precision bf16 the backward recomputes each layer from its bf16-rounded input, which the kept attention outputs (computed from the fp32 input) would not match; use --checkpoint on.");
+        }
+
         Config = config;
         BatchSize = batchSize;
         SeqLen = seqLen;
@@ -124,19 +133,23 @@ public sealed class PassPlan
             LayerInputs[i] = Activations.Add($"layer_input_{i}", n * c);
         }
 
-        int workspaces = keepAllLayers ? layers : 1;
+        // Checkpointing keeps one workspace for all layers; keeping the attention outputs gives every layer its own
+        // attention output and lse (the recompute then skips flash attention) and shares the rest.
+        KeepsAttention = training && policy.Checkpoint && policy.KeepAttention;
+        int workspaces = keepAllLayers || KeepsAttention ? layers : 1;
         Workspaces = new LayerWorkspaceSlots[workspaces];
         for (int w = 0; w < workspaces; w++)
         {
+            bool own = keepAllLayers || w == 0;
             Workspaces[w] = new LayerWorkspaceSlots(
-                Activations.Add($"q_{w}", n * hd),
-                Activations.Add($"k_{w}", n * kvd),
-                Activations.Add($"v_{w}", n * kvd),
+                own ? Activations.Add($"q_{w}", n * hd) : Workspaces[0].Query,
+                own ? Activations.Add($"k_{w}", n * kvd) : Workspaces[0].Key,
+                own ? Activations.Add($"v_{w}", n * kvd) : Workspaces[0].Value,
                 Activations.Add($"attn_out_{w}", n * hd),
                 Activations.Add($"lse_{w}", (long)batchSize * heads * seqLen),
-                Activations.Add($"h_mid_{w}", n * c),
-                mlpSaved ? Activations.Add($"gate_{w}", n * f) : null,
-                mlpSaved ? Activations.Add($"up_{w}", n * f) : null);
+                own ? Activations.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
+                mlpSaved ? (own ? Activations.Add($"gate_{w}", n * f) : Workspaces[0].Gate) : null,
+                mlpSaved ? (own ? Activations.Add($"up_{w}", n * f) : Workspaces[0].Up) : null);
         }
 
         // ---- scratch ----
@@ -434,6 +447,10 @@ public sealed class PassPlan
 #pragma warning disable CS1591 // slots are described by the class remarks
     public ArenaSlot[] LayerInputs { get; private set; }
     public LayerWorkspaceSlots[] Workspaces { get; private set; }
+
+    /// <summary>Whether each layer's attention output and lse survive to its backward, whose recompute then skips the
+    /// flash-attention forward (<see cref="MemoryPolicy.KeepAttention"/> with checkpointing, training only).</summary>
+    public bool KeepsAttention { get; private set; }
     public ArenaSlot DResidual { get; private set; }
     public ArenaSlot ProjNorm { get; private set; }
     public ArenaSlot ProjRstd { get; private set; }

@@ -90,9 +90,12 @@ public static class MemoryPlanner
             plan.LayerInputDiskBytes);
     }
 
-    /// <summary>Predictions for every standard policy.</summary>
+    /// <summary>Predictions for every standard policy the setup can run (bf16 mixed precision cannot keep attention
+    /// outputs: its recompute starts from bf16-rounded layer inputs).</summary>
     public static IReadOnlyList<MemoryPrediction> PredictAll(LlamaConfig config, int microBatchRows, int seqLen, OptimizerOptions optimizer, long runtimeOverhead, TrainingSetup? setup = null)
-        => [.. Policies(config, microBatchRows, seqLen).Select(p => Predict(config, microBatchRows, seqLen, p.Policy, optimizer, runtimeOverhead, p.Name, setup))];
+        => [.. Policies(config, microBatchRows, seqLen)
+            .Where(p => !(p.Policy.KeepAttention && (setup ?? TrainingSetup.Default).Precision == Precision.BFloat16))
+            .Select(p => Predict(config, microBatchRows, seqLen, p.Policy, optimizer, runtimeOverhead, p.Name, setup))];
 
     // The standard policies for rows × seqLen tokens (made from the whole rows' token count, as train makes them).
     private static IEnumerable<(string Name, MemoryPolicy Policy)> Policies(LlamaConfig config, int microBatchRows, int seqLen)

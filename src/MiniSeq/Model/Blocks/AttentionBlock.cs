@@ -15,8 +15,10 @@ namespace MiniSeq.Model.Blocks;
 /// <summary>Forward and backward of the attention half of layer l.</summary>
 internal sealed unsafe class AttentionBlock(PassContext ctx)
 {
-    /// <summary>q, k, v, attention output, lse and h_mid of layer l from its input hIn.</summary>
-    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws)
+    /// <summary>q, k, v, attention output, lse and h_mid of layer l from its input hIn; with
+    /// <paramref name="attentionKept"/> (a recompute whose layer kept its attention output and lse) q, k, v and h_mid
+    /// only — the flash-attention forward would write the same bits again.</summary>
+    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws, bool attentionKept = false)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
@@ -55,7 +57,11 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
         using (StepProfiler.Measure(ProfiledOp.AttentionForward))
         {
-            if (ctx.SequenceParallel is { } sp)
+            if (attentionKept)
+            {
+                // attn and lse of this layer are still in its own workspace slots.
+            }
+            else if (ctx.SequenceParallel is { } sp)
             {
                 // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
                 sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn, ctx.SequenceDocumentStarts);
