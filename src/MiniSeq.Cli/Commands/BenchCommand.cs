@@ -91,7 +91,7 @@ internal static class BenchCommand
     }
 
     private static readonly Option<string> SeqLens = new("--seq-len") { DefaultValueFactory = _ => "4096,8192,16384", Description = "Comma-separated sequence lengths" };
-    private static readonly Option<string> Modes = new("--modes") { DefaultValueFactory = _ => "vanilla,mst,checkpoint,mst+checkpoint", Description = "Comma-separated: vanilla, mst, checkpoint, mst+checkpoint, chunked, chunked+offload, chunked+bf16, chunked+bf16+offload, auto, or a described policy such as mst(mlp 64, lm 128)+chunked(512)+bf16" };
+    private static readonly Option<string> Modes = new("--modes") { DefaultValueFactory = _ => "vanilla,mst,checkpoint,mst+checkpoint", Description = "Comma-separated: vanilla, mst, checkpoint, mst+checkpoint, checkpoint+attn, mst+checkpoint+attn, chunked, chunked+offload, chunked+bf16, chunked+bf16+offload, auto, or a described policy such as mst(mlp 64, lm 128)+chunked(512)+bf16" };
     private static readonly Option<int> Steps = new("--steps") { DefaultValueFactory = _ => 3, Description = "Steps per run (the first is a warm-up)" };
     private static readonly Option<string> ConfigName = new("--config") { DefaultValueFactory = _ => "small", Description = "tiny | small | demo | config.json" };
     private static readonly Option<int> Batch = new("--batch") { DefaultValueFactory = _ => 1, Description = "Rows per batch" };
