@@ -321,7 +321,7 @@ public unsafe class LoraDropoutTests
         var lora = new LoraConfig { Rank = 4, Alpha = 8, Dropout = 0.25f, Targets = LoraConfig.ParseTargets("all,lm_head") };
         float[]? reference = null;
         double referenceLoss = 0;
-        foreach (MemoryPolicy policy in new[] { MemoryPolicy.Vanilla, MemoryPolicy.MiniSequence(config, 48, checkpoint: true), new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 5, Checkpoint = true }, MemoryPolicy.Chunked(config, 48, chunk: 7) })
+        foreach (MemoryPolicy policy in new[] { MemoryPolicy.Vanilla, MemoryPolicy.MiniSequence(config, 48, checkpoint: true), new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 5, Checkpoint = true }, new MemoryPolicy { Checkpoint = true, KeepAttention = true }, MemoryPolicy.Chunked(config, 48, chunk: 7) })
         {
             using var model = new LlamaModel(config);
             model.InitializeRandom(2);
