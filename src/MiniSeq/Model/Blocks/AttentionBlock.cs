@@ -55,20 +55,20 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
         }
 
-        using (StepProfiler.Measure(ProfiledOp.AttentionForward))
+        // A recompute whose layer kept its attention output and lse (in its own workspace slots) skips flash attention.
+        if (!attentionKept)
         {
-            if (attentionKept)
+            using (StepProfiler.Measure(ProfiledOp.AttentionForward))
             {
-                // attn and lse of this layer are still in its own workspace slots.
-            }
-            else if (ctx.SequenceParallel is { } sp)
-            {
-                // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
-                sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn, ctx.SequenceDocumentStarts);
-            }
-            else
-            {
-                FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
+                if (ctx.SequenceParallel is { } sp)
+                {
+                    // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
+                    sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn, ctx.SequenceDocumentStarts);
+                }
+                else
+                {
+                    FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
+                }
             }
         }
 
