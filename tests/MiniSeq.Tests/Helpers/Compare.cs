@@ -1,4 +1,5 @@
-// Norm-wise relative error, the comparison used against PyTorch and between policies.
+// Norm-wise relative error, the comparison used against PyTorch and between policies; and bit-for-bit equality, for
+// paths that must compute the very same floats.
 namespace MiniSeq.Tests.Helpers;
 
 internal static class Compare
@@ -28,5 +29,16 @@ internal static class Compare
     {
         double err = Math.Abs(actual - expected) / Math.Max(Math.Abs(expected), 1e-30);
         Assert.True(err <= tolerance, $"{what}: {actual:R} vs {expected:R}, relative error {err:E3} > {tolerance:E1}");
+    }
+
+    /// <summary>Every element of <paramref name="actual"/> has the bits of the one in <paramref name="expected"/>
+    /// (stricter than ==: +0 and −0 differ, and so do NaN payloads).</summary>
+    public static void Bitwise(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]), $"{what}: element {i}: {expected[i]:R} vs {actual[i]:R}");
+        }
     }
 }

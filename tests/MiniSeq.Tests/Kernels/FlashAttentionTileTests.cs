@@ -7,6 +7,7 @@
 using System.Runtime.Intrinsics;
 using MiniSeq.Kernels;
 using MiniSeq.Kernels.Simd;
+using MiniSeq.Tests.Helpers;
 
 namespace MiniSeq.Tests.Kernels;
 
@@ -78,7 +79,7 @@ public unsafe class FlashAttentionTileTests
                     FlashAttention.Scores<TW, TV>(ap, Stride, 0, jLast, nR, d, bp, n, wide: false);
                 }
 
-                AssertBitwise(wide, narrow, $"Scores nR={nR}");
+                Compare.Bitwise(wide, narrow, $"Scores nR={nR}");
                 float[] scores = new float[nR * bq];
                 for (int j = 0; j < nR; j++)
                 {
@@ -94,7 +95,7 @@ public unsafe class FlashAttentionTileTests
                     }
                 }
 
-                AssertBitwise(scores, wide, $"Scores nR={nR} vs scalar FMA chain");
+                Compare.Bitwise(scores, wide, $"Scores nR={nR} vs scalar FMA chain");
 
                 // AccumulateRows (nR a multiple of 6, as in the backward), from a cleared c and onto an existing one.
                 foreach (bool overwrite in new[] { true, false })
@@ -121,8 +122,8 @@ public unsafe class FlashAttentionTileTests
                         FlashAttention.AccumulateRows<TW, TV>(pp, nR, xp, dp, n, overwrite, wide: false);
                     }
 
-                    AssertBitwise(cWide, cNarrow, $"AccumulateRows nR={nR} overwrite={overwrite}");
-                    AssertBitwise(rows, cWide, $"AccumulateRows nR={nR} overwrite={overwrite} vs scalar FMA chain");
+                    Compare.Bitwise(cWide, cNarrow, $"AccumulateRows nR={nR} overwrite={overwrite}");
+                    Compare.Bitwise(rows, cWide, $"AccumulateRows nR={nR} overwrite={overwrite} vs scalar FMA chain");
                 }
             }
 
@@ -149,8 +150,8 @@ public unsafe class FlashAttentionTileTests
                     FlashAttention.Accumulate<TW, TV>(ap, Stride, 0, n, d, pp, nc, wide: false);
                 }
 
-                AssertBitwise(cWide, cNarrow, $"Accumulate n={n}");
-                AssertBitwise(sums, cWide, $"Accumulate n={n} vs scalar FMA chain");
+                Compare.Bitwise(cWide, cNarrow, $"Accumulate n={n}");
+                Compare.Bitwise(sums, cWide, $"Accumulate n={n} vs scalar FMA chain");
             }
         }
     }
@@ -164,13 +165,5 @@ public unsafe class FlashAttentionTileTests
         }
 
         return values;
-    }
-
-    private static void AssertBitwise(float[] expected, float[] actual, string what)
-    {
-        for (int i = 0; i < expected.Length; i++)
-        {
-            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]), $"{what}: element {i}: {expected[i]:R} vs {actual[i]:R}");
-        }
     }
 }

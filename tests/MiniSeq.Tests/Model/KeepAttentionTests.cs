@@ -8,29 +8,17 @@ using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
 using MiniSeq.Tests.Distributed;
+using MiniSeq.Tests.Helpers;
 using MiniSeq.Training;
 
 namespace MiniSeq.Tests.Model;
 
 public class KeepAttentionTests
 {
-    private static (double Loss, float[] Gradients) Run(LlamaConfig config, TokenBatch batch, MemoryPolicy policy, Precision precision = Precision.Float32, int? microBatch = null)
-    {
-        using var model = new LlamaModel(config);
-        model.InitializeRandom(42);
-        using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, Precision = precision, MicroBatchRows = microBatch }, batch.BatchSize, batch.SeqLen);
-        (double loss, _) = trainer.ComputeGradients(batch);
-        return (loss, trainer.Gradients.Span.ToArray());
-    }
-
     private static void AssertBitwise((double Loss, float[] Gradients) expected, (double Loss, float[] Gradients) actual, string what)
     {
         Assert.True(BitConverter.DoubleToInt64Bits(expected.Loss) == BitConverter.DoubleToInt64Bits(actual.Loss), $"{what}: loss {expected.Loss:R} vs {actual.Loss:R}");
-        Assert.Equal(expected.Gradients.Length, actual.Gradients.Length);
-        for (int i = 0; i < expected.Gradients.Length; i++)
-        {
-            Assert.True(BitConverter.SingleToInt32Bits(expected.Gradients[i]) == BitConverter.SingleToInt32Bits(actual.Gradients[i]), $"{what}: gradient {i}: {expected.Gradients[i]:R} vs {actual.Gradients[i]:R}");
-        }
+        Compare.Bitwise(expected.Gradients, actual.Gradients, what + " gradients");
     }
 
     public static TheoryData<bool, bool, int, int> Cases => new()
@@ -50,10 +38,10 @@ public class KeepAttentionTests
         TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(config, rows, seqLen, 11);
         MemoryPolicy checkpoint = mst ? new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 2, Checkpoint = true } : new MemoryPolicy { Checkpoint = true };
         MemoryPolicy keep = checkpoint with { KeepAttention = true };
-        AssertBitwise(Run(config, batch, checkpoint), Run(config, batch, keep), keep.Describe());
+        AssertBitwise(MiniSequenceEquivalenceTests.Run(config, batch, checkpoint), MiniSequenceEquivalenceTests.Run(config, batch, keep), keep.Describe());
         if (rows > 1)
         {
-            AssertBitwise(Run(config, batch, checkpoint, microBatch: 1), Run(config, batch, keep, microBatch: 1), keep.Describe() + " micro-batches of 1 row");
+            AssertBitwise(MiniSequenceEquivalenceTests.Run(config, batch, checkpoint, microBatch: 1), MiniSequenceEquivalenceTests.Run(config, batch, keep, microBatch: 1), keep.Describe() + " micro-batches of 1 row");
         }
     }
 
@@ -86,8 +74,9 @@ public class KeepAttentionTests
     public void KeepAttention_WithBf16Precision_IsRefused()
     {
         LlamaConfig config = ModelPresets.Tiny;
-        TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(config, 1, 16, 13);
-        ArgumentException e = Assert.Throws<ArgumentException>(() => Run(config, batch, new MemoryPolicy { Checkpoint = true, KeepAttention = true }, Precision.BFloat16));
+        using var model = new LlamaModel(config);
+        var options = new TrainerOptions { Policy = new MemoryPolicy { Checkpoint = true, KeepAttention = true }, Precision = Precision.BFloat16 };
+        ArgumentException e = Assert.Throws<ArgumentException>(() => new Trainer(model, options, 1, 16));
         Assert.Contains("--checkpoint attn needs fp32 layer inputs", e.Message, StringComparison.Ordinal);
     }
 
