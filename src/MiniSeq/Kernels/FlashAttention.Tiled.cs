@@ -500,16 +500,7 @@ public static unsafe partial class FlashAttention
             float* a3 = aHead + (Math.Min(j0 + jg + 3, jLast) * stride);
             float* a4 = aHead + (Math.Min(j0 + jg + 4, jLast) * stride);
             float* a5 = aHead + (Math.Min(j0 + jg + 5, jLast) * stride);
-            float* o = outT + (jg * bq);
-            if (wide && HasWideTiles<TW, TV>())
-            {
-                Tile<TW, TV, Rows6x4>(d, a0, a1, a2, a3, a4, a5, 1, bT, bq, o, bq, load: false);
-            }
-            else
-            {
-                Tile<TW, TV, Rows6x2>(d, a0, a1, a2, a3, a4, a5, 1, bT, bq, o, bq, load: false);
-                Tile<TW, TV, Rows6x2>(d, a0, a1, a2, a3, a4, a5, 1, bT + (2 * w), bq, o + (2 * w), bq, load: false);
-            }
+            TileAcrossBlock<TW, TV>(wide, d, a0, a1, a2, a3, a4, a5, 1, bT, outT + (jg * bq), load: false);
         }
     }
 
@@ -526,6 +517,27 @@ public static unsafe partial class FlashAttention
         where TV : struct
         => TW.Count >= 16;
 
+    /// <summary>
+    /// <see cref="Tile"/> for six rows across the Bq = 4W columns of a query block (b and c with row stride Bq): one 6 × 4
+    /// tile where <see cref="HasWideTiles"/> (and <paramref name="wide"/>), else two 6 × 2 tiles, one per half.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TileAcrossBlock<TW, TV>(bool wide, int k, float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, nint kStride, float* b, float* c, bool load)
+        where TW : struct, IVectorWidth<TV>
+        where TV : struct
+    {
+        int bq = 4 * TW.Count;
+        if (wide && HasWideTiles<TW, TV>())
+        {
+            Tile<TW, TV, Rows6x4>(k, a0, a1, a2, a3, a4, a5, kStride, b, bq, c, bq, load);
+        }
+        else
+        {
+            Tile<TW, TV, Rows6x2>(k, a0, a1, a2, a3, a4, a5, kStride, b, bq, c, bq, load);
+            Tile<TW, TV, Rows6x2>(k, a0, a1, a2, a3, a4, a5, kStride, b + (2 * TW.Count), bq, c + (2 * TW.Count), bq, load);
+        }
+    }
+
     /// <summary>cᵀ[i, r] += Σ_{j&lt;n} a[j0 + j, i]·pᵀ[j, r]: (D, Bq) += (n, D)ᵀ·(n, Bq).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Accumulate<TW, TV>(float* aHead, long stride, int j0, int n, int d, float* pT, float* cT, bool wide)
@@ -540,16 +552,7 @@ public static unsafe partial class FlashAttention
         for (; i + 6 <= d; i += 6)
         {
             float* ai = a + i;
-            float* ci = cT + (i * bq);
-            if (wide && HasWideTiles<TW, TV>())
-            {
-                Tile<TW, TV, Rows6x4>(n, ai, ai + 1, ai + 2, ai + 3, ai + 4, ai + 5, s, pT, bq, ci, bq, load: true);
-            }
-            else
-            {
-                Tile<TW, TV, Rows6x2>(n, ai, ai + 1, ai + 2, ai + 3, ai + 4, ai + 5, s, pT, bq, ci, bq, load: true);
-                Tile<TW, TV, Rows6x2>(n, ai, ai + 1, ai + 2, ai + 3, ai + 4, ai + 5, s, pT + (2 * w), bq, ci + (2 * w), bq, load: true);
-            }
+            TileAcrossBlock<TW, TV>(wide, n, ai, ai + 1, ai + 2, ai + 3, ai + 4, ai + 5, s, pT, cT + (i * bq), load: true);
         }
 
         // The head dims the blocks of 6 leave (2 for D = 32): 2 rows × 4 vectors (8 accumulators) fit either register file.
