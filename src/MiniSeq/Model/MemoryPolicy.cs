@@ -195,7 +195,8 @@ public sealed partial record MemoryPolicy
         ActivationDType dtype = ParseActivationDType(activationDType);
         string? directory = ParseOffload(offload);
         int? chunk = ParseSequenceChunk(seqChunk) ?? (dtype != ActivationDType.Float32 || directory is not null ? AutoSequenceChunk : null);
-        if (chunk is not null && checkpoint.Equals("attn", StringComparison.OrdinalIgnoreCase))
+        bool keepAttention = checkpoint.Equals("attn", StringComparison.OrdinalIgnoreCase);
+        if (chunk is not null && keepAttention)
         {
             throw new ArgumentException("--checkpoint attn keeps whole-sequence attention outputs per layer; sequence-chunked layers (--seq-chunk, --activation-dtype bf16, --offload) keep none: use one or the other.");
         }
@@ -213,7 +214,7 @@ public sealed partial record MemoryPolicy
                 "off" or "false" => false,
                 _ => throw new ArgumentException($"--checkpoint must be on, off or attn (got '{checkpoint}')."),
             },
-            KeepAttention = checkpoint.Equals("attn", StringComparison.OrdinalIgnoreCase),
+            KeepAttention = keepAttention,
         };
     }
 

@@ -135,7 +135,6 @@ public sealed class PassPlan
 
         // Checkpointing keeps one workspace for all layers; keeping the attention outputs gives every layer its own
         // attention output and lse (the recompute then skips flash attention) and shares the rest.
-        KeepsAttention = training && policy.Checkpoint && policy.KeepAttention;
         int workspaces = keepAllLayers || KeepsAttention ? layers : 1;
         Workspaces = new LayerWorkspaceSlots[workspaces];
         for (int w = 0; w < workspaces; w++)
@@ -450,7 +449,8 @@ public sealed class PassPlan
 
     /// <summary>Whether each layer's attention output and lse survive to its backward, whose recompute then skips the
     /// flash-attention forward (<see cref="MemoryPolicy.KeepAttention"/> with checkpointing, training only).</summary>
-    public bool KeepsAttention { get; private set; }
+    public bool KeepsAttention => Training && Policy.Checkpoint && Policy.KeepAttention && !Policy.SequenceChunked;
+
     public ArenaSlot DResidual { get; private set; }
     public ArenaSlot ProjNorm { get; private set; }
     public ArenaSlot ProjRstd { get; private set; }
