@@ -9,8 +9,13 @@ internal static class Progress
     /// <summary>Longest wall time between two plain progress lines.</summary>
     public static readonly TimeSpan LineInterval = TimeSpan.FromSeconds(1.5);
 
-    /// <summary>Runs <paramref name="work"/>, which reports one status line per step through the callback it is given.</summary>
-    public static void Run(int steps, Action<Action<string>> work)
+    /// <summary>Shortest wall time between two plain lines from inside a step (a long step's layers), so that a log
+    /// shows a step of minutes moving without a line per layer.</summary>
+    public static readonly TimeSpan WithinStepInterval = TimeSpan.FromSeconds(10);
+
+    /// <summary>Runs <paramref name="work"/>, which reports one status line per step (and, optionally, where a step
+    /// is) through the reporter it is given.</summary>
+    public static void Run(int steps, Action<Reporter> work)
     {
         if (AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected)
         {
@@ -19,37 +24,64 @@ internal static class Progress
                 .Start(ctx =>
                 {
                     ProgressTask task = ctx.AddTask("starting", maxValue: steps);
-                    work(line =>
-                    {
-                        task.Description = Markup.Escape(line);
-                        task.Increment(1);
-                    });
+                    string last = "starting";
+                    work(new Reporter(
+                        line =>
+                        {
+                            last = line;
+                            task.Description = Markup.Escape(line);
+                            task.Increment(1);
+                        },
+                        status => task.Description = Markup.Escape(last + "  ·  " + status)));
                     task.Value = task.MaxValue;
                 });
             return;
         }
 
-        long last = System.Diagnostics.Stopwatch.GetTimestamp();
+        long lastPrinted = System.Diagnostics.Stopwatch.GetTimestamp();
         string? pending = null;
         bool first = true;
-        work(line =>
-        {
-            if (first || System.Diagnostics.Stopwatch.GetElapsedTime(last) >= LineInterval)
+        work(new Reporter(
+            line =>
             {
-                Console.WriteLine(line);
-                pending = null;
-                first = false;
-                last = System.Diagnostics.Stopwatch.GetTimestamp();
-            }
-            else
+                if (first || System.Diagnostics.Stopwatch.GetElapsedTime(lastPrinted) >= LineInterval)
+                {
+                    Console.WriteLine(line);
+                    pending = null;
+                    first = false;
+                    lastPrinted = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+                else
+                {
+                    pending = line;
+                }
+            },
+            status =>
             {
-                pending = line;
-            }
-        });
+                if (System.Diagnostics.Stopwatch.GetElapsedTime(lastPrinted) >= WithinStepInterval)
+                {
+                    Console.WriteLine(status);
+                    lastPrinted = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+            }));
         if (pending is not null)
         {
             Console.WriteLine(pending);
         }
+    }
+
+    /// <summary>Where a running step is: "step 3/100 running 1:42: backward 12/24".</summary>
+    public static string WithinStep(int step, int steps, Model.StepProgress progress, TimeSpan intoStep)
+        => FormattableString.Invariant($"step {step}/{steps} running {(int)intoStep.TotalMinutes}:{intoStep.Seconds:00}: {progress}");
+
+    /// <summary>What the work reports: a finished step's line, or where the current step is.</summary>
+    internal sealed class Reporter(Action<string> step, Action<string> within)
+    {
+        /// <summary>A step finished: its status line.</summary>
+        public void Step(string line) => step(line);
+
+        /// <summary>The current step moved (a layer finished): where it is.</summary>
+        public void Within(string status) => within(status);
     }
 
     /// <summary>The progress line of one step: step, loss, tokens/s, memory, and the time left.</summary>

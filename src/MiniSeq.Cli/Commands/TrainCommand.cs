@@ -462,6 +462,9 @@ internal static class TrainCommand
                 }
             }
 
+            var stepClock = System.Diagnostics.Stopwatch.StartNew();
+            using var stop = new StopRequest(signal => Console.Error.WriteLine(
+                $"{signal}: finishing the running step, then ending the run{(savePath is null ? " (no --save: nothing will be saved)" : $" and saving to {savePath}")}; send it again to end now and lose the step"));
             Progress.Run(steps - firstStep, report => run.Run(steps, limit, r =>
             {
                 // Time in collectives since the previous step's callback (validation and saving excluded below).
@@ -492,10 +495,16 @@ internal static class TrainCommand
                     }
                 }
 
-                report(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + commText + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
+                report.Step(Progress.Line(r, steps, clock, timeLimit, model.Ledger.PeakTotal, firstStep) + commText + (validation is double vl ? FormattableString.Invariant($"  val {vl:F4}") : ""));
                 collectiveMark = timed?.Snapshot() ?? default;
-                return true;
-            }, fitScheduleToTimeLimit: fitSchedule && limit is not null));
+                stepClock.Restart();
+                // As a time limit ends a run: the code after the loop saves, summarises and plots.
+                return !stop.ShouldStop(world);
+            }, fitScheduleToTimeLimit: fitSchedule && limit is not null, stepProgress: p => report.Within(Progress.WithinStep(run.Trainer.StepCount + 1, steps, p, stepClock.Elapsed))));
+            if (stop.ExitCode != 0)
+            {
+                Console.Error.WriteLine(FormattableString.Invariant($"{stop.SignalName}: stopped after step {run.Trainer.StepCount}/{steps}"));
+            }
 
             bool keepState = saveEvery > 0 || resumeDir is not null;
             if (savePath is not null)
@@ -507,7 +516,7 @@ internal static class TrainCommand
             using IDisposable? finalState = savePath is not null && keepState ? run.Trainer.GatherOptimizerState() : null;
             if (!writer)
             {
-                return 0;
+                return stop.ExitCode;
             }
 
             if (savePath is not null)
@@ -560,9 +569,9 @@ internal static class TrainCommand
                     Console.Error.WriteLine($"warning: no chart drawn ({e.Message}); the run itself succeeded");
                 }
             }
-        }
 
-        return 0;
+            return stop.ExitCode;
+        }
     }
 
     /// <summary>Loads the tokenizer, the chat template and the data of a `train --data` run, with a summary on the console.</summary>

@@ -36,6 +36,7 @@ public sealed unsafe class LlamaPass : IDisposable
     private NativeBuffer? _documentStarts; // (B·T) ints, allocated on the first packed batch
     private NativeBuffer? _sequenceDocuments; // Ulysses: the whole rows' (B·P·T) document ids, then their starts
     private RopeTable? _documentRope; // Ulysses with packed rows: positions [0, Offset + T)
+    private Action<PassProgress>? _progress;
 
     /// <summary>Allocates the plan's arenas (accounted to the model's ledger).</summary>
     /// <remarks><paramref name="sequenceParallel"/>: the group of a Ulysses plan (<see cref="PassPlan.SequenceParallel"/>,
@@ -100,6 +101,21 @@ public sealed unsafe class LlamaPass : IDisposable
 
     private int Rows => _ctx.Rows;
 
+    /// <summary>Called on the pass's thread after each layer forward, after the LM head and after each layer backward
+    /// of a training pass (null: no reports).</summary>
+    public Action<PassProgress>? Progress
+    {
+        get => _progress;
+        set
+        {
+            _progress = value;
+            if (_chunked is not null)
+            {
+                _chunked.Progress = value;
+            }
+        }
+    }
+
     private int Layers => _model.Config.NumHiddenLayers;
 
     /// <summary>
@@ -157,9 +173,11 @@ public sealed unsafe class LlamaPass : IDisposable
                 _head.ForwardBackward(hFinal, lab, gradScale, dRes, gradients, recomputePass: true);
             }
 
+            _progress?.Invoke(new PassProgress(PassPhase.LmHead, Layers, Layers));
             for (int l = Layers - 1; l >= 0; l--)
             {
                 LayerBackward(l, dRes, gradients);
+                _progress?.Invoke(new PassProgress(PassPhase.Backward, Layers - l, Layers));
             }
 
             // Embedding: dE[tokens[r]] += dh_0[r].
@@ -353,6 +371,10 @@ public sealed unsafe class LlamaPass : IDisposable
             LayerWorkspaceSlots ws = Workspace(l);
             _attention.Forward(l, hIn, ws);
             _mlp.Forward(l, ws, hOut);
+            if (training)
+            {
+                _progress?.Invoke(new PassProgress(PassPhase.Forward, l + 1, Layers));
+            }
         }
 
         return _ctx.Saved(Plan.LayerInputs[keepAll ? Layers : Layers % 2]);

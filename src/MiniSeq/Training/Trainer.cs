@@ -127,6 +127,10 @@ public sealed unsafe class Trainer : IDisposable
     /// <summary>Settings.</summary>
     public TrainerOptions Options { get; }
 
+    /// <summary>Called on the training thread as each micro-batch's pass moves between layers (forward, LM head,
+    /// backward), so a step that takes minutes at long N can show where it is; null: no reports.</summary>
+    public Action<StepProgress>? Progress { get; set; }
+
     /// <summary>Rows per batch.</summary>
     public int BatchRows { get; }
 
@@ -188,13 +192,23 @@ public sealed unsafe class Trainer : IDisposable
         _gradients.All.Clear();
         float scale = (float)(1.0 / normalizer);
         double lossSum = 0;
-        for (int row = 0; row < batch.BatchSize; row += MicroBatchRows)
+        int microBatches = batch.BatchSize / MicroBatchRows;
+        try
         {
-            // A short last micro-batch would need a differently sized plan; require divisibility instead.
-            TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
-            _pass.DropoutSeed = DeterministicRandom.Mix(Options.Seed, (ulong)_optimizer.StepCount + 1);
-            _pass.DropoutTokens = DropoutTokensOf(row, batch.PaddedPositions);
-            lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All, micro.DocumentIds);
+            for (int row = 0; row < batch.BatchSize; row += MicroBatchRows)
+            {
+                // A short last micro-batch would need a differently sized plan; require divisibility instead.
+                TokenBatch micro = MicroBatchRows == batch.BatchSize ? batch : batch.Slice(row, MicroBatchRows);
+                _pass.DropoutSeed = DeterministicRandom.Mix(Options.Seed, (ulong)_optimizer.StepCount + 1);
+                _pass.DropoutTokens = DropoutTokensOf(row, batch.PaddedPositions);
+                int microBatch = (row / MicroBatchRows) + 1;
+                _pass.Progress = Progress is { } report ? pass => report(new StepProgress(microBatch, microBatches, pass)) : null;
+                lossSum += _pass.ForwardBackward(micro.InputIds, micro.Labels, scale, _gradients.All, micro.DocumentIds);
+            }
+        }
+        finally
+        {
+            _pass.Progress = null; // validation passes through the same pass do not report
         }
 
         return lossSum;

@@ -69,8 +69,23 @@ public sealed class TrainingRun : IDisposable
     /// or <paramref name="afterStep"/> returns false. Returns the steps taken by this call. With
     /// <paramref name="fitScheduleToTimeLimit"/>, the learning-rate schedule is shortened as the run goes so that it
     /// ends at the last step that fits in the time limit (the run then depends on the machine's speed).
+    /// <paramref name="stepProgress"/> hears where each step is between layers (see <see cref="Trainer.Progress"/>).
     /// </summary>
-    public IReadOnlyList<StepResult> Run(int steps, TimeSpan? timeLimit = null, Func<StepResult, bool>? afterStep = null, bool fitScheduleToTimeLimit = false)
+    public IReadOnlyList<StepResult> Run(int steps, TimeSpan? timeLimit = null, Func<StepResult, bool>? afterStep = null, bool fitScheduleToTimeLimit = false, Action<StepProgress>? stepProgress = null)
+    {
+        Action<StepProgress>? previous = Trainer.Progress;
+        Trainer.Progress = stepProgress ?? previous;
+        try
+        {
+            return RunSteps(steps, timeLimit, afterStep, fitScheduleToTimeLimit);
+        }
+        finally
+        {
+            Trainer.Progress = previous;
+        }
+    }
+
+    private List<StepResult> RunSteps(int steps, TimeSpan? timeLimit, Func<StepResult, bool>? afterStep, bool fitScheduleToTimeLimit)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         int first = _history.Count, done = 0;

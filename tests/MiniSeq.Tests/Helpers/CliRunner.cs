@@ -27,7 +27,11 @@ internal static class CliRunner
     public static CliResult RunWith(IReadOnlyDictionary<string, string> environment, params string[] args) => Start(null, environment, args);
 
     /// <summary>Starts the executable without waiting (so that a test can kill it); its output is drained and dropped.</summary>
-    public static Process StartBackground(params string[] args)
+    public static Process StartBackground(params string[] args) => StartBackground(null, args);
+
+    /// <summary>Starts the executable without waiting; its output (stdout and stderr lines) goes to
+    /// <paramref name="output"/> (locked while appended), or is dropped when null.</summary>
+    public static Process StartBackground(System.Text.StringBuilder? output, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(CliDll);
@@ -38,8 +42,19 @@ internal static class CliRunner
 
         psi.Environment["MINISEQ_THREADS"] = "1";
         var process = Process.Start(psi)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        void Append(object sender, DataReceivedEventArgs e)
+        {
+            if (output is not null && e.Data is not null)
+            {
+                lock (output)
+                {
+                    output.AppendLine(e.Data);
+                }
+            }
+        }
+
+        process.OutputDataReceived += Append;
+        process.ErrorDataReceived += Append;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;

@@ -30,6 +30,9 @@ namespace MiniSeq.Model.Blocks;
 /// <summary>Forward and backward of all decoder layers in sequence chunks (policy <see cref="MemoryPolicy.SequenceChunk"/>).</summary>
 internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlock attention, MlpBlock mlp, LmHeadBlock head, LayerInputStore? store)
 {
+    /// <summary>Reports of a training pass (see <see cref="LlamaPass.Progress"/>).</summary>
+    public Action<PassProgress>? Progress { get; set; }
+
     private PassPlan Plan => ctx.Plan;
 
     private int ChunksPerRow => (Plan.SeqLen + Plan.SequenceChunkRows - 1) / Plan.SequenceChunkRows;
@@ -89,6 +92,17 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
                     }
                 }
             }
+
+            if (training)
+            {
+                // The last layer's chunks ran the LM head too: its report follows that layer's.
+                Progress?.Invoke(new PassProgress(PassPhase.Forward, l + 1, layers));
+            }
+        }
+
+        if (training)
+        {
+            Progress?.Invoke(new PassProgress(PassPhase.LmHead, layers, layers));
         }
 
         store?.Flush();
@@ -177,6 +191,8 @@ internal sealed unsafe class SequenceChunkedLayers(PassContext ctx, AttentionBlo
             {
                 KeysAndValuesBackward(ulysses, l, tokens, hIn, dxn, gradients);
             }
+
+            Progress?.Invoke(new PassProgress(PassPhase.Backward, cfg.NumHiddenLayers - l, cfg.NumHiddenLayers));
         }
     }
 
