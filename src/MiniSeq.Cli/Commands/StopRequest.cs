@@ -1,7 +1,8 @@
-// Ctrl-C (SIGINT) or SIGTERM (a job scheduler's notice) during `train` finishes the running step, then ends the run
-// as a time limit would — the model and training state saved to --save, the summary, metrics and plot written — and
-// exits with 128 + the signal's number. A second signal terminates at once. Under mpirun every rank stops after the
-// same step: the ranks agree on it with one tiny all-reduce per step.
+// Ctrl-C (SIGINT), SIGTERM (a job scheduler's notice) or SIGUSR1 during `train` finishes the running step, then ends
+// the run as a time limit would — the model and training state saved to --save, the summary, metrics and plot
+// written — and exits with 128 + the signal's number. A second signal terminates at once. Under mpirun, whose own
+// SIGINT/SIGTERM kill the job, SIGUSR1 is the one it forwards to every rank (Open MPI's mpirun(1), "Signal
+// Propagation"); the ranks agree with one tiny all-reduce per step to stop after the same step.
 using System.Runtime.InteropServices;
 using MiniSeq.Distributed;
 
@@ -15,17 +16,21 @@ internal sealed class StopRequest : IDisposable
     /// <summary>Listens for SIGINT and SIGTERM; <paramref name="notice"/> hears the first (on the signal's thread).</summary>
     public StopRequest(Action<string> notice)
     {
-        _registrations =
-        [
-            PosixSignalRegistration.Create(PosixSignal.SIGINT, context => Handle(context, 2, "SIGINT", notice)),
-            PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => Handle(context, 15, "SIGTERM", notice)),
-        ];
+        _registrations = [.. Signals.Select(s => PosixSignalRegistration.Create(s.Signal, context => Handle(context, s.Number, notice)))];
     }
 
-    /// <summary>The signal received first, if any (e.g. "SIGINT").</summary>
-    public string? SignalName { get; private set; }
+    // SIGUSR1 by its raw number (PosixSignal names only the portable signals); 10 on Linux.
+    private static readonly (PosixSignal Signal, int Number, string Name)[] Signals = OperatingSystem.IsLinux()
+        ? [(PosixSignal.SIGINT, 2, "SIGINT"), (PosixSignal.SIGTERM, 15, "SIGTERM"), ((PosixSignal)10, 10, "SIGUSR1")]
+        : [(PosixSignal.SIGINT, 2, "SIGINT"), (PosixSignal.SIGTERM, 15, "SIGTERM")];
 
-    /// <summary>0, or 128 + the number of the signal that stopped the run (130 for SIGINT, 143 for SIGTERM).</summary>
+    private static string NameOf(int number) => Signals.First(s => s.Number == number).Name;
+
+    /// <summary>The signal received first (by any rank), if any: "SIGINT", "SIGTERM" or "SIGUSR1".</summary>
+    public string? SignalName => _signalNumber == 0 ? null : NameOf(_signalNumber);
+
+    /// <summary>0, or 128 + the number of the signal that stopped the run (130 for SIGINT, 143 for SIGTERM, 138 for
+    /// SIGUSR1).</summary>
     public int ExitCode => _signalNumber == 0 ? 0 : 128 + _signalNumber;
 
     /// <summary>Whether to stop after the step just taken: a signal reached this process (or, collectively, any rank).</summary>
@@ -42,13 +47,12 @@ internal sealed class StopRequest : IDisposable
         if (_signalNumber == 0 && signal[0] != 0)
         {
             _signalNumber = signal[0]; // another rank's signal: exit as it does
-            SignalName ??= signal[0] == 2 ? "SIGINT" : "SIGTERM";
         }
 
         return signal[0] != 0;
     }
 
-    private void Handle(PosixSignalContext context, int number, string name, Action<string> notice)
+    private void Handle(PosixSignalContext context, int number, Action<string> notice)
     {
         if (_signalNumber != 0)
         {
@@ -56,9 +60,8 @@ internal sealed class StopRequest : IDisposable
         }
 
         context.Cancel = true;
-        SignalName = name;
         _signalNumber = number;
-        notice(name);
+        notice(NameOf(number));
     }
 
     public void Dispose()

@@ -463,8 +463,13 @@ internal static class TrainCommand
             }
 
             var stepClock = System.Diagnostics.Stopwatch.StartNew();
-            using var stop = new StopRequest(signal => Console.Error.WriteLine(
-                $"{signal}: finishing the running step, then ending the run{(savePath is null ? " (no --save: nothing will be saved)" : $" and saving to {savePath}")}; send it again to end now and lose the step"));
+            using var stop = new StopRequest(signal =>
+            {
+                if (writer)
+                {
+                    Console.Error.WriteLine($"{signal}: finishing the running step, then ending the run{(savePath is null ? " (no --save: nothing will be saved)" : $" and saving to {savePath}")}; send it again to end now and lose the step");
+                }
+            });
             Progress.Run(steps - firstStep, report => run.Run(steps, limit, r =>
             {
                 // Time in collectives since the previous step's callback (validation and saving excluded below).
@@ -501,7 +506,7 @@ internal static class TrainCommand
                 // As a time limit ends a run: the code after the loop saves, summarises and plots.
                 return !stop.ShouldStop(world);
             }, fitScheduleToTimeLimit: fitSchedule && limit is not null, stepProgress: p => report.Within(Progress.WithinStep(run.Trainer.StepCount + 1, steps, p, stepClock.Elapsed))));
-            if (stop.ExitCode != 0)
+            if (stop.ExitCode != 0 && writer)
             {
                 Console.Error.WriteLine(FormattableString.Invariant($"{stop.SignalName}: stopped after step {run.Trainer.StepCount}/{steps}"));
             }

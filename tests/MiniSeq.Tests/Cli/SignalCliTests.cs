@@ -1,9 +1,11 @@
-// SIGINT (Ctrl-C) or SIGTERM during `train`: the running step finishes, the run ends as a time limit would end it —
-// model and training state saved to --save, metrics and chart written — and the process exits with 128 + the
-// signal's number; resuming from that directory ends bit-identical to a run never interrupted.
+// SIGINT (Ctrl-C), SIGTERM or SIGUSR1 during `train`: the running step finishes, the run ends as a time limit would
+// end it — model and training state saved to --save, metrics and chart written — and the process exits with 128 + the
+// signal's number; resuming from that directory ends bit-identical to a run never interrupted. Under mpirun (whose own
+// SIGINT/SIGTERM kill the job) SIGUSR1 sent to mpirun reaches every rank and all stop after the same step.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
+using MiniSeq.Tests.Distributed;
 using MiniSeq.Tests.Helpers;
 
 namespace MiniSeq.Tests.Cli;
@@ -13,18 +15,14 @@ public partial class SignalCliTests
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);
 
-    [Theory]
-    [InlineData(2, "SIGINT")]
-    [InlineData(15, "SIGTERM")]
-    public void Signal_FinishesTheStep_Saves_ExitsWith128PlusSignal_AndResumesBitIdentical(int signal, string name)
-    {
-        using var tmp = new TempDir();
-        string[] common = ["train", "--seq-len", "64", "--batch", "2", "--steps", "150", "--save-every", "1000"];
-        CliAssert.Ok(CliRunner.Run([.. common, "--save", tmp["ref"]]));
+    private static readonly string[] Common = ["train", "--seq-len", "64", "--batch", "2", "--steps", "150", "--save-every", "1000"];
 
+    /// <summary>Starts a run, signals it once it is stepping (metrics lines appear), waits for it to end; returns its
+    /// output and the steps it took.</summary>
+    private static (string Log, int Steps) SignalMidRun(Func<StringBuilder, Process> start, string metrics, int signal, int exitCode)
+    {
         var output = new StringBuilder();
-        string save = tmp["run"], metrics = tmp["m.jsonl"];
-        using Process process = CliRunner.StartBackground(output, [.. common, "--save", save, "--metrics", metrics]);
+        using Process process = start(output);
         var clock = Stopwatch.StartNew();
         while (!process.HasExited && (!File.Exists(metrics) || File.ReadAllLines(metrics).Length < 3) && clock.Elapsed < TimeSpan.FromMinutes(2))
         {
@@ -42,14 +40,46 @@ public partial class SignalCliTests
             log = output.ToString();
         }
 
-        Assert.True(128 + signal == process.ExitCode, $"exit code {process.ExitCode}: {log}");
-        Assert.Contains($"{name}: stopped after step ", log, StringComparison.Ordinal);
+        Assert.True(exitCode == process.ExitCode, $"exit code {process.ExitCode}: {log}");
         int steps = File.ReadAllLines(metrics).Length;
         Assert.InRange(steps, 3, 149);
+        return (log, steps);
+    }
+
+    [Theory]
+    [InlineData(2, "SIGINT")]
+    [InlineData(15, "SIGTERM")]
+    [InlineData(10, "SIGUSR1")]
+    public void Signal_FinishesTheStep_Saves_ExitsWith128PlusSignal_AndResumesBitIdentical(int signal, string name)
+    {
+        using var tmp = new TempDir();
+        CliAssert.Ok(CliRunner.Run([.. Common, "--save", tmp["ref"]]));
+
+        string save = tmp["run"], metrics = tmp["m.jsonl"];
+        (string log, int steps) = SignalMidRun(output => CliRunner.StartBackground(output, [.. Common, "--save", save, "--metrics", metrics]), metrics, signal, 128 + signal);
+        Assert.Contains($"{name}: finishing the running step", log, StringComparison.Ordinal);
+        Assert.Contains(FormattableString.Invariant($"{name}: stopped after step {steps}/150"), log, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.ChangeExtension(metrics, ".svg")), "no chart: " + log);
         Assert.True(File.Exists(Path.Combine(save, "model.safetensors")), "nothing saved: " + log);
 
-        CliResult resumed = CliRunner.Run([.. common, "--save", save, "--resume", save]);
+        CliResult resumed = CliRunner.Run([.. Common, "--save", save, "--resume", save]);
+        CliAssert.Ok(resumed);
+        Assert.Contains(FormattableString.Invariant($"at step {steps}"), resumed.Stdout, StringComparison.Ordinal);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["ref"], "model.safetensors")), File.ReadAllBytes(Path.Combine(save, "model.safetensors")));
+    }
+
+    [OpenMpiFact]
+    public void Sigusr1ToMpirun_EveryRankStopsAfterTheSameStep_RankZeroSaves_ResumesBitIdentical()
+    {
+        using var tmp = new TempDir();
+        CliAssert.Ok(CliRunner.RunUnderMpirun(2, [.. Common, "--save", tmp["ref"]]));
+
+        string save = tmp["run"], metrics = tmp["m.jsonl"];
+        (string log, int steps) = SignalMidRun(output => CliRunner.StartBackgroundUnderMpirun(output, 2, [.. Common, "--save", save, "--metrics", metrics]), metrics, 10, 138);
+        Assert.Contains(FormattableString.Invariant($"SIGUSR1: stopped after step {steps}/150"), log, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(save, "model.safetensors")), "nothing saved: " + log);
+
+        CliResult resumed = CliRunner.RunUnderMpirun(2, [.. Common, "--save", save, "--resume", save]);
         CliAssert.Ok(resumed);
         Assert.Contains(FormattableString.Invariant($"at step {steps}"), resumed.Stdout, StringComparison.Ordinal);
         Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["ref"], "model.safetensors")), File.ReadAllBytes(Path.Combine(save, "model.safetensors")));

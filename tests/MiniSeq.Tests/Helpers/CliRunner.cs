@@ -31,10 +31,19 @@ internal static class CliRunner
 
     /// <summary>Starts the executable without waiting; its output (stdout and stderr lines) goes to
     /// <paramref name="output"/> (locked while appended), or is dropped when null.</summary>
-    public static Process StartBackground(System.Text.StringBuilder? output, params string[] args)
+    public static Process StartBackground(System.Text.StringBuilder? output, params string[] args) => StartBackground("dotnet", [CliDll, .. args], output);
+
+    /// <summary>Starts <c>mpirun</c> over <paramref name="ranks"/> ranks of the executable (as <see cref="RunUnderMpirun"/>)
+    /// without waiting; the output of every rank goes to <paramref name="output"/>.</summary>
+    public static Process StartBackgroundUnderMpirun(System.Text.StringBuilder? output, int ranks, params string[] args)
+        => StartBackground("mpirun", [.. MpirunArguments(ranks), CliDll, .. args], output);
+
+    private static string[] MpirunArguments(int ranks)
+        => ["-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "dotnet"];
+
+    private static Process StartBackground(string program, string[] args, System.Text.StringBuilder? output)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(CliDll);
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in args)
         {
             psi.ArgumentList.Add(a);
@@ -65,7 +74,7 @@ internal static class CliRunner
     /// any number of ranks on any machine), each rank with one kernel thread.
     /// </summary>
     public static CliResult RunUnderMpirun(int ranks, params string[] args)
-        => Start(null, new Dictionary<string, string>(), ["-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "dotnet", CliDll, .. args], program: "mpirun");
+        => Start(null, new Dictionary<string, string>(), [.. MpirunArguments(ranks), CliDll, .. args], program: "mpirun");
 
     private static CliResult Start(string? workingDirectory, IReadOnlyDictionary<string, string> environment, string[] args, string? program = null)
     {
