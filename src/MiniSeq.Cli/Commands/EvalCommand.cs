@@ -68,7 +68,7 @@ internal static class EvalCommand
                 };
                 using DocumentCorpus corpus = DocumentCorpus.Load(dataPaths, tokenizer, options);
                 var source = new PackedSource(corpus, null, 1, seqLen, seed: 0, shuffle: false, endless: false);
-                r = Evaluator.Evaluate(model, source.FirstEpoch(), 1, seqLen);
+                r = Evaluator.Evaluate(model, source.FirstEpoch(), 1, seqLen, batchDone: EvalProgress(source.BatchesPerEpoch, seqLen));
             }
 
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
@@ -80,5 +80,26 @@ internal static class EvalCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Progress of a long evaluation on stderr (stdout carries only the JSON result): a line at most every
+    /// <see cref="Progress.WithinStepInterval"/>, none for an evaluation shorter than that.</summary>
+    private static Action<int> EvalProgress(long batches, int seqLen)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan lastLine = TimeSpan.Zero;
+        return done =>
+        {
+            TimeSpan now = clock.Elapsed;
+            if (now - lastLine < Progress.WithinStepInterval)
+            {
+                return;
+            }
+
+            lastLine = now;
+            var left = TimeSpan.FromSeconds(Math.Ceiling((batches - done) * now.TotalSeconds / done));
+            Console.Error.WriteLine(FormattableString.Invariant(
+                $"eval: {done}/{batches} rows of {seqLen} tokens, {done * (double)seqLen / now.TotalSeconds:F0} tokens/s, ETA {(int)left.TotalMinutes}:{left.Seconds:00}"));
+        };
     }
 }

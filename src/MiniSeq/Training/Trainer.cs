@@ -355,9 +355,10 @@ public static class Evaluator
     }
 
     /// <summary>Mean cross-entropy over every scored label of <paramref name="batches"/> (all of shape
-    /// <paramref name="batchSize"/> × <paramref name="seqLen"/>; one pass planned for all; packed rows honoured).</summary>
+    /// <paramref name="batchSize"/> × <paramref name="seqLen"/>; one pass planned for all; packed rows honoured).
+    /// <paramref name="batchDone"/> hears the count of batches done after each (a long evaluation can show progress).</summary>
     /// <exception cref="InvalidDataException">Nothing is scored, or the loss is NaN or infinite (the message names the tensor at fault).</exception>
-    public static EvalResult Evaluate(LlamaModel model, IEnumerable<TokenBatch> batches, int batchSize, int seqLen, MemoryPolicy? policy = null, int? microBatchRows = null)
+    public static EvalResult Evaluate(LlamaModel model, IEnumerable<TokenBatch> batches, int batchSize, int seqLen, MemoryPolicy? policy = null, int? microBatchRows = null, Action<int>? batchDone = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(batches);
@@ -369,23 +370,18 @@ public static class Evaluator
 
         policy ??= MemoryPolicy.MiniSequence(model.Config, (long)micro * seqLen, checkpoint: false);
         using var pass = new LlamaPass(model, new PassPlan(model.Config, micro, seqLen, policy, training: false, lora: model.Adapters?.Config));
-        return Evaluate(model, pass, batches.Select(batch => batch.BatchSize == batchSize && batch.SeqLen == seqLen ? batch
-            : throw new ArgumentException($"Every batch must be {batchSize} × {seqLen}; got {batch.BatchSize} × {batch.SeqLen}.", nameof(batches))), micro);
-    }
-
-    /// <summary>Mean loss over <paramref name="batches"/> through <paramref name="pass"/> (forward only), in micro-batches
-    /// of <paramref name="micro"/> rows; nothing scored, or a loss that is not finite, is an error.</summary>
-    internal static EvalResult Evaluate(LlamaModel model, LlamaPass pass, IEnumerable<TokenBatch> batches, int micro)
-    {
-        (double sum, long scored, long tokens) = Sums(pass, batches, micro);
+        IEnumerable<TokenBatch> checkedBatches = batches.Select(batch => batch.BatchSize == batchSize && batch.SeqLen == seqLen ? batch
+            : throw new ArgumentException($"Every batch must be {batchSize} × {seqLen}; got {batch.BatchSize} × {batch.SeqLen}.", nameof(batches)));
+        (double sum, long scored, long tokens) = Sums(pass, checkedBatches, micro, batchDone);
         return Finish(model, sum, scored, tokens);
     }
 
     /// <summary>Token-loss sum, scored labels and tokens of <paramref name="batches"/> through <paramref name="pass"/>.</summary>
-    internal static (double LossSum, long Scored, long Tokens) Sums(LlamaPass pass, IEnumerable<TokenBatch> batches, int micro)
+    internal static (double LossSum, long Scored, long Tokens) Sums(LlamaPass pass, IEnumerable<TokenBatch> batches, int micro, Action<int>? batchDone = null)
     {
         double sum = 0;
         long scored = 0, tokens = 0;
+        int done = 0;
         foreach (TokenBatch batch in batches)
         {
             scored += batch.CountValidLabels();
@@ -395,6 +391,8 @@ public static class Evaluator
                 TokenBatch part = micro == batch.BatchSize ? batch : batch.Slice(row, micro);
                 sum += pass.ForwardLoss(part.InputIds, part.Labels, part.DocumentIds);
             }
+
+            batchDone?.Invoke(++done);
         }
 
         return (sum, scored, tokens);

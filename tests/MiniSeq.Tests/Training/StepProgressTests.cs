@@ -1,7 +1,7 @@
 // A training step reports where it is between layers — forward 1..L, the LM head, backward 1..L, per micro-batch — under
 // every kind of pass (kept layers, checkpointing with MsT, sequence-chunked layers); listening changes nothing in the
 // results, validation through the trainer's pass stays silent, and TrainingRun.Run hands the listener to the trainer
-// only for its own steps.
+// only for its own steps; an evaluation over many batches counts them as it goes, with the same result.
 using MiniSeq.IO;
 using MiniSeq.Model;
 using MiniSeq.Tests.Helpers;
@@ -91,6 +91,20 @@ public class StepProgressTests
         Assert.Equal(2 * ((2 * config.NumHiddenLayers) + 1), reports.Count);
         Assert.Equal(new StepProgress(1, 1, new PassProgress(PassPhase.Backward, config.NumHiddenLayers, config.NumHiddenLayers)), reports[^1]);
         Assert.Same(outer, run.Trainer.Progress);
+    }
+
+    [Fact]
+    public void Evaluate_CountsTheBatches_AndComputesTheSame()
+    {
+        LlamaConfig config = ModelPresets.Tiny;
+        TokenBatch[] batches = [.. Enumerable.Range(0, 4).Select(i => MiniSequenceEquivalenceTests.RandomBatch(config, 2, 16, 30 + (ulong)i))];
+        using var model = new LlamaModel(config);
+        model.InitializeRandom(42);
+        var done = new List<int>();
+        EvalResult silent = Evaluator.Evaluate(model, batches, 2, 16);
+        EvalResult counted = Evaluator.Evaluate(model, batches, 2, 16, batchDone: done.Add);
+        Assert.Equal([1, 2, 3, 4], done);
+        Assert.Equal(BitConverter.DoubleToInt64Bits(silent.Loss), BitConverter.DoubleToInt64Bits(counted.Loss));
     }
 
     [Fact]
