@@ -107,6 +107,18 @@ public static class StepBenchmark
             }
 
             long t0 = Stopwatch.GetTimestamp();
+            TimeSpan lastLine = TimeSpan.Zero;
+            int step = s + 1;
+            trainer.Progress = log is null ? null : p =>
+            {
+                // A step at long N takes minutes: say where it is, at most every 10 s.
+                TimeSpan now = Stopwatch.GetElapsedTime(t0);
+                if (now - lastLine >= TimeSpan.FromSeconds(10))
+                {
+                    lastLine = now;
+                    log(FormattableString.Invariant($"{mode} N={seqLen} step {step}/{steps} running {now.TotalSeconds:F0} s: {p}"));
+                }
+            };
             StepResult r = trainer.Step(batch);
             double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             times.Add(seconds);
