@@ -1,8 +1,8 @@
 // Ctrl-C (SIGINT), SIGTERM (a job scheduler's notice) or SIGUSR1 during `train` finishes the running step, then ends
-// the run as a time limit would — the model and training state saved to --save, the summary, metrics and plot
-// written — and exits with 128 + the signal's number. A second signal terminates at once. Under mpirun, whose own
-// SIGINT/SIGTERM kill the job, SIGUSR1 is the one it forwards to every rank (Open MPI's mpirun(1), "Signal
-// Propagation"); the ranks agree with one tiny all-reduce per step to stop after the same step.
+// the run as a time limit would — the model (with --save-every, the training state too) saved to --save, the
+// summary, metrics and plot written — and exits with 128 + the signal's number. A second signal terminates at once.
+// Under mpirun, whose own SIGINT/SIGTERM kill the job, SIGUSR1 is the one it forwards to every rank (Open MPI's
+// mpirun(1), "Signal Propagation"); the ranks agree with one tiny all-reduce per step to stop after the same step.
 using System.Runtime.InteropServices;
 using MiniSeq.Distributed;
 
