@@ -53,6 +53,17 @@ public sealed unsafe class KvCache : IDisposable
         Length++;
     }
 
+    /// <summary>Marks <paramref name="count"/> more positions as filled (a batched prefill wrote their rows).</summary>
+    internal void Advance(int count)
+    {
+        if (count < 0 || count > MaxLength - Length)
+        {
+            throw new InvalidOperationException($"The KV cache holds {MaxLength} positions; {Length} are filled and {count} more do not fit.");
+        }
+
+        Length += count;
+    }
+
     /// <summary>Forgets every position (the memory is reused).</summary>
     public void Reset() => Length = 0;
 

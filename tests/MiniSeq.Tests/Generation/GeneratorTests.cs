@@ -6,7 +6,7 @@ using MiniSeq.Tests.Helpers;
 namespace MiniSeq.Tests.Generation;
 
 /// <summary>KV-cache decoding equals the full forward pass; greedy and seeded sampling behave.</summary>
-public sealed class GeneratorTests
+public sealed unsafe class GeneratorTests
 {
     private const double Tolerance = 1e-5;
 
@@ -90,6 +90,59 @@ public sealed class GeneratorTests
 
         Assert.Equal(tokens.Length, generator.Cache.Length);
         Assert.Equal(2L * model.Config.NumHiddenLayers * tokens.Length * model.Config.KeyValueDim * sizeof(float), generator.Cache.Bytes);
+    }
+
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void Batched_prefill_fills_the_cache_as_steps_do_and_decoding_goes_on_from_it(string name)
+    {
+        using LlamaModel model = RandomModel(name);
+        LlamaConfig cfg = model.Config;
+        int v = cfg.VocabSize;
+        int[] tokens = RandomTokens(41, v, 12);
+        const int Prompt = 37; // ≥ BatchedPrefillMinTokens; the last 4 tokens are decoded one by one after it
+        Assert.True(Prompt >= Generator.BatchedPrefillMinTokens);
+        float[] expected = FullLogits(model, tokens);
+
+        using var batched = new Generator(model, tokens.Length);
+        using var stepped = new Generator(model, tokens.Length);
+        var logits = new float[v];
+        var reference = new float[v];
+        batched.Prefill(tokens.AsSpan(0, Prompt), logits);
+        foreach (int token in tokens.AsSpan(0, Prompt))
+        {
+            stepped.Step(token, reference);
+        }
+
+        Assert.Equal(Prompt, batched.Cache.Length);
+        Compare.Close(logits, expected.AsSpan((Prompt - 1) * v, v), Tolerance, $"{name} prefill logits");
+        long rows = (long)Prompt * batched.Cache.Width;
+        for (int layer = 0; layer < cfg.NumHiddenLayers; layer++)
+        {
+            Compare.Close(new ReadOnlySpan<float>(batched.Cache.Keys(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Keys(layer), (int)rows), Tolerance, $"{name} layer {layer} keys");
+            Compare.Close(new ReadOnlySpan<float>(batched.Cache.Values(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Values(layer), (int)rows), Tolerance, $"{name} layer {layer} values");
+        }
+
+        for (int t = Prompt; t < tokens.Length; t++)
+        {
+            batched.Step(tokens[t], logits);
+            Compare.Close(logits, expected.AsSpan(t * v, v), Tolerance, $"{name} position {t} after a batched prefill");
+        }
+    }
+
+    [Fact]
+    public void Batched_prefill_refuses_what_steps_refuse()
+    {
+        using LlamaModel model = RandomModel("tiny");
+        int v = model.Config.VocabSize;
+        var logits = new float[v];
+        using var generator = new Generator(model, 20);
+        int[] tooLong = RandomTokens(21, v, 13);
+        Assert.Throws<InvalidOperationException>(() => generator.Prefill(tooLong, logits));
+        int[] badToken = RandomTokens(20, v, 14);
+        badToken[7] = v;
+        Assert.Throws<ArgumentOutOfRangeException>(() => generator.Prefill(badToken, logits));
+        Assert.Equal(0, generator.Cache.Length);
     }
 
     [Theory]
