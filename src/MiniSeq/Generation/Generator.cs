@@ -91,6 +91,22 @@ public sealed unsafe class Generator : IDisposable
         }
     }
 
+    private void CheckToken(int token, string parameter)
+    {
+        if ((uint)token >= (uint)_model.Config.VocabSize)
+        {
+            throw new ArgumentOutOfRangeException(parameter, $"token id {token} is outside the vocabulary [0, {_model.Config.VocabSize}).");
+        }
+    }
+
+    private void CheckLogits(Span<float> logits)
+    {
+        if (logits.Length < _model.Config.VocabSize)
+        {
+            throw new ArgumentException($"logits holds {logits.Length} floats; {_model.Config.VocabSize} are needed.", nameof(logits));
+        }
+    }
+
     // Below this many tokens the one-token steps are as fast as planning and allocating a pass.
     internal const int BatchedPrefillMinTokens = 16;
 
@@ -102,17 +118,10 @@ public sealed unsafe class Generator : IDisposable
             throw new InvalidOperationException($"The KV cache holds {Cache.MaxLength} positions; the prompt has {prompt.Length} tokens.");
         }
 
-        if (logits.Length < cfg.VocabSize)
-        {
-            throw new ArgumentException($"logits holds {logits.Length} floats; {cfg.VocabSize} are needed.", nameof(logits));
-        }
-
+        CheckLogits(logits);
         foreach (int token in prompt)
         {
-            if ((uint)token >= (uint)cfg.VocabSize)
-            {
-                throw new ArgumentOutOfRangeException(nameof(prompt), $"token id {token} is outside the vocabulary [0, {cfg.VocabSize}).");
-            }
+            CheckToken(token, nameof(prompt)); // the pass's embedding does not check ids; nothing is cached yet
         }
 
         int n = prompt.Length;
@@ -131,16 +140,8 @@ public sealed unsafe class Generator : IDisposable
     public void Step(int token, Span<float> logits)
     {
         LlamaConfig cfg = _model.Config;
-        if ((uint)token >= (uint)cfg.VocabSize)
-        {
-            throw new ArgumentOutOfRangeException(nameof(token), $"token id {token} is outside the vocabulary [0, {cfg.VocabSize}).");
-        }
-
-        if (logits.Length < cfg.VocabSize)
-        {
-            throw new ArgumentException($"logits holds {logits.Length} floats; {cfg.VocabSize} are needed.", nameof(logits));
-        }
-
+        CheckToken(token, nameof(token));
+        CheckLogits(logits);
         int pos = Cache.Length;
         if (pos >= Cache.MaxLength)
         {
