@@ -22,7 +22,7 @@ internal static class BenchCommand
 
     public static Command Create()
     {
-        var bench = new Command("bench", "Benchmarks: gemm, attention, step, memory");
+        var bench = new Command("bench", "Benchmarks: gemm, attention, step, memory, overhead, toolbox");
         bench.Subcommands.Add(Gemm());
         bench.Subcommands.Add(AttentionBench.Create());
         bench.Subcommands.Add(Step());
