@@ -2,11 +2,11 @@
 // same ops as LlamaPass (Linear projections with Qwen2's biases, Qwen3's per-head q/k RMSNorm, RoPE from the same
 // float32 table, SwiGLU MLP, final norm, LM head), appends that position's key and value rows to the cache, and
 // attends its query over the cached keys (causal, Mistral's sliding window: position i sees keys i − W < j ≤ i).
-// Prefill of an empty cache runs the whole prompt as one forward pass (LlamaPass: GEMMs over all its rows, flash
-// attention, MsT chunks) that copies every layer's keys and values into the cache and returns the last position's
-// logits — a 4,500-token prompt took 50 s token by token, ≈ 100× longer. Prefill after earlier positions (the cache
-// not empty) feeds the tokens one at a time through Step. Either way the logits of every position equal the full
-// forward's (LlamaPass.ForwardLogits) up to float rounding.
+// Prefill of 16 tokens or more runs them in blocks of up to 512 positions, each through every layer with the training
+// kernels (GEMMs over the block's rows, flash attention of its queries over every cached position), writing keys and
+// values straight into the cache — a 4,656-token prompt took 50 s token by token, ≈ 100× longer; the same after earlier
+// positions (a chat's next turn) as from an empty cache. Shorter prompts go through Step. Either way the logits of
+// every position equal the full forward's (LlamaPass.ForwardLogits) up to float rounding.
 using MiniSeq.Kernels;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
@@ -79,7 +79,7 @@ public sealed unsafe class Generator : IDisposable
             throw new ArgumentException("The prompt is empty.", nameof(prompt));
         }
 
-        if (Cache.Length == 0 && prompt.Length >= BatchedPrefillMinTokens)
+        if (prompt.Length >= BatchedPrefillMinTokens)
         {
             PrefillBatched(prompt, logits);
             return;
@@ -107,33 +107,87 @@ public sealed unsafe class Generator : IDisposable
         }
     }
 
-    // Below this many tokens the one-token steps are as fast as planning and allocating a pass.
+    // Below this many tokens the one-token steps are as fast as allocating the block buffers.
     internal const int BatchedPrefillMinTokens = 16;
 
+    /// <summary>Positions per block of a batched prefill: bounds its buffers (rows × (2·hidden + 2·q + 2·intermediate +
+    /// 2·heads) floats, ≈ 26 MiB for Qwen2.5-0.5B) whatever the prompt's length, with GEMMs still 512 rows tall.
+    /// Settable for tests (block boundaries).</summary>
+    internal int PrefillBlockRows { get; init; } = 512;
+
+    /// <summary>
+    /// The prompt in blocks of positions, each through every layer as the training pass runs a chunk: GEMMs over the
+    /// block's rows, its keys and values written straight into the cache, flash attention of its queries over every
+    /// cached position (<see cref="FlashAttention.ForwardQueries(float*, float*, float*, int, int, int, int, int, float*, float*, int, int*)"/>).
+    /// The same from an empty cache or after earlier positions (a chat's next turn).
+    /// </summary>
     private void PrefillBatched(ReadOnlySpan<int> prompt, Span<float> logits)
     {
         LlamaConfig cfg = _model.Config;
-        if (prompt.Length > Cache.MaxLength)
+        if (Cache.Length + prompt.Length > Cache.MaxLength)
         {
-            throw new InvalidOperationException($"The KV cache holds {Cache.MaxLength} positions; the prompt has {prompt.Length} tokens.");
+            throw new InvalidOperationException($"The KV cache holds {Cache.MaxLength} positions; {Cache.Length} are used and the prompt has {prompt.Length} tokens.");
         }
 
         CheckLogits(logits);
         foreach (int token in prompt)
         {
-            CheckToken(token, nameof(prompt)); // the pass's embedding does not check ids; nothing is cached yet
+            CheckToken(token, nameof(prompt)); // the embedding does not check ids; nothing is cached yet
         }
 
-        int n = prompt.Length;
-        long width = Cache.Width;
-        using var pass = new LlamaPass(_model, new PassPlan(cfg, 1, n, MemoryPolicy.MiniSequence(cfg, n, checkpoint: false), training: false));
-        pass.LayerKeysAndValues = (layer, keys, values) =>
+        ParameterLayout layout = _model.Layout;
+        int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, f = cfg.IntermediateSize;
+        int heads = cfg.NumAttentionHeads, kvHeads = cfg.NumKeyValueHeads, d = cfg.HeadDim;
+        float eps = (float)cfg.RmsNormEps;
+        int block = Math.Min(PrefillBlockRows, prompt.Length);
+        long rstdFloats = (long)block * Math.Max(heads, 1);
+        using var work = new NativeBuffer((2L * block * c) + (2L * block * hd) + (2L * block * f) + rstdFloats + ((long)block * heads), MemoryCategory.Scratch, _model.Ledger, "generator prefill");
+        float* h = work.Pointer, xn = h + ((long)block * c), q = xn + ((long)block * c), attn = q + ((long)block * hd);
+        float* gate = attn + ((long)block * hd), up = gate + ((long)block * f), rstd = up + ((long)block * f), lse = rstd + rstdFloats;
+        int[] ids = prompt.ToArray();
+        fixed (int* tokens = ids)
         {
-            keys.Slice(0, n * width).CopyTo(new TensorView(Cache.Keys(layer), n * width));
-            values.Slice(0, n * width).CopyTo(new TensorView(Cache.Values(layer), n * width));
-        };
-        pass.ForwardLogits(prompt, [n - 1], logits[..cfg.VocabSize]);
-        Cache.Advance(n);
+            for (int b0 = 0; b0 < ids.Length; b0 += block)
+            {
+                int n = Math.Min(block, ids.Length - b0);
+                int pos = Cache.Length;
+                Embedding.Forward(tokens + b0, n, W(layout.Embedding), c, h);
+                for (int l = 0; l < cfg.NumHiddenLayers; l++)
+                {
+                    LayerSlots w = layout.Layers[l];
+                    float* kRows = Cache.Keys(l) + ((long)pos * kvd), vRows = Cache.Values(l) + ((long)pos * kvd);
+                    RmsNorm.Forward(h, W(w.AttentionNorm), n, c, eps, xn, rstd);
+                    Linear.Forward(xn, n, Projection(w.Query, c, hd, w.QueryBias), q);
+                    Linear.Forward(xn, n, Projection(w.Key, c, kvd, w.KeyBias), kRows);
+                    Linear.Forward(xn, n, Projection(w.Value, c, kvd, w.ValueBias), vRows);
+                    if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
+                    {
+                        RmsNorm.Forward(q, W(qNorm), n * heads, d, eps, q, rstd);
+                        RmsNorm.Forward(kRows, W(kNorm), n * kvHeads, d, eps, kRows, rstd);
+                    }
+
+                    Rope.Forward(q, n, n, heads, _rope, pos);
+                    Rope.Forward(kRows, n, n, kvHeads, _rope, pos);
+                    FlashAttention.ForwardQueries(q, Cache.Keys(l), Cache.Values(l), pos, n, heads, kvHeads, d, attn, lse, cfg.SlidingWindow ?? 0, null);
+                    Linear.Forward(attn, n, Projection(w.Output, hd, c), h, accumulate: true);
+                    RmsNorm.Forward(h, W(w.MlpNorm), n, c, eps, xn, rstd);
+                    Linear.Forward(xn, n, Projection(w.Gate, c, f), gate);
+                    Linear.Forward(xn, n, Projection(w.Up, c, f), up);
+                    SwiGlu.Forward(gate, up, (long)n * f, gate);
+                    Linear.Forward(gate, n, Projection(w.Down, f, c), h, accumulate: true);
+                }
+
+                Cache.Advance(n);
+                if (b0 + n == ids.Length)
+                {
+                    RmsNorm.Forward(h + ((long)(n - 1) * c), W(layout.FinalNorm), 1, c, eps, xn, rstd);
+                    fixed (float* dst = logits)
+                    {
+                        Linear.Forward(xn, 1, Projection(layout.LmHead, c, cfg.VocabSize), dst);
+                    }
+                }
+            }
+        }
     }
 
     /// <summary>Runs <paramref name="token"/> at <see cref="Position"/> and writes its next-token logits (V floats).</summary>

@@ -101,11 +101,6 @@ public sealed unsafe class LlamaPass : IDisposable
 
     private int Rows => _ctx.Rows;
 
-    /// <summary>Called in a forward over kept layers (not sequence-chunked) after each layer's attention with the
-    /// layer, its keys (after RoPE) and its values, (rows, KvH·D) each — how a generator fills its KV cache from one
-    /// batched prompt pass.</summary>
-    internal Action<int, TensorView, TensorView>? LayerKeysAndValues { get; set; }
-
     /// <summary>Called on the pass's thread after each layer forward, after the LM head and after each layer backward
     /// of a training pass (null: no reports).</summary>
     public Action<PassProgress>? Progress
@@ -375,7 +370,6 @@ public sealed unsafe class LlamaPass : IDisposable
 
             LayerWorkspaceSlots ws = Workspace(l);
             _attention.Forward(l, hIn, ws);
-            LayerKeysAndValues?.Invoke(l, _activations[ws.Key], _activations[ws.Value]);
             _mlp.Forward(l, ws, hOut);
             if (training)
             {

@@ -130,6 +130,61 @@ public sealed unsafe class GeneratorTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void Batched_prefill_after_earlier_positions_and_across_blocks_equals_steps(string name)
+    {
+        // A chat's next turn: 5 positions already cached (stepped), then 30 prompt tokens batched in blocks of 7
+        // (4 full blocks and a partial one), then 4 decoded; Mistral's window (5) makes blocks see only part of the cache.
+        using LlamaModel model = RandomModel(name);
+        LlamaConfig cfg = model.Config;
+        int v = cfg.VocabSize;
+        int[] tokens = RandomTokens(39, v, 15);
+        const int Earlier = 5, Prompt = 30;
+        float[] expected = FullLogits(model, tokens);
+
+        using var batched = new Generator(model, tokens.Length) { PrefillBlockRows = 7 };
+        using var stepped = new Generator(model, tokens.Length);
+        var logits = new float[v];
+        var reference = new float[v];
+        batched.Prefill(tokens.AsSpan(0, Earlier), logits); // < BatchedPrefillMinTokens: stepped
+        batched.Prefill(tokens.AsSpan(Earlier, Prompt), logits);
+        foreach (int token in tokens.AsSpan(0, Earlier + Prompt))
+        {
+            stepped.Step(token, reference);
+        }
+
+        Assert.Equal(Earlier + Prompt, batched.Cache.Length);
+        Compare.Close(logits, expected.AsSpan((Earlier + Prompt - 1) * v, v), Tolerance, $"{name} prefill logits");
+        long rows = (long)(Earlier + Prompt) * batched.Cache.Width;
+        for (int layer = 0; layer < cfg.NumHiddenLayers; layer++)
+        {
+            Compare.Close(new ReadOnlySpan<float>(batched.Cache.Keys(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Keys(layer), (int)rows), Tolerance, $"{name} layer {layer} keys");
+            Compare.Close(new ReadOnlySpan<float>(batched.Cache.Values(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Values(layer), (int)rows), Tolerance, $"{name} layer {layer} values");
+        }
+
+        for (int t = Earlier + Prompt; t < tokens.Length; t++)
+        {
+            batched.Step(tokens[t], logits);
+            Compare.Close(logits, expected.AsSpan(t * v, v), Tolerance, $"{name} position {t} after a batched prefill");
+        }
+    }
+
+    [Fact]
+    public void Batched_prefill_after_earlier_positions_refuses_a_prompt_past_the_cache_and_keeps_it()
+    {
+        using LlamaModel model = RandomModel("tiny");
+        int v = model.Config.VocabSize;
+        var logits = new float[v];
+        using var generator = new Generator(model, 40);
+        generator.Prefill(RandomTokens(20, v, 16), logits);
+        Assert.Throws<InvalidOperationException>(() => generator.Prefill(RandomTokens(21, v, 17), logits));
+        int[] badToken = RandomTokens(20, v, 18);
+        badToken[19] = -1;
+        Assert.Throws<ArgumentOutOfRangeException>(() => generator.Prefill(badToken, logits));
+        Assert.Equal(20, generator.Cache.Length);
+    }
+
     [Fact]
     public void Batched_prefill_refuses_what_steps_refuse()
     {
