@@ -111,7 +111,7 @@ internal static class GenerateCommand
                 stop = [.. stop, endId]; // chat models end a turn with the template's eos token (e.g. <|eot_id|>, <|im_end|>)
             }
 
-            using var generator = new Generator(model, prompt.Length + Math.Max(newTokens, 0));
+            using var generator = new Generator(model, prompt.Length + Math.Max(newTokens, 0)) { PrefillProgress = PrefillProgress() };
             var stopwatch = Stopwatch.StartNew();
             var generated = new List<int>();
             string printed = tokenizer is null ? "" : tokenizer.Decode(prompt, skipSpecialTokens: true);
@@ -172,5 +172,26 @@ internal static class GenerateCommand
         return parts.Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int id)
             ? id
             : throw new ArgumentException($"--prompt: '{s}' is not a token id (without --tokenizer the prompt is token ids separated by commas or spaces)")).ToArray();
+    }
+
+    /// <summary>Progress of a long prompt's prefill on stderr (stdout carries the text): a line at most every
+    /// <see cref="Progress.WithinStepInterval"/>, none for a prefill shorter than that.</summary>
+    private static Action<int, int> PrefillProgress()
+    {
+        var clock = Stopwatch.StartNew();
+        TimeSpan lastLine = TimeSpan.Zero;
+        return (done, total) =>
+        {
+            TimeSpan now = clock.Elapsed;
+            if (now - lastLine < Progress.WithinStepInterval || done == total)
+            {
+                return;
+            }
+
+            lastLine = now;
+            var left = TimeSpan.FromSeconds(Math.Ceiling((total - done) * now.TotalSeconds / done));
+            Console.Error.WriteLine(FormattableString.Invariant(
+                $"prefill: {done}/{total} prompt tokens, {done / now.TotalSeconds:F0} tokens/s, ETA {(int)left.TotalMinutes}:{left.Seconds:00}"));
+        };
     }
 }

@@ -110,6 +110,10 @@ public sealed unsafe class Generator : IDisposable
     // Below this many tokens the one-token steps are as fast as allocating the block buffers.
     internal const int BatchedPrefillMinTokens = 16;
 
+    /// <summary>Called after each block of a batched prefill with the prompt's tokens done so far and its length (null:
+    /// no reports) — a long prompt's prefill takes a while.</summary>
+    public Action<int, int>? PrefillProgress { get; set; }
+
     /// <summary>Positions per block of a batched prefill: bounds its buffers (rows × (2·hidden + 2·q + 2·intermediate +
     /// 2·heads) floats, ≈ 26 MiB for Qwen2.5-0.5B) whatever the prompt's length, with GEMMs still 512 rows tall.
     /// Settable for tests (block boundaries).</summary>
@@ -178,6 +182,7 @@ public sealed unsafe class Generator : IDisposable
                 }
 
                 Cache.Advance(n);
+                PrefillProgress?.Invoke(b0 + n, ids.Length);
                 if (b0 + n == ids.Length)
                 {
                     RmsNorm.Forward(h + ((long)(n - 1) * c), W(layout.FinalNorm), 1, c, eps, xn, rstd);

@@ -171,6 +171,19 @@ public sealed unsafe class GeneratorTests
     }
 
     [Fact]
+    public void Batched_prefill_reports_each_block()
+    {
+        using LlamaModel model = RandomModel("tiny");
+        int v = model.Config.VocabSize;
+        var logits = new float[v];
+        var reports = new List<(int Done, int Total)>();
+        using var generator = new Generator(model, 40) { PrefillBlockRows = 7, PrefillProgress = (done, total) => reports.Add((done, total)) };
+        generator.Prefill(RandomTokens(5, v, 19), logits); // stepped: no reports
+        generator.Prefill(RandomTokens(30, v, 20), logits);
+        Assert.Equal([(7, 30), (14, 30), (21, 30), (28, 30), (30, 30)], reports);
+    }
+
+    [Fact]
     public void Batched_prefill_after_earlier_positions_refuses_a_prompt_past_the_cache_and_keeps_it()
     {
         using LlamaModel model = RandomModel("tiny");
