@@ -111,7 +111,7 @@ internal static class GenerateCommand
                 stop = [.. stop, endId]; // chat models end a turn with the template's eos token (e.g. <|eot_id|>, <|im_end|>)
             }
 
-            using var generator = new Generator(model, prompt.Length + Math.Max(newTokens, 0)) { PrefillProgress = PrefillProgress() };
+            using var generator = new Generator(model, prompt.Length + Math.Max(newTokens, 0)) { PrefillProgress = PrefillProgress(config.HiddenSize) };
             var stopwatch = Stopwatch.StartNew();
             var generated = new List<int>();
             string printed = tokenizer is null ? "" : tokenizer.Decode(prompt, skipSpecialTokens: true);
@@ -175,9 +175,12 @@ internal static class GenerateCommand
     }
 
     /// <summary>Progress of a long prompt's prefill on stderr (stdout carries the text): a line at most every
-    /// <see cref="Progress.WithinStepInterval"/>, none for a prefill shorter than that.</summary>
-    private static Action<int, int> PrefillProgress()
+    /// <see cref="Progress.WithinStepInterval"/>, none for a prefill shorter than that. The ETA counts attention's
+    /// growth: position p costs ≈ 12·d²·L (projections, MLP) + 4·p·d·L (attention) FLOPs, i.e. work ∝ 6d·x + x²/2 for
+    /// the first x positions (a linear ETA said 11 s where 27 s were left, 54K tokens into an 82K prompt).</summary>
+    private static Action<int, int> PrefillProgress(int hidden)
     {
+        double Work(double x) => (6.0 * hidden * x) + (x * x / 2);
         var clock = Stopwatch.StartNew();
         TimeSpan lastLine = TimeSpan.Zero;
         return (done, total) =>
@@ -189,7 +192,7 @@ internal static class GenerateCommand
             }
 
             lastLine = now;
-            var left = TimeSpan.FromSeconds(Math.Ceiling((total - done) * now.TotalSeconds / done));
+            var left = TimeSpan.FromSeconds(Math.Ceiling((Work(total) - Work(done)) * now.TotalSeconds / Work(done)));
             Console.Error.WriteLine(FormattableString.Invariant(
                 $"prefill: {done}/{total} prompt tokens, {done / now.TotalSeconds:F0} tokens/s, ETA {(int)left.TotalMinutes}:{left.Seconds:00}"));
         };
