@@ -95,75 +95,53 @@ public sealed unsafe class GeneratorTests
     [Theory]
     [MemberData(nameof(Configs))]
     public void Batched_prefill_fills_the_cache_as_steps_do_and_decoding_goes_on_from_it(string name)
-    {
-        using LlamaModel model = RandomModel(name);
-        LlamaConfig cfg = model.Config;
-        int v = cfg.VocabSize;
-        int[] tokens = RandomTokens(41, v, 12);
-        const int Prompt = 37; // ≥ BatchedPrefillMinTokens; the last 4 tokens are decoded one by one after it
-        Assert.True(Prompt >= Generator.BatchedPrefillMinTokens);
-        float[] expected = FullLogits(model, tokens);
+        => CheckBatchedPrefill(name, earlier: 0, prompt: 37, blockRows: 512);
 
-        using var batched = new Generator(model, tokens.Length);
-        using var stepped = new Generator(model, tokens.Length);
-        var logits = new float[v];
-        var reference = new float[v];
-        batched.Prefill(tokens.AsSpan(0, Prompt), logits);
-        foreach (int token in tokens.AsSpan(0, Prompt))
-        {
-            stepped.Step(token, reference);
-        }
-
-        Assert.Equal(Prompt, batched.Cache.Length);
-        Compare.Close(logits, expected.AsSpan((Prompt - 1) * v, v), Tolerance, $"{name} prefill logits");
-        long rows = (long)Prompt * batched.Cache.Width;
-        for (int layer = 0; layer < cfg.NumHiddenLayers; layer++)
-        {
-            Compare.Close(new ReadOnlySpan<float>(batched.Cache.Keys(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Keys(layer), (int)rows), Tolerance, $"{name} layer {layer} keys");
-            Compare.Close(new ReadOnlySpan<float>(batched.Cache.Values(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Values(layer), (int)rows), Tolerance, $"{name} layer {layer} values");
-        }
-
-        for (int t = Prompt; t < tokens.Length; t++)
-        {
-            batched.Step(tokens[t], logits);
-            Compare.Close(logits, expected.AsSpan(t * v, v), Tolerance, $"{name} position {t} after a batched prefill");
-        }
-    }
-
+    /// <summary>A chat's next turn: 5 positions already cached (stepped), then 30 prompt tokens batched in blocks of 7
+    /// (4 full blocks and a partial one); Mistral's window (5) makes blocks see only part of the cache.</summary>
     [Theory]
     [MemberData(nameof(Configs))]
     public void Batched_prefill_after_earlier_positions_and_across_blocks_equals_steps(string name)
+        => CheckBatchedPrefill(name, earlier: 5, prompt: 30, blockRows: 7);
+
+    /// <summary>Prefills <paramref name="earlier"/> tokens (fewer than BatchedPrefillMinTokens: stepped), then
+    /// <paramref name="prompt"/> batched in blocks of <paramref name="blockRows"/>, then decodes 4: the cache equals the
+    /// one-token steps' keys and values, the prompt's last logits and every decoded position equal the full forward.</summary>
+    private static void CheckBatchedPrefill(string name, int earlier, int prompt, int blockRows)
     {
-        // A chat's next turn: 5 positions already cached (stepped), then 30 prompt tokens batched in blocks of 7
-        // (4 full blocks and a partial one), then 4 decoded; Mistral's window (5) makes blocks see only part of the cache.
+        Assert.True(earlier < Generator.BatchedPrefillMinTokens && prompt >= Generator.BatchedPrefillMinTokens);
         using LlamaModel model = RandomModel(name);
         LlamaConfig cfg = model.Config;
         int v = cfg.VocabSize;
-        int[] tokens = RandomTokens(39, v, 15);
-        const int Earlier = 5, Prompt = 30;
+        int filled = earlier + prompt;
+        int[] tokens = RandomTokens(filled + 4, v, 12);
         float[] expected = FullLogits(model, tokens);
 
-        using var batched = new Generator(model, tokens.Length) { PrefillBlockRows = 7 };
+        using var batched = new Generator(model, tokens.Length) { PrefillBlockRows = blockRows };
         using var stepped = new Generator(model, tokens.Length);
         var logits = new float[v];
         var reference = new float[v];
-        batched.Prefill(tokens.AsSpan(0, Earlier), logits); // < BatchedPrefillMinTokens: stepped
-        batched.Prefill(tokens.AsSpan(Earlier, Prompt), logits);
-        foreach (int token in tokens.AsSpan(0, Earlier + Prompt))
+        if (earlier > 0)
+        {
+            batched.Prefill(tokens.AsSpan(0, earlier), logits);
+        }
+
+        batched.Prefill(tokens.AsSpan(earlier, prompt), logits);
+        foreach (int token in tokens.AsSpan(0, filled))
         {
             stepped.Step(token, reference);
         }
 
-        Assert.Equal(Earlier + Prompt, batched.Cache.Length);
-        Compare.Close(logits, expected.AsSpan((Earlier + Prompt - 1) * v, v), Tolerance, $"{name} prefill logits");
-        long rows = (long)(Earlier + Prompt) * batched.Cache.Width;
+        Assert.Equal(filled, batched.Cache.Length);
+        Compare.Close(logits, expected.AsSpan((filled - 1) * v, v), Tolerance, $"{name} prefill logits");
+        long rows = (long)filled * batched.Cache.Width;
         for (int layer = 0; layer < cfg.NumHiddenLayers; layer++)
         {
             Compare.Close(new ReadOnlySpan<float>(batched.Cache.Keys(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Keys(layer), (int)rows), Tolerance, $"{name} layer {layer} keys");
             Compare.Close(new ReadOnlySpan<float>(batched.Cache.Values(layer), (int)rows), new ReadOnlySpan<float>(stepped.Cache.Values(layer), (int)rows), Tolerance, $"{name} layer {layer} values");
         }
 
-        for (int t = Earlier + Prompt; t < tokens.Length; t++)
+        for (int t = filled; t < tokens.Length; t++)
         {
             batched.Step(tokens[t], logits);
             Compare.Close(logits, expected.AsSpan(t * v, v), Tolerance, $"{name} position {t} after a batched prefill");
@@ -183,34 +161,27 @@ public sealed unsafe class GeneratorTests
         Assert.Equal([(7, 30), (14, 30), (21, 30), (28, 30), (30, 30)], reports);
     }
 
-    [Fact]
-    public void Batched_prefill_after_earlier_positions_refuses_a_prompt_past_the_cache_and_keeps_it()
+    [Theory]
+    [InlineData(0)]
+    [InlineData(20)] // after earlier positions: they stay cached
+    public void Batched_prefill_refuses_what_steps_refuse(int cached)
     {
         using LlamaModel model = RandomModel("tiny");
         int v = model.Config.VocabSize;
         var logits = new float[v];
-        using var generator = new Generator(model, 40);
-        generator.Prefill(RandomTokens(20, v, 16), logits);
-        Assert.Throws<InvalidOperationException>(() => generator.Prefill(RandomTokens(21, v, 17), logits));
-        int[] badToken = RandomTokens(20, v, 18);
-        badToken[19] = -1;
-        Assert.Throws<ArgumentOutOfRangeException>(() => generator.Prefill(badToken, logits));
-        Assert.Equal(20, generator.Cache.Length);
-    }
+        using var generator = new Generator(model, cached + 20);
+        if (cached > 0)
+        {
+            generator.Prefill(RandomTokens(cached, v, 16), logits);
+        }
 
-    [Fact]
-    public void Batched_prefill_refuses_what_steps_refuse()
-    {
-        using LlamaModel model = RandomModel("tiny");
-        int v = model.Config.VocabSize;
-        var logits = new float[v];
-        using var generator = new Generator(model, 20);
         int[] tooLong = RandomTokens(21, v, 13);
         Assert.Throws<InvalidOperationException>(() => generator.Prefill(tooLong, logits));
         int[] badToken = RandomTokens(20, v, 14);
         badToken[7] = v;
+        badToken[19] = -1;
         Assert.Throws<ArgumentOutOfRangeException>(() => generator.Prefill(badToken, logits));
-        Assert.Equal(0, generator.Cache.Length);
+        Assert.Equal(cached, generator.Cache.Length);
     }
 
     [Theory]
