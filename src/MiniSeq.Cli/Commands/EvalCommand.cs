@@ -84,22 +84,10 @@ internal static class EvalCommand
 
     /// <summary>Progress of a long evaluation on stderr (stdout carries only the JSON result): a line at most every
     /// <see cref="Progress.WithinStepInterval"/>, none for an evaluation shorter than that.</summary>
-    private static Action<int> EvalProgress(long batches, int seqLen)
+    private static Action<int> EvalProgress(long batches, int seqLen) => Progress.Throttled<int>((done, elapsed) =>
     {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        TimeSpan lastLine = TimeSpan.Zero;
-        return done =>
-        {
-            TimeSpan now = clock.Elapsed;
-            if (now - lastLine < Progress.WithinStepInterval)
-            {
-                return;
-            }
-
-            lastLine = now;
-            var left = TimeSpan.FromSeconds(Math.Ceiling((batches - done) * now.TotalSeconds / done));
-            Console.Error.WriteLine(FormattableString.Invariant(
-                $"eval: {done}/{batches} rows of {seqLen} tokens, {done * (double)seqLen / now.TotalSeconds:F0} tokens/s, ETA {(int)left.TotalMinutes}:{left.Seconds:00}"));
-        };
-    }
+        var left = TimeSpan.FromSeconds(Math.Ceiling((batches - done) * elapsed.TotalSeconds / done));
+        Console.Error.WriteLine(FormattableString.Invariant(
+            $"eval: {done}/{batches} rows of {seqLen} tokens, {done * (double)seqLen / elapsed.TotalSeconds:F0} tokens/s, ETA {Progress.MinutesSeconds(left)}"));
+    });
 }

@@ -181,20 +181,17 @@ internal static class GenerateCommand
     private static Action<int, int> PrefillProgress(int hidden)
     {
         double Work(double x) => (6.0 * hidden * x) + (x * x / 2);
-        var clock = Stopwatch.StartNew();
-        TimeSpan lastLine = TimeSpan.Zero;
-        return (done, total) =>
+        Action<(int Done, int Total)> report = Progress.Throttled<(int Done, int Total)>((p, elapsed) =>
         {
-            TimeSpan now = clock.Elapsed;
-            if (now - lastLine < Progress.WithinStepInterval || done == total)
+            if (p.Done == p.Total)
             {
-                return;
+                return; // the prefill is over: the generation's own line follows
             }
 
-            lastLine = now;
-            var left = TimeSpan.FromSeconds(Math.Ceiling((Work(total) - Work(done)) * now.TotalSeconds / Work(done)));
+            var left = TimeSpan.FromSeconds(Math.Ceiling((Work(p.Total) - Work(p.Done)) * elapsed.TotalSeconds / Work(p.Done)));
             Console.Error.WriteLine(FormattableString.Invariant(
-                $"prefill: {done}/{total} prompt tokens, {done / now.TotalSeconds:F0} tokens/s, ETA {(int)left.TotalMinutes}:{left.Seconds:00}"));
-        };
+                $"prefill: {p.Done}/{p.Total} prompt tokens, {p.Done / elapsed.TotalSeconds:F0} tokens/s, ETA {Progress.MinutesSeconds(left)}"));
+        });
+        return (done, total) => report((done, total));
     }
 }

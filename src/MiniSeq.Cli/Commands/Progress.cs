@@ -72,7 +72,32 @@ internal static class Progress
 
     /// <summary>Where a running step is: "step 3/100 running 1:42: backward 12/24".</summary>
     public static string WithinStep(int step, int steps, Model.StepProgress progress, TimeSpan intoStep)
-        => FormattableString.Invariant($"step {step}/{steps} running {(int)intoStep.TotalMinutes}:{intoStep.Seconds:00}: {progress}");
+        => FormattableString.Invariant($"step {step}/{steps} running {MinutesSeconds(intoStep)}: {progress}");
+
+    /// <summary>A wall time as "m:ss" (minutes not wrapped at an hour).</summary>
+    public static string MinutesSeconds(TimeSpan t) => FormattableString.Invariant($"{(int)t.TotalMinutes}:{t.Seconds:00}");
+
+    /// <summary>
+    /// Progress of long work outside the step loop (an evaluation, a prompt's prefill): <paramref name="line"/> gets the
+    /// report and the time since this was called, at most every <see cref="WithinStepInterval"/> and never within the
+    /// first one, so work shorter than that prints nothing.
+    /// </summary>
+    public static Action<T> Throttled<T>(Action<T, TimeSpan> line)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan lastLine = TimeSpan.Zero;
+        return report =>
+        {
+            TimeSpan now = clock.Elapsed;
+            if (now - lastLine < WithinStepInterval)
+            {
+                return;
+            }
+
+            lastLine = now;
+            line(report, now);
+        };
+    }
 
     /// <summary>What the work reports: a finished step's line, or where the current step is.</summary>
     internal sealed class Reporter(Action<string> step, Action<string> within)
@@ -102,6 +127,6 @@ internal static class Progress
 
         var eta = TimeSpan.FromSeconds(Math.Ceiling(left));
         return FormattableString.Invariant(
-            $"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  mem {Tensors.ByteSize.Format(trackedPeak)} tracked, {Tensors.ByteSize.Format(Tensors.ProcessMemory.CurrentRssBytes())} RSS  ETA {(int)eta.TotalMinutes}:{eta.Seconds:00}");
+            $"step {r.Step}/{steps}  loss {r.Loss:F4}  {r.TokensPerSecond:F0} tok/s  mem {Tensors.ByteSize.Format(trackedPeak)} tracked, {Tensors.ByteSize.Format(Tensors.ProcessMemory.CurrentRssBytes())} RSS  ETA {MinutesSeconds(eta)}");
     }
 }

@@ -139,10 +139,7 @@ public sealed unsafe class Generator : IDisposable
             CheckToken(token, nameof(prompt)); // the embedding does not check ids; nothing is cached yet
         }
 
-        ParameterLayout layout = _model.Layout;
-        int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, f = cfg.IntermediateSize;
-        int heads = cfg.NumAttentionHeads, kvHeads = cfg.NumKeyValueHeads, d = cfg.HeadDim;
-        float eps = (float)cfg.RmsNormEps;
+        int c = cfg.HiddenSize, hd = cfg.QueryDim, f = cfg.IntermediateSize, heads = cfg.NumAttentionHeads;
         int block = Math.Min(PrefillBlockRows, prompt.Length);
         long rstdFloats = (long)block * Math.Max(heads, 1);
         using var work = new NativeBuffer((2L * block * c) + (2L * block * hd) + (2L * block * f) + rstdFloats + ((long)block * heads), MemoryCategory.Scratch, _model.Ledger, "generator prefill");
@@ -154,44 +151,78 @@ public sealed unsafe class Generator : IDisposable
             for (int b0 = 0; b0 < ids.Length; b0 += block)
             {
                 int n = Math.Min(block, ids.Length - b0);
-                int pos = Cache.Length;
-                Embedding.Forward(tokens + b0, n, W(layout.Embedding), c, h);
-                for (int l = 0; l < cfg.NumHiddenLayers; l++)
-                {
-                    LayerSlots w = layout.Layers[l];
-                    float* kRows = Cache.Keys(l) + ((long)pos * kvd), vRows = Cache.Values(l) + ((long)pos * kvd);
-                    RmsNorm.Forward(h, W(w.AttentionNorm), n, c, eps, xn, rstd);
-                    Linear.Forward(xn, n, Projection(w.Query, c, hd, w.QueryBias), q);
-                    Linear.Forward(xn, n, Projection(w.Key, c, kvd, w.KeyBias), kRows);
-                    Linear.Forward(xn, n, Projection(w.Value, c, kvd, w.ValueBias), vRows);
-                    if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
-                    {
-                        RmsNorm.Forward(q, W(qNorm), n * heads, d, eps, q, rstd);
-                        RmsNorm.Forward(kRows, W(kNorm), n * kvHeads, d, eps, kRows, rstd);
-                    }
-
-                    Rope.Forward(q, n, n, heads, _rope, pos);
-                    Rope.Forward(kRows, n, n, kvHeads, _rope, pos);
-                    FlashAttention.ForwardQueries(q, Cache.Keys(l), Cache.Values(l), pos, n, heads, kvHeads, d, attn, lse, cfg.SlidingWindow ?? 0, null);
-                    Linear.Forward(attn, n, Projection(w.Output, hd, c), h, accumulate: true);
-                    RmsNorm.Forward(h, W(w.MlpNorm), n, c, eps, xn, rstd);
-                    Linear.Forward(xn, n, Projection(w.Gate, c, f), gate);
-                    Linear.Forward(xn, n, Projection(w.Up, c, f), up);
-                    SwiGlu.Forward(gate, up, (long)n * f, gate);
-                    Linear.Forward(gate, n, Projection(w.Down, f, c), h, accumulate: true);
-                }
-
+                Embedding.Forward(tokens + b0, n, W(_model.Layout.Embedding), c, h);
+                ForwardLayers(h, n, Cache.Length, xn, rstd, q, attn, gate, up, lse);
                 Cache.Advance(n);
                 PrefillProgress?.Invoke(b0 + n, ids.Length);
                 if (b0 + n == ids.Length)
                 {
-                    RmsNorm.Forward(h + ((long)(n - 1) * c), W(layout.FinalNorm), 1, c, eps, xn, rstd);
-                    fixed (float* dst = logits)
-                    {
-                        Linear.Forward(xn, 1, Projection(layout.LmHead, c, cfg.VocabSize), dst);
-                    }
+                    NextTokenLogits(h + ((long)(n - 1) * c), xn, rstd, logits);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Rows h (n, hidden) at positions [pos, pos + n) through every layer, in place, their keys and values written into
+    /// the cache at pos. Attention: flash attention of the n queries over the cached positions, or with
+    /// <paramref name="lse"/> null (a step: n = 1, q = _q, attn = _attn) the one-query sum of <see cref="Attend"/>.
+    /// </summary>
+    private void ForwardLayers(float* h, int n, int pos, float* xn, float* rstd, float* q, float* attn, float* gate, float* up, float* lse)
+    {
+        LlamaConfig cfg = _model.Config;
+        ParameterLayout layout = _model.Layout;
+        int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, f = cfg.IntermediateSize;
+        int heads = cfg.NumAttentionHeads, kvHeads = cfg.NumKeyValueHeads, d = cfg.HeadDim;
+        float eps = (float)cfg.RmsNormEps;
+        for (int l = 0; l < cfg.NumHiddenLayers; l++)
+        {
+            LayerSlots w = layout.Layers[l];
+            float* kRows = Cache.Keys(l) + ((long)pos * kvd), vRows = Cache.Values(l) + ((long)pos * kvd);
+
+            // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv), k and v straight into the cache
+            RmsNorm.Forward(h, W(w.AttentionNorm), n, c, eps, xn, rstd);
+            Linear.Forward(xn, n, Projection(w.Query, c, hd, w.QueryBias), q);
+            Linear.Forward(xn, n, Projection(w.Key, c, kvd, w.KeyBias), kRows);
+            Linear.Forward(xn, n, Projection(w.Value, c, kvd, w.ValueBias), vRows);
+            if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
+            {
+                RmsNorm.Forward(q, W(qNorm), n * heads, d, eps, q, rstd);
+                RmsNorm.Forward(kRows, W(kNorm), n * kvHeads, d, eps, kRows, rstd);
+            }
+
+            Rope.Forward(q, n, n, heads, _rope, pos);
+            Rope.Forward(kRows, n, n, kvHeads, _rope, pos);
+            if (lse == null)
+            {
+                Attend(l, pos);
+            }
+            else
+            {
+                FlashAttention.ForwardQueries(q, Cache.Keys(l), Cache.Values(l), pos, n, heads, kvHeads, d, attn, lse, cfg.SlidingWindow ?? 0, null);
+            }
+
+            // h = h + a·Woᵀ
+            Linear.Forward(attn, n, Projection(w.Output, hd, c), h, accumulate: true);
+
+            // h = h + (silu(xn2·Wgᵀ) * (xn2·Wuᵀ))·Wdᵀ with xn2 = rmsnorm(h)
+            RmsNorm.Forward(h, W(w.MlpNorm), n, c, eps, xn, rstd);
+            Linear.Forward(xn, n, Projection(w.Gate, c, f), gate);
+            Linear.Forward(xn, n, Projection(w.Up, c, f), up);
+            SwiGlu.Forward(gate, up, (long)n * f, gate);
+            Linear.Forward(gate, n, Projection(w.Down, f, c), h, accumulate: true);
+        }
+    }
+
+    /// <summary>logits (V floats) = LM head of rmsnorm(hRow), the next-token logits after the row's position.</summary>
+    private void NextTokenLogits(float* hRow, float* xn, float* rstd, Span<float> logits)
+    {
+        LlamaConfig cfg = _model.Config;
+        ParameterLayout layout = _model.Layout;
+        RmsNorm.Forward(hRow, W(layout.FinalNorm), 1, cfg.HiddenSize, (float)cfg.RmsNormEps, xn, rstd);
+        fixed (float* dst = logits)
+        {
+            Linear.Forward(xn, 1, Projection(layout.LmHead, cfg.HiddenSize, cfg.VocabSize), dst);
         }
     }
 
@@ -207,49 +238,11 @@ public sealed unsafe class Generator : IDisposable
             throw new InvalidOperationException($"The generator was built for {Cache.MaxLength} tokens; all are used.");
         }
 
-        ParameterLayout layout = _model.Layout;
-        int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, f = cfg.IntermediateSize;
-        float eps = (float)cfg.RmsNormEps;
         int tok = token;
-        Embedding.Forward(&tok, 1, W(layout.Embedding), c, _h);
-        for (int l = 0; l < cfg.NumHiddenLayers; l++)
-        {
-            LayerSlots w = layout.Layers[l];
-            float* kRow = Cache.Keys(l) + ((long)pos * kvd), vRow = Cache.Values(l) + ((long)pos * kvd);
-
-            // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv), k and v straight into the cache
-            RmsNorm.Forward(_h, W(w.AttentionNorm), 1, c, eps, _xn, _rstd);
-            Linear.Forward(_xn, 1, Projection(w.Query, c, hd, w.QueryBias), _q);
-            Linear.Forward(_xn, 1, Projection(w.Key, c, kvd, w.KeyBias), kRow);
-            Linear.Forward(_xn, 1, Projection(w.Value, c, kvd, w.ValueBias), vRow);
-            if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
-            {
-                RmsNorm.Forward(_q, W(qNorm), cfg.NumAttentionHeads, cfg.HeadDim, eps, _q, _rstd);
-                RmsNorm.Forward(kRow, W(kNorm), cfg.NumKeyValueHeads, cfg.HeadDim, eps, kRow, _rstd);
-            }
-
-            Rope.Forward(_q, 1, 1, cfg.NumAttentionHeads, _rope, pos);
-            Rope.Forward(kRow, 1, 1, cfg.NumKeyValueHeads, _rope, pos);
-
-            Attend(l, pos);
-
-            // h = h + a·Woᵀ
-            Linear.Forward(_attn, 1, Projection(w.Output, hd, c), _h, accumulate: true);
-
-            // h = h + (silu(xn2·Wgᵀ) * (xn2·Wuᵀ))·Wdᵀ with xn2 = rmsnorm(h)
-            RmsNorm.Forward(_h, W(w.MlpNorm), 1, c, eps, _xn, _rstd);
-            Linear.Forward(_xn, 1, Projection(w.Gate, c, f), _gate);
-            Linear.Forward(_xn, 1, Projection(w.Up, c, f), _up);
-            SwiGlu.Forward(_gate, _up, f, _gate);
-            Linear.Forward(_gate, 1, Projection(w.Down, f, c), _h, accumulate: true);
-        }
-
+        Embedding.Forward(&tok, 1, W(_model.Layout.Embedding), cfg.HiddenSize, _h);
+        ForwardLayers(_h, 1, pos, _xn, _rstd, _q, _attn, _gate, _up, lse: null);
         Cache.Advance();
-        RmsNorm.Forward(_h, W(layout.FinalNorm), 1, c, eps, _xn, _rstd);
-        fixed (float* dst = logits)
-        {
-            Linear.Forward(_xn, 1, Projection(layout.LmHead, c, cfg.VocabSize), dst);
-        }
+        NextTokenLogits(_h, _xn, _rstd, logits);
     }
 
     /// <summary>
