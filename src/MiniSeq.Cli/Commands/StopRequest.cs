@@ -11,7 +11,8 @@ namespace MiniSeq.Cli.Commands;
 internal sealed class StopRequest : IDisposable
 {
     private readonly PosixSignalRegistration[] _registrations;
-    private volatile int _signalNumber; // 0 until the first SIGINT (2) or SIGTERM (15)
+    private volatile int _signalNumber; // 0 until the first signal here, or another rank's (ShouldStop)
+    private int _received; // signals this process received itself
 
     /// <summary>Listens for SIGINT and SIGTERM; <paramref name="notice"/> hears the first (on the signal's thread).</summary>
     public StopRequest(Action<string> notice)
@@ -33,13 +34,17 @@ internal sealed class StopRequest : IDisposable
     /// SIGUSR1).</summary>
     public int ExitCode => _signalNumber == 0 ? 0 : 128 + _signalNumber;
 
+    /// <summary>Whether <see cref="ShouldStop"/> has stopped the run: the same on every rank (a signal arriving after the
+    /// last step does not set it).</summary>
+    public bool Stopped { get; private set; }
+
     /// <summary>Whether to stop after the step just taken: a signal reached this process (or, collectively, any rank).</summary>
     public bool ShouldStop(ICommunicator world)
     {
         ArgumentNullException.ThrowIfNull(world);
         if (world.Size == 1)
         {
-            return _signalNumber != 0;
+            return Stopped = _signalNumber != 0;
         }
 
         Span<int> signal = [_signalNumber];
@@ -49,18 +54,25 @@ internal sealed class StopRequest : IDisposable
             _signalNumber = signal[0]; // another rank's signal: exit as it does
         }
 
-        return signal[0] != 0;
+        return Stopped = signal[0] != 0;
     }
 
     private void Handle(PosixSignalContext context, int number, Action<string> notice)
     {
-        if (_signalNumber != 0)
+        // Counted per process, not by _signalNumber: under mpirun another rank's copy of the same SIGUSR1 may have
+        // stopped the run (through ShouldStop) before this rank's copy arrives, and that first copy here must not
+        // end the process mid-save.
+        if (Interlocked.Increment(ref _received) > 1)
         {
             return; // the second signal: the default action ends the process now
         }
 
         context.Cancel = true;
-        _signalNumber = number;
+        if (_signalNumber == 0)
+        {
+            _signalNumber = number;
+        }
+
         notice(NameOf(number));
     }
 

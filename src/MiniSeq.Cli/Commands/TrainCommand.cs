@@ -519,8 +519,16 @@ internal static class TrainCommand
 
             // ZeRO-1: the final training state is gathered to rank 0 (held until it is written), collectively.
             using IDisposable? finalState = savePath is not null && keepState ? run.Trainer.GatherOptimizerState() : null;
+            // A run stopped by a signal: the other ranks wait (still catching the signal: a late copy of mpirun's
+            // forwarded SIGUSR1 must not kill them, whereupon mpirun would abort rank 0 mid-save) until rank 0 has saved.
+            bool awaitSave = stop.Stopped && world.Size > 1;
             if (!writer)
             {
+                if (awaitSave)
+                {
+                    world.Barrier();
+                }
+
                 return stop.ExitCode;
             }
 
@@ -552,6 +560,11 @@ internal static class TrainCommand
                 {
                     ModelDirectory.CopyTokenizerFiles(tokenizerPath, savePath);
                 }
+            }
+
+            if (awaitSave)
+            {
+                world.Barrier(); // saved: the other ranks may end
             }
 
             long trainingPeakRss = ProcessMemory.PeakRssBytes(); // before the held-out evaluation allocates its own pass

@@ -24,12 +24,20 @@ public class OffloadCliTests
         Assert.Empty(Directory.EnumerateFileSystemEntries(offload));
 
         using Process process = CliRunner.StartBackground([.. Demo, "--steps", "100000", "--offload", "disk:" + offload, "--activation-dtype", "bf16"]);
+        // Watch until the run holds its offload file (startup takes seconds on a loaded machine: wait for the event, not
+        // for a fixed time), then a little longer so the kill lands mid-step.
         var clock = Stopwatch.StartNew();
         bool sawProcessFile = false;
-        while (!process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(4))
+        TimeSpan? seenAt = null;
+        while (!process.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2) && (seenAt is null || clock.Elapsed < seenAt + TimeSpan.FromSeconds(1)))
         {
             Assert.Empty(Directory.EnumerateFileSystemEntries(offload)); // unlinked at creation: never visible
-            sawProcessFile |= OpenOffloadFile(process.Id);
+            if (!sawProcessFile && OpenOffloadFile(process.Id))
+            {
+                sawProcessFile = true;
+                seenAt = clock.Elapsed;
+            }
+
             Thread.Sleep(20);
         }
 

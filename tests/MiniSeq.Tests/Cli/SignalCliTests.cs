@@ -29,21 +29,26 @@ public partial class SignalCliTests
             Thread.Sleep(5); // the run is stepping (and has registered its handlers) once metrics lines appear
         }
 
-        Assert.False(process.HasExited, "the run ended before the signal: " + output);
+        Assert.False(process.HasExited, "the run ended before the signal: " + Snapshot(output));
         Assert.Equal(0, Kill(process.Id, signal));
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(2)), "no exit after the signal: " + output);
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(2)), "no exit after the signal: " + Snapshot(output));
         process.WaitForExit(); // drain the output
-
-        string log;
-        lock (output)
-        {
-            log = output.ToString();
-        }
+        string log = Snapshot(output);
 
         Assert.True(exitCode == process.ExitCode, $"exit code {process.ExitCode}: {log}");
         int steps = File.ReadAllLines(metrics).Length;
         Assert.InRange(steps, 3, 149);
         return (log, steps);
+    }
+
+    // The output's reader threads append under its lock: read it under the lock too (an unlocked ToString racing an
+    // append throws).
+    private static string Snapshot(StringBuilder output)
+    {
+        lock (output)
+        {
+            return output.ToString();
+        }
     }
 
     [Theory]
