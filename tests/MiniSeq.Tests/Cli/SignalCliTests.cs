@@ -89,4 +89,77 @@ public partial class SignalCliTests
         Assert.Contains(FormattableString.Invariant($"at step {steps}"), resumed.Stdout, StringComparison.Ordinal);
         Assert.Equal(File.ReadAllBytes(Path.Combine(tmp["ref"], "model.safetensors")), File.ReadAllBytes(Path.Combine(save, "model.safetensors")));
     }
+
+    /// <summary>
+    /// mpirun forwards SIGUSR1 to the ranks one after another. Here rank 1 alone gets it first: the per-step
+    /// all-reduce stops rank 0 too, and rank 0's own copy, arriving after the stop while it saves and summarises, is its
+    /// first signal — not a second one that ends the process (before the fix it did: rank 0 died mid-save and mpirun
+    /// ended the job in 5 of 15 stops of a real `kill -USR1 mpirun`).
+    /// </summary>
+    [OpenMpiFact]
+    public void Sigusr1ToOneRank_StopsEveryRank_AndARanksOwnLateCopyDoesNotKillIt()
+    {
+        using var tmp = new TempDir();
+        string save = tmp["run"], metrics = tmp["m.jsonl"];
+        var output = new StringBuilder();
+        using Process mpirun = CliRunner.StartBackgroundUnderMpirun(output, 2, [.. Common, "--save", save, "--metrics", metrics]);
+        var clock = Stopwatch.StartNew();
+        while (!mpirun.HasExited && (!File.Exists(metrics) || File.ReadAllLines(metrics).Length < 3) && clock.Elapsed < TimeSpan.FromMinutes(2))
+        {
+            Thread.Sleep(5);
+        }
+
+        Assert.False(mpirun.HasExited, "the run ended before the signal: " + Snapshot(output));
+        int rank0 = RankProcess(mpirun.Id, 0), rank1 = RankProcess(mpirun.Id, 1);
+        Assert.Equal(0, Kill(rank1, 10));
+        while (!mpirun.HasExited && !Snapshot(output).Contains("SIGUSR1: stopped after step", StringComparison.Ordinal) && clock.Elapsed < TimeSpan.FromMinutes(2))
+        {
+            Thread.Sleep(1);
+        }
+
+        Assert.Equal(0, Kill(rank0, 10)); // rank 0's own copy, after the collective stop
+        Assert.True(mpirun.WaitForExit(TimeSpan.FromMinutes(2)), "no exit after the signals: " + Snapshot(output));
+        mpirun.WaitForExit(); // drain the output
+        string log = Snapshot(output);
+        Assert.True(mpirun.ExitCode == 138, $"exit code {mpirun.ExitCode}: {log}");
+        int steps = File.ReadAllLines(metrics).Length;
+        Assert.Contains(FormattableString.Invariant($"SIGUSR1: stopped after step {steps}/150"), log, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(save, "model.safetensors")), "nothing saved: " + log);
+        Assert.True(File.Exists(Path.ChangeExtension(metrics, ".svg")), "no chart: " + log);
+    }
+
+    /// <summary>The pid of mpirun's child process that runs rank <paramref name="rank"/> (OMPI_COMM_WORLD_RANK in its
+    /// environment).</summary>
+    private static int RankProcess(int mpirunPid, int rank)
+    {
+        string wanted = FormattableString.Invariant($"OMPI_COMM_WORLD_RANK={rank}");
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                // /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces, so parse after the last ')'.
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) == mpirunPid
+                    && File.ReadAllText(Path.Combine(dir, "environ")).Split('\0').Contains(wanted))
+                {
+                    return pid;
+                }
+            }
+            catch (IOException)
+            {
+                // the process ended while we looked
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        throw new InvalidOperationException($"no child of mpirun {mpirunPid} runs rank {rank}");
+    }
 }
