@@ -20,7 +20,7 @@ internal static class PlanCommand
     private static readonly Option<float> Momentum = new("--momentum") { Description = "SGD momentum (> 0: one state buffer per parameter)", DefaultValueFactory = _ => 0f };
     private static readonly Option<string?> Budget = new("--budget") { Description = "Memory budget, e.g. 1GiB" };
     private static readonly Option<int> Ranks = new("--ranks") { Description = "Data-parallel ranks sharing each batch (figures are per rank: batch/ranks rows each; with --sequence-parallel P, replicas of P Ulysses ranks each)", DefaultValueFactory = _ => 1 };
-    private static readonly Option<string> PrecisionOption = new("--precision") { Description = "fp32 | bf16 (mixed precision: + bf16 compute weights, bf16 checkpointed layer inputs)", DefaultValueFactory = _ => "fp32" };
+    private static readonly Option<string> PrecisionOption = new("--precision") { Description = "fp32 | bf16 (mixed precision: + bf16 compute weights, bf16 saved activations)", DefaultValueFactory = _ => "fp32" };
     private static readonly Option<int> Zero = new("--zero") { Description = "0 | 1 (ZeRO-1: each rank holds 1/ranks of the optimizer state)", DefaultValueFactory = _ => 0 };
     private static readonly Option<int> SequenceParallelRanks = new("--sequence-parallel") { Description = "Ulysses ranks P: figures per rank, each holding ⌈seq-len/P⌉ positions of every row", DefaultValueFactory = _ => 1 };
 

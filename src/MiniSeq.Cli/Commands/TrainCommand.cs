@@ -59,7 +59,7 @@ internal static class TrainCommand
     private static readonly Option<string> Checkpoint = new("--checkpoint") { DefaultValueFactory = _ => "off", Description = "Per-layer activation checkpointing: off | on | attn (on, keeping each layer's attention output and log-sum-exp: N·(H·D + H) floats per layer more, no flash-attention forward in the recompute)" };
     private static readonly Option<string> SeqChunk = new("--seq-chunk") { DefaultValueFactory = _ => "off", Description = "Sequence-chunked layers (only K, V, dK, dV for the whole sequence; implies checkpointing): off | auto | S positions" };
     private static readonly Option<string> ActivationDTypeOption = new("--activation-dtype") { DefaultValueFactory = _ => "fp32", Description = "Storage of the checkpointed layer inputs of sequence-chunked layers: fp32 (exact) | bf16" };
-    private static readonly Option<string> PrecisionOption = new("--precision") { DefaultValueFactory = _ => "fp32", Description = "Arithmetic: fp32 | bf16 (mixed: bf16 compute weights and checkpointed layer inputs; fp32 master weights, gradients, optimizer state and accumulation)" };
+    private static readonly Option<string> PrecisionOption = new("--precision") { DefaultValueFactory = _ => "fp32", Description = "Arithmetic: fp32 | bf16 (mixed: bf16 compute weights and saved activations; fp32 master weights, gradients, optimizer state and accumulation)" };
     private static readonly Option<string> Offload = new("--offload") { DefaultValueFactory = _ => "off", Description = "Offload the checkpointed layer inputs of sequence-chunked layers: off | disk (temp dir) | disk:PATH" };
     private static readonly Option<int?> MicroBatch = new("--micro-batch") { Description = "Rows per micro-batch (gradient accumulation; must divide the batch rows)" };
     private static readonly Option<int> SeqLen = new("--seq-len") { DefaultValueFactory = _ => 256, Description = "Tokens per row (demo and --data)" };
@@ -701,7 +701,7 @@ internal static class TrainCommand
     }
 
     private static string PrecisionText(Precision precision) => precision == Precision.BFloat16
-        ? "; bf16 mixed precision (bf16 compute weights and checkpointed layer inputs, fp32 master weights, gradients, optimizer state and accumulation)"
+        ? "; bf16 mixed precision (bf16 compute weights and saved activations, fp32 master weights, gradients, optimizer state and accumulation)"
         : string.Empty;
 
     private static void PrintHeader(LlamaModel model, IBatchSource batch, Trainer trainer, bool demo, ICommunicator world, int ulyssesRanks)

@@ -11,7 +11,10 @@
 // saved inputs (cheap, row-wise) instead of being saved.
 // Mixed precision (plan Precision bf16): every pass first rounds the fp32 master weights into the plan's bf16 compute
 // copies (so a pass always sees the weights as they are now: after a load, an optimizer step, a resume or a ZeRO
-// all-gather), and every projection's GEMMs read the copy while its gradient accumulates in fp32.
+// all-gather), and every projection's GEMMs read the copy while its gradient accumulates in fp32. The activations saved
+// for backward are stored as bf16: the layer inputs (the forward goes on with the fp32 values), and without
+// checkpointing every layer's q, k, v (rounded before attention, which runs on the rounded values), attention output,
+// h_mid (gate, up), widened into one fp32 workspace before the layer's backward.
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
 using MiniSeq.Model.Blocks;
@@ -369,8 +372,22 @@ public sealed unsafe class LlamaPass : IDisposable
             }
 
             LayerWorkspaceSlots ws = Workspace(l);
-            _attention.Forward(l, hIn, ws);
+            SavedBf16Slots? saved = training && Plan.SavedBf16.Length > 0 ? Plan.SavedBf16[l] : null;
+            _attention.Forward(l, hIn, ws, savedBf16: saved);
             _mlp.Forward(l, ws, hOut);
+            if (saved is not null)
+            {
+                // q, k, v were stored before attention (AttentionBlock); the rest is rounded now.
+                using var scope = StepProfiler.Measure(ProfiledOp.Other);
+                _ctx.StoreBf16(_ctx.Saved(ws.AttnOut), saved.AttnOut);
+                _ctx.StoreBf16(_ctx.Saved(ws.HMid), saved.HMid);
+                if (saved.Gate is { } gate && saved.Up is { } up)
+                {
+                    _ctx.StoreBf16(_ctx.Saved(ws.Gate!.Value), gate);
+                    _ctx.StoreBf16(_ctx.Saved(ws.Up!.Value), up);
+                }
+            }
+
             if (training)
             {
                 _progress?.Invoke(new PassProgress(PassPhase.Forward, l + 1, Layers));
@@ -397,6 +414,23 @@ public sealed unsafe class LlamaPass : IDisposable
         else
         {
             hIn = _ctx.Saved(Plan.LayerInputs[l]);
+        }
+
+        if (Plan.SavedBf16.Length > 0)
+        {
+            // Mixed precision without recomputation: widen this layer's saved bf16 activations into the fp32 workspace.
+            using var scope = StepProfiler.Measure(ProfiledOp.Other);
+            SavedBf16Slots saved = Plan.SavedBf16[l];
+            _ctx.LoadBf16(saved.Query, _ctx.Saved(ws.Query));
+            _ctx.LoadBf16(saved.Key, _ctx.Saved(ws.Key));
+            _ctx.LoadBf16(saved.Value, _ctx.Saved(ws.Value));
+            _ctx.LoadBf16(saved.AttnOut, _ctx.Saved(ws.AttnOut));
+            _ctx.LoadBf16(saved.HMid, _ctx.Saved(ws.HMid));
+            if (saved.Gate is { } gate && saved.Up is { } up)
+            {
+                _ctx.LoadBf16(gate, _ctx.Saved(ws.Gate!.Value));
+                _ctx.LoadBf16(up, _ctx.Saved(ws.Up!.Value));
+            }
         }
 
         if (Plan.Policy.Recomputes)

@@ -42,9 +42,10 @@ public sealed partial record MemoryPolicy
     /// </summary>
     public int? SequenceChunk { get; init; }
 
-    /// <summary>How the checkpointed layer inputs are stored: fp32 (exact) or bf16 — of sequence-chunked layers
-    /// (<c>--activation-dtype</c>), or of any recomputing policy under <c>--precision bf16</c> (<see cref="PassPlan"/>
-    /// sets it; Describe adds "+bf16").</summary>
+    /// <summary>How the activations saved for backward are stored: fp32 (exact) or bf16. Recomputing policies save only
+    /// their layer inputs: those of sequence-chunked layers (<c>--activation-dtype</c>), or of checkpointing under
+    /// <c>--precision bf16</c>; under <c>--precision bf16</c> a policy that does not recompute stores every saved
+    /// activation of every layer as bf16 (<see cref="PassPlan"/> sets it; Describe adds "+bf16").</summary>
     public ActivationDType LayerInputDType { get; init; } = ActivationDType.Float32;
 
     /// <summary>Directory the checkpointed layer inputs of sequence-chunked layers are offloaded to (null: kept in memory).</summary>
@@ -154,9 +155,11 @@ public sealed partial record MemoryPolicy
             return Parse(t.Replace("checkpoint+attn", "checkpoint", StringComparison.Ordinal), config, rows) with { KeepAttention = true };
         }
 
-        if (t == "checkpoint+bf16")
+        if (t.EndsWith("+bf16", StringComparison.Ordinal) && !t.Contains("chunked", StringComparison.Ordinal))
         {
-            return new MemoryPolicy { Checkpoint = true, LayerInputDType = ActivationDType.BFloat16 };
+            // Mixed precision's storage: "checkpoint+bf16", "vanilla+bf16", "mst(mlp 4, lm 2)+bf16" …: the policy with
+            // its saved activations (with checkpointing: its layer inputs) stored as bf16.
+            return Parse(t[..^"+bf16".Length], config, rows) with { LayerInputDType = ActivationDType.BFloat16 };
         }
 
         foreach ((string name, Func<LlamaConfig, long, MemoryPolicy> make) in Standard)
@@ -300,8 +303,8 @@ public sealed partial record MemoryPolicy
             return FormattableString.Invariant($"{mstPart}+chunked({chunk}){storage}");
         }
 
-        string bf16 = Checkpoint && LayerInputDType == ActivationDType.BFloat16 ? "+bf16" : string.Empty; // mixed precision
+        string bf16 = LayerInputDType == ActivationDType.BFloat16 ? "+bf16" : string.Empty; // mixed precision
         string attn = KeepAttention ? "+attn" : string.Empty;
-        return Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") + attn + bf16 : mst;
+        return (Checkpoint ? (mst == "vanilla" ? "checkpoint" : mst + "+checkpoint") + attn : mst) + bf16;
     }
 }

@@ -25,9 +25,10 @@
 // Under Ulysses, K, V, dK, dV are in head layout over the whole rows (this rank's kv heads), and one chunk's q and
 // attention output have head-layout twins (HeadQuery, HeadAttnOut: P blocks of S rows).
 // Precision bf16 (mixed precision) adds the ComputeWeights arena (a bf16 copy of every projection weight and of the LM
-// head, category Parameters) and stores the checkpointed layer inputs of recomputing policies as bf16: with
-// checkpointing, LayerInputs becomes two fp32 buffers (forward ping-pongs them; backward widens each stored input into
-// the first) and the L layer inputs live in a bf16 LayerInputStore.
+// head, category Parameters) and stores the saved activations as bf16: LayerInputs becomes two fp32 buffers (forward
+// ping-pongs them; backward widens each stored input into the first) and the L layer inputs live in a bf16
+// LayerInputStore. Without checkpointing, every layer's q, k, v, attention output, h_mid (gate, up) also go to bf16
+// slots (SavedBf16) after its forward, and one fp32 workspace (with every layer's own lse) serves all layers.
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
 
@@ -43,6 +44,10 @@ public sealed record LayerWorkspaceSlots(
     ArenaSlot HMid,       // (N, C)
     ArenaSlot? Gate,      // (N, F) unchunked MLP only
     ArenaSlot? Up);       // (N, F) unchunked MLP only
+
+/// <summary>One layer's saved activations stored as bf16 (<see cref="PassPlan.SavedBf16"/>); the fp32 workspace holds
+/// the same tensors while the layer runs.</summary>
+public sealed record SavedBf16Slots(ArenaSlot Query, ArenaSlot Key, ArenaSlot Value, ArenaSlot AttnOut, ArenaSlot HMid, ArenaSlot? Gate, ArenaSlot? Up);
 
 /// <summary>Memory plan of one forward (+ backward) pass over a micro-batch of (batchRows, seqLen) tokens.</summary>
 public sealed class PassPlan
@@ -70,7 +75,7 @@ public sealed class PassPlan
             throw new ArgumentException("--precision bf16 does not combine with LoRA: the frozen base needs no fp32 master; store it as bf16 with --lora-base-dtype bf16 instead.");
         }
 
-        if (precision == Precision.BFloat16 && policy.Recomputes)
+        if (precision == Precision.BFloat16)
         {
             policy = policy with { LayerInputDType = ActivationDType.BFloat16 };
         }
@@ -117,11 +122,12 @@ public sealed class PassPlan
 
         // ---- activations ----
         Activations = new ArenaPlan("activations", MemoryCategory.Activations);
-        bool keepAllLayers = training && !policy.Checkpoint;
-        bool storeInputs = training && policy.Checkpoint && policy.LayerInputDType != ActivationDType.Float32;
+        bool storeInputs = training && policy.LayerInputDType != ActivationDType.Float32;
+        bool storeSaved = storeInputs && !policy.Checkpoint; // every saved activation in bf16 (mixed precision, no recompute)
+        bool keepAllLayers = training && !policy.Checkpoint && !storeSaved;
         if (storeInputs)
         {
-            // bf16 checkpointed inputs h_0 … h_{L−1} in the store; the fp32 stream ping-pongs two buffers.
+            // bf16 inputs h_0 … h_{L−1} in the store (checkpointed, or saved); the fp32 stream ping-pongs two buffers.
             LayerInputStoreLayers = layers;
             LayerInputStoreBytes = LayerInputStore.BytesFor(layers, n, c, policy.LayerInputDType);
         }
@@ -134,9 +140,11 @@ public sealed class PassPlan
         }
 
         // Checkpointing keeps one workspace for all layers; keeping the attention outputs gives every layer its own
-        // attention output and lse (the recompute then skips flash attention) and shares the rest.
-        int workspaces = keepAllLayers || KeepsAttention ? layers : 1;
+        // attention output and lse (the recompute then skips flash attention) and shares the rest. Saved bf16
+        // activations share one fp32 workspace too (each layer's lse is its own) and keep every layer's in bf16.
+        int workspaces = keepAllLayers || KeepsAttention || storeSaved ? layers : 1;
         Workspaces = new LayerWorkspaceSlots[workspaces];
+        SavedBf16 = new SavedBf16Slots[storeSaved ? layers : 0];
         for (int w = 0; w < workspaces; w++)
         {
             bool own = keepAllLayers || w == 0;
@@ -144,11 +152,23 @@ public sealed class PassPlan
                 own ? Activations.Add($"q_{w}", n * hd) : Workspaces[0].Query,
                 own ? Activations.Add($"k_{w}", n * kvd) : Workspaces[0].Key,
                 own ? Activations.Add($"v_{w}", n * kvd) : Workspaces[0].Value,
-                Activations.Add($"attn_out_{w}", n * hd),
+                own || KeepsAttention ? Activations.Add($"attn_out_{w}", n * hd) : Workspaces[0].AttnOut,
                 Activations.Add($"lse_{w}", (long)batchSize * heads * seqLen),
                 own ? Activations.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
                 mlpSaved ? (own ? Activations.Add($"gate_{w}", n * f) : Workspaces[0].Gate) : null,
                 mlpSaved ? (own ? Activations.Add($"up_{w}", n * f) : Workspaces[0].Up) : null);
+        }
+
+        for (int l = 0; l < SavedBf16.Length; l++)
+        {
+            SavedBf16[l] = new SavedBf16Slots(
+                Activations.Add($"q_bf16_{l}", n * hd, ElementType.BF16),
+                Activations.Add($"k_bf16_{l}", n * kvd, ElementType.BF16),
+                Activations.Add($"v_bf16_{l}", n * kvd, ElementType.BF16),
+                Activations.Add($"attn_out_bf16_{l}", n * hd, ElementType.BF16),
+                Activations.Add($"h_mid_bf16_{l}", n * c, ElementType.BF16),
+                mlpSaved ? Activations.Add($"gate_bf16_{l}", n * f, ElementType.BF16) : null,
+                mlpSaved ? Activations.Add($"up_bf16_{l}", n * f, ElementType.BF16) : null);
         }
 
         // ---- scratch ----
@@ -447,6 +467,11 @@ public sealed class PassPlan
     public ArenaSlot[] LayerInputs { get; private set; }
     public LayerWorkspaceSlots[] Workspaces { get; private set; }
 
+    /// <summary>Mixed precision without recomputation: every layer's saved q, k, v, attention output, h_mid (and gate,
+    /// up when the MLP is not chunked) rounded to bf16 after its forward, widened into the one fp32 workspace before its
+    /// backward (empty otherwise).</summary>
+    public SavedBf16Slots[] SavedBf16 { get; private set; } = [];
+
     /// <summary>Whether each layer's attention output and lse survive to its backward, whose recompute then skips the
     /// flash-attention forward (<see cref="MemoryPolicy.KeepAttention"/> with checkpointing, training only).</summary>
     public bool KeepsAttention => Training && Policy.Checkpoint && Policy.KeepAttention && !Policy.SequenceChunked;
@@ -538,7 +563,7 @@ public sealed class PassPlan
     public int SequenceChunkRows { get; private set; }
 
     /// <summary>Layer inputs kept in the <see cref="LayerInputStore"/> (L − 1 when training sequence-chunked, L when
-    /// training with checkpointing and bf16 layer inputs, else 0).</summary>
+    /// training with bf16 layer inputs — checkpointed, or saved under mixed precision — else 0).</summary>
     public int LayerInputStoreLayers { get; private set; }
 
     /// <summary>Bytes of the layer-input store: resident when in memory, on disk when offloaded.</summary>

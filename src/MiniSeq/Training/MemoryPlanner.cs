@@ -161,7 +161,7 @@ public sealed record TrainingSetup
     /// <summary>ZeRO-1 over this many ranks: each holds 1/P of the optimizer state (1: no sharding).</summary>
     public int ZeroShards { get; init; } = 1;
 
-    /// <summary>fp32, or bf16 mixed precision (bf16 compute copies of the weights, bf16 checkpointed layer inputs).</summary>
+    /// <summary>fp32, or bf16 mixed precision (bf16 compute copies of the weights, bf16 saved activations).</summary>
     public Precision Precision { get; init; } = Precision.Float32;
 
     /// <summary>Ulysses ranks P (1: none); each holds ⌈N/P⌉ positions of every row.</summary>

@@ -7,6 +7,7 @@ using MiniSeq.IO;
 using MiniSeq.Kernels;
 using MiniSeq.Model;
 using MiniSeq.Tensors;
+using MiniSeq.Tests.Helpers;
 using MiniSeq.Training;
 
 namespace MiniSeq.Tests.Model;
@@ -15,7 +16,12 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static LlamaConfig Config => ModelPresets.Tiny with { TieWordEmbeddings = false };
 
-    public static TheoryData<string> PolicyNames => ["vanilla", "mst", "checkpoint", "mst3+checkpoint", "chunked16"];
+    /// <summary>Policies that recompute: the bf16 pass stores only their layer inputs as bf16, which an fp32 pass can
+    /// store likewise, so it has a bit-for-bit reference.</summary>
+    public static TheoryData<string> RecomputingPolicyNames => ["checkpoint", "mst3+checkpoint", "chunked16"];
+
+    /// <summary>Policies without recomputation: the bf16 pass stores every saved activation as bf16.</summary>
+    public static TheoryData<string> SavingPolicyNames => ["vanilla", "mst"];
 
     private static MemoryPolicy PolicyFor(string name, long rows) => name switch
     {
@@ -51,7 +57,7 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(PolicyNames))]
+    [MemberData(nameof(RecomputingPolicyNames))]
     public void Bf16Pass_EqualsFp32PassOnRoundedWeights_BitForBit(string policyName)
     {
         LlamaConfig config = Config;
@@ -75,7 +81,7 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(PolicyNames))]
+    [MemberData(nameof(RecomputingPolicyNames))]
     public void Bf16Training_MastersMoveAsFp32TrainingOnRoundedWeights_BitForBit(string policyName)
     {
         LlamaConfig config = Config;
@@ -113,9 +119,57 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     /// <summary>
+    /// Without recomputation every saved activation is stored as bf16 (q, k, v rounded before attention, which runs on
+    /// them; attention output, h_mid, gate/up after the layer): the plan holds them in bf16 slots and one fp32
+    /// workspace, and loss and gradients stay within bf16 distance of fp32 on the rounded weights (no bit-for-bit
+    /// reference: an fp32 pass cannot round its attention inputs).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SavingPolicyNames))]
+    public void Bf16Pass_WithoutRecompute_StoresSavedActivationsAsBf16_WithinBf16DistanceOfFp32(string policyName)
+    {
+        LlamaConfig config = Config;
+        TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(config, 2, 40, 3);
+        MemoryPolicy policy = PolicyFor(policyName, 80);
+        var bf16Plan = new PassPlan(config, 2, 40, policy, precision: Precision.BFloat16);
+        var fp32Plan = new PassPlan(config, 2, 40, policy);
+        Assert.Equal(config.NumHiddenLayers, bf16Plan.SavedBf16.Length);
+        Assert.Equal(config.NumHiddenLayers, bf16Plan.LayerInputStoreLayers);
+        Assert.Empty(fp32Plan.SavedBf16);
+        Assert.Equal(policyName == "vanilla", bf16Plan.SavedBf16[0].Gate is not null);
+        Assert.EndsWith("+bf16", bf16Plan.Policy.Describe(), StringComparison.Ordinal);
+        Assert.Equal(bf16Plan.Policy, MemoryPolicy.Parse(bf16Plan.Policy.Describe(), config, 80));
+        // One fp32 workspace and two stream buffers stay: the saving grows with depth (none at this config's 2 layers).
+        LlamaConfig deep = config with { NumHiddenLayers = 8 };
+        var deepBf16 = new PassPlan(deep, 2, 40, policy, precision: Precision.BFloat16);
+        long deepFp32 = new PassPlan(deep, 2, 40, policy).Activations.TotalBytes;
+        Assert.InRange((double)(deepBf16.Activations.TotalBytes + deepBf16.LayerInputStoreBytes) / deepFp32, 0.5, 0.65);
+
+        using var model = new LlamaModel(config);
+        model.InitializeRandom(11);
+        float[] masters = model.Parameters.All.Span.ToArray();
+        (double loss, float[] grad) = Gradients(model, batch, policy, Precision.BFloat16);
+        Assert.True(model.Parameters.All.Span.SequenceEqual(masters), "the bf16 pass changed the fp32 master weights");
+        RoundComputeWeights(model);
+        (double refLoss, float[] refGrad) = Gradients(model, batch, policy, Precision.Float32);
+        Assert.NotEqual(refLoss, loss); // the attention inputs were rounded
+        Assert.True(Math.Abs(loss - refLoss) / refLoss < 1e-3, $"loss {loss} vs {refLoss}");
+        foreach (ParameterInfo p in model.Layout.Tensors)
+        {
+            var range = new Range((int)p.Slot.Offset, (int)(p.Slot.Offset + p.Slot.Length));
+            double error = Compare.RelativeError(grad.AsSpan(range), refGrad.AsSpan(range));
+            Assert.True(error < GradientTolerance, $"{p.Name} under {policyName}: relative error {error:E2}");
+        }
+    }
+
+    /// <summary>
     /// Against PyTorch fp64 (the golden files): the loss moves by the weights' rounding (relative 2^-9 per weight), the
-    /// gradients by that and by the bf16 layer inputs. Stated tolerance: loss within <see cref="LossTolerance"/>
-    /// relative, every gradient tensor within <see cref="GradientTolerance"/> relative by norm (llm.c's 2e-2).
+    /// gradients by that and by the bf16 saved activations. Stated tolerance: loss within <see cref="LossTolerance"/>
+    /// relative, every gradient tensor g within <see cref="GradientTolerance"/> relative by norm (llm.c's 2e-2) plus
+    /// <see cref="GradientAbsoluteTolerance"/>: ‖g − g_ref‖ ≤ 2e-2·‖g_ref‖ + 1e-5 (numpy's allclose, by norm). The
+    /// absolute term is for gradients that nearly vanish: the k-projection bias's (Qwen2), because softmax ignores a
+    /// shift of a row's scores and only RoPE's rotation leaves it a gradient (‖g‖ ≈ 1e-4, 800× below the v bias's),
+    /// so the rounding of q, k and the attention output moves it by 3 % of itself — 2e-6, nothing in absolute terms.
     /// </summary>
     [Theory]
     [MemberData(nameof(GoldenCases))]
@@ -123,20 +177,34 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
     {
         using var golden = GoldenTests.GoldenCase.Load(caseName);
         (SafeTensorsReader expected, LlamaModel model, TokenBatch batch, _) = golden;
-        foreach (MemoryPolicy policy in new[] { MemoryPolicy.Vanilla, new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 3, Checkpoint = true } })
+        MemoryPolicy[] policies = [MemoryPolicy.Vanilla, new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 3 }, new MemoryPolicy { MlpChunks = 3, LmHeadChunks = 3, Checkpoint = true }];
+        foreach (MemoryPolicy policy in policies)
         {
             using var trainer = new Trainer(model, new TrainerOptions { Policy = policy, Precision = Precision.BFloat16 }, batch.BatchSize, batch.SeqLen);
             (double loss, _) = trainer.ComputeGradients(batch);
             double expectedLoss = expected.ReadFloat32("loss")[0];
             double lossError = Math.Abs(loss - expectedLoss) / Math.Abs(expectedLoss);
             Assert.True(lossError <= LossTolerance, $"{caseName} {policy.Describe()}: loss relative error {lossError:E2}");
-            double worst = GoldenTests.CheckGradients(trainer, model, expected, GradientTolerance, $"{caseName} {policy.Describe()}");
+            double worst = 0;
+            foreach (ParameterInfo p in model.Layout.Tensors)
+            {
+                float[] reference = expected.ReadFloat32("grad." + p.Name);
+                double relative = Compare.RelativeError(trainer.Gradient(p.Name).Span, reference);
+                double norm = Math.Sqrt(reference.Sum(x => (double)x * x));
+                Assert.True(relative * norm <= (GradientTolerance * norm) + GradientAbsoluteTolerance, FormattableString.Invariant(
+                    $"{caseName} {policy.Describe()} grad {p.Name}: ‖error‖ {relative * norm:E2} > {GradientTolerance:E0}·‖ref‖ {norm:E2} + {GradientAbsoluteTolerance:E0} (relative {relative:E2})"));
+                worst = Math.Max(worst, relative);
+            }
+
             output.WriteLine(FormattableString.Invariant($"{caseName} {policy.Describe()}: loss relative error {lossError:E2}, worst gradient relative error {worst:E2}"));
         }
     }
 
     /// <summary>Stated loss tolerance of --precision bf16 against fp64 (relative).</summary>
     public const double LossTolerance = 1e-2;
+
+    /// <summary>Stated absolute gradient tolerance of --precision bf16 against fp64 (by norm, per tensor).</summary>
+    public const double GradientAbsoluteTolerance = 1e-5;
 
     /// <summary>Stated gradient tolerance of --precision bf16 against fp64 (relative, by norm, per tensor).</summary>
     public const double GradientTolerance = 2e-2;

@@ -17,8 +17,10 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 {
     /// <summary>q, k, v, attention output, lse and h_mid of layer l from its input hIn; with
     /// <paramref name="attentionKept"/> (a recompute whose layer kept its attention output and lse) q, k, v and h_mid
-    /// only — the flash-attention forward would write the same bits again.</summary>
-    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws, bool attentionKept = false)
+    /// only — the flash-attention forward would write the same bits again. <paramref name="savedBf16"/> (mixed precision
+    /// without recomputation): q, k and v are rounded to bf16 and stored there before attention, which then runs on
+    /// the rounded values, so the backward's probabilities (from the stored q, k and this forward's lse) sum to one.</summary>
+    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws, bool attentionKept = false, SavedBf16Slots? savedBf16 = null)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
@@ -53,6 +55,14 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         using (StepProfiler.Measure(ProfiledOp.Rope))
         {
             Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
+        }
+
+        if (savedBf16 is not null)
+        {
+            using var scope = StepProfiler.Measure(ProfiledOp.Other);
+            ctx.StoreBf16(q, savedBf16.Query, roundInPlace: true);
+            ctx.StoreBf16(k, savedBf16.Key, roundInPlace: true);
+            ctx.StoreBf16(v, savedBf16.Value, roundInPlace: true);
         }
 
         // A recompute whose layer kept its attention output and lse (in its own workspace slots) skips flash attention.

@@ -57,6 +57,20 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// <summary>A slot of the activations saved for backward.</summary>
     public float* Saved(ArenaSlot slot) => activations[slot].Pointer;
 
+    /// <summary>Stores x (<paramref name="slot"/>'s length in floats) rounded to bf16 in <paramref name="slot"/> of the
+    /// activations saved for backward; with <paramref name="roundInPlace"/> x then holds the rounded values too.</summary>
+    public void StoreBf16(float* x, ArenaSlot slot, bool roundInPlace = false)
+    {
+        BFloat16.FromFloat(x, activations.Bf16(slot), slot.Length);
+        if (roundInPlace)
+        {
+            BFloat16.ToFloat(activations.Bf16(slot), x, slot.Length);
+        }
+    }
+
+    /// <summary>Widens a bf16 slot of the saved activations into x.</summary>
+    public void LoadBf16(ArenaSlot slot, float* x) => BFloat16.ToFloat(activations.Bf16(slot), x, slot.Length);
+
     /// <summary>A slot of the scratch arena (temporaries of one phase).</summary>
     public float* Temp(ArenaSlot slot) => Scratch[slot].Pointer;
 
