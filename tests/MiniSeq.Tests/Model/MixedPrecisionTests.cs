@@ -60,9 +60,23 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
     [MemberData(nameof(RecomputingPolicyNames))]
     public void Bf16Pass_EqualsFp32PassOnRoundedWeights_BitForBit(string policyName)
     {
+        MemoryPolicy policy = PolicyFor(policyName, 80);
+        (double loss, float[] grad, double refLoss, float[] refGrad, ParameterLayout layout) = Bf16AndFp32OnRoundedWeights(policy, WithBf16Inputs(policy));
+        Assert.Equal(refLoss, loss);
+        foreach (ParameterInfo p in layout.Tensors)
+        {
+            var range = new Range((int)p.Slot.Offset, (int)(p.Slot.Offset + p.Slot.Length));
+            Assert.True(grad.AsSpan(range).SequenceEqual(refGrad.AsSpan(range)), $"{p.Name} under {policyName}: the bf16 pass's gradient differs from fp32 on the rounded weights");
+        }
+    }
+
+    /// <summary>Loss and gradients of a bf16 pass under <paramref name="policy"/> (checking it leaves the fp32 masters
+    /// untouched), then of an fp32 pass under <paramref name="referencePolicy"/> on the same model with its compute
+    /// weights rounded to bf16.</summary>
+    private static (double Loss, float[] Gradients, double ReferenceLoss, float[] ReferenceGradients, ParameterLayout Layout) Bf16AndFp32OnRoundedWeights(MemoryPolicy policy, MemoryPolicy referencePolicy)
+    {
         LlamaConfig config = Config;
         TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(config, 2, 40, 3);
-        MemoryPolicy policy = PolicyFor(policyName, 80);
         using var model = new LlamaModel(config);
         model.InitializeRandom(11);
         float[] masters = model.Parameters.All.Span.ToArray();
@@ -71,13 +85,8 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
 
         RoundComputeWeights(model);
         Assert.False(model.Parameters.All.Span.SequenceEqual(masters), "rounding changed nothing: the test would prove nothing");
-        (double refLoss, float[] refGrad) = Gradients(model, batch, WithBf16Inputs(policy), Precision.Float32);
-        Assert.Equal(refLoss, loss);
-        foreach (ParameterInfo p in model.Layout.Tensors)
-        {
-            var range = new Range((int)p.Slot.Offset, (int)(p.Slot.Offset + p.Slot.Length));
-            Assert.True(grad.AsSpan(range).SequenceEqual(refGrad.AsSpan(range)), $"{p.Name} under {policyName}: the bf16 pass's gradient differs from fp32 on the rounded weights");
-        }
+        (double refLoss, float[] refGrad) = Gradients(model, batch, referencePolicy, Precision.Float32);
+        return (loss, grad, refLoss, refGrad, model.Layout);
     }
 
     [Theory]
@@ -129,7 +138,6 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
     public void Bf16Pass_WithoutRecompute_StoresSavedActivationsAsBf16_WithinBf16DistanceOfFp32(string policyName)
     {
         LlamaConfig config = Config;
-        TokenBatch batch = MiniSequenceEquivalenceTests.RandomBatch(config, 2, 40, 3);
         MemoryPolicy policy = PolicyFor(policyName, 80);
         var bf16Plan = new PassPlan(config, 2, 40, policy, precision: Precision.BFloat16);
         var fp32Plan = new PassPlan(config, 2, 40, policy);
@@ -145,16 +153,10 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
         long deepFp32 = new PassPlan(deep, 2, 40, policy).Activations.TotalBytes;
         Assert.InRange((double)(deepBf16.Activations.TotalBytes + deepBf16.LayerInputStoreBytes) / deepFp32, 0.5, 0.65);
 
-        using var model = new LlamaModel(config);
-        model.InitializeRandom(11);
-        float[] masters = model.Parameters.All.Span.ToArray();
-        (double loss, float[] grad) = Gradients(model, batch, policy, Precision.BFloat16);
-        Assert.True(model.Parameters.All.Span.SequenceEqual(masters), "the bf16 pass changed the fp32 master weights");
-        RoundComputeWeights(model);
-        (double refLoss, float[] refGrad) = Gradients(model, batch, policy, Precision.Float32);
+        (double loss, float[] grad, double refLoss, float[] refGrad, ParameterLayout layout) = Bf16AndFp32OnRoundedWeights(policy, policy);
         Assert.NotEqual(refLoss, loss); // the attention inputs were rounded
         Assert.True(Math.Abs(loss - refLoss) / refLoss < 1e-3, $"loss {loss} vs {refLoss}");
-        foreach (ParameterInfo p in model.Layout.Tensors)
+        foreach (ParameterInfo p in layout.Tensors)
         {
             var range = new Range((int)p.Slot.Offset, (int)(p.Slot.Offset + p.Slot.Length));
             double error = Compare.RelativeError(grad.AsSpan(range), refGrad.AsSpan(range));
