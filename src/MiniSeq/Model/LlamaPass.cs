@@ -379,12 +379,9 @@ public sealed unsafe class LlamaPass : IDisposable
             {
                 // q, k, v were stored before attention (AttentionBlock); the rest is rounded now.
                 using var scope = StepProfiler.Measure(ProfiledOp.Other);
-                _ctx.StoreBf16(_ctx.Saved(ws.AttnOut), saved.AttnOut);
-                _ctx.StoreBf16(_ctx.Saved(ws.HMid), saved.HMid);
-                if (saved.Gate is { } gate && saved.Up is { } up)
+                foreach ((ArenaSlot bf16, ArenaSlot fp32) in saved.LayerOutputs(ws))
                 {
-                    _ctx.StoreBf16(_ctx.Saved(ws.Gate!.Value), gate);
-                    _ctx.StoreBf16(_ctx.Saved(ws.Up!.Value), up);
+                    _ctx.StoreBf16(_ctx.Saved(fp32), bf16);
                 }
             }
 
@@ -421,15 +418,9 @@ public sealed unsafe class LlamaPass : IDisposable
             // Mixed precision without recomputation: widen this layer's saved bf16 activations into the fp32 workspace.
             using var scope = StepProfiler.Measure(ProfiledOp.Other);
             SavedBf16Slots saved = Plan.SavedBf16[l];
-            _ctx.LoadBf16(saved.Query, _ctx.Saved(ws.Query));
-            _ctx.LoadBf16(saved.Key, _ctx.Saved(ws.Key));
-            _ctx.LoadBf16(saved.Value, _ctx.Saved(ws.Value));
-            _ctx.LoadBf16(saved.AttnOut, _ctx.Saved(ws.AttnOut));
-            _ctx.LoadBf16(saved.HMid, _ctx.Saved(ws.HMid));
-            if (saved.Gate is { } gate && saved.Up is { } up)
+            foreach ((ArenaSlot bf16, ArenaSlot fp32) in saved.AttentionInputs(ws).Concat(saved.LayerOutputs(ws)))
             {
-                _ctx.LoadBf16(gate, _ctx.Saved(ws.Gate!.Value));
-                _ctx.LoadBf16(up, _ctx.Saved(ws.Up!.Value));
+                _ctx.LoadBf16(bf16, _ctx.Saved(fp32));
             }
         }
 

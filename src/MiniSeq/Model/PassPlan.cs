@@ -47,7 +47,28 @@ public sealed record LayerWorkspaceSlots(
 
 /// <summary>One layer's saved activations stored as bf16 (<see cref="PassPlan.SavedBf16"/>); the fp32 workspace holds
 /// the same tensors while the layer runs.</summary>
-public sealed record SavedBf16Slots(ArenaSlot Query, ArenaSlot Key, ArenaSlot Value, ArenaSlot AttnOut, ArenaSlot HMid, ArenaSlot? Gate, ArenaSlot? Up);
+public sealed record SavedBf16Slots(ArenaSlot Query, ArenaSlot Key, ArenaSlot Value, ArenaSlot AttnOut, ArenaSlot HMid, ArenaSlot? Gate, ArenaSlot? Up)
+{
+    /// <summary>q, k, v with their fp32 workspace slots (stored before attention).</summary>
+    public IEnumerable<(ArenaSlot Bf16, ArenaSlot Fp32)> AttentionInputs(LayerWorkspaceSlots ws)
+    {
+        yield return (Query, ws.Query);
+        yield return (Key, ws.Key);
+        yield return (Value, ws.Value);
+    }
+
+    /// <summary>The attention output, h_mid (and gate, up) with their fp32 workspace slots (stored after the layer).</summary>
+    public IEnumerable<(ArenaSlot Bf16, ArenaSlot Fp32)> LayerOutputs(LayerWorkspaceSlots ws)
+    {
+        yield return (AttnOut, ws.AttnOut);
+        yield return (HMid, ws.HMid);
+        if (Gate is { } gate && Up is { } up)
+        {
+            yield return (gate, ws.Gate!.Value);
+            yield return (up, ws.Up!.Value);
+        }
+    }
+}
 
 /// <summary>Memory plan of one forward (+ backward) pass over a micro-batch of (batchRows, seqLen) tokens.</summary>
 public sealed class PassPlan

@@ -85,14 +85,26 @@ public class GoldenTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     /// <summary>Every gradient tensor of <paramref name="trainer"/> within <paramref name="tolerance"/> (relative, by
-    /// norm) of the golden file's; returns the worst error.</summary>
-    internal static double CheckGradients(Trainer trainer, LlamaModel model, SafeTensorsReader expected, double tolerance, string what)
+    /// norm) of the golden file's — with <paramref name="absoluteTolerance"/> &gt; 0, numpy's allclose by norm instead:
+    /// ‖g − g_ref‖ ≤ tolerance·‖g_ref‖ + absoluteTolerance; returns the worst relative error.</summary>
+    internal static double CheckGradients(Trainer trainer, LlamaModel model, SafeTensorsReader expected, double tolerance, string what, double absoluteTolerance = 0)
     {
         double worst = 0;
         foreach (ParameterInfo p in model.Layout.Tensors)
         {
-            double error = Compare.RelativeError(trainer.Gradient(p.Name).Span, expected.ReadFloat32("grad." + p.Name));
-            Assert.True(error <= tolerance, $"{what} grad {p.Name}: relative error {error:E2} > {tolerance:E2}");
+            float[] reference = expected.ReadFloat32("grad." + p.Name);
+            double error = Compare.RelativeError(trainer.Gradient(p.Name).Span, reference);
+            if (absoluteTolerance > 0)
+            {
+                double norm = Math.Sqrt(reference.Sum(x => (double)x * x));
+                Assert.True(error * norm <= (tolerance * norm) + absoluteTolerance, FormattableString.Invariant(
+                    $"{what} grad {p.Name}: ‖error‖ {error * norm:E2} > {tolerance:E0}·‖ref‖ {norm:E2} + {absoluteTolerance:E0} (relative {error:E2})"));
+            }
+            else
+            {
+                Assert.True(error <= tolerance, $"{what} grad {p.Name}: relative error {error:E2} > {tolerance:E2}");
+            }
+
             worst = Math.Max(worst, error);
         }
 

@@ -187,17 +187,7 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
             double expectedLoss = expected.ReadFloat32("loss")[0];
             double lossError = Math.Abs(loss - expectedLoss) / Math.Abs(expectedLoss);
             Assert.True(lossError <= LossTolerance, $"{caseName} {policy.Describe()}: loss relative error {lossError:E2}");
-            double worst = 0;
-            foreach (ParameterInfo p in model.Layout.Tensors)
-            {
-                float[] reference = expected.ReadFloat32("grad." + p.Name);
-                double relative = Compare.RelativeError(trainer.Gradient(p.Name).Span, reference);
-                double norm = Math.Sqrt(reference.Sum(x => (double)x * x));
-                Assert.True(relative * norm <= (GradientTolerance * norm) + GradientAbsoluteTolerance, FormattableString.Invariant(
-                    $"{caseName} {policy.Describe()} grad {p.Name}: ‖error‖ {relative * norm:E2} > {GradientTolerance:E0}·‖ref‖ {norm:E2} + {GradientAbsoluteTolerance:E0} (relative {relative:E2})"));
-                worst = Math.Max(worst, relative);
-            }
-
+            double worst = GoldenTests.CheckGradients(trainer, model, expected, GradientTolerance, $"{caseName} {policy.Describe()}", GradientAbsoluteTolerance);
             output.WriteLine(FormattableString.Invariant($"{caseName} {policy.Describe()}: loss relative error {lossError:E2}, worst gradient relative error {worst:E2}"));
         }
     }

@@ -60,9 +60,10 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         if (savedBf16 is not null)
         {
             using var scope = StepProfiler.Measure(ProfiledOp.Other);
-            ctx.StoreBf16(q, savedBf16.Query, roundInPlace: true);
-            ctx.StoreBf16(k, savedBf16.Key, roundInPlace: true);
-            ctx.StoreBf16(v, savedBf16.Value, roundInPlace: true);
+            foreach ((ArenaSlot bf16, ArenaSlot fp32) in savedBf16.AttentionInputs(ws))
+            {
+                ctx.StoreBf16(ctx.Saved(fp32), bf16, roundInPlace: true);
+            }
         }
 
         // A recompute whose layer kept its attention output and lse (in its own workspace slots) skips flash attention.
