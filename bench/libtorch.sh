@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MiniSeq vs LibTorch 2.10 (TorchSharp-cpu 0.107.0): training-step tokens/s and peak RSS, same model (config small),
+# MiniSeq vs LibTorch 2.10 (TorchSharp-cpu 0.107.0): training-step tokens/s and peak RSS, same model (--config),
 # same weights, same tokens, same mode, same N, batch 1, fp32 AdamW, 2 threads. Runs alternate MiniSeq / LibTorch
 # (A B A B) for every (round, N, mode), one process per run; writes docs/benchmarks/libtorch.md.
 #
@@ -8,6 +8,7 @@
 #   bench/libtorch.sh --smoke              # quick pipeline check (N=512, 1 step, 1 round; output marked SMOKE TEST)
 #
 # Options (defaults in brackets):
+#   --config NAME|FILE  the model: tiny | small | demo | a Llama config.json (as `miniseq init --config`) [small]
 #   --seq-len LIST      [2048,4096,8192,16384]
 #   --modes LIST        [vanilla,checkpoint,mst+checkpoint]
 #   --steps S           steps per run, the first a warm-up (as `miniseq bench run-step --steps`) [4]
@@ -29,11 +30,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SEQ_LENS=2048,4096,8192,16384 MODES=vanilla,checkpoint,mst+checkpoint STEPS=4 ROUNDS=3 THREADS=2 MMAP=0
+CONFIG=small SEQ_LENS=2048,4096,8192,16384 MODES=vanilla,checkpoint,mst+checkpoint STEPS=4 ROUNDS=3 THREADS=2 MMAP=0
 LM_HEAD=grad-in-forward CHECK_N=1024 OUT= WORK=artifacts/libtorch-bench BUILD=1 SMOKE=0 LT_ENV=
 SET_SEQ= SET_STEPS= SET_ROUNDS=
 while [ $# -gt 0 ]; do
   case "$1" in
+    --config) CONFIG=$2; shift 2 ;;
     --seq-len) SEQ_LENS=$2; SET_SEQ=1; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --steps) STEPS=$2; SET_STEPS=1; shift 2 ;;
@@ -47,7 +49,7 @@ while [ $# -gt 0 ]; do
     --work) WORK=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --smoke) SMOKE=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -85,9 +87,14 @@ record() { echo "$*" >> "$CMDS"; log "$*"; }
 if command -v readelf > /dev/null; then readelf -V "$(dirname "$LT_DLL")/libLibTorchSharp.so" | grep GLIBCXX_3.4.32 | grep Name >&2 || true; fi
 
 # 2. The weights both engines train: those `miniseq bench run-step` initialises (InitializeRandom(1)).
+# The model directory is this script's own (marked): never remove a directory it did not write.
+if [ -e "$WORK/model" ] && [ ! -e "$WORK/model/.libtorch-bench" ]; then
+  echo "$WORK/model exists and was not written by bench/libtorch.sh: move it away or pick another --work" >&2; exit 2
+fi
 rm -rf "$WORK/model"
-record "dotnet $MS_DLL init --config small --seed 1 --out $WORK/model"
-"${MS[@]}" init --config small --seed 1 --out "$WORK/model" > /dev/null
+record "dotnet $MS_DLL init --config $CONFIG --seed 1 --out $WORK/model"
+"${MS[@]}" init --config "$CONFIG" --seed 1 --out "$WORK/model" > /dev/null
+: > "$WORK/model/.libtorch-bench"
 "${LT[@]}" info --threads "$THREADS" > "$WORK/info.json"
 
 # 3. Correctness gate: refuse to time if LibTorch's loss differs from MiniSeq's by more than 1e-4 (relative).
@@ -103,7 +110,7 @@ if [ "$STEPS" -le 1 ]; then LT_WARMUP=0 LT_STEPS=1; fi   # as MiniSeq: a single 
 ORDER="MiniSeq, LibTorch"
 if [ "$MMAP" = 1 ]; then ORDER="MiniSeq, LibTorch, LibTorch with MALLOC_MMAP_THRESHOLD_"; fi
 record "# for each round 1..$ROUNDS, N in $SEQ_LENS, mode in $MODES, in this order: $ORDER"
-record "MINISEQ_THREADS=$THREADS dotnet $MS_DLL bench run-step --config small --seq-len N --mode MODE --steps $STEPS   # the per-run process of 'miniseq bench step'"
+record "MINISEQ_THREADS=$THREADS dotnet $MS_DLL bench run-step --config $CONFIG --seq-len N --mode MODE --steps $STEPS   # the per-run process of 'miniseq bench step'"
 record "${LT_PREFIX}dotnet $LT_DLL run-one --model $WORK/model --seq-len N --mode MODE --warmup $LT_WARMUP --steps $LT_STEPS --threads $THREADS --lm-head $LM_HEAD"
 if [ "$MMAP" = 1 ]; then
   record "MALLOC_MMAP_THRESHOLD_=131072 ${LT_PREFIX}dotnet $LT_DLL run-one --model $WORK/model --seq-len N --mode MODE --warmup $LT_WARMUP --steps $LT_STEPS --threads $THREADS --lm-head $LM_HEAD"
@@ -125,7 +132,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for n in ${SEQ_LENS//,/ }; do
     for mode in ${MODES//,/ }; do
       log "round $round N=$n $mode: MiniSeq"
-      run miniseq env MINISEQ_THREADS="$THREADS" "${MS[@]}" bench run-step --config small --seq-len "$n" --mode "$mode" --steps "$STEPS"
+      run miniseq env MINISEQ_THREADS="$THREADS" "${MS[@]}" bench run-step --config "$CONFIG" --seq-len "$n" --mode "$mode" --steps "$STEPS"
       log "round $round N=$n $mode: LibTorch"
       run libtorch "${LT[@]}" run-one --model "$WORK/model" --seq-len "$n" --mode "$mode" --warmup $LT_WARMUP --steps $LT_STEPS --threads "$THREADS" --lm-head "$LM_HEAD"
       if [ "$MMAP" = 1 ]; then
@@ -137,6 +144,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # 5. The report.
-REPORT_ARGS=(--results "$RESULTS" --info "$WORK/info.json" --check "$WORK/check.txt" --commands "$CMDS" --out "$OUT" --steps "$STEPS" --threads "$THREADS" --lm-head "$LM_HEAD" --lt-env "$LT_ENV")
+REPORT_ARGS=(--results "$RESULTS" --model "$WORK/model" --config "$CONFIG" --info "$WORK/info.json" --check "$WORK/check.txt" --commands "$CMDS" --out "$OUT" --steps "$STEPS" --threads "$THREADS" --lm-head "$LM_HEAD" --lt-env "$LT_ENV")
 if [ "$SMOKE" = 1 ]; then REPORT_ARGS+=(--smoke); fi
 "${LT[@]}" report "${REPORT_ARGS[@]}"

@@ -9,6 +9,8 @@
 //                             warm-up + timed AdamW steps in this process; one JSON line (tokens/s, VmHWM, …)
 //   bench --model DIR --seq-len N,… --modes … [--steps S]
 //                             one child process (run-one) per (N, mode), a markdown table
+//   gemm [--config NAME|FILE] [--seq-len N] [--runs R] [--threads T]
+//                             the GEMM shapes of one training step (as `miniseq bench gemm`) through LibTorch's matmul (MKL)
 //   report --results FILE.jsonl --out FILE.md [--header FILE] [--smoke]
 //                             the comparison table of bench/libtorch.sh
 //
@@ -27,7 +29,7 @@ internal static class Program
             string patched = Native.PatchOutputCopy();
             if (args.Length == 0)
             {
-                Console.Error.WriteLine("usage: MiniSeq.LibTorchBench patch-elf|info|check|run-one|bench|report [options] (see Program.cs)");
+                Console.Error.WriteLine("usage: MiniSeq.LibTorchBench patch-elf|info|check|run-one|bench|gemm|report [options] (see Program.cs)");
                 return 2;
             }
 
@@ -46,6 +48,8 @@ internal static class Program
                     return Commands.RunOne(opts);
                 case "bench":
                     return Commands.Bench(opts);
+                case "gemm":
+                    return Commands.Gemm(opts);
                 case "report":
                     return Report.Write(opts);
                 default:

@@ -4,6 +4,8 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using MiniSeq.IO;
+using MiniSeq.Model;
 
 namespace MiniSeq.LibTorchBench;
 
@@ -18,6 +20,9 @@ internal static class Report
     }
 
     private static string Mib(double bytes) => double.IsNaN(bytes) ? "n/a" : FormattableString.Invariant($"{bytes / 1048576:F0} MiB");
+
+    private static string Describe(LlamaConfig c) => FormattableString.Invariant(
+        $"d={c.HiddenSize}, L={c.NumHiddenLayers}, {c.NumAttentionHeads}/{c.NumKeyValueHeads} heads of {c.HeadDim}, I={c.IntermediateSize}, V={c.VocabSize}, {(c.TieWordEmbeddings ? "tied" : "untied")}, {c.ParameterCountEstimate / 1e6:F1}M parameters");
 
     public static int Write(Options o)
     {
@@ -53,7 +58,11 @@ internal static class Report
         sb.Append(CultureInfo.InvariantCulture, $"- LibTorch {S("libtorch_version")} via TorchSharp {S("torchsharp_version")}; ATen CPU capability {S("aten_cpu_capability")}; {S("mkl_version")}; {S("mkldnn_version")}; torch.set_num_threads({S("torch_threads")}), interop threads {S("torch_interop_threads")}\n");
         sb.Append(CultureInfo.InvariantCulture, $"- LibTorch extra environment (`--lt-env`): {(string.IsNullOrWhiteSpace(o.Get("lt-env")) ? "none" : "`" + o.Get("lt-env") + "`")}\n");
         sb.Append("- LibTorch's ISA path is its own: MINISEQ_FORCE_ISA does not apply to it; ATen's kernels follow ATEN_CPU_CAPABILITY, MKL picks its code path at run time (MKL_ENABLE_INSTRUCTIONS caps it; on AMD CPUs MKL may not take its fastest Intel paths), oneDNN follows ONEDNN_MAX_CPU_ISA.\n");
-        sb.Append("- Model: config `small` (d=256, L=4, 8/2 heads, I=896, V=8192, untied), fp32, batch 1; weights `miniseq init --config small --seed 1` (= the weights `miniseq bench run-step` initialises); tokens `StepBenchmark.RandomBatch(seed 12345)` (= `bench run-step`'s); AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8, no weight decay.\n");
+        string configName = o.Get("config") ?? "small";
+        string model = o.Get("model") is string md && File.Exists(Path.Combine(md, "config.json"))
+            ? Describe(ModelDirectory.ReadConfig(md))
+            : "d=256, L=4, 8/2 heads, I=896, V=8192, untied";
+        sb.Append(CultureInfo.InvariantCulture, $"- Model: config `{configName}` ({model}), fp32, batch 1; weights `miniseq init --config {configName} --seed 1` (= the weights `miniseq bench run-step` initialises); tokens `StepBenchmark.RandomBatch(seed 12345)` (= `bench run-step`'s); AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8, no weight decay.\n");
         sb.Append("- LibTorch model: HF LlamaForCausalLM semantics, `scaled_dot_product_attention(is_causal: true)` on repeated kv heads; checkpoint = per-layer custom autograd function (forward under no_grad saving the layer input, backward recomputes); MsT = chunked MLP (saves its input, recomputes per chunk) and chunked LM head + cross-entropy ("
             + (o.Get("lm-head") == "recompute" ? "saves its input, backward recomputes each chunk's logits" : "gradient formed in forward per chunk, as MiniSeq's default policy") + ") with MiniSeq's auto chunk sizes (MemoryPolicy.AutoMlpChunks / AutoLmHeadChunks).\n\n");
 
@@ -122,7 +131,7 @@ internal static class Report
             Directory.CreateDirectory(dir);
         }
 
-        File.WriteAllText(outPath, sb.ToString());
+        AtomicFile.WriteAllText(outPath, sb.ToString(), overwrite: true);   // the report is this script's own output
         Console.WriteLine($"wrote {outPath}");
         return 0;
     }

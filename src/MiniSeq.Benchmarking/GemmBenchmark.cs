@@ -8,6 +8,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using MiniSeq.Kernels;
+using MiniSeq.Model;
 
 namespace MiniSeq.Benchmarks;
 
@@ -52,19 +53,30 @@ public sealed record GemmBenchmarkOptions
 /// <summary>Times MatMul.Gemm (and optionally OpenBLAS) on given shapes.</summary>
 public static unsafe class GemmBenchmark
 {
-    /// <summary>The GEMMs of one training step at N = 4096 tokens, C = 256, F = 896, V = 8192, KvH·D = 64.</summary>
-    public static IReadOnlyList<GemmShape> TrainingShapes { get; } =
-    [
-        new("fwd gate/up X·Wᵀ", false, true, 4096, 896, 256),
-        new("fwd down X·Wᵀ", false, true, 4096, 256, 896),
-        new("fwd lm-head X·Wᵀ", false, true, 4096, 8192, 256),
-        new("fwd q/o X·Wᵀ", false, true, 4096, 256, 256),
-        new("fwd k/v X·Wᵀ", false, true, 4096, 64, 256),
-        new("bwd dX (down) dY·W", false, false, 4096, 256, 896),
-        new("bwd dX (lm-head) dY·W", false, false, 4096, 256, 8192),
-        new("bwd dW (gate/up) dYᵀ·X", true, false, 896, 256, 4096),
-        new("bwd dW (lm-head) dYᵀ·X", true, false, 8192, 256, 4096),
-    ];
+    /// <summary>The GEMMs of one training step of config <c>small</c> at N = 4096 tokens: C = 256, F = 896, V = 8192, KvH·D = 64.</summary>
+    public static IReadOnlyList<GemmShape> TrainingShapes { get; } = StepShapes(ModelPresets.Small, 4096);
+
+    /// <summary>
+    /// The distinct GEMM shapes of one training step of <paramref name="config"/> at <paramref name="n"/> tokens: the
+    /// forward projections, the backward dX of the down projection and the LM head (the widest K), and the weight
+    /// gradients of gate/up and the LM head (K = N, the TN shapes).
+    /// </summary>
+    public static IReadOnlyList<GemmShape> StepShapes(LlamaConfig config, int n)
+    {
+        int c = config.HiddenSize, f = config.IntermediateSize, v = config.VocabSize, q = config.QueryDim, kv = config.KeyValueDim;
+        return
+        [
+            new("fwd gate/up X·Wᵀ", false, true, n, f, c),
+            new("fwd down X·Wᵀ", false, true, n, c, f),
+            new("fwd lm-head X·Wᵀ", false, true, n, v, c),
+            new("fwd q/o X·Wᵀ", false, true, n, q, c),
+            new("fwd k/v X·Wᵀ", false, true, n, kv, c),
+            new("bwd dX (down) dY·W", false, false, n, c, f),
+            new("bwd dX (lm-head) dY·W", false, false, n, c, v),
+            new("bwd dW (gate/up) dYᵀ·X", true, false, f, c, n),
+            new("bwd dW (lm-head) dYᵀ·X", true, false, v, c, n),
+        ];
+    }
 
     /// <summary>The first "cpu MHz" in /proc/cpuinfo, or null where it cannot be read.</summary>
     public static double? ReadCpuMHz()

@@ -67,16 +67,27 @@ internal static class BenchCommand
     {
         var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 10, Description = "Timed runs per shape" };
         var openblas = new Option<bool>("--openblas") { DefaultValueFactory = _ => true, Description = "Compare with OpenBLAS cblas_sgemm (libopenblas.so.0) when available" };
+        var seqLen = new Option<int>("--seq-len") { DefaultValueFactory = _ => 4096, Description = "Tokens per step (M of the forward shapes, K of the weight gradients)" };
         var command = new Command("gemm", "GEMM GFLOP/s and % of peak for the shapes of a training step, vs OpenBLAS");
         command.Options.Add(runs);
         command.Options.Add(openblas);
+        command.Options.Add(ConfigName);
+        command.Options.Add(seqLen);
         command.SetAction(p =>
         {
+            LlamaConfig config = ModelPresets.Resolve(p.GetValue(ConfigName)!);
+            int n = p.GetValue(seqLen);
+            if (n < 1)
+            {
+                throw new ArgumentException($"--seq-len must be at least 1 (got {n}).");
+            }
+
             Console.WriteLine($"machine: {MachineLine()}");
             double peak = Peak.GFlops;
             Console.WriteLine($"OpenBLAS: {OpenBlas.Status}");
             Console.WriteLine();
-            var results = GemmBenchmark.Run(GemmBenchmark.TrainingShapes, new GemmBenchmarkOptions { Runs = p.GetValue(runs), CompareOpenBlas = p.GetValue(openblas), PeakGFlops = peak });
+            Console.WriteLine(FormattableString.Invariant($"shapes: one training step of config {p.GetValue(ConfigName)} (C={config.HiddenSize}, F={config.IntermediateSize}, V={config.VocabSize}, Q={config.QueryDim}, KvH·D={config.KeyValueDim}) at N={n}"));
+            var results = GemmBenchmark.Run(GemmBenchmark.StepShapes(config, n), new GemmBenchmarkOptions { Runs = p.GetValue(runs), CompareOpenBlas = p.GetValue(openblas), PeakGFlops = peak });
             var sb = new StringBuilder("| shape | op | MiniSeq GFLOP/s | % of peak | OpenBLAS GFLOP/s | MiniSeq / OpenBLAS |\n|---|---|---:|---:|---:|---:|\n");
             foreach (GemmBenchmarkResult r in results)
             {
