@@ -19,8 +19,10 @@
 #                       'ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2' (to pair with DOTNET_EnableAVX512=0) []
 #   --lm-head K         LibTorch MsT LM head: grad-in-forward (MiniSeq's default) | recompute [grad-in-forward]
 #   --check-seq-len N   N of the correctness check [1024]
-#   --out FILE          [docs/benchmarks/libtorch.md; with --smoke: artifacts/libtorch-smoke.md]
-#   --work DIR          model, JSON lines, logs [artifacts/libtorch-bench]
+#   --out FILE          [docs/benchmarks/libtorch.md; with --smoke: artifacts/libtorch-smoke.md]; an existing file is
+#                       refused before the run unless --overwrite (the smoke test's default file is its own)
+#   --overwrite         replace an existing --out file
+#   --work DIR          model, JSON lines, logs; a new or empty directory, or one this script made [artifacts/libtorch-bench]
 #   --no-build          skip the two dotnet builds
 #   --smoke             N=512, 1 step, 1 round unless given; the markdown says it is a smoke test
 # Environment: MINISEQ_FORCE_ISA=Scalar|V128|V256|V512 is passed to MiniSeq (LibTorch picks its own ISA path);
@@ -31,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONFIG=small SEQ_LENS=2048,4096,8192,16384 MODES=vanilla,checkpoint,mst+checkpoint STEPS=4 ROUNDS=3 THREADS=2 MMAP=0
-LM_HEAD=grad-in-forward CHECK_N=1024 OUT= WORK=artifacts/libtorch-bench BUILD=1 SMOKE=0 LT_ENV=
+LM_HEAD=grad-in-forward CHECK_N=1024 OUT= OVERWRITE=0 WORK=artifacts/libtorch-bench BUILD=1 SMOKE=0 LT_ENV=
 SET_SEQ= SET_STEPS= SET_ROUNDS=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,10 +48,11 @@ while [ $# -gt 0 ]; do
     --lt-env) LT_ENV=$2; shift 2 ;;
     --check-seq-len) CHECK_N=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --overwrite) OVERWRITE=1; shift ;;
     --work) WORK=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --smoke) SMOKE=1; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,9 +61,12 @@ if [ "$SMOKE" = 1 ]; then
   [ -n "$SET_STEPS" ] || STEPS=1
   [ -n "$SET_ROUNDS" ] || ROUNDS=1
   [ "$CHECK_N" != 1024 ] || CHECK_N=512
-  [ -n "$OUT" ] || OUT=artifacts/libtorch-smoke.md
+  [ -n "$OUT" ] || { OUT=artifacts/libtorch-smoke.md; OVERWRITE=1; }
 fi
 [ -n "$OUT" ] || OUT=docs/benchmarks/libtorch.md
+if [ -e "$OUT" ] && [ "$OVERWRITE" != 1 ]; then
+  echo "$OUT exists: pick another --out or add --overwrite" >&2; exit 2
+fi
 
 MS_DLL=artifacts/bin/MiniSeq.Cli/release/miniseq.dll
 LT_DLL=artifacts/bin/MiniSeq.LibTorchBench/release_linux-x64/MiniSeq.LibTorchBench.dll
@@ -74,7 +80,12 @@ MS=(dotnet "$MS_DLL")
 LT=(env $LT_ENV dotnet "$LT_DLL")
 LT_PREFIX=${LT_ENV:+$LT_ENV }
 
+# --work is this script's own directory (marked): it never truncates or removes files in a directory it did not create.
+if [ -d "$WORK" ] && [ -n "$(ls -A "$WORK")" ] && [ ! -e "$WORK/.libtorch-bench" ]; then
+  echo "$WORK is not empty and was not created by bench/libtorch.sh: pick another --work" >&2; exit 2
+fi
 mkdir -p "$WORK"
+: > "$WORK/.libtorch-bench"
 RESULTS=$WORK/results.jsonl CMDS=$WORK/commands.txt
 : > "$RESULTS"
 : > "$CMDS"
@@ -87,14 +98,9 @@ record() { echo "$*" >> "$CMDS"; log "$*"; }
 if command -v readelf > /dev/null; then readelf -V "$(dirname "$LT_DLL")/libLibTorchSharp.so" | grep GLIBCXX_3.4.32 | grep Name >&2 || true; fi
 
 # 2. The weights both engines train: those `miniseq bench run-step` initialises (InitializeRandom(1)).
-# The model directory is this script's own (marked): never remove a directory it did not write.
-if [ -e "$WORK/model" ] && [ ! -e "$WORK/model/.libtorch-bench" ]; then
-  echo "$WORK/model exists and was not written by bench/libtorch.sh: move it away or pick another --work" >&2; exit 2
-fi
-rm -rf "$WORK/model"
+rm -rf "$WORK/model"   # inside the script's own --work directory (checked above)
 record "dotnet $MS_DLL init --config $CONFIG --seed 1 --out $WORK/model"
 "${MS[@]}" init --config "$CONFIG" --seed 1 --out "$WORK/model" > /dev/null
-: > "$WORK/model/.libtorch-bench"
 "${LT[@]}" info --threads "$THREADS" > "$WORK/info.json"
 
 # 3. Correctness gate: refuse to time if LibTorch's loss differs from MiniSeq's by more than 1e-4 (relative).
