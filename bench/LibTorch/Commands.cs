@@ -244,35 +244,25 @@ internal static class Commands
     /// The GEMM shapes of one training step (GemmBenchmark.StepShapes, as `miniseq bench gemm --config --seq-len`)
     /// through LibTorch's matmul (MKL): c.addmm_(op(a), op(b), beta 0) into a preallocated c, so that the time is the
     /// GEMM's and not the allocator's; op(a) a transposed view for TN, op(b) for NT, as autograd's linear passes them.
+    /// Timed as `miniseq bench gemm` times MiniSeq and OpenBLAS (GemmBenchmark.Measure: same passes, GFLOP/s of the best run).
     /// </summary>
     public static int Gemm(Options o)
     {
-        int threads = o.Int("threads", 2), runs = o.Int("runs", 10), n = o.Int("seq-len", 4096);
+        int threads = o.Int("threads", 2), n = o.Int("seq-len", 4096);
+        var options = new GemmBenchmarkOptions { Runs = o.Int("runs", 10) };
         set_num_threads(threads);
         string configName = o.Get("config") ?? "small";
         LlamaConfig config = ModelPresets.Resolve(configName);
         Console.WriteLine(FormattableString.Invariant($"LibTorch {__version__}, ATen {Native.CpuCapability()}, {Native.MklVersion()}, {get_num_threads()} threads; shapes of config {configName} at N={n}"));
-        Console.WriteLine("| shape | op | LibTorch GFLOP/s (median) | best |\n|---|---|---:|---:|");
+        Console.WriteLine("| shape | op | LibTorch GFLOP/s (best run) | median run |\n|---|---|---:|---:|");
         foreach (GemmShape shape in GemmBenchmark.StepShapes(config, n))
         {
             using var scope = NewDisposeScope();
             Tensor a = shape.TransA ? randn(shape.K, shape.M).t() : randn(shape.M, shape.K);
             Tensor b = shape.TransB ? randn(shape.N, shape.K).t() : randn(shape.K, shape.N);
             Tensor c = zeros(shape.M, shape.N);
-            var seconds = new List<double>();
-            for (int r = 0; r < 3 + runs; r++)
-            {
-                long t0 = Stopwatch.GetTimestamp();
-                c.addmm_(a, b, beta: 0, alpha: 1);
-                if (r >= 3)
-                {
-                    seconds.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-                }
-            }
-
-            seconds.Sort();
-            double median = seconds[seconds.Count / 2], best = seconds[0];
-            Console.WriteLine(FormattableString.Invariant($"| {shape.Name} | {shape.Description} | {shape.Flops / median / 1e9:F1} | {shape.Flops / best / 1e9:F1} |"));
+            GemmTiming t = GemmBenchmark.Measure(shape, () => c.addmm_(a, b, beta: 0, alpha: 1), options, double.NaN);
+            Console.WriteLine(FormattableString.Invariant($"| {shape.Name} | {shape.Description} | {t.GFlops:F1} | {shape.Flops / t.MedianSeconds / 1e9:F1} |"));
         }
 
         return 0;

@@ -59,9 +59,7 @@ internal static class Report
         sb.Append(CultureInfo.InvariantCulture, $"- LibTorch extra environment (`--lt-env`): {(string.IsNullOrWhiteSpace(o.Get("lt-env")) ? "none" : "`" + o.Get("lt-env") + "`")}\n");
         sb.Append("- LibTorch's ISA path is its own: MINISEQ_FORCE_ISA does not apply to it; ATen's kernels follow ATEN_CPU_CAPABILITY, MKL picks its code path at run time (MKL_ENABLE_INSTRUCTIONS caps it; on AMD CPUs MKL may not take its fastest Intel paths), oneDNN follows ONEDNN_MAX_CPU_ISA.\n");
         string configName = o.Get("config") ?? "small";
-        string model = o.Get("model") is string md && File.Exists(Path.Combine(md, "config.json"))
-            ? Describe(ModelDirectory.ReadConfig(md))
-            : "d=256, L=4, 8/2 heads, I=896, V=8192, untied";
+        string model = Describe(o.Get("model") is string md ? ModelDirectory.ReadConfig(md) : ModelPresets.Resolve(configName));
         sb.Append(CultureInfo.InvariantCulture, $"- Model: config `{configName}` ({model}), fp32, batch 1; weights `miniseq init --config {configName} --seed 1` (= the weights `miniseq bench run-step` initialises); tokens `StepBenchmark.RandomBatch(seed 12345)` (= `bench run-step`'s); AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8, no weight decay.\n");
         sb.Append("- LibTorch model: HF LlamaForCausalLM semantics, `scaled_dot_product_attention(is_causal: true)` on repeated kv heads; checkpoint = per-layer custom autograd function (forward under no_grad saving the layer input, backward recomputes); MsT = chunked MLP (saves its input, recomputes per chunk) and chunked LM head + cross-entropy ("
             + (o.Get("lm-head") == "recompute" ? "saves its input, backward recomputes each chunk's logits" : "gradient formed in forward per chunk, as MiniSeq's default policy") + ") with MiniSeq's auto chunk sizes (MemoryPolicy.AutoMlpChunks / AutoLmHeadChunks).\n\n");

@@ -129,11 +129,11 @@ public static unsafe class GemmBenchmark
                 {
                     if (turn == 0 == mineFirst)
                     {
-                        mine.AddRange(Time(operands, useOpenBlas: false, options));
+                        mine.AddRange(Time(() => operands.Multiply(useOpenBlas: false), options));
                     }
                     else if (openBlas)
                     {
-                        theirs.AddRange(Time(operands, useOpenBlas: true, options));
+                        theirs.AddRange(Time(() => operands.Multiply(useOpenBlas: true), options));
                     }
 
                     Thread.Sleep(options.SettleTime);
@@ -152,16 +152,36 @@ public static unsafe class GemmBenchmark
         ArgumentNullException.ThrowIfNull(shape);
         using var operands = new Operands(shape);
         var options = new GemmBenchmarkOptions { WarmupRuns = warmupRuns, Runs = runs };
-        return Summarise(shape, Time(operands, useOpenBlas: false, options), peakGFlops);
+        return Summarise(shape, Time(() => operands.Multiply(useOpenBlas: false), options), peakGFlops);
     }
 
-    private static List<double> Time(Operands operands, bool useOpenBlas, GemmBenchmarkOptions options)
+    /// <summary>
+    /// Times another implementation's <paramref name="multiply"/> of <paramref name="shape"/> (e.g. LibTorch's matmul) as
+    /// <see cref="Run"/> times MatMul.Gemm: <see cref="GemmBenchmarkOptions.Passes"/> passes of warm-up + runs, the
+    /// settle time after each, GFLOP/s from the best run.
+    /// </summary>
+    public static GemmTiming Measure(GemmShape shape, Action multiply, GemmBenchmarkOptions options, double peakGFlops)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(multiply);
+        ArgumentNullException.ThrowIfNull(options);
+        var seconds = new List<double>();
+        for (int pass = 0; pass < options.Passes; pass++)
+        {
+            seconds.AddRange(Time(multiply, options));
+            Thread.Sleep(options.SettleTime);
+        }
+
+        return Summarise(shape, seconds, peakGFlops);
+    }
+
+    private static List<double> Time(Action multiply, GemmBenchmarkOptions options)
     {
         var seconds = new List<double>(options.Runs);
         for (int i = 0; i < options.WarmupRuns + options.Runs; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            operands.Multiply(useOpenBlas);
+            multiply();
             double elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
             if (i >= options.WarmupRuns)
             {

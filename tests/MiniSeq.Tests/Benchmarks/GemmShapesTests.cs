@@ -26,9 +26,10 @@ public class GemmShapesTests
         var config = new LlamaConfig { HiddenSize = 896, IntermediateSize = 4864, NumAttentionHeads = 14, NumKeyValueHeads = 2, VocabSize = 8192 };
         IReadOnlyList<GemmShape> shapes = GemmBenchmark.StepShapes(config, 2048);
         GemmShape Named(string name) => shapes.Single(s => s.Name == name);
-        Assert.Equal((2048, 4864, 896), (Named("fwd gate/up X·Wᵀ").M, Named("fwd gate/up X·Wᵀ").N, Named("fwd gate/up X·Wᵀ").K));
-        Assert.Equal((2048, 128, 896), (Named("fwd k/v X·Wᵀ").M, Named("fwd k/v X·Wᵀ").N, Named("fwd k/v X·Wᵀ").K));
-        Assert.Equal((8192, 896, 2048), (Named("bwd dW (lm-head) dYᵀ·X").M, Named("bwd dW (lm-head) dYᵀ·X").N, Named("bwd dW (lm-head) dYᵀ·X").K));
+        (int M, int N, int K) Mnk(string name) => (Named(name).M, Named(name).N, Named(name).K);
+        Assert.Equal((2048, 4864, 896), Mnk("fwd gate/up X·Wᵀ"));
+        Assert.Equal((2048, 128, 896), Mnk("fwd k/v X·Wᵀ"));
+        Assert.Equal((8192, 896, 2048), Mnk("bwd dW (lm-head) dYᵀ·X"));
         Assert.Equal(2.0 * 4864 * 896 * 2048, Named("bwd dW (gate/up) dYᵀ·X").Flops);
     }
 }
