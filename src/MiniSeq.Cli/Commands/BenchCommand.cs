@@ -440,6 +440,14 @@ internal static class BenchCommand
     {
         const int Granularity = 1024;
         bool Fits(StepBenchmarkResult r) => r.ProcessPeakRssBytes <= budget;
+        StepBenchmarkResult? Probe(int n)
+        {
+            StepBenchmarkResult? r = RunChild(configName, n, batch, mode, 1, budgetText);
+            Console.WriteLine(r is null ? $"  probe {mode} N={n}: failed"
+                : FormattableString.Invariant($"  probe {mode} N={n}: peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)} ({r.ProcessPeakRssBytes:N0} bytes; predicted {ByteSize.Format(r.PredictedProcessPeakBytes)}): {(Fits(r) ? "fits" : "over")}"));
+            return r;
+        }
+
         int lo = rows.Where(r => r.Mode == mode && Fits(r)).Select(r => r.SeqLen).DefaultIfEmpty(0).Max();
         int hi = rows.Where(r => r.Mode == mode && !Fits(r) && r.SeqLen > lo).Select(r => r.SeqLen).DefaultIfEmpty(0).Min();
         if (hi == 0)
@@ -448,7 +456,7 @@ internal static class BenchCommand
             hi = Math.Max(lo + Granularity, MemoryPlanner.LargestFittingSeqLen(config, batch, mode == "auto" ? "mst+checkpoint" : mode, new OptimizerOptions(), MemoryPlanner.MeasureRuntimeOverhead(), budget, Granularity) + Granularity);
             while (true)
             {
-                StepBenchmarkResult? r = RunChild(configName, hi, batch, mode, 1, budgetText);
+                StepBenchmarkResult? r = Probe(hi);
                 if (r is null || !Fits(r))
                 {
                     break;
@@ -468,8 +476,7 @@ internal static class BenchCommand
                 break;
             }
 
-            StepBenchmarkResult? r = RunChild(configName, mid, batch, mode, 1, budgetText);
-            Console.WriteLine(r is null ? $"  probe {mode} N={mid}: failed" : $"  probe {mode} N={mid}: peak RSS {ByteSize.Format(r.ProcessPeakRssBytes)}");
+            StepBenchmarkResult? r = Probe(mid);
             if (r is not null && Fits(r))
             {
                 lo = mid;

@@ -718,7 +718,7 @@ internal static class TrainCommand
             long floats = trainer.Gradients.Length;
             int padding = (trainer.SeqLen * ulyssesRanks) - batch.SeqLen, replicas = world.Size / ulyssesRanks;
             long tokens = (long)trainer.MicroBatchRows * trainer.SeqLen * ulyssesRanks;
-            long perLayer = heads.FloatsPerLayer(c, tokens, backward: true);
+            long perLayer = heads.FloatsPerLayer(c, tokens, backward: true, trainer.Plan.Policy.SequenceChunked);
             if (trainer.Plan.Policy.Checkpoint && !trainer.Plan.Policy.SequenceChunked && !trainer.Plan.KeepsAttention)
             {
                 perLayer += heads.FloatsPerLayer(c, tokens, backward: false); // the recomputed forward's all-to-alls

@@ -79,19 +79,21 @@ public sealed record UlyssesHeads
 
     /// <summary>
     /// Floats each rank sends (and receives the same) per layer, forward and backward, for B rows of N tokens as
-    /// implemented: forward q, k, v to heads and the output back (4 all-to-alls); backward q, k, v, output, dOutput to
-    /// heads and dq, dk, dv back (8; checkpointing adds the forward's 4 again). Sequence-chunked layers send the same
-    /// floats in per-chunk pieces: forward K, V, then each chunk's q and output; backward K, V again, q and output
-    /// (recompute), dOutput and dq, then dK, dV back: the forward's 4 and the backward's 8 with the recompute included.
+    /// implemented: forward q, k, v to heads and the output back (4 all-to-alls); backward rowsum(dO∘O) (H floats per
+    /// position), q, k, v, dOutput to heads and dq, dk, dv back (8; checkpointing adds the forward's 4 again).
+    /// Sequence-chunked layers (<paramref name="sequenceChunked"/>) send the forward's floats in per-chunk pieces:
+    /// forward K, V, then each chunk's q and output; backward K, V again, q and output (recompute), dOutput and dq,
+    /// then dK, dV back: the forward's 4 and the backward's 4 q-sized and 4 kv-sized with the recompute included.
     /// Each all-to-all of a (B·N/P, W) shard sends (P − 1)/P of it.
     /// </summary>
-    public long FloatsPerLayer(LlamaConfig config, long rowsTimesSeqLen, bool backward)
+    public long FloatsPerLayer(LlamaConfig config, long rowsTimesSeqLen, bool backward, bool sequenceChunked = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         long shardRows = rowsTimesSeqLen / Ranks;
         long q = shardRows * config.QueryDim, kv = shardRows * Ranks * LocalKvHeads * config.HeadDim;
         long forward = (2 * q) + (2 * kv);
-        long total = backward ? forward + (4 * q) + (4 * kv) : forward;
+        long back = sequenceChunked ? (4 * q) + (4 * kv) : (3 * q) + (4 * kv) + (shardRows * config.NumAttentionHeads);
+        long total = backward ? forward + back : forward;
         return total * (Ranks - 1) / Ranks;
     }
 }

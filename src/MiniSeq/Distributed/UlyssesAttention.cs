@@ -34,53 +34,70 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
         return 2L * Math.Min(seqLen, ExchangeRows) * Math.Max(config.QueryDim, heads.Ranks * heads.LocalKvHeads * config.HeadDim);
     }
 
-    /// <summary>a = flash_attention(q, k, v) for the local tokens' q, k, v (N, ·), through head shards in scratch.</summary>
-    public void Forward(float* q, float* k, float* v, LlamaConfig config, float* qh, float* kh, float* vh, float* oh, float* exchange, float* lse, float* attn, int* documentStarts)
+    /// <summary>a = flash_attention(q, k, v) for the local tokens' q, k, v (N, ·), through head shards in scratch (the
+    /// heads' output is written over their q).</summary>
+    public void Forward(float* q, float* k, float* v, LlamaConfig config, float* qh, float* kh, float* vh, float* exchange, float* lse, float* attn, int* documentStarts)
     {
         ToHeads(q, config.NumAttentionHeads, kv: false, qh, exchange);
         ToHeads(k, config.NumKeyValueHeads, kv: true, kh, exchange);
         ToHeads(v, config.NumKeyValueHeads, kv: true, vh, exchange);
+        float* oh = qh;
         FlashAttention.Forward(qh, kh, vh, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, oh, lse, config.SlidingWindow ?? 0, documentStarts);
         new TensorView(attn, (long)batchSize * seqLen * config.QueryDim).Clear();
         ToSequence(oh, config.NumAttentionHeads, kv: false, attn, exchange);
     }
 
     /// <summary>
-    /// Backward of <see cref="Forward"/>: writes dq, dk, dv of the local tokens (N, ·) into qh, kh, vh. Besides qh, kh,
-    /// vh (scratch) it needs no head-layout buffer of its own: the saved local q, k, v, a of the layer are dead once
-    /// sent to heads and are overwritten (the workspace is used by one backward: recomputed per layer with
-    /// checkpointing, one per layer without; lse is kept): the heads' output goes to q's buffer (B·T·H·D = B·P·T·H/P·D
-    /// floats), dOutput to a's, and, when kv heads are split (B·P·T·KvH/P·D = B·T·KvH·D), dk and dv to k's and v's.
-    /// Replicated kv heads are larger than the local k, v: then <paramref name="dKh"/>, <paramref name="dVh"/> are
-    /// scratch (null otherwise). dqh aliases dAttn (read first).
+    /// Backward of <see cref="Forward"/>: writes dq, dk, dv of the local tokens (N, ·) into attn, kh, vh. Besides kh,
+    /// vh and the two small rowsum buffers (scratch) it needs no head-layout buffer of its own: the saved local q, k, v,
+    /// a of the layer are dead once used and are overwritten (the workspace is used by one backward: recomputed per
+    /// layer with checkpointing, one per layer without; lse is kept). The output's only use is rowsum(dO∘O), taken on
+    /// the local rows and sent to heads (B·T·H floats, <paramref name="rowDot"/> and <paramref name="rowDotHeads"/>);
+    /// then the heads' q go to a's buffer (B·T·H·D = B·P·T·H/P·D floats), dOutput to q's, the heads' dq to dAttn's,
+    /// and, when kv heads are split (B·P·T·KvH/P·D = B·T·KvH·D), dk and dv to k's and v's. Replicated kv heads are
+    /// larger than the local k, v: then <paramref name="dKh"/>, <paramref name="dVh"/> are scratch (null otherwise).
     /// </summary>
-    public void Backward(float* dAttn, float* q, float* k, float* v, float* attn, float* lse, LlamaConfig config, float* qh, float* kh, float* vh, float* dKh, float* dVh, float* exchange, float* partials, int* documentStarts,
+    public void Backward(float* dAttn, float* q, float* k, float* v, float* attn, float* lse, LlamaConfig config, float* rowDot, float* rowDotHeads, float* kh, float* vh, float* dKh, float* dVh, float* exchange, float* partials, int* documentStarts,
         out float* dq, out float* dk, out float* dv)
     {
-        int h = config.NumAttentionHeads, kvh = config.NumKeyValueHeads;
+        int h = config.NumAttentionHeads, kvh = config.NumKeyValueHeads, localHeads = heads.LocalHeads;
         long full = (long)batchSize * seqLen * P, n = (long)batchSize * seqLen;
-        long qFloats = full * heads.LocalHeads * headDim, kvFloats = full * heads.LocalKvHeads * headDim;
+        long qFloats = full * localHeads * headDim, kvFloats = full * heads.LocalKvHeads * headDim;
         if (qFloats != n * config.QueryDim || ((dKh == null || dVh == null) && kvFloats != n * config.KeyValueDim))
         {
             throw new InvalidOperationException("Ulysses backward: a head-layout buffer does not fit the local buffer it reuses.");
         }
 
+        // rowsum(dO∘O) of the local rows (B·T, H) → this rank's heads (B·P·T, H/P) → laid out as lse (B, H/P, P·T).
+        FlashAttention.RowDot(dAttn, attn, (int)n, h, headDim, rowDot, rowStride: h, headStride: 1);
+        Exchange(rowDot, h, kv: false, rowDotHeads, exchange, perHead: 1);
+        int positions = seqLen * P;
+        for (int b = 0; b < batchSize; b++)
+        {
+            for (int t = 0; t < positions; t++)
+            {
+                for (int j = 0; j < localHeads; j++)
+                {
+                    rowDot[((((long)b * localHeads) + j) * positions) + t] = rowDotHeads[((((long)b * positions) + t) * localHeads) + j];
+                }
+            }
+        }
+
+        float* qh = attn; // a is dead (its rowsum taken)
         ToHeads(q, h, kv: false, qh, exchange);
+        float* dOh = q; // q is dead (sent to qh)
+        ToHeads(dAttn, h, kv: false, dOh, exchange);
         ToHeads(k, kvh, kv: true, kh, exchange);
         ToHeads(v, kvh, kv: true, vh, exchange);
-        float* oh = q; // q is dead (sent to qh)
-        ToHeads(attn, h, kv: false, oh, exchange);
-        float* dOh = attn; // a is dead (sent to oh)
-        ToHeads(dAttn, h, kv: false, dOh, exchange);
         float* dQh = dAttn; // same size; dAttn is dead (sent to dOh)
         dKh = dKh == null ? k : dKh; // k, v are dead (sent to kh, vh)
         dVh = dVh == null ? v : dVh;
         new TensorView(dQh, qFloats).Clear();
         new TensorView(dKh, kvFloats).Clear();
         new TensorView(dVh, kvFloats).Clear();
-        FlashAttention.Backward(dOh, qh, kh, vh, oh, lse, batchSize, seqLen * P, heads.LocalHeads, heads.LocalKvHeads, headDim, dQh, dKh, dVh, config.SlidingWindow ?? 0, documentStarts, partials);
+        FlashAttention.Backward(dOh, qh, kh, vh, output: null, lse, batchSize, positions, localHeads, heads.LocalKvHeads, headDim, dQh, dKh, dVh, config.SlidingWindow ?? 0, documentStarts, partials, rowDot);
 
-        dq = qh;
+        dq = attn; // qh is dead
         dk = kh;
         dv = vh;
         new TensorView(dq, n * config.QueryDim).Clear();
@@ -97,11 +114,16 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
 
     /// <summary>(B·T, totalHeads·D) sequence shard → (B·P·T, local heads·D) head shard.</summary>
     private void ToHeads(float* shard, int totalHeads, bool kv, float* headShard, float* exchange)
+        => Exchange(shard, totalHeads, kv, headShard, exchange, headDim);
+
+    /// <summary><see cref="ToHeads(float*, int, bool, float*, float*)"/> for <paramref name="perHead"/> floats per head
+    /// (D for activations, 1 for per-head sums).</summary>
+    private void Exchange(float* shard, int totalHeads, bool kv, float* headShard, float* exchange, int perHead)
     {
-        int width = totalHeads * headDim;
+        int width = totalHeads * perHead;
         for (int b = 0; b < batchSize; b++)
         {
-            ToHeads(shard + ((long)b * seqLen * width), seqLen, totalHeads, kv, headShard, (long)b * P * seqLen, seqLen, exchange);
+            ToHeads(shard + ((long)b * seqLen * width), seqLen, totalHeads, kv, headShard, (long)b * P * seqLen, seqLen, exchange, perHead);
         }
     }
 
@@ -122,15 +144,18 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
     /// firstRow = b·P·T + i0, rankStride = T; one chunk's (P·rows) block: firstRow = 0, rankStride = rows.
     /// </summary>
     public void ToHeads(float* rowsOfShard, int rows, int totalHeads, bool kv, float* heads, long firstRow, long rankStride, float* exchange)
+        => ToHeads(rowsOfShard, rows, totalHeads, kv, heads, firstRow, rankStride, exchange, headDim);
+
+    private void ToHeads(float* rowsOfShard, int rows, int totalHeads, bool kv, float* heads, long firstRow, long rankStride, float* exchange, int perHead)
     {
-        int width = totalHeads * headDim, w = Count(kv) * headDim, chunk = Math.Min(rows, ExchangeRows);
+        int width = totalHeads * perHead, w = Count(kv) * perHead, chunk = Math.Min(rows, ExchangeRows);
         float* send = exchange, receive = exchange + ((long)P * chunk * w);
         for (int i0 = 0; i0 < rows; i0 += chunk)
         {
             int n = Math.Min(chunk, rows - i0), block = n * w;
             for (int j = 0; j < P; j++)
             {
-                int column = Start(j, kv) * headDim;
+                int column = Start(j, kv) * perHead;
                 for (int i = 0; i < n; i++)
                 {
                     new ReadOnlySpan<float>(rowsOfShard + (((long)i0 + i) * width) + column, w).CopyTo(new Span<float>(send + ((long)j * block) + ((long)i * w), w));

@@ -81,16 +81,11 @@ public static unsafe partial class FlashAttention
                 long row = (a.QueryRow(b, t) * qStride) + ((long)h * d);
                 float* qRow = a.Q + row;
                 float* dORow = a.DOutput + row;
-                float* oRow = a.Output + row;
                 float* dqRow = a.DQ + row;
                 float lse = a.Lse[a.LseIndex(b, h, t)];
 
-                // D_t = Σ_j p_tj·dp_tj = dO_t·O_t (the softmax Jacobian's row term, computed from the saved output).
-                float dDot = 0;
-                for (int i = 0; i < d; i++)
-                {
-                    dDot += dORow[i] * oRow[i];
-                }
+                // D_t = Σ_j p_tj·dp_tj = dO_t·O_t (the softmax Jacobian's row term, from the saved output or given).
+                float dDot = a.RowDot != null ? a.RowDot[a.LseIndex(b, h, t)] : Dot(dORow, a.Output + row, d);
 
                 for (int j = FirstKey(ref a, b, t); j <= t; j++)
                 {

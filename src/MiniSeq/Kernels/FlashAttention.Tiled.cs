@@ -284,20 +284,13 @@ public static unsafe partial class FlashAttention
                     LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
                     new Span<float>(dqT, d * bq).Clear();
                     float* lseRow = a.Lse + a.LseIndex(b, (kvh * group) + g, t0);
+                    float* givenDot = a.RowDot == null ? null : a.RowDot + a.LseIndex(b, (kvh * group) + g, t0);
                     for (int r = 0; r < bq; r++)
                     {
                         if (r < rows)
                         {
-                            float* dORow = a.DOutput + headOffset + (r * qStride);
-                            float* oRow = a.Output + headOffset + (r * qStride);
-                            float dot = 0;
-                            for (int i = 0; i < d; i++)
-                            {
-                                dot += dORow[i] * oRow[i];
-                            }
-
                             lse2[r] = lseRow[r] * Log2E;
-                            rowDot[r] = dot;
+                            rowDot[r] = givenDot != null ? givenDot[r] : Dot(a.DOutput + headOffset + (r * qStride), a.Output + headOffset + (r * qStride), d);
                         }
                         else
                         {

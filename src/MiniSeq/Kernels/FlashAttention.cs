@@ -38,7 +38,8 @@ public static unsafe partial class FlashAttention
     /// <summary>
     /// output = softmax(q·kᵀ/√D + causal mask)·v per (batch, head); query head h reads kv head h / (H / KvH).
     /// q (B·T, H·D), k and v (B·T, KvH·D), row = b·T + t. Overwrites output (B·T, H·D) and lse (B, H, T), the
-    /// natural-log log-sum-exp of each scaled score row, which backward needs.
+    /// natural-log log-sum-exp of each scaled score row, which backward needs. output may be q itself: each query
+    /// block's q rows are read before its output rows are written, by the one task that owns both.
     /// </summary>
     public static void Forward(float* q, float* k, float* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse)
         => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null);
@@ -57,9 +58,44 @@ public static unsafe partial class FlashAttention
         => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null, slidingWindow, documentStarts);
 
     /// <summary>Backward with the masks of the matching Forward overload. <paramref name="workspace"/>: at least
-    /// <see cref="BackwardWorkspaceFloats"/> floats for the split backward's partial dk/dv (null: allocated here).</summary>
-    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int slidingWindow, int* documentStarts, float* workspace = null)
-        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow, documentStarts, workspace);
+    /// <see cref="BackwardWorkspaceFloats"/> floats for the split backward's partial dk/dv (null: allocated here).
+    /// <paramref name="rowDot"/>: the backward's only use of the output, D = rowsum(dO∘O) per (batch, head, query),
+    /// laid out as lse, computed beforehand by <see cref="RowDot"/> (null: from <paramref name="output"/> here). With it
+    /// the output is not read (it may be null), so a trainer can hand the output's buffer over as dq; the result is
+    /// bit-identical.</summary>
+    public static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int slidingWindow, int* documentStarts, float* workspace = null, float* rowDot = null)
+        => Backward(dOutput, q, k, v, output, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow, documentStarts, workspace, rowDot);
+
+    /// <summary>
+    /// D = rowsum(dO∘O) of <paramref name="rows"/> rows of H heads (row r, head h: dOutput and output at r·H·D + h·D)
+    /// into destination[r·<paramref name="rowStride"/> + h·<paramref name="headStride"/>] — for one row of a batch laid out
+    /// as lse: rowStride 1, headStride T. The backward's own sum, in its order (the same float bits).
+    /// </summary>
+    public static void RowDot(float* dOutput, float* output, int rows, int headCount, int headDim, float* destination, long rowStride, long headStride)
+    {
+        long width = (long)headCount * headDim;
+        for (long r = 0; r < rows; r++)
+        {
+            for (int h = 0; h < headCount; h++)
+            {
+                float* dORow = dOutput + (r * width) + ((long)h * headDim);
+                float* oRow = output + (r * width) + ((long)h * headDim);
+                destination[(r * rowStride) + (h * headStride)] = Dot(dORow, oRow, headDim);
+            }
+        }
+    }
+
+    /// <summary>Σ x[i]·y[i] in index order: rowsum(dO∘O) as every backward path forms it.</summary>
+    private static float Dot(float* x, float* y, int count)
+    {
+        float dot = 0;
+        for (int i = 0; i < count; i++)
+        {
+            dot += x[i] * y[i];
+        }
+
+        return dot;
+    }
 
     /// <summary>
     /// Floats of scratch the backward needs for partial dk/dv when it splits the query blocks of one (batch, kv head)
@@ -127,10 +163,13 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary><see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*)"/> at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
-    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null, float* workspace = null)
+    internal static void Backward(float* dOutput, float* q, float* k, float* v, float* output, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null, float* workspace = null, float* rowDot = null)
     {
         Validate(batchSize, seqLen, headCount, kvHeadCount, headDim, slidingWindow);
-        var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, queryStart: 0, queryRows: seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts);
+        var args = new Args(q, k, v, dOutput, output, lse, batchSize, seqLen, queryStart: 0, queryRows: seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts)
+        {
+            RowDot = rowDot,
+        };
         RunBackward(ref args, workspace);
     }
 
@@ -148,7 +187,11 @@ public static unsafe partial class FlashAttention
         ThrowIfNull(args.Q, "q");
         ThrowIfNull(args.K, "k");
         ThrowIfNull(args.V, "v");
-        ThrowIfNull(args.Output, "output");
+        if (args.RowDot == null)
+        {
+            ThrowIfNull(args.Output, "output");
+        }
+
         ThrowIfNull(args.Lse, "lse");
         args.RowBlock = RowBlock(args.Isa);
         args.QueryBlocks = (args.QueryRows + args.RowBlock - 1) / args.RowBlock;
@@ -471,6 +514,7 @@ public static unsafe partial class FlashAttention
         public int Splits;          // backward: query splits per (batch, kv head)
         public float* PartialK;     // backward with 2 splits: the first split's dk, dv, laid out as dk, dv
         public float* PartialV;
+        public float* RowDot;       // backward: (B, H, QueryRows) rowsum(dO∘O) given by the caller, else null (from Output)
 
         /// <summary>Whether some query may see fewer keys than the causal mask allows.</summary>
         public readonly bool Masked => Window != int.MaxValue || DocumentStarts != null;

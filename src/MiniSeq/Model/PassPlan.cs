@@ -12,14 +12,17 @@
 // Scratch arena (phases that never overlap share memory):
 //   DResidual (N, C) — the one residual-gradient buffer, alive from the LM head down to the embedding.
 //   union { forward layer | LM head chunk | MLP backward chunk | attention backward (+ partial dk/dv when the
-//   backward splits the query blocks of an odd number of (batch, kv head) pairs) }.
+//   backward splits the query blocks of an odd number of (batch, kv head) pairs) }. No slot for dq: the attention
+//   backward takes rowsum(dO∘O) first (B·H·T floats) and writes dq over the workspace's AttnOut; nor for dL/da,
+//   written over the workspace's h_mid (dead after the MLP backward) when H·D ≤ C; nor for the LM head's dxn,
+//   written over its xn.
 //   Qwen3 adds the per-head q/k norm's rstd to the forward layer and (q or k) before the norm, its rstd and its
 //   gradient, per projection chunk, to the attention backward.
 //   Ulysses (sequence parallel over P ranks) adds one chunk's all-to-all exchange buffer before the union, a phase
-//   of its own for the attention forward's head-layout q, k, v, output (B·P·T rows, H/P and KvH_local heads), and
-//   head-layout q, k, v (later the local dq, dk, dv) in place of dq, dk, dv in the attention backward; the backward's
-//   head-layout output, dOutput, dk, dv reuse the workspace's dead q, a, k, v (dk, dv in scratch only when kv heads
-//   are replicated, P > KvH).
+//   of its own for the attention forward's head-layout q (then output), k, v (B·P·T rows, H/P and KvH_local heads), and
+//   head-layout k, v (later the local dk, dv) and the rowsums in both layouts in place of dk, dv and the rowsum in the
+//   attention backward; the backward's head-layout q, dOutput, dq, dk, dv reuse the dead a, q, d_attn_out, k, v (dk,
+//   dv in scratch only when kv heads are replicated, P > KvH), and the local dq a's buffer.
 // Sequence-chunked layers (policy SequenceChunk = S) plan differently, see PlanChunked: the residual stream, K and V,
 // dK and dV for the whole sequence; every other tensor for S positions of one sequence; layer inputs in a store.
 // Under Ulysses, K, V, dK, dV are in head layout over the whole rows (this rank's kv heads), and one chunk's q and
@@ -82,7 +85,7 @@ public sealed class PassPlan
     /// <remarks><paramref name="sequenceParallel"/> (Ulysses, P ranks): <paramref name="seqLen"/> is this rank's shard
     /// of a sequence of P·seqLen tokens (<paramref name="positions"/> gives its offset); attention runs over the whole
     /// sequence for H/P query heads in head-major scratch buffers (<see cref="HeadQuery"/> … forward,
-    /// <see cref="BackHeadQuery"/> … backward).</remarks>
+    /// <see cref="BackHeadKey"/> … backward).</remarks>
     /// <remarks><paramref name="precision"/> bf16: mixed precision (see <see cref="Model.Precision"/>); the policy's
     /// checkpointed layer inputs become bf16 when it recomputes (<see cref="Policy"/> says so).</remarks>
     public PassPlan(LlamaConfig config, int batchSize, int seqLen, MemoryPolicy policy, bool training = true, LossOptions? loss = null, TokenPositions? positions = null, Lora.LoraConfig? lora = null, int sequenceParallel = 1, Precision precision = Precision.Float32)
@@ -212,15 +215,14 @@ public sealed class PassPlan
         AddMlpChunkSlots(mr, gateAndUp: !mlpSaved);
         if (SequenceParallel is { } forward)
         {
-            // Ulysses attention forward: q, k, v and the output over the whole sequence (B·P·T rows) for this rank's
-            // heads, alive only inside the attention call (after the projection chunks, before the MLP): a phase of
+            // Ulysses attention forward: q (then the output, written over it), k and v over the whole sequence (B·P·T
+            // rows) for this rank's heads, alive only inside the attention call (after the projection chunks, before the MLP): a phase of
             // its own, sharing memory with the norm + projection and MLP chunks above.
             Scratch.Rewind(phaseBase);
             long full = n * forward.Ranks, headFloats = full * forward.LocalHeads * config.HeadDim, kvFloats = full * forward.LocalKvHeads * config.HeadDim;
             HeadQuery = Scratch.Add("head_q", headFloats);
             HeadKey = Scratch.Add("head_k", kvFloats);
             HeadValue = Scratch.Add("head_v", kvFloats);
-            HeadAttnOut = Scratch.Add("head_attn_out", headFloats);
         }
 
         // LM head chunk.
@@ -231,16 +233,20 @@ public sealed class PassPlan
         if (training)
         {
             Scratch.Rewind(phaseBase);
-            DAttnOut = Scratch.Add("d_attn_out", n * hd);
+            // dL/da goes over the workspace's h_mid, dead once the MLP backward has run (the attention backward runs
+            // after it), unless the attention output is wider than the hidden state.
+            DAttnOut = hd <= c ? default : Scratch.Add("d_attn_out", n * hd);
             long partials;
             if (SequenceParallel is { } ulysses)
             {
-                // q, k, v over the whole sequence for this rank's heads, later the local dq, dk, dv (the same sizes as
-                // one process's dq, dk, dv when kv heads are split). The heads' output, dOutput, dk and dv reuse the
-                // local q, a, k and v of the workspace (see UlyssesAttention.Backward), and the heads' dq reuses
-                // d_attn_out; only replicated kv heads (larger than the local k, v) need dk and dv buffers here.
+                // rowsum(dO∘O) of the local rows and its head-layout twin; k, v over the whole sequence for this rank's
+                // heads, later the local dk, dv (the same sizes as one process's dk, dv when kv heads are split). The
+                // heads' q, dOutput, dq, dk and dv reuse the local a, q, d_attn_out, k and v (see
+                // UlyssesAttention.Backward), the local dq goes to a's buffer; only replicated kv heads (larger than
+                // the local k, v) need dk and dv buffers here.
                 long full = n * ulysses.Ranks, kvFloats = full * ulysses.LocalKvHeads * config.HeadDim;
-                BackHeadQuery = Scratch.Add("back_head_q", full * ulysses.LocalHeads * config.HeadDim);
+                AttentionRowDot = Scratch.Add("attn_row_dot", n * heads);
+                AttentionRowDotHeads = Scratch.Add("attn_row_dot_heads", n * heads);
                 BackHeadKey = Scratch.Add("back_head_k", Math.Max(kvFloats, n * kvd));
                 BackHeadValue = Scratch.Add("back_head_v", Math.Max(kvFloats, n * kvd));
                 if (kvFloats != n * kvd)
@@ -253,7 +259,8 @@ public sealed class PassPlan
             }
             else
             {
-                DQuery = Scratch.Add("d_q", n * hd);
+                // dq is written over the workspace's attention output once rowsum(dO∘O) is taken (AttentionBlock.Backward).
+                AttentionRowDot = Scratch.Add("attn_row_dot", n * heads);
                 DKey = Scratch.Add("d_k", n * kvd);
                 DValue = Scratch.Add("d_v", n * kvd);
                 partials = FlashAttention.BackwardWorkspaceFloats(batchSize, seqLen, config.NumKeyValueHeads, config.HeadDim);
@@ -422,7 +429,9 @@ public sealed class PassPlan
         MlpDNorm = Training ? Scratch.Add("mlp_d_norm", rows * c) : default;
     }
 
-    /// <summary>The LM-head chunk's temporaries, logits included.</summary>
+    /// <summary>The LM-head chunk's temporaries, logits included. The gradient of the normed rows needs no slot of its
+    /// own: Linear.Backward reads xn for dW before it writes dxn, so dxn overwrites xn (the norm backward reads h and
+    /// rstd, not xn) — one (rows, C) buffer less at the phase that sets the scratch peak of an unchunked LM head.</summary>
     private void AddLmHeadChunkSlots(long rows)
     {
         int c = Config.HiddenSize;
@@ -430,7 +439,6 @@ public sealed class PassPlan
         HeadRstd = Scratch.Add("head_rstd", rows);
         HeadLogits = Scratch.Add("head_logits", rows * Config.VocabSize);
         HeadRowLoss = Scratch.Add("head_row_loss", rows);
-        HeadDNorm = Training ? Scratch.Add("head_d_norm", rows * c) : default;
     }
 
     /// <summary>The model's LoRA adapters' configuration, or null.</summary>
@@ -511,8 +519,16 @@ public sealed class PassPlan
     public ArenaSlot HeadRstd { get; private set; }
     public ArenaSlot HeadLogits { get; private set; }
     public ArenaSlot HeadRowLoss { get; private set; }
-    public ArenaSlot HeadDNorm { get; private set; }
+
+    /// <summary>dL/da, the attention output's gradient; empty when it is written over the workspace's h_mid (H·D ≤ C).</summary>
     public ArenaSlot DAttnOut { get; private set; }
+
+    /// <summary>Attention backward: rowsum(dO∘O) per (batch, head, position) laid out as lse (under Ulysses: first the
+    /// local rows' sums, (B·T, H), then this rank's heads' laid out as lse).</summary>
+    public ArenaSlot AttentionRowDot { get; private set; }
+
+    /// <summary>Ulysses attention backward: this rank's heads' rowsum(dO∘O), (B·P·T, H/P), as the all-to-all leaves it.</summary>
+    public ArenaSlot AttentionRowDotHeads { get; private set; }
 
     /// <summary>Ulysses sequence parallel over P ranks (heads per rank), or null: the whole sequence is local.</summary>
     public Distributed.UlyssesHeads? SequenceParallel { get; }
@@ -527,15 +543,12 @@ public sealed class PassPlan
     /// <summary>Ulysses forward: v (B·P·T, KvH_local·D) over the whole sequence.</summary>
     public ArenaSlot HeadValue { get; private set; }
 
-    /// <summary>Ulysses forward: attention output (B·P·T, H/P·D) over the whole sequence; with sequence-chunked layers
-    /// one chunk's output in head layout (P blocks of S rows).</summary>
+    /// <summary>Ulysses with sequence-chunked layers: one chunk's attention output in head layout (P blocks of S rows);
+    /// without them the heads' output is written over <see cref="HeadQuery"/>.</summary>
     public ArenaSlot HeadAttnOut { get; private set; }
 
     /// <summary>Ulysses: one chunk's all-to-all send and receive blocks (see UlyssesAttention.ExchangeFloats).</summary>
     public ArenaSlot HeadExchange { get; private set; }
-
-    /// <summary>Ulysses backward: q (B·P·T, H/P·D) over the whole sequence; later the local dq (N, H·D).</summary>
-    public ArenaSlot BackHeadQuery { get; private set; }
 
     /// <summary>Ulysses backward: k (B·P·T, KvH_local·D) over the whole sequence; later the local dk (N, KvH·D).</summary>
     public ArenaSlot BackHeadKey { get; private set; }

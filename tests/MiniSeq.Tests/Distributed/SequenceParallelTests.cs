@@ -394,6 +394,22 @@ public class SequenceParallelTests
     }
 
     [Fact]
+    public void FloatsPerLayer_CountsTheAllToAllsAsImplemented()
+    {
+        // Small config (H·D = 256, KvH·D = 64, H = 8) over 2 ranks, kv heads split: per rank 1024 positions of 2048.
+        LlamaConfig config = ModelPresets.Small;
+        UlyssesHeads heads = UlyssesHeads.For(config, 2);
+        long q = 1024L * 256, kv = 1024L * 64;
+        Assert.Equal(((2 * q) + (2 * kv)) / 2, heads.FloatsPerLayer(config, 2048, backward: false));
+
+        // Backward: rowsum(dO∘O), q, k, v, dOutput to heads, dq, dk, dv back (the output itself does not travel).
+        Assert.Equal(((2 * q) + (2 * kv) + (3 * q) + (4 * kv) + (1024L * 8)) / 2, heads.FloatsPerLayer(config, 2048, backward: true));
+
+        // Sequence-chunked layers: q and output per chunk in the recompute, dOutput and dq, K, V, dK, dV.
+        Assert.Equal(((2 * q) + (2 * kv) + (4 * q) + (4 * kv)) / 2, heads.FloatsPerLayer(config, 2048, backward: true, sequenceChunked: true));
+    }
+
+    [Fact]
     public void Refusals_OneLineEach()
     {
         AssertOneLine(Assert.Throws<ArgumentException>(() => UlyssesHeads.For(ModelPresets.Tiny, 3)), "query heads to divide by 3");
@@ -421,11 +437,13 @@ public class SequenceParallelTests
         Assert.True(twoBytes <= 0.55 * oneBytes, $"per-rank activations {twoBytes} > 0.55 × {oneBytes} ({(double)twoBytes / oneBytes:F3})");
         Assert.True(two.Activations.TotalBytes <= 0.5 * one.Activations.TotalBytes + 1, "saved activations");
 
-        // Ulysses' scratch beyond one process's at the local length: the exchange buffer (one chunk) and the flash
-        // backward's partial dk/dv (one kv head per rank: B·KvH_local odd, split in two), no head-layout buffer.
+        // Ulysses' scratch beyond one process's at the local length: the exchange buffer (one chunk), the flash
+        // backward's partial dk/dv (one kv head per rank: B·KvH_local odd, split in two) and the rowsums' head-layout
+        // twin (B·T·H floats), no head-layout buffer of activations.
         var local = new PassPlan(config, 1, tokens / 2, policy);
         long extra = two.Scratch.TotalBytes - local.Scratch.TotalBytes;
-        long bound = (MiniSeq.Distributed.UlyssesAttention.ExchangeFloats(two.SequenceParallel!, config, tokens / 2) + two.AttentionPartials.Length - local.AttentionPartials.Length) * sizeof(float);
+        long bound = (MiniSeq.Distributed.UlyssesAttention.ExchangeFloats(two.SequenceParallel!, config, tokens / 2) + two.AttentionPartials.Length - local.AttentionPartials.Length
+            + two.AttentionRowDotHeads.Length) * sizeof(float);
         Assert.True(extra <= bound + 4096, $"Ulysses adds {extra} B of scratch per rank at {tokens} tokens (bound {bound})");
     }
 

@@ -624,6 +624,80 @@ public unsafe class FlashAttentionTests
         }
     }
 
+    public static TheoryData<string, int, int, int> BufferReuseCases()
+    {
+        var data = new TheoryData<string, int, int, int>();
+        foreach (string isa in new[] { "Scalar", "V128", "V256", "V512" })
+        {
+            data.Add(isa, 2, 2, 0);  // GQA, one backward task per (batch, kv head)
+            data.Add(isa, 1, 1, 0);  // MQA at batch 1: two query splits
+            data.Add(isa, 3, 1, 23); // odd B·KvH, sliding window and packed documents
+        }
+
+        return data;
+    }
+
+    /// <summary>Per-token document starts of B equal rows of packed documents (window &gt; 0), or null.</summary>
+    private static int[]? PackedRows(int batchSize, int seqLen, int window)
+    {
+        int[]? starts = window > 0 ? DocumentStarts("1,40,7,80,22", 1, seqLen) : null;
+        return starts == null ? null : Enumerable.Range(0, batchSize).SelectMany(_ => starts).ToArray();
+    }
+
+    [Theory]
+    [MemberData(nameof(BufferReuseCases))]
+    public void Forward_OutputOverQ_BitIdentical(string isaName, int B, int KvH, int window)
+    {
+        // Ulysses writes the heads' output over their q: every q row must be read before its output row is written.
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        const int T = 150, H = 4, D = 32;
+        int[]? rows = PackedRows(B, T, window);
+        var expected = Problem.Create(B, T, H, KvH, D, seed: 15);
+        var inPlace = Problem.Create(B, T, H, KvH, D, seed: 15);
+        fixed (int* st = rows)
+        fixed (float* q = expected.Q, k = expected.K, v = expected.V, o = expected.Output, lse = expected.Lse)
+        fixed (float* q2 = inPlace.Q, k2 = inPlace.K, v2 = inPlace.V, lse2 = inPlace.Lse)
+        {
+            FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse, isa, window, st);
+            FlashAttention.Forward(q2, k2, v2, B, T, H, KvH, D, q2, lse2, isa, window, st);
+        }
+
+        Assert.Equal(expected.Output, inPlace.Q);
+        Assert.Equal(expected.Lse, inPlace.Lse);
+    }
+
+    [Theory]
+    [MemberData(nameof(BufferReuseCases))]
+    public void Backward_RowDotGiven_OutputBufferReusedAsDq_BitIdentical(string isaName, int B, int KvH, int window)
+    {
+        // The trainer takes rowsum(dO∘O) first (RowDot), then hands the output's buffer over as dq (output: null).
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        const int T = 150, H = 4, D = 32;
+        int[]? rows = PackedRows(B, T, window);
+        var expected = Problem.Create(B, T, H, KvH, D, seed: 14);
+        var given = Problem.Create(B, T, H, KvH, D, seed: 14);
+        float[] rowDot = new float[B * H * T];
+        fixed (int* st = rows)
+        {
+            expected.RunForwardBackward(isa, documentStarts: st, slidingWindow: window);
+            fixed (float* q = given.Q, k = given.K, v = given.V, o = given.Output, lse = given.Lse, dO = given.DOutput, dk = given.DK, dv = given.DV, rd = rowDot)
+            {
+                FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse, isa, window, st);
+                for (int b = 0; b < B; b++)
+                {
+                    FlashAttention.RowDot(dO + (b * T * H * D), o + (b * T * H * D), T, H, D, rd + (b * H * T), rowStride: 1, headStride: T);
+                }
+
+                given.Output.AsSpan().Clear(); // now dq
+                FlashAttention.Backward(dO, q, k, v, null, lse, B, T, H, KvH, D, o, dk, dv, isa, window, st, workspace: null, rowDot: rd);
+            }
+        }
+
+        Assert.Equal(expected.DQ, given.Output);
+        Assert.Equal(expected.DK, given.DK);
+        Assert.Equal(expected.DV, given.DV);
+    }
+
     [Fact]
     public void Queries_InvalidArguments_Throw()
     {
@@ -791,7 +865,7 @@ public unsafe class FlashAttentionTests
             }
         }
 
-        public void RunForwardBackward(IsaWidth? isa, bool zeroGradients = true, int* documentStarts = null)
+        public void RunForwardBackward(IsaWidth? isa, bool zeroGradients = true, int* documentStarts = null, int slidingWindow = 0)
         {
             if (zeroGradients)
             {
@@ -802,8 +876,8 @@ public unsafe class FlashAttentionTests
 
             fixed (float* q = Q, k = K, v = V, o = Output, lse = Lse, dO = DOutput, dq = DQ, dk = DK, dv = DV)
             {
-                FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse, isa, documentStarts: documentStarts);
-                FlashAttention.Backward(dO, q, k, v, o, lse, B, T, H, KvH, D, dq, dk, dv, isa, documentStarts: documentStarts);
+                FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, lse, isa, slidingWindow, documentStarts);
+                FlashAttention.Backward(dO, q, k, v, o, lse, B, T, H, KvH, D, dq, dk, dv, isa, slidingWindow, documentStarts);
             }
         }
     }

@@ -139,9 +139,11 @@ public class MemoryPlannerTests
         {
             long At(int n) => MemoryPlanner.Predict(config, 1, n, make(config, n), new OptimizerOptions(), 0).TrackedTotal;
             long a = At(32768), b = At(65536), c = At(131072);
-            // Equal increments for equal steps in N (up to chunk-size rounding): no N² term.
+            // Equal increments for equal steps in N (up to chunk-size rounding, and a kink where the auto LM-head chunk
+            // count reaches V/C and the chunk's logits start to grow with N: 2.21 for mst+checkpoint): no N² term, which
+            // would make this ratio 4.
             double second = (double)(c - b) / (b - a);
-            Assert.InRange(second, 1.9, 2.1);
+            Assert.True(second is >= 1.9 and <= 2.3, $"{name}: {second:F3}");
         }
     }
 

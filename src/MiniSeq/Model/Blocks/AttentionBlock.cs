@@ -74,7 +74,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
                 if (ctx.SequenceParallel is { } sp)
                 {
                     // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
-                    sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadAttnOut), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn, ctx.SequenceDocumentStarts);
+                    sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn, ctx.SequenceDocumentStarts);
                 }
                 else
                 {
@@ -96,7 +96,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
         float* q = ctx.Saved(ws.Query), k = ctx.Saved(ws.Key), v = ctx.Saved(ws.Value), attn = ctx.Saved(ws.AttnOut);
-        float* dAttn = ctx.Temp(plan.DAttnOut), dq, dk, dv;
+        float* dAttn = plan.DAttnOut.Length > 0 ? ctx.Temp(plan.DAttnOut) : ctx.Saved(ws.HMid), dq, dk, dv; // h_mid: dead (MLP backward ran)
 
         // forward: m = h + a·Woᵀ  →  dWo += dmᵀ·a ; da = dm·Wo
         Linear.Backward(dRes, attn, rowsTotal, ctx.Projection(w.Output, hd, c, gradients), dAttn, op: ProfiledOp.AttentionProjections);
@@ -106,24 +106,34 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         {
             using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
             {
-                // The saved q, k, v, a of this layer are overwritten (dead after this call; lse and h_mid are kept).
-                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.BackHeadQuery), ctx.Temp(plan.BackHeadKey), ctx.Temp(plan.BackHeadValue),
+                // The saved q, k, v, a of this layer are overwritten (dead after this call; lse is kept).
+                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.AttentionRowDot), ctx.Temp(plan.AttentionRowDotHeads), ctx.Temp(plan.BackHeadKey), ctx.Temp(plan.BackHeadValue),
                     plan.HeadDKey.Length > 0 ? ctx.Temp(plan.HeadDKey) : null, plan.HeadDValue.Length > 0 ? ctx.Temp(plan.HeadDValue) : null, ctx.Temp(plan.HeadExchange),
                     plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, ctx.SequenceDocumentStarts, out dq, out dk, out dv);
             }
         }
         else
         {
-            dq = ctx.Temp(plan.DQuery);
             dk = ctx.Temp(plan.DKey);
             dv = ctx.Temp(plan.DValue);
-            ctx.Scratch[plan.DQuery].Clear();
             ctx.Scratch[plan.DKey].Clear();
             ctx.Scratch[plan.DValue].Clear();
             using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
             {
-                FlashAttention.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
-                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null);
+                // After dWo above, the backward's only use of the attention output is rowsum(dO∘O): taken first, it
+                // frees the output's buffer for dq, so no (N, H·D) dq buffer is needed.
+                float* rowDot = ctx.Temp(plan.AttentionRowDot);
+                int heads = cfg.NumAttentionHeads, t = plan.SeqLen;
+                for (int b = 0; b < plan.BatchSize; b++)
+                {
+                    long rows = (long)b * t * hd;
+                    FlashAttention.RowDot(dAttn + rows, attn + rows, t, heads, cfg.HeadDim, rowDot + ((long)b * heads * t), rowStride: 1, headStride: t);
+                }
+
+                dq = attn;
+                new TensorView(dq, (long)rowsTotal * hd).Clear();
+                FlashAttention.Backward(dAttn, q, k, v, output: null, ctx.Saved(ws.Lse), plan.BatchSize, t, heads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
+                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, rowDot);
             }
         }
 

@@ -46,7 +46,8 @@ internal sealed unsafe class LmHeadBlock(PassContext ctx)
 
             if (backward)
             {
-                float* dxn = ctx.Temp(plan.HeadDNorm);
+                // dxn overwrites xn: Linear.Backward reads xn (dW, a LoRA adapter's input) before it writes dx.
+                float* dxn = xn;
                 Linear.Backward(logits, xn, rows, head, dxn, op: ProfiledOp.LmHeadGemms, firstRow: firstRow + r0);
                 ctx.NormBackward(dxn, hChunk, ctx.Layout.FinalNorm, rstd, rows, dRes + ((long)r0 * c), gradients);
             }
