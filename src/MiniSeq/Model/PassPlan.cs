@@ -561,7 +561,11 @@ public sealed class PassPlan
 
     /// <summary>Ulysses backward, replicated kv heads only: dv (B·P·T, KvH_local·D); split kv heads reuse the local v.</summary>
     public ArenaSlot HeadDValue { get; private set; }
+
+    /// <summary>Sequence-chunked layers: one chunk's dq (S, H·D). Whole-sequence layers have none: dq is written over
+    /// the workspace's attention output.</summary>
     public ArenaSlot DQuery { get; private set; }
+
     public ArenaSlot DKey { get; private set; }
     public ArenaSlot DValue { get; private set; }
 
