@@ -138,12 +138,12 @@ public class MemoryPlannerTests
         foreach ((string name, Func<LlamaConfig, long, MemoryPolicy> make) in MemoryPlanner.StandardPolicies)
         {
             long At(int n) => MemoryPlanner.Predict(config, 1, n, make(config, n), new OptimizerOptions(), 0).TrackedTotal;
-            long a = At(32768), b = At(65536), c = At(131072);
-            // Equal increments for equal steps in N (up to chunk-size rounding, and a kink where the auto LM-head chunk
-            // count reaches V/C and the chunk's logits start to grow with N: 2.21 for mst+checkpoint): no N² term, which
-            // would make this ratio 4.
+            // From 64K on: below it the auto LM-head chunk count is still rising towards V/C (32 on this config), so a
+            // chunk's logits are constant and the scratch peak moves between phases (a kink, not an N² term).
+            long a = At(65536), b = At(131072), c = At(262144);
+            // Equal increments for equal steps in N (up to chunk-size rounding): no N² term, which would make this 4.
             double second = (double)(c - b) / (b - a);
-            Assert.True(second is >= 1.9 and <= 2.3, $"{name}: {second:F3}");
+            Assert.True(second is >= 1.9 and <= 2.1, $"{name}: {second:F3}");
         }
     }
 
