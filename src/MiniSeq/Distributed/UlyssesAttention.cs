@@ -74,13 +74,8 @@ internal sealed unsafe class UlyssesAttention(ICommunicator communicator, Ulysse
         int positions = seqLen * P;
         for (int b = 0; b < batchSize; b++)
         {
-            for (int t = 0; t < positions; t++)
-            {
-                for (int j = 0; j < localHeads; j++)
-                {
-                    rowDot[((((long)b * localHeads) + j) * positions) + t] = rowDotHeads[((((long)b * positions) + t) * localHeads) + j];
-                }
-            }
+            long row = (long)b * positions * localHeads;
+            FlashAttention.Transpose(rowDotHeads + row, localHeads, positions, localHeads, rowDot + row, positions);
         }
 
         float* qh = attn; // a is dead (its rowsum taken)

@@ -848,9 +848,9 @@ public static unsafe partial class FlashAttention
     }
 
     /// <summary>dst[c·dstStride + r] = src[r·srcStride + c] for r &lt; rows, c &lt; cols: 8×8 register transposes where
-    /// AVX allows, scalar moves at the edges.</summary>
+    /// AVX allows, scalar moves at the edges (also Ulysses' rowsums into the lse layout).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose(float* src, nint srcStride, int rows, int cols, float* dst, nint dstStride)
+    internal static void Transpose(float* src, nint srcStride, int rows, int cols, float* dst, nint dstStride)
     {
         int r8 = Avx.IsSupported ? rows & ~7 : 0, c8 = cols & ~7;
         for (int r = 0; r < r8; r += 8)

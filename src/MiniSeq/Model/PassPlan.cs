@@ -216,8 +216,8 @@ public sealed class PassPlan
         if (SequenceParallel is { } forward)
         {
             // Ulysses attention forward: q (then the output, written over it), k and v over the whole sequence (B·P·T
-            // rows) for this rank's heads, alive only inside the attention call (after the projection chunks, before the MLP): a phase of
-            // its own, sharing memory with the norm + projection and MLP chunks above.
+            // rows) for this rank's heads, alive only inside the attention call (after the projection chunks, before
+            // the MLP): a phase of its own, sharing memory with the norm + projection and MLP chunks above.
             Scratch.Rewind(phaseBase);
             long full = n * forward.Ranks, headFloats = full * forward.LocalHeads * config.HeadDim, kvFloats = full * forward.LocalKvHeads * config.HeadDim;
             HeadQuery = Scratch.Add("head_q", headFloats);
@@ -236,16 +236,17 @@ public sealed class PassPlan
             // dL/da goes over the workspace's h_mid, dead once the MLP backward has run (the attention backward runs
             // after it), unless the attention output is wider than the hidden state.
             DAttnOut = hd <= c ? default : Scratch.Add("d_attn_out", n * hd);
+
+            // rowsum(dO∘O), taken first so that the attention output's buffer can take dq (B·H·T floats).
+            AttentionRowDot = Scratch.Add("attn_row_dot", n * heads);
             long partials;
             if (SequenceParallel is { } ulysses)
             {
-                // rowsum(dO∘O) of the local rows and its head-layout twin; k, v over the whole sequence for this rank's
-                // heads, later the local dk, dv (the same sizes as one process's dk, dv when kv heads are split). The
-                // heads' q, dOutput, dq, dk and dv reuse the local a, q, d_attn_out, k and v (see
-                // UlyssesAttention.Backward), the local dq goes to a's buffer; only replicated kv heads (larger than
-                // the local k, v) need dk and dv buffers here.
+                // The rowsums' head-layout twin; k, v over the whole sequence for this rank's heads, later the local
+                // dk, dv (the same sizes as one process's dk, dv when kv heads are split). The heads' q, dOutput, dq,
+                // dk and dv reuse the local a, q, d_attn_out, k and v (see UlyssesAttention.Backward), the local dq
+                // goes to a's buffer; only replicated kv heads (larger than the local k, v) need dk and dv buffers here.
                 long full = n * ulysses.Ranks, kvFloats = full * ulysses.LocalKvHeads * config.HeadDim;
-                AttentionRowDot = Scratch.Add("attn_row_dot", n * heads);
                 AttentionRowDotHeads = Scratch.Add("attn_row_dot_heads", n * heads);
                 BackHeadKey = Scratch.Add("back_head_k", Math.Max(kvFloats, n * kvd));
                 BackHeadValue = Scratch.Add("back_head_v", Math.Max(kvFloats, n * kvd));
@@ -259,8 +260,7 @@ public sealed class PassPlan
             }
             else
             {
-                // dq is written over the workspace's attention output once rowsum(dO∘O) is taken (AttentionBlock.Backward).
-                AttentionRowDot = Scratch.Add("attn_row_dot", n * heads);
+                // dq is written over the workspace's attention output (AttentionBlock.Backward).
                 DKey = Scratch.Add("d_k", n * kvd);
                 DValue = Scratch.Add("d_v", n * kvd);
                 partials = FlashAttention.BackwardWorkspaceFloats(batchSize, seqLen, config.NumKeyValueHeads, config.HeadDim);
