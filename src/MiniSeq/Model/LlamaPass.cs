@@ -381,7 +381,7 @@ public sealed unsafe class LlamaPass : IDisposable
                 using var scope = StepProfiler.Measure(ProfiledOp.Other);
                 foreach ((ArenaSlot bf16, ArenaSlot fp32) in saved.LayerOutputs(ws))
                 {
-                    _ctx.StoreBf16(_ctx.Saved(fp32), bf16);
+                    _ctx.StoreBf16(_ctx.Work(fp32), bf16);
                 }
             }
 
@@ -420,7 +420,7 @@ public sealed unsafe class LlamaPass : IDisposable
             SavedBf16Slots saved = Plan.SavedBf16[l];
             foreach ((ArenaSlot bf16, ArenaSlot fp32) in saved.AttentionInputs(ws).Concat(saved.LayerOutputs(ws)))
             {
-                _ctx.LoadBf16(bf16, _ctx.Saved(fp32));
+                _ctx.LoadBf16(bf16, _ctx.Work(fp32));
             }
         }
 

@@ -4,13 +4,14 @@
 //
 // Activations arena:
 //   LayerInputs[0..L]  (N, C) each: the residual stream entering each layer (LayerInputs[L] = final hidden state).
-//   Workspaces[w]      one per layer without checkpointing, one shared with checkpointing (or for eval) — with
-//                      checkpointing that keeps attention (policy KeepAttention) one per layer whose AttnOut and Lse
-//                      are its own and the rest shared:
+//   Workspaces[w]      one per layer without checkpointing; with checkpointing that keeps attention (policy
+//                      KeepAttention) one per layer whose AttnOut and Lse are its own and the rest shared:
 //                      Q (N, H·D) post-RoPE, K, V (N, KvH·D), AttnOut (N, H·D), Lse (B, H, T), HMid (N, C),
 //                      and Gate, Up (N, F) only when the MLP is not chunked.
 // Scratch arena (phases that never overlap share memory):
 //   DResidual (N, C) — the one residual-gradient buffer, alive from the LM head down to the embedding.
+//   With plain checkpointing (and for eval) the one workspace shared by every layer (WorkspaceInScratch): dead from the
+//   last layer's forward to the first layer's recompute, so the LM head chunk is laid over it.
 //   union { forward layer | LM head chunk | MLP backward chunk | attention backward (+ partial dk/dv when the
 //   backward splits the query blocks of an odd number of (batch, kv head) pairs) }. No slot for dq: the attention
 //   backward takes rowsum(dO∘O) first (B·H·T floats) and writes dq over the workspace's AttnOut; nor for dL/da,
@@ -163,24 +164,41 @@ public sealed class PassPlan
             LayerInputs[i] = Activations.Add($"layer_input_{i}", n * c);
         }
 
+        // ---- scratch ----
+        Scratch = new ArenaPlan("scratch", MemoryCategory.Scratch);
+        AddLoraRows(n); // the output projection runs over every row at once
+        DResidual = training ? Scratch.Add("d_residual", n * c) : default;
+        if (SequenceParallel is { } sp)
+        {
+            // Ulysses: the all-to-alls' send and receive blocks of one chunk of local positions.
+            HeadExchange = Scratch.Add("head_exchange", Distributed.UlyssesAttention.ExchangeFloats(sp, config, seqLen));
+        }
+
+        // ---- layer workspaces ----
         // Checkpointing keeps one workspace for all layers; keeping the attention outputs gives every layer its own
         // attention output and lse (the recompute then skips flash attention) and shares the rest. Saved bf16
         // activations share one fp32 workspace too (each layer's lse is its own) and keep every layer's in bf16.
+        // A workspace that serves every layer and is rebuilt by each layer's (re)computation (checkpointing,
+        // evaluation) is dead from the last layer's forward to the first layer's backward: it goes into scratch, where
+        // the LM head's phase shares its memory (the N × V logits of an unchunked head, or one MsT chunk's).
         int workspaces = keepAllLayers || KeepsAttention || storeSaved ? layers : 1;
+        WorkspaceInScratch = !keepAllLayers && !KeepsAttention && !storeSaved;
+        ArenaPlan workspaceArena = WorkspaceInScratch ? Scratch : Activations;
+        long headBase = Scratch.Cursor;
         Workspaces = new LayerWorkspaceSlots[workspaces];
         SavedBf16 = new SavedBf16Slots[storeSaved ? layers : 0];
         for (int w = 0; w < workspaces; w++)
         {
             bool own = keepAllLayers || w == 0;
             Workspaces[w] = new LayerWorkspaceSlots(
-                own ? Activations.Add($"q_{w}", n * hd) : Workspaces[0].Query,
-                own ? Activations.Add($"k_{w}", n * kvd) : Workspaces[0].Key,
-                own ? Activations.Add($"v_{w}", n * kvd) : Workspaces[0].Value,
-                own || KeepsAttention ? Activations.Add($"attn_out_{w}", n * hd) : Workspaces[0].AttnOut,
-                Activations.Add($"lse_{w}", (long)batchSize * heads * seqLen),
-                own ? Activations.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
-                mlpSaved ? (own ? Activations.Add($"gate_{w}", n * f) : Workspaces[0].Gate) : null,
-                mlpSaved ? (own ? Activations.Add($"up_{w}", n * f) : Workspaces[0].Up) : null);
+                own ? workspaceArena.Add($"q_{w}", n * hd) : Workspaces[0].Query,
+                own ? workspaceArena.Add($"k_{w}", n * kvd) : Workspaces[0].Key,
+                own ? workspaceArena.Add($"v_{w}", n * kvd) : Workspaces[0].Value,
+                own || KeepsAttention ? workspaceArena.Add($"attn_out_{w}", n * hd) : Workspaces[0].AttnOut,
+                workspaceArena.Add($"lse_{w}", (long)batchSize * heads * seqLen),
+                own ? workspaceArena.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
+                mlpSaved ? (own ? workspaceArena.Add($"gate_{w}", n * f) : Workspaces[0].Gate) : null,
+                mlpSaved ? (own ? workspaceArena.Add($"up_{w}", n * f) : Workspaces[0].Up) : null);
         }
 
         for (int l = 0; l < SavedBf16.Length; l++)
@@ -193,16 +211,6 @@ public sealed class PassPlan
                 Activations.Add($"h_mid_bf16_{l}", n * c, ElementType.BF16),
                 mlpSaved ? Activations.Add($"gate_bf16_{l}", n * f, ElementType.BF16) : null,
                 mlpSaved ? Activations.Add($"up_bf16_{l}", n * f, ElementType.BF16) : null);
-        }
-
-        // ---- scratch ----
-        Scratch = new ArenaPlan("scratch", MemoryCategory.Scratch);
-        AddLoraRows(n); // the output projection runs over every row at once
-        DResidual = training ? Scratch.Add("d_residual", n * c) : default;
-        if (SequenceParallel is { } sp)
-        {
-            // Ulysses: the all-to-alls' send and receive blocks of one chunk of local positions.
-            HeadExchange = Scratch.Add("head_exchange", Distributed.UlyssesAttention.ExchangeFloats(sp, config, seqLen));
         }
 
         long phaseBase = Scratch.Cursor;
@@ -225,8 +233,8 @@ public sealed class PassPlan
             HeadValue = Scratch.Add("head_v", kvFloats);
         }
 
-        // LM head chunk.
-        Scratch.Rewind(phaseBase);
+        // LM head chunk (over a workspace in scratch: dead while the head runs).
+        Scratch.Rewind(headBase);
         AddLmHeadChunkSlots(lr);
 
         // attention backward (the MLP backward chunk reuses the forward-layer slots above, a different phase).
@@ -495,6 +503,11 @@ public sealed class PassPlan
 #pragma warning disable CS1591 // slots are described by the class remarks
     public ArenaSlot[] LayerInputs { get; private set; }
     public LayerWorkspaceSlots[] Workspaces { get; private set; }
+
+    /// <summary>Whether the one workspace that serves every layer is in <see cref="Scratch"/> (checkpointing without kept
+    /// attention, and evaluation: each layer's forward or recompute rebuilds it, so it is dead while the LM head runs,
+    /// whose chunk shares its memory) rather than in <see cref="Activations"/>.</summary>
+    public bool WorkspaceInScratch { get; private set; }
 
     /// <summary>Mixed precision without recomputation: every layer's saved q, k, v, attention output, h_mid (and gate,
     /// up when the MLP is not chunked) rounded to bf16 after its forward, widened into the one fp32 workspace before its

@@ -78,13 +78,15 @@ public sealed class ArenaPlan
     }
 
     /// <summary>
-    /// Moves the cursor back to <paramref name="mark"/> (a previous <see cref="Cursor"/>) so that the next slots
-    /// overlap earlier ones: slots of phases that are never alive at the same time share memory. The total keeps the
-    /// high-water mark.
+    /// Moves the cursor to <paramref name="mark"/> (a previous <see cref="Cursor"/>) so that the next slots overlap
+    /// earlier ones: slots of phases that are never alive at the same time share memory. The mark may lie past the
+    /// cursor when the phase just planned was shorter than the slots before the mark. The total keeps the high-water
+    /// mark.
     /// </summary>
     public void Rewind(long mark)
     {
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(mark, Cursor);
+        ArgumentOutOfRangeException.ThrowIfNegative(mark);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(mark, TotalBytes);
         Cursor = mark;
     }
 }

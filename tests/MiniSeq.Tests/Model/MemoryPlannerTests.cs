@@ -131,6 +131,44 @@ public class MemoryPlannerTests
         Assert.Equal(bf16.Policy, MemoryPolicy.Parse(bf16.Policy.Describe(), config, SeqLen));
     }
 
+    // With one workspace for every layer (plain checkpointing, evaluation) the workspace is scratch, and only the LM
+    // head's chunk may share its memory: every other scratch slot is alive beside it in the forward layer or the
+    // backward, so none of them may overlap it; the LM head's own slots overlap neither each other nor d_residual.
+    [Theory]
+    [InlineData("checkpoint", false, 1, true)]
+    [InlineData("mst+checkpoint", false, 1, true)]
+    [InlineData("mst+checkpoint", true, 1, true)]
+    [InlineData("checkpoint", false, 2, true)]
+    [InlineData("mst+checkpoint", false, 1, false)]
+    public void PassPlan_OnlyTheLmHeadSharesTheWorkspacesMemory(string name, bool bf16, int ranks, bool training)
+    {
+        LlamaConfig config = ModelPresets.Tiny with { ModelType = LlamaConfig.Qwen3 }; // q/k norms add backward slots
+        const int Rows = 2, SeqLen = 96;
+        MemoryPolicy policy = MemoryPlanner.StandardPolicies.Single(p => p.Name == name).Make(config, Rows * SeqLen);
+        var plan = new PassPlan(config, Rows, SeqLen, policy, training, positions: ranks > 1 ? new MiniSeq.Kernels.TokenPositions { Offset = SeqLen } : null,
+            sequenceParallel: ranks, precision: bf16 ? Precision.BFloat16 : Precision.Float32);
+        Assert.True(plan.WorkspaceInScratch);
+        LayerWorkspaceSlots ws = Assert.Single(plan.Workspaces);
+        ArenaSlot[] workspace = [ws.Query, ws.Key, ws.Value, ws.AttnOut, ws.Lse, ws.HMid, .. ws.Gate is { } g ? [g, ws.Up!.Value] : Array.Empty<ArenaSlot>()];
+        ArenaSlot[] head = [plan.HeadNorm, plan.HeadRstd, plan.HeadLogits, plan.HeadRowLoss];
+        static bool Overlap(ArenaSlot a, ArenaSlot b) => a.ByteLength > 0 && b.ByteLength > 0 && a.ByteOffset < b.ByteOffset + b.ByteLength && b.ByteOffset < a.ByteOffset + a.ByteLength;
+
+        Assert.All(workspace, w => Assert.Contains(w, plan.Scratch.Slots));
+        foreach (ArenaSlot slot in plan.Scratch.Slots.Where(s => !workspace.Contains(s) && !head.Contains(s)))
+        {
+            Assert.All(workspace, w => Assert.False(Overlap(slot, w), $"{slot.Name} overlaps {w.Name}"));
+        }
+
+        ArenaSlot[] alongsideHead = [plan.DResidual, plan.LoraRows, plan.HeadExchange, .. head];
+        foreach (ArenaSlot h in head)
+        {
+            Assert.All(alongsideHead.Where(s => s != h), s => Assert.False(Overlap(h, s), $"{h.Name} overlaps {s.Name}"));
+        }
+
+        // The saving is real: the head's chunk lies over the workspace.
+        Assert.Contains(head, h => workspace.Any(w => Overlap(h, w)));
+    }
+
     [Fact]
     public void Predict_ActivationsLinearInSeqLen_ForEveryPolicy()
     {

@@ -26,7 +26,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         LlamaConfig cfg = ctx.Config;
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
-        float* q = ctx.Saved(ws.Query), k = ctx.Saved(ws.Key), v = ctx.Saved(ws.Value), attn = ctx.Saved(ws.AttnOut), hMid = ctx.Saved(ws.HMid);
+        float* q = ctx.Work(ws.Query), k = ctx.Work(ws.Key), v = ctx.Work(ws.Value), attn = ctx.Work(ws.AttnOut), hMid = ctx.Work(ws.HMid);
         float* xn = ctx.Temp(plan.ProjNorm), rstd = ctx.Temp(plan.ProjRstd);
         LinearWeights wq = ctx.Projection(w.Query, c, hd, default, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, default, w.KeyBias),
             wv = ctx.Projection(w.Value, c, kvd, default, w.ValueBias);
@@ -62,7 +62,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             using var scope = StepProfiler.Measure(ProfiledOp.Other);
             foreach ((ArenaSlot bf16, ArenaSlot fp32) in savedBf16.AttentionInputs(ws))
             {
-                ctx.StoreBf16(ctx.Saved(fp32), bf16, roundInPlace: true);
+                ctx.StoreBf16(ctx.Work(fp32), bf16, roundInPlace: true);
             }
         }
 
@@ -74,11 +74,11 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
                 if (ctx.SequenceParallel is { } sp)
                 {
                     // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
-                    sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadExchange), ctx.Saved(ws.Lse), attn, ctx.SequenceDocumentStarts);
+                    sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadExchange), ctx.Work(ws.Lse), attn, ctx.SequenceDocumentStarts);
                 }
                 else
                 {
-                    FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Saved(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
+                    FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Work(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
                 }
             }
         }
@@ -95,8 +95,8 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         LlamaConfig cfg = ctx.Config;
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
-        float* q = ctx.Saved(ws.Query), k = ctx.Saved(ws.Key), v = ctx.Saved(ws.Value), attn = ctx.Saved(ws.AttnOut);
-        float* dAttn = plan.DAttnOut.Length > 0 ? ctx.Temp(plan.DAttnOut) : ctx.Saved(ws.HMid), dq, dk, dv; // h_mid: dead (MLP backward ran)
+        float* q = ctx.Work(ws.Query), k = ctx.Work(ws.Key), v = ctx.Work(ws.Value), attn = ctx.Work(ws.AttnOut);
+        float* dAttn = plan.DAttnOut.Length > 0 ? ctx.Temp(plan.DAttnOut) : ctx.Work(ws.HMid), dq, dk, dv; // h_mid: dead (MLP backward ran)
 
         // forward: m = h + a·Woᵀ  →  dWo += dmᵀ·a ; da = dm·Wo
         Linear.Backward(dRes, attn, rowsTotal, ctx.Projection(w.Output, hd, c, gradients), dAttn, op: ProfiledOp.AttentionProjections);
@@ -107,7 +107,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             using (StepProfiler.Measure(ProfiledOp.AttentionBackward))
             {
                 // The saved q, k, v, a of this layer are overwritten (dead after this call; lse is kept).
-                sp.Backward(dAttn, q, k, v, attn, ctx.Saved(ws.Lse), cfg, ctx.Temp(plan.AttentionRowDot), ctx.Temp(plan.AttentionRowDotHeads), ctx.Temp(plan.BackHeadKey), ctx.Temp(plan.BackHeadValue),
+                sp.Backward(dAttn, q, k, v, attn, ctx.Work(ws.Lse), cfg, ctx.Temp(plan.AttentionRowDot), ctx.Temp(plan.AttentionRowDotHeads), ctx.Temp(plan.BackHeadKey), ctx.Temp(plan.BackHeadValue),
                     plan.HeadDKey.Length > 0 ? ctx.Temp(plan.HeadDKey) : null, plan.HeadDValue.Length > 0 ? ctx.Temp(plan.HeadDValue) : null, ctx.Temp(plan.HeadExchange),
                     plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, ctx.SequenceDocumentStarts, out dq, out dk, out dv);
             }
@@ -132,7 +132,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
                 dq = attn;
                 new TensorView(dq, (long)rowsTotal * hd).Clear();
-                FlashAttention.Backward(dAttn, q, k, v, output: null, ctx.Saved(ws.Lse), plan.BatchSize, t, heads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
+                FlashAttention.Backward(dAttn, q, k, v, output: null, ctx.Work(ws.Lse), plan.BatchSize, t, heads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
                     plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, rowDot);
             }
         }

@@ -11,7 +11,7 @@ namespace MiniSeq.Model.Blocks;
 internal sealed unsafe class MlpBlock(PassContext ctx)
 {
     /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)), chunk by chunk.</summary>
-    public void Forward(int l, LayerWorkspaceSlots ws, float* hOut) => Forward(l, ctx.Saved(ws.HMid), ctx.Rows, hOut, ws.Gate, ws.Up);
+    public void Forward(int l, LayerWorkspaceSlots ws, float* hOut) => Forward(l, ctx.Work(ws.HMid), ctx.Rows, hOut, ws.Gate, ws.Up);
 
     /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)) over <paramref name="rowsTotal"/> rows, in chunks of the plan's MLP
     /// chunk rows; gate/up go to the saved slots when given (unchunked MLP), else to scratch. <paramref name="firstRow"/>:
@@ -28,8 +28,8 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {
             int rows = Math.Min(chunk, rowsTotal - r0);
-            float* g = gateSlot is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
-            float* u = upSlot is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
+            float* g = gateSlot is ArenaSlot gs ? ctx.Work(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
+            float* u = upSlot is ArenaSlot us ? ctx.Work(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
             ctx.NormForward(hMid + ((long)r0 * c), w.MlpNorm, rows, xn, rstd);
             Linear.Forward(xn, rows, wg, g, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
             Linear.Forward(xn, rows, wu, u, op: ProfiledOp.MlpGemms, firstRow: firstRow + r0);
@@ -44,7 +44,7 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
 
     /// <summary>dRes enters as dL/dh_out and leaves as dL/dm (residual included).</summary>
     public void Backward(int l, LayerWorkspaceSlots ws, float* dRes, TensorView gradients)
-        => Backward(l, ctx.Saved(ws.HMid), ctx.Rows, dRes, gradients, ws.Gate, ws.Up, recompute: ws.Gate is null || ctx.Plan.Policy.Recomputes);
+        => Backward(l, ctx.Work(ws.HMid), ctx.Rows, dRes, gradients, ws.Gate, ws.Up, recompute: ws.Gate is null || ctx.Plan.Policy.Recomputes);
 
     /// <summary>Over <paramref name="rowsTotal"/> rows of h_mid: dRes enters as dL/dh_out and leaves as dL/dm; gate/up
     /// live in the saved slots when given, else in scratch, and are recomputed per chunk when asked.</summary>
@@ -58,8 +58,8 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {
             int rows = Math.Min(chunk, rowsTotal - r0);
-            float* g = gateSlot is ArenaSlot gs ? ctx.Saved(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
-            float* u = upSlot is ArenaSlot us ? ctx.Saved(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
+            float* g = gateSlot is ArenaSlot gs ? ctx.Work(gs) + ((long)r0 * f) : ctx.Temp(plan.MlpGate);
+            float* u = upSlot is ArenaSlot us ? ctx.Work(us) + ((long)r0 * f) : ctx.Temp(plan.MlpUp);
             float* dOut = dRes + ((long)r0 * c);
             float* mChunk = hMid + ((long)r0 * c);
             ctx.NormForward(mChunk, w.MlpNorm, rows, xn, rstd);

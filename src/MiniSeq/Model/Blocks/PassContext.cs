@@ -57,6 +57,10 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// <summary>A slot of the activations saved for backward.</summary>
     public float* Saved(ArenaSlot slot) => activations[slot].Pointer;
 
+    /// <summary>A slot of a layer's workspace (<see cref="LayerWorkspaceSlots"/>): saved activations, or scratch when
+    /// one workspace serves every layer and is dead while the LM head runs (<see cref="PassPlan.WorkspaceInScratch"/>).</summary>
+    public float* Work(ArenaSlot slot) => (Plan.WorkspaceInScratch ? Scratch : activations)[slot].Pointer;
+
     /// <summary>Stores x (<paramref name="slot"/>'s length in floats) rounded to bf16 in <paramref name="slot"/> of the
     /// activations saved for backward; with <paramref name="roundInPlace"/> x then holds the rounded values too.</summary>
     public void StoreBf16(float* x, ArenaSlot slot, bool roundInPlace = false)
