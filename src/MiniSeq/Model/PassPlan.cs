@@ -11,7 +11,8 @@
 // Scratch arena (phases that never overlap share memory):
 //   DResidual (N, C) — the one residual-gradient buffer, alive from the LM head down to the embedding.
 //   With plain checkpointing (and for eval) the one workspace shared by every layer (WorkspaceInScratch): dead from the
-//   last layer's forward to the first layer's recompute, so the LM head chunk is laid over it.
+//   last layer's forward to the first layer's recompute, so the LM head chunk is laid over it (and Ulysses' attention
+//   forward over its h_mid, gate, up: the workspace's last slots, written after attention).
 //   union { forward layer | LM head chunk | MLP backward chunk | attention backward (+ partial dk/dv when the
 //   backward splits the query blocks of an odd number of (batch, kv head) pairs) }. No slot for dq: the attention
 //   backward takes rowsum(dO∘O) first (B·H·T floats) and writes dq over the workspace's AttnOut; nor for dL/da,
@@ -225,8 +226,9 @@ public sealed class PassPlan
         {
             // Ulysses attention forward: q (then the output, written over it), k and v over the whole sequence (B·P·T
             // rows) for this rank's heads, alive only inside the attention call (after the projection chunks, before
-            // the MLP): a phase of its own, sharing memory with the norm + projection and MLP chunks above.
-            Scratch.Rewind(phaseBase);
+            // the MLP): a phase of its own, sharing memory with the norm + projection and MLP chunks above and, with the
+            // workspace in scratch, with its last slots h_mid (gate, up), which are written after attention.
+            Scratch.Rewind(WorkspaceInScratch ? Workspaces[0].HMid.ByteOffset : phaseBase);
             long full = n * forward.Ranks, headFloats = full * forward.LocalHeads * config.HeadDim, kvFloats = full * forward.LocalKvHeads * config.HeadDim;
             HeadQuery = Scratch.Add("head_q", headFloats);
             HeadKey = Scratch.Add("head_k", kvFloats);
