@@ -69,7 +69,8 @@ internal static class PlanCommand
             }
 
             Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
-            long overhead = MemoryPlanner.MeasureRuntimeOverhead();
+            // A plan for several ranks is made outside mpirun: add what an MPI rank holds beyond this process.
+            long overhead = MemoryPlanner.MeasureRuntimeOverhead() + (ranks * sequenceParallel > 1 ? MemoryPlanner.MpiRankOverhead : 0);
             bool bf16Base = LoraOptions.Bf16Base(p);
             Precision precision = Precisions.Parse(p.GetValue(PrecisionOption)!);
             var setup = new TrainingSetup { Lora = lora, Bf16Base = bf16Base, ZeroShards = shards, Precision = precision, SequenceParallel = sequenceParallel };
@@ -85,7 +86,8 @@ internal static class PlanCommand
                 ? predictions.ToDictionary(pr => pr.PolicyName, pr => MemoryPlanner.LargestFittingSeqLen(config, micro, pr.PolicyName, optimizer, overhead, cap, step: 1024, setup: setup))
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
-            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + (sequenceParallel > 1 ? Replicas(ranks, rows) : PerRank(ranks, rows, shards)) + Ulysses(config, seqLen, setup), largest);
+            Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + (sequenceParallel > 1 ? Replicas(ranks, rows) : PerRank(ranks, rows, shards)) + Ulysses(config, seqLen, setup)
+                + (ranks * sequenceParallel > 1 ? $"; runtime includes {ByteSize.Format(MemoryPlanner.MpiRankOverhead)} per rank for MPI (measured under Open MPI 4.1)" : ""), largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;

@@ -60,6 +60,11 @@ public static class MemoryPlanner
     /// <summary>What the runtime adds once training runs (JIT-compiled kernels, worker stacks, GC heap growth), measured.</summary>
     public const long RuntimeGrowth = 6L << 20;
 
+    /// <summary>What an MPI rank holds beyond one process's runtime footprint (Open MPI 4.1, Debian 12, 2 ranks: RSS beyond
+    /// the tracked bytes 83.2–83.7 MiB per rank against 50.3 MiB in one process, measured 2026-12-03), added by plans
+    /// made outside mpirun for several ranks; a rank under mpirun measures its own footprint, MPI's included.</summary>
+    public const long MpiRankOverhead = 34L << 20;
+
     /// <summary>The runtime's own resident footprint to add to tracked bytes: the current RSS minus tracked bytes now.</summary>
     public static long MeasureRuntimeOverhead(MemoryLedger? ledger = null, int? threads = null)
     {

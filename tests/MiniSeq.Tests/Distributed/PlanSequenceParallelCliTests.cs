@@ -14,6 +14,8 @@ public class PlanSequenceParallelCliTests
         Assert.Contains("Ulysses", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("mst+checkpoint", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("chunked+offload", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("runtime includes 34.0 MiB per rank for MPI", r.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("for MPI", CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64").Stdout, StringComparison.Ordinal);
         CliAssert.OneLineError(CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--sequence-parallel", "3"), "query heads to divide by 3");
         CliResult both = CliRunner.Run("plan", "--config", "tiny", "--seq-len", "64", "--batch", "2", "--ranks", "2", "--sequence-parallel", "2", "--zero", "1");
         CliAssert.Ok(both);
