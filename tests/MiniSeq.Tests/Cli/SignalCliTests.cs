@@ -15,7 +15,11 @@ public partial class SignalCliTests
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);
 
-    private static readonly string[] Common = ["train", "--seq-len", "64", "--batch", "2", "--steps", "150", "--save-every", "1000"];
+    // Long enough (≈ 2 s of a tiny demo model) that the signal lands mid-run even when the test host is busy: at 150
+    // steps (≈ 0.5 s) a starved test process once signalled a run that had already finished its last step.
+    private const int Steps = 600;
+
+    private static readonly string[] Common = ["train", "--seq-len", "64", "--batch", "2", "--steps", Steps.ToString(System.Globalization.CultureInfo.InvariantCulture), "--save-every", "1000"];
 
     /// <summary>Starts a run, signals it once it is stepping (metrics lines appear), waits for it to end; returns its
     /// output and the steps it took.</summary>
@@ -37,7 +41,7 @@ public partial class SignalCliTests
 
         Assert.True(exitCode == process.ExitCode, $"exit code {process.ExitCode}: {log}");
         int steps = File.ReadAllLines(metrics).Length;
-        Assert.InRange(steps, 3, 149);
+        Assert.InRange(steps, 3, Steps - 1);
         return (log, steps);
     }
 
@@ -63,7 +67,7 @@ public partial class SignalCliTests
         string save = tmp["run"], metrics = tmp["m.jsonl"];
         (string log, int steps) = SignalMidRun(output => CliRunner.StartBackground(output, [.. Common, "--save", save, "--metrics", metrics]), metrics, signal, 128 + signal);
         Assert.Contains($"{name}: finishing the running step", log, StringComparison.Ordinal);
-        Assert.Contains(FormattableString.Invariant($"{name}: stopped after step {steps}/150"), log, StringComparison.Ordinal);
+        Assert.Contains(FormattableString.Invariant($"{name}: stopped after step {steps}/{Steps}"), log, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.ChangeExtension(metrics, ".svg")), "no chart: " + log);
         Assert.True(File.Exists(Path.Combine(save, "model.safetensors")), "nothing saved: " + log);
 
@@ -81,7 +85,7 @@ public partial class SignalCliTests
 
         string save = tmp["run"], metrics = tmp["m.jsonl"];
         (string log, int steps) = SignalMidRun(output => CliRunner.StartBackgroundUnderMpirun(output, 2, [.. Common, "--save", save, "--metrics", metrics]), metrics, 10, 138);
-        Assert.Contains(FormattableString.Invariant($"SIGUSR1: stopped after step {steps}/150"), log, StringComparison.Ordinal);
+        Assert.Contains(FormattableString.Invariant($"SIGUSR1: stopped after step {steps}/{Steps}"), log, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(save, "model.safetensors")), "nothing saved: " + log);
 
         CliResult resumed = CliRunner.RunUnderMpirun(2, [.. Common, "--save", save, "--resume", save]);
@@ -123,7 +127,7 @@ public partial class SignalCliTests
         string log = Snapshot(output);
         Assert.True(mpirun.ExitCode == 138, $"exit code {mpirun.ExitCode}: {log}");
         int steps = File.ReadAllLines(metrics).Length;
-        Assert.Contains(FormattableString.Invariant($"SIGUSR1: stopped after step {steps}/150"), log, StringComparison.Ordinal);
+        Assert.Contains(FormattableString.Invariant($"SIGUSR1: stopped after step {steps}/{Steps}"), log, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(save, "model.safetensors")), "nothing saved: " + log);
         Assert.True(File.Exists(Path.ChangeExtension(metrics, ".svg")), "no chart: " + log);
     }
