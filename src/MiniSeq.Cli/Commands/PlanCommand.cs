@@ -70,7 +70,8 @@ internal static class PlanCommand
 
             Model.Lora.LoraConfig? lora = LoraOptions.Parse(p);
             // A plan for several ranks is made outside mpirun: add what an MPI rank holds beyond this process.
-            long overhead = MemoryPlanner.MeasureRuntimeOverhead() + (ranks * sequenceParallel > 1 ? MemoryPlanner.MpiRankOverhead : 0);
+            bool mpiRanks = ranks * sequenceParallel > 1;
+            long overhead = MemoryPlanner.MeasureRuntimeOverhead() + (mpiRanks ? MemoryPlanner.MpiRankOverhead : 0);
             bool bf16Base = LoraOptions.Bf16Base(p);
             Precision precision = Precisions.Parse(p.GetValue(PrecisionOption)!);
             var setup = new TrainingSetup { Lora = lora, Bf16Base = bf16Base, ZeroShards = shards, Precision = precision, SequenceParallel = sequenceParallel };
@@ -87,7 +88,7 @@ internal static class PlanCommand
                 : null;
             string stateNames = string.Join(", ", optimizer.Rule.StateNames(optimizer));
             Print(predictions, budget, $"{config.HiddenSize}d × {config.NumHiddenLayers}L, V={config.VocabSize}; batch {batch} (micro {micro}) × {seqLen} tokens; {optimizer.Name} state: {(stateNames.Length > 0 ? stateNames : "none")}; {precision.Name()}" + (sequenceParallel > 1 ? Replicas(ranks, rows) : PerRank(ranks, rows, shards)) + Ulysses(config, seqLen, setup)
-                + (ranks * sequenceParallel > 1 ? $"; runtime includes {ByteSize.Format(MemoryPlanner.MpiRankOverhead)} per rank for MPI (measured under Open MPI 4.1)" : ""), largest);
+                + (mpiRanks ? $"; runtime includes {ByteSize.Format(MemoryPlanner.MpiRankOverhead)} per rank for MPI (measured under Open MPI 4.1)" : ""), largest);
             return budget is long limit && MemoryPlanner.Choose(predictions, limit) is null ? 4 : 0;
         });
         return command;

@@ -185,7 +185,7 @@ public sealed class PassPlan
         int workspaces = keepAllLayers || KeepsAttention || storeSaved ? layers : 1;
         WorkspaceInScratch = !keepAllLayers && !KeepsAttention && !storeSaved;
         ArenaPlan workspaceArena = WorkspaceInScratch ? Scratch : Activations;
-        long headBase = Scratch.Cursor;
+        long lmHeadBase = Scratch.Cursor;
         Workspaces = new LayerWorkspaceSlots[workspaces];
         SavedBf16 = new SavedBf16Slots[storeSaved ? layers : 0];
         for (int w = 0; w < workspaces; w++)
@@ -236,7 +236,7 @@ public sealed class PassPlan
         }
 
         // LM head chunk (over a workspace in scratch: dead while the head runs).
-        Scratch.Rewind(headBase);
+        Scratch.Rewind(lmHeadBase);
         AddLmHeadChunkSlots(lr);
 
         // attention backward (the MLP backward chunk reuses the forward-layer slots above, a different phase).

@@ -151,12 +151,13 @@ public class MemoryPlannerTests
             sequenceParallel: ranks, precision: bf16 ? Precision.BFloat16 : Precision.Float32);
         Assert.True(plan.WorkspaceInScratch);
         LayerWorkspaceSlots ws = Assert.Single(plan.Workspaces);
-        ArenaSlot[] workspace = [ws.Query, ws.Key, ws.Value, ws.AttnOut, ws.Lse, ws.HMid, .. ws.Gate is { } g ? [g, ws.Up!.Value] : Array.Empty<ArenaSlot>()];
+        ArenaSlot[] gateUp = ws.Gate is { } g ? [g, ws.Up!.Value] : [];
+        ArenaSlot[] workspace = [ws.Query, ws.Key, ws.Value, ws.AttnOut, ws.Lse, ws.HMid, .. gateUp];
         ArenaSlot[] head = [plan.HeadNorm, plan.HeadRstd, plan.HeadLogits, plan.HeadRowLoss];
         static bool Overlap(ArenaSlot a, ArenaSlot b) => a.ByteLength > 0 && b.ByteLength > 0 && a.ByteOffset < b.ByteOffset + b.ByteLength && b.ByteOffset < a.ByteOffset + a.ByteLength;
 
         ArenaSlot[] attentionForward = [plan.HeadQuery, plan.HeadKey, plan.HeadValue];
-        ArenaSlot[] afterAttention = [ws.HMid, .. ws.Gate is { } gate ? [gate, ws.Up!.Value] : Array.Empty<ArenaSlot>()];
+        ArenaSlot[] afterAttention = [ws.HMid, .. gateUp];
         Assert.All(workspace, w => Assert.Contains(w, plan.Scratch.Slots));
         foreach (ArenaSlot slot in plan.Scratch.Slots.Where(s => !workspace.Contains(s) && !head.Contains(s)))
         {
