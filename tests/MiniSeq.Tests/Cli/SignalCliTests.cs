@@ -15,8 +15,9 @@ public partial class SignalCliTests
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);
 
-    // Long enough (≈ 2 s of a tiny demo model) that the signal lands mid-run even when the test host is busy: at 150
-    // steps (≈ 0.5 s) a starved test process once signalled a run that had already finished its last step.
+    // Long enough (≈ 2 s of a tiny demo model) that the signal lands mid-run even when the test host is busy. (The
+    // SIGINT case's failures with exit code 0 were not a busy host: a test run started as a background job ignores
+    // SIGINT, which the run inherited — CliRunner.StartBackground now restores its default.)
     private const int Steps = 600;
 
     private static readonly string[] Common = ["train", "--seq-len", "64", "--batch", "2", "--steps", Steps.ToString(System.Globalization.CultureInfo.InvariantCulture), "--save-every", "1000"];

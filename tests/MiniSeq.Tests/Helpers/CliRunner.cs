@@ -31,7 +31,10 @@ internal static class CliRunner
 
     /// <summary>Starts the executable without waiting; its output (stdout and stderr lines) goes to
     /// <paramref name="output"/> (locked while appended), or is dropped when null.</summary>
-    public static Process StartBackground(System.Text.StringBuilder? output, params string[] args) => StartBackground("dotnet", [CliDll, .. args], output);
+    /// <remarks>Started through <c>env --default-signal=INT</c>: a test run launched as a background job of a
+    /// non-interactive shell ignores SIGINT (POSIX), the child would inherit that and keep it ignored, and a SIGINT test
+    /// would then exercise nothing.</remarks>
+    public static Process StartBackground(System.Text.StringBuilder? output, params string[] args) => StartBackground("env", ["--default-signal=INT", "dotnet", CliDll, .. args], output);
 
     /// <summary>Starts <c>mpirun</c> over <paramref name="ranks"/> ranks of the executable (as <see cref="RunUnderMpirun"/>)
     /// without waiting; the output of every rank goes to <paramref name="output"/>.</summary>
