@@ -46,6 +46,20 @@ public static unsafe class BFloat16
         KernelThreads.For(checked((int)((count + SimdLoops.ChunkSize - 1) / SimdLoops.ChunkSize)), ref body);
     }
 
+    /// <summary>x[i] = widen(bf16(x[i])) in place: the values a bf16 store and reload would give.</summary>
+    public static void RoundInPlace(float* x, long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        const int Block = 4096;
+        ushort* bits = stackalloc ushort[Block];
+        for (long i = 0; i < count; i += Block)
+        {
+            int n = (int)Math.Min(Block, count - i);
+            FromFloat(x + i, bits, n, KernelSelector.Width);
+            ToFloat(bits, x + i, n, KernelSelector.Width);
+        }
+    }
+
     /// <summary><see cref="FromFloat(float*, ushort*, long)"/> on this thread at <paramref name="width"/>.</summary>
     internal static void FromFloat(float* src, ushort* dst, long count, IsaWidth width)
     {

@@ -12,21 +12,20 @@ public static unsafe partial class FlashAttention
         int kvh = h / (a.HeadCount / a.KvHeadCount);
         long qStride = (long)a.HeadCount * d;
         long kvStride = (long)a.KvHeadCount * d;
-        float* kHead = a.K + ((long)b * seqLen * kvStride) + ((long)kvh * d); // row j at kHead + j·kvStride
-        float* vHead = a.V + ((long)b * seqLen * kvStride) + ((long)kvh * d);
-        float* acc = Scratch(d); // (D)
+        long kvHead = ((long)b * seqLen * kvStride) + ((long)kvh * d); // row j at kvHead + j·kvStride
+        float* acc = Scratch(4L * d); // (D), then bf16 inputs' widened q, k, v rows
         int t0 = a.QueryStart + (qb * a.RowBlock);
         int tEnd = Math.Min(seqLen, t0 + a.RowBlock);
         for (int t = t0; t < tEnd; t++)
         {
             long row = (a.QueryRow(b, t) * qStride) + ((long)h * d);
-            float* qRow = a.Q + row;
+            float* qRow = InputRow(a.Q, a.QBf16, row, d, acc + d);
             float max = float.NegativeInfinity;
             float sum = 0;
             new Span<float>(acc, d).Clear();
             for (int j = FirstKey(ref a, b, t); j <= t; j++)
             {
-                float* kRow = kHead + (j * kvStride);
+                float* kRow = InputRow(a.K, a.KBf16, kvHead + (j * kvStride), d, acc + (2 * d));
                 float s = 0;
                 for (int i = 0; i < d; i++)
                 {
@@ -49,7 +48,7 @@ public static unsafe partial class FlashAttention
 
                 float p = MathF.Exp(s - max);
                 sum += p;
-                float* vRow = vHead + (j * kvStride);
+                float* vRow = InputRow(a.V, a.VBf16, kvHead + (j * kvStride), d, acc + (3 * d));
                 for (int i = 0; i < d; i++)
                 {
                     acc[i] += p * vRow[i];
@@ -74,12 +73,13 @@ public static unsafe partial class FlashAttention
         long qStride = (long)a.HeadCount * d;
         long kvStride = (long)a.KvHeadCount * d;
         long kvHead = ((long)b * seqLen * kvStride) + ((long)kvh * d); // row j at kvHead + j·kvStride
+        float* widened = Scratch(3L * d); // bf16 inputs: the q, k, v rows in use
         for (int h = kvh * group; h < (kvh + 1) * group; h++)
         {
             for (int t = a.QueryStart; t < seqLen; t++)
             {
                 long row = (a.QueryRow(b, t) * qStride) + ((long)h * d);
-                float* qRow = a.Q + row;
+                float* qRow = InputRow(a.Q, a.QBf16, row, d, widened);
                 float* dORow = a.DOutput + row;
                 float* dqRow = a.DQ + row;
                 float lse = a.Lse[a.LseIndex(b, h, t)];
@@ -90,8 +90,8 @@ public static unsafe partial class FlashAttention
                 for (int j = FirstKey(ref a, b, t); j <= t; j++)
                 {
                     long kvRow = kvHead + (j * kvStride);
-                    float* kRow = a.K + kvRow;
-                    float* vRow = a.V + kvRow;
+                    float* kRow = InputRow(a.K, a.KBf16, kvRow, d, widened + d);
+                    float* vRow = InputRow(a.V, a.VBf16, kvRow, d, widened + (2 * d));
 
                     // forward: s = scale·q_t·k_j; p = exp(s − lse_t)
                     float s = 0;
@@ -118,5 +118,18 @@ public static unsafe partial class FlashAttention
                 }
             }
         }
+    }
+
+    /// <summary>The d-element row at <paramref name="offset"/> of an fp32 input, or of its bf16 form widened into
+    /// <paramref name="widened"/>.</summary>
+    private static float* InputRow(float* fp32, ushort* bf16, long offset, int d, float* widened)
+    {
+        if (bf16 == null)
+        {
+            return fp32 + offset;
+        }
+
+        BFloat16.ToFloat(bf16 + offset, widened, d, IsaWidth.Scalar);
+        return widened;
     }
 }

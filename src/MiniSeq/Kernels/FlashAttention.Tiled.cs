@@ -50,14 +50,17 @@ public static unsafe partial class FlashAttention
         long rowOffset = (a.QueryRow(b, t0) * qStride) + ((long)kvh * group * d); // first head of the group
 
         long perHead = (2L * d * bq) + (2L * bq);
-        float* scratch = Scratch((group * perHead) + ((long)bk * bq) + bq);
+        long widened = a.Bf16Inputs ? WidenedFloats(bk, bq, d) : 0;
+        float* scratch = Scratch((group * perHead) + ((long)bk * bq) + bq + widened);
         float* sT = scratch + (group * perHead); // (Bk, Bq): scores (log2 domain), then probabilities, transposed
+        float* kvTiles = sT + ((long)bk * bq) + bq; // bf16 inputs: this tile's k and v rows widened, (Bk, D) each; q rows
         for (int g = 0; g < group; g++)
         {
             float* qT = scratch + (g * perHead); // (D, Bq): q block transposed, times log2(e)/√D, zero rows past T
             float* oT = qT + (d * bq);           // (D, Bq): unnormalised output, transposed
             float* stats = oT + (d * bq);        // (2, Bq): running max (log2 domain), running Σ exp2(s − max)
-            LoadTransposed<TW, TV>(a.Q + rowOffset + (g * d), qStride, rows, d, a.Scale * Log2E, qT);
+            float* qSrc = QueryRows(ref a, rowOffset + (g * d), qStride, rows, kvTiles + (2L * bk * d), out long qSrcStride);
+            LoadTransposed<TW, TV>(qSrc, qSrcStride, rows, d, a.Scale * Log2E, qT);
             new Span<float>(oT, d * bq).Clear();
             new Span<float>(stats, bq).Fill(float.NegativeInfinity);
             new Span<float>(stats + bq, bq).Clear();
@@ -76,15 +79,15 @@ public static unsafe partial class FlashAttention
             if (nextKeys > 0)
             {
                 // k/v rows come from L2/L3 (T·KvH·D floats each); fetch the next tile while this one computes.
-                PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
-                PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                PrefetchKeyRows(ref a, kvOffset + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
             }
 
+            float* kTile = KeyTile(ref a, kHead, vHead, kvOffset, kvStride, j0, n, kvTiles, bk, out float* vTile, out long tileStride);
             for (int g = 0; g < group; g++)
             {
                 float* qT = scratch + (g * perHead);
                 float* oT = qT + (d * bq);
-                Scores<TW, TV>(kHead, kvStride, j0, kEnd - 1, nR, d, qT, sT, wide);
+                Scores<TW, TV>(kTile, tileStride, j0, kEnd - 1, nR, d, qT, sT, wide);
                 if (j0 + nR - 1 > t0)
                 {
                     MaskCausal<TW, TV>(sT, j0, nR, t0);
@@ -98,7 +101,7 @@ public static unsafe partial class FlashAttention
                 OnlineSoftmax<TW, TV>(sT, nR, oT + (d * bq), oT, d, masked);
 
                 // oᵀ += vᵀ·pᵀ over the n real keys of the tile.
-                Accumulate<TW, TV>(vHead, kvStride, j0, n, d, sT, oT, wide);
+                Accumulate<TW, TV>(vTile, tileStride, j0, n, d, sT, oT, wide);
             }
         }
 
@@ -250,11 +253,13 @@ public static unsafe partial class FlashAttention
         // block the rows' first keys; shared: the tile buffers.
         long perHead = (3L * d * bq) + (2L * bq * dp) + (2L * bq);
         long perBlock = (group * perHead) + bq;
-        float* scratch = Scratch((BlocksPerPass * perBlock) + (2L * bk * bq) + (2L * bk * dp));
+        long widened = a.Bf16Inputs ? WidenedFloats(bk, bq, d) : 0;
+        float* scratch = Scratch((BlocksPerPass * perBlock) + (2L * bk * bq) + (2L * bk * dp) + widened);
         float* pT = scratch + (BlocksPerPass * perBlock); // (Bk, Bq): p
         float* dsT = pT + (bk * bq);             // (Bk, Bq): dp, then ds/√D
         float* dkTile = dsT + (bk * bq);         // (Bk, Dp): this tile's dk, summed over the pass's blocks and heads
         float* dvTile = dkTile + (bk * dp);      // (Bk, Dp): this tile's dv, summed over the pass's blocks and heads
+        float* kvTiles = dvTile + (bk * dp);     // bf16 inputs: this tile's k and v rows widened, (Bk, D) each; q rows
         Span<int> maskEnds = stackalloc int[BlocksPerPass];
 
         for (int qb0 = firstBlock; qb0 < endBlock; qb0 += BlocksPerPass)
@@ -278,9 +283,10 @@ public static unsafe partial class FlashAttention
                     float* lse2 = dORows + (bq * dp);    // (Bq): lse·log2(e), +∞ past T so p = 0 there
                     float* rowDot = lse2 + bq;           // (Bq): D_t = rowsum(dO∘O)
                     long headOffset = rowOffset + (g * d);
-                    LoadTransposed<TW, TV>(a.Q + headOffset, qStride, rows, d, a.Scale * Log2E, qT);
+                    float* qSrc = QueryRows(ref a, headOffset, qStride, rows, kvTiles + (2L * bk * d), out long qSrcStride);
+                    LoadTransposed<TW, TV>(qSrc, qSrcStride, rows, d, a.Scale * Log2E, qT);
                     LoadTransposed<TW, TV>(a.DOutput + headOffset, qStride, rows, d, 1f, dOT);
-                    LoadRows(a.Q + headOffset, qStride, rows, d, dp, bq, qRows);
+                    LoadRows(qSrc, qSrcStride, rows, d, dp, bq, qRows);
                     LoadRows(a.DOutput + headOffset, qStride, rows, d, dp, bq, dORows);
                     new Span<float>(dqT, d * bq).Clear();
                     float* lseRow = a.Lse + a.LseIndex(b, (kvh * group) + g, t0);
@@ -316,9 +322,10 @@ public static unsafe partial class FlashAttention
                 int nextKeys = Math.Min(bk, kEnd - j0 - bk);
                 if (nextKeys > 0)
                 {
-                    PrefetchRows(kHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
-                    PrefetchRows(vHead + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
+                    PrefetchKeyRows(ref a, kvOffset + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
                 }
+
+                float* kTile = KeyTile(ref a, kHead, vHead, kvOffset, kvStride, j0, n, kvTiles, bk, out float* vTile, out long tileStride);
 
                 // The last block sees the most keys of the tile: it starts the dK/dV tile sums (overwrite), the
                 // earlier one adds to the rows it sees.
@@ -348,7 +355,7 @@ public static unsafe partial class FlashAttention
                         bool overwrite = firstTerm && g == 0;
 
                         // forward: s = q·kᵀ/√D (masked), p = exp(s − lse)
-                        Scores<TW, TV>(kHead, kvStride, j0, blockEnd - 1, nR, d, qT, pT, wide);
+                        Scores<TW, TV>(kTile, tileStride, j0, blockEnd - 1, nR, d, qT, pT, wide);
                         if (j0 + nR - 1 > t0)
                         {
                             MaskCausal<TW, TV>(pT, j0, nR, t0);
@@ -360,13 +367,13 @@ public static unsafe partial class FlashAttention
                         }
 
                         // forward: out = p·v  ⇒  dp = dO·vᵀ, dv += pᵀ·dO
-                        Scores<TW, TV>(vHead, kvStride, j0, blockEnd - 1, nR, d, dOT, dsT, wide);
+                        Scores<TW, TV>(vTile, tileStride, j0, blockEnd - 1, nR, d, dOT, dsT, wide);
                         SoftmaxGrad<TW, TV>(pT, dsT, nR, lse2, rowDot, a.Scale);
                         AccumulateRows<TW, TV>(pT, nR, dORows, dp, dvTile, overwrite, wide);
 
                         // forward: s = q·kᵀ/√D  ⇒  dk += (ds/√D)ᵀ·q, dq += (ds/√D)·k
                         AccumulateRows<TW, TV>(dsT, nR, qRows, dp, dkTile, overwrite, wide);
-                        Accumulate<TW, TV>(kHead, kvStride, j0, nb, d, dsT, dqT, wide);
+                        Accumulate<TW, TV>(kTile, tileStride, j0, nb, d, dsT, dqT, wide);
                     }
 
                     firstTerm = false;

@@ -181,12 +181,67 @@ public static unsafe partial class FlashAttention
         RunBackward(ref args, workspace);
     }
 
+    /// <summary>
+    /// <see cref="Forward(float*, float*, float*, int, int, int, int, int, float*, float*, int, int*)"/> with q, k and v
+    /// stored as bf16 (mixed precision): each tile's rows are widened (exactly) into per-thread scratch as the kernel
+    /// reaches them, so the output and lse are, bit for bit, those of the fp32 forward on the widened tensors, and no
+    /// fp32 copy of q, k or v exists.
+    /// </summary>
+    public static void Forward(ushort* q, ushort* k, ushort* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, int slidingWindow, int* documentStarts)
+        => Forward(q, k, v, batchSize, seqLen, headCount, kvHeadCount, headDim, output, lse, isa: null, slidingWindow, documentStarts);
+
+    /// <summary>
+    /// <see cref="Backward(float*, float*, float*, float*, float*, float*, int, int, int, int, int, float*, float*, float*, int, int*, float*, float*)"/>
+    /// with q, k and v stored as bf16 and <paramref name="rowDot"/> given (the output is not read): dq, dk and dv (fp32)
+    /// are, bit for bit, the fp32 backward's on the widened tensors.
+    /// </summary>
+    public static void Backward(float* dOutput, ushort* q, ushort* k, ushort* v, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, int slidingWindow, int* documentStarts, float* workspace, float* rowDot)
+        => Backward(dOutput, q, k, v, lse, batchSize, seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, isa: null, slidingWindow, documentStarts, workspace, rowDot);
+
+    /// <summary>The bf16-input forward at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
+    internal static void Forward(ushort* q, ushort* k, ushort* v, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* output, float* lse, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null)
+    {
+        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim, slidingWindow);
+        var args = new Args(null, null, null, null, output, lse, batchSize, seqLen, queryStart: 0, queryRows: seqLen, headCount, kvHeadCount, headDim, null, null, null, Resolve(isa), slidingWindow, documentStarts)
+        {
+            QBf16 = q,
+            KBf16 = k,
+            VBf16 = v,
+        };
+        RunForward(ref args);
+    }
+
+    /// <summary>The bf16-input backward at a chosen width (null: <see cref="DefaultIsa"/>).</summary>
+    internal static void Backward(float* dOutput, ushort* q, ushort* k, ushort* v, float* lse, int batchSize, int seqLen, int headCount, int kvHeadCount, int headDim, float* dq, float* dk, float* dv, IsaWidth? isa, int slidingWindow = 0, int* documentStarts = null, float* workspace = null, float* rowDot = null)
+    {
+        Validate(batchSize, seqLen, headCount, kvHeadCount, headDim, slidingWindow);
+        ThrowIfNull(rowDot, "rowDot");
+        var args = new Args(null, null, null, dOutput, null, lse, batchSize, seqLen, queryStart: 0, queryRows: seqLen, headCount, kvHeadCount, headDim, dq, dk, dv, Resolve(isa), slidingWindow, documentStarts)
+        {
+            RowDot = rowDot,
+            QBf16 = q,
+            KBf16 = k,
+            VBf16 = v,
+        };
+        RunBackward(ref args, workspace);
+    }
+
     /// <summary>Checks the tensors forward and backward both read and sets the query blocking of the width.</summary>
     private static void PrepareBlocks(ref Args args)
     {
-        ThrowIfNull(args.Q, "q");
-        ThrowIfNull(args.K, "k");
-        ThrowIfNull(args.V, "v");
+        if (args.QBf16 != null || args.KBf16 != null || args.VBf16 != null)
+        {
+            ThrowIfNull((float*)args.QBf16, "q");
+            ThrowIfNull((float*)args.KBf16, "k");
+            ThrowIfNull((float*)args.VBf16, "v");
+        }
+        else
+        {
+            ThrowIfNull(args.Q, "q");
+            ThrowIfNull(args.K, "k");
+            ThrowIfNull(args.V, "v");
+        }
+
         if (args.RowDot == null)
         {
             ThrowIfNull(args.Output, "output");
@@ -473,6 +528,87 @@ public static unsafe partial class FlashAttention
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
+    /// <summary>Scratch floats a tiled task adds for bf16 inputs: one key tile's k and v rows, (Bk, D) each, and one
+    /// query block's q rows, (Bq, D).</summary>
+    private static long WidenedFloats(int keyTile, int rowBlock, int d) => ((2L * keyTile) + rowBlock) * d;
+
+    /// <summary>
+    /// The <paramref name="rows"/> q rows of one head of a query block starting at element <paramref name="offset"/>
+    /// (row stride <paramref name="stride"/>): in place when q is fp32, else widened into <paramref name="widened"/>
+    /// ((rows, D), <paramref name="rowStride"/> D).
+    /// </summary>
+    private static float* QueryRows(ref Args a, long offset, long stride, int rows, float* widened, out long rowStride)
+    {
+        if (!a.Bf16Inputs)
+        {
+            rowStride = stride;
+            return a.Q + offset;
+        }
+
+        int d = a.HeadDim;
+        for (int r = 0; r < rows; r++)
+        {
+            BFloat16.ToFloat(a.QBf16 + offset + (r * stride), widened + ((long)r * d), d, a.Isa);
+        }
+
+        rowStride = d;
+        return widened;
+    }
+
+    /// <summary>
+    /// Keys [j0, j0 + n) of one (batch, kv head), whose rows start at element <paramref name="kvOffset"/> with row
+    /// stride <paramref name="kvStride"/>: fp32 k and v as they are; bf16 ones widened into <paramref name="widened"/>
+    /// (k rows, then v rows at <paramref name="keyTile"/>·D). Returns k's base (and v's) such that key j's row is at
+    /// base + j·stride, as the micro-kernels index them (only rows j0 … j0 + n − 1 are read).
+    /// </summary>
+    private static float* KeyTile(ref Args a, float* kHead, float* vHead, long kvOffset, long kvStride, int j0, int n, float* widened, int keyTile, out float* vBase, out long stride)
+    {
+        if (!a.Bf16Inputs)
+        {
+            vBase = vHead;
+            stride = kvStride;
+            return kHead;
+        }
+
+        int d = a.HeadDim;
+        float* kRows = widened, vRows = widened + ((long)keyTile * d);
+        for (int r = 0; r < n; r++)
+        {
+            long row = kvOffset + ((j0 + r) * kvStride);
+            BFloat16.ToFloat(a.KBf16 + row, kRows + ((long)r * d), d, a.Isa);
+            BFloat16.ToFloat(a.VBf16 + row, vRows + ((long)r * d), d, a.Isa);
+        }
+
+        vBase = vRows - ((long)j0 * d);
+        stride = d;
+        return kRows - ((long)j0 * d);
+    }
+
+    /// <summary><see cref="PrefetchRows"/> of k and v rows (fp32 or bf16) from element <paramref name="offset"/>.</summary>
+    private static void PrefetchKeyRows(ref Args a, long offset, long stride, int rows, int d)
+    {
+        if (!a.Bf16Inputs)
+        {
+            PrefetchRows(a.K + offset, stride, rows, d);
+            PrefetchRows(a.V + offset, stride, rows, d);
+        }
+        else if (Sse.IsSupported)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                ushort* k = a.KBf16 + offset + (r * stride), v = a.VBf16 + offset + (r * stride);
+                for (int i = 0; i < d; i += 32)
+                {
+                    Sse.Prefetch0(k + i);
+                    Sse.Prefetch0(v + i);
+                }
+
+                Sse.Prefetch0(k + d - 1);
+                Sse.Prefetch0(v + d - 1);
+            }
+        }
+    }
+
     /// <summary>First key query t (absolute position) of row b sees: the later of its document's start and t − W + 1 (0 when neither applies).</summary>
     private static int FirstKey(ref Args a, int b, int t)
     {
@@ -515,6 +651,13 @@ public static unsafe partial class FlashAttention
         public float* PartialK;     // backward with 2 splits: the first split's dk, dv, laid out as dk, dv
         public float* PartialV;
         public float* RowDot;       // backward: (B, H, QueryRows) rowsum(dO∘O) given by the caller, else null (from Output)
+        public ushort* QBf16;       // bf16 inputs (then Q, K, V are null): q, k, v as bf16, laid out as Q, K, V
+        public ushort* KBf16;
+        public ushort* VBf16;
+
+        /// <summary>Whether q, k and v are bf16 (<see cref="QBf16"/> …): widened exactly per tile, so every result is
+        /// the fp32 kernel's on the widened values, bit for bit.</summary>
+        public readonly bool Bf16Inputs => KBf16 != null;
 
         /// <summary>Whether some query may see fewer keys than the causal mask allows.</summary>
         public readonly bool Masked => Window != int.MaxValue || DocumentStarts != null;

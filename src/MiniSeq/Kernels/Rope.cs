@@ -216,13 +216,22 @@ public static unsafe class Rope
     public static void Forward(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts = null)
         => Apply(x, rows, seqLen, heads, table, positionOffset, documentStarts, backward: false);
 
+    /// <summary>
+    /// <see cref="Forward(float*, int, int, int, RopeTable, int, int*)"/> on rows <paramref name="firstRow"/> … of a
+    /// pass: row i of x is pass row firstRow + i, at position positionOffset + (firstRow + i) % seqLen (minus
+    /// documentStarts[firstRow + i]). The same arithmetic per row, so chunks reproduce the whole call bit for bit.
+    /// </summary>
+    public static void Forward(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts, long firstRow)
+        => Apply(x, rows, seqLen, heads, table, positionOffset, documentStarts, backward: false, firstRow);
+
     /// <summary>In place on dx: applies the transposed rotation (dx1' = dx1·cos + dx2·sin, dx2' = dx2·cos − dx1·sin).</summary>
     /// <remarks>The rotation is orthogonal, so its transpose is the rotation by −angle. Derivation: docs/kernels/elementwise.md.</remarks>
     public static void Backward(float* dx, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts = null)
         => Apply(dx, rows, seqLen, heads, table, positionOffset, documentStarts, backward: true);
 
-    private static void Apply(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts, bool backward)
+    private static void Apply(float* x, int rows, int seqLen, int heads, RopeTable table, int positionOffset, int* documentStarts, bool backward, long firstRow = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(firstRow);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(heads);
@@ -233,7 +242,7 @@ public static unsafe class Rope
         }
 
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(seqLen);
-        int lastPosition = positionOffset + Math.Min(rows, seqLen) - 1;
+        int lastPosition = positionOffset + (int)Math.Min(firstRow + rows, seqLen) - 1;
         if (lastPosition >= table.MaxPositions)
         {
             throw new ArgumentOutOfRangeException(nameof(positionOffset), $"RoPE position {lastPosition} is outside the table of {table.MaxPositions} positions. Build the RopeTable with maxPositions ≥ positionOffset + seqLen.");
@@ -251,6 +260,7 @@ public static unsafe class Rope
             HeadDim = table.HeadDim,
             PositionOffset = positionOffset,
             DocumentStarts = documentStarts,
+            FirstRow = firstRow,
             SinSign = backward ? -1f : 1f,
             RowsPerTask = RmsNorm.RowsPerTask(rowWidth),
         }, KernelSelector.Width);
@@ -267,7 +277,8 @@ public static unsafe class Rope
         public int Heads;
         public int HeadDim;
         public int PositionOffset;
-        public int* DocumentStarts; // per row: where its document begins within the sequence (null: at 0)
+        public int* DocumentStarts; // per pass row: where its document begins within the sequence (null: at 0)
+        public long FirstRow;       // pass row of X's row 0
         public float SinSign; // +1 forward, −1 backward (rotation by −angle)
         public int RowsPerTask;
 
@@ -285,7 +296,8 @@ public static unsafe class Rope
             TV sign = TW.Create(SinSign);
             for (int r = start; r < end; r++)
             {
-                int position = PositionOffset + (r % SeqLen) - (DocumentStarts == null ? 0 : DocumentStarts[r]);
+                long passRow = FirstRow + r;
+                int position = PositionOffset + (int)(passRow % SeqLen) - (DocumentStarts == null ? 0 : DocumentStarts[passRow]);
                 float* cosRow = Cos + ((long)position * half); // (D/2)
                 float* sinRow = Sin + ((long)position * half); // (D/2)
                 float* row = X + ((long)r * Heads * HeadDim);  // (heads, D)

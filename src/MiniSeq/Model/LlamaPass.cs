@@ -359,12 +359,13 @@ public sealed unsafe class LlamaPass : IDisposable
             Embedding.Forward(tokens, Rows, _ctx.Weight(_model.Layout.Embedding), _model.Config.HiddenSize, h0);
         }
 
-        // Evaluation (and training with stored layer inputs) ping-pongs two layer buffers; training keeps every layer input.
+        // Training keeps every layer input; evaluation (and training with stored layer inputs) updates one stream buffer
+        // in place: the attention block reads h_l before it copies it into h_mid, the MLP writes h_{l+1} after.
         bool keepAll = training && _layerInputs is null;
         for (int l = 0; l < Layers; l++)
         {
-            float* hIn = _ctx.Saved(Plan.LayerInputs[keepAll ? l : l % 2]);
-            float* hOut = _ctx.Saved(Plan.LayerInputs[keepAll ? l + 1 : (l + 1) % 2]);
+            float* hIn = _ctx.Saved(Plan.LayerInputs[keepAll ? l : 0]);
+            float* hOut = _ctx.Saved(Plan.LayerInputs[keepAll ? l + 1 : 0]);
             if (training && _layerInputs is not null)
             {
                 // checkpoint: store ← h_l (bf16, rounded to nearest even); the forward goes on with the fp32 h_l.
@@ -391,7 +392,7 @@ public sealed unsafe class LlamaPass : IDisposable
             }
         }
 
-        return _ctx.Saved(Plan.LayerInputs[keepAll ? Layers : Layers % 2]);
+        return _ctx.Saved(Plan.LayerInputs[keepAll ? Layers : 0]);
     }
 
     private LayerWorkspaceSlots Workspace(int layer) => Plan.Workspaces[Plan.Workspaces.Length == 1 ? 0 : layer];
@@ -403,7 +404,7 @@ public sealed unsafe class LlamaPass : IDisposable
         float* hIn;
         if (_layerInputs is not null)
         {
-            // Stored (bf16) layer inputs: widen h_l into the first stream buffer (free once the LM head has run) and
+            // Stored (bf16) layer inputs: widen h_l into the stream buffer (free once the LM head has run) and
             // recompute the layer from it, as the sequence-chunked layers do.
             hIn = _ctx.Saved(Plan.LayerInputs[0]);
             _layerInputs.Read(l, 0, Rows, hIn);

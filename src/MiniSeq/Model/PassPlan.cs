@@ -3,7 +3,8 @@
 // allocates exactly these arenas and the planner predicts from them, so predicted = allocated by construction.
 //
 // Activations arena:
-//   LayerInputs[0..L]  (N, C) each: the residual stream entering each layer (LayerInputs[L] = final hidden state).
+//   LayerInputs[0..L]  (N, C) each: the residual stream entering each layer (LayerInputs[L] = final hidden state);
+//                      one buffer, updated in place, when the inputs are not kept (evaluation, bf16 store).
 //   Workspaces[w]      one per layer without checkpointing; with checkpointing that keeps attention (policy
 //                      KeepAttention) one per layer whose AttnOut and Lse are its own and the rest shared:
 //                      Q (N, H·D) post-RoPE, K, V (N, KvH·D), AttnOut (N, H·D), Lse (B, H, T), HMid (N, C),
@@ -29,10 +30,12 @@
 // dK and dV for the whole sequence; every other tensor for S positions of one sequence; layer inputs in a store.
 // Under Ulysses, K, V, dK, dV are in head layout over the whole rows (this rank's kv heads), and one chunk's q and
 // attention output have head-layout twins (HeadQuery, HeadAttnOut: P blocks of S rows).
+// Precision bf16 with the one workspace in scratch (checkpointing, evaluation; one process) keeps its q, k, v as bf16
+// (AttentionInputsBf16): flash attention reads them directly, per-chunk fp32 projections (ProjQuery …) feed them.
 // Precision bf16 (mixed precision) adds the ComputeWeights arena (a bf16 copy of every projection weight and of the LM
-// head, category Parameters) and stores the saved activations as bf16: LayerInputs becomes two fp32 buffers (forward
-// ping-pongs them; backward widens each stored input into the first) and the L layer inputs live in a bf16
-// LayerInputStore. Without checkpointing, every layer's q, k, v, attention output, h_mid (gate, up) also go to bf16
+// head, category Parameters) and stores the saved activations as bf16: LayerInputs becomes one fp32 buffer (the
+// residual stream, updated in place by forward; backward widens each stored input into it) and the L layer inputs live
+// in a bf16 LayerInputStore. Evaluation keeps that one stream buffer too. Without checkpointing, every layer's q, k, v, attention output, h_mid (gate, up) also go to bf16
 // slots (SavedBf16) after its forward, and one fp32 workspace (with every layer's own lse) serves all layers.
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
@@ -153,12 +156,14 @@ public sealed class PassPlan
         bool keepAllLayers = training && !policy.Checkpoint && !storeSaved;
         if (storeInputs)
         {
-            // bf16 inputs h_0 … h_{L−1} in the store (checkpointed, or saved); the fp32 stream ping-pongs two buffers.
+            // bf16 inputs h_0 … h_{L−1} in the store (checkpointed, or saved); the fp32 stream is one buffer, updated in place.
             LayerInputStoreLayers = layers;
             LayerInputStoreBytes = LayerInputStore.BytesFor(layers, n, c, policy.LayerInputDType);
         }
 
-        int inputs = training && !storeInputs ? layers + 1 : 2; // eval (and a stored-input pass) ping-pongs two buffers
+        // Evaluation and a stored-input pass keep one fp32 residual stream, updated in place: a layer reads h_l only
+        // until the attention block has copied it into h_mid, and only then does the MLP write h_{l+1} over it.
+        int inputs = training && !storeInputs ? layers + 1 : 1;
         LayerInputs = new ArenaSlot[inputs];
         for (int i = 0; i < inputs; i++)
         {
@@ -185,6 +190,13 @@ public sealed class PassPlan
         int workspaces = keepAllLayers || KeepsAttention || storeSaved ? layers : 1;
         WorkspaceInScratch = !keepAllLayers && !KeepsAttention && !storeSaved;
         ArenaPlan workspaceArena = WorkspaceInScratch ? Scratch : Activations;
+
+        // Mixed precision with that one rebuilt workspace: its q, k, v are rounded to bf16 after RoPE (as the saved
+        // activations of the other policies are) and kept as bf16, per projection chunk; flash attention reads them
+        // directly (no fp32 copy exists). Under Ulysses, whose all-to-alls move fp32, they are rounded in place.
+        RoundsAttentionInputs = precision == Precision.BFloat16 && WorkspaceInScratch;
+        AttentionInputsBf16 = RoundsAttentionInputs && SequenceParallel is null;
+        ElementType qkvType = AttentionInputsBf16 ? ElementType.BF16 : ElementType.F32;
         long lmHeadBase = Scratch.Cursor;
         Workspaces = new LayerWorkspaceSlots[workspaces];
         SavedBf16 = new SavedBf16Slots[storeSaved ? layers : 0];
@@ -192,9 +204,9 @@ public sealed class PassPlan
         {
             bool own = keepAllLayers || w == 0;
             Workspaces[w] = new LayerWorkspaceSlots(
-                own ? workspaceArena.Add($"q_{w}", n * hd) : Workspaces[0].Query,
-                own ? workspaceArena.Add($"k_{w}", n * kvd) : Workspaces[0].Key,
-                own ? workspaceArena.Add($"v_{w}", n * kvd) : Workspaces[0].Value,
+                own ? workspaceArena.Add($"q_{w}", n * hd, qkvType) : Workspaces[0].Query,
+                own ? workspaceArena.Add($"k_{w}", n * kvd, qkvType) : Workspaces[0].Key,
+                own ? workspaceArena.Add($"v_{w}", n * kvd, qkvType) : Workspaces[0].Value,
                 own || KeepsAttention ? workspaceArena.Add($"attn_out_{w}", n * hd) : Workspaces[0].AttnOut,
                 workspaceArena.Add($"lse_{w}", (long)batchSize * heads * seqLen),
                 own ? workspaceArena.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
@@ -221,6 +233,14 @@ public sealed class PassPlan
         ProjNorm = Scratch.Add("proj_norm", pr * c);
         ProjRstd = Scratch.Add("proj_rstd", pr);
         ProjQkRstd = config.QkNorm ? Scratch.Add("proj_qk_rstd", pr * heads) : default;
+        if (AttentionInputsBf16)
+        {
+            // one projection chunk's fp32 q, k, v (normed, rotated), then rounded into the workspace's bf16 slots
+            ProjQuery = Scratch.Add("proj_q", pr * hd);
+            ProjKey = Scratch.Add("proj_k", pr * kvd);
+            ProjValue = Scratch.Add("proj_v", pr * kvd);
+        }
+
         AddMlpChunkSlots(mr, gateAndUp: !mlpSaved);
         if (SequenceParallel is { } forward)
         {
@@ -511,6 +531,15 @@ public sealed class PassPlan
     /// whose chunk shares its memory) rather than in <see cref="Activations"/>.</summary>
     public bool WorkspaceInScratch { get; private set; }
 
+    /// <summary>Mixed precision with one workspace rebuilt by every layer (<see cref="WorkspaceInScratch"/>, one process):
+    /// its q, k, v slots are bf16 (rounded per projection chunk after RoPE, read by flash attention directly), and the
+    /// projections write each chunk's fp32 values to <see cref="ProjQuery"/>, <see cref="ProjKey"/>, <see cref="ProjValue"/>.</summary>
+    public bool AttentionInputsBf16 { get; private set; }
+
+    /// <summary>Mixed precision with one rebuilt workspace: attention runs on q, k, v rounded to bf16 (kept as bf16 when
+    /// <see cref="AttentionInputsBf16"/>, else — under Ulysses — rounded in place in fp32).</summary>
+    public bool RoundsAttentionInputs { get; private set; }
+
     /// <summary>Mixed precision without recomputation: every layer's saved q, k, v, attention output, h_mid (and gate,
     /// up when the MLP is not chunked) rounded to bf16 after its forward, widened into the one fp32 workspace before its
     /// backward (empty otherwise).</summary>
@@ -524,6 +553,9 @@ public sealed class PassPlan
     public ArenaSlot ProjNorm { get; private set; }
     public ArenaSlot ProjRstd { get; private set; }
     public ArenaSlot ProjQkRstd { get; private set; }
+    public ArenaSlot ProjQuery { get; private set; }
+    public ArenaSlot ProjKey { get; private set; }
+    public ArenaSlot ProjValue { get; private set; }
     public ArenaSlot MlpNorm { get; private set; }
     public ArenaSlot MlpRstd { get; private set; }
     public ArenaSlot MlpGate { get; private set; }

@@ -65,22 +65,24 @@ public class ZeroTests
             [.. history.Select(h => h.Loss)], [.. history.Select(h => h.GradNorm)], run.Trainer.Optimizer.ResidentBytes);
     }
 
-    private static void AssertSameRun(RunResult expected, RunResult actual, string what)
+    private static void AssertSameRun(RunResult expected, RunResult actual, string what, double tolerance = 1e-5)
     {
         foreach (ParameterInfo t in new ParameterLayout(s_config).Tensors)
         {
-            Compare.Close(actual.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), expected.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), 1e-5, $"{what}: {t.Name}");
+            Compare.Close(actual.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), expected.Weights.AsSpan((int)t.Slot.Offset, (int)t.ElementCount), tolerance, $"{what}: {t.Name}");
         }
 
         for (int s = 0; s < expected.Losses.Length; s++)
         {
-            Compare.Close(actual.Losses[s], expected.Losses[s], 1e-5, $"{what}: loss of step {s + 1}");
-            Compare.Close(actual.GradNorms[s], expected.GradNorms[s], 1e-5, $"{what}: gradient norm of step {s + 1}");
+            Compare.Close(actual.Losses[s], expected.Losses[s], tolerance, $"{what}: loss of step {s + 1}");
+            Compare.Close(actual.GradNorms[s], expected.GradNorms[s], tolerance, $"{what}: gradient norm of step {s + 1}");
         }
     }
 
     /// <summary>--precision bf16 under ZeRO-1: every rank rounds its compute weights from the all-gathered masters at the
-    /// start of each pass, so the ranks stay identical and follow the one-process bf16 run.</summary>
+    /// start of each pass, so the ranks stay identical and follow the one-process bf16 run — to 1e-4 relative, as under
+    /// Ulysses: a last-bit difference of a master (the reduction order) can flip the rounding of its bf16 copy, and
+    /// that of a q, k or v value computed from it.</summary>
     [Fact]
     public void Zero1_Bf16Precision_RanksIdenticalAndSameAsOneProcess()
     {
@@ -88,7 +90,7 @@ public class ZeroTests
         RunResult one = Train(null, zero: false, Ranks, Steps, precision: Precision.BFloat16);
         RunResult[] zero = InProcessGroup.Run(Ranks, c => Train(c, zero: true, Ranks, Steps, precision: Precision.BFloat16));
         Assert.True(zero[0].Weights.AsSpan().SequenceEqual(zero[1].Weights), "rank 1's weights differ from rank 0's");
-        AssertSameRun(one, zero[0], "bf16 ZeRO-1 vs one process");
+        AssertSameRun(one, zero[0], "bf16 ZeRO-1 vs one process", tolerance: 1e-4);
         RunResult fp32 = Train(null, zero: false, Ranks, Steps);
         Assert.False(fp32.Weights.AsSpan().SequenceEqual(one.Weights), "bf16 and fp32 runs are identical: the precision was not applied");
     }

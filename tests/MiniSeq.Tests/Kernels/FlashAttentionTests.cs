@@ -698,6 +698,83 @@ public unsafe class FlashAttentionTests
         Assert.Equal(expected.DV, given.DV);
     }
 
+    public static TheoryData<string, int, int, int, int> Bf16InputCases()
+    {
+        var data = new TheoryData<string, int, int, int, int>();
+        foreach (string isa in new[] { "Scalar", "V128", "V256", "V512" })
+        {
+            data.Add(isa, 2, 2, 0, 150);  // GQA, T not a multiple of any tile
+            data.Add(isa, 1, 1, 0, 257);  // MQA at batch 1: two query splits
+            data.Add(isa, 3, 1, 23, 150); // odd B·KvH, sliding window and packed documents
+            data.Add(isa, 1, 2, 0, 1);    // one token
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Bf16InputCases))]
+    public void Bf16Inputs_EqualFp32OnTheWidenedInputs_BitForBit(string isaName, int B, int KvH, int window, int T)
+    {
+        // Mixed precision keeps q, k, v as bf16: the kernels widen each tile's rows as they reach them, which must give
+        // exactly what the fp32 kernels give on the widened tensors (the rows, strides and masks of every tile).
+        IsaWidth isa = Enum.Parse<IsaWidth>(isaName);
+        const int H = 4, D = 32;
+        int[]? rows = PackedRows(B, T, window);
+        var expected = Problem.Create(B, T, H, KvH, D, seed: 16);
+        ushort[] qb = ToBf16(expected.Q), kb = ToBf16(expected.K), vb = ToBf16(expected.V);
+        expected.Q = Widen(qb);
+        expected.K = Widen(kb);
+        expected.V = Widen(vb);
+        float[] output = new float[expected.Output.Length], lse = new float[expected.Lse.Length], rowDot = new float[B * H * T];
+        float[] dq = new float[expected.DQ.Length], dk = new float[expected.DK.Length], dv = new float[expected.DV.Length];
+        fixed (int* st = rows)
+        {
+            expected.RunForwardBackward(isa, documentStarts: st, slidingWindow: window);
+            fixed (ushort* q = qb, k = kb, v = vb)
+            fixed (float* o = output, l = lse, rd = rowDot, dO = expected.DOutput, dqp = dq, dkp = dk, dvp = dv)
+            {
+                FlashAttention.Forward(q, k, v, B, T, H, KvH, D, o, l, isa, window, st);
+                for (int b = 0; b < B; b++)
+                {
+                    FlashAttention.RowDot(dO + (b * T * H * D), o + (b * T * H * D), T, H, D, rd + (b * H * T), rowStride: 1, headStride: T);
+                }
+
+                FlashAttention.Backward(dO, q, k, v, l, B, T, H, KvH, D, dqp, dkp, dvp, isa, window, st, workspace: null, rowDot: rd);
+            }
+        }
+
+        Assert.Equal(expected.Output, output);
+        Assert.Equal(expected.Lse, lse);
+        Assert.Equal(expected.DQ, dq);
+        Assert.Equal(expected.DK, dk);
+        Assert.Equal(expected.DV, dv);
+    }
+
+    private static ushort[] ToBf16(float[] x)
+    {
+        ushort[] y = new ushort[x.Length];
+        fixed (float* src = x)
+        fixed (ushort* dst = y)
+        {
+            BFloat16.FromFloat(src, dst, x.Length);
+        }
+
+        return y;
+    }
+
+    private static float[] Widen(ushort[] x)
+    {
+        float[] y = new float[x.Length];
+        fixed (ushort* src = x)
+        fixed (float* dst = y)
+        {
+            BFloat16.ToFloat(src, dst, x.Length);
+        }
+
+        return y;
+    }
+
     [Fact]
     public void Queries_InvalidArguments_Throw()
     {

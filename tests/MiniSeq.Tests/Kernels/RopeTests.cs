@@ -131,4 +131,28 @@ public unsafe class RopeTests
         KernelTestHelpers.WithThreads(2, () => two = Run());
         Assert.Equal(one, two);
     }
+
+    [Fact]
+    public void Forward_FirstRow_ChunksReproduceTheWholeCall_BitForBit()
+    {
+        // Mixed precision rotates q and k per projection chunk (rows firstRow … of the pass); chunks may straddle the
+        // end of a batch row and carry document starts.
+        const int D = 16, Heads = 3, SeqLen = 37, Rows = 2 * SeqLen, Offset = 5, Chunk = 10;
+        using var table = new RopeTable(D, 10000.0, Offset + SeqLen);
+        var rng = new Random(9);
+        float[] whole = Enumerable.Range(0, Rows * Heads * D).Select(_ => (float)((rng.NextDouble() * 2) - 1)).ToArray();
+        float[] chunked = (float[])whole.Clone();
+        int[] starts = Enumerable.Range(0, Rows).Select(r => r % SeqLen >= 20 ? 20 : 0).ToArray();
+        fixed (float* w = whole, c = chunked)
+        fixed (int* st = starts)
+        {
+            Rope.Forward(w, Rows, SeqLen, Heads, table, Offset, st);
+            for (int r0 = 0; r0 < Rows; r0 += Chunk)
+            {
+                Rope.Forward(c + ((long)r0 * Heads * D), Math.Min(Chunk, Rows - r0), SeqLen, Heads, table, Offset, st, firstRow: r0);
+            }
+        }
+
+        Assert.Equal(whole, chunked);
+    }
 }

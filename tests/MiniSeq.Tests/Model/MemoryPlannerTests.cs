@@ -123,10 +123,10 @@ public class MemoryPlannerTests
         Assert.Equal(fp32.Gradients, bf16.Gradients);
         Assert.Equal(fp32.OptimizerState, bf16.OptimizerState);
 
-        // L + 1 fp32 layer inputs become 2 fp32 stream buffers + L bf16 inputs.
+        // L + 1 fp32 layer inputs become 1 fp32 stream buffer + L bf16 inputs.
         long layerInput = (long)SeqLen * config.HiddenSize * sizeof(float);
         int layers = config.NumHiddenLayers;
-        Assert.Equal(fp32.Activations - ((layers + 1) * layerInput) + (2 * layerInput) + (layers * layerInput / 2), bf16.Activations);
+        Assert.Equal(fp32.Activations - ((layers + 1) * layerInput) + layerInput + (layers * layerInput / 2), bf16.Activations);
         Assert.EndsWith("+checkpoint+bf16", bf16.Policy.Describe(), StringComparison.Ordinal);
         Assert.Equal(bf16.Policy, MemoryPolicy.Parse(bf16.Policy.Describe(), config, SeqLen));
     }

@@ -3,7 +3,8 @@
 // the projection and before RoPE. Forward saves q, k (normed, rotated), v, the attention output, one log-sum-exp per row
 // and head, and m (h_mid); the input norm (and Qwen3's pre-norm q, k) is recomputed per projection chunk from h.
 // Mistral's sliding window and the document boundaries of packed rows are honoured inside the flash-attention
-// tiles; RoPE positions restart at each document. The RoPE table's row t holds position Offset + t (a Ulysses shard's
+// tiles; RoPE positions restart at each document. Under PassPlan.AttentionInputsBf16 q, k, v are kept as bf16 (rounded
+// per projection chunk after RoPE) and flash attention reads them directly. The RoPE table's row t holds position Offset + t (a Ulysses shard's
 // global positions; PassPlan.RopeRows), so RoPE runs at offset 0. Backward accumulates into the gradient arena
 // and adds dL/dh into dRes.
 using MiniSeq.Diagnostics;
@@ -26,35 +27,71 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         LlamaConfig cfg = ctx.Config;
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
-        float* q = ctx.Work(ws.Query), k = ctx.Work(ws.Key), v = ctx.Work(ws.Value), attn = ctx.Work(ws.AttnOut), hMid = ctx.Work(ws.HMid);
+        // bf16 attention inputs (mixed precision, one rebuilt workspace): each projection chunk goes to fp32 scratch, is
+        // normed and rotated there and rounded into the bf16 q, k, v, which flash attention reads directly.
+        bool bf16Inputs = plan.AttentionInputsBf16;
+        float* q = bf16Inputs ? null : ctx.Work(ws.Query), k = bf16Inputs ? null : ctx.Work(ws.Key), v = bf16Inputs ? null : ctx.Work(ws.Value);
+        float* attn = ctx.Work(ws.AttnOut), hMid = ctx.Work(ws.HMid);
         float* xn = ctx.Temp(plan.ProjNorm), rstd = ctx.Temp(plan.ProjRstd);
         LinearWeights wq = ctx.Projection(w.Query, c, hd, default, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, default, w.KeyBias),
             wv = ctx.Projection(w.Value, c, kvd, default, w.ValueBias);
         for (int r0 = 0; r0 < rowsTotal; r0 += plan.ProjectionRows)
         {
             int rows = Math.Min(plan.ProjectionRows, rowsTotal - r0);
+            float* qc = bf16Inputs ? ctx.Temp(plan.ProjQuery) : q + ((long)r0 * hd);
+            float* kc = bf16Inputs ? ctx.Temp(plan.ProjKey) : k + ((long)r0 * kvd);
+            float* vc = bf16Inputs ? ctx.Temp(plan.ProjValue) : v + ((long)r0 * kvd);
+
             // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv)
             ctx.NormForward(hIn + ((long)r0 * c), w.AttentionNorm, rows, xn, rstd);
-            Linear.Forward(xn, rows, wq, q + ((long)r0 * hd), op: ProfiledOp.AttentionProjections, firstRow: r0);
-            Linear.Forward(xn, rows, wk, k + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections, firstRow: r0);
-            Linear.Forward(xn, rows, wv, v + ((long)r0 * kvd), op: ProfiledOp.AttentionProjections, firstRow: r0);
+            Linear.Forward(xn, rows, wq, qc, op: ProfiledOp.AttentionProjections, firstRow: r0);
+            Linear.Forward(xn, rows, wk, kc, op: ProfiledOp.AttentionProjections, firstRow: r0);
+            Linear.Forward(xn, rows, wv, vc, op: ProfiledOp.AttentionProjections, firstRow: r0);
             if (w.QueryNorm is { } qNorm && w.KeyNorm is { } kNorm)
             {
                 // Qwen3: q = q_norm(q) per head, k = k_norm(k) per head, in place (rows·heads rows of width D)
                 float* qkRstd = ctx.Temp(plan.ProjQkRstd);
-                ctx.HeadNormForward(q + ((long)r0 * hd), qNorm, rows, cfg.NumAttentionHeads, q + ((long)r0 * hd), qkRstd);
-                ctx.HeadNormForward(k + ((long)r0 * kvd), kNorm, rows, cfg.NumKeyValueHeads, k + ((long)r0 * kvd), qkRstd);
+                ctx.HeadNormForward(qc, qNorm, rows, cfg.NumAttentionHeads, qc, qkRstd);
+                ctx.HeadNormForward(kc, kNorm, rows, cfg.NumKeyValueHeads, kc, qkRstd);
+            }
+
+            if (bf16Inputs)
+            {
+                using (StepProfiler.Measure(ProfiledOp.Rope))
+                {
+                    Rope.Forward(qc, rows, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts, firstRow: r0);
+                    Rope.Forward(kc, rows, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts, firstRow: r0);
+                }
+
+                using (StepProfiler.Measure(ProfiledOp.Other))
+                {
+                    BFloat16.FromFloat(qc, ctx.WorkBf16(ws.Query) + ((long)r0 * hd), (long)rows * hd);
+                    BFloat16.FromFloat(kc, ctx.WorkBf16(ws.Key) + ((long)r0 * kvd), (long)rows * kvd);
+                    BFloat16.FromFloat(vc, ctx.WorkBf16(ws.Value) + ((long)r0 * kvd), (long)rows * kvd);
+                }
             }
         }
 
-        using (StepProfiler.Measure(ProfiledOp.Rope))
+        if (!bf16Inputs)
         {
-            Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
-        }
+            using (StepProfiler.Measure(ProfiledOp.Rope))
+            {
+                Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
+            }
 
-        using (StepProfiler.Measure(ProfiledOp.Rope))
-        {
-            Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
+            using (StepProfiler.Measure(ProfiledOp.Rope))
+            {
+                Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
+            }
+
+            if (plan.RoundsAttentionInputs)
+            {
+                // Ulysses under mixed precision: the same rounded values as one process's bf16 q, k, v, in fp32.
+                using var scope = StepProfiler.Measure(ProfiledOp.Other);
+                BFloat16.RoundInPlace(q, (long)rowsTotal * hd);
+                BFloat16.RoundInPlace(k, (long)rowsTotal * kvd);
+                BFloat16.RoundInPlace(v, (long)rowsTotal * kvd);
+            }
         }
 
         if (savedBf16 is not null)
@@ -76,6 +113,11 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
                     // Ulysses: all-to-all to the whole sequence for this rank's heads, attention there, all-to-all back.
                     sp.Forward(q, k, v, cfg, ctx.Temp(plan.HeadQuery), ctx.Temp(plan.HeadKey), ctx.Temp(plan.HeadValue), ctx.Temp(plan.HeadExchange), ctx.Work(ws.Lse), attn, ctx.SequenceDocumentStarts);
                 }
+                else if (bf16Inputs)
+                {
+                    FlashAttention.Forward(ctx.WorkBf16(ws.Query), ctx.WorkBf16(ws.Key), ctx.WorkBf16(ws.Value), plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim,
+                        attn, ctx.Work(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
+                }
                 else
                 {
                     FlashAttention.Forward(q, k, v, plan.BatchSize, plan.SeqLen, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, attn, ctx.Work(ws.Lse), cfg.SlidingWindow ?? 0, ctx.DocumentStarts);
@@ -95,7 +137,9 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         LlamaConfig cfg = ctx.Config;
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
-        float* q = ctx.Work(ws.Query), k = ctx.Work(ws.Key), v = ctx.Work(ws.Value), attn = ctx.Work(ws.AttnOut);
+        bool bf16Inputs = plan.AttentionInputsBf16;
+        float* q = bf16Inputs ? null : ctx.Work(ws.Query), k = bf16Inputs ? null : ctx.Work(ws.Key), v = bf16Inputs ? null : ctx.Work(ws.Value);
+        float* attn = ctx.Work(ws.AttnOut);
         float* dAttn = plan.DAttnOut.Length > 0 ? ctx.Temp(plan.DAttnOut) : ctx.Work(ws.HMid), dq, dk, dv; // h_mid: dead (MLP backward ran)
 
         // forward: m = h + a·Woᵀ  →  dWo += dmᵀ·a ; da = dm·Wo
@@ -132,8 +176,17 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
 
                 dq = attn;
                 new TensorView(dq, (long)rowsTotal * hd).Clear();
-                FlashAttention.Backward(dAttn, q, k, v, output: null, ctx.Work(ws.Lse), plan.BatchSize, t, heads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
-                    plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null, rowDot);
+                float* partials = plan.AttentionPartials.Length > 0 ? ctx.Temp(plan.AttentionPartials) : null;
+                if (bf16Inputs)
+                {
+                    FlashAttention.Backward(dAttn, ctx.WorkBf16(ws.Query), ctx.WorkBf16(ws.Key), ctx.WorkBf16(ws.Value), ctx.Work(ws.Lse), plan.BatchSize, t, heads, cfg.NumKeyValueHeads, cfg.HeadDim,
+                        dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts, partials, rowDot);
+                }
+                else
+                {
+                    FlashAttention.Backward(dAttn, q, k, v, output: null, ctx.Work(ws.Lse), plan.BatchSize, t, heads, cfg.NumKeyValueHeads, cfg.HeadDim, dq, dk, dv, cfg.SlidingWindow ?? 0, ctx.DocumentStarts,
+                        partials, rowDot);
+                }
             }
         }
 

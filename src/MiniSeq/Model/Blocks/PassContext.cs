@@ -61,6 +61,9 @@ internal sealed unsafe class PassContext(LlamaModel model, PassPlan plan, Arena 
     /// one workspace serves every layer and is dead while the LM head runs (<see cref="PassPlan.WorkspaceInScratch"/>).</summary>
     public float* Work(ArenaSlot slot) => (Plan.WorkspaceInScratch ? Scratch : activations)[slot].Pointer;
 
+    /// <summary>A bf16 slot of a layer's workspace (q, k, v under <see cref="PassPlan.AttentionInputsBf16"/>).</summary>
+    public ushort* WorkBf16(ArenaSlot slot) => (Plan.WorkspaceInScratch ? Scratch : activations).Bf16(slot);
+
     /// <summary>Stores x (<paramref name="slot"/>'s length in floats) rounded to bf16 in <paramref name="slot"/> of the
     /// activations saved for backward; with <paramref name="roundInPlace"/> x then holds the rounded values too.</summary>
     public void StoreBf16(float* x, ArenaSlot slot, bool roundInPlace = false)
