@@ -12,9 +12,9 @@
 // Mixed precision (plan Precision bf16): every pass first rounds the fp32 master weights into the plan's bf16 compute
 // copies (so a pass always sees the weights as they are now: after a load, an optimizer step, a resume or a ZeRO
 // all-gather), and every projection's GEMMs read the copy while its gradient accumulates in fp32. The activations saved
-// for backward are stored as bf16: the layer inputs (the forward goes on with the fp32 values), and without
-// checkpointing every layer's q, k, v (rounded before attention, which runs on the rounded values), attention output,
-// h_mid (gate, up), widened into one fp32 workspace before the layer's backward.
+// for backward are stored as bf16: the layer inputs (the forward goes on with the fp32 values), q, k, v (rounded after
+// RoPE; flash attention reads them as bf16), and without checkpointing every layer's attention output, h_mid (gate,
+// up), widened into one fp32 workspace before the layer's backward.
 using MiniSeq.Diagnostics;
 using MiniSeq.Kernels;
 using MiniSeq.Model.Blocks;
@@ -416,10 +416,12 @@ public sealed unsafe class LlamaPass : IDisposable
 
         if (Plan.SavedBf16.Length > 0)
         {
-            // Mixed precision without recomputation: widen this layer's saved bf16 activations into the fp32 workspace.
+            // Mixed precision without recomputation: widen this layer's saved bf16 activations into the fp32 workspace
+            // (q, k, v only under Ulysses: one process's flash attention reads the saved bf16 ones).
             using var scope = StepProfiler.Measure(ProfiledOp.Other);
             SavedBf16Slots saved = Plan.SavedBf16[l];
-            foreach ((ArenaSlot bf16, ArenaSlot fp32) in saved.AttentionInputs(ws).Concat(saved.LayerOutputs(ws)))
+            IEnumerable<(ArenaSlot Bf16, ArenaSlot Fp32)> widened = Plan.AttentionInputsBf16 ? saved.LayerOutputs(ws) : saved.AttentionInputs(ws).Concat(saved.LayerOutputs(ws));
+            foreach ((ArenaSlot bf16, ArenaSlot fp32) in widened)
             {
                 _ctx.LoadBf16(bf16, _ctx.Work(fp32));
             }

@@ -30,13 +30,15 @@
 // dK and dV for the whole sequence; every other tensor for S positions of one sequence; layer inputs in a store.
 // Under Ulysses, K, V, dK, dV are in head layout over the whole rows (this rank's kv heads), and one chunk's q and
 // attention output have head-layout twins (HeadQuery, HeadAttnOut: P blocks of S rows).
-// Precision bf16 with the one workspace in scratch (checkpointing, evaluation; one process) keeps its q, k, v as bf16
-// (AttentionInputsBf16): flash attention reads them directly, per-chunk fp32 projections (ProjQuery …) feed them.
+// Precision bf16 in one process keeps q, k, v only as bf16 (AttentionInputsBf16): the one workspace's in scratch
+// (checkpointing, evaluation), each layer's SavedBf16 ones otherwise; flash attention reads them directly, per-chunk
+// fp32 projections (ProjQuery …) feed them.
 // Precision bf16 (mixed precision) adds the ComputeWeights arena (a bf16 copy of every projection weight and of the LM
 // head, category Parameters) and stores the saved activations as bf16: LayerInputs becomes one fp32 buffer (the
 // residual stream, updated in place by forward; backward widens each stored input into it) and the L layer inputs live
-// in a bf16 LayerInputStore. Evaluation keeps that one stream buffer too. Without checkpointing, every layer's q, k, v, attention output, h_mid (gate, up) also go to bf16
-// slots (SavedBf16) after its forward, and one fp32 workspace (with every layer's own lse) serves all layers.
+// in a bf16 LayerInputStore. Evaluation keeps that one stream buffer too. Without checkpointing, every layer's q, k, v,
+// attention output, h_mid (gate, up) also go to bf16 slots (SavedBf16), and one fp32 workspace without q, k, v (with
+// every layer's own lse) serves all layers.
 using MiniSeq.Kernels;
 using MiniSeq.Tensors;
 
@@ -191,29 +193,16 @@ public sealed class PassPlan
         WorkspaceInScratch = !keepAllLayers && !KeepsAttention && !storeSaved;
         ArenaPlan workspaceArena = WorkspaceInScratch ? Scratch : Activations;
 
-        // Mixed precision with that one rebuilt workspace: its q, k, v are rounded to bf16 after RoPE (as the saved
-        // activations of the other policies are) and kept as bf16, per projection chunk; flash attention reads them
-        // directly (no fp32 copy exists). Under Ulysses, whose all-to-alls move fp32, they are rounded in place.
-        RoundsAttentionInputs = precision == Precision.BFloat16 && WorkspaceInScratch;
+        // Mixed precision rounds q, k, v to bf16 after RoPE wherever a layer keeps them: the one rebuilt workspace
+        // (checkpointing, evaluation) and every layer's saved activations (vanilla, MsT). In one process they are
+        // computed per projection chunk, rounded into bf16 slots and read by flash attention directly — the
+        // workspace's own, or the layer's saved ones — so no fp32 copy exists. Under Ulysses, whose all-to-alls move
+        // fp32, they are rounded in place in an fp32 workspace.
+        RoundsAttentionInputs = precision == Precision.BFloat16 && (WorkspaceInScratch || storeSaved);
         AttentionInputsBf16 = RoundsAttentionInputs && SequenceParallel is null;
         ElementType qkvType = AttentionInputsBf16 ? ElementType.BF16 : ElementType.F32;
         long lmHeadBase = Scratch.Cursor;
-        Workspaces = new LayerWorkspaceSlots[workspaces];
         SavedBf16 = new SavedBf16Slots[storeSaved ? layers : 0];
-        for (int w = 0; w < workspaces; w++)
-        {
-            bool own = keepAllLayers || w == 0;
-            Workspaces[w] = new LayerWorkspaceSlots(
-                own ? workspaceArena.Add($"q_{w}", n * hd, qkvType) : Workspaces[0].Query,
-                own ? workspaceArena.Add($"k_{w}", n * kvd, qkvType) : Workspaces[0].Key,
-                own ? workspaceArena.Add($"v_{w}", n * kvd, qkvType) : Workspaces[0].Value,
-                own || KeepsAttention ? workspaceArena.Add($"attn_out_{w}", n * hd) : Workspaces[0].AttnOut,
-                workspaceArena.Add($"lse_{w}", (long)batchSize * heads * seqLen),
-                own ? workspaceArena.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
-                mlpSaved ? (own ? workspaceArena.Add($"gate_{w}", n * f) : Workspaces[0].Gate) : null,
-                mlpSaved ? (own ? workspaceArena.Add($"up_{w}", n * f) : Workspaces[0].Up) : null);
-        }
-
         for (int l = 0; l < SavedBf16.Length; l++)
         {
             SavedBf16[l] = new SavedBf16Slots(
@@ -224,6 +213,22 @@ public sealed class PassPlan
                 Activations.Add($"h_mid_bf16_{l}", n * c, ElementType.BF16),
                 mlpSaved ? Activations.Add($"gate_bf16_{l}", n * f, ElementType.BF16) : null,
                 mlpSaved ? Activations.Add($"up_bf16_{l}", n * f, ElementType.BF16) : null);
+        }
+
+        Workspaces = new LayerWorkspaceSlots[workspaces];
+        for (int w = 0; w < workspaces; w++)
+        {
+            bool own = keepAllLayers || w == 0;
+            bool savedQkv = storeSaved && AttentionInputsBf16; // attention reads the layer's saved bf16 q, k, v
+            Workspaces[w] = new LayerWorkspaceSlots(
+                savedQkv ? SavedBf16[w].Query : own ? workspaceArena.Add($"q_{w}", n * hd, qkvType) : Workspaces[0].Query,
+                savedQkv ? SavedBf16[w].Key : own ? workspaceArena.Add($"k_{w}", n * kvd, qkvType) : Workspaces[0].Key,
+                savedQkv ? SavedBf16[w].Value : own ? workspaceArena.Add($"v_{w}", n * kvd, qkvType) : Workspaces[0].Value,
+                own || KeepsAttention ? workspaceArena.Add($"attn_out_{w}", n * hd) : Workspaces[0].AttnOut,
+                workspaceArena.Add($"lse_{w}", (long)batchSize * heads * seqLen),
+                own ? workspaceArena.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
+                mlpSaved ? (own ? workspaceArena.Add($"gate_{w}", n * f) : Workspaces[0].Gate) : null,
+                mlpSaved ? (own ? workspaceArena.Add($"up_{w}", n * f) : Workspaces[0].Up) : null);
         }
 
         long phaseBase = Scratch.Cursor;
@@ -531,13 +536,14 @@ public sealed class PassPlan
     /// whose chunk shares its memory) rather than in <see cref="Activations"/>.</summary>
     public bool WorkspaceInScratch { get; private set; }
 
-    /// <summary>Mixed precision with one workspace rebuilt by every layer (<see cref="WorkspaceInScratch"/>, one process):
-    /// its q, k, v slots are bf16 (rounded per projection chunk after RoPE, read by flash attention directly), and the
-    /// projections write each chunk's fp32 values to <see cref="ProjQuery"/>, <see cref="ProjKey"/>, <see cref="ProjValue"/>.</summary>
+    /// <summary>Mixed precision in one process: the workspaces' q, k, v slots are bf16 — the one rebuilt workspace's own
+    /// (<see cref="WorkspaceInScratch"/>), or each layer's saved ones (<see cref="SavedBf16"/>) — rounded per projection
+    /// chunk after RoPE and read by flash attention directly; the projections write each chunk's fp32 values to
+    /// <see cref="ProjQuery"/>, <see cref="ProjKey"/>, <see cref="ProjValue"/>.</summary>
     public bool AttentionInputsBf16 { get; private set; }
 
-    /// <summary>Mixed precision with one rebuilt workspace: attention runs on q, k, v rounded to bf16 (kept as bf16 when
-    /// <see cref="AttentionInputsBf16"/>, else — under Ulysses — rounded in place in fp32).</summary>
+    /// <summary>Mixed precision (every policy but sequence-chunked layers): attention runs on q, k, v rounded to bf16
+    /// (kept as bf16 when <see cref="AttentionInputsBf16"/>, else — under Ulysses — rounded in place in fp32).</summary>
     public bool RoundsAttentionInputs { get; private set; }
 
     /// <summary>Mixed precision without recomputation: every layer's saved q, k, v, attention output, h_mid (and gate,

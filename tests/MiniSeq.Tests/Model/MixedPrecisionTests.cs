@@ -133,9 +133,9 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Without recomputation every saved activation is stored as bf16 (q, k, v rounded before attention, which runs on
-    /// them; attention output, h_mid, gate/up after the layer): the plan holds them in bf16 slots and one fp32
-    /// workspace, and loss and gradients stay within bf16 distance of fp32 on the rounded weights (no bit-for-bit
+    /// Without recomputation every saved activation is stored as bf16 (q, k, v rounded after RoPE and read by
+    /// attention as bf16; attention output, h_mid, gate/up after the layer): the plan holds them in bf16 slots and one
+    /// fp32 workspace without q, k, v, and loss and gradients stay within bf16 distance of fp32 on the rounded weights (no bit-for-bit
     /// reference: an fp32 pass cannot round its attention inputs).
     /// </summary>
     [Theory]
@@ -150,9 +150,17 @@ public class MixedPrecisionTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal(config.NumHiddenLayers, bf16Plan.LayerInputStoreLayers);
         Assert.Empty(fp32Plan.SavedBf16);
         Assert.Equal(policyName == "vanilla", bf16Plan.SavedBf16[0].Gate is not null);
+        Assert.True(bf16Plan.AttentionInputsBf16);
+        Assert.All(Enumerable.Range(0, config.NumHiddenLayers), l =>
+        {
+            // flash attention reads each layer's saved bf16 q, k, v: the fp32 workspace has none
+            Assert.Equal(bf16Plan.SavedBf16[l].Query, bf16Plan.Workspaces[l].Query);
+            Assert.Equal(bf16Plan.SavedBf16[l].Key, bf16Plan.Workspaces[l].Key);
+            Assert.Equal(bf16Plan.SavedBf16[l].Value, bf16Plan.Workspaces[l].Value);
+        });
         Assert.EndsWith("+bf16", bf16Plan.Policy.Describe(), StringComparison.Ordinal);
         Assert.Equal(bf16Plan.Policy, MemoryPolicy.Parse(bf16Plan.Policy.Describe(), config, 80));
-        // One fp32 workspace and two stream buffers stay: the saving grows with depth (none at this config's 2 layers).
+        // One fp32 workspace and one stream buffer stay: the saving grows with depth (none at this config's 2 layers).
         LlamaConfig deep = config with { NumHiddenLayers = 8 };
         var deepBf16 = new PassPlan(deep, 2, 40, policy, precision: Precision.BFloat16);
         long deepFp32 = new PassPlan(deep, 2, 40, policy).Activations.TotalBytes;

@@ -84,7 +84,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
                 Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
             }
 
-            if (plan.RoundsAttentionInputs)
+            if (plan.RoundsAttentionInputs && savedBf16 is null)
             {
                 // Ulysses under mixed precision: the same rounded values as one process's bf16 q, k, v, in fp32.
                 using var scope = StepProfiler.Measure(ProfiledOp.Other);
@@ -94,8 +94,9 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             }
         }
 
-        if (savedBf16 is not null)
+        if (savedBf16 is not null && !bf16Inputs)
         {
+            // Ulysses: the saved bf16 q, k, v are stored here, the fp32 workspace keeps the rounded values.
             using var scope = StepProfiler.Measure(ProfiledOp.Other);
             foreach ((ArenaSlot bf16, ArenaSlot fp32) in savedBf16.AttentionInputs(ws))
             {
