@@ -374,8 +374,9 @@ public sealed unsafe class LlamaPass : IDisposable
 
             LayerWorkspaceSlots ws = Workspace(l);
             SavedBf16Slots? saved = training && Plan.SavedBf16.Length > 0 ? Plan.SavedBf16[l] : null;
-            _attention.Forward(l, hIn, ws, savedBf16: saved);
-            _mlp.Forward(l, ws, hOut);
+            float* mid = ws.HMid is { } hMid ? _ctx.Work(hMid) : hOut; // m in h_mid when saved, else in h_out itself
+            _attention.Forward(l, hIn, ws, mid, savedBf16: saved);
+            _mlp.Forward(l, ws, mid, hOut);
             if (saved is not null)
             {
                 // q, k, v were stored before attention (AttentionBlock); the rest is rounded now.
@@ -401,17 +402,29 @@ public sealed unsafe class LlamaPass : IDisposable
     private void LayerBackward(int l, float* dRes, TensorView gradients)
     {
         LayerWorkspaceSlots ws = Workspace(l);
-        float* hIn;
-        if (_layerInputs is not null)
+        float* hIn, mid;
+        LayerInputStore? storedInput = null;
+        if (Plan.RecomputesFromStore)
         {
-            // Stored (bf16) layer inputs: widen h_l into the stream buffer (free once the LM head has run) and
-            // recompute the layer from it, as the sequence-chunked layers do.
+            // Checkpointed bf16 layer inputs: the recompute reads h_l from the store chunk by chunk, and the stream
+            // buffer (free once the LM head has run) takes m, then dL/da.
+            hIn = null;
+            storedInput = _layerInputs;
+            mid = _ctx.Saved(Plan.LayerInputs[0]);
+        }
+        else if (_layerInputs is not null)
+        {
+            // Saved bf16 layer inputs (no recompute): widen h_l into the stream buffer; m is the workspace's h_mid.
             hIn = _ctx.Saved(Plan.LayerInputs[0]);
             _layerInputs.Read(l, 0, Rows, hIn);
+            mid = _ctx.Work(ws.HMid!.Value);
         }
         else
         {
+            // Kept layer inputs: m is h_mid when saved, else rebuilt in this layer's output buffer (layer l + 1's
+            // input, dead once that layer's backward has run).
             hIn = _ctx.Saved(Plan.LayerInputs[l]);
+            mid = ws.HMid is { } hMid ? _ctx.Work(hMid) : _ctx.Saved(Plan.LayerInputs[l + 1]);
         }
 
         if (Plan.SavedBf16.Length > 0)
@@ -431,11 +444,11 @@ public sealed unsafe class LlamaPass : IDisposable
         {
             // Recompute the attention half from the checkpointed layer input (without flash attention when this layer's
             // output and lse were kept); the MLP half is recomputed per chunk below.
-            _attention.Forward(l, hIn, ws, attentionKept: Plan.KeepsAttention);
+            _attention.Forward(l, hIn, ws, mid, attentionKept: Plan.KeepsAttention, storedInput: storedInput);
         }
 
-        _mlp.Backward(l, ws, dRes, gradients);
-        _attention.Backward(l, hIn, ws, dRes, gradients);
+        _mlp.Backward(l, ws, mid, dRes, gradients);
+        _attention.Backward(l, hIn, ws, mid, dRes, gradients, storedInput);
     }
 
     /// <summary>Frees the arenas.</summary>

@@ -7,17 +7,18 @@
 //                      one buffer, updated in place, when the inputs are not kept (evaluation, bf16 store).
 //   Workspaces[w]      one per layer without checkpointing; with checkpointing that keeps attention (policy
 //                      KeepAttention) one per layer whose AttnOut and Lse are its own and the rest shared:
-//                      Q (N, H·D) post-RoPE, K, V (N, KvH·D), AttnOut (N, H·D), Lse (B, H, T), HMid (N, C),
-//                      and Gate, Up (N, F) only when the MLP is not chunked.
+//                      Q (N, H·D) post-RoPE, K, V (N, KvH·D), AttnOut (N, H·D), Lse (B, H, T), HMid (N, C) only
+//                      without recomputation (else m = h + attention lives in the layer's output buffer, forward
+//                      and recompute alike), and Gate, Up (N, F) only when the MLP is not chunked.
 // Scratch arena (phases that never overlap share memory):
 //   DResidual (N, C) — the one residual-gradient buffer, alive from the LM head down to the embedding.
 //   With plain checkpointing (and for eval) the one workspace shared by every layer (WorkspaceInScratch): dead from the
 //   last layer's forward to the first layer's recompute, so the LM head chunk is laid over it (and Ulysses' attention
-//   forward over its h_mid, gate, up: the workspace's last slots, written after attention).
+//   forward over its gate, up: the workspace's last slots, written after attention).
 //   union { forward layer | LM head chunk | MLP backward chunk | attention backward (+ partial dk/dv when the
 //   backward splits the query blocks of an odd number of (batch, kv head) pairs) }. No slot for dq: the attention
 //   backward takes rowsum(dO∘O) first (B·H·T floats) and writes dq over the workspace's AttnOut; nor for dL/da,
-//   written over the workspace's h_mid (dead after the MLP backward) when H·D ≤ C; nor for the LM head's dxn,
+//   written over the buffer that held m (dead after the MLP backward) when H·D ≤ C; nor for the LM head's dxn,
 //   written over its xn.
 //   Qwen3 adds the per-head q/k norm's rstd to the forward layer and (q or k) before the norm, its rstd and its
 //   gradient, per projection chunk, to the attention backward.
@@ -51,7 +52,7 @@ public sealed record LayerWorkspaceSlots(
     ArenaSlot Value,      // (N, KvH·D)
     ArenaSlot AttnOut,    // (N, H·D)
     ArenaSlot Lse,        // (B, H, T)
-    ArenaSlot HMid,       // (N, C)
+    ArenaSlot? HMid,      // (N, C) only without recomputation; else m lives in the layer's output buffer
     ArenaSlot? Gate,      // (N, F) unchunked MLP only
     ArenaSlot? Up);       // (N, F) unchunked MLP only
 
@@ -71,7 +72,7 @@ public sealed record SavedBf16Slots(ArenaSlot Query, ArenaSlot Key, ArenaSlot Va
     public IEnumerable<(ArenaSlot Bf16, ArenaSlot Fp32)> LayerOutputs(LayerWorkspaceSlots ws)
     {
         yield return (AttnOut, ws.AttnOut);
-        yield return (HMid, ws.HMid);
+        yield return (HMid, ws.HMid!.Value);
         if (Gate is { } gate && Up is { } up)
         {
             yield return (gate, ws.Gate!.Value);
@@ -215,6 +216,10 @@ public sealed class PassPlan
                 mlpSaved ? Activations.Add($"up_bf16_{l}", n * f, ElementType.BF16) : null);
         }
 
+        // h_mid (m = h + attention) survives to its layer's backward only without recomputation. A recomputing (or
+        // evaluation) pass keeps m in the layer's output buffer: forward writes m there and the MLP adds to it in place;
+        // the recompute rebuilds m there too (that buffer is dead in backward), and dL/da then goes over it.
+        bool midSaved = keepAllLayers || storeSaved;
         Workspaces = new LayerWorkspaceSlots[workspaces];
         for (int w = 0; w < workspaces; w++)
         {
@@ -226,7 +231,7 @@ public sealed class PassPlan
                 savedQkv ? SavedBf16[w].Value : own ? workspaceArena.Add($"v_{w}", n * kvd, qkvType) : Workspaces[0].Value,
                 own || KeepsAttention ? workspaceArena.Add($"attn_out_{w}", n * hd) : Workspaces[0].AttnOut,
                 workspaceArena.Add($"lse_{w}", (long)batchSize * heads * seqLen),
-                own ? workspaceArena.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid,
+                midSaved ? (own ? workspaceArena.Add($"h_mid_{w}", n * c) : Workspaces[0].HMid) : null,
                 mlpSaved ? (own ? workspaceArena.Add($"gate_{w}", n * f) : Workspaces[0].Gate) : null,
                 mlpSaved ? (own ? workspaceArena.Add($"up_{w}", n * f) : Workspaces[0].Up) : null);
         }
@@ -238,6 +243,14 @@ public sealed class PassPlan
         ProjNorm = Scratch.Add("proj_norm", pr * c);
         ProjRstd = Scratch.Add("proj_rstd", pr);
         ProjQkRstd = config.QkNorm ? Scratch.Add("proj_qk_rstd", pr * heads) : default;
+        RecomputesFromStore = training && storeInputs && policy.Checkpoint;
+        if (RecomputesFromStore)
+        {
+            // the recompute reads its layer input from the bf16 store one projection chunk at a time (the stream
+            // buffer holds m)
+            ProjInput = Scratch.Add("proj_input", pr * c);
+        }
+
         if (AttentionInputsBf16)
         {
             // one projection chunk's fp32 q, k, v (normed, rotated), then rounded into the workspace's bf16 slots
@@ -252,8 +265,8 @@ public sealed class PassPlan
             // Ulysses attention forward: q (then the output, written over it), k and v over the whole sequence (B·P·T
             // rows) for this rank's heads, alive only inside the attention call (after the projection chunks, before
             // the MLP): a phase of its own, sharing memory with the norm + projection and MLP chunks above and, with the
-            // workspace in scratch, with its last slots h_mid (gate, up), which are written after attention.
-            Scratch.Rewind(WorkspaceInScratch ? Workspaces[0].HMid.ByteOffset : phaseBase);
+            // workspace in scratch, with its last slots gate and up (unchunked MLP), which are written after attention.
+            Scratch.Rewind(WorkspaceInScratch && Workspaces[0].Gate is { } gate ? gate.ByteOffset : phaseBase);
             long full = n * forward.Ranks, headFloats = full * forward.LocalHeads * config.HeadDim, kvFloats = full * forward.LocalKvHeads * config.HeadDim;
             HeadQuery = Scratch.Add("head_q", headFloats);
             HeadKey = Scratch.Add("head_k", kvFloats);
@@ -268,7 +281,7 @@ public sealed class PassPlan
         if (training)
         {
             Scratch.Rewind(phaseBase);
-            // dL/da goes over the workspace's h_mid, dead once the MLP backward has run (the attention backward runs
+            // dL/da goes over the buffer that held m, dead once the MLP backward has run (the attention backward runs
             // after it), unless the attention output is wider than the hidden state.
             DAttnOut = hd <= c ? default : Scratch.Add("d_attn_out", n * hd);
 
@@ -303,6 +316,7 @@ public sealed class PassPlan
 
             AttentionPartials = partials > 0 ? Scratch.Add("attn_bwd_partials", partials) : default;
             BackProjNorm = Scratch.Add("back_proj_norm", pr * c);
+            BackProjInput = RecomputesFromStore ? Scratch.Add("back_proj_input", pr * c) : default;
             BackProjRstd = Scratch.Add("back_proj_rstd", pr);
             BackProjDNorm = Scratch.Add("back_proj_d_norm", pr * c);
             if (config.QkNorm)
@@ -536,6 +550,11 @@ public sealed class PassPlan
     /// whose chunk shares its memory) rather than in <see cref="Activations"/>.</summary>
     public bool WorkspaceInScratch { get; private set; }
 
+    /// <summary>Checkpointing with the layer inputs in the bf16 store: a layer's backward reads its input from the store
+    /// one projection chunk at a time (<see cref="ProjInput"/>, <see cref="BackProjInput"/>), so that the one fp32 stream
+    /// buffer can hold the recomputed m and then dL/da.</summary>
+    public bool RecomputesFromStore { get; private set; }
+
     /// <summary>Mixed precision in one process: the workspaces' q, k, v slots are bf16 — the one rebuilt workspace's own
     /// (<see cref="WorkspaceInScratch"/>), or each layer's saved ones (<see cref="SavedBf16"/>) — rounded per projection
     /// chunk after RoPE and read by flash attention directly; the projections write each chunk's fp32 values to
@@ -559,6 +578,8 @@ public sealed class PassPlan
     public ArenaSlot ProjNorm { get; private set; }
     public ArenaSlot ProjRstd { get; private set; }
     public ArenaSlot ProjQkRstd { get; private set; }
+    public ArenaSlot ProjInput { get; private set; }
+    public ArenaSlot BackProjInput { get; private set; }
     public ArenaSlot ProjQuery { get; private set; }
     public ArenaSlot ProjKey { get; private set; }
     public ArenaSlot ProjValue { get; private set; }
@@ -573,7 +594,8 @@ public sealed class PassPlan
     public ArenaSlot HeadLogits { get; private set; }
     public ArenaSlot HeadRowLoss { get; private set; }
 
-    /// <summary>dL/da, the attention output's gradient; empty when it is written over the workspace's h_mid (H·D ≤ C).</summary>
+    /// <summary>dL/da, the attention output's gradient; empty when it is written over the buffer that held m (the
+    /// workspace's h_mid, or a recomputing pass's layer output buffer; H·D ≤ C).</summary>
     public ArenaSlot DAttnOut { get; private set; }
 
     /// <summary>Attention backward: rowsum(dO∘O) per (batch, head, position) laid out as lse (under Ulysses: first the

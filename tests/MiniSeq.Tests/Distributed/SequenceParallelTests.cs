@@ -426,15 +426,17 @@ public class SequenceParallelTests
     [Theory]
     [InlineData(2048)]
     [InlineData(131_072)] // the measured N (docs/scaling.md): 0.65× before the head-layout buffers were trimmed
-    public void PassPlan_TwoRanks_PerRankActivationsAtMost055OfOneProcess(int tokens)
+    public void PassPlan_TwoRanks_PerRankActivationsAtMost056OfOneProcess(int tokens)
     {
+        // 0.554 at 131,072 since recomputing policies keep m in the layer's output buffer: one process lost its h_mid
+        // at every phase, a rank's attention-forward phase (head-layout q, k, v, which had overlaid h_mid) did not.
         // The small config (C 256, I 896, H 8, KvH 2, 4 layers, V 8192), MsT + checkpointing: saved activations plus scratch.
         LlamaConfig config = ModelPresets.Small;
         MemoryPolicy policy = MemoryPolicy.MiniSequence(config, tokens, checkpoint: true);
         var one = new PassPlan(config, 1, tokens, policy);
         var two = new PassPlan(config, 1, tokens / 2, policy, positions: new MiniSeq.Kernels.TokenPositions { Offset = tokens / 2 }, sequenceParallel: 2);
         long oneBytes = one.Activations.TotalBytes + one.Scratch.TotalBytes, twoBytes = two.Activations.TotalBytes + two.Scratch.TotalBytes;
-        Assert.True(twoBytes <= 0.55 * oneBytes, $"per-rank activations {twoBytes} > 0.55 × {oneBytes} ({(double)twoBytes / oneBytes:F3})");
+        Assert.True(twoBytes <= 0.56 * oneBytes, $"per-rank activations {twoBytes} > 0.56 × {oneBytes} ({(double)twoBytes / oneBytes:F3})");
         Assert.True(two.Activations.TotalBytes <= 0.5 * one.Activations.TotalBytes + 1, "saved activations");
 
         // Ulysses' memory beyond one process's at the local length: the exchange buffer (one chunk), the flash

@@ -90,12 +90,13 @@ public class KeepAttentionTests
         long Activations(MemoryPolicy policy) => MemoryPlanner.Predict(config, Rows, SeqLen, policy, new OptimizerOptions(), runtimeOverhead: 0).Of(MemoryCategory.Activations);
 
         // One attention output (N, H·D) and one lse (B, H, T) per layer beyond the first; and the shared workspace
-        // (q, k, v, attention output, lse, h_mid), which plain checkpointing keeps in scratch under the LM head's chunk
-        // (PassPlan.WorkspaceInScratch), is an activation here: the kept outputs must survive the LM head.
+        // (q, k, v, attention output, lse; m lives in the layer's output buffer), which plain checkpointing keeps in
+        // scratch under the LM head's chunk (PassPlan.WorkspaceInScratch), is an activation here: the kept outputs must
+        // survive the LM head.
         long n = Rows * SeqLen;
         long lse = (long)Rows * config.NumAttentionHeads * SeqLen;
         long extraFloats = (config.NumHiddenLayers - 1) * ((n * config.QueryDim) + lse);
-        long workspaceFloats = (n * ((2L * config.QueryDim) + (2L * config.KeyValueDim) + config.HiddenSize)) + lse;
+        long workspaceFloats = (n * ((2L * config.QueryDim) + (2L * config.KeyValueDim))) + lse;
         Assert.Equal((extraFloats + workspaceFloats) * sizeof(float), Activations(keep) - Activations(keep with { KeepAttention = false }));
         Assert.False(new PassPlan(config, Rows, SeqLen, keep).WorkspaceInScratch);
         Assert.True(new PassPlan(config, Rows, SeqLen, keep with { KeepAttention = false }).WorkspaceInScratch);

@@ -21,7 +21,10 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
     /// only — the flash-attention forward would write the same bits again. <paramref name="savedBf16"/> (mixed precision
     /// without recomputation): q, k and v are rounded to bf16 and stored there before attention, which then runs on
     /// the rounded values, so the backward's probabilities (from the stored q, k and this forward's lse) sum to one.</summary>
-    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws, bool attentionKept = false, SavedBf16Slots? savedBf16 = null)
+    /// <remarks>m = h + a·Woᵀ goes to <paramref name="mid"/>: the workspace's h_mid, the layer's output buffer, or hIn
+    /// itself (in place: hIn is not read after the projections). hIn null: a recompute reads the layer input from
+    /// <paramref name="storedInput"/> (the bf16 store) one projection chunk at a time, and widens it whole into mid.</remarks>
+    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws, float* mid, bool attentionKept = false, SavedBf16Slots? savedBf16 = null, LayerInputStore? storedInput = null)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
@@ -31,7 +34,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         // normed and rotated there and rounded into the bf16 q, k, v, which flash attention reads directly.
         bool bf16Inputs = plan.AttentionInputsBf16;
         float* q = bf16Inputs ? null : ctx.Work(ws.Query), k = bf16Inputs ? null : ctx.Work(ws.Key), v = bf16Inputs ? null : ctx.Work(ws.Value);
-        float* attn = ctx.Work(ws.AttnOut), hMid = ctx.Work(ws.HMid);
+        float* attn = ctx.Work(ws.AttnOut);
         float* xn = ctx.Temp(plan.ProjNorm), rstd = ctx.Temp(plan.ProjRstd);
         LinearWeights wq = ctx.Projection(w.Query, c, hd, default, w.QueryBias), wk = ctx.Projection(w.Key, c, kvd, default, w.KeyBias),
             wv = ctx.Projection(w.Value, c, kvd, default, w.ValueBias);
@@ -43,7 +46,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             float* vc = bf16Inputs ? ctx.Temp(plan.ProjValue) : v + ((long)r0 * kvd);
 
             // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv)
-            ctx.NormForward(hIn + ((long)r0 * c), w.AttentionNorm, rows, xn, rstd);
+            ctx.NormForward(InputRows(l, hIn, storedInput, r0, rows, plan.ProjInput), w.AttentionNorm, rows, xn, rstd);
             Linear.Forward(xn, rows, wq, qc, op: ProfiledOp.AttentionProjections, firstRow: r0);
             Linear.Forward(xn, rows, wk, kc, op: ProfiledOp.AttentionProjections, firstRow: r0);
             Linear.Forward(xn, rows, wv, vc, op: ProfiledOp.AttentionProjections, firstRow: r0);
@@ -127,12 +130,36 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         }
 
         // h_mid = h + a·Woᵀ
-        new TensorView(hIn, (long)rowsTotal * c).CopyTo(new TensorView(hMid, (long)rowsTotal * c));
-        Linear.Forward(attn, rowsTotal, ctx.Projection(w.Output, hd, c, default), hMid, accumulate: true, op: ProfiledOp.AttentionProjections);
+        if (hIn == null)
+        {
+            using var scope = StepProfiler.Measure(ProfiledOp.Other);
+            storedInput!.Read(l, 0, rowsTotal, mid);
+        }
+        else if (mid != hIn)
+        {
+            new TensorView(hIn, (long)rowsTotal * c).CopyTo(new TensorView(mid, (long)rowsTotal * c));
+        }
+
+        Linear.Forward(attn, rowsTotal, ctx.Projection(w.Output, hd, c, default), mid, accumulate: true, op: ProfiledOp.AttentionProjections);
     }
 
-    /// <summary>dRes enters as dL/dm (residual included) and leaves as dL/dh.</summary>
-    public void Backward(int l, float* hIn, LayerWorkspaceSlots ws, float* dRes, TensorView gradients)
+    /// <summary>Rows r0 … of the layer input: in place, or read (widened) from the store into the chunk slot.</summary>
+    private float* InputRows(int l, float* hIn, LayerInputStore? storedInput, int r0, int rows, ArenaSlot chunk)
+    {
+        if (hIn != null)
+        {
+            return hIn + ((long)r0 * ctx.Config.HiddenSize);
+        }
+
+        using var scope = StepProfiler.Measure(ProfiledOp.Other);
+        float* buffer = ctx.Temp(chunk);
+        storedInput!.Read(l, r0, rows, buffer);
+        return buffer;
+    }
+
+    /// <summary>dRes enters as dL/dm (residual included) and leaves as dL/dh. <paramref name="mid"/>: the buffer that
+    /// held m (dead: the MLP backward ran), which takes dL/da; hIn null: the layer input comes from the store per chunk.</summary>
+    public void Backward(int l, float* hIn, LayerWorkspaceSlots ws, float* mid, float* dRes, TensorView gradients, LayerInputStore? storedInput = null)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
@@ -141,7 +168,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         bool bf16Inputs = plan.AttentionInputsBf16;
         float* q = bf16Inputs ? null : ctx.Work(ws.Query), k = bf16Inputs ? null : ctx.Work(ws.Key), v = bf16Inputs ? null : ctx.Work(ws.Value);
         float* attn = ctx.Work(ws.AttnOut);
-        float* dAttn = plan.DAttnOut.Length > 0 ? ctx.Temp(plan.DAttnOut) : ctx.Work(ws.HMid), dq, dk, dv; // h_mid: dead (MLP backward ran)
+        float* dAttn = plan.DAttnOut.Length > 0 ? ctx.Temp(plan.DAttnOut) : mid, dq, dk, dv;
 
         // forward: m = h + a·Woᵀ  →  dWo += dmᵀ·a ; da = dm·Wo
         Linear.Backward(dRes, attn, rowsTotal, ctx.Projection(w.Output, hd, c, gradients), dAttn, op: ProfiledOp.AttentionProjections);
@@ -207,7 +234,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         for (int r0 = 0; r0 < rowsTotal; r0 += plan.ProjectionRows)
         {
             int rows = Math.Min(plan.ProjectionRows, rowsTotal - r0);
-            float* hChunk = hIn + ((long)r0 * c);
+            float* hChunk = InputRows(l, hIn, storedInput, r0, rows, plan.BackProjInput);
             ctx.NormForward(hChunk, w.AttentionNorm, rows, xn, rstd);
             ProjectionsBackward(l, hChunk, xn, rstd, rows, dq + ((long)r0 * hd), dk + ((long)r0 * kvd), dv + ((long)r0 * kvd), dxn, dRes + ((long)r0 * c), gradients, r0);
         }

@@ -10,12 +10,13 @@ namespace MiniSeq.Model.Blocks;
 /// <summary>Forward and backward of the (mini-sequence) MLP half of layer l.</summary>
 internal sealed unsafe class MlpBlock(PassContext ctx)
 {
-    /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)), chunk by chunk.</summary>
-    public void Forward(int l, LayerWorkspaceSlots ws, float* hOut) => Forward(l, ctx.Work(ws.HMid), ctx.Rows, hOut, ws.Gate, ws.Up);
+    /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)), chunk by chunk; <paramref name="hMid"/> may be h_out itself (in place).</summary>
+    public void Forward(int l, LayerWorkspaceSlots ws, float* hMid, float* hOut) => Forward(l, hMid, ctx.Rows, hOut, ws.Gate, ws.Up);
 
     /// <summary>h_out = h_mid + MLP(rmsnorm(h_mid)) over <paramref name="rowsTotal"/> rows, in chunks of the plan's MLP
     /// chunk rows; gate/up go to the saved slots when given (unchunked MLP), else to scratch. <paramref name="firstRow"/>:
-    /// the pass row of hMid's first row (LoRA dropout masks).</summary>
+    /// the pass row of hMid's first row (LoRA dropout masks). hOut may be hMid: each chunk's rows are normed before
+    /// the down projection adds to them.</summary>
     public void Forward(int l, float* hMid, int rowsTotal, float* hOut, ArenaSlot? gateSlot = null, ArenaSlot? upSlot = null, long firstRow = 0)
     {
         LayerSlots w = ctx.Layout.Layers[l];
@@ -23,7 +24,10 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
         int c = ctx.Config.HiddenSize, f = ctx.Config.IntermediateSize, chunk = plan.MlpChunkRows;
         float* xn = ctx.Temp(plan.MlpNorm), rstd = ctx.Temp(plan.MlpRstd), p = ctx.Temp(plan.MlpProduct);
         LinearWeights wg = ctx.Projection(w.Gate, c, f, default), wu = ctx.Projection(w.Up, c, f, default), wd = ctx.Projection(w.Down, f, c, default);
-        new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
+        if (hMid != hOut)
+        {
+            new TensorView(hMid, (long)rowsTotal * c).CopyTo(new TensorView(hOut, (long)rowsTotal * c));
+        }
 
         for (int r0 = 0; r0 < rowsTotal; r0 += chunk)
         {
@@ -42,9 +46,9 @@ internal sealed unsafe class MlpBlock(PassContext ctx)
         }
     }
 
-    /// <summary>dRes enters as dL/dh_out and leaves as dL/dm (residual included).</summary>
-    public void Backward(int l, LayerWorkspaceSlots ws, float* dRes, TensorView gradients)
-        => Backward(l, ctx.Work(ws.HMid), ctx.Rows, dRes, gradients, ws.Gate, ws.Up, recompute: ws.Gate is null || ctx.Plan.Policy.Recomputes);
+    /// <summary>dRes enters as dL/dh_out and leaves as dL/dm (residual included); m is in <paramref name="hMid"/>.</summary>
+    public void Backward(int l, LayerWorkspaceSlots ws, float* hMid, float* dRes, TensorView gradients)
+        => Backward(l, hMid, ctx.Rows, dRes, gradients, ws.Gate, ws.Up, recompute: ws.Gate is null || ctx.Plan.Policy.Recomputes);
 
     /// <summary>Over <paramref name="rowsTotal"/> rows of h_mid: dRes enters as dL/dh_out and leaves as dL/dm; gate/up
     /// live in the saved slots when given, else in scratch, and are recomputed per chunk when asked.</summary>
