@@ -722,10 +722,9 @@ public unsafe class FlashAttentionTests
         const int H = 4, D = 32;
         int[]? rows = PackedRows(B, T, window);
         var expected = Problem.Create(B, T, H, KvH, D, seed: 16);
-        ushort[] qb = ToBf16(expected.Q), kb = ToBf16(expected.K), vb = ToBf16(expected.V);
-        expected.Q = Widen(qb);
-        expected.K = Widen(kb);
-        expected.V = Widen(vb);
+        (ushort[] qb, expected.Q) = RoundToBf16(expected.Q);
+        (ushort[] kb, expected.K) = RoundToBf16(expected.K);
+        (ushort[] vb, expected.V) = RoundToBf16(expected.V);
         float[] output = new float[expected.Output.Length], lse = new float[expected.Lse.Length], rowDot = new float[B * H * T];
         float[] dq = new float[expected.DQ.Length], dk = new float[expected.DK.Length], dv = new float[expected.DV.Length];
         fixed (int* st = rows)
@@ -751,28 +750,19 @@ public unsafe class FlashAttentionTests
         Assert.Equal(expected.DV, dv);
     }
 
-    private static ushort[] ToBf16(float[] x)
+    /// <summary>x rounded to bf16: the bits, and their (exact) widening.</summary>
+    private static (ushort[] Bits, float[] Widened) RoundToBf16(float[] x)
     {
-        ushort[] y = new ushort[x.Length];
-        fixed (float* src = x)
-        fixed (ushort* dst = y)
+        ushort[] bits = new ushort[x.Length];
+        float[] widened = new float[x.Length];
+        fixed (float* src = x, dst = widened)
+        fixed (ushort* b = bits)
         {
-            BFloat16.FromFloat(src, dst, x.Length);
+            BFloat16.FromFloat(src, b, x.Length);
+            BFloat16.ToFloat(b, dst, x.Length);
         }
 
-        return y;
-    }
-
-    private static float[] Widen(ushort[] x)
-    {
-        float[] y = new float[x.Length];
-        fixed (ushort* src = x)
-        fixed (float* dst = y)
-        {
-            BFloat16.ToFloat(src, dst, x.Length);
-        }
-
-        return y;
+        return (bits, widened);
     }
 
     [Fact]
