@@ -45,8 +45,6 @@ public static unsafe partial class FlashAttention
         long qStride = (long)a.HeadCount * d;
         long kvStride = (long)a.KvHeadCount * d;
         long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
-        float* kHead = a.K + kvOffset; // (T, D) with row stride kvStride
-        float* vHead = a.V + kvOffset; // (T, D) with row stride kvStride
         long rowOffset = (a.QueryRow(b, t0) * qStride) + ((long)kvh * group * d); // first head of the group
 
         long perHead = (2L * d * bq) + (2L * bq);
@@ -82,7 +80,7 @@ public static unsafe partial class FlashAttention
                 PrefetchKeyRows(ref a, kvOffset + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
             }
 
-            float* kTile = KeyTile(ref a, kHead, vHead, kvOffset, kvStride, j0, n, kvTiles, bk, out float* vTile, out long tileStride);
+            float* kTile = KeyTile(ref a, kvOffset, kvStride, j0, n, kvTiles, bk, out float* vTile, out long tileStride);
             for (int g = 0; g < group; g++)
             {
                 float* qT = scratch + (g * perHead);
@@ -235,9 +233,7 @@ public static unsafe partial class FlashAttention
         long qStride = (long)a.HeadCount * d;
         long kvStride = (long)a.KvHeadCount * d;
         long kvOffset = ((long)b * seqLen * kvStride) + ((long)kvh * d);
-        float* kHead = a.K + kvOffset;   // (T, D) with row stride kvStride, as are the next three
-        float* vHead = a.V + kvOffset;
-        float* dkHead = (intoPartials ? a.PartialK : a.DK) + kvOffset;
+        float* dkHead = (intoPartials ? a.PartialK : a.DK) + kvOffset; // (T, D) with row stride kvStride, as is dvHead
         float* dvHead = (intoPartials ? a.PartialV : a.DV) + kvOffset;
         if (intoPartials)
         {
@@ -325,7 +321,7 @@ public static unsafe partial class FlashAttention
                     PrefetchKeyRows(ref a, kvOffset + ((j0 + bk) * kvStride), kvStride, nextKeys, d);
                 }
 
-                float* kTile = KeyTile(ref a, kHead, vHead, kvOffset, kvStride, j0, n, kvTiles, bk, out float* vTile, out long tileStride);
+                float* kTile = KeyTile(ref a, kvOffset, kvStride, j0, n, kvTiles, bk, out float* vTile, out long tileStride);
 
                 // The last block sees the most keys of the tile: it starts the dK/dV tile sums (overwrite), the
                 // earlier one adds to the rows it sees.

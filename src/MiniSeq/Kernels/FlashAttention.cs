@@ -499,29 +499,34 @@ public static unsafe partial class FlashAttention
         }
     }
 
-    /// <summary>Software prefetch (into all cache levels) of rows [0, rows) of width d; a no-op off x86.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>Software prefetch (into all cache levels) of rows [0, rows) of d floats; a no-op off x86.</summary>
     private static void PrefetchRows(float* first, long stride, int rows, int d)
+        => PrefetchRows((byte*)first, stride * sizeof(float), rows, d * sizeof(float));
+
+    /// <summary>Software prefetch of rows [0, rows) of <paramref name="rowBytes"/> bytes, <paramref name="strideBytes"/>
+    /// apart (fp32 or bf16 rows); a no-op off x86.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PrefetchRows(byte* first, long strideBytes, int rows, int rowBytes)
     {
         if (!Sse.IsSupported)
         {
             return;
         }
 
-        // A row's last line needs its own fetch only when rows do not start on a line (then d floats can span one
-        // line more than d/16).
-        bool lineAligned = ((nint)first & 63) == 0 && stride % 16 == 0 && d % 16 == 0;
+        // A row's last line needs its own fetch only when rows do not start on a line (then a row can span one line
+        // more than rowBytes/64).
+        bool lineAligned = ((nint)first & 63) == 0 && strideBytes % 64 == 0 && rowBytes % 64 == 0;
         for (int r = 0; r < rows; r++)
         {
-            float* row = first + (r * stride);
-            for (int i = 0; i < d; i += 16)
+            byte* row = first + (r * strideBytes);
+            for (int i = 0; i < rowBytes; i += 64)
             {
                 Sse.Prefetch0(row + i);
             }
 
             if (!lineAligned)
             {
-                Sse.Prefetch0(row + d - 1);
+                Sse.Prefetch0(row + rowBytes - 1);
             }
         }
     }
@@ -561,13 +566,13 @@ public static unsafe partial class FlashAttention
     /// (k rows, then v rows at <paramref name="keyTile"/>·D). Returns k's base (and v's) such that key j's row is at
     /// base + j·stride, as the micro-kernels index them (only rows j0 … j0 + n − 1 are read).
     /// </summary>
-    private static float* KeyTile(ref Args a, float* kHead, float* vHead, long kvOffset, long kvStride, int j0, int n, float* widened, int keyTile, out float* vBase, out long stride)
+    private static float* KeyTile(ref Args a, long kvOffset, long kvStride, int j0, int n, float* widened, int keyTile, out float* vBase, out long stride)
     {
         if (!a.Bf16Inputs)
         {
-            vBase = vHead;
+            vBase = a.V + kvOffset;
             stride = kvStride;
-            return kHead;
+            return a.K + kvOffset;
         }
 
         int d = a.HeadDim;
@@ -584,29 +589,14 @@ public static unsafe partial class FlashAttention
         return kRows - ((long)j0 * d);
     }
 
-    /// <summary><see cref="PrefetchRows"/> of k and v rows (fp32 or bf16) from element <paramref name="offset"/>.</summary>
+    /// <summary><see cref="PrefetchRows(byte*, long, int, int)"/> of k and v rows (fp32 or bf16) from element
+    /// <paramref name="offset"/>, <paramref name="stride"/> elements apart.</summary>
     private static void PrefetchKeyRows(ref Args a, long offset, long stride, int rows, int d)
     {
-        if (!a.Bf16Inputs)
-        {
-            PrefetchRows(a.K + offset, stride, rows, d);
-            PrefetchRows(a.V + offset, stride, rows, d);
-        }
-        else if (Sse.IsSupported)
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                ushort* k = a.KBf16 + offset + (r * stride), v = a.VBf16 + offset + (r * stride);
-                for (int i = 0; i < d; i += 32)
-                {
-                    Sse.Prefetch0(k + i);
-                    Sse.Prefetch0(v + i);
-                }
-
-                Sse.Prefetch0(k + d - 1);
-                Sse.Prefetch0(v + d - 1);
-            }
-        }
+        int bytes = a.Bf16Inputs ? sizeof(ushort) : sizeof(float);
+        byte* k = a.Bf16Inputs ? (byte*)a.KBf16 : (byte*)a.K, v = a.Bf16Inputs ? (byte*)a.VBf16 : (byte*)a.V;
+        PrefetchRows(k + (offset * bytes), stride * bytes, rows, d * bytes);
+        PrefetchRows(v + (offset * bytes), stride * bytes, rows, d * bytes);
     }
 
     /// <summary>First key query t (absolute position) of row b sees: the later of its document's start and t − W + 1 (0 when neither applies).</summary>

@@ -406,11 +406,13 @@ public sealed unsafe class LlamaPass : IDisposable
         LayerInputStore? storedInput = null;
         if (Plan.RecomputesFromStore)
         {
-            // Checkpointed bf16 layer inputs: the recompute reads h_l from the store chunk by chunk, and the stream
-            // buffer (free once the LM head has run) takes m, then dL/da.
+            // Checkpointed bf16 layer inputs: h_l is widened into the stream buffer (free once the LM head has run),
+            // where the recompute turns it into m in place, then dL/da goes over it; the attention backward reads h_l
+            // from the store again, one projection chunk at a time.
             hIn = null;
             storedInput = _layerInputs;
             mid = _ctx.Saved(Plan.LayerInputs[0]);
+            storedInput!.Read(l, 0, Rows, mid);
         }
         else if (_layerInputs is not null)
         {
@@ -444,7 +446,7 @@ public sealed unsafe class LlamaPass : IDisposable
         {
             // Recompute the attention half from the checkpointed layer input (without flash attention when this layer's
             // output and lse were kept); the MLP half is recomputed per chunk below.
-            _attention.Forward(l, hIn, ws, mid, attentionKept: Plan.KeepsAttention, storedInput: storedInput);
+            _attention.Forward(l, hIn == null ? mid : hIn, ws, mid, attentionKept: Plan.KeepsAttention);
         }
 
         _mlp.Backward(l, ws, mid, dRes, gradients);

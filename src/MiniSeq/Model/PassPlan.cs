@@ -200,7 +200,6 @@ public sealed class PassPlan
         // workspace's own, or the layer's saved ones — so no fp32 copy exists. Under Ulysses, whose all-to-alls move
         // fp32, they are rounded in place in an fp32 workspace.
         RoundsAttentionInputs = precision == Precision.BFloat16 && (WorkspaceInScratch || storeSaved);
-        AttentionInputsBf16 = RoundsAttentionInputs && SequenceParallel is null;
         ElementType qkvType = AttentionInputsBf16 ? ElementType.BF16 : ElementType.F32;
         long lmHeadBase = Scratch.Cursor;
         SavedBf16 = new SavedBf16Slots[storeSaved ? layers : 0];
@@ -244,13 +243,6 @@ public sealed class PassPlan
         ProjRstd = Scratch.Add("proj_rstd", pr);
         ProjQkRstd = config.QkNorm ? Scratch.Add("proj_qk_rstd", pr * heads) : default;
         RecomputesFromStore = training && storeInputs && policy.Checkpoint;
-        if (RecomputesFromStore)
-        {
-            // the recompute reads its layer input from the bf16 store one projection chunk at a time (the stream
-            // buffer holds m)
-            ProjInput = Scratch.Add("proj_input", pr * c);
-        }
-
         if (AttentionInputsBf16)
         {
             // one projection chunk's fp32 q, k, v (normed, rotated), then rounded into the workspace's bf16 slots
@@ -550,16 +542,16 @@ public sealed class PassPlan
     /// whose chunk shares its memory) rather than in <see cref="Activations"/>.</summary>
     public bool WorkspaceInScratch { get; private set; }
 
-    /// <summary>Checkpointing with the layer inputs in the bf16 store: a layer's backward reads its input from the store
-    /// one projection chunk at a time (<see cref="ProjInput"/>, <see cref="BackProjInput"/>), so that the one fp32 stream
-    /// buffer can hold the recomputed m and then dL/da.</summary>
+    /// <summary>Checkpointing with the layer inputs in the bf16 store: the recompute widens h_l into the one fp32 stream
+    /// buffer and turns it into m in place, dL/da then goes over it, so the attention backward reads h_l from the store
+    /// again, one projection chunk at a time (<see cref="BackProjInput"/>).</summary>
     public bool RecomputesFromStore { get; private set; }
 
     /// <summary>Mixed precision in one process: the workspaces' q, k, v slots are bf16 — the one rebuilt workspace's own
     /// (<see cref="WorkspaceInScratch"/>), or each layer's saved ones (<see cref="SavedBf16"/>) — rounded per projection
     /// chunk after RoPE and read by flash attention directly; the projections write each chunk's fp32 values to
     /// <see cref="ProjQuery"/>, <see cref="ProjKey"/>, <see cref="ProjValue"/>.</summary>
-    public bool AttentionInputsBf16 { get; private set; }
+    public bool AttentionInputsBf16 => RoundsAttentionInputs && SequenceParallel is null;
 
     /// <summary>Mixed precision (every policy but sequence-chunked layers): attention runs on q, k, v rounded to bf16
     /// (kept as bf16 when <see cref="AttentionInputsBf16"/>, else — under Ulysses — rounded in place in fp32).</summary>
@@ -578,7 +570,6 @@ public sealed class PassPlan
     public ArenaSlot ProjNorm { get; private set; }
     public ArenaSlot ProjRstd { get; private set; }
     public ArenaSlot ProjQkRstd { get; private set; }
-    public ArenaSlot ProjInput { get; private set; }
     public ArenaSlot BackProjInput { get; private set; }
     public ArenaSlot ProjQuery { get; private set; }
     public ArenaSlot ProjKey { get; private set; }

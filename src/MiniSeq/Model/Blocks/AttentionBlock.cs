@@ -22,17 +22,16 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
     /// without recomputation): q, k and v are rounded to bf16 and stored there before attention, which then runs on
     /// the rounded values, so the backward's probabilities (from the stored q, k and this forward's lse) sum to one.</summary>
     /// <remarks>m = h + a·Woᵀ goes to <paramref name="mid"/>: the workspace's h_mid, the layer's output buffer, or hIn
-    /// itself (in place: hIn is not read after the projections). hIn null: a recompute reads the layer input from
-    /// <paramref name="storedInput"/> (the bf16 store) one projection chunk at a time, and widens it whole into mid.</remarks>
-    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws, float* mid, bool attentionKept = false, SavedBf16Slots? savedBf16 = null, LayerInputStore? storedInput = null)
+    /// itself (in place: hIn is not read after the projections).</remarks>
+    public void Forward(int l, float* hIn, LayerWorkspaceSlots ws, float* mid, bool attentionKept = false, SavedBf16Slots? savedBf16 = null)
     {
         LayerSlots w = ctx.Layout.Layers[l];
         LlamaConfig cfg = ctx.Config;
         PassPlan plan = ctx.Plan;
         int c = cfg.HiddenSize, hd = cfg.QueryDim, kvd = cfg.KeyValueDim, rowsTotal = ctx.Rows;
-        // bf16 attention inputs (mixed precision, one rebuilt workspace): each projection chunk goes to fp32 scratch, is
-        // normed and rotated there and rounded into the bf16 q, k, v, which flash attention reads directly.
-        bool bf16Inputs = plan.AttentionInputsBf16;
+        // Mixed precision rounds q, k, v after RoPE, per projection chunk: into the bf16 slots flash attention reads
+        // (the chunk is computed in fp32 scratch), or — under Ulysses, whose all-to-alls move fp32 — in place.
+        bool bf16Inputs = plan.AttentionInputsBf16, roundInPlace = plan.RoundsAttentionInputs && !bf16Inputs;
         float* q = bf16Inputs ? null : ctx.Work(ws.Query), k = bf16Inputs ? null : ctx.Work(ws.Key), v = bf16Inputs ? null : ctx.Work(ws.Value);
         float* attn = ctx.Work(ws.AttnOut);
         float* xn = ctx.Temp(plan.ProjNorm), rstd = ctx.Temp(plan.ProjRstd);
@@ -46,7 +45,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
             float* vc = bf16Inputs ? ctx.Temp(plan.ProjValue) : v + ((long)r0 * kvd);
 
             // xn1 = rmsnorm(h) ; q = xn1·Wqᵀ (+ bq) ; k = xn1·Wkᵀ (+ bk) ; v = xn1·Wvᵀ (+ bv)
-            ctx.NormForward(InputRows(l, hIn, storedInput, r0, rows, plan.ProjInput), w.AttentionNorm, rows, xn, rstd);
+            ctx.NormForward(hIn + ((long)r0 * c), w.AttentionNorm, rows, xn, rstd);
             Linear.Forward(xn, rows, wq, qc, op: ProfiledOp.AttentionProjections, firstRow: r0);
             Linear.Forward(xn, rows, wk, kc, op: ProfiledOp.AttentionProjections, firstRow: r0);
             Linear.Forward(xn, rows, wv, vc, op: ProfiledOp.AttentionProjections, firstRow: r0);
@@ -58,52 +57,37 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
                 ctx.HeadNormForward(kc, kNorm, rows, cfg.NumKeyValueHeads, kc, qkRstd);
             }
 
-            if (bf16Inputs)
+            using (StepProfiler.Measure(ProfiledOp.Rope))
             {
-                using (StepProfiler.Measure(ProfiledOp.Rope))
-                {
-                    Rope.Forward(qc, rows, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts, firstRow: r0);
-                    Rope.Forward(kc, rows, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts, firstRow: r0);
-                }
+                Rope.Forward(qc, rows, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts, firstRow: r0);
+                Rope.Forward(kc, rows, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts, firstRow: r0);
+            }
 
-                using (StepProfiler.Measure(ProfiledOp.Other))
+            if (bf16Inputs || roundInPlace)
+            {
+                using var scope = StepProfiler.Measure(ProfiledOp.Other);
+                if (bf16Inputs)
                 {
                     BFloat16.FromFloat(qc, ctx.WorkBf16(ws.Query) + ((long)r0 * hd), (long)rows * hd);
                     BFloat16.FromFloat(kc, ctx.WorkBf16(ws.Key) + ((long)r0 * kvd), (long)rows * kvd);
                     BFloat16.FromFloat(vc, ctx.WorkBf16(ws.Value) + ((long)r0 * kvd), (long)rows * kvd);
                 }
-            }
-        }
-
-        if (!bf16Inputs)
-        {
-            using (StepProfiler.Measure(ProfiledOp.Rope))
-            {
-                Rope.Forward(q, rowsTotal, plan.SeqLen, cfg.NumAttentionHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
-            }
-
-            using (StepProfiler.Measure(ProfiledOp.Rope))
-            {
-                Rope.Forward(k, rowsTotal, plan.SeqLen, cfg.NumKeyValueHeads, ctx.Rope, ctx.RopeOffset, ctx.DocumentStarts);
-            }
-
-            if (plan.RoundsAttentionInputs && savedBf16 is null)
-            {
-                // Ulysses under mixed precision: the same rounded values as one process's bf16 q, k, v, in fp32.
-                using var scope = StepProfiler.Measure(ProfiledOp.Other);
-                BFloat16.RoundInPlace(q, (long)rowsTotal * hd);
-                BFloat16.RoundInPlace(k, (long)rowsTotal * kvd);
-                BFloat16.RoundInPlace(v, (long)rowsTotal * kvd);
+                else
+                {
+                    BFloat16.RoundInPlace(qc, (long)rows * hd);
+                    BFloat16.RoundInPlace(kc, (long)rows * kvd);
+                    BFloat16.RoundInPlace(vc, (long)rows * kvd);
+                }
             }
         }
 
         if (savedBf16 is not null && !bf16Inputs)
         {
-            // Ulysses: the saved bf16 q, k, v are stored here, the fp32 workspace keeps the rounded values.
+            // Ulysses without recomputation: the rounded q, k, v (exact in bf16) are also the layer's saved ones.
             using var scope = StepProfiler.Measure(ProfiledOp.Other);
             foreach ((ArenaSlot bf16, ArenaSlot fp32) in savedBf16.AttentionInputs(ws))
             {
-                ctx.StoreBf16(ctx.Work(fp32), bf16, roundInPlace: true);
+                ctx.StoreBf16(ctx.Work(fp32), bf16);
             }
         }
 
@@ -130,12 +114,7 @@ internal sealed unsafe class AttentionBlock(PassContext ctx)
         }
 
         // h_mid = h + a·Woᵀ
-        if (hIn == null)
-        {
-            using var scope = StepProfiler.Measure(ProfiledOp.Other);
-            storedInput!.Read(l, 0, rowsTotal, mid);
-        }
-        else if (mid != hIn)
+        if (mid != hIn)
         {
             new TensorView(hIn, (long)rowsTotal * c).CopyTo(new TensorView(mid, (long)rowsTotal * c));
         }
